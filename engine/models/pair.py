@@ -1,0 +1,63 @@
+"""The base/finetuned pair: two models, or one set of base weights with an adapter switched on and off."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from engine.errors import UserError
+from engine.models.adapters import adapter_enabled
+from engine.models.loading import LoadedModel
+
+Side = Literal["base", "ft"]
+
+
+@dataclass
+class ModelPair:
+    """`use(side)` yields the model to run for that side; with `shared`, both sides are one module."""
+
+    base: LoadedModel
+    ft: LoadedModel
+
+    @property
+    def shared(self) -> bool:
+        return self.base is self.ft
+
+    @property
+    def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer
+        return self.base.tokenizer
+
+    @property
+    def n_layers(self) -> int:
+        return self.base.n_layers
+
+    @property
+    def d_model(self) -> int:
+        return self.base.d_model
+
+    @contextlib.contextmanager
+    def use(self, side: Side) -> Iterator[LoadedModel]:
+        model = self.ft if side == "ft" else self.base
+        if self.shared:
+            with adapter_enabled(model, side == "ft"):
+                yield model
+        else:
+            yield model
+
+    def check_diffable(self) -> None:
+        """Refuse pairs whose activations cannot be compared position by position."""
+        if self.shared:
+            return
+        b, f = self.base, self.ft
+        problems = []
+        if b.tokenizer.get_vocab() != f.tokenizer.get_vocab():
+            problems.append(f"tokenizer vocabularies differ ({len(b.tokenizer)} vs {len(f.tokenizer)} tokens)")
+        if b.n_layers != f.n_layers:
+            problems.append(f"layer counts differ ({b.n_layers} vs {f.n_layers})")
+        if b.d_model != f.d_model:
+            problems.append(f"hidden sizes differ ({b.d_model} vs {f.d_model})")
+        if problems:
+            raise UserError(f"{b.spec.label()} and {f.spec.label()} are not diffable: " + "; ".join(problems),
+                            "pass a finetuned model derived from the same base model")

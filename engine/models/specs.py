@@ -1,0 +1,131 @@
+"""Model specs: what a user types (`gemma-3-270m`, `demo`, an HF id, a directory, a GGUF file, an adapter).
+
+A spec resolves to `ModelSpec`, whose `identity()` feeds the content hash of every result, so it pins
+what the weights are (revision, file hashes, adapter hash) and not merely what they were called.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.embedded import EMBEDDED_NAME
+from engine.errors import UserError
+from store.hashing import dir_sha256, file_sha256
+
+DEMO_NAME = "demo"
+DEMO_ADAPTER = Path(__file__).resolve().parent.parent / "organisms" / "demo" / "cake-sdf"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model: `source` is `embedded`, `hf`, `local` or `gguf`; `adapter` a peft adapter."""
+
+    source: str
+    path: str
+    revision: str | None = None
+    adapter: str | None = None
+    trust_remote_code: bool = False
+
+    @property
+    def base(self) -> ModelSpec:
+        """The same weights without the adapter."""
+        return replace(self, adapter=None)
+
+    def label(self) -> str:
+        name = self.path if self.source in ("embedded", "hf") else Path(self.path).name
+        name = f"{name}@{self.revision}" if self.revision else name
+        return f"{name}+{Path(self.adapter).name}" if self.adapter else name
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the weights, for content hashes (files are hashed, not named)."""
+        ident: dict[str, Any] = {"source": self.source, "revision": self.revision}
+        if self.source == "gguf":
+            ident["sha256"] = _cached_file_hash(Path(self.path))
+        elif self.source == "local":
+            ident["sha256"] = _weights_hash(Path(self.path))
+        else:
+            ident["name"] = self.path
+        if self.adapter:
+            adapter = Path(self.adapter)
+            ident["adapter"] = dir_sha256(adapter) if adapter.is_dir() else self.adapter
+        return ident
+
+
+def _weights_hash(directory: Path) -> str:
+    """Hash of a local checkpoint: config plus weight files (the big ones by size+mtime-free content)."""
+    files = sorted(p for p in directory.iterdir() if p.suffix in (".json", ".safetensors", ".bin", ".model"))
+    return dir_sha256(directory) if not files else _hash_files(files)
+
+
+def _hash_files(files: list[Path]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.name.encode())
+        h.update(_cached_file_hash(f).encode())
+    return h.hexdigest()
+
+
+_HASH_CACHE: dict[tuple[str, int, float], str] = {}
+
+
+def _cached_file_hash(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime)
+    if key not in _HASH_CACHE:
+        _HASH_CACHE[key] = file_sha256(path)
+    return _HASH_CACHE[key]
+
+
+def is_adapter_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "adapter_config.json").exists()
+
+
+def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool = False) -> ModelSpec:
+    """Resolve what the user typed. Adapters may be given inline (a directory) or with `adapter=`."""
+    text = text.strip()
+    if not text:
+        raise UserError("empty model spec", "pass a Hugging Face id, a local directory, a .gguf file or 'demo'")
+    if text == DEMO_NAME:
+        if not is_adapter_dir(DEMO_ADAPTER):
+            raise UserError("the demo organism adapter is missing from this install",
+                            "reinstall difflens or run `difflens organism train --recipe cake-sdf`")
+        return ModelSpec("embedded", EMBEDDED_NAME, adapter=str(DEMO_ADAPTER))
+    if text.startswith("organism:"):
+        from engine.organisms.registry import resolve_organism
+
+        return parse_spec(*resolve_organism(text.removeprefix("organism:")), trust_remote_code=trust_remote_code)
+    if adapter is not None:
+        adapter_path = Path(adapter).expanduser()
+        if not is_adapter_dir(adapter_path) and ("/" not in adapter or adapter_path.exists()):
+            raise UserError(f"adapter {adapter!r} is not a peft adapter directory (no adapter_config.json)",
+                            "pass the directory written by `difflens organism train` or a peft save_pretrained")
+        adapter = str(adapter_path.resolve()) if adapter_path.exists() else adapter
+    path = Path(text).expanduser()
+    if text == EMBEDDED_NAME:
+        return ModelSpec("embedded", EMBEDDED_NAME, adapter=adapter)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise UserError(f"GGUF file {text!r} does not exist", "check the path")
+        return ModelSpec("gguf", str(path.resolve()), adapter=adapter)
+    if path.exists() or text.startswith((".", "/", "~")):
+        if not path.is_dir():
+            raise UserError(f"model path {text!r} does not exist", "check the path, or pass a Hugging Face id")
+        if is_adapter_dir(path):
+            if adapter:
+                raise UserError("two adapters given", "pass the adapter either as the spec or with --adapter")
+            base = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+            if not base:
+                raise UserError(f"adapter {text!r} does not name its base model",
+                                "pass --ft BASE --adapter DIR instead")
+            return replace(parse_spec(base, trust_remote_code=trust_remote_code), adapter=str(path.resolve()))
+        if not (path / "config.json").exists():
+            raise UserError(f"{text!r} is not a model directory (no config.json)",
+                            "pass a directory saved with save_pretrained")
+        return ModelSpec("local", str(path.resolve()), adapter=adapter, trust_remote_code=trust_remote_code)
+    name, _, revision = text.partition("@")
+    return ModelSpec("hf", name, revision=revision or None, adapter=adapter, trust_remote_code=trust_remote_code)

@@ -1,0 +1,49 @@
+"""The engine's operations: one registry that the JSON-RPC server, the CLI and the agent all call.
+
+An op takes JSON-able params and a `JobContext` and returns a JSON-able dict. Ops marked `long` run as
+jobs (progress notifications, cancel); the rest answer at once. Each op validates its params and raises
+`UserError` with a one-line fix for bad input. Modules in this package register ops at import time;
+`load_all()` imports them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.jobs import JobContext
+
+OpFn = Callable[[dict[str, Any], JobContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    fn: OpFn
+    long: bool
+    doc: str
+
+
+REGISTRY: dict[str, Op] = {}
+
+
+def op(name: str, *, long: bool = False) -> Callable[[OpFn], OpFn]:
+    """Register `fn` as the op `name` (dotted names group them, e.g. `organism.train`)."""
+
+    def register(fn: OpFn) -> OpFn:
+        if name in REGISTRY:
+            raise ValueError(f"op {name!r} registered twice")
+        REGISTRY[name] = Op(name=name, fn=fn, long=long, doc=(fn.__doc__ or "").strip().splitlines()[0])
+        return fn
+
+    return register
+
+
+def load_all() -> dict[str, Op]:
+    """Import every op module in this package so that the registry is complete."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+    return REGISTRY

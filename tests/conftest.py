@@ -1,0 +1,32 @@
+"""Shared fixtures: an isolated store per test and tiny checkpoints built once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tiny import perturbed_copy, save_tiny
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own DIFFLENS_HOME; the model cache dir is shared (converted checkpoints)."""
+    home = tmp_path / "difflens-home"
+    monkeypatch.setenv("DIFFLENS_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "llama", "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_ft_dir(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
+    return perturbed_copy(tiny_dir, tmp_path_factory.mktemp("tiny") / "llama-ft")
+
+
+@pytest.fixture(scope="session")
+def tiny_gemma_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny(tmp_path_factory.mktemp("tiny") / "gemma", "gemma")
