@@ -26,7 +26,7 @@ class ModelPair:
         return self.base is self.ft
 
     @property
-    def tokenizer(self):  # noqa: ANN201 - a transformers tokenizer
+    def tokenizer(self):
         return self.base.tokenizer
 
     @property
