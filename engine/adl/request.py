@@ -1,0 +1,86 @@
+"""What determines an ADL run: both models, the corpus, n, k, seed, layers, dtype. Its key is the run id."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from engine.corpus.sources import CorpusSpec, parse_corpus
+from engine.errors import UserError
+from engine.models.device import Placement, resolve_placement
+from engine.models.specs import ModelSpec, parse_spec
+from store.results import key_for
+
+KIND = "adl"
+
+
+@dataclass(frozen=True)
+class AdlRequest:
+    """The user's request as typed (spec strings), so a run can be reloaded later by what it names."""
+
+    base: str
+    ft: str
+    adapter: str | None = None
+    corpus: str = "self:"
+    n: int = 256
+    k: int = 5
+    seed: int = 0
+    layers: tuple[int, ...] | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
+    trust_remote_code: bool = False
+
+    def validate(self) -> None:
+        if self.n <= 0:
+            raise UserError(f"n must be positive, got {self.n}", "pass -n 64 or more")
+        if self.k <= 0:
+            raise UserError(f"k must be positive, got {self.k}", "pass -k 5 (the paper's default)")
+        if self.batch_size <= 0:
+            raise UserError(f"batch size must be positive, got {self.batch_size}", "pass --batch-size 32")
+
+    @property
+    def base_spec(self) -> ModelSpec:
+        return parse_spec(self.base, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def ft_spec(self) -> ModelSpec:
+        return parse_spec(self.ft, adapter=self.adapter, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def corpus_spec(self) -> CorpusSpec:
+        return parse_corpus(self.corpus)
+
+    @property
+    def placement(self) -> Placement:
+        return resolve_placement(self.device, self.dtype)
+
+    def resolve_layers(self, n_layers: int) -> list[int]:
+        if self.layers is None:
+            return list(range(n_layers))
+        out = sorted({layer + n_layers if layer < 0 else layer for layer in self.layers})
+        if not out or out[0] < 0 or out[-1] >= n_layers:
+            raise UserError(f"layers {list(self.layers)} out of range for a {n_layers}-layer model",
+                            f"pass layers between 0 and {n_layers - 1}")
+        return out
+
+    def inputs(self, n_layers: int) -> dict[str, Any]:
+        """Everything that determines the result (batch size and device do not)."""
+        return {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
+                "corpus": self.corpus_spec.identity(), "n": self.n, "k": self.k, "seed": self.seed,
+                "layers": self.resolve_layers(n_layers), "dtype": self.placement.dtype_name}
+
+    def run_id(self, n_layers: int) -> str:
+        return key_for(KIND, self.inputs(n_layers))
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["layers"] = list(self.layers) if self.layers is not None else None
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AdlRequest:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if fields.get("layers") is not None:
+            fields["layers"] = tuple(fields["layers"])
+        return cls(**fields)

@@ -1,0 +1,146 @@
+"""ADL step 1: the mean diff matches a straightforward reference; caching, corruption, resume, mismatch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from engine.adl.compute import CHECKPOINT_EVERY_S, checkpoint_path, compute_adl
+from engine.adl.request import AdlRequest
+from engine.corpus.sources import load_examples, parse_corpus
+from engine.corpus.windows import make_windows
+from engine.errors import JobCancelled, UserError
+from engine.jobs import JobContext
+from store import results
+from tests.tiny import WORDS, save_tiny, tiny_tokenizer
+
+
+def write_corpus(path: Path, n: int = 40, seed: int = 0) -> Path:
+    g = torch.Generator().manual_seed(seed)
+    lines = [" ".join(WORDS[int(i)] for i in torch.randint(0, 100, (int(torch.randint(3, 12, (1,), generator=g)),),
+                                                            generator=g)) for _ in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def reference_mean_diff(base_dir: Path, ft_dir: Path, corpus: Path, n: int, k: int, seed: int) -> torch.Tensor:
+    """The straightforward way: full forward with output_hidden_states on the same windows.
+
+    HF's last hidden state has the final norm applied, so the last decoder layer's raw output is read
+    with a forward hook instead.
+    """
+    tok = tiny_tokenizer()
+    windows, _ = make_windows(tok, load_examples(parse_corpus(str(corpus)), n, seed), k)
+    ids = torch.tensor([w.ids for w in windows])
+    base = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    ft = AutoModelForCausalLM.from_pretrained(ft_dir).eval()
+    def run(model: torch.nn.Module) -> torch.Tensor:
+        last: list[torch.Tensor] = []
+        handle = model.model.layers[-1].register_forward_hook(lambda m, i, o: last.append(o))
+        with torch.no_grad():
+            hidden = model(ids, output_hidden_states=True).hidden_states[1:-1]
+        handle.remove()
+        return torch.stack([*hidden, last[0]])
+
+    hb, hf = run(base), run(ft)
+    return (hf - hb)[:, :, 1: k + 1].mean(1)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gemma"])
+def test_mean_diff_matches_hidden_states_reference(tmp_path: Path, kind: str) -> None:
+    base = save_tiny(tmp_path / "base", kind, seed=0)
+    ft = save_tiny(tmp_path / "ft", kind, seed=0)
+    model = AutoModelForCausalLM.from_pretrained(ft)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "mlp" in name:
+                p.add_(0.05 * torch.randn_like(p))
+    model.save_pretrained(ft)
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    request = AdlRequest(base=str(base), ft=str(ft), corpus=str(corpus), n=30, k=4, batch_size=7)
+    outcome = compute_adl(request)
+    got = torch.from_numpy(outcome.result.tensors["mean_diff"])
+    want = reference_mean_diff(base, ft, corpus, 30, 4, 0)
+    assert got.shape == want.shape == (4, 4, 32)
+    assert (got - want).abs().max() < 1e-4
+    assert got.abs().max() > 1e-3
+
+
+def test_second_call_is_a_cache_hit(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path) -> None:
+    request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(write_corpus(tmp_path / "c.txt")),
+                         n=16, k=3)
+    first = compute_adl(request)
+    second = compute_adl(request)
+    assert not first.cached and second.cached and first.run == second.run
+    assert (first.result.tensors["mean_diff"] == second.result.tensors["mean_diff"]).all()
+
+
+def test_corrupt_file_is_recomputed(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path) -> None:
+    request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(write_corpus(tmp_path / "c.txt")),
+                         n=16, k=3)
+    first = compute_adl(request)
+    path = results.file_for(first.run)
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert results.load(first.run) is None
+    again = compute_adl(request)
+    assert not again.cached
+    assert (again.result.tensors["mean_diff"] == first.result.tensors["mean_diff"]).all()
+    path.write_bytes(b"")
+    assert compute_adl(request).cached is False
+
+
+def test_interrupted_run_resumes_from_checkpoint(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    corpus = write_corpus(tmp_path / "c.txt")
+    request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(corpus), n=30, k=3, batch_size=5)
+    full = compute_adl(request).result.tensors["mean_diff"]
+    for path in results.file_for("x").parent.iterdir():
+        path.unlink()
+    results.connect().execute("delete from results")
+
+    seen: list[int] = []
+
+    def emit(event: dict) -> None:
+        seen.append(event["done"])
+        if event["done"] >= 15:
+            ctx.cancel_event.set()
+
+    ctx = JobContext(emit=emit)
+    with pytest.raises(JobCancelled):
+        compute_adl(request, ctx)
+    run_id = request.run_id(4)
+    assert checkpoint_path(run_id).exists()
+    assert not results.file_for(run_id).exists()
+    progress: list[int] = []
+    resumed = compute_adl(request, JobContext(emit=lambda e: progress.append(e["done"])))
+    assert progress[0] == 20, "resumed after the 15 texts already summed"
+    assert abs(resumed.result.tensors["mean_diff"] - full).max() < 1e-6
+    assert not checkpoint_path(run_id).exists()
+    assert CHECKPOINT_EVERY_S > 0
+
+
+def test_pair_mismatch_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
+    other = save_tiny(tmp_path / "wide", "llama", hidden=48)
+    with pytest.raises(UserError, match="not diffable.*hidden sizes differ"):
+        compute_adl(AdlRequest(base=str(tiny_dir), ft=str(other), corpus="generic:", n=4))
+
+
+def test_bad_parameters_are_user_errors(tiny_dir: Path) -> None:
+    with pytest.raises(UserError, match="k must be positive"):
+        compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_dir), k=0))
+    with pytest.raises(UserError, match="out of range"):
+        compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_dir), layers=(9,), n=4))
+    with pytest.raises(UserError, match="does not exist"):
+        compute_adl(AdlRequest(base=str(tiny_dir) + "-missing", ft=str(tiny_dir)))
+
+
+def test_identical_pair_gives_zero_diff_with_self_corpus(tiny_dir: Path) -> None:
+    outcome = compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_dir), corpus="self:", n=12, k=4))
+    assert outcome.result.tensors["mean_diff"].shape == (4, 4, 32)
+    assert abs(outcome.result.tensors["mean_diff"]).max() == 0
+    assert outcome.result.tensors["base_norm"].min() > 0
