@@ -126,7 +126,7 @@ def test_interrupted_run_resumes_from_checkpoint(tiny_dir: Path, tiny_ft_dir: Pa
 
 def test_pair_mismatch_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
     other = save_tiny(tmp_path / "wide", "llama", hidden=48)
-    with pytest.raises(UserError, match="not diffable.*hidden sizes differ"):
+    with pytest.raises(UserError, match=r"not diffable.*hidden sizes differ"):
         compute_adl(AdlRequest(base=str(tiny_dir), ft=str(other), corpus="generic:", n=4))
 
 
