@@ -1,0 +1,72 @@
+"""Cached ADL runs as the readouts see them: torch tensors plus the request that made them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from engine.adl.request import KIND, AdlRequest
+from engine.errors import UserError
+from engine.models.cache import MODELS
+from engine.models.pair import ModelPair
+from store import results
+
+
+@dataclass
+class AdlRun:
+    """`mean_diff[i]` belongs to decoder layer `layers[i]`; positions are the k read positions."""
+
+    run_id: str
+    request: AdlRequest
+    meta: dict[str, Any]
+    mean_diff: Float[Tensor, "layer pos d_model"]
+    mean_base: Float[Tensor, "layer pos d_model"]
+    base_norm: Float[Tensor, "layer pos"]
+    ft_norm: Float[Tensor, "layer pos"]
+    layers: Int[Tensor, " layer"]
+
+    def layer_index(self, layer: int) -> int:
+        """Row of decoder layer `layer` in the tensors (negative counts from the last layer)."""
+        n_layers = int(self.meta["n_layers"])
+        layer = layer + n_layers if layer < 0 else layer
+        matches = (self.layers == layer).nonzero()
+        if len(matches) == 0:
+            raise UserError(f"layer {layer} is not in run {self.run_id} (layers {self.layers.tolist()})",
+                            "pick one of the computed layers, or recompute with --layers")
+        return int(matches[0])
+
+    def check_position(self, pos: int) -> int:
+        k = self.mean_diff.shape[1]
+        if not 0 <= pos < k:
+            raise UserError(f"position {pos} out of range for k={k}", f"pass a position between 0 and {k - 1}")
+        return pos
+
+    @property
+    def middle_layer(self) -> int:
+        """The paper's headline layer: relative depth 0.5 (the computed layer nearest to it)."""
+        target = int(self.meta["n_layers"]) // 2
+        return int(self.layers[(self.layers - target).abs().argmin()])
+
+    def pair(self) -> ModelPair:
+        r = self.request
+        return MODELS.pair(r.base_spec, r.ft_spec, r.placement)
+
+
+def load_run(run_id: str) -> AdlRun:
+    stored = results.load(run_id)
+    if stored is None or stored.kind != KIND:
+        raise UserError(f"no ADL run {run_id!r} in the store", "run `difflens compute` or pick from `difflens runs`")
+    t = {name: torch.from_numpy(arr.copy()) for name, arr in stored.tensors.items()}
+    return AdlRun(run_id=run_id, request=AdlRequest.from_json(stored.meta["request"]), meta=stored.meta,
+                  mean_diff=t["mean_diff"], mean_base=t["mean_base"], base_norm=t["base_norm"],
+                  ft_norm=t["ft_norm"], layers=t["layers"])
+
+
+def list_runs() -> list[dict[str, Any]]:
+    return [{"run": r["key"], "base": r["meta"].get("base_label"), "ft": r["meta"].get("ft_label"),
+             "corpus": r["meta"].get("corpus_label"), "n": r["meta"].get("n_texts"), "k": r["meta"].get("k"),
+             "created": r["created"], "seconds": r["seconds"]} for r in results.list_results(KIND)]

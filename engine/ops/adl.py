@@ -1,0 +1,58 @@
+"""Ops for ADL step 1: compute a pair's mean difference, list runs, summarise one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.adl.compute import compute_adl
+from engine.adl.request import AdlRequest
+from engine.adl.runs import list_runs, load_run
+from engine.jobs import JobContext
+from engine.ops import op
+from engine.ops.params import get, get_list
+from store import results
+
+
+def request_from_params(params: dict[str, Any]) -> AdlRequest:
+    """The AdlRequest named by JSON params (shared by every op that computes or reuses a run)."""
+    layers = get_list(params, "layers", int)
+    return AdlRequest(
+        base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
+        adapter=get(params, "adapter", str), corpus=get(params, "corpus", str, "self:"),
+        n=get(params, "n", int, 256), k=get(params, "k", int, 5), seed=get(params, "seed", int, 0),
+        layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
+        dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
+        trust_remote_code=get(params, "trust_remote_code", bool, False))
+
+
+@op("adl.compute", long=True)
+def compute(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Mean activation difference (ft − base) on the first k tokens of a corpus, cached by content."""
+    outcome = compute_adl(request_from_params(params), ctx)
+    meta = outcome.result.meta
+    return {"run": outcome.run, "cached": outcome.cached, "shape": list(outcome.result.tensors["mean_diff"].shape),
+            "n_layers": meta["n_layers"], "k": meta["k"], "d_model": meta["d_model"], "layers": meta["layers"],
+            "base": meta["base_label"], "ft": meta["ft_label"], "corpus": meta["corpus_label"],
+            "n": meta["n_texts"], "seconds": meta["seconds"],
+            "file": str(results.file_for(outcome.run))}
+
+
+@op("adl.runs")
+def runs(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Cached ADL runs, newest first."""
+    return {"runs": list_runs()}
+
+
+@op("adl.summary")
+def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Per layer × position norms of one run: the heatmap's metrics."""
+    run = load_run(get(params, "run", str, required=True))
+    diff_norm = run.mean_diff.norm(dim=-1)
+    rel = diff_norm / run.base_norm.clamp_min(1e-12)
+    meta = run.meta
+    return {"run": run.run_id, "base": meta["base_label"], "ft": meta["ft_label"], "corpus": meta["corpus_label"],
+            "n": meta["n_texts"], "k": meta["k"], "n_layers": meta["n_layers"], "d_model": meta["d_model"],
+            "layers": run.layers.tolist(), "middle_layer": run.middle_layer,
+            "metrics": {"diff_norm": diff_norm.tolist(), "rel_norm": rel.tolist(),
+                        "base_norm": run.base_norm.tolist(), "ft_norm": run.ft_norm.tolist()},
+            "sample_windows": meta.get("sample_windows", [])}

@@ -1,0 +1,56 @@
+"""`difflens compute` and `difflens runs`: ADL step 1 from the command line."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from tui.cli.engine_call import call_engine, target_from
+from tui.cli.options import (
+    Adapter,
+    Base,
+    BatchSize,
+    Corpus,
+    Device,
+    Dtype,
+    Engine,
+    Ft,
+    Json,
+    K,
+    Layers,
+    N,
+    Remote,
+    Seed,
+    TrustRemoteCode,
+    compute_params,
+)
+from tui.cli.output import emit_json, out
+
+
+def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:", n: N = 256, k: K = 5,
+            seed: Seed = 0, layers: Layers = None, device: Device = "auto", dtype: Dtype = "auto",
+            batch_size: BatchSize = 32, trust_remote_code: TrustRemoteCode = False, json: Json = False,
+            remote: Remote = None, engine: Engine = None) -> None:
+    """Compute (or fetch from the cache) the mean activation difference of a model pair."""
+    params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
+                            trust_remote_code)
+    result = call_engine("adl.compute", params, title="computing mean diff", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    state = "cached" if result["cached"] else f"computed in {result['seconds']:.1f}s"
+    out.print(f"[bold]{result['run']}[/]  {result['base']} → {result['ft']}  ({state})")
+    out.print(f"mean diff {tuple(result['shape'])} = [layer, pos, d_model] over {result['n']} texts "
+              f"of {result['corpus']}")
+    out.print(f"file: {result['file']}")
+
+
+def runs(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """List cached ADL runs, newest first."""
+    result = call_engine("adl.runs", {}, title="listing runs", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    table = Table("run", "base", "finetuned", "corpus", "n", "k")
+    for r in result["runs"]:
+        table.add_row(r["run"], str(r["base"]), str(r["ft"]), str(r["corpus"]), str(r["n"]), str(r["k"]))
+    out.print(table)

@@ -1,0 +1,38 @@
+"""Run one engine method for a CLI command: through a running engine, over ssh, or a private child."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tui.cli.output import JobProgress, fail
+from tui.client import EngineError, EngineUnavailable, UserFacingError, run_sync
+
+
+def target_from(remote: str | None, engine: str | None) -> str | None:
+    """`--remote user@host` means the engine on that host over ssh; `--engine` names any target."""
+    if remote and engine:
+        fail("--remote and --engine both given — pass only one")
+    return f"ssh:{remote}" if remote else engine
+
+
+def call_engine(method: str, params: dict[str, Any], *, title: str, target: str | None = None,
+                on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The method's result; engine errors become one-line messages and exit code 2."""
+    clean = {k: v for k, v in params.items() if v is not None}
+    try:
+        with JobProgress(title) as progress:
+            def both(event: dict[str, Any]) -> None:
+                progress(event)
+                if on_event is not None:
+                    on_event(event)
+
+            return run_sync(method, clean, target=target, on_event=both)
+    except UserFacingError as exc:
+        fail(str(exc))
+    except EngineUnavailable as exc:
+        fail(f"engine unavailable: {exc} — start one with `difflens engine start`, or check --remote", code=3)
+    except EngineError as exc:
+        fail(f"engine error: {exc}", code=4)
+    except KeyboardInterrupt:
+        fail("interrupted — the run resumes from its last checkpoint when started again", code=130)

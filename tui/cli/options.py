@@ -1,0 +1,47 @@
+"""Options shared by many commands (one definition each)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Json = Annotated[bool, typer.Option("--json", help="Emit machine-readable JSON on stdout.")]
+Remote = Annotated[str | None, typer.Option("--remote", help="Run on the engine of user@host over ssh.")]
+Engine = Annotated[str | None, typer.Option("--engine", help="Engine target: unix:PATH, tcp:HOST:PORT, ssh:USER@HOST.")]
+Base = Annotated[str, typer.Option("--base", help="Base model: HF id, directory, .gguf file or gemma-3-270m.")]
+Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, 'demo', organism:NAME@BASE.")]
+Adapter = Annotated[str | None, typer.Option("--adapter", help="peft adapter directory applied to --ft.")]
+Corpus = Annotated[str, typer.Option("--corpus", help="self:, generic:, a .txt/.jsonl/.parquet file, or hf:ORG/NAME.")]
+N = Annotated[int, typer.Option("-n", help="Number of texts.")]
+K = Annotated[int, typer.Option("-k", help="Tokens read after BOS.")]
+Seed = Annotated[int, typer.Option("--seed")]
+Layers = Annotated[str | None, typer.Option("--layers", help="Layers, e.g. 3,5,9 or 6-12 (default: all).")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")]
+BatchSize = Annotated[int, typer.Option("--batch-size")]
+TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom model code from the hub.")]
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    """`3,5,9` or `6-12` or a mix; None for all layers."""
+    if not text:
+        return None
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
+    except ValueError:
+        from tui.cli.output import fail
+
+        fail(f"cannot read --layers {text!r} — write e.g. 3,5,9 or 6-12")
+    return out
+
+
+def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,
+                   layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool) -> dict:
+    """The JSON params of an ADL request, as every computing command sends them."""
+    return {"base": base, "ft": ft, "adapter": adapter, "corpus": corpus, "n": n, "k": k, "seed": seed,
+            "layers": parse_layers(layers), "device": device, "dtype": dtype, "batch_size": batch_size,
+            "trust_remote_code": trust_remote_code}
