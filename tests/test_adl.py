@@ -144,3 +144,46 @@ def test_identical_pair_gives_zero_diff_with_self_corpus(tiny_dir: Path) -> None
     assert outcome.result.tensors["mean_diff"].shape == (4, 4, 32)
     assert abs(outcome.result.tensors["mean_diff"]).max() == 0
     assert outcome.result.tensors["base_norm"].min() > 0
+
+
+@pytest.mark.parametrize("adapter_pair", [False, True])
+def test_sequential_mode_equals_joint_mode(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path,
+                                           adapter_pair: bool) -> None:
+    corpus = str(write_corpus(tmp_path / "c.txt"))
+    if adapter_pair:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_dir),
+                               LoraConfig(r=2, target_modules=["gate_proj", "down_proj"]))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.1)
+        model.save_pretrained(tmp_path / "adapter")
+        ft, adapter = str(tiny_dir), str(tmp_path / "adapter")
+    else:
+        ft, adapter = str(tiny_ft_dir), None
+    joint = compute_adl(AdlRequest(base=str(tiny_dir), ft=ft, adapter=adapter, corpus=corpus, n=24, k=3,
+                                   batch_size=5))
+    results.connect().execute("delete from results")
+    sequential = compute_adl(AdlRequest(base=str(tiny_dir), ft=ft, adapter=adapter, corpus=corpus, n=24, k=3,
+                                        batch_size=5, sequential=True))
+    assert not sequential.cached and sequential.run == joint.run
+    for name in ("mean_diff", "mean_base", "base_norm", "ft_norm"):
+        assert abs(sequential.result.tensors[name] - joint.result.tensors[name]).max() < 1e-5, name
+    assert abs(joint.result.tensors["mean_diff"]).max() > 1e-3
+
+
+def test_memory_planner_refuses_an_impossible_plan(tiny_dir: Path, tiny_ft_dir: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.adl import compute
+    from engine.models import memory
+    from engine.models.cache import ModelCache
+
+    monkeypatch.setattr(compute, "MODELS", ModelCache())  # nothing loaded yet: the plan is checked
+    monkeypatch.setattr(memory, "available_bytes", lambda placement: 1000)
+    with pytest.raises(UserError, match=r"does not fit: joint: needs .* GiB.*use --sequential \(needs"):
+        compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), n=4, k=2))
+    plan = memory.plan_memory(*[AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir)).base_spec] * 2,
+                              AdlRequest(base="x", ft="y").placement, sequential=True)
+    assert plan.needed is not None and plan.needed < 2 * plan.base  # type: ignore[operator]

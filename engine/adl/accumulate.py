@@ -6,7 +6,7 @@ never runs and nothing outside the k positions is kept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from jaxtyping import Float
@@ -15,7 +15,7 @@ from torch import Tensor
 from engine.corpus.windows import Batch
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
-from engine.models.pair import ModelPair
+from engine.models.pair import ModelPair, Side
 
 
 def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float[Tensor, "layer batch k d_model"]:
@@ -34,50 +34,55 @@ def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float
 
 @dataclass
 class Sums:
-    """Float64 running sums; `count` texts so far. Means come out as float32."""
+    """Float64 running sums per side; the mean diff is mean(ft) − mean(base), which is linear, so the two
+    sides need not run on the same batch at the same time (`--sequential` runs one model after the other).
+    `counts` = texts summed so far for (base, ft)."""
 
-    diff: Float[Tensor, "layer k d_model"]
     base: Float[Tensor, "layer k d_model"]
+    ft: Float[Tensor, "layer k d_model"]
     base_norm: Float[Tensor, "layer k"]
     ft_norm: Float[Tensor, "layer k"]
-    count: int = 0
+    counts: list[int] = field(default_factory=lambda: [0, 0])
 
     @classmethod
     def zeros(cls, n_layers: int, k: int, d_model: int) -> Sums:
         z = torch.zeros((n_layers, k, d_model), dtype=torch.float64)
-        return cls(z, z.clone(), torch.zeros((n_layers, k), dtype=torch.float64),
-                   torch.zeros((n_layers, k), dtype=torch.float64))
+        zn = torch.zeros((n_layers, k), dtype=torch.float64)
+        return cls(z, z.clone(), zn, zn.clone())
 
-    def add(self, pair: ModelPair, batch: Batch, layers: list[int]) -> None:
-        with pair.use("base") as model:
-            base = read_positions(model, batch, layers)
-        with pair.use("ft") as model:
-            ft = read_positions(model, batch, layers).to(base.device)
-        _check_finite(base, layers, "base")
-        _check_finite(ft, layers, "finetuned")
-        self.diff += (ft - base).sum(1).double().cpu()
-        self.base += base.sum(1).double().cpu()
-        self.base_norm += base.norm(dim=-1).sum(1).double().cpu()
-        self.ft_norm += ft.norm(dim=-1).sum(1).double().cpu()
-        self.count += base.shape[1]
+    def add_side(self, side: Side, acts: Float[Tensor, "layer batch k d_model"]) -> None:
+        total, norms = (self.base, self.base_norm) if side == "base" else (self.ft, self.ft_norm)
+        total += acts.sum(1).double().cpu()
+        norms += acts.norm(dim=-1).sum(1).double().cpu()
+        self.counts[0 if side == "base" else 1] += acts.shape[1]
+
+    def add_pair(self, pair: ModelPair, batch: Batch, layers: list[int]) -> None:
+        """Both sides on one batch (joint mode)."""
+        for side in ("base", "ft"):
+            with pair.use(side) as model:
+                acts = read_positions(model, batch, layers)
+            check_finite(acts, layers, side)
+            self.add_side(side, acts)
 
     def as_tensors(self) -> dict[str, Tensor]:
-        return {"diff": self.diff, "base": self.base, "base_norm": self.base_norm, "ft_norm": self.ft_norm,
-                "count": torch.tensor([self.count], dtype=torch.int64)}
+        return {"base": self.base, "ft": self.ft, "base_norm": self.base_norm, "ft_norm": self.ft_norm,
+                "counts": torch.tensor(self.counts, dtype=torch.int64)}
 
     @classmethod
     def from_tensors(cls, t: dict[str, Tensor]) -> Sums:
-        return cls(t["diff"], t["base"], t["base_norm"], t["ft_norm"], int(t["count"][0]))
+        return cls(t["base"], t["ft"], t["base_norm"], t["ft_norm"], t["counts"].tolist())
 
     def means(self) -> dict[str, Tensor]:
-        n = max(self.count, 1)
-        return {"mean_diff": (self.diff / n).float(), "mean_base": (self.base / n).float(),
-                "base_norm": (self.base_norm / n).float(), "ft_norm": (self.ft_norm / n).float()}
+        nb, nf = max(self.counts[0], 1), max(self.counts[1], 1)
+        mean_base = self.base / nb
+        return {"mean_diff": (self.ft / nf - mean_base).float(), "mean_base": mean_base.float(),
+                "base_norm": (self.base_norm / nb).float(), "ft_norm": (self.ft_norm / nf).float()}
 
 
-def _check_finite(acts: Tensor, layers: list[int], side: str) -> None:
+def check_finite(acts: Tensor, layers: list[int], side: Side) -> None:
     bad = ~torch.isfinite(acts).reshape(len(layers), -1).all(dim=1)
     if bool(bad.any()):
         layer = layers[int(bad.nonzero()[0])]
-        raise UserError(f"NaN or inf in the {side} model's activations at layer {layer}",
+        name = "finetuned" if side == "ft" else "base"
+        raise UserError(f"NaN or inf in the {name} model's activations at layer {layer}",
                         "load the model in float32 (--dtype float32) or check its weights")

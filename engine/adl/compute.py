@@ -1,27 +1,33 @@
 """Compute (or fetch) the mean activation difference of a pair: batched, checkpointed, cancellable.
 
-A checkpoint of the running sums is written atomically every few seconds and on cancel; a restarted run
-with the same inputs resumes from it. The final file appears only when complete.
+Joint mode runs both sides on each batch; `sequential` runs every batch through the base model, releases
+it, then through the finetuned one, so only one model is ever in memory. A checkpoint of the running sums
+is written atomically every few seconds and on cancel; a restarted run with the same inputs resumes from
+it. The final file appears only when complete.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from engine.adl.accumulate import Sums
+from engine.adl.accumulate import Sums, check_finite, read_positions
 from engine.adl.request import KIND, AdlRequest
 from engine.corpus.sources import load_examples
 from engine.corpus.windows import Window, batches, make_windows, sample_self
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.models.cache import MODELS
-from engine.models.pair import ModelPair
+from engine.models.loading import LoadedModel
+from engine.models.memory import plan_memory
+from engine.models.pair import ModelPair, Side
 from store import results
 from store.atomic import atomic_path
 from store.paths import tensors_dir
@@ -36,16 +42,15 @@ class AdlOutcome:
     result: results.Result
 
 
-def checkpoint_path(run_id: str):
+def checkpoint_path(run_id: str) -> Path:
     return tensors_dir() / f"{run_id}.checkpoint.safetensors"
 
 
-def corpus_windows(request: AdlRequest, pair: ModelPair) -> tuple[list[Window], int]:
+def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel) -> tuple[list[Window], int]:
     corpus = request.corpus_spec
     if corpus.kind == "self":
-        with pair.use("base") as model:
-            return sample_self(model, request.n, request.k, request.seed), 0
-    windows, skipped = make_windows(pair.tokenizer, load_examples(corpus, request.n, request.seed), request.k)
+        return sample_self(base, request.n, request.k, request.seed), 0
+    windows, skipped = make_windows(tokenizer, load_examples(corpus, request.n, request.seed), request.k)
     if not windows:
         raise UserError(f"no text in corpus {corpus.label()!r} has {request.k} tokens",
                         "use longer texts or a smaller -k")
@@ -56,46 +61,109 @@ def compute_adl(request: AdlRequest, ctx: JobContext | None = None) -> AdlOutcom
     """The run for `request`, from the cache when present and intact, else computed now."""
     ctx = ctx or JobContext()
     request.validate()
-    pair = MODELS.pair(request.base_spec, request.ft_spec, request.placement)
-    layers = request.resolve_layers(pair.n_layers)
-    inputs = request.inputs(pair.n_layers)
+    base_spec, ft_spec, placement = request.base_spec, request.ft_spec, request.placement
+    if not (MODELS.has(base_spec, placement) and MODELS.has(ft_spec, placement)):
+        plan_memory(base_spec, ft_spec, placement, request.sequential).check()
+    if request.sequential:
+        return _compute(request, ctx, MODELS.model(ft_spec if _adapter_pair(request) else base_spec, placement), None)
+    return _compute(request, ctx, None, MODELS.pair(base_spec, ft_spec, placement))
+
+
+def _compute(request: AdlRequest, ctx: JobContext, first: LoadedModel | None, pair: ModelPair | None
+             ) -> AdlOutcome:
+    """`pair` for joint mode; `first` (the base weights, adapter attached if any) for sequential mode."""
+    model = pair.base if pair is not None else first
+    assert model is not None
+    layers = request.resolve_layers(model.n_layers)
+    inputs = request.inputs(model.n_layers)
     run_id = results.key_for(KIND, inputs)
     if (hit := results.load(run_id)) is not None:
         return AdlOutcome(run_id, True, hit)
     started = time.monotonic()
-    windows, skipped = corpus_windows(request, pair)
-    batch_size = request.batch_size
-    while True:
-        sums = _resume(run_id, len(layers), request.k, pair.d_model)
-        try:
-            _accumulate(pair, windows, layers, request.k, batch_size, sums, run_id, ctx)
-            break
-        except torch.cuda.OutOfMemoryError as exc:
-            torch.cuda.empty_cache()
-            if batch_size == 1:
-                raise UserError("out of GPU memory even with batch size 1",
-                                "use --dtype bfloat16, fewer --layers, or a larger GPU") from exc
-            batch_size = max(1, batch_size // 2)
+    single = ModelPair(model, model) if pair is None else pair
+    with single.use("base") as base_model:
+        windows, skipped = corpus_windows(request, model.tokenizer, base_model)
+    sums = _resume(run_id, len(layers), request.k, model.d_model)
+    if pair is not None:
+        _with_oom_retry(request, lambda bs: _joint(pair, windows, layers, request.k, bs, sums, run_id, ctx))
+    else:
+        _sequential(request, single, windows, layers, sums, run_id, ctx)
     means = {name: t.numpy() for name, t in sums.means().items()}
     means["layers"] = np.asarray(layers, dtype=np.int64)
-    meta = _meta(request, pair, layers, sums.count, skipped, windows, time.monotonic() - started)
+    meta = _meta(request, model, layers, sums.counts[0], skipped, windows, time.monotonic() - started)
     stored = results.save(KIND, inputs, means, meta, seconds=meta["seconds"])
     checkpoint_path(run_id).unlink(missing_ok=True)
     return AdlOutcome(run_id, False, stored)
 
 
-def _accumulate(pair: ModelPair, windows: list[Window], layers: list[int], k: int, batch_size: int,
-                sums: Sums, run_id: str, ctx: JobContext) -> None:
-    """Add the windows not yet in `sums` (the first `sums.count` are done), checkpointing as it goes."""
-    total = len(windows)
+def _with_oom_retry(request: AdlRequest, step: Any) -> None:
+    """Run `step(batch_size)`, halving the batch on CUDA out-of-memory (sums so far are kept)."""
+    batch_size = request.batch_size
+    while True:
+        try:
+            step(batch_size)
+            return
+        except torch.cuda.OutOfMemoryError as exc:
+            torch.cuda.empty_cache()
+            if batch_size == 1:
+                raise UserError("out of GPU memory even with batch size 1",
+                                "use --dtype bfloat16, --sequential, fewer --layers, or a larger GPU") from exc
+            batch_size = max(1, batch_size // 2)
+
+
+def _joint(pair: ModelPair, windows: list[Window], layers: list[int], k: int, batch_size: int, sums: Sums,
+           run_id: str, ctx: JobContext) -> None:
+    todo = windows[sums.counts[0]:]
+    _loop(todo, k, batch_size, pair.tokenizer.pad_token_id, run_id, sums, ctx, len(windows),
+          lambda batch: sums.add_pair(pair, batch, layers), lambda: sums.counts[0])
+
+
+def _sequential(request: AdlRequest, first: ModelPair, windows: list[Window], layers: list[int], sums: Sums,
+                run_id: str, ctx: JobContext) -> None:
+    """Base pass, then finetuned pass; separate models are swapped in the cache, never held together."""
+    total = 2 * len(windows)
+    for index, side in enumerate(("base", "ft")):
+        if sums.counts[index] >= len(windows):
+            continue
+        current = first
+        if side == "ft" and not _adapter_pair(request):
+            MODELS.release(first.base.spec, request.placement)
+            ft = MODELS.model(request.ft_spec, request.placement)
+            ModelPair(first.base, ft).check_diffable()
+            current = ModelPair(ft, ft)
+        with current.use(side) as model:
+            _with_oom_retry(request, partial(_side_pass, model, side, windows, index, layers, request.k, sums,
+                                             run_id, ctx, total))
+
+
+def _side_pass(model: LoadedModel, side: Side, windows: list[Window], index: int, layers: list[int], k: int,
+               sums: Sums, run_id: str, ctx: JobContext, total: int, batch_size: int) -> None:
+    def step(batch: Any) -> None:
+        acts = read_positions(model, batch, layers)
+        check_finite(acts, layers, side)
+        sums.add_side(side, acts)
+
+    _loop(windows[sums.counts[index]:], k, batch_size, model.tokenizer.pad_token_id, run_id, sums, ctx, total,
+          step, lambda: sums.counts[0] + (sums.counts[1] if index else 0))
+
+
+def _adapter_pair(request: AdlRequest) -> bool:
+    """Finetuned = base + adapter: one set of weights serves both sides."""
+    ft = request.ft_spec
+    return bool(ft.adapter) and ft.base == request.base_spec
+
+
+def _loop(todo: list[Window], k: int, batch_size: int, pad_id: int, run_id: str, sums: Sums, ctx: JobContext,
+          total: int, step: Any, done: Any) -> None:
+    """Feed `todo` through `step` batch by batch, reporting progress and checkpointing."""
     last_save = time.monotonic()
     try:
-        for _, batch in batches(windows[sums.count:], k, batch_size, pair.tokenizer.pad_token_id):
-            sums.add(pair, batch, layers)
+        for _, batch in batches(todo, k, batch_size, pad_id):
+            step(batch)
             if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
                 _save_checkpoint(run_id, sums)
                 last_save = time.monotonic()
-            ctx.progress(sums.count, total, f"{sums.count}/{total} texts")
+            ctx.progress(done(), total, f"{done()}/{total} texts")
     except JobCancelled:
         _save_checkpoint(run_id, sums)
         raise
@@ -112,7 +180,7 @@ def _resume(run_id: str, n_layers: int, k: int, d_model: int) -> Sums:
     if path.exists():
         try:
             sums = Sums.from_tensors(load_file(str(path)))
-            if sums.diff.shape == (n_layers, k, d_model):
+            if sums.base.shape == (n_layers, k, d_model):
                 return sums
         except Exception:  # a torn or foreign checkpoint: start over
             pass
@@ -120,11 +188,11 @@ def _resume(run_id: str, n_layers: int, k: int, d_model: int) -> Sums:
     return Sums.zeros(n_layers, k, d_model)
 
 
-def _meta(request: AdlRequest, pair: ModelPair, layers: list[int], count: int, skipped: int,
+def _meta(request: AdlRequest, model: LoadedModel, layers: list[int], count: int, skipped: int,
           windows: list[Window], seconds: float) -> dict[str, Any]:
-    sample = [pair.tokenizer.decode(list(w.ids[w.start: w.start + request.k])) for w in windows[:8]]
+    sample = [model.tokenizer.decode(list(w.ids[w.start: w.start + request.k])) for w in windows[:8]]
     return {"request": request.to_json(), "base_label": request.base_spec.label(),
             "ft_label": request.ft_spec.label(), "corpus_label": request.corpus_spec.label(),
             "n_texts": count, "skipped": skipped, "k": request.k, "layers": layers,
-            "n_layers": pair.n_layers, "d_model": pair.d_model, "dtype": request.placement.dtype_name,
+            "n_layers": model.n_layers, "d_model": model.d_model, "dtype": request.placement.dtype_name,
             "device": request.placement.device, "seconds": round(seconds, 3), "sample_windows": sample}

@@ -30,6 +30,7 @@ class AdlRequest:
     dtype: str = "auto"
     batch_size: int = 32
     trust_remote_code: bool = False
+    sequential: bool = False
 
     def validate(self) -> None:
         if self.n <= 0:
@@ -65,7 +66,7 @@ class AdlRequest:
         return out
 
     def inputs(self, n_layers: int) -> dict[str, Any]:
-        """Everything that determines the result (batch size and device do not)."""
+        """Everything that determines the result (batch size, device and sequential mode do not)."""
         return {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
                 "corpus": self.corpus_spec.identity(), "n": self.n, "k": self.k, "seed": self.seed,
                 "layers": self.resolve_layers(n_layers), "dtype": self.placement.dtype_name}

@@ -47,6 +47,19 @@ class ModelCache:
             self._evict(keep=key)
             return loaded
 
+    def has(self, spec: ModelSpec, placement: Placement) -> bool:
+        return (spec, placement) in self._models
+
+    def release(self, spec: ModelSpec, placement: Placement) -> None:
+        """Drop a model now (sequential mode frees the base before loading the finetuned model)."""
+        with self._lock:
+            self._models.pop((spec, placement), None)
+        import gc
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def pair(self, base: ModelSpec, ft: ModelSpec, placement: Placement) -> ModelPair:
         """The pair; an adapter finetune of `base` shares base's weights (adapter toggled per side)."""
         if ft.adapter and base.adapter is None and ft.base == base:

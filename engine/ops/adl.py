@@ -22,7 +22,8 @@ def request_from_params(params: dict[str, Any]) -> AdlRequest:
         n=get(params, "n", int, 256), k=get(params, "k", int, 5), seed=get(params, "seed", int, 0),
         layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
         dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
-        trust_remote_code=get(params, "trust_remote_code", bool, False))
+        trust_remote_code=get(params, "trust_remote_code", bool, False),
+        sequential=get(params, "sequential", bool, False))
 
 
 @op("adl.compute", long=True)

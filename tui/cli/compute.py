@@ -20,6 +20,7 @@ from tui.cli.options import (
     N,
     Remote,
     Seed,
+    Sequential,
     TrustRemoteCode,
     compute_params,
 )
@@ -28,11 +29,12 @@ from tui.cli.output import emit_json, out
 
 def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:", n: N = 256, k: K = 5,
             seed: Seed = 0, layers: Layers = None, device: Device = "auto", dtype: Dtype = "auto",
-            batch_size: BatchSize = 32, trust_remote_code: TrustRemoteCode = False, json: Json = False,
+            batch_size: BatchSize = 32, trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
+            json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
     """Compute (or fetch from the cache) the mean activation difference of a model pair."""
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
-                            trust_remote_code)
+                            trust_remote_code, sequential)
     result = call_engine("adl.compute", params, title="computing mean diff", target=target_from(remote, engine))
     if json:
         emit_json(result)

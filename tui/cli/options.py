@@ -20,6 +20,7 @@ Layers = Annotated[str | None, typer.Option("--layers", help="Layers, e.g. 3,5,9
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on CPU), float32, bfloat16.")]
 BatchSize = Annotated[int, typer.Option("--batch-size")]
+Sequential = Annotated[bool, typer.Option("--sequential", help="Run one model after the other (half the memory).")]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom model code from the hub.")]
 
 
@@ -40,8 +41,9 @@ def parse_layers(text: str | None) -> list[int] | None:
 
 
 def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,
-                   layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool) -> dict:
+                   layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
+                   sequential: bool = False) -> dict:
     """The JSON params of an ADL request, as every computing command sends them."""
     return {"base": base, "ft": ft, "adapter": adapter, "corpus": corpus, "n": n, "k": k, "seed": seed,
             "layers": parse_layers(layers), "device": device, "dtype": dtype, "batch_size": batch_size,
-            "trust_remote_code": trust_remote_code}
+            "trust_remote_code": trust_remote_code, "sequential": sequential}
