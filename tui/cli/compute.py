@@ -41,8 +41,8 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:
         return
     state = "cached" if result["cached"] else f"computed in {result['seconds']:.1f}s"
     out.print(f"[bold]{result['run']}[/]  {result['base']} → {result['ft']}  ({state})")
-    out.print(f"mean diff {tuple(result['shape'])} = [layer, pos, d_model] over {result['n']} texts "
-              f"of {result['corpus']}")
+    out.print(f"mean diff {tuple(result['shape'])} = \\[layer, pos, d_model] over {result['n']} texts "
+              f"of {result['corpus']}", highlight=False)
     out.print(f"file: {result['file']}")
 
 
