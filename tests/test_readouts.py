@@ -1,0 +1,204 @@
+"""Readouts on tiny models: logit lens by hand, Patchscope touches only `?`, relevance graders."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.models.device import resolve_placement
+from engine.models.loading import LoadedModel, load_model
+from engine.models.specs import parse_spec
+from engine.readouts.filters import is_trivial_token
+from engine.readouts.logit_lens import logit_lens
+from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPT, inject_last, patchscope, patchscope_grid
+from engine.readouts.relevance import (
+    embedding_token_grader,
+    frequent_tokens,
+    llm_token_grader,
+    token_relevance,
+)
+from engine.readouts.scale_grader import llm_scale_grader, parse_scale_reply
+from engine.readouts.topk import TopTokens
+
+
+def _load(path: Path) -> LoadedModel:
+    return load_model(parse_spec(str(path)), resolve_placement("cpu", "float32"))
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_dir: Path) -> LoadedModel:
+    return _load(tiny_dir)
+
+
+@pytest.fixture(scope="module")
+def gemma(tiny_gemma_dir: Path) -> LoadedModel:
+    return _load(tiny_gemma_dir)
+
+
+@pytest.mark.parametrize("which", ["llama", "gemma"])
+def test_logit_lens_is_unembed_of_norm(which: str, request: pytest.FixtureRequest) -> None:
+    m: LoadedModel = request.getfixturevalue(which)
+    torch.manual_seed(0)
+    vectors = 3 * torch.randn(3, 2, m.d_model)
+    got = logit_lens(m, vectors, top_k=7, chunk_cells=4)   # chunking must not matter
+    with torch.no_grad():
+        by_hand = torch.softmax(m.hf.lm_head(m.hf.model.norm(vectors)), dim=-1)
+    probs, ids = by_hand.topk(7, dim=-1)
+    assert got.shape == (3, 2)
+    assert torch.equal(got.ids, ids)
+    torch.testing.assert_close(got.probs, probs)
+    assert got.tokens[1, 0, 0] == m.tokenizer.decode([int(ids[1, 0, 0])])
+    pairs = got.pairs(2, 1)
+    assert len(pairs) == 7 and pairs[0][1] == pytest.approx(float(probs[2, 1, 0]))
+
+
+def test_default_scales_match_the_reference_grid() -> None:
+    fine = [round(0.5 + 0.1 * i, 1) for i in range(16)]
+    assert list(DEFAULT_SCALES) == [*fine, 3.0, 4.0, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0,
+                                    160.0, 180.0, 200.0]
+
+
+def test_patchscope_injection_changes_only_the_last_position(llama: LoadedModel) -> None:
+    m = llama
+    ids = m.tokenizer(IDENTITY_PROMPT, return_tensors="pt")["input_ids"].expand(3, -1)
+    patches = 4 * torch.randn(3, m.d_model)
+    row_layers = torch.tensor([-1, 1, 2])            # a clean row, and rows patched after layers 1 and 2
+    with torch.inference_mode(), m.nn.trace(ids):
+        clean_out = m.nn_layer(3).output.save()
+    with torch.inference_mode(), m.nn.trace(ids):
+        inject_last(m, patches, row_layers)
+        at_2 = m.nn_layer(2).output.save()
+        at_3 = m.nn_layer(3).output.save()
+    torch.testing.assert_close(at_3[:, :-1], clean_out[:, :-1], rtol=0, atol=0)
+    torch.testing.assert_close(at_3[0], clean_out[0], rtol=0, atol=0)
+    assert not torch.allclose(at_3[1:, -1], clean_out[1:, -1])
+    torch.testing.assert_close(at_2[2, -1], patches[2])
+
+
+def test_patchscope_matches_a_hand_written_hook(llama: LoadedModel) -> None:
+    m = llama
+    torch.manual_seed(1)
+    vectors = torch.randn(2, m.d_model)
+    norms = torch.tensor([2.0, 3.0])
+    result = patchscope(m, vectors, layers=[1, 2], target_norms=norms, scales=[0.5, 1.0, 4.0], top_k=5)
+    assert result.top.shape == (2, 3) and result.scales == (0.5, 1.0, 4.0)
+    ids = m.tokenizer(IDENTITY_PROMPT, return_tensors="pt")["input_ids"]
+    for cell, layer in enumerate([1, 2]):
+        patch = vectors[cell] / vectors[cell].norm() * norms[cell] * 4.0
+
+        def hook(module: torch.nn.Module, args: object, output: torch.Tensor, patch: torch.Tensor = patch
+                 ) -> torch.Tensor:
+            output = output.clone()
+            output[:, -1] = patch
+            return output
+        handle = m.layers[layer].register_forward_hook(hook)
+        try:
+            with torch.no_grad():
+                probs = torch.softmax(m.hf(ids).logits[0, -1], dim=-1)
+        finally:
+            handle.remove()
+        top_p, top_i = probs.topk(5)
+        assert torch.equal(result.top.ids[cell, 2], top_i)
+        torch.testing.assert_close(result.top.probs[cell, 2], top_p)
+    assert result.chosen_by == ["stability", "stability"]
+    assert all(s in result.scales for s in result.best_scale)
+    assert result.best(0).ids.shape == (5,)
+
+
+def test_patchscope_grid_and_llm_grader_hook(llama: LoadedModel) -> None:
+    m = llama
+    grid = torch.randn(m.n_layers, 3, m.d_model)
+    seen: list[list[tuple[float, list[str]]]] = []
+
+    def grader(scale_tokens: list[tuple[float, list[str]]]) -> tuple[float, list[str]]:
+        seen.append(scale_tokens)
+        return (1.0, ["cake"]) if len(seen) == 1 else (float("nan"), [])   # second cell: unusable answer
+    result = patchscope_grid(m, grid, torch.ones(m.n_layers, 3), layers=[2], positions=[0, 2], grader=grader,
+                             scales=[0.5, 1.0, 2.0])
+    assert result.layers == [2, 2] and len(seen) == 2 and [s for s, _ in seen[0]] == [0.5, 1.0, 2.0]
+    assert result.best_scale[0] == 1.0 and result.selected_tokens[0] == ["cake"]
+    assert result.chosen_by == ["llm", "stability"]
+
+
+def test_offline_criterion_prefers_stable_meaningful_tokens() -> None:
+    from engine.readouts.patchscope import _stability
+
+    # scale 0: identity echoes (masked out); scales 1-2: the same content tokens; scale 3: churn.
+    ids = torch.tensor([[[1, 2, 3], [10, 11, 12], [10, 11, 13], [20, 21, 22]]])
+    content = torch.tensor([[[False] * 3, [True] * 3, [True] * 3, [True, True, True]]])
+    score, shared = _stability(ids, content)
+    assert int(score[0].argmax()) == 1
+    assert shared[0, 1].tolist() == [True, True, False]
+
+
+def test_scale_grader_parses_reply() -> None:
+    reply = "thinking...\nBEST_SCALE: 10\nSELECTED_TOKENS: ▁bake | cake | 'oven'\n"
+    assert parse_scale_reply(reply) == (10.0, ["▁bake", "cake", "oven"])
+    assert np.isnan(parse_scale_reply("no idea")[0])
+    prompts: list[str] = []
+    grade = llm_scale_grader(lambda p: prompts.append(p) or reply)
+    assert grade([(1.0, [" the", " cake"]), (10.0, [" bake"])]) == (10.0, ["▁bake", "cake", "oven"])
+    assert "SCALE 10: ' bake'" in prompts[0] and "' the'" not in prompts[0]
+
+
+def test_trivial_tokens() -> None:
+    assert all(is_trivial_token(t) for t in [" the", "\n\n", ",", "▁", " ->", "<eos>", "ing", "a"])
+    assert not any(is_trivial_token(t) for t in [" cake", "▁oven", "Baking", "stock"])
+
+
+def _fake_llm(relevant: set[str], veto: dict[int, str]) -> tuple[list[list[str]], object]:
+    """Answers RELEVANT for tokens in `relevant`, except call `k` flips token `veto[k]`."""
+    orders: list[list[str]] = []
+
+    def complete(prompt: str) -> str:
+        listed = re.findall(r"^(\d+)\. '(.*)'$", prompt, re.MULTILINE)
+        tokens = [t for _, t in listed]
+        orders.append(tokens)
+        flip = veto.get(len(orders))
+        return "reasoning\n" + "\n".join(
+            f"ANSWER[{i + 1}]: {'RELEVANT' if (t in relevant) != (t == flip) else 'IRRELEVANT'}"
+            for i, t in enumerate(tokens))
+    return orders, complete
+
+
+def test_llm_relevance_counts_a_token_only_if_all_shuffles_agree() -> None:
+    tokens = [" cake", " oven", " stock", " flour", " river", " butter", " sugar", " money"]
+    orders, complete = _fake_llm({" cake", " oven", " flour", " butter", " sugar"}, veto={2: " cake", 3: " money"})
+    grader = llm_token_grader(complete, orders=3, seed=1)
+    verdict = grader("baking cakes", tokens)
+    assert len(orders) == 3 and orders[0] == tokens
+    assert sorted(orders[1]) == sorted(tokens) and (orders[1] != tokens or orders[2] != tokens)
+    # cake was vetoed once and money approved once: neither counts; the other answers map back by token.
+    assert dict(zip(tokens, verdict, strict=True)) == {
+        " cake": False, " oven": True, " stock": False, " flour": True, " river": False, " butter": True,
+        " sugar": True, " money": False}
+
+
+def test_relevance_filters_generic_and_frequent_tokens() -> None:
+    sent: list[list[str]] = []
+
+    def grader(description: str, tokens: list[str]) -> list[bool]:
+        sent.append(tokens)
+        return [True] * len(tokens)
+    tokens = [" cake", " the", ",", " oven", " Paris", "\n"]
+    rel = token_relevance(tokens, [0.3, 0.2, 0.2, 0.1, 0.1, 0.1], "baking", grader, frequent={"paris"})
+    assert sent == [[" cake", " oven"]]
+    assert rel.relevant == [True, False, False, True, False, False]
+    assert rel.share == pytest.approx(2 / 6) and rel.weighted_share == pytest.approx(0.4)
+
+
+def test_frequent_tokens_across_a_grid() -> None:
+    toks = np.array([[[" the", " cake"], [" the", " x"]], [[" The", " y"], [" z", " w"]]], dtype=object)
+    grid = TopTokens(torch.zeros(2, 2, 2, dtype=torch.long), torch.zeros(2, 2, 2), toks)
+    assert frequent_tokens(grid, top_k=2, min_share=0.5) == {"the"}
+
+
+def test_embedding_grader_offline() -> None:
+    grade = embedding_token_grader()
+    verdict = grade("Baking cakes and pastries: recipes, oven temperatures, butter and frosting.",
+                    [" cake", "▁oven", " frosting", " river", " election", " guitar"])
+    assert verdict == [True, True, True, False, False, False]
