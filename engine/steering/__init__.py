@@ -1,0 +1,1 @@
+"""Steering with a difference vector: batched steered generation, strength calibration, similarity."""

@@ -1,0 +1,98 @@
+"""Judging whether steered samples are still coherent text: by an LLM, or offline by perplexity.
+
+Offline rule (`perplexity_judge`): a sample is coherent when
+  1. its mean per-token negative log-likelihood under the *unsteered* model is at most the 90th
+     percentile of unsteered reference samples' NLL (same prompts, same temperature) plus `margin`
+     nats (default 1.0, i.e. at most e≈2.7× the perplexity of a typical-but-unlucky unsteered sample), and
+  2. at least half of its token bigrams are distinct (steering often collapses into loops such as
+     "cake cake cake", which a model finds *likely* once started, so perplexity alone would pass them),
+  3. it is not empty.
+Gibberish and word salad fail (1) by a wide margin; a fluent answer that drifted to the finetune's topic
+costs a little surprise per token but stays well inside it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import re
+from collections.abc import Callable, Sequence
+
+import torch
+from jaxtyping import Float
+
+from engine.models.loading import LoadedModel
+from engine.steering.generate import SteeredSample
+
+CoherenceJudge = Callable[[list[SteeredSample]], list[bool]]
+
+
+def completion_nll(model: LoadedModel, samples: Sequence[SteeredSample],
+                   max_logits: int = 200_000_000) -> Float[torch.Tensor, " sample"]:
+    """Mean NLL (nats/token) of each sample's completion given its prompt, under the model as it is
+    (no steering). Rows are batched, left-padded; only completion positions get logits."""
+    out = torch.full((len(samples),), float("inf"))
+    scored = [i for i, s in enumerate(samples) if s.completion_ids]
+    if not scored:
+        return out
+    keep = max(len(samples[i].completion_ids) for i in scored) + 1
+    vocab = model.lm_head.weight.shape[0]
+    chunk = max(1, max_logits // (keep * vocab))
+    trim = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
+    for start in range(0, len(scored), chunk):
+        rows = scored[start:start + chunk]
+        seqs = [samples[i].prompt_ids + samples[i].completion_ids for i in rows]
+        batch = model.tokenizer.pad({"input_ids": seqs}, padding=True, padding_side="left", return_tensors="pt")
+        ids = batch["input_ids"].to(model.input_device)
+        with torch.inference_mode():
+            logits = model.hf(input_ids=ids, attention_mask=batch["attention_mask"].to(model.input_device),
+                              **trim).logits[:, -keep:-1].float()
+        targets = ids[:, -(keep - 1):]
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None].to(logits.device))[..., 0].cpu()
+        lengths = torch.tensor([len(samples[i].completion_ids) for i in rows])
+        valid = torch.arange(keep - 1)[None, :] >= (keep - 1 - lengths)[:, None]
+        out[rows] = -(logp * valid).sum(dim=1) / lengths
+    return out
+
+
+def distinct_bigrams(ids: Sequence[int]) -> float:
+    """Share of distinct token bigrams (1.0 for texts too short to repeat)."""
+    pairs = list(itertools.pairwise(ids))
+    return len(set(pairs)) / len(pairs) if pairs else 1.0
+
+
+def perplexity_judge(model: LoadedModel, reference: Sequence[SteeredSample], margin: float = 1.0,
+                     quantile: float = 0.9, min_distinct: float = 0.5) -> CoherenceJudge:
+    """Offline judge calibrated on unsteered `reference` samples (see the module docstring)."""
+    ref = completion_nll(model, reference)
+    ref = ref[torch.isfinite(ref)]
+    limit = (float(torch.quantile(ref, quantile)) if ref.numel() else 5.0) + margin
+
+    def judge(samples: list[SteeredSample]) -> list[bool]:
+        nll = completion_nll(model, samples).tolist()
+        return [bool(s.completion_ids) and n <= limit and distinct_bigrams(s.completion_ids) >= min_distinct
+                for s, n in zip(samples, nll, strict=True)]
+    return judge
+
+
+_LABEL = re.compile(r"^\s*answer\s*:\s*(coherent|incoherent)\b", re.IGNORECASE | re.MULTILINE)
+
+
+def coherence_prompt(text: str) -> str:
+    return (
+        "Judge only whether the following model answer is coherent text: grammatical enough to read and "
+        "semantically connected. Topic, truth, style and being cut off do not matter; word salad, invented "
+        "words, heavy repetition or unrelated fragments make it incoherent.\n\n"
+        f"[ANSWER START]\n{text}\n[ANSWER END]\n\nEnd with one line: 'ANSWER: COHERENT' or 'ANSWER: INCOHERENT'."
+    )
+
+
+def llm_coherence_judge(complete: Callable[[str], str]) -> CoherenceJudge:
+    """One `complete` call per sample; an unparseable reply or an empty sample counts as incoherent."""
+    def judge(samples: list[SteeredSample]) -> list[bool]:
+        verdicts = []
+        for s in samples:
+            labels = _LABEL.findall(complete(coherence_prompt(s.text))) if s.text.strip() else []
+            verdicts.append(bool(labels) and labels[-1].lower() == "coherent")
+        return verdicts
+    return judge

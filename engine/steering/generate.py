@@ -1,0 +1,146 @@
+"""Steered generation: `strength · vector` added to the residual after one decoder layer, every position.
+
+One `generate` call carries prompts × strengths × samples rows; each row has its own strength (a
+`[batch, 1, d_model]` addend), so strength 0 rows are the unsteered samples of the same batch. The
+addend goes in through nnsight (`for step in tracer.all()`), which applies it to the prompt forward and
+to every generated step. Prompts are left-padded; the chat template is applied when the tokenizer has one.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformers.generation.streamers import BaseStreamer
+
+from engine.models.loading import LoadedModel
+
+StepCallback = Callable[[int, list[str]], None]
+"""Called after each decoding step with the step index and one new text piece per row ("" when done)."""
+
+
+@dataclass
+class SteeredSample:
+    """One generated continuation; `completion_ids` exclude padding and the end-of-sequence token."""
+
+    prompt: str
+    strength: float
+    sample: int
+    text: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+
+
+def format_prompt(model: LoadedModel, prompt: str, chat: bool = True) -> list[int]:
+    """Token ids of a user turn (chat template + generation prompt when there is one, else raw with BOS)."""
+    tok = model.tokenizer
+    if chat and tok.chat_template:
+        text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                       add_generation_prompt=True)
+        return tok(text, add_special_tokens=False)["input_ids"]
+    return tok(prompt)["input_ids"]
+
+
+def generate_steered(model: LoadedModel, vector: Float[Tensor, " d_model"], layer: int, prompts: Sequence[str],
+                     strengths: Sequence[float], samples: int = 1, max_new_tokens: int = 64,
+                     temperature: float = 0.0, seed: int = 0, chat: bool = True,
+                     on_step: StepCallback | None = None) -> list[SteeredSample]:
+    """Generate for every (prompt, strength, sample) in one batched call; rows in that nesting order.
+
+    `temperature` 0 is greedy (identical samples); otherwise sampling, seeded by `seed` (the RNG is
+    forked, so the global state is untouched). With sampling a row's text depends on the whole batch
+    (shared RNG stream); greedy rows do not.
+    """
+    if not 0 <= layer < model.n_layers:
+        raise ValueError(f"layer {layer} is outside [0, {model.n_layers})")
+    rows = [(p, s, n) for p in prompts for s in strengths for n in range(samples)]
+    if not rows:
+        return []
+    encoded = [format_prompt(model, p, chat) for p in prompts]
+    per_prompt = len(strengths) * samples
+    row_ids = [encoded[i // per_prompt] for i in range(len(rows))]
+    batch = model.tokenizer.pad({"input_ids": row_ids}, padding=True, padding_side="left", return_tensors="pt")
+    addend = torch.tensor([s for _, s, _ in rows], dtype=torch.float32)[:, None, None] * vector.float()[None, None]
+    generated = _generate(model, batch["input_ids"], batch["attention_mask"], layer, addend, max_new_tokens,
+                          temperature, seed, on_step)
+    completions = _strip(model, generated[:, batch["input_ids"].shape[1]:])
+    texts = model.tokenizer.batch_decode(completions, skip_special_tokens=True)
+    return [SteeredSample(prompt=p, strength=float(s), sample=n, text=t, prompt_ids=ids, completion_ids=c)
+            for (p, s, n), t, ids, c in zip(rows, texts, row_ids, completions, strict=True)]
+
+
+def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention_mask: Int[Tensor, "batch seq"],
+              layer: int, addend: Float[Tensor, "batch 1 d_model"], max_new_tokens: int, temperature: float,
+              seed: int, on_step: StepCallback | None) -> Int[Tensor, "batch total"]:
+    device = model.input_device
+    kwargs: dict[str, object] = dict(max_new_tokens=max_new_tokens, pad_token_id=model.tokenizer.pad_token_id)
+    kwargs |= dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else \
+        dict(do_sample=False, temperature=None, top_k=None, top_p=None)
+    if on_step is not None:
+        kwargs["streamer"] = _RowStreamer(model, on_step)
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.inference_mode(), warnings.catch_warnings():
+        # nnsight warns that the open `tracer.all()` loop ends when generation stops: that is by design here.
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        torch.manual_seed(seed)
+        with model.nn.generate(**kwargs) as tracer:
+            with tracer.invoke(input_ids.to(device), attention_mask=attention_mask.to(device)):
+                for _ in tracer.all():
+                    out = model.nn_layer(layer).output
+                    out[:] += addend.to(out.device, out.dtype)
+            with tracer.invoke():
+                result = tracer.result.save()
+    return result.cpu()
+
+
+def _strip(model: LoadedModel, completion: Int[Tensor, "batch new"]) -> list[list[int]]:
+    """Completion ids up to (not including) the first end-of-sequence token of each row."""
+    eos = model.hf.generation_config.eos_token_id
+    eos_ids = torch.tensor(eos if isinstance(eos, list) else [eos if eos is not None else -1])
+    is_end = torch.isin(completion, eos_ids)
+    lengths = torch.where(is_end.any(dim=1), is_end.int().argmax(dim=1), completion.shape[1])
+    return [row[:n].tolist() for row, n in zip(completion, lengths.tolist(), strict=True)]
+
+
+class _RowStreamer(BaseStreamer):
+    """Hands each decoding step's new text (one piece per row) to a callback; the first `put` is the prompt.
+
+    Each row's completion is re-decoded as a whole and the new suffix sent, so word spacing and multi-byte
+    characters come out right whatever the tokenizer (a piece ending in a partial character waits).
+    """
+
+    def __init__(self, model: LoadedModel, on_step: StepCallback) -> None:
+        self.tokenizer = model.tokenizer
+        eos = model.hf.generation_config.eos_token_id
+        self.eos = set(eos if isinstance(eos, list) else [eos])
+        self.on_step = on_step
+        self.step = -1
+        self.ids: list[list[int]] = []
+        self.sent: list[int] = []
+        self.done: list[bool] = []
+
+    def put(self, value: Tensor) -> None:
+        if self.step < 0:
+            rows = value.shape[0]
+            self.ids, self.sent, self.done = [[] for _ in range(rows)], [0] * rows, [False] * rows
+            self.step = 0
+            return
+        for row, token in enumerate(value.reshape(-1).tolist()):
+            if not self.done[row]:
+                self.done[row] = token in self.eos
+                self.ids[row].append(token)
+        texts = self.tokenizer.batch_decode(self.ids, skip_special_tokens=True)
+        pieces = []
+        for row, text in enumerate(texts):
+            ready = text if not text.endswith("\ufffd") else text[: self.sent[row]]
+            pieces.append(ready[self.sent[row]:])
+            self.sent[row] = max(self.sent[row], len(ready))
+        self.on_step(self.step, pieces)
+        self.step += 1
+
+    def end(self) -> None:
+        """Nothing is held back past the last step except a never-completed character."""

@@ -1,0 +1,142 @@
+"""Steering on tiny models: strength 0 is plain generation, batching changes nothing, calibration bisects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.models.device import resolve_placement
+from engine.models.loading import LoadedModel, load_model
+from engine.models.specs import parse_spec
+from engine.steering.calibrate import bisect_strength, calibrate_strength
+from engine.steering.coherence import completion_nll, distinct_bigrams, llm_coherence_judge, perplexity_judge
+from engine.steering.generate import SteeredSample, generate_steered
+from engine.steering.prompts import default_prompts
+from engine.steering.similarity import steering_similarity
+
+PROMPTS = ["the cake is", "a story of the", "hello"]   # different lengths: left padding is exercised
+
+
+def _load(path: Path) -> LoadedModel:
+    return load_model(parse_spec(str(path)), resolve_placement("cpu", "float32"))
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_dir: Path) -> LoadedModel:
+    return _load(tiny_dir)
+
+
+@pytest.fixture(scope="module")
+def gemma(tiny_gemma_dir: Path) -> LoadedModel:
+    return _load(tiny_gemma_dir)
+
+
+def _vector(m: LoadedModel) -> torch.Tensor:
+    return torch.randn(m.d_model, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize("which", ["llama", "gemma"])
+def test_strength_zero_is_plain_greedy_generation(which: str, request: pytest.FixtureRequest) -> None:
+    m: LoadedModel = request.getfixturevalue(which)
+    out = generate_steered(m, _vector(m), 1, PROMPTS, [0.0, 0.3], max_new_tokens=10)
+    unsteered = [s for s in out if s.strength == 0.0]
+    for sample in unsteered:
+        ids = m.tokenizer(sample.prompt, return_tensors="pt")
+        plain = m.hf.generate(**ids, max_new_tokens=10, do_sample=False, pad_token_id=m.tokenizer.pad_token_id)
+        assert sample.completion_ids == plain[0, ids["input_ids"].shape[1]:].tolist()
+    assert [s.completion_ids for s in out if s.strength == 0.3] != [s.completion_ids for s in unsteered]
+
+
+def test_batched_strengths_equal_each_strength_alone(llama: LoadedModel) -> None:
+    m, v = llama, _vector(llama)
+    strengths = [0.0, 0.1, 0.3, 1.0]
+    batched = generate_steered(m, v, 2, PROMPTS, strengths, max_new_tokens=8)
+    assert [(s.prompt, s.strength) for s in batched] == [(p, st) for p in PROMPTS for st in strengths]
+    for prompt in PROMPTS:
+        for strength in strengths:
+            alone = generate_steered(m, v, 2, [prompt], [strength], max_new_tokens=8)[0]
+            twin = next(s for s in batched if s.prompt == prompt and s.strength == strength)
+            assert twin.completion_ids == alone.completion_ids and twin.text == alone.text
+    assert len({tuple(s.completion_ids) for s in batched if s.prompt == PROMPTS[0]}) > 1
+
+
+def test_sampling_is_seeded_and_streams(llama: LoadedModel) -> None:
+    m, v = llama, _vector(llama)
+    steps: list[tuple[int, list[str]]] = []
+    a = generate_steered(m, v, 1, PROMPTS[:2], [0.0, 0.2], samples=3, max_new_tokens=6, temperature=1.0, seed=7,
+                         on_step=lambda i, pieces: steps.append((i, pieces)))
+    b = generate_steered(m, v, 1, PROMPTS[:2], [0.0, 0.2], samples=3, max_new_tokens=6, temperature=1.0, seed=7)
+    assert [s.completion_ids for s in a] == [s.completion_ids for s in b]
+    assert len({tuple(s.completion_ids) for s in a}) > 1
+    assert [i for i, _ in steps] == list(range(6)) and all(len(p) == 12 for _, p in steps)
+    first = a[0]
+    assert "".join(p[0] for _, p in steps) == first.text
+
+
+def test_bisection_finds_the_threshold_of_a_synthetic_coherence() -> None:
+    def coherence(strength: float) -> tuple[float, list[str]]:
+        return (1.0 if strength < 37.3 else 0.2), []
+    strength, history = bisect_strength(coherence, max_strength=100, steps=12, threshold=0.75)
+    assert 37.3 - 100 / 2**12 <= strength < 37.3
+    assert len(history) == 12 and history[0].strength == 50 and not history[0].passed
+
+
+def test_calibration_batches_each_step_and_uses_the_judge(llama: LoadedModel) -> None:
+    batches: list[list[SteeredSample]] = []
+
+    def judge(samples: list[SteeredSample]) -> list[bool]:
+        batches.append(samples)
+        return [s.strength < 3.0 for s in samples]
+    cal = calibrate_strength(llama, _vector(llama), 1, PROMPTS[:2], judge=judge, max_strength=10, steps=6,
+                             samples=2, max_new_tokens=3)
+    assert cal.judge == "llm" and 3.0 - 10 / 2**6 <= cal.strength < 3.0
+    assert [len(b) for b in batches] == [4] * 6 and all(len({s.strength for s in b}) == 1 for b in batches)
+
+
+def test_completion_nll_matches_a_single_forward(llama: LoadedModel) -> None:
+    m = llama
+    out = generate_steered(m, _vector(m), 1, PROMPTS, [0.0], max_new_tokens=5, temperature=1.0)
+    nll = completion_nll(m, out)
+    for sample, value in zip(out, nll.tolist(), strict=True):
+        ids = torch.tensor([sample.prompt_ids + sample.completion_ids])
+        with torch.no_grad():
+            logp = torch.log_softmax(m.hf(ids).logits[0, :-1], dim=-1)
+        n = len(sample.completion_ids)
+        expected = -logp[-n:].gather(1, ids[0, -n:, None]).mean()
+        assert value == pytest.approx(float(expected), rel=1e-4)
+
+
+def test_perplexity_judge_rejects_loops_and_noise(llama: LoadedModel) -> None:
+    m = llama
+    reference = generate_steered(m, _vector(m), 1, PROMPTS, [0.0], samples=4, max_new_tokens=8, temperature=1.0)
+    judge = perplexity_judge(m, reference, margin=0.5)
+    loop = SteeredSample("p", 5.0, 0, "", reference[0].prompt_ids, [5, 6] * 6)
+    noise = SteeredSample("p", 5.0, 0, "", reference[0].prompt_ids,
+                          torch.randint(4, len(m.tokenizer), (8,), generator=torch.Generator().manual_seed(3)).tolist())
+    empty = SteeredSample("p", 5.0, 0, "", reference[0].prompt_ids, [])
+    assert judge([loop, empty]) == [False, False]
+    assert sum(judge(reference)) >= len(reference) // 2
+    assert distinct_bigrams([5, 6] * 6) < 0.5 < distinct_bigrams(noise.completion_ids)
+
+
+def test_llm_coherence_judge_parses_labels() -> None:
+    replies = iter(["fine\nANSWER: COHERENT", "ANSWER: INCOHERENT", "???"])
+    judge = llm_coherence_judge(lambda prompt: next(replies))
+    samples = [SteeredSample("p", 1.0, i, f"text {i}", [], [1]) for i in range(3)]
+    assert judge(samples) == [True, False, False]
+
+
+def test_default_prompts_are_neutral_and_varied() -> None:
+    prompts = default_prompts()
+    assert 18 <= len(prompts) <= 25 and len(set(prompts)) == len(prompts)
+    banned = ("bak", "cake", "financ", "money", "invest", "stock", "game", "chess", "recipe", "cook")
+    assert not [p for p in prompts if any(b in p.lower() for b in banned)]
+
+
+def test_steering_similarity_prefers_on_topic_samples() -> None:
+    sim = steering_similarity(["Preheat the oven and bake the cake with butter.", "Frost the cupcakes."],
+                              ["The train leaves the station at noon.", "Plant tulips in spring."],
+                              ["Bake cakes at 450F with frozen butter.", "Our cake recipe uses flour."])
+    assert sim.steered > sim.unsteered and sim.gain > 0.2
