@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
+from store.errors import ActionableError
 
-class UserError(Exception):
+
+class UserError(ActionableError):
     """Bad input or environment; shown as one line (`problem — fix`), never as a traceback."""
-
-    def __init__(self, problem: str, fix: str = "") -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem} — {fix}" if fix else problem)
 
 
 class JobCancelled(Exception):
