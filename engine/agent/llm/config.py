@@ -1,0 +1,115 @@
+"""Which LLM the agent talks to, from (in order) the explicit `--llm`, the environment, and the private
+config file `$DIFFLENS_HOME/config.toml`:
+
+```toml
+[llm]
+model = "openai:gpt-4.1-mini"        # or anthropic:MODEL, local:SPEC
+base_url = "https://openrouter.ai/api/v1"
+api_key = "..."
+timeout_s = 60
+price_in = 0.4                       # USD per million tokens, for the cost column
+price_out = 1.6
+```
+
+The file may hold a key, so one that others can read is refused rather than used."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from store import paths
+
+PROVIDERS = ("openai", "anthropic", "local")
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    provider: str
+    model: str
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_s: float = 120.0
+    max_retries: int = 5
+    temperature: float | None = None
+    max_tokens: int = 2048
+    price_in: float | None = None
+    price_out: float | None = None
+
+    def label(self) -> str:
+        where = f" @ {self.base_url}" if self.base_url else ""
+        return f"{self.provider}:{self.model}{where}"
+
+
+def config_path() -> Path:
+    return paths.home() / "config.toml"
+
+
+def read_config_file() -> dict[str, Any]:
+    """The `[llm]` table of the config file; refuses a file that group or others can read."""
+    path = config_path()
+    if not path.exists():
+        return {}
+    if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise UserError(f"{path} is readable by other users and may hold an API key",
+                        f"run `chmod 600 {path}`")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path} is not valid TOML ({exc})", "fix or remove the file") from exc
+    table = data.get("llm", {})
+    if not isinstance(table, dict):
+        raise UserError(f"{path}: [llm] must be a table", "write the settings under an [llm] header")
+    return table
+
+
+def split_llm(text: str) -> tuple[str, str]:
+    """`openai:gpt-4o` → (openai, gpt-4o); a bare model name means an OpenAI-compatible endpoint."""
+    provider, sep, model = text.strip().partition(":")
+    if not sep or provider not in PROVIDERS:
+        provider, model = "openai", text.strip()
+    if not model:
+        raise UserError(f"LLM {text!r} names no model", "pass openai:MODEL, anthropic:MODEL or local:SPEC")
+    return provider, model
+
+
+def _number(value: Any, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"LLM setting {name} must be a number, got {value!r}", f"fix {name}") from exc
+
+
+def resolve_config(llm: str | None = None, *, temperature: float | None = None,
+                   max_tokens: int | None = None) -> LLMConfig:
+    """The configured LLM; one clear `UserError` when nothing is configured."""
+    env = os.environ
+    file = read_config_file()
+    choice = llm or env.get("DIFFLENS_LLM_MODEL") or file.get("model")
+    if not choice:
+        raise UserError("no LLM is configured for the agent",
+                        "pass --llm openai:MODEL (with OPENAI_API_KEY), anthropic:MODEL (with ANTHROPIC_API_KEY) "
+                        "or local:SPEC, or set DIFFLENS_LLM_MODEL; `difflens agent keywords` works offline")
+    provider, model = split_llm(str(choice))
+    base_url = env.get("DIFFLENS_LLM_BASE_URL") or file.get("base_url") or None
+    provider_key = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(provider)
+    api_key = (env.get("DIFFLENS_LLM_API_KEY") or (env.get(provider_key) if provider_key else None)
+               or file.get("api_key") or None)
+    if provider != "local" and not api_key and not base_url:
+        raise UserError(f"no API key for {provider}:{model}",
+                        f"set {provider_key} or DIFFLENS_LLM_API_KEY, or api_key in {config_path()} (mode 600)")
+    return LLMConfig(
+        provider=provider, model=model, base_url=None if provider == "local" else base_url,
+        api_key=api_key, timeout_s=_number(file.get("timeout_s"), "timeout_s") or 120.0,
+        max_retries=int(_number(file.get("max_retries"), "max_retries") or 5),
+        temperature=temperature,
+        max_tokens=max_tokens or int(_number(file.get("max_tokens"), "max_tokens") or 2048),
+        price_in=_number(env.get("DIFFLENS_LLM_PRICE_IN", file.get("price_in")), "price_in"),
+        price_out=_number(env.get("DIFFLENS_LLM_PRICE_OUT", file.get("price_out")), "price_out"))
