@@ -1,0 +1,110 @@
+"""Agent runs as stored things: run one agent (optionally graded) and save its transcript, or run R ADL
+and R baseline agents and compare their grades. Files go to `$DIFFLENS_HOME/agent/`, written atomically,
+saved even when a run fails or is cancelled (a partial transcript is still a record)."""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from engine.agent.budget import Budget
+from engine.agent.environment import AgentEnvironment
+from engine.agent.grader import grade
+from engine.agent.llm.base import ChatLLM
+from engine.agent.loop import ProtocolChoice, run_agent
+from engine.agent.tools import Mode
+from engine.agent.transcript import Event, Transcript
+from engine.errors import JobCancelled
+from store import paths
+from store.atomic import write_text_atomic
+
+EventSinkFor = Callable[[Mode, int], Callable[[Event], None]]
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    budget: Budget
+    protocol: ProtocolChoice = "auto"
+    stream: bool = False
+    organism: str | None = None
+    organism_type: str | None = None
+
+
+def agent_dir() -> Path:
+    path = paths.home() / "agent"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def new_run_id(kind: str) -> str:
+    return f"{kind}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def run_one(env: AgentEnvironment, llm: ChatLLM, mode: Mode, settings: RunSettings, *,
+            grader: ChatLLM | None = None, on_event: Callable[[Event], None] | None = None,
+            check_cancelled: Callable[[], None] = lambda: None,
+            header: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One agent run, graded when a grader is given; returns its summary (with the saved file's path)."""
+    run_id = new_run_id(f"agent-{mode}")
+    path = agent_dir() / f"{run_id}.json"
+    transcript = Transcript(on_event, secrets=(*llm.secrets, *(grader.secrets if grader else ())))
+    summary: dict[str, Any] = {"id": run_id, "mode": mode, "llm": llm.label,
+                               "grader": grader.label if grader else None, "budget": asdict(settings.budget),
+                               "protocol": settings.protocol, "organism_type": settings.organism_type,
+                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
+                               "result": None, "grade": None, "path": str(path)}
+    try:
+        result = run_agent(env, llm, transcript, mode=mode, budget=settings.budget, protocol=settings.protocol,
+                           stream=settings.stream, check_cancelled=check_cancelled)
+        summary["result"] = result.as_dict()
+        if grader is not None:
+            summary["grade"] = grade(result.description, settings.organism or "", settings.organism_type or "",
+                                     grader, transcript).as_dict()
+        summary["status"] = "done"
+    except JobCancelled:
+        summary["status"] = "cancelled"
+        transcript.emit("cancelled")
+        raise
+    except Exception as exc:
+        summary["status"] = "error"
+        summary["error"] = transcript.redactor.text(str(exc))
+        raise
+    finally:
+        transcript.save(path, {**summary, "organism": settings.organism, **(header or {})})
+    return transcript.redactor.obj(summary)
+
+
+def score_stats(scores: list[int | None]) -> dict[str, Any]:
+    """Mean ± sample sd of the grades that were read (ungraded runs counted apart)."""
+    read = [s for s in scores if s is not None]
+    mean = sum(read) / len(read) if read else None
+    sd = (math.sqrt(sum((s - mean) ** 2 for s in read) / (len(read) - 1)) if len(read) > 1
+          else 0.0 if read else None)
+    return {"n": len(read), "ungraded": len(scores) - len(read), "scores": scores,
+            "mean": None if mean is None else round(mean, 3), "sd": None if sd is None else round(sd, 3)}
+
+
+def compare(env: AgentEnvironment, llm: ChatLLM, grader: ChatLLM, settings: RunSettings, repeat: int, *,
+            on_event_for: EventSinkFor | None = None, check_cancelled: Callable[[], None] = lambda: None,
+            header: dict[str, Any] | None = None) -> dict[str, Any]:
+    """R independent ADL agents and R baseline agents, all graded; mean ± sd per mode, saved as one file."""
+    runs: dict[str, list[dict[str, Any]]] = {"adl": [], "baseline": []}
+    for mode in ("adl", "baseline"):
+        for index in range(repeat):
+            runs[mode].append(run_one(env, llm, mode, settings, grader=grader,
+                                      on_event=on_event_for(mode, index) if on_event_for else None,
+                                      check_cancelled=check_cancelled, header=header))
+    stats = {mode: score_stats([r["grade"]["score"] for r in rs]) for mode, rs in runs.items()}
+    compare_id = new_run_id("agent-compare")
+    path = agent_dir() / f"{compare_id}.json"
+    document = {"id": compare_id, "llm": llm.label, "grader": grader.label, "repeat": repeat,
+                "organism_type": settings.organism_type, "stats": stats,
+                "runs": {mode: [r["id"] for r in rs] for mode, rs in runs.items()}}
+    write_text_atomic(path, json.dumps(document, indent=1))
+    return {**document, "path": str(path), "run_summaries": runs}
