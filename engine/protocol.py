@@ -1,0 +1,181 @@
+"""The engine's wire protocol: JSON-RPC 2.0, one JSON object per line (UTF-8, `\\n`-terminated).
+
+Plain Python on purpose: the TUI imports this module (and nothing else from `engine`), so it must stay free
+of torch and of the rest of the engine.
+
+Messages
+    request       {"jsonrpc": "2.0", "id": 1, "method": "adl.compute", "params": {...}}
+    response      {"jsonrpc": "2.0", "id": 1, "result": {...}}   or   {..., "error": {code, message, data}}
+    notification  {"jsonrpc": "2.0", "method": "job.progress", "params": {"job": "j1", ...}}
+
+Short ops answer with their result. Long ops (jobs) answer `{"job": id}` at once; the submitting client is
+subscribed to the job and receives `job.progress` / `job.partial` notifications, then exactly one of
+`job.done` (`{"job", "result"}`) or `job.failed` (`{"job", "error": {code, message, data}}`). Other clients
+see jobs through `job.list` and follow them with `job.subscribe`. Lines longer than `MAX_MESSAGE_BYTES` are
+discarded and answered with `MESSAGE_TOO_LARGE`. Over TCP the first request must be `engine.auth` with the
+token; anything else closes the connection. Batches are not supported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+JSONRPC = "2.0"
+MAX_MESSAGE_BYTES = 64 * 2**20
+
+# Standard JSON-RPC 2.0 codes.
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+# difflens codes (the implementation-defined server error range).
+USER_ERROR = -32000          # data: {"problem": str, "fix": str}
+JOB_CANCELLED = -32001
+JOB_NOT_FOUND = -32002
+MESSAGE_TOO_LARGE = -32003
+UNAUTHORIZED = -32004
+SHUTTING_DOWN = -32005
+UNAVAILABLE = -32010         # client side only: cannot connect, or the transport closed
+
+# Built-in methods (ops from the registry are the other methods).
+ENGINE_AUTH = "engine.auth"            # {"token"} -> {"ok": true}; TCP only, must come first
+ENGINE_STATUS = "engine.status"        # -> {"pid", "device", "models", "jobs", "socket", ...}
+ENGINE_METHODS = "engine.methods"      # -> {"methods": [{"name", "long", "doc"}]}
+ENGINE_SHUTDOWN = "engine.shutdown"    # -> {"ok": true}; running jobs are cancelled
+JOB_LIST = "job.list"                  # -> {"jobs": [job summary]}
+JOB_CANCEL = "job.cancel"              # {"job"} -> {"job", "state"}
+JOB_RESULT = "job.result"              # {"job"} -> job summary incl. "result"/"error" when finished
+JOB_SUBSCRIBE = "job.subscribe"        # {"job"?} -> job summary (+ "partials"); no job: every job
+
+# Notifications (engine -> client).
+JOB_PROGRESS = "job.progress"          # {"job", "type": "progress", "done", "total", "message", ...}
+JOB_PARTIAL = "job.partial"            # {"job", "type": "partial", ...payload}
+JOB_DONE = "job.done"                  # {"job", "result"}
+JOB_FAILED = "job.failed"              # {"job", "error": {"code", "message", "data"}}
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+FINISHED_STATES = ("done", "failed", "cancelled")
+
+
+class ProtocolError(Exception):
+    """A message that cannot be served; carries the JSON-RPC error to answer with."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    """One message as one line (compact JSON, non-ASCII kept as UTF-8, newline-terminated)."""
+    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def decode(line: bytes | str) -> dict[str, Any]:
+    """Parse one line into a message object; raises `ProtocolError` for anything that is not one."""
+    if len(line) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(MESSAGE_TOO_LARGE, f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        message = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(PARSE_ERROR, f"parse error: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError(INVALID_REQUEST, "a message must be a JSON object (batches are not supported)")
+    return message
+
+
+def request(id_: int | str, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "id": id_, "method": method, "params": params or {}}
+
+
+def notification(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "method": method, "params": params}
+
+
+def result(id_: int | str | None, value: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "id": id_, "result": value}
+
+
+def error_object(code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        err["data"] = data
+    return err
+
+
+def error(id_: int | str | None, code: int, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"jsonrpc": JSONRPC, "id": id_, "error": error_object(code, message, data)}
+
+
+def read_frame(readline: Callable[[int], bytes], limit: int = MAX_MESSAGE_BYTES) -> bytes | None:
+    """Next line from a blocking `readline(size)`; None at end of stream.
+
+    A line over `limit` is drained up to its newline and reported as `ProtocolError(MESSAGE_TOO_LARGE)`,
+    so that the stream stays in sync and the reader can keep serving.
+    """
+    line = readline(limit + 1)
+    if not line:
+        return None
+    if len(line) <= limit or line.endswith(b"\n"):
+        return line
+    while line and not line.endswith(b"\n"):
+        line = readline(1 << 16)
+    raise ProtocolError(MESSAGE_TOO_LARGE, f"message larger than {limit} bytes")
+
+
+# ---- where a local engine lives (shared by the engine and its clients) ----
+
+def runtime_dir() -> Path:
+    """The engine's private directory (mode 0700): `DIFFLENS_RUNTIME_DIR`, else `$XDG_RUNTIME_DIR/difflens`,
+    else `<tmp>/difflens-<uid>`. Refuses a directory owned by someone else."""
+    if env := os.environ.get("DIFFLENS_RUNTIME_DIR"):
+        path = Path(env)
+    elif xdg := os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(xdg) / "difflens"
+    else:
+        path = Path(tempfile.gettempdir()) / f"difflens-{os.getuid()}"
+    return private_dir(path)
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` with mode 0700 (tightening it if ours); refuse it if another user owns it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise PermissionError(f"{path} is not a directory owned by you; set DIFFLENS_RUNTIME_DIR elsewhere")
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def default_socket_path() -> Path:
+    """The local engine's Unix socket (`DIFFLENS_SOCKET` overrides)."""
+    if env := os.environ.get("DIFFLENS_SOCKET"):
+        return Path(env)
+    return runtime_dir() / "engine.sock"
+
+
+def default_token_path() -> Path:
+    """The 0600 file holding the TCP token (`DIFFLENS_TOKEN_FILE` overrides)."""
+    if env := os.environ.get("DIFFLENS_TOKEN_FILE"):
+        return Path(env)
+    return runtime_dir() / "engine.token"
+
+
+def read_token(path: Path | None = None) -> str:
+    """The TCP token: `DIFFLENS_TOKEN`, else the token file, which must be readable by its owner only."""
+    if env := os.environ.get("DIFFLENS_TOKEN"):
+        return env.strip()
+    path = path or default_token_path()
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise PermissionError(f"token file {path} has mode {mode:o}; run chmod 600 {path}")
+    return path.read_text().strip()

@@ -1,0 +1,224 @@
+"""The engine: dispatches each request to a built-in method or an op from the registry.
+
+Long ops become jobs (answer `{"job": id}` at once, then notifications); short ops run on a thread pool so
+that a slow one never blocks the reader. Bad messages get JSON-RPC errors and the engine keeps serving.
+"""
+
+from __future__ import annotations
+
+import hmac
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from engine import ops, protocol
+from engine.jobs import JobContext
+from engine.ops import REGISTRY, Op
+from engine.server.failures import checked_result, error_for
+from engine.server.jobs import JobManager
+from engine.server.peer import Peer
+
+log = logging.getLogger("difflens.engine")
+
+EXTRA_OPS_ENV = "DIFFLENS_EXTRA_OPS"   # comma-separated modules that register more ops (tests, plugins)
+
+Handler = Callable[[Peer, dict[str, Any]], dict[str, Any]]
+
+
+def load_ops() -> dict[str, str]:
+    """Import every op module (and `DIFFLENS_EXTRA_OPS`); a module that fails to import is reported by
+    `engine.status` instead of taking the whole engine down."""
+    failures: dict[str, str] = {}
+    names = [f"{ops.__name__}.{info.name}" for info in pkgutil.iter_modules(ops.__path__)]
+    names += [n.strip() for n in os.environ.get(EXTRA_OPS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # one broken module must not hide the others
+            log.exception("could not load ops from %s", name)
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    return failures
+
+
+class Engine:
+    """Shared by every transport and client of this process."""
+
+    def __init__(self, *, workers: int = 1, where: str = "") -> None:
+        self.where = where
+        self.started = time.time()
+        self.op_errors = load_ops()
+        self.jobs = JobManager(workers)
+        self.stopping = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="op")
+        self._peers: set[Peer] = set()
+        self._lock = threading.Lock()
+        self._builtins: dict[str, Handler] = {
+            protocol.ENGINE_STATUS: self._status, protocol.ENGINE_METHODS: self._methods,
+            protocol.ENGINE_SHUTDOWN: self._shutdown, protocol.ENGINE_AUTH: self._auth_again,
+            protocol.JOB_LIST: lambda peer, params: {"jobs": self.jobs.list()},
+            protocol.JOB_CANCEL: lambda peer, params: self.jobs.cancel(str(_job_id(params))),
+            protocol.JOB_RESULT: lambda peer, params: self.jobs.get(str(_job_id(params))).summary(full=True),
+            protocol.JOB_SUBSCRIBE: lambda peer, params: self.jobs.subscribe(peer, _job_id(params, required=False)),
+        }
+
+    # ---- clients ----
+
+    def attach(self, peer: Peer) -> None:
+        with self._lock:
+            self._peers.add(peer)
+
+    def detach(self, peer: Peer) -> None:
+        with self._lock:
+            self._peers.discard(peer)
+        self.jobs.detach(peer)
+
+    # ---- dispatch ----
+
+    def handle(self, peer: Peer, line: bytes) -> None:
+        """Serve one line from `peer` (called on its reader thread; never raises)."""
+        try:
+            message = protocol.decode(line)
+        except protocol.ProtocolError as exc:
+            peer.send(protocol.error(None, exc.code, exc.message))
+            return
+        id_ = message.get("id")
+        method = message.get("method")
+        params = message.get("params", {})
+        if (message.get("jsonrpc") != protocol.JSONRPC or not isinstance(method, str)
+                or not isinstance(id_, str | int | None) or isinstance(id_, bool)):
+            peer.send(protocol.error(id_ if isinstance(id_, str | int) else None, protocol.INVALID_REQUEST,
+                                     "invalid request: need jsonrpc '2.0', a string method and an id"))
+            return
+        if "id" not in message:
+            return  # a client notification: nothing is expected of the engine
+        if not peer.authenticated:
+            self._authenticate(peer, id_, method, params)
+            return
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            peer.send(protocol.error(id_, protocol.INVALID_PARAMS, "params must be a JSON object"))
+            return
+        if self.stopping.is_set():
+            peer.send(protocol.error(id_, protocol.SHUTTING_DOWN, "the engine is shutting down"))
+            return
+        if method in self._builtins:
+            self._submit_short(peer, id_, lambda: self._builtins[method](peer, params))
+        elif (op := REGISTRY.get(method)) is None:
+            peer.send(protocol.error(id_, protocol.METHOD_NOT_FOUND, f"unknown method {method!r}",
+                                     {"problem": f"unknown method {method!r}", "fix": "see engine.methods"}))
+        elif op.long:
+            job = self.jobs.create(op, params, peer, peer.label)
+            peer.send(protocol.result(id_, {"job": job.id}))
+            self.jobs.start(job)
+        else:
+            self._submit_short(peer, id_, lambda: op.fn(params, JobContext()))
+
+    def _submit_short(self, peer: Peer, id_: int | str | None, call: Callable[[], Any]) -> None:
+        def run() -> None:
+            try:
+                peer.send(protocol.result(id_, checked_result(call())))
+            except BaseException as exc:  # every failure is answered, the engine serves on
+                err = error_for(exc)
+                peer.send(protocol.error(id_, err["code"], err["message"], err.get("data")))
+            finally:
+                peer.end()
+
+        peer.begin()
+        try:
+            self._pool.submit(run)
+        except RuntimeError:  # pool shut down: the engine is stopping
+            peer.end()
+            peer.send(protocol.error(id_, protocol.SHUTTING_DOWN, "the engine is shutting down"))
+
+    def _authenticate(self, peer: Peer, id_: int | str | None, method: str, params: Any) -> None:
+        token = params.get("token") if isinstance(params, dict) else None
+        if method == protocol.ENGINE_AUTH and isinstance(token, str) and peer.token is not None \
+                and hmac.compare_digest(token.encode(), peer.token.encode()):
+            peer.authenticated = True
+            peer.on_authenticated()
+            peer.send(protocol.result(id_, {"ok": True}))
+            return
+        log.warning("client %s refused: no valid token", peer.label)
+        peer.send(protocol.error(id_, protocol.UNAUTHORIZED, "a valid token is required",
+                                 {"problem": "the engine refused the connection: no valid token",
+                                  "fix": "send engine.auth with the token from the engine's 0600 token file"}))
+        peer.close()
+
+    # ---- built-in methods ----
+
+    def _status(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        from engine.models.cache import MODELS  # imports torch: only once a client asks
+
+        with self._lock:
+            clients = len(self._peers)
+        return {"pid": os.getpid(), "where": self.where, "python": sys.executable, "device": _device(),
+                "started": self.started, "uptime_s": round(time.time() - self.started, 1),
+                "clients": clients, "models": MODELS.loaded(), "jobs": self.jobs.list(),
+                "op_errors": self.op_errors}
+
+    def _methods(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        listed = [{"name": op.name, "long": op.long, "doc": op.doc} for op in sorted(REGISTRY.values(),
+                                                                                       key=_op_name)]
+        listed += [{"name": name, "long": False, "doc": "built-in", "builtin": True} for name in self._builtins]
+        return {"methods": listed}
+
+    def _shutdown(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        threading.Timer(0.2, self.stop).start()  # answer first, then stop
+        return {"ok": True, "cancelled": self.jobs.active()}
+
+    def _auth_again(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True}
+
+    # ---- lifecycle ----
+
+    def stop(self) -> None:
+        """Stop serving: cancel running jobs; the transport's main loop notices `stopping` and exits."""
+        if self.stopping.is_set():
+            return
+        log.info("engine stopping")
+        self.stopping.set()
+        self.jobs.stop()
+
+    def wait(self) -> None:
+        """Block the main thread until `stop` (signals still get through), then wind down."""
+        while not self.stopping.wait(0.5):
+            pass
+        self.jobs.join(timeout=10)
+        with self._lock:
+            peers = list(self._peers)
+        for peer in peers:
+            peer.close()
+        for peer in peers:
+            peer.wait_closed(2)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _job_id(params: dict[str, Any], required: bool = True) -> str | None:
+    value = params.get("job")
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        problem = "parameter 'job' must be a job id string"
+        raise protocol.ProtocolError(protocol.INVALID_PARAMS, problem,
+                                     {"problem": problem, "fix": "pass a job id from job.list"})
+    return value
+
+
+def _op_name(op: Op) -> str:
+    return op.name
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return ", ".join(f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count()))
+    return "cpu"

@@ -1,0 +1,146 @@
+"""A background engine on a Unix socket: pid file (locked, so never two on one socket), log file, stale
+socket removal, and start / stop / status from the command line."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import engine
+from engine.errors import UserError
+from engine.server import local
+
+START_TIMEOUT_S = 180.0
+
+
+def pid_path(sock: Path) -> Path:
+    return sock.with_suffix(".pid")
+
+
+def log_path(sock: Path) -> Path:
+    return sock.with_suffix(".log")
+
+
+class PidLock:
+    """An exclusive `flock` on the pid file, held for the engine's life; the kernel drops it if we die."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, sock: Path) -> PidLock:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UserError(f"an engine already runs on {sock} (pid {read_pid(sock)})",
+                            "use it, stop it with `difflens engine stop`, or pass another --socket") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+            os.close(self._fd)
+            self._fd = None
+
+
+def claim_socket(sock: Path) -> PidLock:
+    """Make `sock` ours: refuse if a live engine holds it, remove it if it is stale."""
+    sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    lock = PidLock(pid_path(sock)).acquire(sock)
+    if local.is_running(sock):
+        lock.release()
+        raise UserError(f"an engine already runs on {sock}", "stop it first or pass another --socket")
+    if sock.exists() or sock.is_symlink():
+        print(f"removing stale socket {sock}", file=sys.stderr)
+        sock.unlink()
+    return lock
+
+
+def read_pid(sock: Path) -> int | None:
+    try:
+        return int(pid_path(sock).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def engine_env() -> dict[str, str]:
+    """The environment for a child engine: this checkout importable even when difflens is not installed."""
+    env = dict(os.environ)
+    root = str(Path(engine.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+def start(sock: Path, serve_args: list[str] | None = None, timeout: float = START_TIMEOUT_S) -> int:
+    """Start a detached engine on `sock` (logging to `<sock>.log`) and wait until it answers; its pid."""
+    if local.is_running(sock):
+        raise UserError(f"an engine already runs on {sock} (pid {read_pid(sock)})",
+                        "use it, or stop it with `difflens engine stop`")
+    sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    log = log_path(sock)
+    cmd = [sys.executable, "-m", "engine", "serve", "--socket", str(sock), *(serve_args or [])]
+    with open(log, "ab") as out:
+        os.chmod(log, 0o600)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=engine_env(), close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if local.is_running(sock):
+            return proc.pid
+        if proc.poll() is not None:
+            raise UserError(f"the engine exited while starting (code {proc.returncode}): {_tail(log)}",
+                            f"see {log}")
+        time.sleep(0.2)
+    proc.terminate()
+    raise UserError(f"the engine did not answer on {sock} within {timeout:.0f} s", f"see {log}")
+
+
+def stop(sock: Path, timeout: float = 30.0) -> bool:
+    """Ask the engine on `sock` to shut down (running jobs are cancelled); False if none was running."""
+    pid = read_pid(sock)
+    try:
+        local.call(sock, "engine.shutdown", timeout=10)
+    except local.NotRunning:
+        if pid is None or not _alive(pid):
+            return False
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (pid is None or not _alive(pid)) and not local.is_running(sock):
+            return True
+        time.sleep(0.1)
+    if pid is not None and _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):  # a zombie child of ours has exited
+        if Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].startswith("Z"):
+            return False
+    return True
+
+
+def _tail(log: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(log.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return ""

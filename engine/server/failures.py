@@ -1,0 +1,40 @@
+"""Turning what an op raised or returned into JSON-RPC errors the client can type and show."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from engine import protocol
+from engine.errors import JobCancelled, UserError
+
+log = logging.getLogger("difflens.engine")
+
+
+def error_for(exc: BaseException) -> dict[str, Any]:
+    """The JSON-RPC error object for an exception raised by an op (unexpected ones are logged in full)."""
+    if isinstance(exc, UserError):
+        return protocol.error_object(protocol.USER_ERROR, str(exc), {"problem": exc.problem, "fix": exc.fix})
+    if isinstance(exc, JobCancelled):
+        return protocol.error_object(protocol.JOB_CANCELLED, "job cancelled")
+    if isinstance(exc, protocol.ProtocolError):
+        return protocol.error_object(exc.code, exc.message, exc.data)
+    log.error("op failed", exc_info=exc)
+    return protocol.error_object(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}",
+                                 {"type": type(exc).__name__})
+
+
+def checked_result(value: Any) -> dict[str, Any]:
+    """`value` if it can travel as one message; else a `ProtocolError` (so the caller gets an error, not
+    a dropped connection)."""
+    if not isinstance(value, dict):
+        raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op returned {type(value).__name__}, not a dict")
+    try:
+        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    except (TypeError, ValueError) as exc:
+        raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op result is not JSON: {exc}") from None
+    if size > protocol.MAX_MESSAGE_BYTES - 4096:
+        raise protocol.ProtocolError(protocol.MESSAGE_TOO_LARGE,
+                                     f"op result is {size} bytes, over the {protocol.MAX_MESSAGE_BYTES} limit")
+    return value

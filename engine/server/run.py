@@ -1,0 +1,54 @@
+"""`engine serve`: build the engine, open the transports asked for, serve until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from engine import protocol
+from engine.server import daemon
+from engine.server.core import Engine
+from engine.server.listen import Listener, bind_tcp, bind_unix, ensure_token, serve_stdio
+
+log = logging.getLogger("difflens.engine")
+
+
+def serve(*, stdio: bool = False, socket_path: Path | None = None, tcp: str | None = None,
+          token_file: Path | None = None, workers: int = 1) -> int:
+    """Serve over stdio (a private engine for one client) or a Unix socket (plus TCP if asked)."""
+    logging.basicConfig(stream=sys.stderr, level=os.environ.get("DIFFLENS_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if stdio:
+        engine = Engine(workers=workers, where="stdio")
+        _on_signals(engine)
+        serve_stdio(engine)
+        engine.wait()
+        return 0
+    path = socket_path or protocol.default_socket_path()
+    lock = daemon.claim_socket(path)
+    listeners: list[Listener] = []
+    try:
+        engine = Engine(workers=workers, where=f"unix:{path}")
+        _on_signals(engine)
+        listeners.append(Listener(engine, bind_unix(path), "unix").start())
+        if tcp:
+            token = ensure_token(token_file or protocol.default_token_path())
+            listeners.append(Listener(engine, bind_tcp(tcp), "tcp", token=token).start())
+        log.info("engine pid %d serving on %s%s", os.getpid(), path, f" and tcp {tcp}" if tcp else "")
+        engine.wait()
+    finally:
+        for listener in listeners:
+            listener.close()
+        if listeners:
+            path.unlink(missing_ok=True)
+        lock.release()
+    log.info("engine stopped")
+    return 0
+
+
+def _on_signals(engine: Engine) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: engine.stop())
