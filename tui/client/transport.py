@@ -1,0 +1,154 @@
+"""Byte transports behind the client: each carries whole JSON-RPC messages, one per `send`/`receive`.
+
+Pluggable: anything with `send(line)`, `receive()` and `close()` can sit behind `RpcClient` (a replay of
+the store, a test double). `receive()` returns None once the other side has gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
+
+from engine import protocol
+from tui.client.errors import EngineUnavailable
+
+READ_LIMIT = protocol.MAX_MESSAGE_BYTES + 1
+
+
+class Transport(ABC):
+    """One connection to an engine; `description` says where it goes, for the user."""
+
+    description: str = "engine"
+
+    @abstractmethod
+    async def send(self, line: str) -> None:
+        """Send one message (a JSON text without the newline); raises `EngineUnavailable` when closed."""
+
+    @abstractmethod
+    async def receive(self) -> str | None:
+        """The next message, or None when the connection has ended."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """End the connection (idempotent)."""
+
+    def why_closed(self) -> str:
+        """Extra words on why the connection ended (e.g. a child's last stderr lines)."""
+        return ""
+
+
+class StreamTransport(Transport):
+    """Newline-framed messages over an asyncio stream pair (Unix socket, TCP, a child's pipes)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 description: str) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.description = description
+
+    async def send(self, line: str) -> None:
+        try:
+            self._writer.write(line.encode("utf-8") + b"\n")
+            await self._writer.drain()
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            raise EngineUnavailable(f"lost the engine at {self.description}: {exc}") from None
+
+    async def receive(self) -> str | None:
+        while True:
+            try:
+                line = await self._reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as exc:
+                return exc.partial.decode("utf-8", "replace") or None
+            except asyncio.LimitOverrunError as exc:
+                await self._skip_line(exc.consumed)
+                continue
+            except (ConnectionError, OSError):
+                return None
+            return line.decode("utf-8", "replace")
+
+    async def _skip_line(self, consumed: int) -> None:
+        """Drop an oversized message (the engine does not send them; a broken one must not stall us)."""
+        await self._reader.readexactly(consumed)
+        while True:
+            try:
+                await self._reader.readuntil(b"\n")
+                return
+            except asyncio.LimitOverrunError as exc:
+                await self._reader.readexactly(exc.consumed)
+
+    async def close(self) -> None:
+        if not self._writer.is_closing():
+            self._writer.close()
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            await self._writer.wait_closed()
+
+
+class ProcessTransport(StreamTransport):
+    """A child process speaking the protocol on stdin/stdout: a private engine or an `ssh` bridge.
+
+    Its stderr is kept (last lines) to explain a failure; closing stdin asks it to exit.
+    """
+
+    def __init__(self, proc: asyncio.subprocess.Process, description: str) -> None:
+        assert proc.stdout is not None and proc.stdin is not None and proc.stderr is not None
+        super().__init__(proc.stdout, proc.stdin, description)
+        self.proc = proc
+        self._stderr: deque[str] = deque(maxlen=20)
+        self._stderr_task = asyncio.create_task(self._keep_stderr(proc.stderr))
+
+    @classmethod
+    async def spawn(cls, argv: Sequence[str], description: str, *, env: dict[str, str] | None = None,
+                    new_session: bool = False) -> ProcessTransport:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, env=env, limit=READ_LIMIT, start_new_session=new_session)
+        except OSError as exc:
+            raise EngineUnavailable(f"cannot run {argv[0]}: {exc}") from None
+        return cls(proc, description)
+
+    async def _keep_stderr(self, stream: asyncio.StreamReader) -> None:
+        with contextlib.suppress(ValueError, asyncio.LimitOverrunError):
+            while line := await stream.readline():
+                self._stderr.append(line.decode("utf-8", "replace").rstrip())
+
+    def why_closed(self) -> str:
+        lines = [line for line in self._stderr if line.strip()]
+        code = self.proc.returncode
+        said = " | ".join(lines[-5:])
+        return "; ".join(part for part in (f"exit code {code}" if code is not None else "", said) if part)
+
+    async def close(self) -> None:
+        await super().close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout=5)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._stderr_task, timeout=2)
+
+
+def engine_argv(*args: str) -> list[str]:
+    """The command line of a local engine (`python -m engine ...`): `difflens engine ...` execs this with
+    `child_env()`, since the TUI may not import the engine itself."""
+    return [sys.executable, "-m", "engine", *args]
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a local engine child: this checkout importable even when not installed."""
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(protocol.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    return env
