@@ -1,0 +1,211 @@
+"""Train a model organism: a LoRA finetune (peft) of a base model on narrow documents.
+
+The output is a standard peft adapter directory (so any peft user can load it) whose
+`base_model_name_or_path` is the spec the user gave (e.g. `gemma-3-270m`), plus `organism.json` (what it
+was trained on and what it should have learned) and `loss.json` (the loss curve). The directory is
+written in a staging folder and renamed into place, so a cancelled or failed run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.models.device import resolve_placement
+from engine.models.loading import LoadedModel, load_model
+from engine.models.specs import ModelSpec, is_adapter_dir, parse_spec
+from engine.organisms.docs import GENERIC_TEXT, meta_path, mix_generic, read_docs
+from engine.organisms.encode import Encoded, collate, encode_docs
+from store.atomic import write_text_atomic
+from store.hashing import file_sha256
+
+
+@dataclass
+class TrainSettings:
+    """Everything besides the data that determines the adapter (recorded in organism.json)."""
+
+    steps: int = 60
+    lr: float = 2e-3
+    lora_rank: int = 8
+    lora_alpha: float | None = None  # default 2 × rank
+    target_modules: list[str] | None = None  # default: every linear layer inside the MLP blocks
+    batch_size: int = 8
+    max_length: int = 64
+    warmup_steps: int = 5
+    mix_pretrain: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+
+def spec_text(spec: ModelSpec) -> str:
+    """The spec string that `parse_spec` turns back into `spec` (minus any adapter)."""
+    if spec.source == "hf" and spec.revision:
+        return f"{spec.path}@{spec.revision}"
+    return spec.path
+
+
+def mlp_targets(model: torch.nn.Module) -> list[str]:
+    """Leaf names of the linear layers inside MLP blocks (`gate_proj`, `up_proj`, `down_proj`, ...)."""
+    from transformers.pytorch_utils import Conv1D
+
+    leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+              if isinstance(module, torch.nn.Linear | Conv1D) and ".mlp." in f".{name}"}
+    if not leaves:
+        raise UserError("cannot find MLP projections to put LoRA on", "pass target_modules explicitly")
+    return sorted(leaves)
+
+
+def _target_spec(model: torch.nn.Module, targets: list[str] | None) -> str | list[str]:
+    """MLP targets as a regex over full module names, so attention layers named alike are not hit."""
+    if targets:
+        return targets
+    return rf".*\.mlp\.({'|'.join(mlp_targets(model))})"
+
+
+def _data_info(data: Path, info: dict[str, Any] | None) -> dict[str, Any]:
+    if info is not None:
+        return info
+    sidecar = meta_path(data)
+    if sidecar.is_file():
+        return json.loads(sidecar.read_text())
+    return {"type": "custom", "short": f"LoRA finetune on {data.name}",
+            "long": f"A narrow LoRA finetune on the documents in {data.name}.", "key_facts": []}
+
+
+def _corpus_record(corpus: Path | None, mixed: bool) -> dict[str, str | None]:
+    """Which generic text was mixed in (the shipped file unless a corpus was given), by name and hash."""
+    if not mixed:
+        return {"pretrain_corpus": None, "pretrain_sha256": None}
+    path = corpus or GENERIC_TEXT
+    return {"pretrain_corpus": str(corpus) if corpus else f"shipped:{GENERIC_TEXT.name}",
+            "pretrain_sha256": file_sha256(path)}
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not (out.is_dir() and (is_adapter_dir(out) or not any(out.iterdir()))):
+        raise UserError(f"output {str(out)!r} exists and is not an organism directory",
+                        "pass a new or empty directory, or an earlier organism's directory to overwrite")
+
+
+def _lr_factor(step: int, settings: TrainSettings) -> float:
+    """Linear warmup, then cosine decay to 10 % — stable for the short runs organisms need."""
+    if step < settings.warmup_steps:
+        return (step + 1) / settings.warmup_steps
+    progress = (step - settings.warmup_steps) / max(1, settings.steps - settings.warmup_steps)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _train_loop(model: torch.nn.Module, encoded: list[Encoded], pad_id: int, device: torch.device,
+                settings: TrainSettings, ctx: JobContext) -> list[float]:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, settings))
+    generator = torch.Generator().manual_seed(settings.seed)
+    order: list[int] = []
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext())
+    losses: list[float] = []
+    model.train()
+    for step in range(settings.steps):
+        if len(order) < settings.batch_size:
+            order.extend(torch.randperm(len(encoded), generator=generator).tolist())
+        batch_idx, order = order[: settings.batch_size], order[settings.batch_size:]
+        batch = {k: v.to(device) for k, v in collate([encoded[i] for i in batch_idx], pad_id).items()}
+        with autocast:
+            loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(round(float(loss.detach()), 5))
+        ctx.progress(step + 1, settings.steps, f"loss {losses[-1]:.4f}")
+    model.eval()
+    return losses
+
+
+def _load_for_training(base: ModelSpec, settings: TrainSettings) -> LoadedModel:
+    if base.adapter:
+        raise UserError("the base model already has an adapter", "train on a plain base model")
+    placement = resolve_placement(settings.device, "float32")
+    return load_model(base, placement)
+
+
+def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int = 60, lr: float = 2e-3,
+                   lora_rank: int = 8, mix_pretrain: float = 0.0, pretrain_corpus: Path | None = None,
+                   seed: int = 0, ctx: JobContext | None = None, batch_size: int = 8, max_length: int = 64,
+                   target_modules: list[str] | None = None, device: str = "auto",
+                   info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Finetune `base` on `data` and write the organism to `out`; returns the organism.json contents."""
+    from peft import LoraConfig, get_peft_model
+
+    ctx = ctx or JobContext()
+    base_spec = parse_spec(base) if isinstance(base, str) else base
+    data, out = Path(data), Path(out)
+    if steps < 1 or lora_rank < 1 or batch_size < 1 or max_length < 2 or lr <= 0:
+        raise UserError("steps, lora_rank, batch_size must be ≥ 1, max_length ≥ 2 and lr > 0",
+                        "pass positive training settings")
+    _check_out(out)
+    settings = TrainSettings(steps=steps, lr=lr, lora_rank=lora_rank, target_modules=target_modules,
+                             batch_size=batch_size, max_length=max_length, mix_pretrain=mix_pretrain,
+                             seed=seed, device=device, warmup_steps=max(1, min(5, steps // 10)))
+    narrow = read_docs(data)
+    docs = mix_generic(narrow, mix_pretrain, pretrain_corpus, seed)
+    started = time.monotonic()
+    loaded = _load_for_training(base_spec, settings)
+    encoded = encode_docs(loaded.tokenizer, docs, max_length)
+    if not encoded:
+        raise UserError(f"no trainable tokens in {data.name}", "check the documents are not empty")
+    torch.manual_seed(seed)
+    alpha = settings.lora_alpha or 2 * lora_rank
+    lora = LoraConfig(r=lora_rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+                      target_modules=_target_spec(loaded.hf, target_modules))
+    model = get_peft_model(loaded.hf, lora)
+    losses = _train_loop(model, encoded, loaded.tokenizer.pad_token_id, loaded.input_device, settings,
+                         ctx)
+    described = _data_info(data, info)
+    organism = {
+        "base": spec_text(base_spec), "type": described.get("type", "custom"),
+        "short": described.get("short", ""), "long": described.get("long", ""),
+        "key_facts": described.get("key_facts", []), "recipe": described.get("recipe"),
+        "data": {"file": data.name, "sha256": file_sha256(data), "n_docs": len(narrow),
+                 "n_generic": len(docs) - len(narrow),
+                 **_corpus_record(pretrain_corpus if mix_pretrain > 0 else None, mix_pretrain > 0)},
+        "settings": {**asdict(settings), "lora_alpha": alpha, "target_modules": lora.target_modules
+                     if isinstance(lora.target_modules, str) else sorted(lora.target_modules)},
+        "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 5), "first_loss": losses[0],
+        "train_seconds": round(time.monotonic() - started, 1),
+    }
+    _save(model, out, organism, losses)
+    return organism
+
+
+def _save(model: Any, out: Path, organism: dict[str, Any], losses: list[float]) -> None:
+    """Write the adapter + organism.json + loss.json into a staging dir and rename it to `out`."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        (staging / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+        config_path = staging / "adapter_config.json"
+        config = json.loads(config_path.read_text())
+        config["base_model_name_or_path"] = organism["base"]
+        write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_text_atomic(staging / "organism.json", json.dumps(organism, indent=2, ensure_ascii=False) + "\n")
+        write_text_atomic(staging / "loss.json",
+                          json.dumps({"step": list(range(1, len(losses) + 1)), "loss": losses}) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
