@@ -98,7 +98,8 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
     if text.startswith("organism:"):
         from engine.organisms.registry import resolve_organism
 
-        return parse_spec(*resolve_organism(text.removeprefix("organism:")), trust_remote_code=trust_remote_code)
+        spec_text, organism_adapter = resolve_organism(text.removeprefix("organism:"))
+        return parse_spec(spec_text, adapter=organism_adapter, trust_remote_code=trust_remote_code)
     if adapter is not None:
         adapter_path = Path(adapter).expanduser()
         if not is_adapter_dir(adapter_path) and ("/" not in adapter or adapter_path.exists()):
