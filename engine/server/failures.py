@@ -7,14 +7,15 @@ import logging
 from typing import Any
 
 from engine import protocol
-from engine.errors import JobCancelled, UserError
+from engine.errors import JobCancelled
+from store.errors import ActionableError
 
 log = logging.getLogger("difflens.engine")
 
 
 def error_for(exc: BaseException) -> dict[str, Any]:
     """The JSON-RPC error object for an exception raised by an op (unexpected ones are logged in full)."""
-    if isinstance(exc, UserError):
+    if isinstance(exc, ActionableError):
         return protocol.error_object(protocol.USER_ERROR, str(exc), {"problem": exc.problem, "fix": exc.fix})
     if isinstance(exc, JobCancelled):
         return protocol.error_object(protocol.JOB_CANCELLED, "job cancelled")

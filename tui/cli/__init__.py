@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import compute
+from tui.cli import compute, engine_cmd
 
 app = typer.Typer(help="difflens — read what a finetune changed from the difference of activations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command()(compute.compute)
 app.command()(compute.runs)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                              "help_option_names": []})(engine_cmd.engine)
 
 
 def main() -> None:
