@@ -7,7 +7,8 @@
   llm             openai:MODEL | anthropic:MODEL | local:SPEC (default: DIFFLENS_LLM_MODEL / config file)
   budget          model interactions (default 5); llm_calls (30); token_budget (400000)
   baseline        true → the blackbox agent (plain samples + ask_model only)
-  grade           true → score the description 1–5; needs organism_description + organism_type
+  grade           true → score the description 1–5 with the organism registry's rubric; needs
+                  organism_description + organism_type (sdf|em|taboo|subliminal|domain or SDF, EM, …)
   repeat          R > 1 → R ADL and R baseline agents, graded, mean ± sd per mode
   grader_llm      LLM for grading (default: the agent's)
   protocol        auto | native | text;  stream (default true);  temperature;  max_tokens (per reply)
