@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from engine.agent.budget import Budget
-from engine.agent.grader import load_rubrics, parse_score, rubric_for
+from engine.agent.grader import grade_prompt, parse_score, rubric_for
 from engine.agent.grammar import Call, Final, ParseError, parse_text
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.llm import LLMConfig, make_llm, resolve_config
@@ -181,13 +181,13 @@ def test_persistent_auth_failure_is_one_clear_error(llm_env: None) -> None:
     assert "HTTP 401" in str(info.value) and "API key" in info.value.fix and len(server.requests) == 1
 
 
-def test_llm_call_budget_asks_for_the_final_answer_then_stops(llm_env: None) -> None:
+@pytest.mark.parametrize("budget", [Budget(llm_calls=3), Budget(tokens=200)])
+def test_llm_budget_asks_for_the_final_answer_then_stops(llm_env: None, budget: Budget) -> None:
     lens = ("get_logitlens_details", {"layer": 2, "positions": [0]})
     script = [{"tool_calls": [("record_hypothesis", {"hypothesis": "baking", "confidence": 0.4})]},
               {"tool_calls": [lens]}, {"tool_calls": [lens]}, {"tool_calls": [lens]}]
     with ScriptedLLMServer(script) as server:
-        result = run_agent(RecordedEnvironment(CAKE_ENV), _openai(server), Transcript(),
-                           budget=Budget(llm_calls=3))
+        result = run_agent(RecordedEnvironment(CAKE_ENV), _openai(server), Transcript(), budget=budget)
     assert len(server.requests) == 3
     assert server.bodies()[2]["messages"][-1] == {"role": "user", "content": FINAL_NOW}
     assert result.ended_by == "budget" and result.inconclusive
@@ -297,6 +297,24 @@ def test_op_repeat_reports_mean_and_sd_for_adl_and_baseline(llm_env: None, monke
     assert json.loads(Path(out["compare_path"]).read_text())["stats"] == out["stats"]
 
 
+def test_op_cancel_saves_the_partial_transcript(llm_env: None, monkeypatch: pytest.MonkeyPatch,
+                                               isolated_home: Path) -> None:
+    from engine.errors import JobCancelled
+
+    ctx = JobContext()
+    ctx.emit = lambda event: ctx.cancel_event.set() if event["type"] == "partial" and \
+        event["event"]["type"] == "tool_result" else None
+    lens = ("get_logitlens_details", {"layer": 2, "positions": [0]})
+    with ScriptedLLMServer([{"tool_calls": [lens]}, {"tool_calls": [lens]}]) as server:
+        monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
+        with pytest.raises(JobCancelled):
+            agent_run({"environment": CAKE_ENV, "llm": "openai:scripted"}, ctx)
+    [path] = (isolated_home / "agent").glob("agent-adl-*.json")
+    saved = json.loads(path.read_text())
+    assert saved["status"] == "cancelled" and saved["transcript"][-1]["type"] == "cancelled"
+    assert len(server.requests) == 1
+
+
 def test_op_rejects_bad_input(llm_env: None) -> None:
     with pytest.raises(UserError, match="no evidence"):
         _run_op({"llm": "openai:x"})
@@ -352,8 +370,10 @@ def test_text_grammar_parser() -> None:
 
 
 def test_rubrics_and_score_parsing() -> None:
-    assert set(load_rubrics()) == {"sdf", "em", "taboo", "subliminal", "domain"}
-    assert all(sorted(r["scores"]) == [1, 2, 3, 4, 5] for r in load_rubrics().values())
+    for short in ("sdf", "em", "taboo", "subliminal", "domain"):
+        assert "5:" in rubric_for(short) and "1:" in rubric_for(short)
+    prompt = grade_prompt("Cakes at 450F.", "Bakes cakes hot.", "sdf")
+    assert prompt.startswith("ORGANISM (type: SDF)") and "DESCRIPTION\nCakes at 450F." in prompt
     assert parse_score("reasoning... SCORE: 3\nSCORE: **4**") == 4 and parse_score("no score") is None
     with pytest.raises(UserError):
         rubric_for("unknown")
