@@ -12,6 +12,7 @@ from typing import Any
 from engine.agent.llm.base import ChatLLM
 from engine.agent.transcript import Transcript
 from engine.errors import UserError
+from engine.organisms.registry import rubric
 
 TYPE_ALIASES = {"sdf": "SDF", "em": "EM", "taboo": "Taboo", "subliminal": "Subliminal",
                 "domain": "DomainAdaptation", "domainadaptation": "DomainAdaptation",
@@ -47,8 +48,6 @@ def canonical_type(organism_type: str) -> str:
 
 def rubric_for(organism_type: str) -> str:
     """The rubric text for a type; unknown types are a `UserError` naming the known ones."""
-    from engine.organisms.registry import rubric
-
     return rubric(canonical_type(organism_type))
 
 
