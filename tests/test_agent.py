@@ -408,3 +408,12 @@ def test_local_backend_runs_a_tiny_chat_model_through_the_loop(llm_env: None, ti
     assert kinds[-1] == "final" and run["result"]["ended_by"] == "budget" and run["result"]["inconclusive"]
     assert all(e["tokens_out"] <= 6 and e["tokens_in"] > 100 for e in saved if e["type"] == "llm_call")
     assert any(p["event"]["type"] == "token" for p in emitted if p["type"] == "partial")
+
+
+@pytest.mark.slow
+def test_local_backend_with_the_embedded_gemma_chat_template(llm_env: None) -> None:
+    out, _ = _run_op({"environment": CAKE_ENV, "llm": "local:gemma-3-270m", "llm_calls": 2, "max_tokens": 16})
+    [run] = out["runs"]
+    saved = json.loads(Path(run["path"]).read_text())["transcript"]
+    assert [e["type"] for e in saved].count("llm_call") == 2 and saved[-1]["type"] == "final"
+    assert all(e["tokens_in"] > 1000 for e in saved if e["type"] == "llm_call")

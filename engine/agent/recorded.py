@@ -45,6 +45,10 @@ def _check_by_layer_pos(table: Any, name: str) -> None:
 def _validate(data: Any) -> None:
     _check(isinstance(data, dict), "must be a JSON object")
     _check(isinstance(data.get("n_layers"), int) and data["n_layers"] > 0, "'n_layers' must be a positive int")
+    _check(isinstance(data.get("layer", 0), int), "'layer' must be an int")
+    positions = data.get("positions", [0])
+    _check(isinstance(positions, list) and all(isinstance(p, int) and p >= 0 for p in positions),
+           "'positions' must be a list of non-negative ints")
     for name in ("logit_lens", "patchscope", "steering", "steered"):
         _check_by_layer_pos(data.get(name, {}), name)
     for layer, by_pos in data.get("logit_lens", {}).items():
