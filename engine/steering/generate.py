@@ -82,6 +82,8 @@ def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention
         dict(do_sample=False, temperature=None, top_k=None, top_p=None)
     if on_step is not None:
         kwargs["streamer"] = _RowStreamer(model, on_step)
+    layer_param = next(model.layers[layer].parameters(), None)
+    addend = addend.to(layer_param.device if layer_param is not None else device, model.placement.dtype)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode(), warnings.catch_warnings():
         # nnsight warns that the open `tracer.all()` loop ends when generation stops: that is by design here.
@@ -91,7 +93,7 @@ def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention
             with tracer.invoke(input_ids.to(device), attention_mask=attention_mask.to(device)):
                 for _ in tracer.all():
                     out = model.nn_layer(layer).output
-                    out[:] += addend.to(out.device, out.dtype)
+                    out[:] += addend
             with tracer.invoke():
                 result = tracer.result.save()
     return result.cpu()
