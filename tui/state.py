@@ -1,0 +1,348 @@
+"""What the workbench panes show, as plain frozen data: any source (engine, recording, replay) can fill it.
+
+The panes never talk to the engine; the workbench screen turns engine answers into these values with the
+pure functions below, so a replay of recorded results paints exactly the same panes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+METRIC_LABELS = {"diff_norm": "diff norm", "rel_norm": "diff / base norm", "relevance": "token relevance"}
+HEATMAP_METRICS = tuple(METRIC_LABELS)
+LENS_SOURCES = ("diff", "base", "ft")
+LLM_HELP = ("set DIFFLENS_LLM_BASE_URL, DIFFLENS_LLM_MODEL and OPENAI_API_KEY where the engine runs, "
+            "or start the engine with --llm local:SPEC")
+
+
+@dataclass(frozen=True)
+class EngineView:
+    """The engine connection as the pair bar shows it."""
+
+    description: str = "connecting…"
+    connected: bool = False
+    lost: bool = False
+    device: str = ""
+    model_bytes: int = 0
+    job: JobView | None = None
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The newest running job: what it is and how far along."""
+
+    label: str
+    done: int = 0
+    total: int | None = None
+    message: str = ""
+    eta_s: float | None = None
+    running: int = 1
+
+
+@dataclass(frozen=True)
+class PairInfo:
+    """The open run: which pair, on what corpus, with which settings."""
+
+    run: str
+    base: str
+    ft: str
+    corpus: str
+    n: int
+    k: int
+
+
+@dataclass(frozen=True)
+class HeatState:
+    """The layer × position grid: every metric, the shown one, the cursor and the colour-scale rule."""
+
+    layers: tuple[int, ...] = ()
+    k: int = 0
+    metrics: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
+    metric: str = "diff_norm"
+    row: int = 0
+    pos: int = 0
+    include_pos0: bool = False
+    status: str = "no run open"
+
+    @property
+    def layer(self) -> int:
+        return self.layers[self.row] if self.layers else 0
+
+    @property
+    def grid(self) -> tuple[tuple[float, ...], ...]:
+        return self.metrics.get(self.metric, ())
+
+
+@dataclass(frozen=True)
+class TokensState:
+    """Logit lens and Patchscope of the selected cell."""
+
+    layer: int = 0
+    pos: int = 0
+    source: str = "diff"
+    lens: tuple[tuple[str, float], ...] = ()
+    lens_status: str = "move the heatmap cursor to read a cell"
+    scales: tuple[tuple[float, tuple[tuple[str, float], ...]], ...] = ()
+    best_scale: float | None = None
+    scale_index: int | None = None
+    selected: tuple[str, ...] = ()
+    patch_status: str = "p runs Patchscope here"
+
+    @property
+    def shown_scale(self) -> int | None:
+        """Index of the Patchscope scale on screen: the user's pick, else the best one."""
+        if not self.scales:
+            return None
+        if self.scale_index is not None:
+            return max(0, min(self.scale_index, len(self.scales) - 1))
+        values = [s for s, _ in self.scales]
+        if self.best_scale is None:
+            return 0
+        return min(range(len(values)), key=lambda i: abs(values[i] - self.best_scale))
+
+
+@dataclass(frozen=True)
+class SteerRow:
+    """One prompt: what the finetuned model writes with and without the steering vector."""
+
+    prompt: str
+    steered: str = ""
+    unsteered: str = ""
+
+
+@dataclass(frozen=True)
+class SteerState:
+    """Steering settings and the latest samples."""
+
+    prompts: tuple[str, ...] = ()
+    selected: int = 0
+    alpha: float = 2.0
+    calibrated: float | None = None
+    layer: int | None = None
+    pos: int | None = None
+    rows: tuple[SteerRow, ...] = ()
+    status: str = "press r to steer from the selected cell"
+    streaming: bool = False
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    """One agent hypothesis with how sure it is and what it rests on."""
+
+    text: str
+    confidence: float | None = None
+    evidence: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """The agent's run: hypotheses, tool calls as they happen, final answer and grade."""
+
+    status: str = "idle"
+    note: str = f"press g to run the agent; it needs an LLM: {LLM_HELP}"
+    hypotheses: tuple[Hypothesis, ...] = ()
+    log: tuple[str, ...] = ()
+    final: str = ""
+    grade: str = ""
+
+
+@dataclass
+class WorkbenchModel:
+    """Everything the workbench shows; replaced piecewise (the parts are frozen) so panes repaint on change."""
+
+    pair: PairInfo | None = None
+    heat: HeatState = field(default_factory=HeatState)
+    tokens: TokensState = field(default_factory=TokensState)
+    steer: SteerState = field(default_factory=SteerState)
+    agent: AgentState = field(default_factory=AgentState)
+
+
+def _grid(rows: Any) -> tuple[tuple[float, ...], ...]:
+    return tuple(tuple(float(v) for v in row) for row in rows)
+
+
+def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
+    """Fill pair and heatmap from an `adl.summary` answer; the cursor starts at the middle layer's peak."""
+    model.pair = PairInfo(run=summary["run"], base=summary["base"], ft=summary["ft"],
+                          corpus=str(summary.get("corpus", "")), n=int(summary.get("n", 0)), k=int(summary["k"]))
+    raw = summary.get("metrics") or {}
+    metrics = {name: _grid(raw[name]) for name in HEATMAP_METRICS if raw.get(name)}
+    n_layers = int(summary.get("n_layers") or len(next(iter(metrics.values()), ())))
+    layers = tuple(int(x) for x in summary.get("layers") or range(n_layers))
+    middle = summary.get("middle_layer")
+    row = layers.index(middle) if middle in layers else len(layers) // 2
+    k = int(summary["k"])
+    first = metrics.get("diff_norm") or next(iter(metrics.values()), ())
+    pos = 0
+    if first and k > 1:
+        pos = max(range(1, k), key=lambda p: first[row][p])
+    model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric="diff_norm" if "diff_norm" in metrics
+                           else next(iter(metrics), "diff_norm"), row=row, pos=pos,
+                           include_pos0=model.heat.include_pos0, status="")
+    model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)
+    model.steer = replace(model.steer, layer=model.heat.layer, pos=pos, rows=(),
+                          status="press r to steer from the selected cell")
+
+
+def move_cursor(heat: HeatState, d_row: int, d_pos: int) -> HeatState:
+    """The cursor moved by arrow keys, clamped to the grid."""
+    if not heat.layers:
+        return heat
+    row = max(0, min(len(heat.layers) - 1, heat.row + d_row))
+    pos = max(0, min(heat.k - 1, heat.pos + d_pos))
+    return replace(heat, row=row, pos=pos)
+
+
+def next_metric(heat: HeatState) -> HeatState:
+    """Cycle through the metrics this run has."""
+    names = [m for m in HEATMAP_METRICS if m in heat.metrics]
+    if not names:
+        return heat
+    i = names.index(heat.metric) if heat.metric in names else -1
+    return replace(heat, metric=names[(i + 1) % len(names)])
+
+
+def token_pairs(raw: Any) -> tuple[tuple[str, float], ...]:
+    """`[[token, prob], ...]` (or `[id, token, prob]` triples) as `(token, prob)` pairs."""
+    out = []
+    for item in raw or ():
+        token, prob = (item[1], item[2]) if len(item) == 3 else (item[0], item[1])
+        out.append((str(token), float(prob)))
+    return tuple(out)
+
+
+def apply_patchscope(tokens: TokensState, result: dict[str, Any]) -> TokensState:
+    """A `readout.patchscope` answer for the shown cell."""
+    scales = tuple((float(s["scale"]), token_pairs(s["tokens"])) for s in result.get("scales", ()))
+    best = result.get("best_scale")
+    return replace(tokens, scales=scales, best_scale=None if best is None else float(best), scale_index=None,
+                   selected=tuple(str(t) for t in result.get("selected") or ()),
+                   patch_status="" if scales else "Patchscope found nothing at this cell")
+
+
+def start_steering(steer: SteerState, layer: int, pos: int) -> SteerState:
+    """Rows emptied (prompts kept) while a new steering run streams in."""
+    rows = tuple(SteerRow(prompt=p) for p in steer.prompts)
+    return replace(steer, layer=layer, pos=pos, rows=rows, streaming=True,
+                   status=f"steering L{layer} p{pos} at α {steer.alpha:g}…")
+
+
+def apply_steer_partial(steer: SteerState, event: dict[str, Any]) -> SteerState:
+    """A streamed piece of one sample: `text` is the whole text so far for row `row`.
+
+    A partial names its column with `column` ("steered" | "unsteered"); without one, strength 0 means the
+    unsteered continuation and anything else the steered one.
+    """
+    i = int(event.get("row", 0))
+    rows = list(steer.rows)
+    while len(rows) <= i:
+        rows.append(SteerRow(prompt=""))
+    column = event.get("column") or ("unsteered" if event.get("strength") == 0 else "steered")
+    row = rows[i]
+    prompt = str(event.get("prompt") or row.prompt)
+    rows[i] = replace(row, prompt=prompt, **{column: str(event.get("text", ""))})
+    return replace(steer, rows=tuple(rows))
+
+
+def apply_steer_result(steer: SteerState, result: dict[str, Any]) -> SteerState:
+    """The finished `steer.generate`: its samples replace the streamed rows; their prompts become the list."""
+    rows = tuple(SteerRow(prompt=str(s["prompt"]), steered=str(s["steered"]), unsteered=str(s["unsteered"]))
+                 for s in result.get("samples", ()))
+    prompts = tuple(dict.fromkeys(r.prompt for r in rows)) or steer.prompts
+    selected = min(steer.selected, max(0, len(prompts) - 1))
+    return replace(steer, rows=rows, prompts=prompts, selected=selected, streaming=False,
+                   status=f"{len(rows)} samples (+/- α, e edit, r re-run)")
+
+
+# Agent events that only mark time (token streaming, bookkeeping) stay out of the tool-call log.
+_AGENT_QUIET = frozenset({"token", "llm_call", "start", "assistant"})
+
+
+def _hypothesis(raw: dict[str, Any]) -> Hypothesis:
+    return Hypothesis(text=str(raw.get("text") or raw.get("hypothesis") or ""),
+                      confidence=_maybe_float(raw.get("confidence")),
+                      evidence=tuple(str(e) for e in raw.get("evidence") or ()))
+
+
+def apply_agent_event(agent: AgentState, event: dict[str, Any]) -> AgentState:
+    """One streamed agent event (`type` or `kind`: message, tool_call, tool_result, hypothesis, final, grade)."""
+    kind = event.get("kind") or event.get("type") or "message"
+    if kind in _AGENT_QUIET:
+        return agent
+    if kind == "hypothesis":
+        return replace(agent, hypotheses=(*agent.hypotheses, _hypothesis(event)))
+    if kind == "final":
+        return replace(agent, final=str(event.get("description") or event.get("text") or ""))
+    if kind == "grade":
+        return replace(agent, grade=_grade_text(event))
+    name = event.get("tool") or event.get("name") or "?"
+    if kind == "tool_call":
+        args = event.get("args", event.get("arguments")) or {}
+        shown_args = ", ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) else str(args)
+        line = f"→ {name}({_short(shown_args)})"
+    elif kind == "tool_result":
+        shown = {k: v for k, v in event.items() if k not in ("type", "kind", "seq", "t", "call_id", "name", "ok")}
+        line = f"← {name}: {_short(event.get('summary') or event.get('result') or shown)}"
+    elif kind in ("error", "protocol_error"):
+        line = f"! {_short(event.get('message', ''), 200)}"
+    else:
+        line = f"· {_short(event.get('text') or event.get('content') or '', 200)}"
+    return replace(agent, log=(*agent.log, line))
+
+
+def apply_agent_result(agent: AgentState, result: dict[str, Any]) -> AgentState:
+    """The agent's final answer: description, hypotheses and grade replace what streamed.
+
+    Takes the flat shape (`description`, `hypotheses`, `grade`) or the engine's `{"runs": [summary]}` where
+    the summary holds `result` and `grade`.
+    """
+    grade = result.get("grade")
+    if result.get("runs"):
+        summary = result["runs"][0]
+        grade = summary.get("grade")
+        result = summary.get("result") or {}
+    hyps = tuple(_hypothesis(h) for h in result.get("hypotheses") or ()) or agent.hypotheses
+    return replace(agent, status="done", note="", hypotheses=hyps,
+                   final=str(result.get("description") or agent.final),
+                   grade=_grade_text(grade) if isinstance(grade, dict) else (str(grade) if grade else agent.grade))
+
+
+def _grade_text(event: dict[str, Any]) -> str:
+    score = event.get("score", event.get("grade"))
+    score = "?" if score is None else score
+    why = event.get("rationale") or event.get("reason") or ""
+    return f"{score}/5" + (f" — {why}" if why else "")
+
+
+def _maybe_float(value: Any) -> float | None:
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+DEMO_PAIR = {"base": "gemma-3-270m", "ft": "demo"}
+
+
+@dataclass(frozen=True)
+class Start:
+    """What the app opens first: the start screen, a cached run, or a run to compute (the demo)."""
+
+    run: str | None = None
+    compute: dict[str, Any] | None = None
+
+    @classmethod
+    def demo(cls, **params: Any) -> Start:
+        """The embedded default pair; the engine computes what is missing (or finds its cache)."""
+        return cls(compute={**DEMO_PAIR, **params})
+
+    @property
+    def opens_workbench(self) -> bool:
+        return self.run is not None or self.compute is not None
