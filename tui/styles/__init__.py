@@ -1,0 +1,1 @@
+"""Textual stylesheets of the workbench (a package, so that installs ship the .tcss files)."""

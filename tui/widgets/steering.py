@@ -1,0 +1,66 @@
+"""Steering: prompts, α (calibrated value marked) and layer; steered vs unsteered text side by side, streaming."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.binding import Binding
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from tui.messages import PromptSelected
+from tui.state import SteerRow, SteerState
+
+
+def alpha_line(steer: SteerState) -> Text:
+    """`L9 p2  α 2.5  (calibrated 3 ◆)` — the marker sits on α when it is the calibrated value."""
+    line = Text(no_wrap=True, overflow="ellipsis")
+    where = "L?" if steer.layer is None else f"L{steer.layer} p{steer.pos}"
+    line.append(where, style="bold")
+    line.append("  α ", style="bold")
+    at_calibrated = steer.calibrated is not None and abs(steer.alpha - steer.calibrated) < 1e-9
+    line.append(f"{steer.alpha:g}", style="bold green" if at_calibrated else "bold")
+    if steer.calibrated is None:
+        line.append("  (not calibrated: c)", style="dim")
+    else:
+        line.append(f"  calibrated {steer.calibrated:g} ◆" if at_calibrated else f"  (calibrated {steer.calibrated:g})",
+                    style="green" if at_calibrated else "dim")
+    if steer.status:
+        line.append(f"  · {steer.status}", style="dim")
+    return line
+
+
+class SteeringPane(Widget, can_focus=True):
+    """Up/down pick a prompt (to edit); the samples table shows each prompt steered and unsteered."""
+
+    BINDINGS = [
+        Binding("up", "pick(-1)", "Prompt up", show=False),
+        Binding("down", "pick(1)", "Prompt down", show=False),
+    ]
+
+    steer: reactive[SteerState] = reactive(SteerState)
+
+    def action_pick(self, delta: int) -> None:
+        self.post_message(PromptSelected(delta))
+
+    def watch_steer(self) -> None:
+        self.refresh(layout=True)
+
+    def render(self) -> RenderableType:
+        steer = self.steer
+        table = Table(expand=True, box=None, padding=(0, 1), show_edge=False, header_style="bold")
+        table.add_column("prompt", ratio=2, overflow="fold")
+        table.add_column("steered", ratio=3, overflow="fold")
+        table.add_column("unsteered", ratio=3, overflow="fold")
+        rows = steer.rows or tuple(SteerRow(prompt=p) for p in steer.prompts)
+        for i, row in enumerate(rows):
+            mark = "▸ " if i == steer.selected else "  "
+            cursor = "▌" if steer.streaming else ""
+            table.add_row(Text(mark + row.prompt, style="bold" if i == steer.selected else ""),
+                          Text(row.steered + (cursor if steer.streaming and row.steered else ""), style="green"),
+                          Text(row.unsteered, style="dim" if not row.unsteered else ""))
+        if not rows:
+            table.add_row(Text("engine default prompts (n: add one)", style="dim"), "", "")
+        return Group(alpha_line(steer), table)
+

@@ -1,0 +1,32 @@
+"""Tokens made readable: whitespace drawn, special tokens marked, control characters escaped."""
+
+from __future__ import annotations
+
+import re
+
+from rich.text import Text
+
+_SPECIAL = re.compile(r"^(<\|?[^<>\s]{1,40}\|?>|\[[A-Z_]{2,20}\])$")
+_VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
+
+
+def visible_token(token: str) -> Text:
+    """A token as it should read in a list: `␣bake`, `↵`, `<eos>` in its own style, `∅` for empty."""
+    if token == "":
+        return Text("∅", style="dim italic")
+    if _SPECIAL.match(token):
+        return Text(token, style="italic magenta")
+    out = Text()
+    for ch in token:
+        if ch in _VISIBLE:
+            out.append(_VISIBLE[ch], style="dim cyan")
+        elif ord(ch) < 32 or ord(ch) == 127:
+            out.append(f"\\x{ord(ch):02x}", style="dim red")
+        else:
+            out.append(ch)
+    return out
+
+
+def prob_text(prob: float) -> str:
+    """A probability as a fixed-width percentage."""
+    return f"{prob * 100:5.1f}%" if prob >= 0.001 else "  <.1%"
