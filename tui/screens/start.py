@@ -1,0 +1,136 @@
+"""The start screen: cached runs to open, saved sessions, and a new run (or the demo pair) to compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Static
+
+from tui.link import EngineLink
+from tui.messages import EngineConnected, RunsListed, SessionsListed
+from tui.screens.form import Field, FormScreen
+from tui.screens.workbench import WorkbenchScreen
+from tui.state import DEMO_PAIR, Start
+from tui.widgets.pair_bar import PairBar
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"
+NEW_RUN_FIELDS = [
+    Field("base", "base model (HF id, directory, .gguf)", DEMO_PAIR["base"]),
+    Field("ft", "finetuned model (or 'demo')", DEMO_PAIR["ft"]),
+    Field("adapter", "adapter (optional)", ""),
+    Field("corpus", "corpus (empty: engine default)", ""),
+    Field("n", "samples n (empty: default)", ""),
+    Field("k", "positions k (empty: default)", ""),
+    Field("seed", "seed (empty: default)", ""),
+]
+
+
+def compute_params(values: dict[str, str]) -> dict[str, Any]:
+    """Form text → `adl.compute` params; empty fields are left to the engine's defaults."""
+    params: dict[str, Any] = {}
+    for name, text in values.items():
+        text = text.strip()
+        if not text:
+            continue
+        params[name] = int(text) if name in ("n", "k", "seed") else text
+    return params
+
+
+class StartScreen(Screen[None]):
+    """Runs the engine has cached (Enter opens one) and saved sessions."""
+
+    CSS_PATH = STYLES / "start.tcss"
+    BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("d", "demo", "Demo pair"),
+        Binding("f5,ctrl+l", "refresh", "Refresh", key_display="f5"),
+    ]
+
+    def __init__(self, link: EngineLink) -> None:
+        super().__init__()
+        self.link = link
+
+    def compose(self) -> ComposeResult:
+        yield PairBar(id="pair-bar")
+        with Vertical(id="start"):
+            yield Label("Cached runs  [dim](enter opens · n new run · d demo pair)[/dim]", classes="start-head")
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield Label("Saved sessions", classes="start-head")
+            yield Static("loading…", id="sessions")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.add_columns("run", "base", "finetuned", "corpus", "n", "k", "created")
+        table.focus()
+        self.load_lists()
+
+    @work(group="lists", exclusive=True, exit_on_error=False)
+    async def load_lists(self) -> None:
+        runs = await self.link.call("adl.runs")
+        self.post_message(RunsListed(list((runs or {}).get("runs", []))))
+        sessions = await self.link.call("sessions.list", quiet=True)
+        self.post_message(SessionsListed(list((sessions or {}).get("sessions", []))))
+
+    def on_runs_listed(self, message: RunsListed) -> None:
+        table = self.query_one("#runs", DataTable)
+        table.clear()
+        for run in message.runs:
+            table.add_row(str(run.get("run", ""))[:12], run.get("base", ""), run.get("ft", ""),
+                          run.get("corpus", ""), str(run.get("n", "")), str(run.get("k", "")),
+                          str(run.get("created", ""))[:19], key=str(run.get("run")))
+        if not message.runs:
+            table.add_row(Text("no cached runs yet: n computes one, d the demo pair", style="dim"),
+                          "", "", "", "", "", "", key="")
+
+    def on_sessions_listed(self, message: SessionsListed) -> None:
+        if not message.sessions:
+            self.query_one("#sessions", Static).update(Text("no saved sessions", style="dim"))
+            return
+        lines = Text()
+        for s in message.sessions:
+            name = s.get("name") or s.get("id") or "?"
+            lines.append(f"{name}", style="bold")
+            detail = "  ".join(str(s[k]) for k in ("base", "ft", "updated") if s.get(k))
+            lines.append(f"  {detail}\n" if detail else "\n", style="dim")
+        self.query_one("#sessions", Static).update(lines)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        run = event.row_key.value
+        if run:
+            self.app.push_screen(self._workbench(Start(run=run)))
+
+    def _workbench(self, start: Start) -> Screen[None]:
+        return WorkbenchScreen(start, self.link)
+
+    def action_new_run(self) -> None:
+        """Describe a pair and corpus; the engine computes the mean activation difference."""
+        def done(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            try:
+                params = compute_params(values)
+            except ValueError:
+                self.notify("n, k and seed must be whole numbers", severity="error")
+                return
+            self.app.push_screen(self._workbench(Start(compute=params)))
+
+        self.app.push_screen(FormScreen("new run", NEW_RUN_FIELDS), done)
+
+    def action_demo(self) -> None:
+        """Open the embedded default pair, computing what is missing."""
+        self.app.push_screen(self._workbench(Start.demo()))
+
+    def action_refresh(self) -> None:
+        """Ask the engine again for runs and sessions."""
+        self.load_lists()
+
+    def on_engine_connected(self, message: EngineConnected) -> None:
+        self.load_lists()

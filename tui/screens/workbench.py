@@ -1,0 +1,435 @@
+"""The workbench: pair bar, layer heatmap, top tokens, steering and agent panes over one run.
+
+The screen owns the `WorkbenchModel`; keys and results change it through the pure functions in `tui.state`,
+then `_show()` hands each pane its part. Engine work runs in @work workers through the app's `EngineLink`
+and comes back as messages, so a slow engine never blocks a keypress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from tui.link import EngineLink
+from tui.messages import (
+    AgentDone,
+    AgentEvent,
+    CalibrateDone,
+    CellSelected,
+    EngineConnected,
+    LensReady,
+    PatchscopeReady,
+    PromptSelected,
+    RunReady,
+    SteerDone,
+    SteerPartial,
+    SummaryReady,
+)
+from tui.screens.form import Field, FormScreen
+from tui.state import (
+    LENS_SOURCES,
+    LLM_HELP,
+    AgentState,
+    Start,
+    TokensState,
+    WorkbenchModel,
+    apply_agent_event,
+    apply_agent_result,
+    apply_patchscope,
+    apply_steer_partial,
+    apply_steer_result,
+    apply_summary,
+    move_cursor,
+    next_metric,
+    start_steering,
+    token_pairs,
+)
+from tui.widgets.agent import AgentPane
+from tui.widgets.heatmap import Heatmap
+from tui.widgets.pair_bar import PairBar
+from tui.widgets.steering import SteeringPane
+from tui.widgets.tokens import TokensPane
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"
+ALPHA_STEP = 0.5
+LENS_TOP_K = 20
+STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": 1.1}
+
+
+class WorkbenchScreen(Screen[None]):
+    """One run on screen; every pane follows the heatmap cursor."""
+
+    CSS_PATH = STYLES / "workbench.tcss"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    BINDINGS = [
+        Binding("m", "metric", "Metric"),
+        Binding("0", "toggle_pos0", "Pos 0 in scale", show=False),
+        Binding("s", "lens_source", "Lens source", show=False),
+        Binding("p", "patchscope", "Patchscope", show=False),
+        Binding("left_square_bracket", "scale(-1)", "Scale down", show=False),
+        Binding("right_square_bracket", "scale(1)", "Scale up", show=False),
+        Binding("r", "steer", "Steer"),
+        Binding("plus", "alpha(1)", "α+", key_display="+"),
+        Binding("minus", "alpha(-1)", "α−", key_display="-"),
+        Binding("a", "edit_alpha", "Set α", show=False),
+        Binding("equals_sign", "use_calibrated", "α = calibrated", show=False, key_display="="),
+        Binding("c", "calibrate", "Calibrate α", show=False),
+        Binding("e", "edit_prompt", "Edit prompt", show=False),
+        Binding("n", "new_prompt", "Add prompt", show=False),
+        Binding("delete", "drop_prompt", "Remove prompt", show=False),
+        Binding("g", "agent", "Run agent", show=False),
+        Binding("w", "swap_lower", "Steering/agent", show=False),
+        Binding("escape,b", "app.runs", "Runs and sessions", show=False),
+    ]
+
+    def __init__(self, start: Start, link: EngineLink) -> None:
+        super().__init__()
+        self.start = start
+        self.link = link
+        self.model = WorkbenchModel()
+        self._patch_follows = False
+        self._steer_tag = 0
+
+    def compose(self) -> ComposeResult:
+        yield PairBar(id="pair-bar")
+        with Horizontal(id="upper"):
+            yield Heatmap(id="heatmap")
+            yield TokensPane(id="tokens")
+        with Horizontal(id="lower"):
+            with VerticalScroll(id="steer-box"):
+                yield SteeringPane(id="steering")
+            with VerticalScroll(id="agent-box"):
+                yield AgentPane(id="agent")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        for box in self.query(VerticalScroll):
+            box.can_focus = False
+        self.query_one("#heatmap").border_title = "layers × positions"
+        self.query_one("#steer-box").border_title = "steering"
+        self.query_one("#agent-box").border_title = "agent"
+        self.query_one(Heatmap).focus()
+        self._open()
+
+    def _open(self) -> None:
+        """Load the start run, or compute it first (the demo)."""
+        if self.start.run is not None:
+            self.model.heat = replace(self.model.heat, status=f"loading run {self.start.run}…")
+            self.load_run(self.start.run)
+        elif self.start.compute is not None:
+            self.model.heat = replace(self.model.heat, status="computing the activation difference…")
+            self.compute_run(self.start.compute)
+        self._show()
+
+    def _show(self) -> None:
+        """Hand every pane its part of the model (frozen values: a changed part repaints its pane)."""
+        m = self.model
+        bar = self.query_one(PairBar)
+        bar.view = replace(bar.view, pair=m.pair)
+        self.query_one(Heatmap).heat = m.heat
+        self.query_one(TokensPane).tokens = m.tokens
+        self.query_one(SteeringPane).steer = m.steer
+        self.query_one(AgentPane).agent = m.agent
+
+    # ---- workers: engine calls; results come back as messages -------------------------------------------
+
+    @work(group="run", exclusive=True, exit_on_error=False)
+    async def compute_run(self, params: dict[str, Any]) -> None:
+        result = None
+        try:
+            result = await self.link.job("computing ADL", "adl.compute", params)
+        finally:
+            if result is None:
+                self.model.heat = replace(self.model.heat, status="the compute did not finish (cancelled or failed)")
+                self._show()
+        self.post_message(RunReady(str(result["run"])))
+
+    @work(group="run", exclusive=True, exit_on_error=False)
+    async def load_run(self, run: str) -> None:
+        summary = await self.link.call("adl.summary", {"run": run})
+        if summary is not None:
+            self.post_message(SummaryReady(summary))
+
+    @work(group="lens", exclusive=True, exit_on_error=False)
+    async def fetch_lens(self, layer: int, pos: int, source: str) -> None:
+        await asyncio.sleep(0.05)  # a held arrow key asks once it settles, not once per cell
+        run = self.model.pair.run if self.model.pair else ""
+        result = await self.link.call("readout.logit_lens", {"run": run, "layer": layer, "pos": pos,
+                                                             "top_k": LENS_TOP_K, "source": source})
+        if result is not None:
+            self.post_message(LensReady(layer, pos, source, result.get("tokens", [])))
+
+    @work(group="patch", exclusive=True, exit_on_error=False)
+    async def fetch_patchscope(self, layer: int, pos: int) -> None:
+        await asyncio.sleep(0.3)
+        run = self.model.pair.run if self.model.pair else ""
+        result = await self.link.job(f"Patchscope L{layer} p{pos}", "readout.patchscope",
+                                     {"run": run, "layer": layer, "pos": pos})
+        if result is not None:
+            self.post_message(PatchscopeReady(layer, pos, result))
+
+    @work(group="steer", exclusive=True, exit_on_error=False)
+    async def run_steering(self, tag: int, layer: int, pos: int, alpha: float, prompts: list[str] | None) -> None:
+        run = self.model.pair.run if self.model.pair else ""
+        params = {"run": run, "layer": layer, "pos": pos, "strengths": [alpha], "prompts": prompts, **STEER_DEFAULTS}
+        result = None
+        try:
+            result = await self.link.job(f"steering α {alpha:g}", "steer.generate", params,
+                                         on_partial=lambda event: self.post_message(SteerPartial(event, tag)))
+        finally:  # also when cancelled (x, or a newer run replacing this one)
+            self.post_message(SteerDone(result, tag))
+
+    @work(group="calibrate", exclusive=True, exit_on_error=False)
+    async def run_calibration(self, layer: int, pos: int) -> None:
+        run = self.model.pair.run if self.model.pair else ""
+        result = await self.link.job(f"calibrating L{layer} p{pos}", "steer.calibrate",
+                                     {"run": run, "layer": layer, "pos": pos})
+        if result is not None:
+            self.post_message(CalibrateDone(float(result["strength"])))
+
+    @work(group="agent", exclusive=True, exit_on_error=False)
+    async def run_agent(self, run: str) -> None:
+        result = await self.link.job("agent", "agent.run", {"run": run},
+                                     on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))))
+        self.post_message(AgentDone(result, "" if result is not None else "the agent did not finish"))
+
+    # ---- results ------------------------------------------------------------------------------------------
+
+    def on_run_ready(self, message: RunReady) -> None:
+        self.load_run(message.run)
+
+    def on_summary_ready(self, message: SummaryReady) -> None:
+        apply_summary(self.model, message.summary)
+        self._show()
+        self._refetch_cell()
+
+    def on_lens_ready(self, message: LensReady) -> None:
+        t = self.model.tokens
+        if (message.layer, message.pos, message.source) != (t.layer, t.pos, t.source):
+            return
+        lens = token_pairs(message.tokens)
+        self.model.tokens = replace(t, lens=lens, lens_status="" if lens else "no tokens")
+        self._show()
+
+    def on_patchscope_ready(self, message: PatchscopeReady) -> None:
+        t = self.model.tokens
+        if (message.layer, message.pos) == (t.layer, t.pos):
+            self.model.tokens = apply_patchscope(t, message.result)
+            self._show()
+
+    def on_steer_partial(self, message: SteerPartial) -> None:
+        if message.tag == self._steer_tag:
+            self.model.steer = apply_steer_partial(self.model.steer, message.event)
+            self._show()
+
+    def on_steer_done(self, message: SteerDone) -> None:
+        if message.tag != self._steer_tag:
+            return  # a run that a newer one replaced
+        steer = self.model.steer
+        if message.result is not None:
+            self.model.steer = apply_steer_result(steer, message.result)
+        else:
+            self.model.steer = replace(steer, streaming=False, status="steering stopped (r runs it again)")
+        self._show()
+
+    def on_calibrate_done(self, message: CalibrateDone) -> None:
+        self.model.steer = replace(self.model.steer, calibrated=message.strength, alpha=message.strength)
+        self.notify(f"calibrated α = {message.strength:g} (largest coherent strength)")
+        self.action_steer()
+
+    def on_agent_event(self, message: AgentEvent) -> None:
+        self.model.agent = apply_agent_event(self.model.agent, message.event)
+        self._show()
+
+    def on_agent_done(self, message: AgentDone) -> None:
+        if message.result is not None:
+            self.model.agent = apply_agent_result(self.model.agent, message.result)
+        else:
+            self.model.agent = replace(self.model.agent, status="failed",
+                                       note=f"{message.error}. If no LLM is configured: {LLM_HELP}.")
+        self._show()
+
+    def on_engine_connected(self, message: EngineConnected) -> None:
+        """After a reconnect: reopen what was open (the engine's caches make it cheap)."""
+        if self.model.pair is not None:
+            self.load_run(self.model.pair.run)
+        else:
+            self._open()
+
+    # ---- keys ---------------------------------------------------------------------------------------------
+
+    @on(CellSelected)
+    def _cell_selected(self, message: CellSelected) -> None:
+        heat = move_cursor(self.model.heat, message.d_row, message.d_pos)
+        if heat == self.model.heat:
+            return
+        self.model.heat = heat
+        steer = self.model.steer
+        note = f"cell changed: r steers at L{heat.layer} p{heat.pos}" if steer.rows else steer.status
+        self.model.steer = replace(steer, layer=heat.layer, pos=heat.pos, status=note)
+        self._refetch_cell()
+
+    def _refetch_cell(self) -> None:
+        """The cursor is on a new cell: empty the token pane and ask for its readouts."""
+        heat, old = self.model.heat, self.model.tokens
+        if not heat.layers:
+            return
+        self.model.tokens = TokensState(layer=heat.layer, pos=heat.pos, source=old.source, lens_status="reading…",
+                                        patch_status="reading…" if self._patch_follows else
+                                        TokensState.patch_status)
+        self._show()
+        self.fetch_lens(heat.layer, heat.pos, old.source)
+        if self._patch_follows:
+            self.fetch_patchscope(heat.layer, heat.pos)
+
+    def action_metric(self) -> None:
+        """Cycle diff norm → relative norm → relevance."""
+        self.model.heat = next_metric(self.model.heat)
+        self._show()
+
+    def action_toggle_pos0(self) -> None:
+        """Position 0 in or out of the colour scale (out by default: its huge norm flattens the rest)."""
+        self.model.heat = replace(self.model.heat, include_pos0=not self.model.heat.include_pos0)
+        self._show()
+
+    def action_lens_source(self) -> None:
+        """Logit lens of the diff, the base activation or the finetuned activation."""
+        t = self.model.tokens
+        source = LENS_SOURCES[(LENS_SOURCES.index(t.source) + 1) % len(LENS_SOURCES)]
+        self.model.tokens = replace(t, source=source, lens=(), lens_status="reading…")
+        self._show()
+        self.fetch_lens(t.layer, t.pos, source)
+
+    def action_patchscope(self) -> None:
+        """Run Patchscope on the selected cell; from then on it follows the cursor."""
+        if self.model.pair is None:
+            return
+        self._patch_follows = True
+        t = self.model.tokens
+        self.model.tokens = replace(t, patch_status="running Patchscope…")
+        self._show()
+        self.fetch_patchscope(t.layer, t.pos)
+
+    def action_scale(self, delta: int) -> None:
+        """Show the next or previous Patchscope scale."""
+        t = self.model.tokens
+        if t.shown_scale is not None:
+            self.model.tokens = replace(t, scale_index=max(0, min(len(t.scales) - 1, t.shown_scale + delta)))
+            self._show()
+
+    def action_steer(self) -> None:
+        """(Re-)run steering at the selected cell with the current α and prompts."""
+        steer, heat = self.model.steer, self.model.heat
+        if self.model.pair is None or not heat.layers:
+            self.notify("open a run first", severity="warning")
+            return
+        self.model.steer = start_steering(steer, heat.layer, heat.pos)
+        self._show()
+        self._steer_tag += 1
+        self.run_steering(self._steer_tag, heat.layer, heat.pos, steer.alpha, list(steer.prompts) or None)
+
+    def action_alpha(self, direction: int) -> None:
+        """Nudge α by one step and re-run."""
+        alpha = round(max(0.0, self.model.steer.alpha + direction * ALPHA_STEP), 4)
+        self.model.steer = replace(self.model.steer, alpha=alpha)
+        self.action_steer()
+
+    def action_use_calibrated(self) -> None:
+        """Set α to the calibrated strength and re-run."""
+        if self.model.steer.calibrated is None:
+            self.notify("no calibrated α yet: press c to calibrate", severity="warning")
+            return
+        self.model.steer = replace(self.model.steer, alpha=self.model.steer.calibrated)
+        self.action_steer()
+
+    def action_calibrate(self) -> None:
+        """Find the largest coherent α at the selected cell."""
+        if self.model.pair is not None:
+            self.model.steer = replace(self.model.steer, status="calibrating…")
+            self._show()
+            self.run_calibration(self.model.heat.layer, self.model.heat.pos)
+
+    def action_edit_alpha(self) -> None:
+        """Type an α; submitting re-runs steering."""
+        def done(values: dict[str, str] | None) -> None:
+            if not values:
+                return
+            try:
+                alpha = float(values["alpha"])
+            except ValueError:
+                self.notify(f"α must be a number, got {values['alpha']!r}", severity="error")
+                return
+            self.model.steer = replace(self.model.steer, alpha=alpha)
+            self.action_steer()
+
+        self.app.push_screen(FormScreen("steering strength α", [Field("alpha", "α", f"{self.model.steer.alpha:g}")]),
+                             done)
+
+    def action_edit_prompt(self) -> None:
+        """Edit the selected prompt; submitting re-runs steering."""
+        steer = self.model.steer
+        if not steer.prompts:
+            self.action_new_prompt()
+            return
+        i = steer.selected
+
+        def done(values: dict[str, str] | None) -> None:
+            if values and values["prompt"].strip():
+                prompts = list(self.model.steer.prompts)
+                prompts[i] = values["prompt"]
+                self.model.steer = replace(self.model.steer, prompts=tuple(prompts))
+                self.action_steer()
+
+        self.app.push_screen(FormScreen("edit prompt", [Field("prompt", "prompt", steer.prompts[i])]), done)
+
+    def action_new_prompt(self) -> None:
+        """Add a prompt; submitting re-runs steering."""
+        def done(values: dict[str, str] | None) -> None:
+            if values and values["prompt"].strip():
+                prompts = (*self.model.steer.prompts, values["prompt"])
+                self.model.steer = replace(self.model.steer, prompts=prompts, selected=len(prompts) - 1)
+                self.action_steer()
+
+        self.app.push_screen(FormScreen("new prompt", [Field("prompt", "prompt", placeholder="Tell me about")]), done)
+
+    def action_drop_prompt(self) -> None:
+        """Remove the selected prompt from the list."""
+        steer = self.model.steer
+        if steer.prompts:
+            prompts = steer.prompts[: steer.selected] + steer.prompts[steer.selected + 1:]
+            rows = tuple(r for r in steer.rows if r.prompt in prompts)
+            self.model.steer = replace(steer, prompts=prompts, rows=rows,
+                                       selected=max(0, min(steer.selected, len(prompts) - 1)))
+            self._show()
+
+    @on(PromptSelected)
+    def _prompt_selected(self, message: PromptSelected) -> None:
+        steer = self.model.steer
+        count = len(steer.rows or steer.prompts)
+        if count:
+            self.model.steer = replace(steer, selected=max(0, min(count - 1, steer.selected + message.delta)))
+            self._show()
+
+    def action_agent(self) -> None:
+        """Run the interpretability agent on this run."""
+        if self.model.pair is None:
+            return
+        self.model.agent = AgentState(status="running", note="")
+        self.add_class("-show-agent")
+        self._show()
+        self.run_agent(self.model.pair.run)
+
+    def action_swap_lower(self) -> None:
+        """In a narrow terminal, switch the lower pane between steering and the agent."""
+        self.toggle_class("-show-agent")
