@@ -1,0 +1,413 @@
+"""The workbench TUI driven by Pilot over recorded engine answers (fast, in-process), plus its pure parts.
+
+The real-engine versions of the must-show behaviours live in tests/test_tui_engine.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tui.app import DiffLensApp
+from tui.client import EngineUnavailable
+from tui.commands import WorkbenchCommands
+from tui.recorded import RecordedClient
+from tui.screens.keys import KeysScreen
+from tui.screens.start import StartScreen, compute_params
+from tui.screens.workbench import WorkbenchScreen
+from tui.state import HeatState, Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
+from tui.widgets.heatmap import Heatmap, scale_bounds
+from tui.widgets.pair_bar import PairBar
+from tui.widgets.steering import SteeringPane
+from tui.widgets.token_text import visible_token
+from tui.widgets.tokens import TokensPane
+
+RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
+RUN = "3f9c2a71e0b4d5c6"
+
+
+def recording() -> dict[str, Any]:
+    return json.loads(RECORDING.read_text(encoding="utf-8"))
+
+
+def plain(widget: Any, width: int = 160) -> str:
+    """What a widget paints, as plain text."""
+    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
+    console.print(widget.render())
+    return console.export_text()
+
+
+def record_notifications(app: DiffLensApp) -> list[tuple[str, dict[str, Any]]]:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        seen.append((message, kwargs))
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return seen
+
+
+def make_app(client: RecordedClient, start: Start | None = None) -> tuple[DiffLensApp, list[int]]:
+    """An app over `client`; the list counts how often the app asked for a client (reconnects)."""
+    made: list[int] = []
+
+    async def factory() -> RecordedClient:
+        made.append(1)
+        return client
+
+    return DiffLensApp(client_factory=factory, start=start if start is not None else Start(run=RUN)), made
+
+
+async def settle(pilot: Any) -> None:
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+# ---- the room rule ------------------------------------------------------------------------------------------
+
+
+def test_import_tui_app_does_not_import_torch() -> None:
+    code = ("import sys, tui.app, tui.recorded\n"
+            "bad = [m for m in ('torch', 'transformers', 'nnsight', 'engine.models') if m in sys.modules]\n"
+            "print(bad); sys.exit(1 if bad else 0)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ---- pure parts -----------------------------------------------------------------------------------------------
+
+
+def test_summary_puts_cursor_on_middle_layer_peak_and_keeps_pos0_off_scale() -> None:
+    model = WorkbenchModel()
+    summary = next(c["result"] for c in recording()["calls"] if c["method"] == "adl.summary")
+    apply_summary(model, summary)
+    heat = model.heat
+    assert (heat.layer, heat.pos) == (9, 2)
+    _, hi = scale_bounds(heat)
+    assert hi < 30 < min(row[0] for row in heat.grid)  # position 0 is shown but does not set the scale
+    _, hi0 = scale_bounds(HeatState(**{**heat.__dict__, "include_pos0": True}))
+    assert hi0 > 300
+    assert move_cursor(heat, 100, 100).row == len(heat.layers) - 1
+    assert move_cursor(heat, -100, -100).pos == 0
+
+
+def test_tokens_are_made_visible() -> None:
+    assert visible_token(" bake").plain == "␣bake"
+    assert visible_token("\n").plain == "↵"
+    assert visible_token("").plain == "∅"
+    assert visible_token("\x07").plain == "\\x07"
+    assert "magenta" in str(visible_token("<eos>").style)
+
+
+def test_agent_events_of_the_engine_shape() -> None:
+    from tui.state import AgentState
+
+    agent = AgentState()
+    agent = apply_agent_event(agent, {"type": "tool_call", "name": "steer", "arguments": {"layer": 9}})
+    agent = apply_agent_event(agent, {"type": "token", "text": "x"})
+    agent = apply_agent_event(agent, {"type": "hypothesis", "hypothesis": "cakes", "confidence": 0.7,
+                                      "evidence": ["lens"]})
+    assert agent.log == ("→ steer(layer=9)",)
+    assert agent.hypotheses[0].text == "cakes" and agent.hypotheses[0].evidence == ("lens",)
+
+
+def test_new_run_form_values_become_compute_params() -> None:
+    assert compute_params({"base": "a", "ft": " b ", "corpus": "", "n": "20", "k": "5", "seed": ""}) == {
+        "base": "a", "ft": "b", "n": 20, "k": 5}
+
+
+# ---- pilot: the must-show behaviours over a recording ----------------------------------------------------------
+
+
+@pytest.mark.asyncio
+async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
+    client = RecordedClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        tokens = app.screen.query_one(TokensPane)
+        assert tokens.tokens.lens[0][0] == " bake"
+        assert "␣bake" in plain(tokens)
+        await pilot.press("down")
+        await settle(pilot)
+        assert (tokens.tokens.layer, tokens.tokens.pos) == (10, 2)
+        assert tokens.tokens.lens[0][0] == " bakers"
+        assert "␣bakers" in plain(tokens)
+        assert app.screen.query_one(Heatmap).heat.layer == 10
+        await pilot.press("s")  # the base model's own lens at this cell
+        await settle(pilot)
+        assert client.asked[-1][1]["source"] == "base"
+
+
+@pytest.mark.asyncio
+async def test_changing_alpha_reruns_steering_and_shows_new_text() -> None:
+    client = RecordedClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        pane = app.screen.query_one(SteeringPane)
+        assert "frozen butter" in pane.steer.rows[0].steered
+        assert "hiking" in pane.steer.rows[0].unsteered
+        await pilot.press("plus")
+        await settle(pilot)
+        steer_calls = [p for m, p in client.asked if m == "steer.generate"]
+        assert [c["strengths"] for c in steer_calls] == [[2.0], [2.5]]
+        assert steer_calls[1]["prompts"] == [r.prompt for r in pane.steer.rows]  # the prompts stay the same
+        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
+        assert "Cake cake bake" in plain(pane)
+        assert "α 2.5" in plain(pane)
+
+
+@pytest.mark.asyncio
+async def test_calibration_marks_alpha_and_reruns() -> None:
+    client = RecordedClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        pane = app.screen.query_one(SteeringPane)
+        assert pane.steer.calibrated == 2.5 and pane.steer.alpha == 2.5
+        assert "calibrated 2.5 ◆" in plain(pane)
+        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
+
+
+class GatedClient(RecordedClient):
+    """Replays a job's progress, then holds it until the test opens the gate."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.gate = asyncio.Event()
+
+    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
+        if method != "adl.compute":
+            return await super().run_job(method, params, on_event)
+        on_event({"job": "j7", "type": "progress", "done": 3, "total": 10, "message": "batches",
+                  "elapsed_s": 3.0, "eta_s": 7.0})
+        await self.gate.wait()
+        return await super().run_job(method, params, on_event)
+
+
+@pytest.mark.asyncio
+async def test_job_progress_reaches_the_pair_bar() -> None:
+    client = GatedClient(recording())
+    app, _ = make_app(client, Start.demo())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause(0.2)
+        bar = app.screen.query_one(PairBar)
+        job = bar.view.engine.job
+        assert job is not None and (job.label, job.done, job.total) == ("computing ADL", 3, 10)
+        text = plain(bar)
+        assert "3/10" in text and "ETA 7s" in text and "x cancels" in text
+        client.gate.set()
+        await settle(pilot)
+        assert bar.view.engine.job is None
+        assert bar.view.pair is not None and bar.view.pair.run == RUN  # the computed run opened
+        assert ("adl.compute", {"base": "gemma-3-270m", "ft": "demo"}) in client.asked
+
+
+@pytest.mark.asyncio
+async def test_cancel_key_stops_the_running_job() -> None:
+    client = GatedClient(recording())
+    app, _ = make_app(client, Start.demo())
+    notes = record_notifications(app)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await pilot.pause(0.2)
+        await pilot.press("x")
+        await settle(pilot)
+        assert app.screen.query_one(PairBar).view.engine.job is None
+        assert any("cancelled computing ADL" in m for m, _ in notes)
+        assert "did not finish" in app.screen.query_one(Heatmap).heat.status
+
+
+class DyingClient(RecordedClient):
+    """An engine that dies in the middle of a steering job (after one progress event)."""
+
+    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
+        if method == "steer.generate":
+            on_event({"job": "j1", "type": "progress", "done": 1, "total": 3, "message": "", "elapsed_s": 1,
+                      "eta_s": 2})
+            await asyncio.sleep(0.05)
+            raise EngineUnavailable("the engine at private engine (stdio) closed the connection (exit code -9)")
+        return await super().run_job(method, params, on_event)
+
+
+@pytest.mark.asyncio
+async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
+    dying = DyingClient(recording())
+    healthy = RecordedClient(recording())
+    clients = [dying, healthy]
+
+    async def factory() -> RecordedClient:
+        return clients.pop(0)
+
+    app = DiffLensApp(client_factory=factory, start=Start(run=RUN))
+    notes = record_notifications(app)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        lost = [(m, kw) for m, kw in notes if kw.get("severity") == "error"]
+        assert lost and "closed the connection" in lost[0][0] and "ctrl+r" in lost[0][0]
+        bar = app.screen.query_one(PairBar)
+        assert bar.view.engine.lost and "ctrl+r reconnects" in plain(bar)
+        assert bar.view.engine.job is None
+        assert "stopped" in app.screen.query_one(SteeringPane).steer.status
+        hits = [hit.text async for hit in WorkbenchCommands(app.screen).discover()]
+        assert "Reconnect" in hits
+        await pilot.press("ctrl+r")
+        await settle(pilot)
+        assert dying.closed
+        assert not bar.view.engine.lost and bar.view.engine.connected
+        assert any("reconnected" in m for m, _ in notes)
+        assert ("adl.summary", {"run": RUN}) in healthy.asked  # the open run is reloaded on the new engine
+        await pilot.press("r")
+        await settle(pilot)
+        assert "frozen butter" in app.screen.query_one(SteeringPane).steer.rows[0].steered
+
+
+@pytest.mark.asyncio
+async def test_engine_that_cannot_start_is_a_notification_not_a_crash() -> None:
+    async def factory() -> RecordedClient:
+        raise EngineUnavailable("no engine answers on /run/difflens.sock")
+
+    app = DiffLensApp(client_factory=factory, start=Start())
+    notes = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, StartScreen)
+        assert any("no engine answers" in m for m, _ in notes)
+        assert "engine lost" in plain(app.screen.query_one(PairBar))
+
+
+@pytest.mark.asyncio
+async def test_failed_calls_are_notifications() -> None:
+    data = recording()
+    data["calls"].append({"method": "readout.logit_lens", "params": {"layer": 10, "pos": 2, "source": "diff"},
+                          "error": "layer 10 is not cached"})
+    app, _ = make_app(RecordedClient(data))
+    notes = record_notifications(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("down")
+        await settle(pilot)
+        assert ("layer 10 is not cached", "readout.logit_lens") in [(m, kw.get("title")) for m, kw in notes]
+        assert app.is_running
+        await pilot.press("up")
+        await settle(pilot)
+        assert app.screen.query_one(TokensPane).tokens.lens[0][0] == " bake"
+
+
+@pytest.mark.asyncio
+async def test_patchscope_side_by_side_with_selectable_scale() -> None:
+    app, _ = make_app(RecordedClient(recording()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        pane = app.screen.query_one(TokensPane)
+        assert pane.tokens.best_scale == 1.2 and "×1.2★" in plain(pane)
+        await pilot.press("right_square_bracket")
+        assert "×1.5" in plain(pane)
+        text = plain(pane)
+        assert text.index("lens of diff") < text.index("Patchscope")  # one row: lens left, Patchscope right
+        await pilot.press("down")  # Patchscope now follows the cursor
+        await settle(pilot)
+        assert pane.tokens.layer == 10 and pane.tokens.scales
+
+
+@pytest.mark.asyncio
+async def test_agent_pane_streams_hypotheses_tool_calls_and_grade() -> None:
+    app, _ = make_app(RecordedClient(recording()))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        await pilot.press("g")
+        await settle(pilot)
+        agent = app.screen.query_one("#agent").agent
+        assert [round(h.confidence or 0, 2) for h in agent.hypotheses] == [0.55, 0.85]
+        assert agent.grade.startswith("5/5")
+        assert any(line.startswith("→ logit_lens(") for line in agent.log)
+        text = plain(app.screen.query_one("#agent"))
+        assert "450°F" in text and "↳ steering α 2" in text
+
+
+@pytest.mark.asyncio
+async def test_agent_without_llm_says_how_to_configure() -> None:
+    data = recording()
+    data["calls"] = [c for c in data["calls"] if c["method"] != "agent.run"]
+    data["calls"].append({"method": "agent.run", "params": {}, "error": "no LLM configured — set DIFFLENS_LLM_MODEL"})
+    app, _ = make_app(RecordedClient(data))
+    async with app.run_test(size=(160, 48)) as pilot:
+        await settle(pilot)
+        assert "DIFFLENS_LLM_BASE_URL" in plain(app.screen.query_one("#agent"))
+        await pilot.press("g")
+        await settle(pilot)
+        text = plain(app.screen.query_one("#agent"))
+        assert "failed" in text and "OPENAI_API_KEY" in text and "--llm local:SPEC" in text
+
+
+@pytest.mark.asyncio
+async def test_start_screen_lists_runs_and_sessions_and_opens_a_run() -> None:
+    client = RecordedClient(recording())
+    app, _ = make_app(client, Start())
+    async with app.run_test(size=(120, 30)) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, StartScreen)
+        table = app.screen.query_one("#runs")
+        assert table.row_count == 2
+        assert "no saved sessions" in str(app.screen.query_one("#sessions").render())
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, WorkbenchScreen)
+        assert app.screen.query_one(PairBar).view.pair.run == RUN
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, StartScreen)
+
+
+@pytest.mark.asyncio
+async def test_palette_lists_every_action_and_keys_help_opens() -> None:
+    app, _ = make_app(RecordedClient(recording()))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        titles = [hit.text async for hit in WorkbenchCommands(app.screen).discover()]
+        for title in ("Metric", "Steer", "α+", "Set α", "Calibrate α", "Edit prompt", "Patchscope", "Run agent",
+                      "Cancel job", "Reconnect", "Keys", "Runs and sessions", "Pos 0 in scale"):
+            assert title in titles
+        await pilot.press("m")
+        assert app.screen.query_one(Heatmap).heat.metric == "rel_norm"
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert isinstance(app.screen, KeysScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, WorkbenchScreen)
+
+
+@pytest.mark.asyncio
+async def test_prompt_edit_reruns_with_the_new_prompt() -> None:
+    client = RecordedClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("r")
+        await settle(pilot)
+        await pilot.press("e")
+        await pilot.pause()
+        await pilot.press("end", *"Hi", "enter")  # end: keep the text (it is selected on focus) and append
+        await settle(pilot)
+        prompts = [p for m, p in client.asked if m == "steer.generate"][-1]["prompts"]
+        assert prompts[0].endswith("Hi") and len(prompts) == 3

@@ -1,0 +1,164 @@
+"""The workbench against a real engine subprocess (a private stdio child) on the tiny models.
+
+Each test starts the app with `connect("stdio")`, so the engine is a separate process that imports torch,
+loads the tiny pair and computes; the app itself stays torch-free. The readout and steering tests need the
+engine's `readout.logit_lens` / `steer.generate` ops and are skipped, saying so, in a build without them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from tests.engine_helpers import until, write_corpus
+from tui.app import DiffLensApp
+from tui.client import EngineClient, connect
+from tui.state import JobView, Start
+from tui.widgets.pair_bar import PairBar
+from tui.widgets.steering import SteeringPane
+from tui.widgets.tokens import TokensPane
+
+
+def engine_has(method: str) -> bool:
+    from engine.ops import load_all
+
+    return method in load_all()
+
+
+def compute_params(tiny_dir: Path, tiny_ft_dir: Path, corpus: Path, n: int, batch_size: int) -> dict[str, Any]:
+    return {"base": str(tiny_dir), "ft": str(tiny_ft_dir), "corpus": str(corpus), "n": n, "k": 4,
+            "batch_size": batch_size, "device": "cpu", "dtype": "float32"}
+
+
+def stdio_app(start: Start) -> DiffLensApp:
+    async def factory() -> EngineClient:
+        return await connect("stdio")
+
+    return DiffLensApp(client_factory=factory, start=start)
+
+
+def record_bar_jobs(monkeypatch: pytest.MonkeyPatch) -> list[JobView]:
+    """Every job view a pair bar is handed (what it paints)."""
+    seen: list[JobView] = []
+    original = PairBar.watch_view
+
+    def watch_view(self: PairBar) -> None:
+        if self.view.engine.job is not None:
+            seen.append(self.view.engine.job)
+        original(self)
+
+    monkeypatch.setattr(PairBar, "watch_view", watch_view)
+    return seen
+
+
+def plain(widget: Any) -> str:
+    console = Console(width=160, record=True, color_system=None, file=io.StringIO())
+    console.print(widget.render())
+    return console.export_text()
+
+
+def record_notifications(app: DiffLensApp) -> list[tuple[str, dict[str, Any]]]:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    original = app.notify
+
+    def notify(message: str, **kwargs: Any) -> None:
+        seen.append((message, kwargs))
+        original(message, **kwargs)
+
+    app.notify = notify  # type: ignore[method-assign]
+    return seen
+
+
+async def opened(app: DiffLensApp, timeout: float = 120) -> None:
+    """Wait until the workbench shows a run's heatmap."""
+    await until(lambda: app.screen.query(PairBar) and app.screen.query_one(PairBar).view.pair is not None,
+                timeout, "the run to open")
+    await app.workers.wait_for_complete()
+
+
+@pytest.mark.asyncio
+async def test_compute_progress_reaches_the_pair_bar(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = record_bar_jobs(monkeypatch)
+    corpus = write_corpus(tmp_path / "c.txt", n=48)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=4)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(app)
+        await pilot.pause()
+        progressed = [j for j in jobs if j.label == "computing ADL" and j.total and j.done]
+        assert len(progressed) >= 2, jobs
+        assert progressed[-1].done <= progressed[-1].total
+        bar = app.screen.query_one(PairBar)
+        assert bar.view.engine.job is None  # finished jobs leave the bar
+        assert bar.view.pair is not None and bar.view.pair.k == 4
+        assert bar.view.engine.connected and "private engine" in bar.view.engine.description
+
+
+@pytest.mark.asyncio
+async def test_engine_dying_mid_job_notifies_and_reconnect_recovers(tiny_dir: Path, tiny_ft_dir: Path,
+                                                                   tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "c.txt", n=120)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=120, batch_size=1)))
+    notes = record_notifications(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        bar = await until(lambda: app.screen.query(PairBar) and app.screen.query_one(PairBar), 30, "the pair bar")
+        await until(lambda: bar.view.engine.job is not None and bar.view.engine.job.done > 0, 120,
+                    "the compute to make progress")
+        pid = app.link.client.transport.proc.pid  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)  # the engine this test's app started
+        await until(lambda: bar.view.engine.lost, 30, "the app to notice")
+        await pilot.pause()
+        errors = [m for m, kw in notes if kw.get("severity") == "error"]
+        assert errors and "ctrl+r" in errors[0]
+        assert bar.view.engine.job is None and "ctrl+r reconnects" in plain(bar)
+        assert app.is_running
+        await pilot.press("ctrl+r")  # a new private engine; the workbench asks for its run again
+        await until(lambda: bar.view.engine.connected and bar.view.engine.job is not None, 120,
+                    "the compute to restart on the new engine")
+        assert not bar.view.engine.lost and app.link.client.transport.proc.pid != pid  # type: ignore[union-attr]
+        assert any("reconnected" in m for m, _ in notes)
+
+
+@pytest.mark.asyncio
+async def test_moving_the_cursor_updates_the_token_pane(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path) -> None:
+    if not engine_has("readout.logit_lens"):
+        pytest.skip("this engine build has no readout.logit_lens op yet")
+    corpus = write_corpus(tmp_path / "c.txt", n=48)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(app)
+        pane = app.screen.query_one(TokensPane)
+        await until(lambda: pane.tokens.lens, 60, "the first logit lens")
+        first = (pane.tokens.layer, pane.tokens.pos, pane.tokens.lens)
+        await pilot.press("up" if pane.tokens.layer > 0 else "down")
+        await until(lambda: pane.tokens.lens and pane.tokens.layer != first[0], 60, "the new cell's tokens")
+        assert pane.tokens.pos == first[1]
+        assert pane.tokens.lens != first[2]
+
+
+@pytest.mark.asyncio
+async def test_changing_alpha_reruns_steering(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path) -> None:
+    if not engine_has("steer.generate"):
+        pytest.skip("this engine build has no steer.generate op yet")
+    corpus = write_corpus(tmp_path / "c.txt", n=48)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(app)
+        pane = app.screen.query_one(SteeringPane)
+        await pilot.press("r")
+        await until(lambda: pane.steer.rows and not pane.steer.streaming, 120, "steered samples")
+        before = [r.steered for r in pane.steer.rows]
+        alpha = pane.steer.alpha
+        for _ in range(8):  # a big push: the tiny model's text must change
+            await pilot.press("plus")
+        await asyncio.sleep(0)
+        await until(lambda: pane.steer.rows and not pane.steer.streaming and pane.steer.alpha == alpha + 4.0
+                    and [r.steered for r in pane.steer.rows] != before, 120, "samples at the new α")
+        assert all(r.unsteered for r in pane.steer.rows)
