@@ -140,3 +140,28 @@ def test_steering_similarity_prefers_on_topic_samples() -> None:
                               ["The train leaves the station at noon.", "Plant tulips in spring."],
                               ["Bake cakes at 450F with frozen butter.", "Our cake recipe uses flour."])
     assert sim.steered > sim.unsteered and sim.gain > 0.2
+
+
+def test_grid_calibration_batches_vectors_and_finds_the_coherence_edge(tiny_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fake judge calls a sample coherent iff its strength is ≤ 2: the edge is found per vector in one call."""
+    from engine.models.cache import ModelCache
+    from engine.models.device import resolve_placement
+    from engine.models.specs import parse_spec
+    from engine.steering import calibrate
+
+    model = ModelCache().model(parse_spec(str(tiny_dir)), resolve_placement("cpu", "float32"))
+    calls: list[int] = []
+    real = calibrate.generate_rows
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calibrate, "generate_rows", counting)
+    out = calibrate.calibrate_grid(model, torch.randn(3, model.d_model), 1, calibrate.geometric_grid(8.0, 5),
+                                   prompts=["w1 w2", "w3"], samples=2, max_new_tokens=4,
+                                   judge=lambda samples: [s.strength <= 2.0 for s in samples])
+    assert len(calls) == 1
+    assert [c.strength for c in out] == [2.0, 2.0, 2.0]
+    assert out[0].coherence == [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 0.0), (8.0, 0.0)]

@@ -1,4 +1,5 @@
-"""Strength calibration: the largest steering strength whose samples stay coherent, by bisection.
+"""Strength calibration: the largest steering strength whose samples stay coherent, by bisection
+(the reference) or on a geometric grid in one batched call (`calibrate_grid`, for many vectors at once).
 
 Reference defaults: search [0, 100] in 12 halvings; at each midpoint sample 10 continuations per
 calibration prompt at temperature 1.2 (all in one generate call) and accept when >= 75 % are coherent.
@@ -9,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from engine.models.loading import LoadedModel
 from engine.steering.coherence import CoherenceJudge, perplexity_judge
-from engine.steering.generate import generate_steered
+from engine.steering.generate import SteeredSample, generate_rows, generate_steered
 from engine.steering.prompts import calibration_prompts
 
 
@@ -83,3 +85,58 @@ def calibrate_strength(model: LoadedModel, vector: Float[Tensor, " d_model"], la
 
     strength, history = bisect_strength(coherence_at, max_strength, steps, threshold, on_step)
     return Calibration(strength=strength, steps=history, judge=kind)
+
+
+@dataclass
+class GridCalibration:
+    """Coherence per grid strength for one vector; `strength` is the largest strength whose every smaller
+    grid strength also passes (coherence is taken to fall with strength, so one bad point ends the run)."""
+
+    strength: float
+    coherence: list[tuple[float, float]]
+    examples: list[tuple[float, str]]
+
+
+def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"], layer: int,
+                   strengths: Sequence[float], prompts: Sequence[str] | None = None,
+                   judge: CoherenceJudge | None = None, samples: int = 4, temperature: float = 1.2,
+                   threshold: float = 0.75, max_new_tokens: int = 48, seed: int = 0) -> list[GridCalibration]:
+    """Strength calibration of several vectors in ONE generate call: vectors × grid × prompts × samples rows,
+    plus the unsteered rows the offline judge is calibrated on.
+
+    The batched counterpart of `calibrate_strength`'s bisection: bisection needs 12 sequential generate
+    calls per vector; a geometric grid costs one call for all of them, which is what a CPU or a busy GPU
+    can afford for a triage of many pairs.
+    """
+    prompts = list(prompts) if prompts else calibration_prompts()
+    grid = sorted(float(s) for s in strengths)
+    rows = [(v, s, p) for v in range(vectors.shape[0]) for s in grid for p in prompts for _ in range(samples)]
+    reference_rows = [(p, n) for p in prompts for n in range(samples)]
+    addends = torch.stack([vectors[v].float() * s for v, s, _ in rows]
+                          + [torch.zeros(vectors.shape[1])] * len(reference_rows))
+    row_prompts = [p for _, _, p in rows] + [p for p, _ in reference_rows]
+    texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, addends, max_new_tokens,
+                                                      temperature, seed)
+    made = [SteeredSample(prompt=p, strength=0.0 if i >= len(rows) else rows[i][1], sample=0, text=t,
+                          prompt_ids=ids, completion_ids=c)
+            for i, (p, t, ids, c) in enumerate(zip(row_prompts, texts, prompt_ids, completion_ids, strict=True))]
+    steered, reference = made[: len(rows)], made[len(rows):]
+    verdicts = (judge or perplexity_judge(model, reference))(steered)
+    per_cell = len(prompts) * samples
+    out = []
+    for v in range(vectors.shape[0]):
+        coherence, examples, best = [], [], 0.0
+        for g, strength in enumerate(grid):
+            lo = (v * len(grid) + g) * per_cell
+            share = sum(verdicts[lo: lo + per_cell]) / per_cell
+            coherence.append((strength, share))
+            examples.append((strength, steered[lo].text))
+            if share >= threshold and best == (grid[g - 1] if g else 0.0):
+                best = strength
+        out.append(GridCalibration(strength=best, coherence=coherence, examples=examples))
+    return out
+
+
+def geometric_grid(max_strength: float, n: int = 8, ratio: float = 2.0) -> list[float]:
+    """`n` strengths ending at `max_strength`, each `ratio` times the previous."""
+    return [max_strength / ratio ** i for i in reversed(range(n))]

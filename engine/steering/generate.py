@@ -55,22 +55,34 @@ def generate_steered(model: LoadedModel, vector: Float[Tensor, " d_model"], laye
     forked, so the global state is untouched). With sampling a row's text depends on the whole batch
     (shared RNG stream); greedy rows do not.
     """
-    if not 0 <= layer < model.n_layers:
-        raise ValueError(f"layer {layer} is outside [0, {model.n_layers})")
     rows = [(p, s, n) for p in prompts for s in strengths for n in range(samples)]
     if not rows:
         return []
-    encoded = [format_prompt(model, p, chat) for p in prompts]
-    per_prompt = len(strengths) * samples
-    row_ids = [encoded[i // per_prompt] for i in range(len(rows))]
-    batch = model.tokenizer.pad({"input_ids": row_ids}, padding=True, padding_side="left", return_tensors="pt")
-    addend = torch.tensor([s for _, s, _ in rows], dtype=torch.float32)[:, None, None] * vector.float()[None, None]
-    generated = _generate(model, batch["input_ids"], batch["attention_mask"], layer, addend, max_new_tokens,
-                          temperature, seed, on_step)
-    completions = _strip(model, generated[:, batch["input_ids"].shape[1]:])
-    texts = model.tokenizer.batch_decode(completions, skip_special_tokens=True)
+    addends = torch.tensor([s for _, s, _ in rows], dtype=torch.float32)[:, None] * vector.float()[None]
+    texts, row_ids, completions = generate_rows(model, layer, [p for p, _, _ in rows], addends, max_new_tokens,
+                                                temperature, seed, chat, on_step)
     return [SteeredSample(prompt=p, strength=float(s), sample=n, text=t, prompt_ids=ids, completion_ids=c)
             for (p, s, n), t, ids, c in zip(rows, texts, row_ids, completions, strict=True)]
+
+
+def generate_rows(model: LoadedModel, layer: int, prompts: Sequence[str], addends: Float[Tensor, "row d_model"],
+                  max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0, chat: bool = True,
+                  on_step: StepCallback | None = None) -> tuple[list[str], list[list[int]], list[list[int]]]:
+    """One generate call where row i adds `addends[i]` at `layer` (any mix of vectors and strengths).
+
+    Returns (texts, prompt ids, completion ids) per row. `generate_steered` and batched calibration of
+    several positions at once are both this call.
+    """
+    if not 0 <= layer < model.n_layers:
+        raise ValueError(f"layer {layer} is outside [0, {model.n_layers})")
+    encoded = {p: format_prompt(model, p, chat) for p in dict.fromkeys(prompts)}
+    row_ids = [encoded[p] for p in prompts]
+    batch = model.tokenizer.pad({"input_ids": row_ids}, padding=True, padding_side="left", return_tensors="pt")
+    generated = _generate(model, batch["input_ids"], batch["attention_mask"], layer, addends[:, None, :],
+                          max_new_tokens, temperature, seed, on_step)
+    completions = _strip(model, generated[:, batch["input_ids"].shape[1]:])
+    texts = model.tokenizer.batch_decode(completions, skip_special_tokens=True)
+    return texts, row_ids, completions
 
 
 def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention_mask: Int[Tensor, "batch seq"],
