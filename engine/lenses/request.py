@@ -1,0 +1,83 @@
+"""The pair a lens runs on, named as the user typed it, and the texts it reads.
+
+A lens result's cache key is built from `PairRequest.identity()` (weights, not names) plus the exact
+texts, so a typed text, a corpus sample and a recipe sample all address results by content.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from engine.corpus.sources import Example, load_examples, parse_corpus
+from engine.errors import UserError
+from engine.models.cache import MODELS
+from engine.models.device import Placement, resolve_placement
+from engine.models.pair import ModelPair
+from engine.models.specs import ModelSpec, parse_spec
+from store.hashing import canonical_json
+
+
+@dataclass(frozen=True)
+class PairRequest:
+    """Base and finetuned model specs (adapter optional) and where they run."""
+
+    base: str
+    ft: str
+    adapter: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+
+    @property
+    def base_spec(self) -> ModelSpec:
+        return parse_spec(self.base, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def ft_spec(self) -> ModelSpec:
+        return parse_spec(self.ft, adapter=self.adapter, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def placement(self) -> Placement:
+        return resolve_placement(self.device, self.dtype)
+
+    def pair(self) -> ModelPair:
+        return MODELS.pair(self.base_spec, self.ft_spec, self.placement)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines the weights and precision (part of every lens cache key)."""
+        return {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
+                "dtype": self.placement.dtype_name}
+
+
+def texts_digest(texts: list[str]) -> str:
+    """Content hash of an ordered list of texts (cache keys hold this, not the texts)."""
+    return hashlib.sha256(canonical_json(texts).encode()).hexdigest()
+
+
+def as_text(example: Example, tokenizer: Any) -> str:
+    """A corpus example as plain text: chats go through the chat template when there is one."""
+    if isinstance(example, str):
+        return example
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(example, tokenize=False)
+    return "\n".join(m.get("content", "") for m in example)
+
+
+def gather_texts(texts: list[str] | None, corpus: str | None, n: int, seed: int, tokenizer: Any) -> list[str]:
+    """Typed texts, or `n` seeded texts of a corpus; exactly one of the two."""
+    if bool(texts) == bool(corpus):
+        raise UserError("give either texts or a corpus", "pass --text T (repeatable) or --corpus SRC")
+    if texts:
+        if not all(t.strip() for t in texts):
+            raise UserError("an empty text was given", "pass non-empty --text values")
+        return list(texts)
+    assert corpus is not None
+    spec = parse_corpus(corpus)
+    if spec.kind == "self":
+        raise UserError("this lens reads real text, not model samples", "pass --corpus generic:, a file or hf:NAME")
+    if n <= 0:
+        raise UserError(f"n must be positive, got {n}", "pass -n 20 or more")
+    out = [as_text(e, tokenizer) for e in load_examples(spec, n, seed)]
+    return [t for t in out if t.strip()]

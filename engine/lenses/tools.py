@@ -1,0 +1,110 @@
+"""The lenses as optional, budgeted agent tools bound to one pair (`lens_tools(request)`).
+
+They follow the agent's `Tool` contract (check → run → JSON result); each text or prompt costs one model
+interaction, like `ask_model`. The environment argument is unused: the tools run the pair they are bound to.
+Results name no model (a finetune's name can give the answer away).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.agent.environment import AgentEnvironment
+from engine.agent.tools import MAX_PROMPT_CHARS, Tool, ToolArgError
+from engine.lenses.amplify import amplify
+from engine.lenses.kl import per_token_divergence
+from engine.lenses.mining import mine
+from engine.lenses.request import PairRequest
+
+MAX_TEXTS = 8
+MAX_FACTORS = 3
+FACTOR_RANGE = (-3.0, 5.0)
+
+
+@dataclass(frozen=True)
+class LensTool(Tool):
+    """A budgeted tool whose cost is the number of entries in its `unit` argument."""
+
+    unit: str = "texts"
+
+    def cost(self, args: dict[str, Any]) -> int:
+        return len(args[self.unit])
+
+    def signature(self) -> str:
+        props = self.parameters["properties"]
+        args = ", ".join(f'"{name}": {spec.get("x-hint", spec["type"])}' for name, spec in props.items())
+        return f"- {self.name} {{{args}}} (budgeted: 1 model interaction per entry of {self.unit}) — {self.description}"
+
+
+def _strings(args: dict[str, Any], name: str) -> list[str]:
+    value = args.get(name)
+    value = [value] if isinstance(value, str) else value
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ToolArgError(f"{name!r} must be a non-empty list of non-empty strings")
+    if len(value) > MAX_TEXTS or any(len(v) > MAX_PROMPT_CHARS for v in value):
+        raise ToolArgError(f"{name!r} takes at most {MAX_TEXTS} entries of {MAX_PROMPT_CHARS} characters")
+    return value
+
+
+def _factors(args: dict[str, Any]) -> list[float]:
+    value = args.get("factors", [2.0])
+    ok = (isinstance(value, list) and 0 < len(value) <= MAX_FACTORS
+          and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+          and all(FACTOR_RANGE[0] <= v <= FACTOR_RANGE[1] for v in value))
+    if not ok:
+        raise ToolArgError(f"'factors' must be 1 to {MAX_FACTORS} numbers between {FACTOR_RANGE[0]} and "
+                           f"{FACTOR_RANGE[1]}")
+    return [float(v) for v in value]
+
+
+def _divergence(request: PairRequest, texts: list[str]) -> dict[str, Any]:
+    payload, _ = per_token_divergence(request.pair(), texts, max_tokens=96)
+    out = []
+    for text in payload["texts"]:
+        ranked = sorted(text["tokens"], key=lambda t: -t[1])[:8]
+        out.append({"text": text["text"][:200], "most_divergent_after": [[t[0], round(t[1], 3)] for t in ranked],
+                    "at_max": {"after": text["max"]["token"], "base_predicts": text["max"]["base_top"][:3],
+                               "finetuned_predicts": text["max"]["ft_top"][:3]}})
+    return {"mean_kl": round(payload["stats"]["mean_kl"], 4), "texts": out}
+
+
+def _mining(request: PairRequest, texts: list[str]) -> dict[str, Any]:
+    payload, _ = mine(request.pair(), texts, top_k=20, n_tokens=20, examples=1, max_tokens=96)
+    return {"positions": payload["n_positions"],
+            "tokens": [[t["token"], t["count"]] for t in payload["tokens"] if not t["trivial"]]}
+
+
+def lens_tools(request: PairRequest) -> list[Tool]:
+    """Budgeted lens tools on `request`'s pair; amplification only when the finetune is a LoRA adapter."""
+    texts = {"type": "array", "items": {"type": "string"}, "x-hint": "[str]",
+             "description": f"texts to read, at most {MAX_TEXTS}; each costs one model interaction"}
+    obj = lambda required, **props: {"type": "object", "properties": props, "required": required}  # noqa: E731
+
+    def run_divergence(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
+        return _divergence(request, a["texts"])
+
+    def run_mining(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
+        return _mining(request, a["texts"])
+
+    def run_amplify(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
+        out = amplify(request.pair(), a["prompts"], a["factors"], max_new_tokens=64)
+        return {"factors": out["factors"], "rows": out["rows"]}
+
+    tools: list[Tool] = [
+        LensTool("token_divergence", "per-token KL between the finetuned and base next-token predictions on your "
+                 "texts: where they disagree and what each model predicts there",
+                 obj(["texts"], texts=texts), True, lambda a: {"texts": _strings(a, "texts")}, run_divergence),
+        LensTool("diff_mining", "tokens the finetune most often pushes up (top-20 of finetuned − base log-probs) "
+                 "over your texts, with counts", obj(["texts"], texts=texts), True,
+                 lambda a: {"texts": _strings(a, "texts")}, run_mining)]
+    if request.ft_spec.adapter:
+        tools.append(LensTool(
+            "amplify_adapter", "generate with the finetune's adapter scaled by each factor (2 = twice the change, "
+            "-1 = reversed), beside base and plain finetune, greedy",
+            obj(["prompts"], prompts={**texts, "description": "prompts, each costs one model interaction"},
+                factors={"type": "array", "items": {"type": "number"}, "x-hint": "[float]",
+                         "description": f"scales, at most {MAX_FACTORS}, default [2]"}),
+            True, lambda a: {"prompts": _strings(a, "prompts"), "factors": _factors(a)}, run_amplify,
+            unit="prompts"))
+    return tools

@@ -1,0 +1,145 @@
+"""Ops for the lenses beside ADL: `lens.kl`, `lens.amplify`, `lens.mine`, `lens.causal`. Each result is
+cached in the store under a content key of the pair's weights, the exact texts and the method parameters.
+
+Common params: base, ft, adapter, device, dtype, trust_remote_code (causal may name an ADL `run` instead).
+Texts: `texts` (list of strings) or `corpus` (+ `n`, `seed`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.lenses.amplify import amplify
+from engine.lenses.cache import cached
+from engine.lenses.causal import causal_check
+from engine.lenses.kl import per_token_divergence
+from engine.lenses.mining import mine
+from engine.lenses.request import PairRequest, as_text, gather_texts, texts_digest
+from engine.lenses.topics import group_topics
+from engine.ops import op
+from engine.ops.params import get, get_list
+from engine.steering.prompts import calibration_prompts
+
+DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
+
+
+def pair_request(params: dict[str, Any]) -> PairRequest:
+    return PairRequest(base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
+                       adapter=get(params, "adapter", str), device=get(params, "device", str, "auto"),
+                       dtype=get(params, "dtype", str, "auto"),
+                       trust_remote_code=get(params, "trust_remote_code", bool, False))
+
+
+def _texts(params: dict[str, Any], tokenizer: Any, n_default: int) -> list[str]:
+    return gather_texts(get_list(params, "texts", str), get(params, "corpus", str), get(params, "n", int, n_default),
+                        get(params, "seed", int, 0), tokenizer)
+
+
+def _positive(params: dict[str, Any], name: str, default: int) -> int:
+    value = get(params, name, int, default)
+    if value <= 0:
+        raise UserError(f"{name} must be positive, got {value}", f"pass a positive {name}")
+    return value
+
+
+def _reply(payload: dict[str, Any], key: str, was_cached: bool) -> dict[str, Any]:
+    return {"result": key, "cached": was_cached, **payload}
+
+
+@op("lens.kl", long=True)
+def kl(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Per-token KL(ft‖base) and activation-difference norm on texts; the top max-divergence snippets."""
+    request = pair_request(params)
+    pair = request.pair()
+    texts = _texts(params, pair.tokenizer, 20)
+    method = {"layer": get(params, "layer", int), "top_n": _positive(params, "top_n", 10),
+              "max_tokens": _positive(params, "max_tokens", 128), "window": _positive(params, "window", 12)}
+    inputs = {"pair": request.identity(), "texts": texts_digest(texts), **method}
+    batch_size = _positive(params, "batch_size", 4)
+    return _reply(*cached("lens.kl", inputs, lambda: per_token_divergence(pair, texts, batch_size=batch_size,
+                                                                           ctx=ctx, **method)))
+
+
+@op("lens.amplify", long=True)
+def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Generate with a LoRA adapter's delta scaled by each factor, beside base and plain finetune."""
+    request = pair_request(params)
+    pair = request.pair()
+    method = {"prompts": get_list(params, "prompts", str) or calibration_prompts(3),
+              "factors": [float(f) for f in (get_list(params, "factors", float) or DEFAULT_FACTORS)],
+              "max_new_tokens": _positive(params, "max_new_tokens", 48),
+              "temperature": get(params, "temperature", float, 0.0), "seed": get(params, "seed", int, 0),
+              "chat": get(params, "chat", bool, True)}
+    ctx.progress(0, None, "generating")
+    return _reply(*cached("lens.amplify", {"pair": request.identity(), **method},
+                          lambda: (amplify(pair, **method), {})))
+
+
+@op("lens.mine", long=True)
+def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Tokens most often in the top-K of (ft − base) log-probs over a corpus, with contexts and topics."""
+    request = pair_request(params)
+    pair = request.pair()
+    texts = _texts(params, pair.tokenizer, 50)
+    method = {"top_k": _positive(params, "top_k", 20), "n_tokens": _positive(params, "n_tokens", 30),
+              "examples": _positive(params, "examples", 3), "max_tokens": _positive(params, "max_tokens", 128)}
+    topics = get(params, "topics", bool, False)
+    batch_size = _positive(params, "batch_size", 4)
+
+    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
+        payload, tensors = mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)
+        if topics:
+            kept = [t for t in payload["tokens"] if not t["trivial"]]
+            payload["topics"] = group_topics([t["token"] for t in kept], [t["count"] for t in kept])
+        return payload, tensors
+
+    inputs = {"pair": request.identity(), "texts": texts_digest(texts), "topics": topics, **method}
+    return _reply(*cached("lens.mine", inputs, compute))
+
+
+@op("lens.causal", long=True)
+def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Loss change when the finetuned model's first k positions get the base activations (or −diff)."""
+    mode = get(params, "mode", str, "base")
+    if mode not in ("base", "diff"):
+        raise UserError(f"unknown mode {mode!r}", "pass mode base or diff")
+    run_id = get(params, "run", str)
+    diff, layer = None, get(params, "layer", int)
+    if run_id is not None:
+        from engine.adl.runs import load_run
+
+        run = load_run(run_id)
+        pair, identity = run.pair(), {"run": run_id}
+        layer = run.middle_layer if layer is None else layer
+        diff = run.mean_diff[run.layer_index(layer)]
+    elif mode == "diff":
+        raise UserError("mode diff subtracts an ADL run's mean diff", "pass run=<ADL run id>")
+    else:
+        request = pair_request(params)
+        pair, identity = request.pair(), request.identity()
+    n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
+    ft_texts = _finetuning_texts(params, pair.tokenizer, n, seed)
+    generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
+    method = {"layer": layer, "k": _positive(params, "k", 5), "mode": mode,
+              "max_tokens": _positive(params, "max_tokens", 64)}
+    inputs = {"pair": identity, "ft_texts": texts_digest(ft_texts), "generic": texts_digest(generic), **method}
+    batch_size = _positive(params, "batch_size", 4)
+    diff_t = torch.as_tensor(diff) if diff is not None else None
+    return _reply(*cached("lens.causal", inputs, lambda: (
+        causal_check(pair, ft_texts, generic, diff=diff_t, batch_size=batch_size, ctx=ctx, **method), {})))
+
+
+def _finetuning_texts(params: dict[str, Any], tokenizer: Any, n: int, seed: int) -> list[str]:
+    """The finetuning texts: a recipe's documents (`recipe`) or a corpus (`ft_corpus`)."""
+    recipe, corpus = get(params, "recipe", str), get(params, "ft_corpus", str)
+    if bool(recipe) == bool(corpus):
+        raise UserError("name the finetuning texts", "pass --recipe NAME (e.g. cake-sdf) or --ft-corpus SRC")
+    if recipe:
+        from engine.organisms.make_data import make_data
+
+        return [as_text(d.get("text") or d["messages"], tokenizer) for d in make_data(recipe, n, seed)]
+    return gather_texts(None, corpus, n, seed, tokenizer)
