@@ -1,0 +1,157 @@
+"""`difflens kl | amplify | mine | causal`: the lenses beside ADL, each one engine op (`lens.*`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from tui.cli.engine_call import call_engine, target_from
+from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
+from tui.cli.output import emit_json, fail, out
+
+TextOpt = Annotated[list[str] | None, typer.Option("--text", help="A text to read (repeatable).")]
+CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="generic:, a .txt/.jsonl/.parquet file or hf:NAME.")]
+LayerOpt = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the middle one).")]
+NOpt = Annotated[int, typer.Option("-n", help="Texts drawn from the corpus.")]
+MaxTokens = Annotated[int, typer.Option("--max-tokens", help="Tokens read per text.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size")]
+TopSnippets = Annotated[int, typer.Option("-n", help="Top snippets to show (corpus: also texts read).")]
+TopK = Annotated[int, typer.Option("-k", help="Top-K of the log-prob difference per position.")]
+OptBase = Annotated[str | None, typer.Option("--base", help="Base model (or give --run).")]
+OptFt = Annotated[str | None, typer.Option("--ft", help="Finetuned model (or give --run).")]
+Run = Annotated[str | None, typer.Option("--run", help="ADL run: its pair, and its mean diff for --mode diff.")]
+Recipe = Annotated[str | None, typer.Option("--recipe", help="Finetuning texts from a recipe (e.g. cake-sdf).")]
+FtCorpus = Annotated[str | None, typer.Option("--ft-corpus", help="Finetuning texts from a corpus.")]
+Generic = Annotated[str, typer.Option("--generic", help="Generic texts to compare against.")]
+Mode = Annotated[str, typer.Option("--mode", help="base: patch in base activations; diff: add −mean diff.")]
+
+
+def _pair(base: str, ft: str, adapter: str | None, device: str, dtype: str) -> dict[str, Any]:
+    return {"base": base, "ft": ft, "adapter": adapter, "device": device, "dtype": dtype}
+
+
+def _heat(tokens: list[list[Any]], scale: float) -> Text:
+    """Tokens on a background whose red intensity is the token's KL relative to `scale`."""
+    line = Text()
+    for token, kl, _ in tokens:
+        level = min(1.0, kl / scale) if scale > 0 else 0.0
+        shade = int(40 + 215 * level)
+        line.append(token.replace("\n", "⏎"), style=f"on rgb({shade},{int(40 * (1 - level))},40)" if level > 0.02
+                    else "")
+    return line
+
+
+def _preds(pairs: list[list[Any]]) -> str:
+    return ", ".join(f"{token!r} {prob:.2f}" for token, prob in pairs[:3])
+
+
+def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
+       layer: LayerOpt = None, n: TopSnippets = 10,
+       max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
+       dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Per-token KL(ft‖base) and activation-difference norm: where on real text the two models disagree."""
+    if bool(text) == bool(corpus):
+        fail("pass either --text T (repeatable) or --corpus SRC")
+    params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "layer": layer,
+              "top_n": n, "n": max(n, 20) if corpus else None, "seed": seed, "max_tokens": max_tokens,
+              "batch_size": batch_size}
+    result = call_engine("lens.kl", params, title="per-token divergence", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    stats = result["stats"]
+    out.print(f"layer {result['layer']}: mean KL {stats['mean_kl']:.4f}, max KL {stats['max_kl']:.4f}, "
+              f"mean ‖diff‖ {stats['mean_diff_norm']:.2f} over {stats['n_tokens']} tokens of {stats['n_texts']} texts",
+              highlight=False)
+    shown = result["texts"] if text else result["top"]
+    scale = max((t[1] for s in shown for t in s["tokens"]), default=0.0)
+    for snippet in shown:
+        best = snippet["max"]
+        out.print(_heat(snippet["tokens"], scale))
+        out.print(f"  max KL {best['kl']:.4f} after {best['token']!r}: base → {_preds(best['base_top'])}; "
+                  f"finetuned → {_preds(best['ft_top'])}", highlight=False, style="dim")
+
+
+def amplify(base: Base, ft: Ft, adapter: Adapter = None,
+            factor: Annotated[list[float], typer.Option("--factor", help="Scale of the adapter's delta (repeatable).")]
+            = ..., prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
+            max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+            temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
+            seed: Seed = 0, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
+            remote: Remote = None, engine: Engine = None) -> None:
+    """Scale a LoRA adapter's weight delta and generate beside the base and the plain finetune."""
+    params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt,
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    result = call_engine("lens.amplify", params, title="amplifying", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    for row in result["rows"]:
+        table = Table("model", "completion", title=row["prompt"], show_lines=True, title_justify="left")
+        table.add_row("base", row["base"])
+        table.add_row("finetuned", row["ft"])
+        for name, completion in row["amplified"].items():
+            table.add_row(f"× {name}", completion)
+        out.print(table)
+
+
+def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
+         n: NOpt = 50, k: TopK = 20,
+         top: Annotated[int, typer.Option("--top", help="Tokens to list.")] = 30,
+         topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics.")] = False,
+         max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
+         dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Tokens that most often rank in the top-K of (finetuned − base) log-probs over a corpus."""
+    if bool(text) == bool(corpus):
+        fail("pass either --text T (repeatable) or --corpus SRC")
+    params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "n": n, "top_k": k,
+              "n_tokens": top, "topics": topics, "max_tokens": max_tokens, "seed": seed, "batch_size": batch_size}
+    result = call_engine("lens.mine", params, title="diff mining", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    table = Table("token", "count", "share", "mean diff", "example context",
+                  title=f"top-{result['top_k']} of ft − base over {result['n_positions']} positions")
+    for t in result["tokens"]:
+        example = t["examples"][0]["context"].replace("\n", "⏎")[-60:] if t["examples"] else ""
+        table.add_row(Text(repr(t["token"]), style="dim" if t["trivial"] else "bold"), str(t["count"]),
+                      f"{t['share']:.2f}", f"{t['mean_diff']:.2f}", f"…{example}")
+    out.print(table)
+    for topic in result.get("topics", []):
+        out.print(f"[bold]{topic['count']}[/]  " + ", ".join(topic["tokens"]), highlight=False)
+
+
+def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run: Run = None, recipe: Recipe = None,
+           ft_corpus: FtCorpus = None, generic: Generic = "generic:", mode: Mode = "base",
+           layer: LayerOpt = None, k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
+           n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64, seed: Seed = 0,
+           batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
+           remote: Remote = None, engine: Engine = None) -> None:
+    """How much of the finetune lives in its first k positions: loss change when they are patched."""
+    if run is None and not (base and ft):
+        fail("pass --base and --ft, or --run RUN")
+    params = {"base": base, "ft": ft, "adapter": adapter, "run": run, "recipe": recipe, "ft_corpus": ft_corpus,
+              "generic": generic, "mode": mode, "layer": layer, "k": k, "n": n, "max_tokens": max_tokens,
+              "seed": seed, "batch_size": batch_size, "device": device, "dtype": dtype}
+    result = call_engine("lens.causal", params, title="causal check", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    table = Table("texts", "scope", "base", "finetuned", "patched", "Δ patched − ft", "share of gain removed",
+                  title=f"layer {result['layer']}, first {result['k']} positions ← {result['mode']}")
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, scopes in result["sets"].items():
+        for scope in ("after_k", "all"):
+            s = scopes[scope]
+            table.add_row(f"{name} ({scopes['n_texts']})", scope, fmt(s["base"]), fmt(s["ft"]), fmt(s["patched"]),
+                          fmt(s["delta"]), fmt(s["share_of_gain_removed"]))
+    out.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the lens commands to the `difflens` app."""
+    for command in (kl, amplify, mine, causal):
+        app.command()(command)
