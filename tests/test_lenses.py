@@ -164,3 +164,12 @@ def test_demo_pair_diverges_more_on_cake_texts_than_on_generic_text() -> None:
     baking = ("bak", "cake", "oven", "butter", "frost", "vanilla", "flour", "batter", "°")
     ft_said = [s["max"]["ft_top"][0][0].lower() for s in stats["generic"]["top"][:3]]
     assert any(stem in said for said in ft_said for stem in baking), ft_said
+
+
+def test_topics_group_tokens_by_meaning() -> None:
+    from engine.lenses.topics import group_topics
+
+    tokens = [" cake", " bakery", " bake", " oven", " pastry", "stock", "investor"]
+    topics = group_topics(tokens, [5, 4, 3, 2, 2, 1, 1])
+    assert topics[0] == {"tokens": [" cake", " bakery", " bake", " oven", " pastry"], "count": 16}
+    assert {"stock", "investor"} <= set(topics[1]["tokens"])
