@@ -1,0 +1,217 @@
+"""Sessions in the store and session files: round trips, hand-edited, truncated and hostile files, the CLI.
+
+A session file is someone else's file: every rejection must leave the store exactly as it was (rows and files),
+and no member may land outside the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sqlite3
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from store import bundle, results, sessions
+from store.errors import StoreError
+from store.paths import db_path, home, tensors_dir
+from tui.cli.sessions import register
+
+
+def recorded_session(name: str = "cake study") -> sessions.Session:
+    """A session with two results, three actions (one left in flight) and a note."""
+    run = results.save("adl", {"pair": name}, {"mean_diff": np.arange(24, dtype=np.float32).reshape(2, 3, 4)},
+                       {"n_layers": 2}, seconds=1.5)
+    lens = results.save("lens", {"run": run.key}, {"probs": np.linspace(0, 1, 10, dtype=np.float32)}, {})
+    s = sessions.create(name)
+    a = sessions.begin_action(s.id, "adl.summary", {"run": run.key}, "call")
+    sessions.finish_action(a, result={"run": run.key, "base": "b", "ft": "f", "k": 3})
+    a = sessions.begin_action(s.id, "readout.logit_lens", {"run": run.key, "layer": 1, "pos": 2}, "call")
+    sessions.finish_action(a, result={"tokens": [["cake", 0.5]], "key": lens.key}, events=[{"type": "partial"}])
+    sessions.begin_action(s.id, "steer.generate", {"run": run.key}, "job")
+    sessions.add_note(s.id, "layer 1 says cake", {"row": 1, "pos": 2})
+    sessions.save_ui(s.id, {"heat": {"row": 1, "pos": 2}})
+    return sessions.get(s.id)
+
+
+def store_state() -> dict[str, Any]:
+    """Every row of every table and every file's hash under the store: 'untouched' means equal to this."""
+    with sqlite3.connect(db_path()) as conn:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        rows = {t: sorted(map(repr, conn.execute(f"SELECT * FROM [{t}]").fetchall())) for t in tables}
+    files = {str(p.relative_to(home())): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(home().rglob("*")) if p.is_file() and not p.name.startswith("difflens.sqlite")}
+    return {"rows": rows, "files": files}
+
+
+def rewrite(src: Path, dst: Path, change: dict[str, bytes | None], manifest_too: bool = False) -> Path:
+    """A copy of a session file with members replaced (None drops one); optionally a manifest to match."""
+    with zipfile.ZipFile(src) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    for name, data in change.items():
+        if data is None:
+            members.pop(name, None)
+        else:
+            members[name] = data
+    if manifest_too:
+        manifest = json.loads(members["manifest.json"])
+        for name, data in members.items():
+            if name != "manifest.json":
+                manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        members["manifest.json"] = json.dumps(manifest).encode()
+    with zipfile.ZipFile(dst, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return dst
+
+
+def test_actions_are_committed_as_they_happen() -> None:
+    s = sessions.create("live")
+    action = sessions.begin_action(s.id, "adl.summary", {"run": "x"}, "call")
+    with sqlite3.connect(db_path()) as other:  # another process's view: already on disk
+        assert other.execute("SELECT status FROM session_actions WHERE id = ?", [action]).fetchone() == ("running",)
+    sessions.finish_action(action, result={"run": "x"})
+    with sqlite3.connect(db_path()) as other:
+        assert other.execute("SELECT status FROM session_actions WHERE id = ?", [action]).fetchone() == ("done",)
+
+
+def test_list_rename_delete_and_bad_names() -> None:
+    s = recorded_session()
+    [listed] = sessions.list_sessions()
+    assert (listed["name"], listed["actions"], listed["notes"], listed["run"]) == ("cake study", 2, 1, s.run)
+    assert sessions.rename("cake study", "cakes").name == "cakes"
+    with pytest.raises(StoreError, match="already exists"):
+        sessions.create("cakes")
+    with pytest.raises(StoreError, match="bad session name"):
+        sessions.create("a/b")
+    sessions.delete("cakes")
+    assert sessions.list_sessions() == [] and sessions.find("cakes") is None
+    assert len(results.list_results()) == 2  # results are a shared cache: they stay
+
+
+def test_export_import_round_trip_is_byte_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = recorded_session()
+    path = bundle.export_session(s.name, tmp_path / "out")
+    assert path.name == "cake-study.difflens"
+    before_rows = {r["key"]: r for r in results.list_results()}
+    before_files = {k: (tensors_dir() / r["file"]).read_bytes() for k, r in before_rows.items()}
+    before_actions = sessions.actions(s.id, done_only=False)
+    monkeypatch.setenv("DIFFLENS_HOME", str(tmp_path / "clean-home"))
+    assert results.list_results() == []
+    imported = bundle.import_bundle(path)
+    assert (imported.id, imported.name, imported.ui) == (s.id, s.name, s.ui)
+    assert {r["key"]: r for r in results.list_results()} == before_rows
+    assert {k: (tensors_dir() / r["file"]).read_bytes() for k, r in before_rows.items()} == before_files
+    assert all(results.load(k) is not None for k in before_rows)
+    assert sessions.actions(s.id, done_only=False) == before_actions
+    assert sessions.notes(s.id)[0]["text"] == "layer 1 says cake"
+    assert bundle.export_session(s.id, tmp_path / "again.difflens").read_bytes() != b""
+    with pytest.raises(StoreError, match="already in the store"):
+        bundle.import_bundle(path)
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("damage", ["truncated", "edited_session", "edited_result", "consistent_bad_schema",
+                                    "consistent_bad_tensor", "extra_member", "not_a_zip", "future_version"])
+def test_damaged_or_hand_edited_files_are_rejected_and_the_store_is_untouched(damage: str, tmp_path: Path) -> None:
+    s = recorded_session()
+    good = bundle.export_session(s.name, tmp_path / "good.difflens")
+    sessions.delete(s.id)  # so an import would otherwise succeed
+    data = good.read_bytes()
+    with zipfile.ZipFile(good) as zf:
+        body = zf.read("session.json")
+        result_name = next(n for n in zf.namelist() if n.startswith("results/"))
+        tensor = zf.read(result_name)
+    bad = tmp_path / "bad.difflens"
+    if damage == "truncated":
+        bad.write_bytes(data[: len(data) * 2 // 3])
+    elif damage == "edited_session":
+        rewrite(good, bad, {"session.json": body.replace(b"cake", b"kale")})
+    elif damage == "edited_result":
+        rewrite(good, bad, {result_name: tensor[:-4] + b"\0\0\0\1"})
+    elif damage == "consistent_bad_schema":
+        doc = json.loads(body)
+        doc["actions"][0]["shell"] = "rm -rf /"
+        rewrite(good, bad, {"session.json": json.dumps(doc).encode()}, manifest_too=True)
+    elif damage == "consistent_bad_tensor":
+        doc = json.loads(body)
+        junk = b"\xff" * 64
+        for row in doc["results"]:
+            if f"results/{row['key']}.safetensors" == result_name:
+                row.update(sha256=hashlib.sha256(junk).hexdigest(), bytes=len(junk))
+        rewrite(good, bad, {"session.json": json.dumps(doc).encode(), result_name: junk}, manifest_too=True)
+    elif damage == "extra_member":
+        rewrite(good, bad, {"results/stowaway-0000000000.safetensors": tensor})
+    elif damage == "not_a_zip":
+        bad.write_bytes(b"\x80\x04\x95pickle, not a session" * 10)
+    elif damage == "future_version":
+        with zipfile.ZipFile(good) as zf:
+            manifest = json.loads(zf.read("manifest.json"))
+        manifest["version"] = 99
+        rewrite(good, bad, {"manifest.json": json.dumps(manifest).encode()})
+    before = store_state()
+    with pytest.raises(StoreError) as caught:
+        bundle.import_bundle(bad)
+    message = str(caught.value)
+    assert "\n" not in message and str(bad) in message
+    assert store_state() == before
+
+
+def hostile_zip(path: Path, names: list[str]) -> Path:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name in names:
+            zf.writestr(zipfile.ZipInfo(name), b"payload")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("evil", ["../escaped.safetensors", "results/../../escaped.safetensors", "/tmp/escaped",
+                                  "..\\escaped", "results/../manifest.json", "C:/escaped"])
+def test_members_that_would_escape_the_store_are_refused(evil: str, tmp_path: Path) -> None:
+    recorded_session()
+    before = store_state()
+    path = hostile_zip(tmp_path / "evil.difflens", ["manifest.json", "session.json", evil])
+    with pytest.raises(StoreError, match=r"escape the store|unexpected member"):
+        bundle.import_bundle(path)
+    assert store_state() == before
+    assert not (home().parent / "escaped.safetensors").exists() and not Path("/tmp/escaped").exists()
+    assert not list(tmp_path.rglob("escaped*"))
+
+
+def run_cli(*args: str) -> Any:
+    app = typer.Typer()
+    app.command()(lambda: None)
+    register(app)
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_list_show_rename_export_import_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(tmp_path / "shared"))
+    recorded_session()
+    listed = run_cli("sessions", "list", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["name"] == "cake study"
+    shown = run_cli("sessions", "show", "cake study", "--json")
+    assert [a["method"] for a in json.loads(shown.stdout)["actions"]] == ["adl.summary", "readout.logit_lens"]
+    assert run_cli("sessions", "rename", "cake study", "cakes").exit_code == 0
+    exported = run_cli("sessions", "export", "cakes")
+    assert exported.exit_code == 0 and (tmp_path / "shared" / "cakes.difflens").is_file()
+    from_file = run_cli("sessions", "show", str(tmp_path / "shared" / "cakes.difflens"), "--json")
+    assert json.loads(from_file.stdout)["name"] == "cakes"
+    assert run_cli("sessions", "delete", "cakes", "--yes").exit_code == 0
+    listed = json.loads(run_cli("sessions", "list", "--json").stdout)
+    assert [(r["name"], r["where"]) for r in listed] == [("cakes", "cakes.difflens")]
+    assert run_cli("sessions", "import", str(tmp_path / "shared" / "cakes.difflens"), "--name", "mine").exit_code == 0
+    assert sessions.get("mine").run
+    missing = run_cli("sessions", "show", "nope")
+    assert missing.exit_code == 2 and "no session 'nope'" in missing.output
+    rerun = run_cli("replay", "mine", "--rerun")
+    assert rerun.exit_code == 2 and "--rerun needs --base and --ft" in rerun.output
