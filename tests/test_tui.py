@@ -360,7 +360,9 @@ async def test_agent_without_llm_says_how_to_configure() -> None:
 
 
 @pytest.mark.asyncio
-async def test_start_screen_lists_runs_and_sessions_and_opens_a_run() -> None:
+async def test_start_screen_lists_runs_and_sessions_and_opens_a_run(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(tmp_path))  # no shipped session files: an empty list
     client = RecordedClient(recording())
     app, _ = make_app(client, Start())
     async with app.run_test(size=(120, 30)) as pilot:
@@ -368,7 +370,7 @@ async def test_start_screen_lists_runs_and_sessions_and_opens_a_run() -> None:
         assert isinstance(app.screen, StartScreen)
         table = app.screen.query_one("#runs")
         assert table.row_count == 2
-        assert "no saved sessions" in str(app.screen.query_one("#sessions").render())
+        assert "no saved sessions" in str(app.screen.query_one("#sessions").get_row_at(0)[0])
         await pilot.press("enter")
         await settle(pilot)
         assert isinstance(app.screen, WorkbenchScreen)

@@ -1,7 +1,8 @@
 """The difflens workbench app: wires the engine link, the screens and the global keys; nothing else.
 
-`DiffLensApp(client_factory=..., start=...)` takes how to get an engine client (tests pass fakes or a recording)
-and what to open first. `run_workbench(target, run_id, demo)` is what the CLI calls.
+`DiffLensApp(client_factory=..., start=..., session=...)` takes how to get an engine client (tests pass fakes or a
+recording; None replays with no engine), what to open first and the session to record into (a name, or a
+`SessionTap` for replay). `run_workbench(target, run_id, demo, session)` is what the CLI calls.
 """
 
 from __future__ import annotations
@@ -21,10 +22,13 @@ from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed, Stat
 from tui.screens.keys import KeysScreen
 from tui.screens.start import StartScreen
 from tui.screens.workbench import WorkbenchScreen
+from tui.session_app import ask_note, ask_save_as, open_session, session_tap, snapshot_ui
+from tui.session_client import SessionTap
 from tui.state import EngineView, Start
 from tui.widgets.pair_bar import PairBar
 
 STATUS_EVERY_S = 5.0
+SAVE_UI_EVERY_S = 0.5
 
 
 class DiffLensApp(App[None]):
@@ -37,22 +41,40 @@ class DiffLensApp(App[None]):
         Binding("question_mark", "keys", "Keys", key_display="?"),
         Binding("x", "cancel_job", "Cancel job", show=False),
         Binding("ctrl+r", "reconnect", "Reconnect", show=False),
+        Binding("ctrl+n", "note", "Add note", show=False),
+        Binding("ctrl+s", "save_session", "Save session as", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
     engine_view: reactive[EngineView] = reactive(EngineView)
 
-    def __init__(self, client_factory: ClientFactory, start: Start | None = None) -> None:
+    def __init__(self, client_factory: ClientFactory | None, start: Start | None = None,
+                 session: str | SessionTap | None = None) -> None:
         super().__init__()
         self.start = start or Start()
-        self.link = EngineLink(client_factory, self.post_message)
+        self.sessions = session_tap(session)
+        if self.sessions.recorder is not None:
+            self.sessions.recorder.on_error = lambda text: self.notify(text, severity="error", timeout=15)
+        self.link = EngineLink(self.sessions.wrap(client_factory), self.post_message)
         self._connected_once = False
 
     def on_mount(self) -> None:
         self.connect_engine()
-        first = WorkbenchScreen(self.start, self.link) if self.start.opens_workbench else StartScreen(self.link)
-        self.push_screen(first)
+        if self.sessions.source is not None and not self.start.opens_workbench:
+            open_session(self, self.sessions, self.link, self.sessions.source)
+        else:
+            first = WorkbenchScreen(self.start, self.link) if self.start.opens_workbench else self._start_screen()
+            self.push_screen(first)
         self.set_interval(STATUS_EVERY_S, self.refresh_status)
+        self.set_interval(SAVE_UI_EVERY_S, self.save_session_ui)
+
+    def _start_screen(self) -> StartScreen:
+        return StartScreen(self.link, lambda ref: open_session(self, self.sessions, self.link, ref))
+
+    def save_session_ui(self) -> None:
+        """Keep the recording session's UI state (cursor, pane settings) current."""
+        if self.screen_stack:
+            snapshot_ui(self.sessions, self.screen)
 
     @work(group="connect", exclusive=True, exit_on_error=False)
     async def connect_engine(self) -> None:
@@ -115,14 +137,29 @@ class DiffLensApp(App[None]):
         if len(self.screen_stack) > 2:
             self.pop_screen()
         else:
-            self.switch_screen(StartScreen(self.link))
+            self.switch_screen(self._start_screen())
+
+    def action_note(self) -> None:
+        """Write a note into the session at the selected cell."""
+        ask_note(self, self.sessions)
+
+    def action_save_session(self) -> None:
+        """Name this analysis: it is saved as a session from now on (and what is on screen already)."""
+        ask_save_as(self, self.sessions)
+
+    async def action_quit(self) -> None:
+        """Quit, saving the session's latest UI state first."""
+        self.save_session_ui()
+        self.exit()
 
     async def on_unmount(self) -> None:
         await self.link.close()
 
 
-def run_workbench(target: str | None = None, run_id: str | None = None, demo: bool = False) -> None:
+def run_workbench(target: str | None = None, run_id: str | None = None, demo: bool = False,
+                  session: str | None = None) -> None:
     """Open the workbench: `target` as for `tui.client.connect` (None: local engine or a private child);
-    `run_id` opens that cached run, `demo` the embedded default pair; neither opens the start screen."""
+    `run_id` opens that cached run, `demo` the embedded default pair; neither opens the start screen (or the
+    view of `session`, which records every action from then on)."""
     start = Start.demo() if demo else Start(run=run_id)
-    DiffLensApp(client_factory=lambda: connect(target), start=start).run()
+    DiffLensApp(client_factory=lambda: connect(target), start=start, session=session).run()

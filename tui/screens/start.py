@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +13,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Static
+from textual.widgets import DataTable, Footer, Label
 
 from tui.link import EngineLink
 from tui.messages import EngineConnected, RunsListed, SessionsListed
 from tui.screens.form import Field, FormScreen
 from tui.screens.workbench import WorkbenchScreen
+from tui.session_files import saved_sessions
 from tui.state import DEMO_PAIR, Start
 from tui.widgets.pair_bar import PairBar
 
@@ -44,7 +47,7 @@ def compute_params(values: dict[str, str]) -> dict[str, Any]:
 
 
 class StartScreen(Screen[None]):
-    """Runs the engine has cached (Enter opens one) and saved sessions."""
+    """Runs the engine has cached and saved sessions (from the store and `sessions/`); Enter opens either."""
 
     CSS_PATH = STYLES / "start.tcss"
     BINDINGS = [
@@ -53,31 +56,33 @@ class StartScreen(Screen[None]):
         Binding("f5,ctrl+l", "refresh", "Refresh", key_display="f5"),
     ]
 
-    def __init__(self, link: EngineLink) -> None:
+    def __init__(self, link: EngineLink, open_session: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.link = link
+        self.open_session = open_session
 
     def compose(self) -> ComposeResult:
         yield PairBar(id="pair-bar")
         with Vertical(id="start"):
             yield Label("Cached runs  [dim](enter opens · n new run · d demo pair)[/dim]", classes="start-head")
             yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
-            yield Label("Saved sessions", classes="start-head")
-            yield Static("loading…", id="sessions")
+            yield Label("Saved sessions  [dim](enter replays one · tab moves here)[/dim]", classes="start-head")
+            yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one("#runs", DataTable)
         table.add_columns("run", "base", "finetuned", "corpus", "n", "k", "created")
         table.focus()
+        self.query_one("#sessions", DataTable).add_columns("session", "base", "finetuned", "actions", "notes",
+                                                           "updated", "where")
         self.load_lists()
 
     @work(group="lists", exclusive=True, exit_on_error=False)
     async def load_lists(self) -> None:
         runs = await self.link.call("adl.runs")
         self.post_message(RunsListed(list((runs or {}).get("runs", []))))
-        sessions = await self.link.call("sessions.list", quiet=True)
-        self.post_message(SessionsListed(list((sessions or {}).get("sessions", []))))
+        self.post_message(SessionsListed(saved_sessions()))
 
     def on_runs_listed(self, message: RunsListed) -> None:
         table = self.query_one("#runs", DataTable)
@@ -91,21 +96,27 @@ class StartScreen(Screen[None]):
                           "", "", "", "", "", "", key="")
 
     def on_sessions_listed(self, message: SessionsListed) -> None:
-        if not message.sessions:
-            self.query_one("#sessions", Static).update(Text("no saved sessions", style="dim"))
-            return
-        lines = Text()
+        table = self.query_one("#sessions", DataTable)
+        table.clear()
         for s in message.sessions:
-            name = s.get("name") or s.get("id") or "?"
-            lines.append(f"{name}", style="bold")
-            detail = "  ".join(str(s[k]) for k in ("base", "ft", "updated") if s.get(k))
-            lines.append(f"  {detail}\n" if detail else "\n", style="dim")
-        self.query_one("#sessions", Static).update(lines)
+            if s.get("error"):
+                table.add_row(s["name"], Text(s["error"], style="red"), "", "", "", "", s["where"], key="")
+                continue
+            updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated"])) if s.get("updated") else ""
+            table.add_row(Text(str(s["name"]), style="bold"), s.get("base", ""), s.get("ft", ""),
+                          str(s.get("actions", "")), str(s.get("notes", "")), updated, s["where"], key=s["key"])
+        if not message.sessions:
+            table.add_row(Text("no saved sessions", style="dim"), "", "", "", "", "", "", key="")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        run = event.row_key.value
-        if run:
-            self.app.push_screen(self._workbench(Start(run=run)))
+        key = event.row_key.value
+        if not key:
+            return
+        if event.data_table.id == "sessions":
+            if self.open_session is not None:
+                self.open_session(key)
+        else:
+            self.app.push_screen(self._workbench(Start(run=key)))
 
     def _workbench(self, start: Start) -> Screen[None]:
         return WorkbenchScreen(start, self.link)

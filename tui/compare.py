@@ -1,0 +1,52 @@
+"""One line of text per answer, so a rerun's old and new answers can stand side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tui.state import token_pairs
+from tui.widgets.token_text import visible_token
+
+TOP = 8
+
+
+def _tokens(raw: Any) -> str:
+    return "  ".join(f"{visible_token(t).plain} {p:.2f}" for t, p in token_pairs(raw)[:TOP])
+
+
+def _short(text: Any, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def describe_call(method: str, params: dict[str, Any]) -> str:
+    """The question: method and the params that matter to a reader."""
+    shown = {k: params[k] for k in ("base", "ft", "layer", "pos", "source", "strengths", "prompts") if params.get(k)}
+    return method + "".join(f"\n  {k}={_short(v, 60)}" for k, v in shown.items())
+
+
+def summarize(method: str, result: dict[str, Any] | None, error: str = "") -> str:
+    """The answer in a few lines (the same gist a pane would show)."""
+    if result is None:
+        return f"(no answer: {error})" if error else "(no answer)"
+    if method in ("adl.compute", "adl.summary"):
+        r = result
+        return f"{r.get('base')} → {r.get('ft')}\nrun {r.get('run')}  n={r.get('n')} k={r.get('k')}"
+    if method == "readout.logit_lens":
+        return _tokens(result.get("tokens"))
+    if method == "readout.patchscope":
+        scales = result.get("scales") or []
+        best = result.get("best_scale")
+        at = min(scales, key=lambda s: abs(float(s["scale"]) - float(best or 0))) if scales else None
+        return f"best scale {best}: " + (_tokens(at["tokens"]) if at else "")
+    if method == "steer.generate":
+        return "\n".join(f"[{i}] {_short(s.get('steered', ''))}" for i, s in enumerate(result.get("samples", [])[:3]))
+    if method == "steer.calibrate":
+        return f"α = {result.get('strength')}"
+    if method == "agent.run":
+        run = (result.get("runs") or [result])[0]
+        answer = (run.get("result") or run).get("description", "")
+        grade = run.get("grade")
+        return _short(answer, 300) + (f"\ngrade {grade.get('score') if isinstance(grade, dict) else grade}" if grade
+                                      else "")
+    return _short(result)

@@ -1,0 +1,111 @@
+"""Re-run a session's questions on another model pair through a real engine, pairing old and new answers.
+
+The first `adl.compute` (or, for a session that opened a cached run, the request stored with that run) is
+asked again with the new base/finetuned models; every later action is asked with the old run id replaced by
+the new one. The new answers are recorded as a new session, so the rerun can itself be replayed and shared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from store import results, sessions
+from store.errors import StoreError
+from tui.client import EngineClient, EngineError, connect
+from tui.session_client import SessionClient, SessionTap
+from tui.session_recorder import SessionRecorder
+from tui.session_source import SessionSource
+
+
+@dataclass(frozen=True)
+class Step:
+    """One question and its two answers (`error` says why the new one is missing)."""
+
+    method: str
+    params: dict[str, Any]
+    old: dict[str, Any] | None
+    new: dict[str, Any] | None
+    error: str = ""
+
+
+def stored_request(run: str) -> dict[str, Any] | None:
+    """The ADL request a cached run was computed from (kept in its result's metadata)."""
+    row = results.row(run)
+    return json.loads(row["meta"]).get("request") if row else None
+
+
+def compute_params(source: SessionSource, base: str, ft: str, adapter: str | None) -> tuple[str, dict[str, Any]]:
+    """The old run id and the `adl.compute` params that make its counterpart on the new pair."""
+    for action in source.actions:
+        if action["method"] == "adl.compute":
+            old_run, params = str(action["result"]["run"]), dict(action["params"])
+            break
+    else:
+        old_run = source.run
+        request = stored_request(old_run) if old_run else None
+        if request is None:
+            raise StoreError(f"session {source.name!r} does not say how its run was computed",
+                             "import the session (its results hold the request) or record one that computes")
+        params = {k: v for k, v in request.items() if v is not None}
+    params.update(base=base, ft=ft)
+    params.pop("adapter", None)
+    if adapter:
+        params["adapter"] = adapter
+    return old_run, params
+
+
+def _swap(value: Any, old: str, new: str) -> Any:
+    if isinstance(value, str):
+        return new if value == old else value
+    if isinstance(value, dict):
+        return {k: _swap(v, old, new) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_swap(v, old, new) for v in value]
+    return value
+
+
+def unique_name(name: str) -> str:
+    """`name` made valid (no slashes, at most 80 characters) and not yet taken."""
+    name = name.replace("/", "∕").replace("\\", "∕")[:72]
+    candidate, i = name, 2
+    while sessions.find(candidate) is not None:
+        candidate, i = f"{name} ({i})", i + 1
+    return candidate
+
+
+async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | None = None, target: str | None = None,
+                on_step: Callable[[int, int, str], None] | None = None,
+                client: EngineClient | None = None) -> tuple[sessions.Session, list[Step]]:
+    """Ask the engine the session's questions on (`base`, `ft`); returns the new session and the pairs."""
+    old_run, compute = compute_params(source, base, ft, adapter)
+    name = unique_name(f"{source.name} on {Path(ft).name or ft}")
+    recorder = SessionRecorder(sessions.create(name, origin=source.id))
+    live = client or await connect(target)
+    engine = SessionClient(live, SessionTap(recorder))
+    steps: list[Step] = []
+    try:
+        if on_step:
+            on_step(0, len(source.actions) + 1, "adl.compute")
+        computed = await engine.run_job("adl.compute", compute)
+        old_compute = next((a["result"] for a in source.actions if a["method"] == "adl.compute"), None)
+        steps.append(Step("adl.compute", compute, old_compute, computed))
+        new_run = str(computed["run"])
+        todo = [a for a in source.actions if a["method"] != "adl.compute"]
+        for i, action in enumerate(todo, 1):
+            method, params = action["method"], _swap(action["params"], old_run, new_run)
+            if on_step:
+                on_step(i, len(todo) + 1, method)
+            try:
+                ask = engine.run_job if action["kind"] == "job" else engine.call
+                steps.append(Step(method, params, action["result"], await ask(method, params)))
+            except EngineError as exc:
+                steps.append(Step(method, params, action["result"], None, str(exc)))
+    finally:
+        if client is None:
+            await live.close()
+    recorder.save_ui(_swap(source.ui, old_run, new_run))
+    return sessions.get(recorder.session.id), steps

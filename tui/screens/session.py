@@ -1,0 +1,78 @@
+"""The workbench opened on a saved session: its run, its UI state, then its last steering and agent answers.
+
+Every result is asked for through the app's link exactly as the workbench asked when it was recorded, so the
+session client answers from the recording and the same fill functions paint the same panes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual import work
+
+from tui.link import EngineLink
+from tui.messages import PatchscopeReady, SummaryReady
+from tui.screens.workbench import WorkbenchScreen
+from tui.session_source import SessionSource
+from tui.session_view import (
+    apply_agent_settings,
+    apply_heat_and_source,
+    apply_scale,
+    apply_steer_settings,
+)
+from tui.state import Start, apply_agent_event, apply_agent_result, apply_steer_result, apply_summary
+
+
+class SessionWorkbench(WorkbenchScreen):
+    """A `WorkbenchScreen` that puts a session's view back once its run's summary is in."""
+
+    def __init__(self, source: SessionSource, link: EngineLink) -> None:
+        super().__init__(Start(run=source.run), link)
+        self.source = source
+        self._pending_scale = True
+        self._restored = False
+
+    def on_summary_ready(self, message: SummaryReady) -> None:
+        if self._restored:
+            return  # the workbench's own handler (called next) repaints a reloaded run
+        message.prevent_default()
+        self._restored = True
+        ui = self.source.ui
+        apply_summary(self.model, message.summary)
+        apply_heat_and_source(self.model, ui)
+        apply_steer_settings(self.model, ui)
+        apply_agent_settings(self.model, ui)
+        self._patch_follows = bool((ui.get("tokens") or {}).get("patch_follows"))
+        if ui.get("show_agent"):
+            self.add_class("-show-agent")
+        self._show()
+        self._refetch_cell()
+        self.restore_lower()
+
+    def on_patchscope_ready(self, message: PatchscopeReady) -> None:
+        message.prevent_default()
+        super().on_patchscope_ready(message)
+        if self._pending_scale and self.model.tokens.scales:
+            self._pending_scale = False
+            apply_scale(self.model, self.source.ui)
+            self._show()
+
+    @work(group="restore", exclusive=True, exit_on_error=False)
+    async def restore_lower(self) -> None:
+        """The last steering samples and agent run, asked for with their recorded params."""
+        last = self.source.last
+        if steer := last.get("steer.generate"):
+            result = await self.link.job("steering", "steer.generate", steer["params"])
+            if result is not None:
+                settings = self.model.steer
+                self.model.steer = apply_steer_result(settings, result)
+                apply_steer_settings(self.model, self.source.ui)
+        if agent := last.get("agent.run"):
+            def on_event(event: dict[str, Any]) -> None:
+                self.model.agent = apply_agent_event(self.model.agent, event.get("event", event))
+
+            result = await self.link.job("agent", "agent.run", agent["params"], on_partial=on_event)
+            if result is not None:
+                self.model.agent = apply_agent_result(self.model.agent, result)
+                apply_agent_settings(self.model, self.source.ui)
+        self._show()
