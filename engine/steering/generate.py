@@ -158,3 +158,11 @@ class _RowStreamer(BaseStreamer):
 
     def end(self) -> None:
         """Nothing is held back past the last step except a never-completed character."""
+
+
+def generate_unsteered(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int = 64,
+                       temperature: float = 0.0, seed: int = 0) -> list[str]:
+    """Plain answers, through the same batching and prompt formatting as the steered rows (a zero addend)."""
+    texts, _, _ = generate_rows(model, 0, prompts, torch.zeros(len(prompts), model.d_model), max_new_tokens,
+                                temperature, seed)
+    return texts

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import compute, engine_cmd
+from tui.cli import compute, engine_cmd, lenses
 
 app = typer.Typer(help="difflens — read what a finetune changed from the difference of activations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -12,6 +12,7 @@ app.command()(compute.compute)
 app.command()(compute.runs)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                               "help_option_names": []})(engine_cmd.engine)
+lenses.register(app)
 
 
 def main() -> None:

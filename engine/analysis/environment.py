@@ -1,0 +1,98 @@
+"""The agent's view of a cached ADL run: free tools read (or fill) the caches, budgeted ones run models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.adl.runs import AdlRun
+from engine.agent.environment import ToolError
+from engine.agent.overview import build_overview
+from engine.analysis.readouts import lens_grid, patchscope_cells
+from engine.analysis.steering import calibrate, steer
+from engine.errors import UserError
+from engine.steering.generate import generate_unsteered
+from engine.steering.prompts import default_prompts
+
+
+@dataclass
+class SteeringSettings:
+    """How the run's steering samples are made: prompts, samples per prompt and length."""
+
+    prompts: list[str] = field(default_factory=lambda: list(default_prompts()))
+    samples: int = 1
+    max_new_tokens: int = 64
+    temperature: float = 1.1
+
+
+@dataclass
+class RunEnvironment:
+    """Implements `engine.agent.environment.AgentEnvironment` over one run."""
+
+    run: AdlRun
+    layer: int
+    positions: list[int]
+    steering: SteeringSettings = field(default_factory=SteeringSettings)
+
+    def _cell(self, layer: int, positions: list[int]) -> tuple[int, list[int]]:
+        try:
+            row = self.run.layer_index(layer)
+            return row, [self.run.check_position(p) for p in positions]
+        except UserError as exc:
+            raise ToolError(str(exc)) from exc
+
+    def overview(self) -> dict[str, Any]:
+        return build_overview(self, self.layer, int(self.run.meta["n_layers"]), self.positions)
+
+    def logitlens_details(self, layer: int, positions: list[int], k: int) -> dict[str, Any]:
+        row, positions = self._cell(layer, positions)
+        grid = lens_grid(self.run)
+        return {"layer": layer, "positions": {str(p): grid.pairs(row, p, k=k) for p in positions}}
+
+    def patchscope_details(self, layer: int, positions: list[int], k: int) -> dict[str, Any]:
+        _, positions = self._cell(layer, positions)
+        grid = patchscope_cells(self.run, layer, positions)
+        out = {}
+        for index, pos in enumerate(positions):
+            best = grid.meta["scales"].index(grid.meta["best_scale"][index])
+            out[str(pos)] = {"tokens": grid.pairs(index, best, k=k), "selected": grid.meta["selected"][index],
+                             "scale": grid.meta["best_scale"][index]}
+        return {"layer": layer, "positions": out}
+
+    def strength(self, layer: int, position: int) -> float:
+        return calibrate(self.run, layer, [position])[0]["strength"]
+
+    def steering_samples(self, layer: int, position: int, n: int) -> dict[str, Any]:
+        _, [position] = self._cell(layer, [position])
+        strength = self.strength(layer, position)
+        if strength <= 0:
+            raise ToolError(f"no coherent steering strength at layer {layer} position {position}")
+        s = self.steering
+        made = steer(self.run, layer, position, [strength], s.prompts, samples=max(s.samples, min(n, 5)),
+                     max_new_tokens=s.max_new_tokens, temperature=s.temperature)
+        by_prompt: dict[str, dict[str, list[str]]] = {}
+        for sample in made:
+            entry = by_prompt.setdefault(sample["prompt"], {"steered": [], "unsteered": []})
+            entry["steered"].append(sample["steered"])
+            entry["unsteered"].append(sample["unsteered"])
+        return {"layer": layer, "position": position, "strength": strength,
+                "samples": [{"prompt": p, "steered": v["steered"][:n], "unsteered": v["unsteered"][:n]}
+                            for p, v in by_prompt.items()]}
+
+    def ask_model(self, prompts: list[str]) -> dict[str, Any]:
+        pair = self.run.pair()
+        answers: dict[str, list[str]] = {}
+        for side in ("base", "ft"):
+            with pair.use(side) as model:
+                answers[side] = generate_unsteered(model, prompts, self.steering.max_new_tokens)
+        return {"answers": [{"prompt": p, "base": b, "finetuned": f}
+                            for p, b, f in zip(prompts, answers["base"], answers["ft"], strict=True)]}
+
+    def generate_steered(self, layer: int, position: int, prompts: list[str],
+                         strength: float | None) -> dict[str, Any]:
+        _, [position] = self._cell(layer, [position])
+        strength = self.strength(layer, position) if strength is None else float(strength)
+        made = steer(self.run, layer, position, [strength], prompts, max_new_tokens=self.steering.max_new_tokens,
+                     temperature=self.steering.temperature)
+        return {"layer": layer, "position": position, "strength": strength,
+                "samples": [{"prompt": s["prompt"], "steered": s["steered"]} for s in made]}
