@@ -192,3 +192,30 @@ def test_killing_the_tui_loses_at_most_the_action_in_flight() -> None:
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))  # nothing lost in between
     assert sum(r["status"] == "running" for r in rows) <= 1  # only the action in flight
     assert len([r for r in rows if r["status"] == "done"]) >= len(announced)
+
+
+@pytest.mark.asyncio
+async def test_save_as_keeps_what_is_on_screen_and_notes_are_committed() -> None:
+    async def factory() -> RecordedClient:
+        return RecordedClient.from_file(RECORDING)
+
+    app = DiffLensApp(client_factory=factory, start=Start(run=RUN))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        await pilot.press("ctrl+n")  # no session yet: a warning, nothing written
+        await settle(app, pilot)
+        assert sessions.list_sessions() == []
+        await pilot.press("down", "r")
+        await settle(app, pilot)
+        await pilot.press("ctrl+s", *"named later", "enter")
+        await settle(app, pilot)
+        await pilot.press("ctrl+n", *"layer 10 reads cake", "enter")
+        await settle(app, pilot)
+        await app.action_quit()
+        shown = dump(app)
+    session = sessions.get("named later")
+    assert [n["text"] for n in sessions.notes(session.id)] == ["layer 10 reads cake"]
+    assert sessions.notes(session.id)[0]["cell"]["layer"] == 10
+    methods = {a["method"] for a in sessions.actions(session.id)}
+    assert {"adl.summary", "readout.logit_lens", "steer.generate"} <= methods
+    assert replayed("named later")["texts"] == shown["texts"]
