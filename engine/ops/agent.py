@@ -37,8 +37,8 @@ MAX_REPEAT = 100
 
 
 def make_environment(params: dict[str, Any]) -> AgentEnvironment:
-    """The environment an agent works in. Today: a recorded-environment dict. The cached ADL run named by
-    `run` is to be served from here once the readouts can be read by run id."""
+    """The environment an agent works in: a cached ADL run (`run`, readouts filled on demand) or a
+    recorded-environment dict (`environment`, for replay and tests)."""
     environment = params.get("environment")
     if environment is not None:
         if not isinstance(environment, dict):
@@ -47,8 +47,12 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
         return RecordedEnvironment(environment)
     run = get(params, "run", str)
     if run is not None:
-        raise UserError(f"the agent cannot open ADL run {run!r} in this build",
-                        "pass environment=<recorded environment dict> instead")
+        from engine.adl.runs import load_run
+        from engine.analysis.environment import RunEnvironment
+
+        adl = load_run(run)
+        positions = list(range(min(5, adl.mean_diff.shape[1])))
+        return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions)
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import compute, engine_cmd, lenses
+from tui.cli import agent, compute, engine_cmd, lenses, organism, readouts, triage, workbench
 
 app = typer.Typer(help="difflens — read what a finetune changed from the difference of activations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 app.command()(compute.compute)
 app.command()(compute.runs)
+app.command()(readouts.tokens)
+app.command()(readouts.steer)
+app.command()(triage.triage)
+app.command()(agent.agent)
+app.command()(workbench.tui)
+app.command()(workbench.demo)
+app.add_typer(organism.app, name="organism")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                               "help_option_names": []})(engine_cmd.engine)
 lenses.register(app)

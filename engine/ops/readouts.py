@@ -1,0 +1,60 @@
+"""Ops reading a run's difference: logit lens (one cell or the whole grid) and Patchscope."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.adl.runs import load_run
+from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.ops import op
+from engine.ops.params import get, get_list
+
+SOURCES = ("diff", "base", "ft")
+
+
+def _source(params: dict[str, Any]) -> str:
+    source = get(params, "source", str, "diff")
+    if source not in SOURCES:
+        raise UserError(f"unknown source {source!r}", "pass source diff, base or ft")
+    return source
+
+
+@op("readout.logit_lens")
+def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached)."""
+    run = load_run(get(params, "run", str, required=True))
+    layer = get(params, "layer", int, run.middle_layer)
+    pos = run.check_position(get(params, "pos", int, 0))
+    top_k = get(params, "top_k", int, 20)
+    source = _source(params)
+    grid = lens_grid(run, source)  # type: ignore[arg-type]
+    return {"layer": layer, "pos": pos, "source": source,
+            "tokens": grid.pairs(run.layer_index(layer), pos, k=min(top_k, 100))}
+
+
+@op("readout.lens_grid")
+def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Logit-lens top tokens of every layer × position (or the given layers) of diff, base or ft."""
+    run = load_run(get(params, "run", str, required=True))
+    top_k = get(params, "top_k", int, 10)
+    grid = lens_grid(run, _source(params))  # type: ignore[arg-type]
+    layers = get_list(params, "layers", int) or run.layers.tolist()
+    positions = get_list(params, "positions", int) or list(range(run.mean_diff.shape[1]))
+    return {"run": run.run_id, "source": grid.meta["source"], "layers": {
+        str(layer): {str(p): grid.pairs(run.layer_index(layer), run.check_position(p), k=min(top_k, 100))
+                     for p in positions} for layer in layers}}
+
+
+@op("readout.patchscope", long=True)
+def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales."""
+    run = load_run(get(params, "run", str, required=True))
+    layer = get(params, "layer", int, run.middle_layer)
+    pos = run.check_position(get(params, "pos", int, 0))
+    positions = list(range(run.mean_diff.shape[1]))
+    ctx.progress(0, 1, f"patchscope at layer {layer}")
+    grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float))
+    ctx.progress(1, 1, "done")
+    return patchscope_json(grid, positions.index(pos), get(params, "top_k", int, 20))

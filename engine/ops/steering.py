@@ -1,0 +1,52 @@
+"""Ops steering with a run's difference: generate (streamed) and calibrate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.adl.runs import load_run
+from engine.analysis.steering import calibrate, steer
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.ops import op
+from engine.ops.params import get, get_list
+
+
+def _side(params: dict[str, Any]) -> str:
+    side = get(params, "side", str, "ft")
+    if side not in ("base", "ft"):
+        raise UserError(f"unknown side {side!r}", "steer the ft (default) or the base model")
+    return side
+
+
+@op("steer.calibrate", long=True)
+def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
+    run = load_run(get(params, "run", str, required=True))
+    layer = get(params, "layer", int, run.middle_layer)
+    pos = run.check_position(get(params, "pos", int, 0))
+    positions = list(range(run.mean_diff.shape[1]))
+    ctx.progress(0, 1, f"calibrating layer {layer}")
+    found = calibrate(run, layer, positions, method=get(params, "method", str, "grid"),
+                      max_strength=get(params, "max_strength", float, 8.0), side=_side(params))  # type: ignore[arg-type]
+    ctx.progress(1, 1, "done")
+    cell = found[positions.index(pos)]
+    return {"layer": layer, "pos": pos, "strength": cell["strength"], "history": cell["coherence"],
+            "examples": cell["examples"]}
+
+
+@op("steer.generate", long=True)
+def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
+    run = load_run(get(params, "run", str, required=True))
+    layer = get(params, "layer", int, run.middle_layer)
+    pos = run.check_position(get(params, "pos", int, 0))
+    strengths = get_list(params, "strengths", float)
+    if not strengths:
+        found = calibrate(run, layer, list(range(run.mean_diff.shape[1])), side=_side(params))  # type: ignore[arg-type]
+        strengths = [found[pos]["strength"]]
+    samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
+                    samples=get(params, "n_samples", int, 1), max_new_tokens=get(params, "max_new_tokens", int, 64),
+                    temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
+                    side=_side(params), on_partial=ctx.partial)  # type: ignore[arg-type]
+    return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples}

@@ -1,0 +1,104 @@
+"""`difflens tokens` and `difflens steer`: read and steer with a cached run's difference."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from tui.cli.engine_call import call_engine, target_from
+from tui.cli.options import Engine, Json, Remote
+from tui.cli.output import emit_json, err, fail, out
+from tui.widgets.token_text import prob_text, visible_token
+
+Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the middle layer).")]
+Pos = Annotated[int | None, typer.Option("--pos", help="Read position after BOS (0-based).")]
+
+
+def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
+    """Tokens on one line, whitespace and specials made visible."""
+    text = Text()
+    for i, (token, prob) in enumerate(pairs):
+        if i:
+            text.append("  ")
+        text.append_text(visible_token(token))
+        if with_probs:
+            text.append(f" {prob_text(prob).strip()}", style="dim")
+    return text
+
+
+def tokens(run: str, layer: Layer = None, pos: Pos = None,
+           method: Annotated[str, typer.Option("--method", help="logit-lens or patchscope.")] = "logit-lens",
+           source: Annotated[str, typer.Option("--source", help="diff, base or ft (logit lens).")] = "diff",
+           top_k: Annotated[int, typer.Option("--top-k")] = 10, json: Json = False, remote: Remote = None,
+           engine: Engine = None) -> None:
+    """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
+    target = target_from(remote, engine)
+    if method == "patchscope":
+        result = call_engine("readout.patchscope", {"run": run, "layer": layer, "pos": pos or 0, "top_k": top_k},
+                             title="patchscope", target=target)
+        if json:
+            emit_json(result)
+            return
+        out.print(f"Patchscope, layer {result['layer']} position {result['pos']}: best scale "
+                  f"{result['best_scale']} ({result['chosen_by']}); selected: {', '.join(result['selected'])}",
+                  highlight=False)
+        table = Table("scale", "top tokens")
+        for row in result["scales"]:
+            marker = " ◀" if row["scale"] == result["best_scale"] else ""
+            table.add_row(f"{row['scale']:g}{marker}", tokens_text(row["tokens"][:top_k]))
+        out.print(table)
+        return
+    if method != "logit-lens":
+        fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
+    if layer is not None and pos is not None:
+        result = call_engine("readout.logit_lens", {"run": run, "layer": layer, "pos": pos, "top_k": top_k,
+                                                    "source": source}, title="logit lens", target=target)
+        if json:
+            emit_json(result)
+            return
+        out.print(f"logit lens of {source}, layer {layer} position {pos}:")
+        out.print(tokens_text(result["tokens"], with_probs=True))
+        return
+    result = call_engine("readout.lens_grid", {"run": run, "source": source, "top_k": top_k,
+                                               "layers": [layer] if layer is not None else None,
+                                               "positions": [pos] if pos is not None else None},
+                         title="logit lens", target=target)
+    if json:
+        emit_json(result)
+        return
+    table = Table("layer", "pos", f"logit lens of {source} (top {top_k})", show_lines=False)
+    for lay, cells in result["layers"].items():
+        for p, pairs in cells.items():
+            table.add_row(lay, p, tokens_text(pairs))
+    out.print(table)
+
+
+def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos")] = 0,
+          strength: Annotated[list[str] | None, typer.Option("--strength", help="Strength(s), or 'auto'.")] = None,
+          prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt(s); default: shipped set.")] = None,
+          samples: Annotated[int, typer.Option("--samples")] = 1,
+          max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
+          temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
+          side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
+          json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Generate with α·diff added at a layer, steered beside unsteered; `--strength auto` calibrates."""
+    strengths: list[float] | None = None
+    if strength and strength != ["auto"]:
+        try:
+            strengths = [float(s) for s in strength]
+        except ValueError:
+            fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
+    params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
+              "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side}
+    result = call_engine("steer.generate", params, title="steering", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    err.print(f"layer {result['layer']}, position {result['pos']}, strengths {result['strengths']}", highlight=False)
+    table = Table("prompt", "α", "steered", "unsteered", show_lines=True)
+    for s in result["samples"]:
+        table.add_row(s["prompt"], f"{s['strength']:g}", s["steered"], s["unsteered"])
+    out.print(table)

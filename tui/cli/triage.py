@@ -1,0 +1,97 @@
+"""`difflens triage`: one pair from models to a readable report (or JSON)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from tui.cli.engine_call import call_engine, target_from
+from tui.cli.options import (
+    Adapter,
+    BatchSize,
+    Corpus,
+    Device,
+    Dtype,
+    Engine,
+    Json,
+    K,
+    Layers,
+    N,
+    Remote,
+    Seed,
+    Sequential,
+    TrustRemoteCode,
+    compute_params,
+)
+from tui.cli.output import emit_json, fail, out
+from tui.cli.readouts import tokens_text
+
+
+def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> None:
+    """The human report: where the trace is, what it says, what steering writes, the hypothesis."""
+    out.print(Panel.fit(f"[bold]{report['base']} → {report['ft']}[/]   run {report['run']}\n"
+                        f"{report['n']} texts of {report['corpus']}, first {report['k']} tokens, "
+                        f"report layer {report['layer']} of {report['n_layers']}", title="difflens triage"))
+    if report.get("description"):
+        out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
+    positions = [str(p) for p in range(report["k"])]
+    table = Table("layer", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title="logit lens of the mean diff",
+                  title_justify="left")
+    for layer, row in report["layers"].items():
+        norms = " ".join(f"{row[p]['rel_norm']:.2f}" for p in positions)
+        style = "bold" if int(layer) == report["layer"] else ""
+        table.add_row(layer, norms, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions], style=style)
+    out.print(table)
+    scope = Table("pos", "scale", "Patchscope selected tokens", title=f"Patchscope at layer {report['layer']}",
+                  title_justify="left")
+    for p in positions:
+        cell = report["layers"][str(report["layer"])][p]["patchscope"]
+        if cell:
+            scope.add_row(p, f"{cell['best_scale']:g}", ", ".join(cell["selected"][:10]) or "—")
+    out.print(scope)
+    for p, cell in (report.get("steering") or {}).items():
+        steer = Table("prompt", f"steered (α={cell['strength']:.3g})", "unsteered", show_lines=True,
+                      title=f"steering at layer {report['layer']}, position {p}", title_justify="left")
+        for s in cell["prompts"][:samples]:
+            steer.add_row(s["prompt"], s["steered"][:240], s["unsteered"][:240])
+        if cell["prompts"]:
+            out.print(steer)
+        else:
+            out.print(f"position {p}: no coherent steering strength found")
+    if summary := report.get("relevance_summary"):
+        out.print(f"token relevance (top-20 of the diff lens): best layer {summary['best_layer']} "
+                  f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}",
+                  highlight=False)
+    if sim := report.get("steering_similarity"):
+        out.print(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
+                  f"{sim['unsteered']:.3f} (gain {sim['gain']:+.3f})", highlight=False)
+    if hyp := report.get("hypothesis"):
+        out.print(Panel(hyp["summary"], title=hyp["label"], title_align="left"))
+    out.print(Text("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()), style="dim"))
+
+
+def triage(base: Annotated[str | None, typer.Option("--base")] = None,
+           ft: Annotated[str | None, typer.Option("--ft")] = None, adapter: Adapter = None,
+           corpus: Corpus = "self:", n: N = 256, k: K = 5, seed: Seed = 0, layers: Layers = None,
+           device: Device = "auto", dtype: Dtype = "auto", batch_size: BatchSize = 32,
+           trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
+           layer: Annotated[int | None, typer.Option("--layer", help="Report layer (default: middle).")] = None,
+           description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
+           no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
+           prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")] = 6,
+           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
+    if not base or not ft:
+        fail("triage needs --base and --ft — e.g. difflens triage --base gemma-3-270m --ft demo")
+    params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
+                            trust_remote_code, sequential)
+    params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts}
+    report = call_engine("triage.pair", params, title="triage", target=target_from(remote, engine))
+    if json:
+        emit_json(report)
+    else:
+        render_report(report)
