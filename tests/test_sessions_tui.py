@@ -116,6 +116,9 @@ async def test_session_recorded_through_a_real_engine_replays_reruns_and_round_t
         shown = dump(app)
     session = sessions.get("tiny analysis")
     assert session.run and session.run in {k for a in sessions.actions(session.id) for k in a["refs"]}
+    methods = {a["method"] for a in sessions.actions(session.id)}
+    expected = {"adl.compute", "adl.summary"} | {m for m in ("readout.logit_lens", "steer.generate") if engine_has(m)}
+    assert expected <= methods
     again = replayed("tiny analysis")
     assert again["torch_loaded"] == []
     assert again["model"] == shown["model"]
