@@ -9,7 +9,7 @@ from engine.adl.runs import AdlRun
 from engine.agent.environment import ToolError
 from engine.agent.overview import build_overview
 from engine.analysis.readouts import lens_grid, patchscope_cells
-from engine.analysis.steering import calibrate, steer
+from engine.analysis.steering import CalibrationSettings, calibrate, steer, steer_cells
 from engine.errors import UserError
 from engine.steering.generate import generate_unsteered
 from engine.steering.prompts import default_prompts
@@ -33,6 +33,7 @@ class RunEnvironment:
     layer: int
     positions: list[int]
     steering: SteeringSettings = field(default_factory=SteeringSettings)
+    calibration: CalibrationSettings | None = None
 
     def _cell(self, layer: int, positions: list[int]) -> tuple[int, list[int]]:
         try:
@@ -59,23 +60,35 @@ class RunEnvironment:
                              "scale": grid.meta["best_scale"][index]}
         return {"layer": layer, "positions": out}
 
-    def strength(self, layer: int, position: int) -> float:
-        return calibrate(self.run, layer, [position])[0]["strength"]
+    def calibrated(self, layer: int) -> dict[int, float]:
+        """Coherent strength per position at `layer`: the environment's positions calibrated in one batch."""
+        found = calibrate(self.run, layer, self.positions, self.calibration)
+        return {c["pos"]: c["strength"] for c in found}
+
+    def steering_table(self, layer: int, on_partial: Any = None) -> dict[int, list[dict[str, Any]]]:
+        """Samples at every position's calibrated strength, all positions in one generate call (cached)."""
+        strengths = self.calibrated(layer)
+        cells = [(p, s) for p, s in strengths.items() if s > 0]
+        if not cells:
+            return {}
+        st = self.steering
+        table = steer_cells(self.run, layer, cells, st.prompts, samples=st.samples, max_new_tokens=st.max_new_tokens,
+                            temperature=st.temperature, on_partial=on_partial)
+        return {pos: samples for (pos, _), samples in table.items()}
 
     def steering_samples(self, layer: int, position: int, n: int) -> dict[str, Any]:
         _, [position] = self._cell(layer, [position])
-        strength = self.strength(layer, position)
-        if strength <= 0:
+        if position not in self.positions:
+            raise ToolError(f"position {position} is not among the steered positions {self.positions}")
+        made = self.steering_table(layer).get(position)
+        if not made:
             raise ToolError(f"no coherent steering strength at layer {layer} position {position}")
-        s = self.steering
-        made = steer(self.run, layer, position, [strength], s.prompts, samples=max(s.samples, min(n, 5)),
-                     max_new_tokens=s.max_new_tokens, temperature=s.temperature)
         by_prompt: dict[str, dict[str, list[str]]] = {}
         for sample in made:
             entry = by_prompt.setdefault(sample["prompt"], {"steered": [], "unsteered": []})
             entry["steered"].append(sample["steered"])
             entry["unsteered"].append(sample["unsteered"])
-        return {"layer": layer, "position": position, "strength": strength,
+        return {"layer": layer, "position": position, "strength": made[0]["strength"],
                 "samples": [{"prompt": p, "steered": v["steered"][:n], "unsteered": v["unsteered"][:n]}
                             for p, v in by_prompt.items()]}
 
@@ -91,7 +104,10 @@ class RunEnvironment:
     def generate_steered(self, layer: int, position: int, prompts: list[str],
                          strength: float | None) -> dict[str, Any]:
         _, [position] = self._cell(layer, [position])
-        strength = self.strength(layer, position) if strength is None else float(strength)
+        if strength is None:
+            strength = self.calibrated(layer).get(position) if position in self.positions else None
+            if not strength:
+                raise ToolError(f"no calibrated strength at layer {layer} position {position}; pass one")
         made = steer(self.run, layer, position, [strength], prompts, max_new_tokens=self.steering.max_new_tokens,
                      temperature=self.steering.temperature)
         return {"layer": layer, "position": position, "strength": strength,

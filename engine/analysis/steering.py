@@ -7,16 +7,18 @@ that layer (the reference's convention), so a strength of 1 adds a typical activ
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.steering.calibrate import calibrate_grid, calibrate_strength, geometric_grid
-from engine.steering.generate import generate_steered
+from engine.steering.generate import generate_rows
 from engine.steering.prompts import calibration_prompts, default_prompts
 from store import results
 
@@ -41,23 +43,27 @@ def steering_vectors(run: AdlRun, layer: int, positions: list[int]) -> Float[Ten
     return diff / norms * layer_norm(run, layer)
 
 
-def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: list[str] | None = None,
-          samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0, side: Side = "ft",
-          on_partial: Partial | None = None) -> list[dict[str, Any]]:
-    """Steered and unsteered text for every prompt × strength × sample, in one generate call (cached).
-
-    Streams `{"row", "prompt", "strength", "column", "text"}` partials as tokens arrive."""
+def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts: list[str] | None = None,
+                samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0,
+                side: Side = "ft", on_partial: Partial | None = None) -> dict[tuple[int, float], list[dict[str, Any]]]:
+    """Steered text for every (position, strength) cell × prompt × sample, beside the unsteered text, in ONE
+    generate call (the unsteered rows are shared by all cells). Cached; streams
+    `{"row", "pos", "prompt", "strength", "column", "text"}` partials as tokens arrive."""
     prompts = list(prompts or default_prompts())
-    if not strengths:
-        raise UserError("no steering strength given", "pass --strength S or --strength auto")
-    grid = sorted({0.0, *(float(s) for s in strengths)})
-    inputs = {"run": run.run_id, "layer": layer, "pos": pos, "strengths": grid, "prompts": prompts,
-              "samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed,
-              "side": side}
+    cells = sorted({(int(p), float(s)) for p, s in cells if s != 0})
+    if not cells:
+        raise UserError("no non-zero steering strength given", "pass --strength S or --strength auto")
+    inputs = {"run": run.run_id, "layer": layer, "cells": cells, "prompts": prompts, "samples": samples,
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "side": side}
     if (hit := results.lookup("steering", inputs)) is not None:
-        return hit.meta["samples"]
-    vector = steering_vectors(run, layer, [pos])[0]
-    rows = [(p, s) for p in prompts for s in grid for _ in range(samples)]
+        return {(c["pos"], c["strength"]): c["samples"] for c in hit.meta["cells"]}
+    vectors = steering_vectors(run, layer, sorted({p for p, _ in cells}))
+    index = {p: i for i, p in enumerate(sorted({p for p, _ in cells}))}
+    plain = [(-1, 0.0, prompt, n) for prompt in prompts for n in range(samples)]
+    steered = [(pos, strength, prompt, n) for pos, strength in cells for prompt in prompts for n in range(samples)]
+    rows = plain + steered
+    addends = torch.stack([torch.zeros(vectors.shape[1]) if pos < 0 else vectors[index[pos]] * strength
+                           for pos, strength, _, _ in rows])
     texts = [""] * len(rows)
 
     def on_step(step: int, pieces: list[str]) -> None:
@@ -66,29 +72,63 @@ def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: li
         for row, piece in enumerate(pieces):
             if piece:
                 texts[row] += piece
-                prompt, strength = rows[row]
-                on_partial({"row": row, "prompt": prompt, "strength": strength, "text": texts[row],
-                            "column": "unsteered" if strength == 0 else "steered"})
+                pos, strength, prompt, _ = rows[row]
+                on_partial({"row": row, "pos": pos, "prompt": prompt, "strength": strength, "text": texts[row],
+                            "column": "unsteered" if pos < 0 else "steered"})
 
     with run.pair().use(side) as model:
-        made = generate_steered(model, vector, layer, prompts, grid, samples=samples, max_new_tokens=max_new_tokens,
-                                temperature=temperature, seed=seed, on_step=on_step)
-    unsteered = {(s.prompt, s.sample): s.text for s in made if s.strength == 0}
-    out = [{"prompt": s.prompt, "strength": s.strength, "sample": s.sample, "steered": s.text,
-            "unsteered": unsteered[(s.prompt, s.sample)]} for s in made if s.strength != 0]
-    results.save("steering", inputs, {"strengths": np.asarray(grid, dtype=np.float32)}, {"samples": out})
+        made, _, _ = generate_rows(model, layer, [r[2] for r in rows], addends, max_new_tokens, temperature, seed,
+                                   on_step=on_step)
+    unsteered = {(prompt, n): text for (_, _, prompt, n), text in zip(plain, made[: len(plain)], strict=True)}
+    out: dict[tuple[int, float], list[dict[str, Any]]] = {cell: [] for cell in cells}
+    for (pos, strength, prompt, n), text in zip(steered, made[len(plain):], strict=True):
+        out[(pos, strength)].append({"prompt": prompt, "strength": strength, "sample": n, "steered": text,
+                                     "unsteered": unsteered[(prompt, n)]})
+    meta = {"cells": [{"pos": p, "strength": s, "samples": v} for (p, s), v in out.items()]}
+    results.save("steering", inputs, {"strengths": np.asarray([s for _, s in cells], dtype=np.float32)}, meta)
     return out
 
 
-def calibrate(run: AdlRun, layer: int, positions: list[int], method: str = "grid", max_strength: float = 8.0,
-              grid_size: int = 8, samples: int = 4, max_new_tokens: int = 40, temperature: float = 1.2,
-              threshold: float = 0.75, seed: int = 0, side: Side = "ft",
-              judge: Callable[[list[Any]], list[bool]] | None = None) -> list[dict[str, Any]]:
+def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: list[str] | None = None,
+          samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0, side: Side = "ft",
+          on_partial: Partial | None = None) -> list[dict[str, Any]]:
+    """One position at several strengths (see `steer_cells`); samples in prompt, strength order."""
+    table = steer_cells(run, layer, [(pos, s) for s in strengths], prompts, samples, max_new_tokens, temperature,
+                        seed, side, on_partial)
+    return [sample for cell in sorted(table) for sample in table[cell]]
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """How strengths are calibrated. `for_device("cpu")` trims rows and tokens so a CPU triage takes about a
+    minute; on a GPU the batch is larger (the rows cost little there)."""
+
+    method: str = "grid"
+    max_strength: float = 8.0
+    grid_size: int = 8
+    n_prompts: int = 3
+    samples: int = 4
+    max_new_tokens: int = 40
+    temperature: float = 1.2
+    threshold: float = 0.75
+
+    @classmethod
+    def for_device(cls, device: str, **overrides: Any) -> CalibrationSettings:
+        base = cls() if device.startswith("cuda") else cls(grid_size=6, n_prompts=2, samples=2, max_new_tokens=32)
+        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def calibrate(run: AdlRun, layer: int, positions: list[int], settings: CalibrationSettings | None = None,
+              seed: int = 0, side: Side = "ft", judge: Callable[[list[Any]], list[bool]] | None = None
+              ) -> list[dict[str, Any]]:
     """Largest coherent strength per position (cached). `grid`: all positions in one generate call;
     `bisect`: the reference's 12-step bisection per position (slower, finer)."""
+    s = settings or CalibrationSettings.for_device(run.request.placement.device)
+    method, max_strength, grid_size, samples = s.method, s.max_strength, s.grid_size, s.samples
+    max_new_tokens, temperature, threshold = s.max_new_tokens, s.temperature, s.threshold
     if method not in ("grid", "bisect"):
         raise UserError(f"unknown calibration method {method!r}", "pass grid or bisect")
-    prompts = calibration_prompts()
+    prompts = calibration_prompts(s.n_prompts)
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "method": method, "max": max_strength,
               "grid": grid_size, "samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "threshold": threshold, "seed": seed, "side": side, "judge": "llm" if judge else "perplexity"}

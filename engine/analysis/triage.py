@@ -14,7 +14,7 @@ from engine.agent.keywords import keyword_hypothesis
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.known import KnownFinetune, known_finetune
 from engine.analysis.readouts import Grid, lens_grid, patchscope_cells, patchscope_json
-from engine.analysis.steering import calibrate, steer
+from engine.analysis.steering import CalibrationSettings, calibrate
 from engine.jobs import JobContext
 from engine.readouts.relevance import embedding_token_grader, frequent_tokens, token_relevance
 from engine.readouts.topk import TopTokens
@@ -33,8 +33,8 @@ class TriageOptions:
     top_k: int = 20
     steer: bool = True
     n_prompts: int = 6
-    max_strength: float = 8.0
-    steering: SteeringSettings = field(default_factory=SteeringSettings)
+    max_strength: float | None = None
+    steering: SteeringSettings = field(default_factory=lambda: SteeringSettings(max_new_tokens=48))
 
 
 def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None = None) -> dict[str, Any]:
@@ -60,9 +60,12 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     phase(1)
     scope = patchscope_cells(run, layer, positions)
     phase(2)
+    options.steering.prompts = list(default_prompts())[: options.n_prompts]
+    env = RunEnvironment(run, layer, positions, options.steering, CalibrationSettings.for_device(
+        request.placement.device, max_strength=options.max_strength))
     steering: dict[str, Any] = {}
     if options.steer:
-        steering = _steering(run, layer, positions, options, ctx, phase)
+        steering = _steering(env, layer, ctx, phase)
     else:
         phase(3)
         phase(4)
@@ -70,7 +73,6 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     relevance = _relevance(run, lens, scope, known, options.top_k) if known else None
     similarity = _similarity(steering, known) if known and steering else None
     phase(5)
-    env = RunEnvironment(run, layer, positions, options.steering)
     return {
         "run": run.run_id, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
@@ -84,24 +86,16 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     }
 
 
-def _steering(run: AdlRun, layer: int, positions: list[int], options: TriageOptions, ctx: JobContext,
-              phase: Any) -> dict[str, Any]:
-    calibrated = calibrate(run, layer, positions, max_strength=options.max_strength)
+def _steering(env: RunEnvironment, layer: int, ctx: JobContext, phase: Any) -> dict[str, Any]:
+    strengths = env.calibrated(layer)
+    coherence = {c["pos"]: c["coherence"] for c in calibrate(env.run, layer, env.positions, env.calibration)}
     phase(3)
-    prompts = list(default_prompts())[: options.n_prompts]
-    options.steering.prompts = prompts
-    out: dict[str, Any] = {}
-    for cal in calibrated:
-        pos, strength = cal["pos"], cal["strength"]
-        samples = steer(run, layer, pos, [strength], prompts, samples=options.steering.samples,
-                        max_new_tokens=options.steering.max_new_tokens, temperature=options.steering.temperature,
-                        on_partial=lambda p, pos=pos: ctx.partial({"stage": "steering", "pos": pos, **p})
-                        ) if strength > 0 else []
-        out[str(pos)] = {"strength": strength, "coherence": cal["coherence"],
-                         "prompts": [{"prompt": s["prompt"], "steered": s["steered"], "unsteered": s["unsteered"]}
-                                     for s in samples]}
+    table = env.steering_table(layer, on_partial=lambda p: ctx.partial({"stage": "steering", **p}))
     phase(4)
-    return out
+    return {str(pos): {"strength": strength, "coherence": coherence[pos],
+                       "prompts": [{"prompt": s["prompt"], "steered": s["steered"], "unsteered": s["unsteered"]}
+                                   for s in table.get(pos, [])]}
+            for pos, strength in strengths.items()}
 
 
 def _layers(run: AdlRun, lens: Grid, scope: Grid, layer: int, positions: list[int],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import load_run
-from engine.analysis.steering import calibrate, steer
+from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops import op
@@ -27,8 +27,9 @@ def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
     ctx.progress(0, 1, f"calibrating layer {layer}")
-    found = calibrate(run, layer, positions, method=get(params, "method", str, "grid"),
-                      max_strength=get(params, "max_strength", float, 8.0), side=_side(params))  # type: ignore[arg-type]
+    settings = CalibrationSettings.for_device(run.request.placement.device, method=get(params, "method", str),
+                                              max_strength=get(params, "max_strength", float))
+    found = calibrate(run, layer, positions, settings, side=_side(params))  # type: ignore[arg-type]
     ctx.progress(1, 1, "done")
     cell = found[positions.index(pos)]
     return {"layer": layer, "pos": pos, "strength": cell["strength"], "history": cell["coherence"],
@@ -44,6 +45,9 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     strengths = get_list(params, "strengths", float)
     if not strengths:
         found = calibrate(run, layer, list(range(run.mean_diff.shape[1])), side=_side(params))  # type: ignore[arg-type]
+        if found[pos]["strength"] <= 0:
+            raise UserError(f"no coherent steering strength at layer {layer} position {pos}",
+                            "pass --strength explicitly, or try another layer or position")
         strengths = [found[pos]["strength"]]
     samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
                     samples=get(params, "n_samples", int, 1), max_new_tokens=get(params, "max_new_tokens", int, 64),

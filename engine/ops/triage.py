@@ -15,7 +15,7 @@ def options_from_params(params: dict[str, Any]) -> TriageOptions:
     return TriageOptions(layer=get(params, "layer", int), positions=get_list(params, "positions", int),
                          description=get(params, "description", str), top_k=get(params, "top_k", int, 20),
                          steer=get(params, "steer", bool, True), n_prompts=get(params, "n_prompts", int, 6),
-                         max_strength=get(params, "max_strength", float, 8.0))
+                         max_strength=get(params, "max_strength", float))
 
 
 @op("triage.pair", long=True)
