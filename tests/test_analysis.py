@@ -1,0 +1,109 @@
+"""ADL step 2 on a cached run: cached grids, batched steering, the triage report and the agent environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.adl.compute import compute_adl
+from engine.adl.request import AdlRequest
+from engine.adl.runs import load_run
+from engine.analysis.environment import RunEnvironment, SteeringSettings
+from engine.analysis.readouts import lens_grid, patchscope_cells
+from engine.analysis.steering import CalibrationSettings, steer, steer_cells, steering_vectors
+from engine.analysis.triage import TriageOptions, triage
+from engine.errors import UserError
+from engine.readouts.logit_lens import logit_lens
+from engine.steering.generate import generate_steered
+from store import results
+
+PROMPTS = ["w1 w2 w3", "the cake", "a plan of"]
+
+
+@pytest.fixture()
+def run_id(tiny_dir: Path, tiny_ft_dir: Path) -> str:
+    return compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=16, k=3)).run
+
+
+def test_lens_grid_is_the_logit_lens_of_every_cell_and_is_cached(run_id: str) -> None:
+    run = load_run(run_id)
+    grid = lens_grid(run, "diff", top_k=7)
+    with run.pair().use("base") as model:
+        direct = logit_lens(model, run.mean_diff, top_k=7)
+    assert grid.ids.shape == (4, 3, 7)
+    assert np.array_equal(grid.ids, direct.ids.numpy())
+    assert grid.pairs(2, 1)[0][0] == direct.tokens[2, 1, 0]
+    assert results.lookup("logitlens", {"run": run_id, "source": "diff", "top_k": 7, "side": "base"}) is not None
+    ft = lens_grid(run, "ft", top_k=7)
+    with run.pair().use("base") as model:
+        assert np.array_equal(ft.ids, logit_lens(model, run.mean_base + run.mean_diff, top_k=7).ids.numpy())
+
+
+def test_patchscope_cells_keep_every_scale(run_id: str) -> None:
+    run = load_run(run_id)
+    grid = patchscope_cells(run, 2, [0, 1, 2], scales=[0.5, 1.0, 2.0], top_k=5)
+    assert grid.ids.shape == (3, 3, 5)
+    assert grid.meta["best_scale"][0] in (0.5, 1.0, 2.0)
+    with pytest.raises(UserError, match="position 7 out of range"):
+        patchscope_cells(run, 2, [7])
+
+
+def test_steer_cells_batches_positions_and_equals_one_cell_at_a_time(run_id: str) -> None:
+    run = load_run(run_id)
+    table = steer_cells(run, 1, [(0, 0.5), (2, 1.5)], PROMPTS, max_new_tokens=6)
+    vectors = steering_vectors(run, 1, [0, 2])
+    with run.pair().use("ft") as model:
+        alone = generate_steered(model, vectors[1], 1, PROMPTS, [0.0, 1.5], max_new_tokens=6)
+    assert [s["steered"] for s in table[(2, 1.5)]] == [s.text for s in alone if s.strength == 1.5]
+    assert [s["unsteered"] for s in table[(2, 1.5)]] == [s.text for s in alone if s.strength == 0]
+    assert steer(run, 1, 0, [0.5], PROMPTS, max_new_tokens=6) == table[(0, 0.5)]
+
+
+def test_zero_diff_cannot_steer(tiny_dir: Path) -> None:
+    run = load_run(compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_dir), n=4, k=2)).run)
+    with pytest.raises(UserError, match="nothing to steer with"):
+        steering_vectors(run, 1, [0])
+
+
+def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tiny_ft_dir: Path) -> None:
+    request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3)
+    options = TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5))
+    report = triage(request, options)
+    assert {"run", "layers", "steering", "hypothesis", "timings"} <= set(report)
+    assert report["layer"] == 2 and set(report["layers"]) == {"0", "1", "2", "3"}
+    cell = report["layers"]["2"]["1"]
+    assert {"norm", "logit_lens", "patchscope", "relevance"} <= set(cell)
+    assert cell["patchscope"]["scales"] and isinstance(cell["logit_lens"][0][1], float)
+    assert report["layers"]["0"]["1"]["patchscope"] is None
+    assert set(report["steering"]) == {"0", "1", "2"}
+    for entry in report["steering"].values():
+        assert entry["strength"] >= 0
+        assert all({"prompt", "steered", "unsteered"} <= set(p) for p in entry["prompts"])
+    assert report["hypothesis"]["label"].startswith("keyword hypothesis")
+    again = triage(request, TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+    assert again["cached"] and again["steering"] == report["steering"]
+
+
+def test_environment_serves_the_agent_tools(run_id: str) -> None:
+    run = load_run(run_id)
+    env = RunEnvironment(run, 2, [0, 1, 2], SteeringSettings(prompts=PROMPTS[:2], max_new_tokens=4),
+                         CalibrationSettings(grid_size=3, n_prompts=1, samples=1, max_new_tokens=4))
+    overview = env.overview()
+    assert overview["layer"] == 2 and set(overview["logit_lens"]) == {"0", "1", "2"}
+    answers = env.ask_model(["w1 w2"])["answers"]
+    assert set(answers[0]) == {"prompt", "base", "finetuned"}
+    steered = env.generate_steered(2, 1, ["w3"], 1.0)
+    assert steered["strength"] == 1.0 and len(steered["samples"]) == 1
+    from engine.agent.environment import ToolError
+
+    with pytest.raises(ToolError):
+        env.logitlens_details(9, [0], 5)
+
+
+def test_vectors_are_scaled_to_the_layer_norm(run_id: str) -> None:
+    run = load_run(run_id)
+    v = steering_vectors(run, 3, [1])
+    assert torch.isclose(v.norm(), run.ft_norm[3, 1:].mean(), rtol=1e-4)
