@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import agent, compute, engine_cmd, lenses, organism, readouts, triage, workbench
+from tui.cli import agent, compute, engine_cmd, lenses, organism, readouts, sessions, triage, workbench
 
 app = typer.Typer(help="difflens — read what a finetune changed from the difference of activations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -20,6 +20,7 @@ app.add_typer(organism.app, name="organism")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                               "help_option_names": []})(engine_cmd.engine)
 lenses.register(app)
+sessions.register(app)
 
 
 def main() -> None:
