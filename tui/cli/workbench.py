@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from store.errors import ActionableError
 from tui.cli.engine_call import target_from
 from tui.cli.options import Engine, Remote
+from tui.cli.output import fail
 
 
 def tui(run: Annotated[str | None, typer.Option("--run", help="Open this cached run.")] = None,
@@ -16,7 +18,10 @@ def tui(run: Annotated[str | None, typer.Option("--run", help="Open this cached 
     """Open the workbench (start screen: cached runs, saved sessions)."""
     from tui.app import run_workbench
 
-    run_workbench(target_from(remote, engine), run_id=run, session=session)
+    try:
+        run_workbench(target_from(remote, engine), run_id=run, session=session)
+    except ActionableError as exc:
+        fail(str(exc))
 
 
 def demo(remote: Remote = None, engine: Engine = None) -> None:
