@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import torch
+
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import AdlRun, load_run
@@ -64,7 +67,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     env = RunEnvironment(run, layer, positions, options.steering, CalibrationSettings.for_device(
         request.placement.device, max_strength=options.max_strength))
     steering: dict[str, Any] = {}
-    if options.steer:
+    if options.steer and _steerable(run, layer, positions):
         steering = _steering(env, layer, ctx, phase)
     else:
         phase(3)
@@ -84,6 +87,11 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         "hypothesis": keyword_hypothesis(env) if steering else None,
         "timings": timings,
     }
+
+
+def _steerable(run: AdlRun, layer: int, positions: list[int]) -> bool:
+    """A zero mean diff (an identical pair) has no direction to steer along: its report has no steering."""
+    return bool((run.mean_diff[run.layer_index(layer), positions].norm(dim=-1) > 0).all())
 
 
 def _steering(env: RunEnvironment, layer: int, ctx: JobContext, phase: Any) -> dict[str, Any]:
@@ -118,9 +126,6 @@ def _layers(run: AdlRun, lens: Grid, scope: Grid, layer: int, positions: list[in
 
 
 def _as_top(grid: Grid) -> TopTokens:
-    import numpy as np
-    import torch
-
     return TopTokens(torch.from_numpy(grid.ids), torch.from_numpy(grid.probs), np.array(grid.tokens, dtype=object))
 
 
@@ -129,6 +134,8 @@ def _relevance(run: AdlRun, lens: dict[str, Grid], scope: Grid, known: KnownFine
     """Share of relevant top-k tokens per cell for the diff, base and finetuned lens, and Patchscope."""
     grader = embedding_token_grader(known.training_texts[:20])
     frequent = frequent_tokens(_as_top(lens["base"]), top_k=top_k)
+    every = {t for grid in (*lens.values(), scope) for t in np.asarray(grid.tokens, dtype=object).ravel().tolist()}
+    grader(known.description, sorted(every))  # one embedding call warms the grader for every cell
     out: dict[tuple[int, int], dict[str, float]] = {}
     for row, lay in enumerate(run.layers.tolist()):
         for pos in range(run.mean_diff.shape[1]):

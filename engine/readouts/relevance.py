@@ -80,14 +80,29 @@ def frequent_tokens(readouts: TopTokens, top_k: int = 20, min_share: float = 0.5
 
 def embedding_token_grader(samples: Sequence[str] = (), threshold: float = EMBEDDING_THRESHOLD) -> TokenGrader:
     """Offline grader: a token is relevant when its cosine to the description (or to the centroid of
-    `samples`, texts of the finetuning data) reaches `threshold`."""
+    `samples`, texts of the finetuning data) reaches `threshold`.
+
+    The targets are embedded once per description and each distinct token once per grader, so grading
+    every cell of a layer × position grid costs about one embedding call, not one per cell."""
+    targets: dict[str, torch.Tensor] = {}
+    verdicts: dict[tuple[str, str], bool] = {}
+
+    def target(description: str) -> torch.Tensor:
+        if description not in targets:
+            found = embed([description])
+            if samples:
+                centroid = embed(samples).mean(dim=0, keepdim=True)
+                found = torch.cat([found, torch.nn.functional.normalize(centroid, dim=-1)])
+            targets[description] = found
+        return targets[description]
+
     def grade(description: str, tokens: list[str]) -> list[bool]:
-        targets = embed([description])
-        if samples:
-            centroid = embed(samples).mean(dim=0, keepdim=True)
-            targets = torch.cat([targets, torch.nn.functional.normalize(centroid, dim=-1)])
-        cosine = embed([normalise_token(t) or t for t in tokens]) @ targets.T
-        return (cosine.max(dim=1).values >= threshold).tolist()
+        new = [t for t in dict.fromkeys(tokens) if (description, t) not in verdicts]
+        if new:
+            cosine = embed([normalise_token(t) or t for t in new]) @ target(description).T
+            verdicts.update(zip(((description, t) for t in new), (cosine.max(dim=1).values >= threshold).tolist(),
+                                strict=True))
+        return [verdicts[(description, t)] for t in tokens]
     return grade
 
 
