@@ -104,7 +104,7 @@ class CalibrationSettings:
     minute; on a GPU the batch is larger (the rows cost little there)."""
 
     method: str = "grid"
-    max_strength: float = 8.0
+    max_strength: float = 4.0
     grid_size: int = 8
     n_prompts: int = 3
     samples: int = 4
@@ -114,7 +114,7 @@ class CalibrationSettings:
 
     @classmethod
     def for_device(cls, device: str, **overrides: Any) -> CalibrationSettings:
-        base = cls() if device.startswith("cuda") else cls(grid_size=6, n_prompts=2, samples=2, max_new_tokens=32)
+        base = cls() if device.startswith("cuda") else cls(grid_size=7, n_prompts=2, samples=2, max_new_tokens=32)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
