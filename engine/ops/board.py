@@ -1,0 +1,47 @@
+"""Board ops: `triage.board` triages many pairs into a ranked board; `triage.boards` reads the latest one.
+
+`triage.board` params:
+  pairs      path of a pairs.yaml / pairs.csv, or a list of {name, base, ft, adapter?, description?}
+  reports    true → each pair carries its full triage report (what `--html` renders)
+  llm        openai:MODEL | anthropic:MODEL | local:SPEC for the one-line hypothesis (default: the
+             configured LLM, else the keyword summary)
+  and the settings `triage.pair` takes (corpus, n, k, seed, layers, device, dtype, batch_size, layer, steer,
+  n_prompts, top_k, max_strength, …). Given params override the file's `settings`.
+Result: {"board", "name", "source", "pairs": [{name, base, ft, score, hypothesis, run, error, …}] sorted by
+score (highest first), "plan": {"order", "model_loads"}, "skipped", "score_definition"}.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.ops import op
+from engine.ops.params import get
+from engine.triage_board import state
+from engine.triage_board.board import run_board
+from engine.triage_board.pairs import SETTINGS, load_board_file, validate_pairs
+
+
+@op("triage.board", long=True)
+def triage_board(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs skipped."""
+    pairs = params.get("pairs")
+    if isinstance(pairs, str):
+        board = load_board_file(pairs)
+        entries, settings, source, name = board.pairs, board.settings, board.source, Path(pairs).stem
+    elif isinstance(pairs, list):
+        entries, settings, source, name = validate_pairs(pairs, "pairs"), {}, "", get(params, "name", str, "pairs")
+    else:
+        raise UserError("parameter 'pairs' must be a file path or a list of pairs",
+                        "pass pairs=pairs.yaml or pairs=[{name, base, ft}]")
+    settings = {**settings, **{k: v for k, v in params.items() if k in SETTINGS | {"description"} and v is not None}}
+    return run_board(entries, settings, ctx, name=name, source=source, reports=get(params, "reports", bool, False))
+
+
+@op("triage.boards")
+def triage_boards(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The latest triage board from the store (pairs by score, without reports); `board` null when none."""
+    return {"board": state.latest_board()}

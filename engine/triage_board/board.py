@@ -1,0 +1,105 @@
+"""Running a board: every pair triaged in load-minimising order, finished pairs skipped, a failing pair
+recorded with its error while the rest go on, each outcome stored as soon as it is known."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine.analysis.triage import triage
+from engine.errors import JobCancelled
+from engine.jobs import JobContext
+from engine.ops.adl import request_from_params
+from engine.ops.triage import options_from_params
+from engine.triage_board import state
+from engine.triage_board.hypothesis import configured_llm, hypothesis, one_line
+from engine.triage_board.order import count_loads, plan
+from engine.triage_board.pairs import PairEntry
+from engine.triage_board.score import README, trace_strength
+from store.errors import ActionableError
+
+REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strength")
+NO_DIFFERENCE = {"text": "No difference: the finetuned model's activations equal the base model's on this corpus.",
+                 "source": "zero mean difference"}
+
+
+def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContext, *, name: str = "pairs",
+              source: str = "", reports: bool = False) -> dict[str, Any]:
+    """Triage every pair; returns `{"board", "pairs" (sorted by score), "plan", "skipped", "score_definition"}`."""
+    llm = configured_llm(settings.get("llm"))
+    order = plan(entries, bool(settings.get("trust_remote_code")))
+    bid = state.board_id(source or name, [e.name for e in entries])
+    keys: list[dict[str, str]] = []
+    state.save_board(bid, name, source, keys, settings, "running")
+    outcomes = []
+    for index, item in enumerate(order):
+        ctx.progress(index, len(order), f"{item.entry.name} ({index + 1}/{len(order)})")
+        outcome = _one(item.entry, settings, llm, _pair_context(ctx, item.entry.name, index, len(order)), reports)
+        keys.append({"name": item.entry.name, "key": outcome.pop("key")})
+        state.save_board(bid, name, source, keys, settings, "running")
+        ctx.partial({"stage": "board", "pair": {k: v for k, v in outcome.items() if k != "report"}})
+        outcomes.append(outcome)
+    state.save_board(bid, name, source, keys, settings, "done")
+    ctx.progress(len(order), len(order), "done")
+    return {"board": bid, "name": name, "source": source, "pairs": state.sort_pairs(outcomes),
+            "plan": {"order": [p.entry.name for p in order], "model_loads": count_loads(order)},
+            "skipped": sum(1 for o in outcomes if o["skipped"]), "score_definition": README}
+
+
+def _pair_context(ctx: JobContext, name: str, index: int, total: int) -> JobContext:
+    """A context whose progress reads `name (i/n): phase` against the board's pair count."""
+    def emit(event: dict[str, Any]) -> None:
+        if event.get("type") == "progress":
+            event = {**event, "done": index, "total": total,
+                     "message": f"{name} ({index + 1}/{total}): {event.get('message', '')}"}
+        ctx.emit(event)
+
+    return JobContext(emit=emit, cancel_event=ctx.cancel_event, started=ctx.started)
+
+
+def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, reports: bool) -> dict[str, Any]:
+    """One pair's outcome (stored), from the store when it already finished."""
+    started = time.monotonic()
+    outcome: dict[str, Any] = {**entry.to_json(), "score": None, "trace": None, "hypothesis": None,
+                               "hypothesis_source": None, "run": None, "error": None, "skipped": False,
+                               "key": state.pair_key({"entry": entry.to_json(), "error": "unresolved"})}
+    report = None
+    try:
+        params = {**settings, "base": entry.base, "ft": entry.ft, "adapter": entry.adapter,
+                  "description": entry.description or settings.get("description")}
+        request = request_from_params(params)
+        request.validate()
+        options = options_from_params(params)
+        outcome["key"] = state.pair_key({
+            "base": request.base_spec.identity(), "ft": request.ft_spec.identity(), "corpus": request.corpus,
+            "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
+            "dtype": request.placement.dtype_name, "device": request.placement.device,
+            "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
+            "llm": llm.label() if llm is not None else None})
+        if (stored := state.finished(outcome["key"])) is not None:
+            return _from_store(outcome, stored, reports)
+        report = triage(request, options, ctx)
+        trace = trace_strength(report)
+        line = hypothesis(report, llm, ctx) if trace["peak_rel_norm"] > 0 else NO_DIFFERENCE
+        outcome |= {"score": trace["score"], "trace": trace, "hypothesis": line["text"],
+                    "hypothesis_source": line["source"], "run": report["run"]}
+    except JobCancelled:
+        raise
+    except ActionableError as exc:
+        outcome["error"] = one_line(str(exc))
+    except Exception as exc:  # an unattended board goes on; the pair shows what broke
+        outcome["error"] = one_line(f"{type(exc).__name__}: {exc}")
+    seconds = round(time.monotonic() - started, 3)
+    state.save_pair(outcome["key"], outcome, report, seconds)
+    outcome["seconds"] = seconds
+    if reports:
+        outcome["report"] = report
+    return outcome
+
+
+def _from_store(outcome: dict[str, Any], stored: dict[str, Any], reports: bool) -> dict[str, Any]:
+    outcome |= {name: stored[name] for name in ("score", "trace", "hypothesis", "hypothesis_source", "run")}
+    outcome |= {"skipped": True, "seconds": 0.0}
+    if reports:
+        outcome["report"] = stored["report"]
+    return outcome

@@ -1,0 +1,56 @@
+"""Run order: pairs grouped by base model so that each model is loaded once and stays warm in `MODELS`.
+
+Within a base's group the pairs that load only the base's weights come first (identical pairs and
+adapters of the base itself, which `MODELS.pair` serves from one model with the adapter toggled), then
+full finetunes; groups follow the file's order. Unresolvable specs keep their place at the end (they
+fail fast, without loading anything)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from engine.errors import UserError
+from engine.models.specs import ModelSpec, parse_spec
+from engine.triage_board.pairs import PairEntry
+
+
+@dataclass(frozen=True)
+class Planned:
+    """A pair with the models it loads (`None` when its specs do not resolve: it will be reported)."""
+
+    entry: PairEntry
+    loads: tuple[ModelSpec, ...] | None
+
+
+def models_loaded(entry: PairEntry, trust_remote_code: bool = False) -> tuple[ModelSpec, ...]:
+    """The (spec) keys `MODELS` holds for this pair, mirroring `ModelCache.pair`."""
+    base = parse_spec(entry.base, trust_remote_code=trust_remote_code)
+    ft = parse_spec(entry.ft, adapter=entry.adapter, trust_remote_code=trust_remote_code)
+    if ft.adapter and base.adapter is None and ft.base == base:
+        return (ft,)
+    if ft == base:
+        return (base,)
+    return (base, ft)
+
+
+def plan(entries: list[PairEntry], trust_remote_code: bool = False) -> list[Planned]:
+    """Entries in load-minimising order (stable within each group)."""
+    planned = []
+    for entry in entries:
+        try:
+            planned.append(Planned(entry, models_loaded(entry, trust_remote_code)))
+        except UserError:
+            planned.append(Planned(entry, None))
+    groups: dict[ModelSpec, list[Planned]] = {}
+    for item in planned:
+        if item.loads is not None:
+            groups.setdefault(item.loads[0].base, []).append(item)
+    ordered = []
+    for members in groups.values():
+        ordered += sorted(members, key=lambda p: (len(p.loads or ()) > 1, (p.loads or ())[-1].adapter is not None))
+    return ordered + [p for p in planned if p.loads is None]
+
+
+def count_loads(planned: list[Planned]) -> int:
+    """Model loads this order costs with an unbounded cache (each distinct spec once)."""
+    return len({spec for p in planned for spec in p.loads or ()})
