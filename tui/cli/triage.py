@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -9,6 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from tui.cli.board import run_board, single_pair_board, typed_params
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import (
     Adapter,
@@ -74,7 +76,7 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
     out.print(Text("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()), style="dim"))
 
 
-def triage(base: Annotated[str | None, typer.Option("--base")] = None,
+def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base")] = None,
            ft: Annotated[str | None, typer.Option("--ft")] = None, adapter: Adapter = None,
            corpus: Corpus = "self:", n: N = 256, k: K = 5, seed: Seed = 0, layers: Layers = None,
            device: Device = "auto", dtype: Dtype = "auto", batch_size: BatchSize = 32,
@@ -83,14 +85,27 @@ def triage(base: Annotated[str | None, typer.Option("--base")] = None,
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")] = 6,
+           pairs: Annotated[Path | None, typer.Option("--pairs", help="Triage the pairs of a .yaml/.csv file "
+                                                      "(name,base,ft[,adapter,description]) as a board.")] = None,
+           html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
+           llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
+                                                   "the configured one, else keywords).")] = None,
            json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
+    if pairs is not None:
+        if base or ft or adapter:
+            fail("--pairs and --base/--ft/--adapter are mutually exclusive — put the pairs in the file")
+        run_board(pairs, typed_params(ctx, locals()), json=json, html=html, target=target_from(remote, engine))
+        return
     if not base or not ft:
-        fail("triage needs --base and --ft — e.g. difflens triage --base gemma-3-270m --ft demo")
+        fail("triage needs --base and --ft (or --pairs FILE) — e.g. difflens triage --base gemma-3-270m --ft demo")
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts}
-    report = call_engine("triage.pair", params, title="triage", target=target_from(remote, engine))
+    if html is not None:
+        report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
+    else:
+        report = call_engine("triage.pair", params, title="triage", target=target_from(remote, engine))
     if json:
         emit_json(report)
     else:
