@@ -21,6 +21,7 @@ from tui.screens.form import Field, FormScreen
 from tui.screens.workbench import WorkbenchScreen
 from tui.session_files import saved_sessions
 from tui.state import DEMO_PAIR, Start
+from tui.widgets.board_table import BoardTable
 from tui.widgets.pair_bar import PairBar
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
@@ -68,6 +69,9 @@ class StartScreen(Screen[None]):
             yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
             yield Label("Saved sessions  [dim](enter replays one · tab moves here)[/dim]", classes="start-head")
             yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+            yield Label("Triage board  [dim](enter opens the pair · difflens triage --pairs FILE)[/dim]",
+                        classes="start-head")
+            yield BoardTable(id="board", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -83,6 +87,8 @@ class StartScreen(Screen[None]):
         runs = await self.link.call("adl.runs")
         self.post_message(RunsListed(list((runs or {}).get("runs", []))))
         self.post_message(SessionsListed(saved_sessions()))
+        board = await self.link.call("triage.boards", quiet=True)
+        self.query_one("#board", BoardTable).show((board or {}).get("board"))
 
     def on_runs_listed(self, message: RunsListed) -> None:
         table = self.query_one("#runs", DataTable)
@@ -110,13 +116,13 @@ class StartScreen(Screen[None]):
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         key = event.row_key.value
-        if not key:
+        if not key or key.startswith("failed:"):
             return
         if event.data_table.id == "sessions":
             if self.open_session is not None:
                 self.open_session(key)
         else:
-            self.app.push_screen(self._workbench(Start(run=key)))
+            self.app.push_screen(self._workbench(Start(run=key.partition("#")[0])))
 
     def _workbench(self, start: Start) -> Screen[None]:
         return WorkbenchScreen(start, self.link)
