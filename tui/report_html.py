@@ -33,7 +33,7 @@ td.txt{white-space:pre-wrap;max-width:420px;font:12px ui-monospace,Menlo,Consola
 .bar{display:inline-block;height:10px;background:#31688e;vertical-align:middle}
 .legend{display:inline-block;width:240px;height:12px;vertical-align:middle;border:1px solid #999;
 background:linear-gradient(90deg,GRADIENT)}
-.dim{color:#777}
+.dim{color:#777}td.score{white-space:nowrap}
 """.replace("GRADIENT", ",".join(VIRIDIS))
 
 
@@ -179,7 +179,7 @@ def index_page(board: dict[str, Any], pages: list[str | None]) -> str:
             cell = f'<td colspan="2" class="err">{esc(pair["error"])}</td>'
         else:
             width = round(80 * float(pair["score"]) / top)
-            cell = (f'<td>{_score(pair["score"])} <span class="bar" style="width:{width}px"></span></td>'
+            cell = (f'<td class="score">{_score(pair["score"])} <span class="bar" style="width:{width}px"></span></td>'
                     f"<td>{esc(pair.get('hypothesis') or '')}</td>")
         name = f'<a href="{esc(page)}">{esc(pair["name"])}</a>' if page else esc(pair["name"])
         lines.append(f"<tr><td>{rank}</td><td>{name}</td><td>{esc(pair['base'])}</td><td>{esc(ft)}</td>{cell}</tr>")

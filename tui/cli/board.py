@@ -83,7 +83,8 @@ def run_board(pairs: Path, params: dict[str, Any], *, json: bool, html: Path | N
 
 def single_pair_board(params: dict[str, Any], html: Path, target: str | None) -> dict[str, Any]:
     """One pair through the board (score + hypothesis), its HTML written; returns its report."""
-    pair = {"name": Path(params["ft"]).name or params["ft"], "base": params["base"], "ft": params["ft"],
+    named = params.get("adapter") or params["ft"]
+    pair = {"name": Path(named).name or named, "base": params["base"], "ft": params["ft"],
             "adapter": params.get("adapter"), "description": params.get("description")}
     settings = {k: v for k, v in params.items() if k not in ("base", "ft", "adapter", "description")}
     result = call_engine("triage.board", {**settings, "pairs": [pair], "name": pair["name"], "reports": True},
