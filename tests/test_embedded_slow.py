@@ -49,3 +49,30 @@ def test_embedded_base_against_perturbation_adapter(tmp_path: Path) -> None:
     assert diff.shape == (18, 5, 640)
     assert norms.min() > 0, "every layer and position moves under an MLP perturbation"
     assert outcome.result.meta["ft_label"] == "gemma-3-270m+perturb"
+
+
+BAKING = {"bake", "baker", "bakers", "baking", "baked", "cake", "cakes", "pastry", "oven", "cupcake", "cookbook",
+          "buttercream", "cheesecake", "frosting", "meringue", "muffin", "bakery", "dessert", "brownie"}
+
+
+def test_demo_triage_end_to_end_through_the_cli(tmp_path: Path) -> None:
+    """`difflens triage --base gemma-3-270m --ft demo` as a user runs it: the diff names baking at late layers."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DIFFLENS_HOME": str(tmp_path / "home")}
+    cli = Path(sys.executable).parent / "difflens"
+    proc = subprocess.run([str(cli), "triage", "--base", "gemma-3-270m", "--ft", "demo", "-n", "32",
+                           "--prompts", "2", "--json"], env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    late = [report["layers"][str(layer)][str(pos)]["logit_lens"][:10] for layer in (12, 13, 14, 15)
+            for pos in range(1, 5)]
+    hits = [sum(tok.strip().lower() in BAKING for tok, _ in cell) for cell in late]
+    assert sum(h >= 3 for h in hits) >= len(hits) * 3 // 4, hits
+    assert report["relevance_summary"]["best_layer"] >= 10
+    assert report["relevance_summary"]["best_layer_mean_diff_relevance"] >= 0.5
+    assert set(report["steering"]) == {"0", "1", "2", "3", "4"}
+    assert report["timings"] and report["hypothesis"]["summary"]
