@@ -19,15 +19,21 @@ from engine.models.pair import ModelPair, Side
 
 
 def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float[Tensor, "layer batch k d_model"]:
-    """Residual stream after each of `layers` at the batch's read positions (float32)."""
+    """Residual stream after each of `layers` at the batch's read positions (float32), on one device.
+
+    The same trace runs here or on NDIF (`remote=model.remote`), so its block touches only envoys and
+    tensors; each layer's output is indexed on its own device (sharded models spread layers over GPUs).
+    """
     device = model.input_device
     ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-    positions = batch.positions.to(device)
-    rows = torch.arange(ids.shape[0], device=device).unsqueeze(1)
-    with torch.inference_mode(), model.nn.trace(ids, attention_mask=mask) as tracer:
+    positions = batch.positions.cpu()
+    rows = torch.arange(ids.shape[0]).unsqueeze(1)
+    envoys = [model.nn_layer(layer) for layer in layers]
+    with torch.inference_mode(), model.nn.trace(ids, attention_mask=mask, remote=model.remote) as tracer:
         grabbed = list().save()
-        for layer in layers:
-            grabbed.append(model.nn_layer(layer).output[rows, positions].float())
+        for envoy in envoys:
+            out = envoy.output
+            grabbed.append(out[rows.to(out.device), positions.to(out.device)].float())
         tracer.stop()
     return torch.stack([g.to(device) for g in grabbed])
 

@@ -9,7 +9,7 @@ it. The final file appears only when complete.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,8 @@ from engine.models.cache import MODELS
 from engine.models.loading import LoadedModel
 from engine.models.memory import plan_memory
 from engine.models.pair import ModelPair, Side
+from engine.ndif.errors import ndif_errors
+from engine.ndif.limits import RequestLimits
 from store import results
 from store.atomic import atomic_path
 from store.paths import tensors_dir
@@ -40,6 +42,7 @@ class AdlOutcome:
     run: str
     cached: bool
     result: results.Result
+    memory_plan: str | None = None
 
 
 def checkpoint_path(run_id: str) -> Path:
@@ -61,12 +64,24 @@ def compute_adl(request: AdlRequest, ctx: JobContext | None = None) -> AdlOutcom
     """The run for `request`, from the cache when present and intact, else computed now."""
     ctx = ctx or JobContext()
     request.validate()
-    base_spec, ft_spec, placement = request.base_spec, request.ft_spec, request.placement
-    if not (MODELS.has(base_spec, placement) and MODELS.has(ft_spec, placement)):
-        plan_memory(base_spec, ft_spec, placement, request.sequential).check()
-    if request.sequential:
-        return _compute(request, ctx, MODELS.model(ft_spec if _adapter_pair(request) else base_spec, placement), None)
-    return _compute(request, ctx, None, MODELS.pair(base_spec, ft_spec, placement))
+    base_spec, ft_spec, placements = request.base_spec, request.ft_spec, request.placements
+    placement, remote = placements.base, request.backend == "ndif"
+    plan = "NDIF: the weights stay on the server, nothing is loaded here" if remote else None
+    if remote and request.corpus_spec.kind == "self":
+        raise UserError("the self: corpus samples from local weights, which --backend ndif does not load",
+                        "pass --corpus generic: (or a file or hf: dataset) with --backend ndif")
+    if not remote and not (MODELS.has(base_spec, placement) and MODELS.has(ft_spec, placements.ft)):
+        memory = plan_memory(base_spec, ft_spec, placement, request.sequential, placements.ft)
+        plan = memory.describe()
+        ctx.progress(0, None, f"memory plan: {plan}")
+        memory.check()
+    with ndif_errors(remote):
+        if request.sequential and not remote:
+            first = MODELS.model(ft_spec if _adapter_pair(request) else base_spec, placement)
+            outcome = _compute(request, ctx, first, None)
+        else:
+            outcome = _compute(request, ctx, None, MODELS.pair(base_spec, ft_spec, placement, placements.ft))
+    return replace(outcome, memory_plan=plan)
 
 
 def _compute(request: AdlRequest, ctx: JobContext, first: LoadedModel | None, pair: ModelPair | None
@@ -80,6 +95,10 @@ def _compute(request: AdlRequest, ctx: JobContext, first: LoadedModel | None, pa
     if (hit := results.load(run_id)) is not None:
         return AdlOutcome(run_id, True, hit)
     started = time.monotonic()
+    if model.remote:  # one batch = one NDIF request per side, bringing back every grabbed activation
+        bytes_per_row = 4 * len(layers) * request.k * model.d_model
+        rows = RequestLimits.current(request.max_request_rows).rows_per_request(bytes_per_row, request.batch_size)
+        request = replace(request, batch_size=rows)
     single = ModelPair(model, model) if pair is None else pair
     with single.use("base") as base_model:
         windows, skipped = corpus_windows(request, model.tokenizer, base_model)
@@ -115,7 +134,7 @@ def _joint(pair: ModelPair, windows: list[Window], layers: list[int], k: int, ba
            run_id: str, ctx: JobContext) -> None:
     todo = windows[sums.counts[0]:]
     _loop(todo, k, batch_size, pair.tokenizer.pad_token_id, run_id, sums, ctx, len(windows),
-          lambda batch: sums.add_pair(pair, batch, layers), lambda: sums.counts[0])
+          lambda batch: sums.add_pair(pair, batch, layers), lambda: sums.counts[0], 2 if pair.base.remote else 0)
 
 
 def _sequential(request: AdlRequest, first: ModelPair, windows: list[Window], layers: list[int], sums: Sums,
@@ -128,7 +147,7 @@ def _sequential(request: AdlRequest, first: ModelPair, windows: list[Window], la
         current = first
         if side == "ft" and not _adapter_pair(request):
             MODELS.release(first.base.spec, request.placement)
-            ft = MODELS.model(request.ft_spec, request.placement)
+            ft = MODELS.model(request.ft_spec, request.placements.ft)
             ModelPair(first.base, ft).check_diffable()
             current = ModelPair(ft, ft)
         with current.use(side) as model:
@@ -154,16 +173,20 @@ def _adapter_pair(request: AdlRequest) -> bool:
 
 
 def _loop(todo: list[Window], k: int, batch_size: int, pad_id: int, run_id: str, sums: Sums, ctx: JobContext,
-          total: int, step: Any, done: Any) -> None:
-    """Feed `todo` through `step` batch by batch, reporting progress and checkpointing."""
+          total: int, step: Any, done: Any, requests_per_batch: int = 0) -> None:
+    """Feed `todo` through `step` batch by batch, reporting progress (per NDIF request when
+    `requests_per_batch` > 0) and checkpointing."""
     last_save = time.monotonic()
+    sent = 0
     try:
         for _, batch in batches(todo, k, batch_size, pad_id):
             step(batch)
             if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
                 _save_checkpoint(run_id, sums)
                 last_save = time.monotonic()
-            ctx.progress(done(), total, f"{done()}/{total} texts")
+            sent += requests_per_batch
+            ndif = f", {sent} NDIF requests of ≤{batch_size} rows" if requests_per_batch else ""
+            ctx.progress(done(), total, f"{done()}/{total} texts{ndif}")
     except JobCancelled:
         _save_checkpoint(run_id, sums)
         raise

@@ -7,7 +7,8 @@ from typing import Any
 
 from engine.corpus.sources import CorpusSpec, parse_corpus
 from engine.errors import UserError
-from engine.models.device import Placement, resolve_placement
+from engine.models.device import Placement
+from engine.models.pair_placement import PairPlacement, resolve_pair_placement
 from engine.models.specs import ModelSpec, parse_spec
 from store.results import key_for
 
@@ -31,6 +32,10 @@ class AdlRequest:
     batch_size: int = 32
     trust_remote_code: bool = False
     sequential: bool = False
+    device_map: str | None = None
+    place: str | None = None
+    backend: str = "local"
+    max_request_rows: int | None = None
 
     def validate(self) -> None:
         if self.n <= 0:
@@ -54,7 +59,12 @@ class AdlRequest:
 
     @property
     def placement(self) -> Placement:
-        return resolve_placement(self.device, self.dtype)
+        """Where the base model runs (and the finetuned one, unless `place`/`device_map` split them)."""
+        return self.placements.base
+
+    @property
+    def placements(self) -> PairPlacement:
+        return resolve_pair_placement(self.device, self.dtype, self.device_map, self.place, self.backend)
 
     def resolve_layers(self, n_layers: int) -> list[int]:
         if self.layers is None:
@@ -66,10 +76,12 @@ class AdlRequest:
         return out
 
     def inputs(self, n_layers: int) -> dict[str, Any]:
-        """Everything that determines the result (batch size, device and sequential mode do not)."""
-        return {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
-                "corpus": self.corpus_spec.identity(), "n": self.n, "k": self.k, "seed": self.seed,
-                "layers": self.resolve_layers(n_layers), "dtype": self.placement.dtype_name}
+        """Everything that determines the result (batch size, devices and sequential mode do not; NDIF runs
+        the server's dtype, so its runs are keyed apart)."""
+        inputs = {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
+                  "corpus": self.corpus_spec.identity(), "n": self.n, "k": self.k, "seed": self.seed,
+                  "layers": self.resolve_layers(n_layers), "dtype": self.placement.dtype_name}
+        return inputs | ({"backend": self.backend} if self.backend != "local" else {})
 
     def run_id(self, n_layers: int) -> str:
         return key_for(KIND, self.inputs(n_layers))

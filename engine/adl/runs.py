@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -51,9 +51,11 @@ class AdlRun:
         target = int(self.meta["n_layers"]) // 2
         return int(self.layers[(self.layers - target).abs().argmin()])
 
-    def pair(self) -> ModelPair:
-        r = self.request
-        return MODELS.pair(r.base_spec, r.ft_spec, r.placement)
+    def pair(self, backend: str | None = None) -> ModelPair:
+        """The run's models, where the run ran, or on `backend` (local | ndif) when given."""
+        r = replace(self.request, backend=backend) if backend else self.request
+        placements = r.placements
+        return MODELS.pair(r.base_spec, r.ft_spec, placements.base, placements.ft)
 
 
 def load_run(run_id: str) -> AdlRun:

@@ -47,13 +47,15 @@ def _vectors(run: AdlRun, source: Source) -> torch.Tensor:
     raise UserError(f"unknown readout source {source!r}", "pass diff, base or ft")
 
 
-def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side = "base") -> Grid:
+def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side = "base",
+              backend: str | None = None) -> Grid:
     """Logit lens of every layer × position of `source` (one batched call), read with `side`'s final norm
-    and unembedding (the base model's by default, as in the paper)."""
-    inputs = {"run": run.run_id, "source": source, "top_k": top_k, "side": side}
+    and unembedding (the base model's by default, as in the paper); `backend` ndif unembeds on NDIF."""
+    backend = backend or run.request.backend
+    inputs = {"run": run.run_id, "source": source, "top_k": top_k, "side": side} | _backend_key(backend)
     if (hit := results.lookup("logitlens", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
-    with run.pair().use(side) as model:
+    with run.pair(backend).use(side) as model:
         top = logit_lens(model, _vectors(run, source), top_k=top_k)
     meta = {"run": run.run_id, "source": source, "side": side, "layers": run.layers.tolist(),
             "tokens": top.tokens.tolist()}
@@ -62,18 +64,19 @@ def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side
 
 
 def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list[float] | None = None,
-                     prompt: str = IDENTITY_PROMPT, top_k: int = 20, side: Side = "ft") -> Grid:
+                     prompt: str = IDENTITY_PROMPT, top_k: int = 20, side: Side = "ft",
+                     backend: str | None = None) -> Grid:
     """Patchscope of the diff at (`layer`, p) for each p: every scale kept (`[pos, scale, k]`), the chosen
     scale and its "selected tokens" in `meta`. The diff is rescaled to the layer's mean activation norm."""
-    row = run.layer_index(layer)
+    row, backend = run.layer_index(layer), backend or run.request.backend
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
-              "prompt": prompt, "top_k": top_k, "side": side}
+              "prompt": prompt, "top_k": top_k, "side": side} | _backend_key(backend)
     if (hit := results.lookup("patchscope", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
     norms = run.ft_norm if side == "ft" else run.base_norm
-    with run.pair().use(side) as model:
+    with run.pair(backend).use(side) as model:
         result = patchscope(model, run.mean_diff[row, positions], [layer] * len(positions),
                             target_norms=norms[row, positions], scales=scale_list, prompt=prompt, top_k=top_k)
     meta = {"run": run.run_id, "layer": layer, "positions": positions, "scales": list(result.scales),
@@ -82,6 +85,11 @@ def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list
     stored = results.save("patchscope", inputs, {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()},
                           meta)
     return Grid(stored.tensors["ids"], stored.tensors["probs"], meta["tokens"], meta)
+
+
+def _backend_key(backend: str | None) -> dict[str, str]:
+    """NDIF runs the server's dtype: its readouts are cached apart (local keys are unchanged)."""
+    return {"backend": backend} if backend and backend != "local" else {}
 
 
 def patchscope_json(grid: Grid, index: int, k: int = 20) -> dict[str, Any]:

@@ -45,16 +45,19 @@ def steering_vectors(run: AdlRun, layer: int, positions: list[int]) -> Float[Ten
 
 def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts: list[str] | None = None,
                 samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0,
-                side: Side = "ft", on_partial: Partial | None = None) -> dict[tuple[int, float], list[dict[str, Any]]]:
+                side: Side = "ft", on_partial: Partial | None = None, backend: str | None = None
+                ) -> dict[tuple[int, float], list[dict[str, Any]]]:
     """Steered text for every (position, strength) cell × prompt × sample, beside the unsteered text, in ONE
-    generate call (the unsteered rows are shared by all cells). Cached; streams
-    `{"row", "pos", "prompt", "strength", "column", "text"}` partials as tokens arrive."""
+    generate call (the unsteered rows are shared by all cells; NDIF splits it into bounded requests). Cached;
+    streams `{"row", "pos", "prompt", "strength", "column", "text"}` partials as tokens arrive."""
     prompts = list(prompts or default_prompts())
     cells = sorted({(int(p), float(s)) for p, s in cells if s != 0})
     if not cells:
         raise UserError("no non-zero steering strength given", "pass --strength S or --strength auto")
     inputs = {"run": run.run_id, "layer": layer, "cells": cells, "prompts": prompts, "samples": samples,
               "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "side": side}
+    backend = backend or run.request.backend
+    inputs |= {"backend": backend} if backend != "local" else {}
     if (hit := results.lookup("steering", inputs)) is not None:
         return {(c["pos"], c["strength"]): c["samples"] for c in hit.meta["cells"]}
     vectors = steering_vectors(run, layer, sorted({p for p, _ in cells}))
@@ -76,7 +79,7 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
                 on_partial({"row": row, "pos": pos, "prompt": prompt, "strength": strength, "text": texts[row],
                             "column": "unsteered" if pos < 0 else "steered"})
 
-    with run.pair().use(side) as model:
+    with run.pair(backend).use(side) as model:
         made, _, _ = generate_rows(model, layer, [r[2] for r in rows], addends, max_new_tokens, temperature, seed,
                                    on_step=on_step)
     unsteered = {(prompt, n): text for (_, _, prompt, n), text in zip(plain, made[: len(plain)], strict=True)}
@@ -91,10 +94,10 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
 
 def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: list[str] | None = None,
           samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0, side: Side = "ft",
-          on_partial: Partial | None = None) -> list[dict[str, Any]]:
+          on_partial: Partial | None = None, backend: str | None = None) -> list[dict[str, Any]]:
     """One position at several strengths (see `steer_cells`); samples in prompt, strength order."""
     table = steer_cells(run, layer, [(pos, s) for s in strengths], prompts, samples, max_new_tokens, temperature,
-                        seed, side, on_partial)
+                        seed, side, on_partial, backend)
     return [sample for cell in sorted(table) for sample in table[cell]]
 
 

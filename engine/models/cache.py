@@ -25,7 +25,8 @@ def _budget_bytes() -> int:
 
 
 def _size_bytes(model: LoadedModel) -> int:
-    return sum(p.numel() * p.element_size() for p in model.hf.parameters())
+    """Bytes held here (an NDIF model's meta parameters hold none)."""
+    return sum(p.numel() * p.element_size() for p in model.hf.parameters() if p.device.type != "meta")
 
 
 class ModelCache:
@@ -42,7 +43,12 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            loaded = load_model(spec, placement)
+            if placement.backend == "ndif":
+                from engine.models.remote import load_remote_model
+
+                loaded = load_remote_model(spec)
+            else:
+                loaded = load_model(spec, placement)
             self._models[key] = loaded
             self._evict(keep=key)
             return loaded
@@ -60,12 +66,14 @@ class ModelCache:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def pair(self, base: ModelSpec, ft: ModelSpec, placement: Placement) -> ModelPair:
-        """The pair; an adapter finetune of `base` shares base's weights (adapter toggled per side)."""
-        if ft.adapter and base.adapter is None and ft.base == base:
+    def pair(self, base: ModelSpec, ft: ModelSpec, placement: Placement,
+             ft_placement: Placement | None = None) -> ModelPair:
+        """The pair; an adapter finetune of `base` shares base's weights (adapter toggled per side), except
+        on NDIF, where the server applies the adapter per request. `ft_placement` puts ft elsewhere."""
+        if ft.adapter and base.adapter is None and ft.base == base and placement.backend == "local":
             shared = self.model(ft, placement)
             return ModelPair(base=shared, ft=shared)
-        pair = ModelPair(base=self.model(base, placement), ft=self.model(ft, placement))
+        pair = ModelPair(base=self.model(base, placement), ft=self.model(ft, ft_placement or placement))
         pair.check_diffable()
         return pair
 

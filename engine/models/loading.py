@@ -64,6 +64,11 @@ class LoadedModel:
         return int(self.hf.config.get_text_config().hidden_size)
 
     @property
+    def remote(self) -> bool | str:
+        """nnsight's `remote=` for this model's traces: False runs them here (`RemoteModel` runs them on NDIF)."""
+        return False
+
+    @property
     def input_device(self) -> torch.device:
         return self.hf.get_input_embeddings().weight.device
 
@@ -100,7 +105,7 @@ def load_model(spec: ModelSpec, placement: Placement) -> LoadedModel:
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         hf = AutoModelForCausalLM.from_pretrained(
-            source, dtype=placement.dtype, device_map=placement.device_map, **kwargs)
+            source, dtype=placement.dtype, device_map=placement.hf_device_map, **kwargs)
     except OSError as exc:
         raise UserError(f"cannot load model {spec.label()!r}: {str(exc).splitlines()[0]}",
                         "check the id or path (this machine may have no access to the model hub)") from exc

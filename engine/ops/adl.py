@@ -23,7 +23,9 @@ def request_from_params(params: dict[str, Any]) -> AdlRequest:
         layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
         dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
         trust_remote_code=get(params, "trust_remote_code", bool, False),
-        sequential=get(params, "sequential", bool, False))
+        sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
+        place=get(params, "place", str), backend=get(params, "backend", str, "local"),
+        max_request_rows=get(params, "max_request_rows", int))
 
 
 @op("adl.compute", long=True)
@@ -34,7 +36,7 @@ def compute(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return {"run": outcome.run, "cached": outcome.cached, "shape": list(outcome.result.tensors["mean_diff"].shape),
             "n_layers": meta["n_layers"], "k": meta["k"], "d_model": meta["d_model"], "layers": meta["layers"],
             "base": meta["base_label"], "ft": meta["ft_label"], "corpus": meta["corpus_label"],
-            "n": meta["n_texts"], "seconds": meta["seconds"],
+            "n": meta["n_texts"], "seconds": meta["seconds"], "memory_plan": outcome.memory_plan,
             "file": str(results.file_for(outcome.run))}
 
 

@@ -8,10 +8,19 @@ from engine.adl.runs import load_run
 from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.params import get, get_list
 
 SOURCES = ("diff", "base", "ft")
+
+
+def backend_param(params: dict[str, Any]) -> str | None:
+    """`backend` (local | ndif); None: where the run ran."""
+    backend = get(params, "backend", str)
+    if backend not in (None, "local", "ndif"):
+        raise UserError(f"unknown backend {backend!r}", "pass backend local or ndif")
+    return backend
 
 
 def _source(params: dict[str, Any]) -> str:
@@ -28,8 +37,9 @@ def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
     top_k = get(params, "top_k", int, 20)
-    source = _source(params)
-    grid = lens_grid(run, source)  # type: ignore[arg-type]
+    source, backend = _source(params), backend_param(params)
+    with ndif_errors((backend or run.request.backend) == "ndif"):
+        grid = lens_grid(run, source, backend=backend)  # type: ignore[arg-type]
     return {"layer": layer, "pos": pos, "source": source,
             "tokens": grid.pairs(run.layer_index(layer), pos, k=min(top_k, 100))}
 
@@ -39,9 +49,11 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Logit-lens top tokens of every layer × position (or the given layers) of diff, base or ft."""
     run = load_run(get(params, "run", str, required=True))
     top_k = get(params, "top_k", int, 10)
-    grid = lens_grid(run, _source(params))  # type: ignore[arg-type]
     layers = get_list(params, "layers", int) or run.layers.tolist()
     positions = get_list(params, "positions", int) or list(range(run.mean_diff.shape[1]))
+    backend = backend_param(params)
+    with ndif_errors((backend or run.request.backend) == "ndif"):
+        grid = lens_grid(run, _source(params), backend=backend)  # type: ignore[arg-type]
     return {"run": run.run_id, "source": grid.meta["source"], "layers": {
         str(layer): {str(p): grid.pairs(run.layer_index(layer), run.check_position(p), k=min(top_k, 100))
                      for p in positions} for layer in layers}}
@@ -54,7 +66,9 @@ def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
-    ctx.progress(0, 1, f"patchscope at layer {layer}")
-    grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float))
+    backend = backend_param(params)
+    ctx.progress(0, 1, f"patchscope at layer {layer}" + (" on NDIF" if backend == "ndif" else ""))
+    with ndif_errors((backend or run.request.backend) == "ndif"):
+        grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float), backend=backend)
     ctx.progress(1, 1, "done")
     return patchscope_json(grid, positions.index(pos), get(params, "top_k", int, 20))

@@ -8,8 +8,10 @@ from engine.adl.runs import load_run
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.params import get, get_list
+from engine.ops.readouts import backend_param
 
 
 def _side(params: dict[str, Any]) -> str:
@@ -43,14 +45,21 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
     strengths = get_list(params, "strengths", float)
+    backend = backend_param(params)
+    remote = (backend or run.request.backend) == "ndif"
+    if not strengths and remote:
+        raise UserError("automatic strength calibration scores samples with local weights, which NDIF keeps",
+                        "pass --strength S with --backend ndif")
     if not strengths:
         found = calibrate(run, layer, list(range(run.mean_diff.shape[1])), side=_side(params))  # type: ignore[arg-type]
         if found[pos]["strength"] <= 0:
             raise UserError(f"no coherent steering strength at layer {layer} position {pos}",
                             "pass --strength explicitly, or try another layer or position")
         strengths = [found[pos]["strength"]]
-    samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
-                    samples=get(params, "n_samples", int, 1), max_new_tokens=get(params, "max_new_tokens", int, 64),
-                    temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
-                    side=_side(params), on_partial=ctx.partial)  # type: ignore[arg-type]
+    with ndif_errors(remote):
+        samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
+                        samples=get(params, "n_samples", int, 1),
+                        max_new_tokens=get(params, "max_new_tokens", int, 64),
+                        temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
+                        side=_side(params), on_partial=ctx.partial, backend=backend)  # type: ignore[arg-type]
     return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples}

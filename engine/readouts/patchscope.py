@@ -12,6 +12,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,9 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from engine.models.loading import LoadedModel
+from engine.ndif.limits import RequestLimits
 from engine.readouts.filters import is_trivial_token, normalise_token
-from engine.readouts.topk import TopTokens, concat, top_tokens
+from engine.readouts.topk import TopTokens, concat, decode_ids
 
 IDENTITY_PROMPT = "man -> man\n1135 -> 1135\nhello -> hello\n?"
 # The reference grid: 0.5–2.0 in steps of 0.1, then 3, 4, 5, 10, 20, then 20→200 in 10 steps (20 once).
@@ -77,6 +79,8 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
     row_layers = torch.cat([torch.tensor([-1]), row_layers])
 
     prompt_ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"].to(model.input_device)
+    if model.remote:
+        max_rows = RequestLimits.current().rows_per_request(4 * (model.d_model + 2 * top_k), max_rows)
     parts = [_patched_top(model, prompt_ids, patches[s:s + max_rows], row_layers[s:s + max_rows], top_k)
              for s in range(0, patches.shape[0], max_rows)]
     rows = concat(parts)
@@ -122,23 +126,41 @@ def _supports_logits_to_keep(model: LoadedModel) -> bool:
 
 def _patched_top(model: LoadedModel, prompt_ids: Int[Tensor, "1 seq"], patches: Float[Tensor, "row d_model"],
                  row_layers: Int[Tensor, " row"], top_k: int) -> TopTokens:
-    """One forward: row r gets `patches[r]` written over the last position after layer `row_layers[r]`."""
+    """One forward: row r gets `patches[r]` written over the last position after layer `row_layers[r]`.
+
+    Runs here or on NDIF (`remote=model.remote`): the block touches only envoys and tensors, and only the
+    top-k of each row comes back (not the vocab-sized distribution).
+    """
     batch = prompt_ids.expand(patches.shape[0], -1)
     kwargs = {"logits_to_keep": 1} if _supports_logits_to_keep(model) else {}
-    with torch.inference_mode(), model.nn.trace(batch, **kwargs):
-        inject_last(model, patches, row_layers)
-        logits = model.nn.output.logits[:, -1, :].save()
-    probs = torch.softmax(logits.float(), dim=-1)
-    return top_tokens(model.tokenizer, probs, top_k)
+    root, plan = model.nn, injection_plan(model, patches, row_layers)
+    with torch.inference_mode(), root.trace(batch, remote=model.remote, **kwargs):
+        for envoy, rows, values in plan:
+            out = envoy.output
+            out[rows.to(out.device), -1, :] = values.to(out.device, out.dtype)
+        probs = torch.softmax(root.output.logits[:, -1, :].float(), dim=-1)
+        top = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        ids, probs = top.indices.cpu().save(), top.values.cpu().save()
+    return TopTokens(ids=ids, probs=probs, tokens=decode_ids(model.tokenizer, ids))
+
+
+def injection_plan(model: LoadedModel, patches: Float[Tensor, "row d_model"], row_layers: Int[Tensor, " row"]
+                   ) -> list[tuple[Any, Int[Tensor, " n"], Float[Tensor, "n d_model"]]]:
+    """`(layer envoy, rows, values)` per patched layer, in forward order (as nnsight requires); rows with
+    layer -1 stay clean."""
+    plan = []
+    for layer in sorted(set(row_layers.tolist()) - {-1}):
+        rows = (row_layers == layer).nonzero().squeeze(1)
+        plan.append((model.nn_layer(layer), rows, patches[rows]))
+    return plan
 
 
 def inject_last(model: LoadedModel, patches: Float[Tensor, "row d_model"], row_layers: Int[Tensor, " row"]) -> None:
     """Inside an nnsight trace: replace row r's last-position residual after layer `row_layers[r]` by
     `patches[r]` (rows with layer -1 stay clean). Earlier positions are never touched."""
-    for layer in sorted(set(row_layers.tolist()) - {-1}):   # forward order, as nnsight requires
-        out = model.nn_layer(layer).output
-        rows = (row_layers == layer).nonzero().squeeze(1)
-        out[rows.to(out.device), -1, :] = patches[rows].to(out.device, out.dtype)
+    for envoy, rows, values in injection_plan(model, patches, row_layers):
+        out = envoy.output
+        out[rows.to(out.device), -1, :] = values.to(out.device, out.dtype)
 
 
 def _content_mask(top: TopTokens, ignore: set[str], specials: Sequence[str]) -> Bool[Tensor, "cell scale k"]:

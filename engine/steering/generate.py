@@ -18,6 +18,7 @@ from torch import Tensor
 from transformers.generation.streamers import BaseStreamer
 
 from engine.models.loading import LoadedModel
+from engine.ndif.limits import RequestLimits
 
 StepCallback = Callable[[int, list[str]], None]
 """Called after each decoding step with the step index and one new text piece per row ("" when done)."""
@@ -77,11 +78,20 @@ def generate_rows(model: LoadedModel, layer: int, prompts: Sequence[str], addend
         raise ValueError(f"layer {layer} is outside [0, {model.n_layers})")
     encoded = {p: format_prompt(model, p, chat) for p in dict.fromkeys(prompts)}
     row_ids = [encoded[p] for p in prompts]
-    batch = model.tokenizer.pad({"input_ids": row_ids}, padding=True, padding_side="left", return_tensors="pt")
-    generated = _generate(model, batch["input_ids"], batch["attention_mask"], layer, addends[:, None, :],
-                          max_new_tokens, temperature, seed, on_step)
-    completions = _strip(model, generated[:, batch["input_ids"].shape[1]:])
+    step = len(row_ids)
+    if model.remote:  # NDIF: requests of bounded rows (each brings back prompt + completion ids)
+        step = RequestLimits.current().rows_per_request(8 * (max(map(len, row_ids)) + max_new_tokens), step)
+    completions: list[list[int]] = []
+    for start in range(0, len(row_ids), step):
+        chunk = row_ids[start:start + step]
+        batch = model.tokenizer.pad({"input_ids": chunk}, padding=True, padding_side="left", return_tensors="pt")
+        generated = _generate(model, batch["input_ids"], batch["attention_mask"], layer,
+                              addends[start:start + step, None, :], max_new_tokens, temperature, seed,
+                              None if model.remote else on_step)
+        completions += _strip(model, generated[:, batch["input_ids"].shape[1]:])
     texts = model.tokenizer.batch_decode(completions, skip_special_tokens=True)
+    if model.remote and on_step is not None:  # nothing streams back from NDIF: the whole text at once
+        on_step(0, texts)
     return texts, row_ids, completions
 
 
@@ -94,18 +104,19 @@ def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention
         dict(do_sample=False, temperature=None, top_k=None, top_p=None)
     if on_step is not None:
         kwargs["streamer"] = _RowStreamer(model, on_step)
-    layer_param = next(model.layers[layer].parameters(), None)
-    addend = addend.to(layer_param.device if layer_param is not None else device, model.placement.dtype)
+    envoy = model.nn_layer(layer)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode(), warnings.catch_warnings():
         # nnsight warns that the open `tracer.all()` loop ends when generation stops: that is by design here.
         warnings.filterwarnings("ignore", message=".*was never reached.*")
-        torch.manual_seed(seed)
-        with model.nn.generate(**kwargs) as tracer:
+        # The same block runs here or on NDIF (`remote=model.remote`): envoys and tensors only, and the
+        # seed is set inside it so that it seeds the machine that samples.
+        with model.nn.generate(remote=model.remote, **kwargs) as tracer:
             with tracer.invoke(input_ids.to(device), attention_mask=attention_mask.to(device)):
+                torch.manual_seed(seed)
                 for _ in tracer.all():
-                    out = model.nn_layer(layer).output
-                    out[:] += addend
+                    out = envoy.output
+                    out[:] += addend.to(out.device, out.dtype)
             with tracer.invoke():
                 result = tracer.result.save()
     return result.cpu()
