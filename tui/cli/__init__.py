@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import agent, compute, engine_cmd, lenses, organism, readouts, sessions, triage, workbench
+from tui.cli import agent, compute, engine_cmd, lenses, ndif, organism, readouts, sessions, triage, workbench
 
 app = typer.Typer(help="difflens — read what a finetune changed from the difference of activations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -17,6 +17,7 @@ app.command()(agent.agent)
 app.command()(workbench.tui)
 app.command()(workbench.demo)
 app.add_typer(organism.app, name="organism")
+app.add_typer(ndif.app, name="ndif")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                               "help_option_names": []})(engine_cmd.engine)
 lenses.register(app)

@@ -7,10 +7,12 @@ from rich.table import Table
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import (
     Adapter,
+    Backend,
     Base,
     BatchSize,
     Corpus,
     Device,
+    DeviceMap,
     Dtype,
     Engine,
     Ft,
@@ -18,6 +20,8 @@ from tui.cli.options import (
     K,
     Layers,
     N,
+    NdifMaxRows,
+    Place,
     Remote,
     Seed,
     Sequential,
@@ -30,11 +34,12 @@ from tui.cli.output import emit_json, out
 def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:", n: N = 256, k: K = 5,
             seed: Seed = 0, layers: Layers = None, device: Device = "auto", dtype: Dtype = "auto",
             batch_size: BatchSize = 32, trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
-            json: Json = False,
+            device_map: DeviceMap = None, place: Place = None, backend: Backend = None,
+            ndif_max_rows: NdifMaxRows = None, json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
     """Compute (or fetch from the cache) the mean activation difference of a model pair."""
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
-                            trust_remote_code, sequential)
+                            trust_remote_code, sequential, device_map, place, backend, ndif_max_rows)
     result = call_engine("adl.compute", params, title="computing mean diff", target=target_from(remote, engine))
     if json:
         emit_json(result)
@@ -43,6 +48,8 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:
     out.print(f"[bold]{result['run']}[/]  {result['base']} → {result['ft']}  ({state})")
     out.print(f"mean diff {tuple(result['shape'])} = \\[layer, pos, d_model] over {result['n']} texts "
               f"of {result['corpus']}", highlight=False)
+    if result.get("memory_plan"):
+        out.print(f"memory plan: {result['memory_plan']}", highlight=False)
     out.print(f"file: {result['file']}")
 
 

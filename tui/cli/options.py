@@ -22,6 +22,12 @@ Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on 
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 Sequential = Annotated[bool, typer.Option("--sequential", help="Run one model after the other (half the memory).")]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom model code from the hub.")]
+Backend = Annotated[str | None, typer.Option(
+    "--backend", help="local, or ndif: run the traces on NDIF (needs NDIF_API_KEY; see docs/NDIF.md).")]
+DeviceMap = Annotated[str | None, typer.Option(
+    "--device-map", help="Shard over GPUs: auto, balanced, sequential or a JSON map; per side: base=balanced,ft=auto.")]
+Place = Annotated[str | None, typer.Option("--place", help="A device per model, e.g. base=cuda:0,ft=cuda:1.")]
+NdifMaxRows = Annotated[int | None, typer.Option("--ndif-max-rows", help="Rows per NDIF request (default 32).")]
 
 
 def parse_layers(text: str | None) -> list[int] | None:
@@ -42,8 +48,10 @@ def parse_layers(text: str | None) -> list[int] | None:
 
 def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,
                    layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
-                   sequential: bool = False) -> dict:
+                   sequential: bool = False, device_map: str | None = None, place: str | None = None,
+                   backend: str | None = None, ndif_max_rows: int | None = None) -> dict:
     """The JSON params of an ADL request, as every computing command sends them."""
     return {"base": base, "ft": ft, "adapter": adapter, "corpus": corpus, "n": n, "k": k, "seed": seed,
             "layers": parse_layers(layers), "device": device, "dtype": dtype, "batch_size": batch_size,
-            "trust_remote_code": trust_remote_code, "sequential": sequential}
+            "trust_remote_code": trust_remote_code, "sequential": sequential, "device_map": device_map,
+            "place": place, "backend": backend or "local", "max_request_rows": ndif_max_rows}
