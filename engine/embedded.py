@@ -6,9 +6,12 @@ checkpoint in the user cache; every later load reads that in seconds. No model h
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from engine.errors import UserError
 from store.paths import cache_dir
@@ -36,9 +39,10 @@ def embedded_checkpoint() -> Path:
 
     gguf_dir = cache_dir() / "gguf"
     gguf_path = packaged.assemble(gguf_dir / packaged.MODEL_NAME)
-    tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name,
-                                                 dtype=torch.float32)
+    with _one_gguf_parse():
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name,
+                                                     dtype=torch.float32)
     # The weights are dequantised to float32 already; drop the GGUF marker so they save as plain safetensors.
     model.hf_quantizer = None
     model.config.quantization_config = None
@@ -58,3 +62,30 @@ def embedded_checkpoint() -> Path:
         shutil.rmtree(staging, ignore_errors=True)
     gguf_path.unlink(missing_ok=True)
     return target
+
+
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Share one read-only `GGUFReader` per file while the block runs.
+
+    transformers builds a new reader for the tokenizer, the config and the weights; each parses the whole
+    262k-token vocabulary field by field, which is most of a cold conversion (dequantising is a tenth of it).
+    """
+    import gguf
+
+    original = gguf.GGUFReader
+    readers: dict[str, Any] = {}
+
+    def shared(path: Any, mode: str = "r") -> Any:
+        if mode != "r":
+            return original(path, mode)
+        key = str(Path(path).resolve())
+        if key not in readers:
+            readers[key] = original(path, mode)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
