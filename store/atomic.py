@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,8 +34,21 @@ def atomic_path(target: Path) -> Iterator[Path]:
         os.replace(tmp, target)
     except OSError as exc:
         raise _store_error(exc, target) from exc
+    except Exception as exc:  # Rust writers (safetensors) report a full disk as their own error type
+        if (os_error := _rust_os_error(exc)) is None:
+            raise
+        raise _store_error(os_error, target) from exc
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_RUST_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _rust_os_error(exc: Exception) -> OSError | None:
+    """The OSError inside a Rust I/O error's message (`... No space left on device (os error 28)`)."""
+    match = _RUST_OS_ERROR.search(str(exc))
+    return OSError(int(match.group(1)), os.strerror(int(match.group(1)))) if match else None
 
 
 def _store_error(exc: OSError, target: Path) -> StoreError:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from typing import Any
 
 from engine import protocol
 from engine.errors import JobCancelled
-from store.errors import ActionableError
+from store.errors import ActionableError, StoreError
 
 log = logging.getLogger("difflens.engine")
 
 
 def error_for(exc: BaseException) -> dict[str, Any]:
     """The JSON-RPC error object for an exception raised by an op (unexpected ones are logged in full)."""
+    exc = _store_fault(exc) or exc
     if isinstance(exc, ActionableError):
         return protocol.error_object(protocol.USER_ERROR, str(exc), {"problem": exc.problem, "fix": exc.fix})
     if isinstance(exc, JobCancelled):
@@ -24,6 +26,18 @@ def error_for(exc: BaseException) -> dict[str, Any]:
     log.error("op failed", exc_info=exc)
     return protocol.error_object(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}",
                                  {"type": type(exc).__name__})
+
+
+_SQLITE_STORE_FAULTS = ("disk i/o error", "database or disk is full", "readonly database", "unable to open database")
+
+
+def _store_fault(exc: BaseException) -> StoreError | None:
+    """SQLite's words for a full disk or an unwritable home, as the one-line error the store gives for its files
+    (the database fails first on a full disk: it needs room for its WAL before a result file is written)."""
+    if isinstance(exc, sqlite3.OperationalError) and any(s in str(exc).lower() for s in _SQLITE_STORE_FAULTS):
+        return StoreError(f"cannot write the store's database ({exc}): the disk is full or read-only",
+                          "free space or point DIFFLENS_HOME at a writable disk; nothing was half-written")
+    return None
 
 
 def checked_result(value: Any) -> dict[str, Any]:
