@@ -63,12 +63,15 @@ class Sums:
         self.counts[0 if side == "base" else 1] += acts.shape[1]
 
     def add_pair(self, pair: ModelPair, batch: Batch, layers: list[int]) -> None:
-        """Both sides on one batch (joint mode)."""
+        """Both sides on one batch (joint mode); nothing is added unless both ran, so a retry after an
+        out-of-memory on the finetuned side repeats the batch for both sides."""
+        acts = {}
         for side in ("base", "ft"):
             with pair.use(side) as model:
-                acts = read_positions(model, batch, layers)
-            check_finite(acts, layers, side)
-            self.add_side(side, acts)
+                acts[side] = read_positions(model, batch, layers)
+            check_finite(acts[side], layers, side)
+        for side, side_acts in acts.items():
+            self.add_side(side, side_acts)
 
     def as_tensors(self) -> dict[str, Tensor]:
         return {"base": self.base, "ft": self.ft, "base_norm": self.base_norm, "ft_norm": self.ft_norm,

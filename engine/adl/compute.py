@@ -8,6 +8,7 @@ it. The final file appears only when complete.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, replace
 from functools import partial
@@ -34,7 +35,7 @@ from store import results
 from store.atomic import atomic_path
 from store.paths import tensors_dir
 
-CHECKPOINT_EVERY_S = 10.0
+CHECKPOINT_EVERY_S = float(os.environ.get("DIFFLENS_CHECKPOINT_EVERY_S", "10"))  # shorter: tests, preemptible boxes
 
 
 @dataclass

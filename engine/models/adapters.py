@@ -21,7 +21,9 @@ def attach_adapter(model: LoadedModel, adapter: str) -> None:
     try:
         nnsight_peft.attach(model.hf, adapter)
     except (ValueError, KeyError, RuntimeError) as exc:
-        raise UserError(f"adapter {adapter!r} does not fit {model.spec.label()!r}: {str(exc).splitlines()[0][:200]}",
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        detail = next((line for line in lines if "size mismatch" in line), lines[0])  # torch puts it on line 2
+        raise UserError(f"adapter {adapter!r} does not fit {model.spec.label()!r}: {detail[:200]}",
                         "pass the base model the adapter was trained on") from exc
     model.hf.eval()
     model.hf.requires_grad_(False)

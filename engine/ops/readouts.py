@@ -36,12 +36,13 @@ def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     run = load_run(get(params, "run", str, required=True))
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
+    row = run.layer_index(layer)  # a bad layer is refused before the grid is computed and cached
     top_k = get(params, "top_k", int, 20)
     source, backend = _source(params), backend_param(params)
     with ndif_errors((backend or run.request.backend) == "ndif"):
         grid = lens_grid(run, source, backend=backend)  # type: ignore[arg-type]
     return {"layer": layer, "pos": pos, "source": source,
-            "tokens": grid.pairs(run.layer_index(layer), pos, k=min(top_k, 100))}
+            "tokens": grid.pairs(row, pos, k=min(top_k, 100))}
 
 
 @op("readout.lens_grid")
@@ -51,6 +52,10 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     top_k = get(params, "top_k", int, 10)
     layers = get_list(params, "layers", int) or run.layers.tolist()
     positions = get_list(params, "positions", int) or list(range(run.mean_diff.shape[1]))
+    for layer in layers:  # bad layers and positions are refused before the grid is computed and cached
+        run.layer_index(layer)
+    for p in positions:
+        run.check_position(p)
     backend = backend_param(params)
     with ndif_errors((backend or run.request.backend) == "ndif"):
         grid = lens_grid(run, _source(params), backend=backend)  # type: ignore[arg-type]

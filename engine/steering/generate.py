@@ -17,6 +17,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformers.generation.streamers import BaseStreamer
 
+from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.ndif.limits import RequestLimits
 
@@ -78,6 +79,7 @@ def generate_rows(model: LoadedModel, layer: int, prompts: Sequence[str], addend
         raise ValueError(f"layer {layer} is outside [0, {model.n_layers})")
     encoded = {p: format_prompt(model, p, chat) for p in dict.fromkeys(prompts)}
     row_ids = [encoded[p] for p in prompts]
+    check_context(model, max(map(len, row_ids), default=0), max_new_tokens)
     step = len(row_ids)
     if model.remote:  # NDIF: requests of bounded rows (each brings back prompt + completion ids)
         step = RequestLimits.current().rows_per_request(8 * (max(map(len, row_ids)) + max_new_tokens), step)
@@ -93,6 +95,16 @@ def generate_rows(model: LoadedModel, layer: int, prompts: Sequence[str], addend
     if model.remote and on_step is not None:  # nothing streams back from NDIF: the whole text at once
         on_step(0, texts)
     return texts, row_ids, completions
+
+
+def check_context(model: LoadedModel, prompt_tokens: int, max_new_tokens: int) -> None:
+    """Refuse a prompt that cannot fit: past the model's positions generation fails deep inside it (an
+    index error) or, with rotary positions, silently writes nonsense."""
+    limit = getattr(model.hf.config.get_text_config(), "max_position_embeddings", None)
+    if isinstance(limit, int) and prompt_tokens + max_new_tokens > limit:
+        raise UserError(f"prompt of {prompt_tokens} tokens + {max_new_tokens} new tokens exceeds the model's "
+                        f"context of {limit} positions",
+                        f"shorten the prompt or lower --max-new-tokens (prompt + new tokens ≤ {limit})")
 
 
 def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention_mask: Int[Tensor, "batch seq"],
