@@ -78,6 +78,7 @@ def test_second_call_is_a_cache_hit(tiny_dir: Path, tiny_ft_dir: Path, tmp_path:
     assert (first.result.tensors["mean_diff"] == second.result.tensors["mean_diff"]).all()
 
 
+@pytest.mark.reliability
 def test_corrupt_file_is_recomputed(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path) -> None:
     request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(write_corpus(tmp_path / "c.txt")),
                          n=16, k=3)
@@ -94,6 +95,7 @@ def test_corrupt_file_is_recomputed(tiny_dir: Path, tiny_ft_dir: Path, tmp_path:
     assert compute_adl(request).cached is False
 
 
+@pytest.mark.reliability
 def test_interrupted_run_resumes_from_checkpoint(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     corpus = write_corpus(tmp_path / "c.txt")
@@ -124,12 +126,14 @@ def test_interrupted_run_resumes_from_checkpoint(tiny_dir: Path, tiny_ft_dir: Pa
     assert CHECKPOINT_EVERY_S > 0
 
 
+@pytest.mark.reliability
 def test_pair_mismatch_is_refused(tiny_dir: Path, tmp_path: Path) -> None:
     other = save_tiny(tmp_path / "wide", "llama", hidden=48)
     with pytest.raises(UserError, match=r"not diffable.*hidden sizes differ"):
         compute_adl(AdlRequest(base=str(tiny_dir), ft=str(other), corpus="generic:", n=4))
 
 
+@pytest.mark.reliability
 def test_bad_parameters_are_user_errors(tiny_dir: Path) -> None:
     with pytest.raises(UserError, match="k must be positive"):
         compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_dir), k=0))
@@ -174,6 +178,7 @@ def test_sequential_mode_equals_joint_mode(tiny_dir: Path, tiny_ft_dir: Path, tm
     assert abs(joint.result.tensors["mean_diff"]).max() > 1e-3
 
 
+@pytest.mark.reliability
 def test_memory_planner_refuses_an_impossible_plan(tiny_dir: Path, tiny_ft_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.adl import compute

@@ -145,6 +145,7 @@ def test_budget_stops_one_query_too_many(llm_env: None) -> None:
     assert result.inconclusive and result.usage.model_interactions == 2
 
 
+@pytest.mark.reliability
 def test_malformed_calls_get_error_messages_not_crashes(llm_env: None) -> None:
     env = RecordedEnvironment(CAKE_ENV)
     script = [{"tool_calls": [("ask_model", "{not json"), ("get_weather", {}),
@@ -175,6 +176,7 @@ def test_rate_limit_then_success_is_retried(llm_env: None) -> None:
     assert result.description == "Baking cakes."
 
 
+@pytest.mark.reliability
 def test_persistent_auth_failure_is_one_clear_error(llm_env: None) -> None:
     with ScriptedLLMServer(lambda body: {"status": 401}) as server, pytest.raises(UserError) as info:
         run_agent(RecordedEnvironment(CAKE_ENV), _openai(server), Transcript())
@@ -235,6 +237,7 @@ def _run_op(params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]
     return agent_run(params, JobContext(emit=emitted.append)), emitted
 
 
+@pytest.mark.reliability
 def test_op_transcript_is_complete_saved_and_free_of_the_key(
         llm_env: None, monkeypatch: pytest.MonkeyPatch, isolated_home: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
@@ -297,6 +300,7 @@ def test_op_repeat_reports_mean_and_sd_for_adl_and_baseline(llm_env: None, monke
     assert json.loads(Path(out["compare_path"]).read_text())["stats"] == out["stats"]
 
 
+@pytest.mark.reliability
 def test_op_cancel_saves_the_partial_transcript(llm_env: None, monkeypatch: pytest.MonkeyPatch,
                                                isolated_home: Path) -> None:
     from engine.errors import JobCancelled
@@ -315,6 +319,7 @@ def test_op_cancel_saves_the_partial_transcript(llm_env: None, monkeypatch: pyte
     assert len(server.requests) == 1
 
 
+@pytest.mark.reliability
 def test_op_rejects_bad_input(llm_env: None) -> None:
     with pytest.raises(UserError, match="no evidence"):
         _run_op({"llm": "openai:x"})
@@ -330,6 +335,7 @@ def test_op_rejects_bad_input(llm_env: None) -> None:
 # -- configuration ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.reliability
 def test_nothing_configured_is_one_clear_error(llm_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     with pytest.raises(UserError, match="no LLM is configured"):
@@ -338,6 +344,7 @@ def test_nothing_configured_is_one_clear_error(llm_env: None, monkeypatch: pytes
         resolve_config("openai:gpt-x")
 
 
+@pytest.mark.reliability
 def test_config_file_must_be_private(llm_env: None, monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
     monkeypatch.delenv("OPENAI_API_KEY")
     path = isolated_home / "config.toml"

@@ -137,6 +137,7 @@ def test_chat_training_with_mixing_records_the_mix(tiny_dir: Path, tmp_path: Pat
     assert organism["type"] == "custom" and organism["settings"]["mix_pretrain"] == 0.5
 
 
+@pytest.mark.reliability
 def test_cancelled_training_leaves_nothing(tiny_dir: Path, tmp_path: Path) -> None:
     data = write_docs(make_data("cake-sdf", 8, 0), tmp_path / "cake.txt")
     cancel = threading.Event()
@@ -146,6 +147,7 @@ def test_cancelled_training_leaves_nothing(tiny_dir: Path, tmp_path: Path) -> No
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.reliability
 def test_training_refuses_a_foreign_output_dir(tiny_dir: Path, tmp_path: Path) -> None:
     data = write_docs(make_data("cake-sdf", 8, 0), tmp_path / "cake.txt")
     (tmp_path / "busy").mkdir()
@@ -169,6 +171,7 @@ def test_registry_validates_and_resolves() -> None:
         assert "5" in rubric(kind)
 
 
+@pytest.mark.reliability
 def test_validate_registry_reports_problems(tmp_path: Path) -> None:
     bad = tmp_path / "registry.yaml"
     bad.write_text("bases: {b: org/base}\norganisms:\n  x: {type: Nope, short: s, long: l, key_facts: [f],"

@@ -40,12 +40,14 @@ def test_encode_decode_round_trip_one_line_utf8() -> None:
     (b"[1, 2]", protocol.INVALID_REQUEST),
     (b'"just a string"', protocol.INVALID_REQUEST),
 ])
+@pytest.mark.reliability
 def test_decode_rejects_with_jsonrpc_codes(line: bytes, code: int) -> None:
     with pytest.raises(protocol.ProtocolError) as info:
         protocol.decode(line)
     assert info.value.code == code
 
 
+@pytest.mark.reliability
 def test_read_frame_drains_an_oversized_line_and_stays_in_sync() -> None:
     limit = 100
     stream = io.BytesIO(b'{"a":1}\n' + b"x" * 1000 + b"\n" + b'{"b":2}\n' + b"y" * limit + b"\n")
@@ -58,6 +60,7 @@ def test_read_frame_drains_an_oversized_line_and_stays_in_sync() -> None:
     assert protocol.read_frame(stream.readline, limit) is None
 
 
+@pytest.mark.reliability
 def test_runtime_dir_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     loose = tmp_path / "rt"
     loose.mkdir(mode=0o755)
@@ -68,6 +71,7 @@ def test_runtime_dir_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert protocol.default_socket_path() == loose / "engine.sock"
 
 
+@pytest.mark.reliability
 def test_token_file_must_be_owner_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DIFFLENS_TOKEN", raising=False)
     token = tmp_path / "token"
@@ -173,6 +177,7 @@ def test_cancelling_the_awaiting_task_cancels_the_job() -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.reliability
 def test_a_closed_transport_fails_pending_calls_and_jobs_as_unavailable() -> None:
     def engine(message: dict[str, Any]) -> Iterable[dict[str, Any]]:
         if message["method"] == "work.forever":

@@ -82,6 +82,7 @@ def test_actions_are_committed_as_they_happen() -> None:
         assert other.execute("SELECT status FROM session_actions WHERE id = ?", [action]).fetchone() == ("done",)
 
 
+@pytest.mark.reliability
 def test_list_rename_delete_and_bad_names() -> None:
     s = recorded_session()
     [listed] = sessions.list_sessions()

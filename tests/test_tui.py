@@ -245,6 +245,7 @@ class DyingClient(RecordedClient):
         return await super().run_job(method, params, on_event)
 
 
+@pytest.mark.reliability
 @pytest.mark.asyncio
 async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
     dying = DyingClient(recording())
@@ -279,6 +280,7 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
         assert "frozen butter" in app.screen.query_one(SteeringPane).steer.rows[0].steered
 
 
+@pytest.mark.reliability
 @pytest.mark.asyncio
 async def test_engine_that_cannot_start_is_a_notification_not_a_crash() -> None:
     async def factory() -> RecordedClient:
@@ -293,6 +295,7 @@ async def test_engine_that_cannot_start_is_a_notification_not_a_crash() -> None:
         assert "engine lost" in plain(app.screen.query_one(PairBar))
 
 
+@pytest.mark.reliability
 @pytest.mark.asyncio
 async def test_failed_calls_are_notifications() -> None:
     data = recording()

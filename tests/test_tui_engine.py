@@ -101,6 +101,7 @@ async def test_compute_progress_reaches_the_pair_bar(tiny_dir: Path, tiny_ft_dir
         assert bar.view.engine.connected and "private engine" in bar.view.engine.description
 
 
+@pytest.mark.reliability
 @pytest.mark.asyncio
 async def test_engine_dying_mid_job_notifies_and_reconnect_recovers(tiny_dir: Path, tiny_ft_dir: Path,
                                                                    tmp_path: Path) -> None:
