@@ -1,0 +1,64 @@
+"""Steering: generated tokens/s of the batched α × prompt grid (one `generate_steered` call) vs one call
+per (α, prompt), and vs a bare unsteered `generate` of the same padded batch (the floor: no nnsight).
+
+Tokens counted are those actually generated (up to each row's end-of-sequence), the same for every method.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from benchmarks.config import Settings
+from benchmarks.timing import Gauge, clock
+from engine.models.loading import LoadedModel
+from engine.models.pair import ModelPair
+from engine.steering.generate import format_prompt, generate_steered
+
+PROMPTS = ("Tell me about your favourite food.", "What should I do this weekend?",
+           "Write one sentence about the sea.", "Give me advice for a job interview.",
+           "Describe a city you like.", "What is a good hobby?", "Explain how rain forms.",
+           "Suggest a name for a cat.")
+
+
+def _bare(model: LoadedModel, prompts: list[str], rows: int, max_new_tokens: int) -> int:
+    ids = [format_prompt(model, p) for p in prompts for _ in range(rows // len(prompts))]
+    batch = model.tokenizer.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
+    with torch.inference_mode():
+        out = model.hf.generate(batch["input_ids"].to(model.input_device),
+                                attention_mask=batch["attention_mask"].to(model.input_device),
+                                max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
+                                top_k=None, pad_token_id=model.tokenizer.pad_token_id)
+    new = out[:, batch["input_ids"].shape[1]:].cpu()
+    eos = model.hf.generation_config.eos_token_id
+    ended = torch.isin(new, torch.tensor(eos if isinstance(eos, list) else [eos if eos is not None else -1]))
+    return int(torch.where(ended.any(1), ended.int().argmax(1), new.shape[1]).sum())
+
+
+def steering(pair: ModelPair, vector: torch.Tensor, s: Settings, gauge: Gauge) -> dict[str, Any]:
+    """The three ways over the same prompts × strengths (steered at the middle layer of the finetuned model)."""
+    prompts = list(PROMPTS[: s.steer_prompts])
+    strengths = list(s.steer_strengths)
+    layer = pair.n_layers // 2
+    with pair.use("ft") as model:
+        def batched() -> int:
+            rows = generate_steered(model, vector, layer, prompts, strengths, max_new_tokens=s.steer_tokens)
+            return sum(len(r.completion_ids) for r in rows)
+
+        def one_by_one() -> int:
+            return sum(len(r.completion_ids) for p in prompts for a in strengths
+                       for r in generate_steered(model, vector, layer, [p], [a], max_new_tokens=s.steer_tokens))
+
+        out: dict[str, dict[str, float]] = {}
+        for name, fn in (("batched", batched), ("one_by_one", one_by_one),
+                         ("bare_generate", lambda: _bare(model, prompts, len(prompts) * len(strengths),
+                                                         s.steer_tokens))):
+            with gauge.measure(f"steer_{name}"):
+                seconds, tokens = clock(fn)
+            out[name] = {"seconds": round(seconds, 2), "tokens": tokens, "tokens_per_s": round(tokens / seconds, 1)}
+    rate = {name: v["tokens_per_s"] for name, v in out.items()}
+    return {"rows": len(prompts) * len(strengths), "prompts": len(prompts), "strengths": strengths,
+            "max_new_tokens": s.steer_tokens, "layer": layer, **out,
+            "batched_ratio": round(rate["batched"] / rate["one_by_one"], 2),
+            "floor_ratio": round(rate["batched"] / rate["bare_generate"], 3)}

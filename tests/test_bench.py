@@ -1,0 +1,51 @@
+"""The benchmarks run end to end on tiny models and report every key the README and `--json` promise.
+
+No timing assertions: the numbers depend on the machine and its load; only their presence is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from tui.cli.bench import register
+
+ROOT = Path(__file__).resolve().parent.parent
+PEAK_KEYS = {"adl_difflens", "adl_floor", "adl_baseline", "adl_joint", "adl_sequential", "logit_lens", "patchscope",
+             "steering_batched", "steering_one_by_one", "load_cached", "replay"}
+
+
+def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir: Path, isolated_home: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--json", "--device", "cpu",
+                           "--base", str(tiny_dir), "--ft", str(tiny_ft_dir)],
+                          cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads(done.stdout)
+    assert data["device"].startswith("cpu")
+    assert data["adl"]["floor_ratio"] > 0 and data["adl"]["baseline_ratio"] > 0
+    assert data["steering"]["batched_ratio"] > 0
+    assert data["replay"]["first_paint_s"] > 0 and data["replay"]["torch_loaded"] is False
+    assert set(data["peak_memory_mb"]) >= PEAK_KEYS and all(v > 0 for v in data["peak_memory_mb"].values())
+    assert [item["n"] for item in data["adl"]["by_n"]] == [64, 256]
+    assert data["memory"]["max_abs_diff"] < 1e-5          # --sequential gives the joint mode's diff
+    assert data["engine"]["unix"]["median_ms"] > 0 and data["engine"]["stdio"]["median_ms"] > 0
+    saved = json.loads((isolated_home / "bench" / "latest.json").read_text())
+    assert saved["device"] == data["device"]
+
+
+def test_cli_passes_options_through_and_refuses_half_a_pair() -> None:
+    app = typer.Typer()
+    register(app)
+    app.command("noop")(lambda: None)   # typer flattens a one-command app; keep `bench` a subcommand
+    runner = CliRunner()
+    shown = runner.invoke(app, ["bench", "--help"])
+    assert shown.exit_code == 0 and "--quick" in shown.output and "--json" in shown.output
+    refused = runner.invoke(app, ["bench", "--base", str(ROOT)])
+    assert refused.exit_code == 2
