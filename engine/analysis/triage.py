@@ -134,7 +134,8 @@ def _relevance(run: AdlRun, lens: dict[str, Grid], scope: Grid, known: KnownFine
     """Share of relevant top-k tokens per cell for the diff, base and finetuned lens, and Patchscope."""
     grader = embedding_token_grader(known.training_texts[:20])
     frequent = frequent_tokens(_as_top(lens["base"]), top_k=top_k)
-    every = {t for grid in (*lens.values(), scope) for t in np.asarray(grid.tokens, dtype=object).ravel().tolist()}
+    every = {t for grid in (*lens.values(), scope)
+             for t in np.asarray(grid.tokens, dtype=object)[..., :top_k].ravel().tolist()}
     grader(known.description, sorted(every))  # one embedding call warms the grader for every cell
     out: dict[tuple[int, int], dict[str, float]] = {}
     for row, lay in enumerate(run.layers.tolist()):
