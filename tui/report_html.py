@@ -24,12 +24,14 @@ color:#1b1b1b;background:#fff;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
 .meta{color:#555}.hyp{background:#f3f6fb;border-left:4px solid #3e4989;padding:10px 14px;margin:14px 0}
 .hyp .src{color:#666;font-size:12px}.err{background:#fdecea;border-left:4px solid #b00020;padding:10px 14px}
-table{border-collapse:collapse;margin:6px 0}th,td{border:1px solid #ddd;padding:4px 7px;vertical-align:top}
+table{border-collapse:collapse;margin:6px 0;max-width:100%}#top-tokens,table.steer{table-layout:fixed;width:100%}
+#top-tokens th:first-child{width:3em}table.steer th:first-child{width:24%}
+th,td{border:1px solid #ddd;padding:4px 7px;vertical-align:top}
 th{background:#f5f5f5;text-align:left}code{font:12px ui-monospace,Menlo,Consolas,monospace;background:#f3f3f3;
-padding:0 3px;border-radius:3px;white-space:pre}
+padding:0 3px;border-radius:3px;white-space:pre-wrap;overflow-wrap:anywhere}
 table.heat td{text-align:center;font:12px ui-monospace,Menlo,Consolas,monospace;min-width:84px;border:1px solid #fff}
 table.heat tr.report td,table.heat tr.report th{outline:2px solid #000;outline-offset:-2px}
-td.txt{white-space:pre-wrap;max-width:420px;font:12px ui-monospace,Menlo,Consolas,monospace}
+td.txt{white-space:pre-wrap;overflow-wrap:anywhere;font:12px ui-monospace,Menlo,Consolas,monospace}
 .bar{display:inline-block;height:10px;background:#31688e;vertical-align:middle}
 .legend{display:inline-block;width:240px;height:12px;vertical-align:middle;border:1px solid #999;
 background:linear-gradient(90deg,GRADIENT)}
