@@ -1,0 +1,304 @@
+"""The triage board: ranking tiny planted pairs, skipping finished ones, reporting a broken one, board files,
+HTML escaping, the CLI, and the demo report rendered by headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.ops.board import triage_board, triage_boards
+from engine.triage_board import board as board_module
+from engine.triage_board.order import count_loads, plan
+from engine.triage_board.pairs import PairEntry, load_board_file
+from engine.triage_board.score import trace_strength
+from tests.tiny import save_tiny
+from tui.report_html import index_page, pair_page, write_report
+
+FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
+# recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU); Patchscope kept at each
+# position's best scale only, written compact, so the file stays small
+DEMO_REPORT = Path(__file__).parent / "data" / "demo_triage.json"
+HOSTILE = '<script>alert("x")</script>'
+
+
+def plant_adapter(base: Path, out: Path, seed: int, targets: list[str]) -> Path:
+    """A LoRA adapter on `base` whose B matrices are random (so it changes the model)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=targets))
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.3 * torch.randn(p.shape, generator=generator))
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("board")
+    base = save_tiny(root / "base", "llama")
+    return {"base": str(base),
+            "mlp": str(plant_adapter(base, root / "lora-mlp", 1, ["gate_proj", "down_proj"])),
+            "attn": str(plant_adapter(base, root / "lora-attn", 2, ["q_proj", "v_proj", "o_proj"]))}
+
+
+def three_pairs(p: dict[str, str]) -> list[dict[str, Any]]:
+    return [{"name": "same", "base": p["base"], "ft": p["base"]},
+            {"name": "mlp", "base": p["base"], "ft": p["base"], "adapter": p["mlp"]},
+            {"name": "attn", "base": p["base"], "ft": p["base"], "adapter": p["attn"]}]
+
+
+def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[str, str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
+    from engine.models import cache
+
+    loads: list[str] = []
+    real_load = cache.load_model
+    monkeypatch.setattr(cache, "load_model", lambda spec, placement: loads.append(spec.label()) or
+                        real_load(spec, placement))
+    triaged: list[str] = []
+    real_triage = board_module.triage
+    monkeypatch.setattr(board_module, "triage", lambda request, options, ctx: triaged.append(request.ft) or
+                        real_triage(request, options, ctx))
+    events: list[dict[str, Any]] = []
+    params = {"pairs": three_pairs(planted), **FAST}
+
+    first = triage_board(params, JobContext(emit=events.append))
+    names = [p["name"] for p in first["pairs"]]
+    assert names[-1] == "same" and set(names) == {"same", "mlp", "attn"}
+    scores = {p["name"]: p["score"] for p in first["pairs"]}
+    assert scores["same"] < 1e-6 and min(scores["mlp"], scores["attn"]) > 0.05, scores
+    assert all(p["error"] is None and p["run"] and p["hypothesis"] for p in first["pairs"])
+    assert first["pairs"][-1]["hypothesis"].startswith("No difference")
+    assert first["plan"]["order"][0] == "same" and first["plan"]["model_loads"] == 3
+    assert len(loads) == 3 and len(triaged) == 3  # base once, each adapter once
+    progress = [e["message"] for e in events if e["type"] == "progress"]
+    assert any(m.startswith("mlp (2/3)") for m in progress) and progress[-1] == "done"
+
+    second = triage_board(params, JobContext())
+    assert len(triaged) == 3 and len(loads) == 3  # nothing recomputed, nothing loaded
+    assert second["skipped"] == 3 and all(p["skipped"] for p in second["pairs"])
+    assert [(p["name"], p["score"], p["hypothesis"]) for p in second["pairs"]] == \
+        [(p["name"], p["score"], p["hypothesis"]) for p in first["pairs"]]
+    stored = triage_boards({}, JobContext())["board"]
+    assert stored["status"] == "done" and [p["name"] for p in stored["pairs"]] == names
+
+
+def test_a_missing_model_is_reported_while_the_others_complete(planted: dict[str, str], tmp_path: Path) -> None:
+    gone = {"name": "gone", "base": planted["base"], "ft": str(tmp_path / "no-such-model")}
+    pairs = [gone, *three_pairs(planted)[:2]]
+    result = triage_board({"pairs": pairs, **FAST}, JobContext())
+    by_name = {p["name"]: p for p in result["pairs"]}
+    assert "does not exist" in by_name["gone"]["error"] and "\n" not in by_name["gone"]["error"]
+    assert by_name["gone"]["score"] is None and result["pairs"][-1]["name"] == "gone"
+    assert by_name["mlp"]["error"] is None and by_name["mlp"]["score"] > by_name["same"]["score"] == 0
+    rerun = triage_board({"pairs": pairs, **FAST}, JobContext())
+    assert {p["name"]: p["skipped"] for p in rerun["pairs"]} == {"gone": False, "mlp": True, "same": True}
+
+
+def test_csv_and_yaml_parse_to_the_same_pairs(tmp_path: Path) -> None:
+    (tmp_path / "models" / "m").mkdir(parents=True)
+    (tmp_path / "pairs.csv").write_text("name,base,ft,adapter,description\n"
+                                        "cake,gemma-3-270m,demo,,\"bakes, cakes\"\n"
+                                        "local,./models/m,models/m,,\n")
+    (tmp_path / "pairs.yaml").write_text("settings: {n: 64, steer: false}\npairs:\n"
+                                         "  - {name: cake, base: gemma-3-270m, ft: demo, description: 'bakes, cakes'}\n"
+                                         "  - {name: local, base: ./models/m, ft: models/m}\n")
+    csv_file, yaml_file = load_board_file(tmp_path / "pairs.csv"), load_board_file(tmp_path / "pairs.yaml")
+    assert csv_file.pairs == yaml_file.pairs
+    assert csv_file.pairs[0] == PairEntry("cake", "gemma-3-270m", "demo", None, "bakes, cakes")
+    assert csv_file.pairs[1].base == str((tmp_path / "models" / "m").resolve()) == csv_file.pairs[1].ft
+    assert yaml_file.settings == {"n": 64, "steer": False} and csv_file.settings == {}
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("p.csv", "name,base,ft,colour\na,b,c,red\n", "unknown column(s) colour"),
+    ("p.csv", "name,base\na,b\n", "missing column(s) ft"),
+    ("p.csv", "name,base,ft\na,b,\n", "pair 1: missing ft"),
+    ("p.csv", "name,base,ft\na,b,c\na,d,e\n", "duplicate pair name 'a'"),
+    ("p.yaml", "- {name: a, base: b}\n", "pair 1: missing ft"),
+    ("p.yaml", "- {name: a, base: b, ft: c, lr: 3}\n", "unknown field(s) lr"),
+    ("p.yaml", "pairs: [{name: a, base: b, ft: c}]\nsettings: {colour: red}\n", "unknown setting(s) colour"),
+    ("p.yaml", "pairs: [a, b\n", "not valid YAML"),
+    ("p.yaml", "{}\n", "a mapping with a 'pairs' list"),
+    ("p.txt", "name,base,ft\n", "unknown pairs file type"),
+])
+def test_bad_board_files_give_one_line_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
+    (tmp_path / name).write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_board_file(tmp_path / name)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_plan_groups_pairs_by_base(planted: dict[str, str], tiny_dir: Path) -> None:
+    entries = [PairEntry("other", str(tiny_dir), str(tiny_dir)), PairEntry("a", planted["base"], planted["mlp"]),
+               PairEntry("bad", "/no/such", "/no/such"), PairEntry("same", planted["base"], planted["base"]),
+               PairEntry("b", planted["base"], planted["base"], adapter=planted["attn"])]
+    order = plan(entries)
+    assert [p.entry.name for p in order] == ["other", "same", "a", "b", "bad"]
+    assert count_loads(order) == 4
+
+
+def test_score_rewards_a_coherent_concentrated_trace_and_is_zero_without_one() -> None:
+    report = hostile_report()
+    strong = trace_strength(report)
+    assert strong["peak_rel_norm"] == 0.5 and strong["coherence"] == 1.0 and strong["tokens"] == ["cake"]
+    assert strong["score"] == round(0.5 / 0.6 * (1 + strong["concentration"] + 1.0) / 3, 4)
+    report["steering"]["1"]["strength"] = 0.0  # no coherent strength: the readability drops
+    assert trace_strength(report)["score"] < strong["score"]
+    for row in report["layers"].values():
+        for pos in row:
+            row[pos] = {**row[pos], "rel_norm": 0.0}
+    assert trace_strength(report)["score"] == 0.0
+
+
+def hostile_report() -> dict[str, Any]:
+    cell = {"norm": 1.0, "rel_norm": 0.5, "logit_lens": [[HOSTILE, 0.5], ["cake", 0.2]], "relevance": None,
+            "patchscope": {"best_scale": 1.0, "selected": [HOSTILE],
+                           "scales": [{"scale": 1.0, "tokens": [[HOSTILE, 0.9]]}]}}
+    return {"run": "adl-x", "base": "b", "ft": "f", "corpus": "self:", "n": 4, "k": 2, "n_layers": 2, "layer": 1,
+            "positions": [0, 1], "layers": {"0": {"0": cell, "1": cell}, "1": {"0": cell, "1": cell}},
+            "steering": {"1": {"strength": 2.0, "coherence": [[2.0, 1.0]], "prompts": [
+                {"prompt": "<b>p</b>", "steered": "<img src=x onerror=alert(1)>", "unsteered": "a & b"}]}},
+            "hypothesis": None, "description": None}
+
+
+def test_html_escapes_hostile_tokens_and_names(tmp_path: Path) -> None:
+    report = hostile_report()
+    entry = {"name": "../../<evil>", "base": "b", "ft": "f\"><script>", "score": 0.4, "trace": trace_strength(report),
+             "hypothesis": HOSTILE, "hypothesis_source": "keywords", "run": "adl-x", "error": None, "report": report}
+    failed = {"name": "broken", "base": "b", "ft": "f", "score": None, "error": HOSTILE, "report": None}
+    board = {"name": "<b>", "pairs": [entry, failed], "score_definition": "s"}
+    for page in (pair_page(entry), pair_page(failed), index_page(board, ["01-evil.html", "02-broken.html"])):
+        assert "<script>" not in page and "<img" not in page and "<evil>" not in page
+    page = pair_page(entry)
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "&lt;img src=x" in page
+    assert 'id="heatmap"' in page and "http" not in page  # nothing fetched
+    index = write_report(tmp_path / "out", board)
+    assert sorted(p.name for p in index.parent.iterdir()) == ["01-evil.html", "02-broken.html", "index.html"]
+
+
+def test_cli_board_prints_json_and_writes_html(planted: dict[str, str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from engine.ops import load_all
+    from tui.cli import app, board
+
+    sent: list[dict[str, Any]] = []
+
+    def in_process(method: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
+        sent.append(params)
+        return json.loads(json.dumps(load_all()[method].fn(params, JobContext())))
+
+    monkeypatch.setattr(board, "call_engine", in_process)
+    pairs = tmp_path / "pairs.yaml"
+    pairs.write_text("settings: {n: 8, k: 3, steer: false, device: cpu}\npairs:\n"
+                     f"  - {{name: same, base: {planted['base']}, ft: {planted['base']}}}\n"
+                     f"  - {{name: mlp, base: {planted['base']}, ft: {planted['base']}, adapter: {planted['mlp']}}}\n")
+    result = CliRunner().invoke(app, ["triage", "--pairs", str(pairs), "--json", "--html", str(tmp_path / "html"),
+                                      "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert sent[0]["k"] == 2 and "n" not in sent[0] and sent[0]["reports"] is True  # typed options only
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert [p["name"] for p in printed["pairs"]] == ["mlp", "same"]
+    assert all({"name", "score", "hypothesis", "error", "run"} <= set(p) and "report" not in p
+               for p in printed["pairs"])
+    assert {p.name for p in (tmp_path / "html").iterdir()} == {"index.html", "01-mlp.html", "02-same.html"}
+    single = CliRunner().invoke(app, ["triage", "--base", planted["base"], "--ft", planted["base"], "--adapter",
+                                      planted["attn"], "-n", "8", "-k", "2", "--no-steer", "--device", "cpu",
+                                      "--html", str(tmp_path / "one")])
+    assert single.exit_code == 0, single.output
+    assert "difflens triage" in single.output and sent[-1]["pairs"][0]["adapter"] == planted["attn"]
+    assert {p.name for p in (tmp_path / "one").iterdir()} == {"index.html", "01-lora-attn.html"}
+    assert 'id="heatmap"' in (tmp_path / "one" / "01-lora-attn.html").read_text()
+    clash = CliRunner().invoke(app, ["triage", "--pairs", str(pairs), "--base", "x"])
+    assert clash.exit_code == 2 and "mutually exclusive" in clash.output
+
+
+def chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
+def test_demo_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+    report = json.loads(DEMO_REPORT.read_text())
+    trace = trace_strength(report)
+    entry = {"name": "demo", "base": report["base"], "ft": report["ft"], "score": trace["score"], "trace": trace,
+             "hypothesis": report["hypothesis"]["summary"], "hypothesis_source": "keywords", "run": report["run"],
+             "error": None, "report": report}
+    write_report(tmp_path, {"name": "demo", "pairs": [entry]})
+    page = tmp_path / "01-demo.html"
+    flags = [chromium() or "", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--window-size=1280,2000"]
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!DOCTYPE html><html><body></body></html>")
+
+    def browse(url: str, *args: str) -> str:
+        with tempfile.TemporaryDirectory() as profile:
+            return subprocess.run([*flags, f"--user-data-dir={profile}", *args, url], check=True,
+                                  capture_output=True, text=True, timeout=120).stdout
+
+    browse(page.as_uri(), f"--screenshot={tmp_path / 'demo.png'}")
+    browse(blank.as_uri(), f"--screenshot={tmp_path / 'blank.png'}")
+    dom = browse(page.as_uri(), "--dump-dom")
+    shot, empty = (tmp_path / "demo.png").read_bytes(), (tmp_path / "blank.png").read_bytes()
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and shot[16:24] == (1280).to_bytes(4, "big") + (2000).to_bytes(4, "big")
+    assert len(shot) > 10 * len(empty)  # a white page compresses to almost nothing: this one has content
+    assert 'id="heatmap"' in dom and dom.count("<td style=\"background:") == report["n_layers"] * report["k"]
+    steered = next(s["steered"] for cell in report["steering"].values() for s in cell["prompts"])
+    assert 'class="txt steered"' in dom and steered.split()[0] in dom
+
+
+@pytest.mark.asyncio
+async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.app import DiffLensApp
+    from tui.recorded import RecordedClient
+    from tui.screens.start import StartScreen
+    from tui.screens.workbench import WorkbenchScreen
+    from tui.state import Start
+    from tui.widgets.pair_bar import PairBar
+
+    monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(tmp_path))
+    recording = json.loads((Path(__file__).parent / "data" / "workbench_recording.json").read_text())
+    run = "3f9c2a71e0b4d5c6"
+    board = {"name": "pairs", "pairs": [
+        {"name": "cake", "base": "gemma-3-270m", "ft": "demo", "score": 0.61, "hypothesis": "baking", "run": run},
+        {"name": "gone", "base": "b", "ft": "/nope", "score": None, "error": "model path does not exist"}]}
+    recording["calls"].append({"method": "triage.boards", "result": {"board": board}})
+    client = RecordedClient(recording)
+
+    async def factory() -> RecordedClient:
+        return client
+
+    app = DiffLensApp(client_factory=factory, start=Start())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, StartScreen)
+        table = app.screen.query_one("#board")
+        assert table.row_count == 2 and "baking" in str(table.get_row_at(0)[2])
+        assert "does not exist" in str(table.get_row_at(1)[2])
+        table.focus()
+        await pilot.press("enter")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert isinstance(app.screen, WorkbenchScreen)
+        assert app.screen.query_one(PairBar).view.pair.run == run
