@@ -39,7 +39,7 @@ class Settings:
     steer_strengths: tuple[float, ...] = (0.0, 1.0, 2.0, 4.0)
     steer_tokens: int = 16
     cold_load: bool = True
-    memory_n: int = 64
+    memory_n: int = 32
     round_trips: int = 50
 
     @property
@@ -52,7 +52,7 @@ class Settings:
 
 QUICK = dict(quick=True, ratio_n=64, baseline_n=8, baseline_batch=4, ns=(64, 256), ks=(1, 5), k_n=32, batch_n=8,
              patch_positions=1, steer_prompts=2, steer_strengths=(0.0, 2.0), steer_tokens=8, cold_load=False,
-             memory_n=32, round_trips=20)
+             memory_n=16, round_trips=20)
 GPU = dict(ratio_n=1024, baseline_n=256, baseline_batch=32, ns=(256, 1024, 4096, 16384), k_n=1024,
            batch_sizes=(1, 8, 128, 512), batch_n=1024, patch_positions=5, steer_prompts=8, steer_tokens=32)
 

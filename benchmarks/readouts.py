@@ -61,6 +61,7 @@ def patch(pair: ModelPair, vectors: torch.Tensor, norms: torch.Tensor, positions
     with pair.use("base") as model:
         methods = {"patch_floor": lambda: _bare_rows(model, rows),
                    "patchscope": lambda: patchscope_grid(model, vectors, norms, [layer], pos)}
+        _bare_rows(model, rows)  # warm-up: first-call allocations for this batch shape
         seconds = interleaved([methods] * PATCH_ROUNDS, gauge)
     cells = len(pos)
     return {"layer": layer, "cells": cells, "scales": len(DEFAULT_SCALES), "rows": rows,

@@ -82,12 +82,13 @@ def memory(s: Settings, device: str, work: Path) -> dict[str, Any]:
     return out
 
 
-def loads(s: Settings, work: Path) -> dict[str, Any]:
-    """Load the base from the converted cache, and (embedded model, default settings) cold from the GGUF."""
-    args = dict(spec=s.base, adapter=None, device=s.device, dtype=s.dtype, threads=s.threads)
-    out: dict[str, Any] = {"warm": child("load", args | {"cold": False}), "cold": None}
+def loads(s: Settings, work: Path, memory: dict[str, Any]) -> dict[str, Any]:
+    """The base loaded from the converted cache (timed in the joint memory run's fresh process) and, for the
+    embedded model with default settings, cold: GGUF conversion into an empty cache, then the load."""
+    out: dict[str, Any] = {"warm": memory["joint"]["base_load"], "cold": None}
     if s.cold_load and s.embedded:
-        out["cold"] = child("load", args | {"cold": True}, env={"DIFFLENS_CACHE": str(work / "cold-cache")})
+        args = dict(spec=s.base, adapter=None, device=s.device, dtype=s.dtype, threads=s.threads, cold=True)
+        out["cold"] = child("load", args, env={"DIFFLENS_CACHE": str(work / "cold-cache")})
     return out
 
 
@@ -134,10 +135,10 @@ def _steps(s: Settings, work: Path, runtime: Path, emit: Emit) -> dict[str, Any]
     from benchmarks.engine_rt import round_trip
 
     result["engine"] = round_trip(runtime, s.round_trips)
-    emit("model load (fresh processes)…")
-    result["load"] = loads(s, work)
     emit("ADL peak memory, joint vs sequential (fresh processes)…")
     result["memory"] = memory(s, placement.device, work)
+    emit("model load, cold from the GGUF (fresh process)…" if s.cold_load and s.embedded else "model load…")
+    result["load"] = loads(s, work, result["memory"])
     from benchmarks.pair_steps import pair_steps
 
     result.update(pair_steps(s, placement, work, emit))
