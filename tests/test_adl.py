@@ -192,3 +192,29 @@ def test_memory_planner_refuses_an_impossible_plan(tiny_dir: Path, tiny_ft_dir: 
     plan = memory.plan_memory(*[AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir)).base_spec] * 2,
                               AdlRequest(base="x", ft="y").placement, sequential=True)
     assert plan.needed is not None and plan.needed < 2 * plan.base  # type: ignore[operator]
+
+
+def test_sequential_mode_frees_the_base_before_loading_the_finetune(tiny_dir: Path, tiny_ft_dir: Path,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import weakref
+
+    from engine.adl import compute
+    from engine.models.cache import ModelCache
+
+    seen: dict[str, object] = {}
+
+    class Watching(ModelCache):
+        def model(self, spec, placement):  # type: ignore[no-untyped-def]
+            if spec.path == str(tiny_ft_dir.resolve()):
+                gc.collect()
+                seen["base_alive_when_ft_loads"] = seen["base"]() is not None  # type: ignore[operator]
+            loaded = super().model(spec, placement)
+            seen.setdefault("base", weakref.ref(loaded))
+            return loaded
+
+    monkeypatch.setattr(compute, "MODELS", Watching())
+    compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(write_corpus(tmp_path / "c.txt")),
+                           n=8, k=2, sequential=True))
+    assert seen["base_alive_when_ft_loads"] is False

@@ -28,7 +28,7 @@ from engine.jobs import JobContext
 from engine.models.cache import MODELS
 from engine.models.loading import LoadedModel
 from engine.models.memory import plan_memory
-from engine.models.pair import ModelPair, Side
+from engine.models.pair import ModelPair, Shape, Side, check_diffable
 from engine.ndif.errors import ndif_errors
 from engine.ndif.limits import RequestLimits
 from store import results
@@ -78,18 +78,21 @@ def compute_adl(request: AdlRequest, ctx: JobContext | None = None) -> AdlOutcom
         memory.check()
     with ndif_errors(remote):
         if request.sequential and not remote:
-            first = MODELS.model(ft_spec if _adapter_pair(request) else base_spec, placement)
-            outcome = _compute(request, ctx, first, None)
+            outcome = _compute(request, ctx, None)
         else:
-            outcome = _compute(request, ctx, None, MODELS.pair(base_spec, ft_spec, placement, placements.ft))
+            outcome = _compute(request, ctx, MODELS.pair(base_spec, ft_spec, placement, placements.ft))
     return replace(outcome, memory_plan=plan)
 
 
-def _compute(request: AdlRequest, ctx: JobContext, first: LoadedModel | None, pair: ModelPair | None
-             ) -> AdlOutcome:
-    """`pair` for joint mode; `first` (the base weights, adapter attached if any) for sequential mode."""
-    model = pair.base if pair is not None else first
-    assert model is not None
+def _first_model(request: AdlRequest) -> LoadedModel:
+    """What sequential mode runs first: the base weights (with the adapter attached for an adapter pair)."""
+    return MODELS.model(request.ft_spec if _adapter_pair(request) else request.base_spec, request.placement)
+
+
+def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> AdlOutcome:
+    """`pair` for joint mode; None for sequential mode (models come from the cache one at a time)."""
+    model = pair.base if pair is not None else _first_model(request)
+    tokenizer, n_layers, d_model = model.tokenizer, model.n_layers, model.d_model
     layers = request.resolve_layers(model.n_layers)
     inputs = request.inputs(model.n_layers)
     run_id = results.key_for(KIND, inputs)
@@ -102,15 +105,18 @@ def _compute(request: AdlRequest, ctx: JobContext, first: LoadedModel | None, pa
         request = replace(request, batch_size=rows)
     single = ModelPair(model, model) if pair is None else pair
     with single.use("base") as base_model:
-        windows, skipped = corpus_windows(request, model.tokenizer, base_model)
-    sums = _resume(run_id, len(layers), request.k, model.d_model)
+        windows, skipped = corpus_windows(request, tokenizer, base_model)
+    sums = _resume(run_id, len(layers), request.k, d_model)
     if pair is not None:
         _with_oom_retry(request, lambda bs: _joint(pair, windows, layers, request.k, bs, sums, run_id, ctx))
     else:
-        _sequential(request, single, windows, layers, sums, run_id, ctx)
+        base_shape = Shape.of(model)
+        del model, single, base_model  # only the cache holds the base now, so the ft pass can free it
+        _sequential(request, base_shape, windows, layers, sums, run_id, ctx)
     means = {name: t.numpy() for name, t in sums.means().items()}
     means["layers"] = np.asarray(layers, dtype=np.int64)
-    meta = _meta(request, model, layers, sums.counts[0], skipped, windows, time.monotonic() - started)
+    meta = _meta(request, tokenizer, n_layers, d_model, layers, sums.counts[0], skipped, windows,
+                 time.monotonic() - started)
     stored = results.save(KIND, inputs, means, meta, seconds=meta["seconds"])
     checkpoint_path(run_id).unlink(missing_ok=True)
     return AdlOutcome(run_id, False, stored)
@@ -138,22 +144,23 @@ def _joint(pair: ModelPair, windows: list[Window], layers: list[int], k: int, ba
           lambda batch: sums.add_pair(pair, batch, layers), lambda: sums.counts[0], 2 if pair.base.remote else 0)
 
 
-def _sequential(request: AdlRequest, first: ModelPair, windows: list[Window], layers: list[int], sums: Sums,
+def _sequential(request: AdlRequest, base_shape: Shape, windows: list[Window], layers: list[int], sums: Sums,
                 run_id: str, ctx: JobContext) -> None:
     """Base pass, then finetuned pass; separate models are swapped in the cache, never held together."""
     total = 2 * len(windows)
     for index, side in enumerate(("base", "ft")):
         if sums.counts[index] >= len(windows):
             continue
-        current = first
         if side == "ft" and not _adapter_pair(request):
-            MODELS.release(first.base.spec, request.placement)
-            ft = MODELS.model(request.ft_spec, request.placements.ft)
-            ModelPair(first.base, ft).check_diffable()
-            current = ModelPair(ft, ft)
-        with current.use(side) as model:
+            MODELS.release(request.base_spec, request.placement)
+            loaded = MODELS.model(request.ft_spec, request.placements.ft)
+            check_diffable(base_shape, Shape.of(loaded))
+        else:
+            loaded = _first_model(request)
+        with ModelPair(loaded, loaded).use(side) as model:
             _with_oom_retry(request, partial(_side_pass, model, side, windows, index, layers, request.k, sums,
                                              run_id, ctx, total))
+        del loaded, model  # let the release before the ft pass free the base weights
 
 
 def _side_pass(model: LoadedModel, side: Side, windows: list[Window], index: int, layers: list[int], k: int,
@@ -212,11 +219,11 @@ def _resume(run_id: str, n_layers: int, k: int, d_model: int) -> Sums:
     return Sums.zeros(n_layers, k, d_model)
 
 
-def _meta(request: AdlRequest, model: LoadedModel, layers: list[int], count: int, skipped: int,
-          windows: list[Window], seconds: float) -> dict[str, Any]:
-    sample = [model.tokenizer.decode(list(w.ids[w.start: w.start + request.k])) for w in windows[:8]]
+def _meta(request: AdlRequest, tokenizer: Any, n_layers: int, d_model: int, layers: list[int], count: int,
+          skipped: int, windows: list[Window], seconds: float) -> dict[str, Any]:
+    sample = [tokenizer.decode(list(w.ids[w.start: w.start + request.k])) for w in windows[:8]]
     return {"request": request.to_json(), "base_label": request.base_spec.label(),
             "ft_label": request.ft_spec.label(), "corpus_label": request.corpus_spec.label(),
             "n_texts": count, "skipped": skipped, "k": request.k, "layers": layers,
-            "n_layers": model.n_layers, "d_model": model.d_model, "dtype": request.placement.dtype_name,
+            "n_layers": n_layers, "d_model": d_model, "dtype": request.placement.dtype_name,
             "device": request.placement.device, "seconds": round(seconds, 3), "sample_windows": sample}

@@ -48,16 +48,32 @@ class ModelPair:
 
     def check_diffable(self) -> None:
         """Refuse pairs whose activations cannot be compared position by position."""
-        if self.shared:
-            return
-        b, f = self.base, self.ft
-        problems = []
-        if b.tokenizer.get_vocab() != f.tokenizer.get_vocab():
-            problems.append(f"tokenizer vocabularies differ ({len(b.tokenizer)} vs {len(f.tokenizer)} tokens)")
-        if b.n_layers != f.n_layers:
-            problems.append(f"layer counts differ ({b.n_layers} vs {f.n_layers})")
-        if b.d_model != f.d_model:
-            problems.append(f"hidden sizes differ ({b.d_model} vs {f.d_model})")
-        if problems:
-            raise UserError(f"{b.spec.label()} and {f.spec.label()} are not diffable: " + "; ".join(problems),
-                            "pass a finetuned model derived from the same base model")
+        if not self.shared:
+            check_diffable(Shape.of(self.base), Shape.of(self.ft))
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What decides whether two models are diffable; small enough to keep after a model is released."""
+
+    label: str
+    vocab: dict[str, int]
+    n_layers: int
+    d_model: int
+
+    @classmethod
+    def of(cls, model: LoadedModel) -> Shape:
+        return cls(model.spec.label(), model.tokenizer.get_vocab(), model.n_layers, model.d_model)
+
+
+def check_diffable(b: Shape, f: Shape) -> None:
+    problems = []
+    if b.vocab != f.vocab:
+        problems.append(f"tokenizer vocabularies differ ({len(b.vocab)} vs {len(f.vocab)} tokens)")
+    if b.n_layers != f.n_layers:
+        problems.append(f"layer counts differ ({b.n_layers} vs {f.n_layers})")
+    if b.d_model != f.d_model:
+        problems.append(f"hidden sizes differ ({b.d_model} vs {f.d_model})")
+    if problems:
+        raise UserError(f"{b.label} and {f.label} are not diffable: " + "; ".join(problems),
+                        "pass a finetuned model derived from the same base model")

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from tui.cli import agent, compute, engine_cmd, lenses, ndif, organism, readouts, sessions, triage, workbench
+from tui.cli import (
+    agent,
+    bench,
+    compute,
+    engine_cmd,
+    lenses,
+    ndif,
+    organism,
+    readouts,
+    sessions,
+    triage,
+    workbench,
+)
 
 app = typer.Typer(help="difflens — read what a finetune changed from the difference of activations.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -21,6 +33,7 @@ app.add_typer(ndif.app, name="ndif")
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
                               "help_option_names": []})(engine_cmd.engine)
 lenses.register(app)
+bench.register(app)
 sessions.register(app)
 
 
