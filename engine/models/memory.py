@@ -119,7 +119,7 @@ class MemoryPlan:
             return "split: " + "; ".join(pool.describe() for pool in self.pools)
         if self.needed is None:
             return "memory plan unknown (model sizes not readable before loading)"
-        mode = "shared weights + adapter" if self.shared else ("sequential" if self.sequential else "joint")
+        mode = "one set of weights for both sides" if self.shared else ("sequential" if self.sequential else "joint")
         return f"{mode}: needs {self.needed / GIB:.1f} GiB, {self.available / GIB:.1f} GiB available"
 
     def check(self) -> None:
@@ -154,7 +154,8 @@ class MemoryPlan:
 def plan_memory(base: ModelSpec, ft: ModelSpec, placement: Placement, sequential: bool,
                 ft_placement: Placement | None = None) -> MemoryPlan:
     """The plan for base on `placement` and ft on `ft_placement` (default: the same devices)."""
-    shared = bool(ft.adapter) and base.adapter is None and ft.base == base
+    same_model = ft == base and ft_placement in (None, placement)  # the cache loads it once
+    shared = same_model or (bool(ft.adapter) and base.adapter is None and ft.base == base)
     base_bytes = weight_bytes(base, placement)
     ft_bytes = base_bytes if shared else weight_bytes(ft.base, ft_placement or placement)
     base_devices, ft_devices = devices_of(placement), devices_of(ft_placement or placement)
