@@ -107,3 +107,24 @@ def test_vectors_are_scaled_to_the_layer_norm(run_id: str) -> None:
     run = load_run(run_id)
     v = steering_vectors(run, 3, [1])
     assert torch.isclose(v.norm(), run.ft_norm[3, 1:].mean(), rtol=1e-4)
+
+
+def test_the_adl_agent_gets_the_lenses_as_budgeted_tools_and_the_baseline_does_not(run_id: str) -> None:
+    from types import SimpleNamespace
+
+    from engine.agent.loop import AgentLoop
+    from engine.agent.recorded import RecordedEnvironment
+    from engine.agent.transcript import Transcript
+    from engine.ops.agent import lens_tools_for
+
+    env = RunEnvironment(load_run(run_id), 2, [0, 1, 2])
+    tools = lens_tools_for(env)
+    assert {t.name for t in tools} >= {"token_divergence", "diff_mining"}
+    llm = SimpleNamespace(supports_tools=True, label="stub")
+    adl = AgentLoop(env, llm, Transcript(), mode="adl", extra_tools=tools)  # type: ignore[arg-type]
+    baseline = AgentLoop(env, llm, Transcript(), mode="baseline", extra_tools=tools)  # type: ignore[arg-type]
+    assert "token_divergence" in adl.tools and "token_divergence" not in baseline.tools
+    result = adl.tools["token_divergence"].run(env, {"texts": ["w1 w2 w3 w4", "the cake"]})
+    assert len(result["texts"]) == 2 and result["mean_kl"] > 0
+    assert adl.tools["token_divergence"].cost({"texts": ["a", "b"]}) == 2
+    assert lens_tools_for(RecordedEnvironment.__new__(RecordedEnvironment)) == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -19,7 +19,7 @@ from engine.agent.environment import AgentEnvironment, ToolError, baseline_overv
 from engine.agent.grammar import Call, Final, ParseError, parse_native, parse_text
 from engine.agent.llm.base import ChatLLM, LLMReply
 from engine.agent.prompts import FINAL_NOW, first_message, system_prompt
-from engine.agent.tools import RECORD_HYPOTHESIS, Hypothesis, Mode, ToolArgError, tools_for
+from engine.agent.tools import RECORD_HYPOTHESIS, Hypothesis, Mode, Tool, ToolArgError, tools_for
 from engine.agent.transcript import Transcript
 from engine.errors import JobCancelled, UserError
 
@@ -73,7 +73,7 @@ class AgentLoop:
 
     def __init__(self, env: AgentEnvironment, llm: ChatLLM, transcript: Transcript, *, mode: Mode = "adl",
                  budget: Budget | None = None, protocol: ProtocolChoice = "auto", stream: bool = False,
-                 check_cancelled: Callable[[], None] = lambda: None) -> None:
+                 check_cancelled: Callable[[], None] = lambda: None, extra_tools: Sequence[Tool] = ()) -> None:
         if protocol == "native" and not llm.supports_tools:
             raise UserError(f"{llm.label} has no native tool calling", "pass protocol text (or auto)")
         self.env, self.llm, self.transcript, self.mode = env, llm, transcript, mode
@@ -82,6 +82,8 @@ class AgentLoop:
         self.stream = stream
         self.check_cancelled = check_cancelled
         self.tools = tools_for(mode)
+        if mode == "adl":  # extra evidence tools (the lenses) belong to the ADL agent, not the blackbox baseline
+            self.tools.update({tool.name: tool for tool in extra_tools})
         self.hypotheses: list[Hypothesis] = []
         self.usage = Usage()
         self.messages: list[dict[str, Any]] = []

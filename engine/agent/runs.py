@@ -18,7 +18,7 @@ from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import grade
 from engine.agent.llm.base import ChatLLM
 from engine.agent.loop import ProtocolChoice, run_agent
-from engine.agent.tools import Mode
+from engine.agent.tools import Mode, Tool
 from engine.agent.transcript import Event, Transcript
 from engine.errors import JobCancelled
 from store import paths
@@ -34,6 +34,7 @@ class RunSettings:
     stream: bool = False
     organism: str | None = None
     organism_type: str | None = None
+    extra_tools: tuple[Tool, ...] = ()
 
 
 def agent_dir() -> Path:
@@ -61,7 +62,7 @@ def run_one(env: AgentEnvironment, llm: ChatLLM, mode: Mode, settings: RunSettin
                                "result": None, "grade": None, "path": str(path)}
     try:
         result = run_agent(env, llm, transcript, mode=mode, budget=settings.budget, protocol=settings.protocol,
-                           stream=settings.stream, check_cancelled=check_cancelled)
+                           stream=settings.stream, check_cancelled=check_cancelled, extra_tools=settings.extra_tools)
         summary["result"] = result.as_dict()
         if grader is not None:
             summary["grade"] = grade(result.description, settings.organism or "", settings.organism_type or "",

@@ -18,6 +18,7 @@ Every transcript event is streamed as `partial {"run", "mode", "event"}` and sav
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from engine.agent.budget import Budget
@@ -27,7 +28,7 @@ from engine.agent.keywords import keyword_hypothesis
 from engine.agent.llm import make_llm, resolve_config
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.runs import RunSettings, compare, run_one
-from engine.agent.tools import Mode
+from engine.agent.tools import Mode, Tool
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops import op
@@ -67,11 +68,26 @@ def _settings(params: dict[str, Any]) -> RunSettings:
                        organism_type=get(params, "organism_type", str))
 
 
+def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
+    """The lenses (per-token divergence, diff mining, adapter amplification) as budgeted tools, when the
+    environment is a live pair; a recorded environment has no models to run them on."""
+    from engine.analysis.environment import RunEnvironment
+
+    if not isinstance(env, RunEnvironment):
+        return []
+    from engine.lenses.request import PairRequest
+    from engine.lenses.tools import lens_tools
+
+    r = env.run.request
+    return lens_tools(PairRequest(base=r.base, ft=r.ft, adapter=r.adapter, device=r.device, dtype=r.dtype,
+                                  trust_remote_code=r.trust_remote_code))
+
+
 @op("agent.run", long=True)
 def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Run the interpretability agent on ADL evidence (or the baseline); optionally graded and repeated."""
     env = make_environment(params)
-    settings = _settings(params)
+    settings = replace(_settings(params), extra_tools=tuple(lens_tools_for(env)))
     repeat = get(params, "repeat", int, 1)
     if not 1 <= repeat <= MAX_REPEAT:
         raise UserError(f"repeat must be between 1 and {MAX_REPEAT}", "pass a smaller --repeat")
