@@ -164,3 +164,24 @@ async def test_changing_alpha_reruns_steering(tiny_dir: Path, tiny_ft_dir: Path,
         await until(lambda: pane.steer.rows and not pane.steer.streaming and pane.steer.alpha == alpha + 4.0
                     and [r.steered for r in pane.steer.rows] != before, 120, "samples at the new α")
         assert [r.unsteered for r in pane.steer.rows] == unsteered, "the unsteered column does not depend on α"
+
+
+@pytest.mark.asyncio
+async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, tiny_ft_dir: Path,
+                                                               tmp_path: Path) -> None:
+    from textual.widgets import Input, Static
+
+    from tui.screens.divergence import DivergenceScreen
+
+    corpus = write_corpus(tmp_path / "c.txt", n=48)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(app)
+        await pilot.press("d")
+        await until(lambda: isinstance(app.screen, DivergenceScreen), 10, "the divergence screen")
+        app.screen.query_one(Input).value = "the cake is a plan of w1 w2 w3"
+        await pilot.press("enter")
+        painted = app.screen.query_one("#painted", Static)
+        await until(lambda: "finetuned predicts" in str(painted.render()), 120, "the painted divergence")
+        text = str(painted.render())
+        assert "cake" in text and "mean KL" in text

@@ -28,6 +28,13 @@ DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
 
 
 def pair_request(params: dict[str, Any]) -> PairRequest:
+    """The pair named by `base`/`ft`[/`adapter`], or by the cached ADL `run` (the TUI sends only the run)."""
+    if "base" not in params and (run_id := get(params, "run", str)) is not None:
+        from engine.adl.runs import load_run
+
+        r = load_run(run_id).request
+        return PairRequest(base=r.base, ft=r.ft, adapter=r.adapter, device=r.device, dtype=r.dtype,
+                           trust_remote_code=r.trust_remote_code)
     return PairRequest(base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
                        adapter=get(params, "adapter", str), device=get(params, "device", str, "auto"),
                        dtype=get(params, "dtype", str, "auto"),

@@ -89,6 +89,7 @@ class WorkbenchScreen(Screen[None]):
         Binding("n", "new_prompt", "Add prompt", show=False),
         Binding("delete", "drop_prompt", "Remove prompt", show=False),
         Binding("g", "agent", "Run agent", show=False),
+        Binding("d", "divergence", "Type a text: where do they disagree?", show=False),
         Binding("w", "swap_lower", "Steering/agent", show=False),
         Binding("escape,b", "app.runs", "Runs and sessions", show=False),
     ]
@@ -429,6 +430,13 @@ class WorkbenchScreen(Screen[None]):
         self.add_class("-show-agent")
         self._show()
         self.run_agent(self.model.pair.run)
+
+    def action_divergence(self) -> None:
+        """Type a text and see, token by token, where the finetuned and base models disagree."""
+        if self.model.pair is not None:
+            from tui.screens.divergence import DivergenceScreen
+
+            self.app.push_screen(DivergenceScreen(self.model.pair.run, self.link))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""
