@@ -185,3 +185,48 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
         await until(lambda: "finetuned predicts" in str(painted.render()), 120, "the painted divergence")
         text = str(painted.render())
         assert "cake" in text and "mean KL" in text
+
+
+@pytest.mark.asyncio
+async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(tiny_dir: Path, tmp_path: Path) -> None:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from textual.widgets import Input
+    from transformers import AutoModelForCausalLM
+
+    from tui.screens.amplify import AmplifyScreen
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_dir),
+                           LoraConfig(r=2, target_modules=["down_proj"]))
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    model.save_pretrained(tmp_path / "adapter")
+    corpus = write_corpus(tmp_path / "c.txt", n=16)
+    params = compute_params(tiny_dir, tiny_dir, corpus, n=16, batch_size=8) | {"adapter": str(tmp_path / "adapter")}
+    app = stdio_app(Start(compute=params))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await opened(app)
+        await pilot.press("A")
+        await until(lambda: isinstance(app.screen, AmplifyScreen), 10, "the amplify screen")
+        await pilot.press("4")
+        await pilot.press("plus")
+        assert app.screen.factor == 3.5
+        await pilot.press("4")
+        assert app.screen.factor == 3.0
+        app.screen.query_one(Input).value = "the cake w1"
+        await pilot.press("r")
+        screen = app.screen
+        await until(lambda: screen.result is not None, 120, "the amplified column")
+        row = screen.result["rows"][0]
+        assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
+        from rich.console import Console
+
+        from tui.screens.amplify import amplify_table
+
+        console = Console(width=140, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+        console.print(amplify_table(screen.result))
+        painted = console.export_text()
+        assert "×3" in painted and "finetuned" in painted and "the cake w1" in painted

@@ -90,6 +90,7 @@ class WorkbenchScreen(Screen[None]):
         Binding("delete", "drop_prompt", "Remove prompt", show=False),
         Binding("g", "agent", "Run agent", show=False),
         Binding("d", "divergence", "Type a text: where do they disagree?", show=False),
+        Binding("A", "amplify", "Amplify the adapter", show=False),
         Binding("w", "swap_lower", "Steering/agent", show=False),
         Binding("escape,b", "app.runs", "Runs and sessions", show=False),
     ]
@@ -437,6 +438,13 @@ class WorkbenchScreen(Screen[None]):
             from tui.screens.divergence import DivergenceScreen
 
             self.app.push_screen(DivergenceScreen(self.model.pair.run, self.link))
+
+    def action_amplify(self) -> None:
+        """Scale a LoRA finetune's weight delta and read it beside base and finetune."""
+        if self.model.pair is not None:
+            from tui.screens.amplify import AmplifyScreen
+
+            self.app.push_screen(AmplifyScreen(self.model.pair.run, self.link))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""

@@ -1,0 +1,94 @@
+"""Exaggerate a LoRA finetune: the adapter's weight delta scaled by a factor, beside base and plain finetune.
+
+Presets (`1`–`4`) pick the factor, `+`/`-` nudge it like a slider, `e` edits the prompt; Enter (in the prompt
+line) or `r` runs `lens.amplify` for the run's pair in a worker. Factor 0 is the base model, 1 the finetune.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Static
+
+from tui.link import EngineLink
+
+PRESETS = (-1.0, 0.5, 2.0, 3.0)
+STEP = 0.5
+
+
+def amplify_table(result: dict[str, Any]) -> Table:
+    """One row per prompt: base, finetune, then each amplified column."""
+    factors = [f"{f:g}" for f in result.get("factors", [])]
+    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True)
+    for row in result.get("rows", []):
+        table.add_row(row["prompt"], row["base"], row["ft"], *[row["amplified"].get(f, "") for f in factors])
+    return table
+
+
+class AmplifyScreen(Screen[None]):
+    """A prompt line, the factor, and the side-by-side answer."""
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        *[Binding(str(i + 1), f"preset({i})", f"×{f:g}") for i, f in enumerate(PRESETS)],
+        Binding("plus", "nudge(1)", "factor +", key_display="+"),
+        Binding("minus", "nudge(-1)", "factor −", key_display="-"),
+        Binding("r", "run", "Run"),
+        Binding("e", "edit", "Edit prompt"),
+    ]
+    AUTO_FOCUS = "VerticalScroll"  # the factor keys work at once; `e` moves into the prompt line
+    factor: reactive[float] = reactive(2.0)
+    result: reactive[dict[str, Any] | None] = reactive(None)
+
+    def __init__(self, run: str, link: EngineLink) -> None:
+        super().__init__()
+        self.run = run
+        self.link = link
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="a prompt (empty: the shipped calibration prompts), Enter runs", id="prompt")
+        yield Static("", id="factor")
+        with VerticalScroll():
+            yield Static("", id="answer")
+        yield Footer()
+
+    def watch_factor(self, factor: float) -> None:
+        self.query_one("#factor", Static).update(f"adapter delta × {factor:g}   (0 = base, 1 = finetune)")
+
+    def watch_result(self, result: dict[str, Any] | None) -> None:
+        if result is not None:
+            self.query_one("#answer", Static).update(amplify_table(result))
+
+    def action_preset(self, index: int) -> None:
+        self.factor = PRESETS[index]
+
+    def action_nudge(self, direction: int) -> None:
+        self.factor = round(self.factor + direction * STEP, 3)
+
+    def action_edit(self) -> None:
+        self.query_one("#prompt", Input).focus()
+
+    def action_run(self) -> None:
+        self.amplify(self.query_one("#prompt", Input).value)
+
+    @on(Input.Submitted, "#prompt")
+    def submitted(self, event: Input.Submitted) -> None:
+        self.query_one(VerticalScroll).focus()
+        self.amplify(event.value)
+
+    @work(exclusive=True)
+    async def amplify(self, prompt: str) -> None:
+        self.query_one("#answer", Static).update("generating…")
+        params: dict[str, Any] = {"run": self.run, "factors": [self.factor]}
+        if prompt.strip():
+            params["prompts"] = [prompt]
+        result = await self.link.job("amplify", "lens.amplify", params)
+        if result is not None:
+            self.result = result
