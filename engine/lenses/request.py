@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.corpus.sources import Example, load_examples, parse_corpus
 from engine.errors import UserError
@@ -17,6 +17,9 @@ from engine.models.device import Placement, resolve_placement
 from engine.models.pair import ModelPair
 from engine.models.specs import ModelSpec, parse_spec
 from store.hashing import canonical_json
+
+if TYPE_CHECKING:
+    from engine.adl.request import AdlRequest
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,12 @@ class PairRequest:
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+
+    @classmethod
+    def of_run(cls, request: AdlRequest) -> PairRequest:
+        """The pair an ADL run was computed on (the agent's lens tools and `run`-addressed lens ops use it)."""
+        return cls(base=request.base, ft=request.ft, adapter=request.adapter, device=request.device,
+                   dtype=request.dtype, trust_remote_code=request.trust_remote_code)
 
     @property
     def base_spec(self) -> ModelSpec:

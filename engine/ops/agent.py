@@ -78,9 +78,7 @@ def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
     from engine.lenses.request import PairRequest
     from engine.lenses.tools import lens_tools
 
-    r = env.run.request
-    return lens_tools(PairRequest(base=r.base, ft=r.ft, adapter=r.adapter, device=r.device, dtype=r.dtype,
-                                  trust_remote_code=r.trust_remote_code))
+    return lens_tools(PairRequest.of_run(env.run.request))
 
 
 @op("agent.run", long=True)

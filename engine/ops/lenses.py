@@ -32,9 +32,7 @@ def pair_request(params: dict[str, Any]) -> PairRequest:
     if "base" not in params and (run_id := get(params, "run", str)) is not None:
         from engine.adl.runs import load_run
 
-        r = load_run(run_id).request
-        return PairRequest(base=r.base, ft=r.ft, adapter=r.adapter, device=r.device, dtype=r.dtype,
-                           trust_remote_code=r.trust_remote_code)
+        return PairRequest.of_run(load_run(run_id).request)
     return PairRequest(base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
                        adapter=get(params, "adapter", str), device=get(params, "device", str, "auto"),
                        dtype=get(params, "dtype", str, "auto"),
