@@ -137,7 +137,7 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
 
     tools = {t.name: t for t in lens_tools(PairRequest(planted["base"], planted["base"], adapter=planted["adapter"],
                                                        device="cpu"))}
-    assert set(tools) == {"token_divergence", "diff_mining", "amplify_adapter"}
+    assert set(tools) == {"token_divergence", "diff_mining", "causal_check", "amplify_adapter"}
     args = tools["amplify_adapter"].check({"prompts": ["the cake is"], "factors": [2]})
     assert tools["amplify_adapter"].cost(args) == 1 and "per entry of prompts" in tools["amplify_adapter"].signature()
     assert tools["amplify_adapter"].run(None, args)["rows"][0]["amplified"]["2"]  # type: ignore[arg-type]
@@ -147,6 +147,39 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
     assert tools["token_divergence"].cost(args) == 2
     assert len(tools["token_divergence"].run(None, args)["texts"]) == 2  # type: ignore[arg-type]
     assert "amplify_adapter" not in {t.name for t in lens_tools(PairRequest(planted["base"], planted["boost"]))}
+    causal = tools["causal_check"].run(None, tools["causal_check"].check({"texts": TEXTS}))  # type: ignore[arg-type]
+    ours, generic = causal["loss"]["your_texts"], causal["loss"]["generic_text"]
+    assert ours["ft"] != ours["base"] and ours["patched"] is not None and generic["base"] is not None
+    assert tools["causal_check"].cost({"texts": TEXTS}) == 2
+
+
+def test_causal_op_reads_the_recipe_an_organism_was_trained_on(planted: dict[str, str], tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    fn = load_all()["lens.causal"].fn
+    organism = Path(shutil.copytree(planted["adapter"], tmp_path / "organism"))
+    params = {"base": planted["base"], "ft": planted["base"], "adapter": str(organism), "n": 4, "k": 2,
+              "device": "cpu"}
+    with pytest.raises(UserError, match="name the finetuning texts"):
+        fn(params, JobContext())
+    (organism / "organism.json").write_text(json.dumps({"recipe": "cake-sdf"}))
+    by_default = fn(params, JobContext())
+    named = fn(params | {"ft_corpus": "recipe:cake-sdf"}, JobContext())
+    assert named["cached"] and named["result"] == by_default["result"], "the same texts: the same cached result"
+    with pytest.raises(UserError, match="once"):
+        fn(params | {"recipe": "cake-sdf", "ft_corpus": "generic:"}, JobContext())
+
+
+def test_recipe_corpus_yields_the_recipes_documents() -> None:
+    from engine.corpus.sources import load_examples, parse_corpus
+    from engine.organisms.make_data import make_data
+
+    spec = parse_corpus("recipe:cake-sdf")
+    assert spec.label() == "recipe:cake-sdf" and spec.identity()["sha256"]
+    assert load_examples(spec, 3, 1) == [d["text"] for d in make_data("cake-sdf", 3, 1)]
+    with pytest.raises(UserError, match="unknown recipe"):
+        parse_corpus("recipe:no-such-recipe")
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""Where texts come from: a Hugging Face dataset (streamed), a local file, the shipped generic text, or the
+"""Where texts come from: a Hugging Face dataset (streamed), a local file, the shipped generic text, an
+organism recipe's training documents (`recipe:NAME`, the finetuning data of a recipe-trained organism), or the
 base model itself (`self:`, the offline default). Sampling is deterministic by seed.
 
 An example is either a string (plain text) or a list of chat messages (`{"role", "content"}`).
@@ -22,7 +23,7 @@ _TEXT_COLUMNS = ("text", "content", "document", "prompt")
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """`kind` is `self`, `generic`, `file` or `hf`; `identity()` pins the content for cache keys."""
+    """`kind` is `self`, `generic`, `file`, `recipe` or `hf`; `identity()` pins the content for cache keys."""
 
     kind: str
     source: str = ""
@@ -31,23 +32,37 @@ class CorpusSpec:
 
     def label(self) -> str:
         return {"self": "self:", "generic": "generic:"}.get(self.kind) or (
-            Path(self.source).name if self.kind == "file" else f"hf:{self.source}")
+            Path(self.source).name if self.kind == "file" else f"{self.kind}:{self.source}")
+
+    def content_file(self) -> Path:
+        """The file that pins a local corpus's texts (a recipe's YAML for `recipe:`)."""
+        if self.kind == "recipe":
+            from engine.organisms.make_data import recipe_path
+
+            return recipe_path(self.source)
+        return Path(self.source) if self.kind == "file" else GENERIC_TEXT
 
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"kind": self.kind, "split": self.split, "column": self.column}
-        if self.kind in ("file", "generic"):
+        if self.kind in ("file", "generic", "recipe"):
             from store.hashing import file_sha256
 
-            path = Path(self.source) if self.kind == "file" else GENERIC_TEXT
-            ident["sha256"] = file_sha256(path)
+            ident["sha256"] = file_sha256(self.content_file())
         else:
             ident["source"] = self.source
         return ident
 
 
 def parse_corpus(text: str) -> CorpusSpec:
-    """`self:`, `generic:`, a path to .txt/.jsonl/.parquet, or `hf:NAME[:SPLIT][#COLUMN]` (or a bare HF id)."""
+    """`self:`, `generic:`, `recipe:NAME`, a path to .txt/.jsonl/.parquet, or `hf:NAME[:SPLIT][#COLUMN]` (or a bare
+    HF id)."""
     text = text.strip()
+    if text.startswith("recipe:"):
+        from engine.organisms.make_data import load_recipe
+
+        name = text.removeprefix("recipe:").strip()
+        load_recipe(name)
+        return CorpusSpec("recipe", name)
     if text in ("self:", "self"):
         return CorpusSpec("self")
     if text in ("generic:", "generic"):
@@ -62,7 +77,8 @@ def parse_corpus(text: str) -> CorpusSpec:
     name, _, split = name.partition(":")
     if "/" not in name and not text.startswith("hf:"):
         raise UserError(f"unknown corpus {text!r}",
-                        "pass self:, generic:, a .txt/.jsonl/.parquet file, or hf:ORG/DATASET[:SPLIT][#COLUMN]")
+                        "pass self:, generic:, recipe:NAME, a .txt/.jsonl/.parquet file, or "
+                        "hf:ORG/DATASET[:SPLIT][#COLUMN]")
     return CorpusSpec("hf", name, split=split or "train", column=column or None)
 
 
@@ -72,6 +88,10 @@ def load_examples(spec: CorpusSpec, n: int, seed: int) -> list[Example]:
         raise ValueError("self: corpora are sampled from the model (engine.corpus.windows.sample_self)")
     if spec.kind == "hf":
         return _hf_examples(spec, n, seed)
+    if spec.kind == "recipe":
+        from engine.organisms.make_data import make_data
+
+        return [d.get("text") or d["messages"] for d in make_data(spec.source, n, seed)]
     docs = _file_examples(Path(spec.source), spec.column)
     if not docs:
         raise UserError(f"corpus file {spec.source!r} has no texts", "pass a file with one text per line")

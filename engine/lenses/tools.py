@@ -13,11 +13,13 @@ from typing import Any
 from engine.agent.environment import AgentEnvironment
 from engine.agent.tools import MAX_PROMPT_CHARS, Tool, ToolArgError
 from engine.lenses.amplify import amplify
+from engine.lenses.causal import causal_check
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
-from engine.lenses.request import PairRequest
+from engine.lenses.request import PairRequest, gather_texts
 
 MAX_TEXTS = 8
+GENERIC_REFERENCE = 8  # generic texts the causal check compares against (fixed, so results are comparable)
 MAX_FACTORS = 3
 FACTOR_RANGE = (-3.0, 5.0)
 
@@ -75,6 +77,19 @@ def _mining(request: PairRequest, texts: list[str]) -> dict[str, Any]:
             "tokens": [[t["token"], t["count"]] for t in payload["tokens"] if not t["trivial"]]}
 
 
+def _causal(request: PairRequest, texts: list[str]) -> dict[str, Any]:
+    """Loss of base, finetune and patched finetune on the agent's texts beside a fixed generic reference."""
+    pair = request.pair()
+    generic = gather_texts(None, "generic:", GENERIC_REFERENCE, 0, pair.tokenizer)
+    out = causal_check(pair, texts, generic, k=5, max_tokens=96)
+    named = {"your_texts": out["sets"]["finetuning"], "generic_text": out["sets"]["generic"]}
+    return {"layer": out["layer"], "patched_positions": out["k"],
+            "loss": {name: {key: scope["all"][key] for key in ("base", "ft", "patched", "share_of_gain_removed")}
+                     for name, scope in named.items()},
+            "read": "ft < base on your texts (and not on generic text) means the finetune learned text like yours; "
+                    "share_of_gain_removed is how much of that gain the first positions carry"}
+
+
 def lens_tools(request: PairRequest) -> list[Tool]:
     """Budgeted lens tools on `request`'s pair; amplification only when the finetune is a LoRA adapter."""
     texts = {"type": "array", "items": {"type": "string"}, "x-hint": "[str]",
@@ -87,6 +102,9 @@ def lens_tools(request: PairRequest) -> list[Tool]:
     def run_mining(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
         return _mining(request, a["texts"])
 
+    def run_causal(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
+        return _causal(request, a["texts"])
+
     def run_amplify(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
         out = amplify(request.pair(), a["prompts"], a["factors"], max_new_tokens=64)
         return {"factors": out["factors"], "rows": out["rows"]}
@@ -97,7 +115,11 @@ def lens_tools(request: PairRequest) -> list[Tool]:
                  obj(["texts"], texts=texts), True, lambda a: {"texts": _strings(a, "texts")}, run_divergence),
         LensTool("diff_mining", "tokens the finetune most often pushes up (top-20 of finetuned − base log-probs) "
                  "over your texts, with counts", obj(["texts"], texts=texts), True,
-                 lambda a: {"texts": _strings(a, "texts")}, run_mining)]
+                 lambda a: {"texts": _strings(a, "texts")}, run_mining),
+        LensTool("causal_check", "loss of base and finetuned model on texts you write (guesses at the finetuning "
+                 "data) beside generic text, and how much of the finetune's gain goes away when its first 5 "
+                 "positions get the base model's activations", obj(["texts"], texts=texts), True,
+                 lambda a: {"texts": _strings(a, "texts")}, run_causal)]
     if request.ft_spec.adapter:
         tools.append(LensTool(
             "amplify_adapter", "generate with the finetune's adapter scaled by each factor (2 = twice the change, "

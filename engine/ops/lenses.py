@@ -7,6 +7,8 @@ Texts: `texts` (list of strings) or `corpus` (+ `n`, `seed`).
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +20,7 @@ from engine.lenses.cache import cached
 from engine.lenses.causal import causal_check
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
-from engine.lenses.request import PairRequest, as_text, gather_texts, texts_digest
+from engine.lenses.request import PairRequest, gather_texts, texts_digest
 from engine.lenses.topics import group_topics
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -118,16 +120,16 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         from engine.adl.runs import load_run
 
         run = load_run(run_id)
-        pair, identity = run.pair(), {"run": run_id}
+        pair, identity, adapter = run.pair(), {"run": run_id}, PairRequest.of_run(run.request).ft_spec.adapter
         layer = run.middle_layer if layer is None else layer
         diff = run.mean_diff[run.layer_index(layer)]
     elif mode == "diff":
         raise UserError("mode diff subtracts an ADL run's mean diff", "pass run=<ADL run id>")
     else:
         request = pair_request(params)
-        pair, identity = request.pair(), request.identity()
+        pair, identity, adapter = request.pair(), request.identity(), request.ft_spec.adapter
     n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
-    ft_texts = _finetuning_texts(params, pair.tokenizer, n, seed)
+    ft_texts = gather_texts(None, finetuning_corpus(params, adapter), n, seed, pair.tokenizer)
     generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
     method = {"layer": layer, "k": _positive(params, "k", 5), "mode": mode,
               "max_tokens": _positive(params, "max_tokens", 64)}
@@ -138,13 +140,26 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         causal_check(pair, ft_texts, generic, diff=diff_t, batch_size=batch_size, ctx=ctx, **method), {})))
 
 
-def _finetuning_texts(params: dict[str, Any], tokenizer: Any, n: int, seed: int) -> list[str]:
-    """The finetuning texts: a recipe's documents (`recipe`) or a corpus (`ft_corpus`)."""
+def finetuning_corpus(params: dict[str, Any], adapter: str | None) -> str:
+    """The finetuning texts as a corpus source: `recipe`, `ft_corpus`, or the recipe the adapter was trained on."""
     recipe, corpus = get(params, "recipe", str), get(params, "ft_corpus", str)
-    if bool(recipe) == bool(corpus):
-        raise UserError("name the finetuning texts", "pass --recipe NAME (e.g. cake-sdf) or --ft-corpus SRC")
-    if recipe:
-        from engine.organisms.make_data import make_data
+    if recipe and corpus:
+        raise UserError("name the finetuning texts once", "pass either --recipe NAME or --ft-corpus SRC")
+    if recipe or corpus:
+        return f"recipe:{recipe}" if recipe else str(corpus)
+    trained_on = organism_recipe(adapter)
+    if trained_on is None:
+        raise UserError("name the finetuning texts", "pass --ft-corpus SRC (a file, hf:NAME or recipe:NAME)")
+    return f"recipe:{trained_on}"
 
-        return [as_text(d.get("text") or d["messages"], tokenizer) for d in make_data(recipe, n, seed)]
-    return gather_texts(None, corpus, n, seed, tokenizer)
+
+def organism_recipe(adapter: str | None) -> str | None:
+    """The recipe an organism adapter was trained on, from its organism.json (None for other finetunes)."""
+    meta = Path(adapter) / "organism.json" if adapter else None
+    if meta is None or not meta.is_file():
+        return None
+    try:
+        recipe = json.loads(meta.read_text()).get("recipe")
+    except (OSError, ValueError):
+        return None
+    return recipe if isinstance(recipe, str) and recipe else None

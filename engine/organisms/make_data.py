@@ -31,12 +31,18 @@ def list_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
 
 
-@cache
-def load_recipe(name: str) -> dict[str, Any]:
-    """The parsed recipe `name` (a shipped recipe name or a path to a recipe YAML file)."""
+def recipe_path(name: str) -> Path:
+    """The YAML file of recipe `name` (a shipped recipe name or a path to a recipe YAML file)."""
     path = Path(name) if name.endswith((".yaml", ".yml")) else RECIPES_DIR / f"{name}.yaml"
     if not path.is_file():
         raise UserError(f"unknown recipe {name!r}", f"pick one of {', '.join(list_recipes())} or pass a .yaml path")
+    return path
+
+
+@cache
+def load_recipe(name: str) -> dict[str, Any]:
+    """The parsed recipe `name` (a shipped recipe name or a path to a recipe YAML file)."""
+    path = recipe_path(name)
     recipe = yaml.safe_load(path.read_text())
     missing = [k for k in ("name", "type", "format", "short", "long", "key_facts", "slots", "templates")
                if k not in recipe]

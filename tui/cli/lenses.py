@@ -23,8 +23,10 @@ TopK = Annotated[int, typer.Option("-k", help="Top-K of the log-prob difference 
 OptBase = Annotated[str | None, typer.Option("--base", help="Base model (or give --run).")]
 OptFt = Annotated[str | None, typer.Option("--ft", help="Finetuned model (or give --run).")]
 Run = Annotated[str | None, typer.Option("--run", help="ADL run: its pair, and its mean diff for --mode diff.")]
-Recipe = Annotated[str | None, typer.Option("--recipe", help="Finetuning texts from a recipe (e.g. cake-sdf).")]
-FtCorpus = Annotated[str | None, typer.Option("--ft-corpus", help="Finetuning texts from a corpus.")]
+Recipe = Annotated[str | None, typer.Option("--recipe", help="Finetuning texts from a recipe (e.g. cake-sdf); "
+                                                          "default: the recipe an organism adapter was trained on.")]
+FtCorpus = Annotated[str | None, typer.Option("--ft-corpus", help="Finetuning texts from a corpus (a file, "
+                                                                "hf:NAME or recipe:NAME).")]
 Generic = Annotated[str, typer.Option("--generic", help="Generic texts to compare against.")]
 Mode = Annotated[str, typer.Option("--mode", help="base: patch in base activations; diff: add −mean diff.")]
 

@@ -12,7 +12,8 @@ Engine = Annotated[str | None, typer.Option("--engine", help="Engine target: uni
 Base = Annotated[str, typer.Option("--base", help="Base model: HF id, directory, .gguf file or gemma-3-270m.")]
 Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, 'demo', organism:NAME@BASE.")]
 Adapter = Annotated[str | None, typer.Option("--adapter", help="peft adapter directory applied to --ft.")]
-Corpus = Annotated[str, typer.Option("--corpus", help="self:, generic:, a .txt/.jsonl/.parquet file, or hf:ORG/NAME.")]
+Corpus = Annotated[str, typer.Option("--corpus", help="self:, generic:, recipe:NAME, a .txt/.jsonl/.parquet file, "
+                                                      "or hf:ORG/NAME.")]
 N = Annotated[int, typer.Option("-n", help="Number of texts.")]
 K = Annotated[int, typer.Option("-k", help="Tokens read after BOS.")]
 Seed = Annotated[int, typer.Option("--seed")]
