@@ -60,7 +60,8 @@ def record_bar_jobs(monkeypatch: pytest.MonkeyPatch) -> list[JobView]:
 
 def plain(widget: Any) -> str:
     console = Console(width=160, record=True, color_system=None, file=io.StringIO())
-    console.print(widget.render())
+    content = getattr(widget, "content", None)  # a Static's own renderable; else what the widget renders
+    console.print(content if content is not None else widget.render())
     return console.export_text()
 
 
@@ -188,6 +189,45 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
 
 
 @pytest.mark.asyncio
+async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny_ft_dir: Path,
+                                                            tmp_path: Path) -> None:
+    from textual.widgets import Input, Static
+
+    from tui.screens.causal import CausalScreen
+    from tui.screens.mining import MiningScreen
+
+    corpus = write_corpus(tmp_path / "c.txt", n=48)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    async with app.run_test(size=(140, 40)) as pilot:
+        await opened(app)
+        await pilot.press("M")
+        await until(lambda: isinstance(app.screen, MiningScreen), 10, "the mining screen")
+        mining = app.screen
+        mining.query_one("#corpus", Input).value = str(corpus)
+        mining.query_one("#n", Input).value = "6"
+        mining.query_one("#corpus", Input).focus()
+        await pilot.press("enter")
+        await until(lambda: mining.result is not None, 120, "the mined tokens")
+        assert mining.result["n_texts"] == 6 and mining.result["tokens"] and "topics" in mining.result
+        assert "pushed up most" in plain(mining.query_one("#mined", Static))
+        await pilot.press("escape")
+
+        await pilot.press("C")
+        await until(lambda: isinstance(app.screen, CausalScreen), 10, "the causal screen")
+        causal = app.screen
+        await pilot.press("r")  # no finetuning texts named and no organism recipe: a clear failure, not a hang
+        answer = causal.query_one("#answer", Static)
+        await until(lambda: "failed" in plain(answer), 60, "the refusal")
+        causal.query_one("#texts", Input).value = str(corpus)
+        await pilot.press("x")
+        assert causal.mode == "diff"
+        await pilot.press("r")
+        await until(lambda: causal.result is not None, 120, "the loss table")
+        assert causal.result["mode"] == "diff" and set(causal.result["sets"]) == {"finetuning", "generic"}
+        assert "patching removes" in plain(answer)
+
+
+@pytest.mark.asyncio
 async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(tiny_dir: Path, tmp_path: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -224,7 +264,7 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
         from rich.console import Console
 
-        from tui.screens.amplify import amplify_table
+        from tui.widgets.lens_views import amplify_table
 
         console = Console(width=140, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
         console.print(amplify_table(screen.result))

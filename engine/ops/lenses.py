@@ -110,19 +110,21 @@ def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @op("lens.causal", long=True)
 def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Loss change when the finetuned model's first k positions get the base activations (or −diff)."""
+    """Loss change when the finetuned model's first k positions get the base activations (or −diff).
+
+    With a `run`, k defaults to the run's k and the layer to its middle layer."""
     mode = get(params, "mode", str, "base")
     if mode not in ("base", "diff"):
         raise UserError(f"unknown mode {mode!r}", "pass mode base or diff")
     run_id = get(params, "run", str)
-    diff, layer = None, get(params, "layer", int)
+    diff, layer, k = None, get(params, "layer", int), 5
     if run_id is not None:
         from engine.adl.runs import load_run
 
         run = load_run(run_id)
         pair, identity, adapter = run.pair(), {"run": run_id}, PairRequest.of_run(run.request).ft_spec.adapter
         layer = run.middle_layer if layer is None else layer
-        diff = run.mean_diff[run.layer_index(layer)]
+        diff, k = run.mean_diff[run.layer_index(layer)], run.request.k
     elif mode == "diff":
         raise UserError("mode diff subtracts an ADL run's mean diff", "pass run=<ADL run id>")
     else:
@@ -131,7 +133,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
     ft_texts = gather_texts(None, finetuning_corpus(params, adapter), n, seed, pair.tokenizer)
     generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
-    method = {"layer": layer, "k": _positive(params, "k", 5), "mode": mode,
+    method = {"layer": layer, "k": _positive(params, "k", k), "mode": mode,
               "max_tokens": _positive(params, "max_tokens", 64)}
     inputs = {"pair": identity, "ft_texts": texts_digest(ft_texts), "generic": texts_digest(generic), **method}
     batch_size = _positive(params, "batch_size", 4)

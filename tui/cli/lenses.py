@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
+from tui.widgets.lens_views import amplify_table, causal_table, divergence_view, mining_table, topics_view
 
 TextOpt = Annotated[list[str] | None, typer.Option("--text", help="A text to read (repeatable).")]
 CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="generic:, a .txt/.jsonl/.parquet file or hf:NAME.")]
@@ -35,21 +34,6 @@ def _pair(base: str, ft: str, adapter: str | None, device: str, dtype: str) -> d
     return {"base": base, "ft": ft, "adapter": adapter, "device": device, "dtype": dtype}
 
 
-def _heat(tokens: list[list[Any]], scale: float) -> Text:
-    """Tokens on a background whose red intensity is the token's KL relative to `scale`."""
-    line = Text()
-    for token, kl, _ in tokens:
-        level = min(1.0, kl / scale) if scale > 0 else 0.0
-        shade = int(40 + 215 * level)
-        line.append(token.replace("\n", "⏎"), style=f"on rgb({shade},{int(40 * (1 - level))},40)" if level > 0.02
-                    else "")
-    return line
-
-
-def _preds(pairs: list[list[Any]]) -> str:
-    return ", ".join(f"{token!r} {prob:.2f}" for token, prob in pairs[:3])
-
-
 def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
        layer: LayerOpt = None, n: TopSnippets = 10,
        max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
@@ -64,17 +48,7 @@ def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus
     if json:
         emit_json(result)
         return
-    stats = result["stats"]
-    out.print(f"layer {result['layer']}: mean KL {stats['mean_kl']:.4f}, max KL {stats['max_kl']:.4f}, "
-              f"mean ‖diff‖ {stats['mean_diff_norm']:.2f} over {stats['n_tokens']} tokens of {stats['n_texts']} texts",
-              highlight=False)
-    shown = result["texts"] if text else result["top"]
-    scale = max((t[1] for s in shown for t in s["tokens"]), default=0.0)
-    for snippet in shown:
-        best = snippet["max"]
-        out.print(_heat(snippet["tokens"], scale))
-        out.print(f"  max KL {best['kl']:.4f} after {best['token']!r}: base → {_preds(best['base_top'])}; "
-                  f"finetuned → {_preds(best['ft_top'])}", highlight=False, style="dim")
+    out.print(divergence_view(result, snippets=not text))
 
 
 def amplify(base: Base, ft: Ft, adapter: Adapter = None,
@@ -91,13 +65,7 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
     if json:
         emit_json(result)
         return
-    for row in result["rows"]:
-        table = Table("model", "completion", title=row["prompt"], show_lines=True, title_justify="left")
-        table.add_row("base", row["base"])
-        table.add_row("finetuned", row["ft"])
-        for name, completion in row["amplified"].items():
-            table.add_row(f"× {name}", completion)
-        out.print(table)
+    out.print(amplify_table(result))
 
 
 def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
@@ -115,15 +83,8 @@ def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corp
     if json:
         emit_json(result)
         return
-    table = Table("token", "count", "share", "mean diff", "example context",
-                  title=f"top-{result['top_k']} of ft − base over {result['n_positions']} positions")
-    for t in result["tokens"]:
-        example = t["examples"][0]["context"].replace("\n", "⏎")[-60:] if t["examples"] else ""
-        table.add_row(Text(repr(t["token"]), style="dim" if t["trivial"] else "bold"), str(t["count"]),
-                      f"{t['share']:.2f}", f"{t['mean_diff']:.2f}", f"…{example}")
-    out.print(table)
-    for topic in result.get("topics", []):
-        out.print(f"[bold]{topic['count']}[/]  " + ", ".join(topic["tokens"]), highlight=False)
+    out.print(mining_table(result))
+    out.print(topics_view(result))
 
 
 def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run: Run = None, recipe: Recipe = None,
@@ -142,15 +103,7 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
     if json:
         emit_json(result)
         return
-    table = Table("texts", "scope", "base", "finetuned", "patched", "Δ patched − ft", "share of gain removed",
-                  title=f"layer {result['layer']}, first {result['k']} positions ← {result['mode']}")
-    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
-    for name, scopes in result["sets"].items():
-        for scope in ("after_k", "all"):
-            s = scopes[scope]
-            table.add_row(f"{name} ({scopes['n_texts']})", scope, fmt(s["base"]), fmt(s["ft"]), fmt(s["patched"]),
-                          fmt(s["delta"]), fmt(s["share_of_gain_removed"]))
-    out.print(table)
+    out.print(causal_table(result))
 
 
 def register(app: typer.Typer) -> None:

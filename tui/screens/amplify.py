@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,18 +17,10 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from tui.link import EngineLink
+from tui.widgets.lens_views import amplify_table
 
 PRESETS = (-1.0, 0.5, 2.0, 3.0)
 STEP = 0.5
-
-
-def amplify_table(result: dict[str, Any]) -> Table:
-    """One row per prompt: base, finetune, then each amplified column."""
-    factors = [f"{f:g}" for f in result.get("factors", [])]
-    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True)
-    for row in result.get("rows", []):
-        table.add_row(row["prompt"], row["base"], row["ft"], *[row["amplified"].get(f, "") for f in factors])
-    return table
 
 
 class AmplifyScreen(Screen[None]):

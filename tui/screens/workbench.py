@@ -91,6 +91,8 @@ class WorkbenchScreen(Screen[None]):
         Binding("g", "agent", "Run agent", show=False),
         Binding("d", "divergence", "Type a text: where do they disagree?", show=False),
         Binding("A", "amplify", "Amplify the adapter", show=False),
+        Binding("M", "mining", "Diff mining over a corpus", show=False),
+        Binding("C", "causal", "Causal check of the first k positions", show=False),
         Binding("w", "swap_lower", "Steering/agent", show=False),
         Binding("escape,b", "app.runs", "Runs and sessions", show=False),
     ]
@@ -445,6 +447,20 @@ class WorkbenchScreen(Screen[None]):
             from tui.screens.amplify import AmplifyScreen
 
             self.app.push_screen(AmplifyScreen(self.model.pair.run, self.link))
+
+    def action_mining(self) -> None:
+        """Mine a corpus for the tokens the finetune pushes up most often."""
+        if self.model.pair is not None:
+            from tui.screens.mining import MiningScreen
+
+            self.app.push_screen(MiningScreen(self.model.pair.run, self.link))
+
+    def action_causal(self) -> None:
+        """Patch the first k positions of the finetune and measure the loss change on its texts."""
+        if self.model.pair is not None:
+            from tui.screens.causal import CausalScreen
+
+            self.app.push_screen(CausalScreen(self.model.pair.run, self.link))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""

@@ -1,0 +1,97 @@
+"""Rich renderings of the `lens.*` results, shared by the CLI commands and the TUI's lens screens.
+
+One renderer per result kind, so `difflens kl` in a shell and the `d` screen in the workbench paint the same
+values the same way (viridis background = per-token KL, the palette of the layer heatmap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from tui.widgets.palette import cell_style, legend_bar, step_for
+from tui.widgets.token_text import visible_token
+
+
+def kl_line(tokens: list[list[Any]], peak: float) -> Text:
+    """Tokens of one text on the KL colour scale [0, peak] (the value sits on the token the prediction follows)."""
+    out = Text()
+    for token, kl, _ in tokens:
+        out.append_text(Text(visible_token(token).plain, style=cell_style(step_for(kl, 0.0, peak))))
+    return out
+
+
+def _names(top: Any) -> str:
+    return ", ".join(f"{t[0]!r} {t[1]:.2f}" if isinstance(t, list | tuple) else repr(t) for t in (top or [])[:3]) or "—"
+
+
+def divergence_view(result: dict[str, Any], snippets: bool = False) -> Text:
+    """Each text (or, with `snippets`, each top max-KL snippet) painted, its most divergent spot, the stats."""
+    shown = result.get("top" if snippets else "texts") or []
+    peak = max((t[1] for text in shown for t in text.get("tokens", [])), default=0.0)
+    out = Text()
+    for text in shown:
+        out.append_text(kl_line(text.get("tokens", []), peak))
+        out.append("\n")
+        top = text.get("max") or {}
+        if top:
+            out.append(f"most divergent after {top.get('token', '')!r} (KL {top.get('kl', 0):.2f}): ", style="bold")
+            out.append(f"base predicts {_names(top.get('base_top'))}; finetuned predicts {_names(top.get('ft_top'))}\n")
+        out.append("\n")
+    stats = result.get("stats") or {}
+    out.append(f"layer {result.get('layer', '?')}: mean KL {stats.get('mean_kl', 0):.3f}, max "
+               f"{stats.get('max_kl', 0):.2f}, mean ‖diff‖ {stats.get('mean_diff_norm', 0):.1f} over "
+               f"{stats.get('n_tokens', '?')} tokens of {stats.get('n_texts', '?')} texts   ", style="dim")
+    out.append_text(legend_bar(20))
+    out.append(f"  0 … {peak:.2f}", style="dim")
+    return out
+
+
+def mining_table(result: dict[str, Any]) -> Table:
+    """The mined tokens by count; each with the context it was most pushed up after (token appended, bold)."""
+    table = Table("token", "count", "share", "mean Δ log p", "where it was pushed up most", expand=True,
+                  title=f"top-{result.get('top_k', '?')} of finetuned − base over {result.get('n_positions', '?')} "
+                        f"positions of {result.get('n_texts', '?')} texts", title_justify="left")
+    for t in result.get("tokens", []):
+        example = Text()
+        if t.get("examples"):
+            example.append("…" + t["examples"][0]["context"].replace("\n", "⏎")[-60:], style="dim")
+            example.append(t["token"].replace("\n", "⏎"), style="bold reverse")
+        table.add_row(Text(visible_token(t["token"]).plain, style="dim" if t["trivial"] else "bold"), str(t["count"]),
+                      f"{t['share']:.2f}", f"{t['mean_diff']:.2f}", example)
+    return table
+
+
+def topics_view(result: dict[str, Any]) -> Text:
+    """The mined tokens grouped into topics, biggest first (empty when topics were not asked for)."""
+    out = Text()
+    for topic in result.get("topics", []):
+        out.append(f"{topic['count']:>6}  ", style="bold")
+        out.append(", ".join(topic["tokens"]) + "\n")
+    return out
+
+
+def causal_table(result: dict[str, Any]) -> Table:
+    """Mean loss of base, finetune and patched finetune per text set, after the patched positions and overall."""
+    patched = "base activations" if result.get("mode") == "base" else "−mean diff added"
+    table = Table("texts", "scope", "base", "finetuned", "patched", "Δ patched − ft", "share of gain removed",
+                  title=f"layer {result.get('layer')}: first {result.get('k')} positions ← {patched}",
+                  title_justify="left", expand=True)
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, scopes in result.get("sets", {}).items():
+        for scope in ("after_k", "all"):
+            s = scopes[scope]
+            table.add_row(f"{name} ({scopes['n_texts']})", scope.replace("after_k", "after the k"), fmt(s["base"]),
+                          fmt(s["ft"]), fmt(s["patched"]), fmt(s["delta"]), fmt(s["share_of_gain_removed"]))
+    return table
+
+
+def amplify_table(result: dict[str, Any]) -> Table:
+    """One row per prompt: base, finetune, then each amplified column."""
+    factors = [f"{f:g}" for f in result.get("factors", [])]
+    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True)
+    for row in result.get("rows", []):
+        table.add_row(row["prompt"], row["base"], row["ft"], *[row["amplified"].get(f, "") for f in factors])
+    return table
