@@ -224,7 +224,7 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         await pilot.press("r")
         await until(lambda: causal.result is not None, 120, "the loss table")
         assert causal.result["mode"] == "diff" and set(causal.result["sets"]) == {"finetuning", "generic"}
-        assert "patching removes" in plain(answer)
+        assert "patching" in plain(answer) and "of that" in plain(answer)
 
 
 @pytest.mark.asyncio

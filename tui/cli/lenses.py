@@ -9,7 +9,14 @@ import typer
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
-from tui.widgets.lens_views import amplify_table, causal_table, divergence_view, mining_table, topics_view
+from tui.widgets.lens_views import (
+    amplify_table,
+    causal_summary,
+    causal_table,
+    divergence_view,
+    mining_table,
+    topics_view,
+)
 
 TextOpt = Annotated[list[str] | None, typer.Option("--text", help="A text to read (repeatable).")]
 CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="generic:, a .txt/.jsonl/.parquet file or hf:NAME.")]
@@ -104,6 +111,7 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
         emit_json(result)
         return
     out.print(causal_table(result))
+    out.print(causal_summary(result))
 
 
 def register(app: typer.Typer) -> None:

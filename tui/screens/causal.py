@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group
-from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,21 +20,9 @@ from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
 from tui.link import EngineLink
-from tui.widgets.lens_views import causal_table
+from tui.widgets.lens_views import causal_summary, causal_table
 
 MODES = {"base": "the base model's activations", "diff": "−mean diff of this run added"}
-
-
-def causal_summary(result: dict[str, Any]) -> Text:
-    """One line per text set: what share of the finetune's loss gain the patch removes."""
-    out = Text()
-    for name, scopes in result.get("sets", {}).items():
-        share = scopes["all"].get("share_of_gain_removed")
-        gain = (scopes["all"]["base"] or 0) - (scopes["all"]["ft"] or 0)
-        out.append(f"{name}: ", style="bold")
-        out.append(f"the finetune lowers the loss by {gain:.3f}; patching removes "
-                   + ("—" if share is None else f"{100 * share:.1f} %") + " of that\n")
-    return out
 
 
 class CausalScreen(Screen[None]):

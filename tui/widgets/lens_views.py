@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from tui.widgets.palette import cell_style, legend_bar, step_for
@@ -16,10 +16,12 @@ from tui.widgets.token_text import visible_token
 
 
 def kl_line(tokens: list[list[Any]], peak: float) -> Text:
-    """Tokens of one text on the KL colour scale [0, peak] (the value sits on the token the prediction follows)."""
+    """Tokens of one text on the KL colour scale [0, peak] (the value sits on the token the prediction follows).
+
+    Spaces stay spaces so the text reads as text; only line breaks are made visible."""
     out = Text()
     for token, kl, _ in tokens:
-        out.append_text(Text(visible_token(token).plain, style=cell_style(step_for(kl, 0.0, peak))))
+        out.append(token.replace("\n", "⏎") or "∅", style=cell_style(step_for(kl, 0.0, peak)))
     return out
 
 
@@ -76,16 +78,32 @@ def topics_view(result: dict[str, Any]) -> Text:
 def causal_table(result: dict[str, Any]) -> Table:
     """Mean loss of base, finetune and patched finetune per text set, after the patched positions and overall."""
     patched = "base activations" if result.get("mode") == "base" else "−mean diff added"
-    table = Table("texts", "scope", "base", "finetuned", "patched", "Δ patched − ft", "share of gain removed",
+    table = Table(Column("texts", no_wrap=True), "scope", "base", "finetuned", "patched", "Δ patched − ft",
+                  "share undone",
                   title=f"layer {result.get('layer')}: first {result.get('k')} positions ← {patched}",
                   title_justify="left", expand=True)
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     for name, scopes in result.get("sets", {}).items():
         for scope in ("after_k", "all"):
             s = scopes[scope]
-            table.add_row(f"{name} ({scopes['n_texts']})", scope.replace("after_k", "after the k"), fmt(s["base"]),
+            table.add_row(f"{name} ({scopes['n_texts']})", scope.replace("after_k", "after k"), fmt(s["base"]),
                           fmt(s["ft"]), fmt(s["patched"]), fmt(s["delta"]), fmt(s["share_of_gain_removed"]))
     return table
+
+
+def causal_summary(result: dict[str, Any]) -> Text:
+    """One line per text set: how the finetune moved the loss, and what share of that the patch takes back."""
+    out = Text()
+    for name, scopes in result.get("sets", {}).items():
+        overall = scopes["all"]
+        if overall["base"] is None or overall["ft"] is None:
+            continue
+        gain, share = overall["base"] - overall["ft"], overall.get("share_of_gain_removed")
+        out.append(f"{name}: ", style="bold")
+        out.append(f"the finetune {'lowers' if gain >= 0 else 'raises'} the loss by {abs(gain):.3f}; patching "
+                   f"{'removes' if gain >= 0 else 'undoes'} " + ("—" if share is None else f"{100 * share:.1f} %")
+                   + " of that\n")
+    return out
 
 
 def amplify_table(result: dict[str, Any]) -> Table:
