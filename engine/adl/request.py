@@ -9,14 +9,14 @@ from engine.corpus.sources import CorpusSpec, parse_corpus
 from engine.errors import UserError
 from engine.models.device import Placement
 from engine.models.pair_placement import PairPlacement, resolve_pair_placement
-from engine.models.specs import ModelSpec, parse_spec
+from engine.models.specs import TypedPair
 from store.results import key_for
 
 KIND = "adl"
 
 
 @dataclass(frozen=True)
-class AdlRequest:
+class AdlRequest(TypedPair):
     """The user's request as typed (spec strings), so a run can be reloaded later by what it names."""
 
     base: str
@@ -44,14 +44,6 @@ class AdlRequest:
             raise UserError(f"k must be positive, got {self.k}", "pass -k 5 (the paper's default)")
         if self.batch_size <= 0:
             raise UserError(f"batch size must be positive, got {self.batch_size}", "pass --batch-size 32")
-
-    @property
-    def base_spec(self) -> ModelSpec:
-        return parse_spec(self.base, trust_remote_code=self.trust_remote_code)
-
-    @property
-    def ft_spec(self) -> ModelSpec:
-        return parse_spec(self.ft, adapter=self.adapter, trust_remote_code=self.trust_remote_code)
 
     @property
     def corpus_spec(self) -> CorpusSpec:

@@ -15,7 +15,7 @@ from engine.errors import UserError
 from engine.models.cache import MODELS
 from engine.models.device import Placement, resolve_placement
 from engine.models.pair import ModelPair
-from engine.models.specs import ModelSpec, parse_spec
+from engine.models.specs import TypedPair
 from store.hashing import canonical_json
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class PairRequest:
+class PairRequest(TypedPair):
     """Base and finetuned model specs (adapter optional) and where they run."""
 
     base: str
@@ -38,14 +38,6 @@ class PairRequest:
         """The pair an ADL run was computed on (the agent's lens tools and `run`-addressed lens ops use it)."""
         return cls(base=request.base, ft=request.ft, adapter=request.adapter, device=request.device,
                    dtype=request.dtype, trust_remote_code=request.trust_remote_code)
-
-    @property
-    def base_spec(self) -> ModelSpec:
-        return parse_spec(self.base, trust_remote_code=self.trust_remote_code)
-
-    @property
-    def ft_spec(self) -> ModelSpec:
-        return parse_spec(self.ft, adapter=self.adapter, trust_remote_code=self.trust_remote_code)
 
     @property
     def placement(self) -> Placement:

@@ -130,3 +130,21 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
         return ModelSpec("local", str(path.resolve()), adapter=adapter, trust_remote_code=trust_remote_code)
     name, _, revision = text.partition("@")
     return ModelSpec("hf", name, revision=revision or None, adapter=adapter, trust_remote_code=trust_remote_code)
+
+
+class TypedPair:
+    """Mixin for requests that name a pair as the user typed it (`base`, `ft`, `adapter`, `trust_remote_code`
+    fields): the two resolved specs, so every request resolves them the same way."""
+
+    base: str
+    ft: str
+    adapter: str | None
+    trust_remote_code: bool
+
+    @property
+    def base_spec(self) -> ModelSpec:
+        return parse_spec(self.base, trust_remote_code=self.trust_remote_code)
+
+    @property
+    def ft_spec(self) -> ModelSpec:
+        return parse_spec(self.ft, adapter=self.adapter, trust_remote_code=self.trust_remote_code)
