@@ -167,19 +167,27 @@ def test_malformed_calls_get_error_messages_not_crashes(llm_env: None) -> None:
     assert result.description == "Baking." and result.ended_by == "final"
 
 
-def test_rate_limit_then_success_is_retried(llm_env: None) -> None:
+def _anthropic(server: ScriptedLLMServer) -> AnthropicChat:
+    return AnthropicChat(LLMConfig("anthropic", "claude-test", base_url=server.root, api_key=KEY))
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_rate_limit_then_success_is_retried(llm_env: None, backend: str) -> None:
     events: list[dict[str, Any]] = []
     with ScriptedLLMServer([{"status": 429}, {"status": 503}, _final("Baking cakes.")]) as server:
-        result = run_agent(RecordedEnvironment(CAKE_ENV), _openai(server), Transcript(events.append))
+        llm = _openai(server) if backend == "openai" else _anthropic(server)
+        result = run_agent(RecordedEnvironment(CAKE_ENV), llm, Transcript(events.append))
     assert len(server.requests) == 3
     assert [e["reason"].split(":")[0] for e in events if e["type"] == "retry"] == ["HTTP 429", "HTTP 503"]
     assert result.description == "Baking cakes."
 
 
 @pytest.mark.reliability
-def test_persistent_auth_failure_is_one_clear_error(llm_env: None) -> None:
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_persistent_auth_failure_is_one_clear_error(llm_env: None, backend: str) -> None:
     with ScriptedLLMServer(lambda body: {"status": 401}) as server, pytest.raises(UserError) as info:
-        run_agent(RecordedEnvironment(CAKE_ENV), _openai(server), Transcript())
+        llm = _openai(server) if backend == "openai" else _anthropic(server)
+        run_agent(RecordedEnvironment(CAKE_ENV), llm, Transcript())
     assert "HTTP 401" in str(info.value) and "API key" in info.value.fix and len(server.requests) == 1
 
 
@@ -214,8 +222,7 @@ def test_baseline_sees_only_plain_samples_and_ask_model(llm_env: None) -> None:
 def test_anthropic_backend_round_trip(llm_env: None) -> None:
     script = [{"text": "Asking.", "tool_calls": [("ask_model", {"prompts": [PROMPT]})]}, _final("Baking.")]
     with ScriptedLLMServer(script) as server:
-        llm = AnthropicChat(LLMConfig("anthropic", "claude-test", base_url=server.root, api_key=KEY))
-        result = run_agent(RecordedEnvironment(CAKE_ENV), llm, Transcript())
+        result = run_agent(RecordedEnvironment(CAKE_ENV), _anthropic(server), Transcript())
     first, second = server.bodies()
     assert first["system"].startswith("You are an interpretability agent")
     assert {t["name"] for t in first["tools"]} >= {"ask_model"} and "input_schema" in first["tools"][0]

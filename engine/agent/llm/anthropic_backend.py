@@ -9,24 +9,8 @@ import anthropic
 
 from engine.agent.llm.base import EventSink, LLMReply, TokenSink, ToolCall, price
 from engine.agent.llm.config import LLMConfig
-from engine.agent.llm.retry import Transient, with_retries
+from engine.agent.llm.retry import sdk_call
 from engine.agent.redact import Redactor
-from engine.errors import UserError
-
-
-def classify(exc: Exception) -> Transient:
-    """429, 529 (overloaded), other 5xx, timeouts and dropped connections are worth another try."""
-    if isinstance(exc, anthropic.APIStatusError):
-        status = exc.status_code
-        header = exc.response.headers.get("retry-after") if exc.response is not None else None
-        try:
-            after = float(header) if header is not None else None
-        except ValueError:
-            after = None
-        return Transient(status == 429 or status >= 500, f"HTTP {status}: {exc.message}", after)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return Transient(True, f"{type(exc).__name__}: {exc}")
-    return Transient(False, str(exc))
 
 
 def _arguments(text: str) -> Any:
@@ -90,14 +74,8 @@ class AnthropicChat:
             kwargs["tools"] = _tools(tools)
         if self.config.temperature is not None:
             kwargs["temperature"] = self.config.temperature
-        try:
-            message = with_retries(lambda: self._call(kwargs, on_token), classify, label=self.label,
-                                   max_retries=self.config.max_retries, on_event=on_event,
-                                   redact=self._redactor.text)
-        except anthropic.APIStatusError as exc:
-            raise UserError(f"{self.label} refused the request: HTTP {exc.status_code} "
-                            f"{self._redactor.text(exc.message)}",
-                            "check the API key, the model name and the base URL") from None
+        message = sdk_call(lambda: self._call(kwargs, on_token), anthropic, label=self.label,
+                           max_retries=self.config.max_retries, on_event=on_event, redact=self._redactor.text)
         text = "".join(b.text for b in message.content if b.type == "text")
         calls = [ToolCall(b.id, b.name, json.dumps(b.input)) for b in message.content if b.type == "tool_use"]
         tokens_in, tokens_out = message.usage.input_tokens, message.usage.output_tokens

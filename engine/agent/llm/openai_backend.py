@@ -8,32 +8,8 @@ import openai
 
 from engine.agent.llm.base import EventSink, LLMReply, TokenSink, ToolCall, estimate_tokens, price
 from engine.agent.llm.config import LLMConfig
-from engine.agent.llm.retry import Transient, with_retries
+from engine.agent.llm.retry import sdk_call
 from engine.agent.redact import Redactor
-from engine.errors import UserError
-
-_FIXES = {401: "check the API key", 403: "check the API key and its permissions",
-          404: "check the model name and the base URL",
-          400: "check the model name; if the endpoint has no tool calling, pass protocol text"}
-
-
-def _retry_after(exc: Exception) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def classify(exc: Exception) -> Transient:
-    """429, 5xx, timeouts and dropped connections are worth another try; the rest are not."""
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        return Transient(status == 429 or status >= 500, f"HTTP {status}: {exc.message}", _retry_after(exc))
-    if isinstance(exc, openai.APIConnectionError):
-        return Transient(True, f"{type(exc).__name__}: {exc}")
-    return Transient(False, str(exc))
 
 
 class OpenAIChat:
@@ -59,13 +35,8 @@ class OpenAIChat:
         limit_key = "max_completion_tokens" if self.config.base_url is None else "max_tokens"
         kwargs[limit_key] = self.config.max_tokens
         call = (lambda: self._stream(kwargs, on_token)) if on_token else (lambda: self._once(kwargs))
-        try:
-            reply = with_retries(call, classify, label=self.label, max_retries=self.config.max_retries,
-                                 on_event=on_event, redact=self._redactor.text)
-        except openai.APIStatusError as exc:
-            raise UserError(f"{self.label} refused the request: HTTP {exc.status_code} "
-                            f"{self._redactor.text(exc.message)}",
-                            _FIXES.get(exc.status_code, "check the endpoint")) from None
+        reply = sdk_call(call, openai, label=self.label, max_retries=self.config.max_retries, on_event=on_event,
+                         redact=self._redactor.text)
         if not reply.tokens_in and not reply.tokens_out:
             reply.tokens_in = estimate_tokens("".join(str(m.get("content") or "") for m in messages))
             reply.tokens_out = estimate_tokens(reply.text + "".join(c.arguments for c in reply.tool_calls))
