@@ -8,9 +8,7 @@ from typing import Any
 import anthropic
 
 from engine.agent.llm.base import EventSink, LLMReply, TokenSink, ToolCall, price
-from engine.agent.llm.config import LLMConfig
-from engine.agent.llm.retry import sdk_call
-from engine.agent.redact import Redactor
+from engine.agent.llm.sdk import SdkChat
 
 
 def _arguments(text: str) -> Any:
@@ -50,18 +48,11 @@ def _tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
              "input_schema": t["function"]["parameters"]} for t in tools]
 
 
-class AnthropicChat:
+class AnthropicChat(SdkChat):
     """Claude models with native tool use; streams when asked to."""
 
-    supports_tools = True
-
-    def __init__(self, config: LLMConfig) -> None:
-        self.config = config
-        self.label = config.label()
-        self.secrets = (config.api_key,) if config.api_key else ()
-        self._redactor = Redactor(self.secrets)
-        self._client = anthropic.Anthropic(api_key=config.api_key or "not-needed", base_url=config.base_url,
-                                           timeout=config.timeout_s, max_retries=0)
+    sdk = anthropic
+    client_class = anthropic.Anthropic
 
     def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *,
              on_token: TokenSink | None = None, on_event: EventSink | None = None) -> LLMReply:
@@ -74,8 +65,7 @@ class AnthropicChat:
             kwargs["tools"] = _tools(tools)
         if self.config.temperature is not None:
             kwargs["temperature"] = self.config.temperature
-        message = sdk_call(lambda: self._call(kwargs, on_token), anthropic, label=self.label,
-                           max_retries=self.config.max_retries, on_event=on_event, redact=self._redactor.text)
+        message = self._with_retries(lambda: self._call(kwargs, on_token), on_event)
         text = "".join(b.text for b in message.content if b.type == "text")
         calls = [ToolCall(b.id, b.name, json.dumps(b.input)) for b in message.content if b.type == "tool_use"]
         tokens_in, tokens_out = message.usage.input_tokens, message.usage.output_tokens

@@ -7,23 +7,14 @@ from typing import Any
 import openai
 
 from engine.agent.llm.base import EventSink, LLMReply, TokenSink, ToolCall, estimate_tokens, price
-from engine.agent.llm.config import LLMConfig
-from engine.agent.llm.retry import sdk_call
-from engine.agent.redact import Redactor
+from engine.agent.llm.sdk import SdkChat
 
 
-class OpenAIChat:
+class OpenAIChat(SdkChat):
     """Chat completions with native tool calling; streams when asked to."""
 
-    supports_tools = True
-
-    def __init__(self, config: LLMConfig) -> None:
-        self.config = config
-        self.label = config.label()
-        self.secrets = (config.api_key,) if config.api_key else ()
-        self._redactor = Redactor(self.secrets)
-        self._client = openai.OpenAI(api_key=config.api_key or "not-needed", base_url=config.base_url,
-                                     timeout=config.timeout_s, max_retries=0)
+    sdk = openai
+    client_class = openai.OpenAI
 
     def chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, *,
              on_token: TokenSink | None = None, on_event: EventSink | None = None) -> LLMReply:
@@ -35,8 +26,7 @@ class OpenAIChat:
         limit_key = "max_completion_tokens" if self.config.base_url is None else "max_tokens"
         kwargs[limit_key] = self.config.max_tokens
         call = (lambda: self._stream(kwargs, on_token)) if on_token else (lambda: self._once(kwargs))
-        reply = sdk_call(call, openai, label=self.label, max_retries=self.config.max_retries, on_event=on_event,
-                         redact=self._redactor.text)
+        reply = self._with_retries(call, on_event)
         if not reply.tokens_in and not reply.tokens_out:
             reply.tokens_in = estimate_tokens("".join(str(m.get("content") or "") for m in messages))
             reply.tokens_out = estimate_tokens(reply.text + "".join(c.arguments for c in reply.tool_calls))

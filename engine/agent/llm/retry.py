@@ -1,8 +1,7 @@
 """Retry with exponential backoff for transient LLM failures (429, 5xx, timeouts, dropped connections).
 
 Each backend says which errors are transient and how long the server asked it to wait; the schedule,
-the notices and the final one-line error live here once. `sdk_call` is that for the OpenAI and Anthropic
-SDKs, which share one generated client shape (`APIStatusError`, `APIConnectionError`)."""
+the notices and the final one-line error live here once."""
 
 from __future__ import annotations
 
@@ -10,8 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from engine.agent.llm.base import EventSink
 from engine.errors import UserError
@@ -20,9 +18,6 @@ T = TypeVar("T")
 log = logging.getLogger("difflens.agent.llm")
 
 MAX_WAIT_S = 60.0
-FIXES = {401: "check the API key", 403: "check the API key and its permissions",
-         404: "check the model name and the base URL",
-         400: "check the model name; if the endpoint has no tool calling, pass protocol text"}
 
 
 @dataclass(frozen=True)
@@ -63,31 +58,3 @@ def with_retries(call: Callable[[], T], classify: Callable[[Exception], Transien
             time.sleep(wait)
     raise AssertionError("unreachable")
 
-
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def sdk_call(call: Callable[[], T], sdk: ModuleType, *, label: str, max_retries: int,
-             on_event: EventSink | None, redact: Callable[[str], str]) -> T:
-    """`with_retries` for an OpenAI-shaped SDK: 429, 5xx (529 overloaded) and dropped connections are tried
-    again; any other HTTP refusal becomes a one-line `UserError` naming the fix."""
-
-    def classify(exc: Exception) -> Transient:
-        if isinstance(exc, sdk.APIStatusError):
-            status = exc.status_code
-            return Transient(status == 429 or status >= 500, f"HTTP {status}: {exc.message}", _retry_after(exc))
-        if isinstance(exc, sdk.APIConnectionError):
-            return Transient(True, f"{type(exc).__name__}: {exc}")
-        return Transient(False, str(exc))
-
-    try:
-        return with_retries(call, classify, label=label, max_retries=max_retries, on_event=on_event, redact=redact)
-    except sdk.APIStatusError as exc:
-        raise UserError(f"{label} refused the request: HTTP {exc.status_code} {redact(exc.message)}",
-                        FIXES.get(exc.status_code, "check the endpoint")) from None
