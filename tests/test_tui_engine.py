@@ -182,7 +182,7 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
         await until(lambda: isinstance(app.screen, DivergenceScreen), 10, "the divergence screen")
         app.screen.query_one(Input).value = "the cake is a plan of w1 w2 w3"
         await pilot.press("enter")
-        painted = app.screen.query_one("#painted", Static)
+        painted = app.screen.query_one("#answer", Static)
         await until(lambda: "finetuned predicts" in str(painted.render()), 120, "the painted divergence")
         text = str(painted.render())
         assert "cake" in text and "mean KL" in text
@@ -209,7 +209,7 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         await pilot.press("enter")
         await until(lambda: mining.result is not None, 120, "the mined tokens")
         assert mining.result["n_texts"] == 6 and mining.result["tokens"] and "topics" in mining.result
-        assert "pushed up most" in plain(mining.query_one("#mined", Static))
+        assert "pushed up most" in plain(mining.query_one("#answer", Static))
         await pilot.press("escape")
 
         await pilot.press("C")

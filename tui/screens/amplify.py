@@ -8,26 +8,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import RenderableType
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from tui.link import EngineLink
+from tui.screens.lens_screen import LensScreen
 from tui.widgets.lens_views import amplify_table
 
 PRESETS = (-1.0, 0.5, 2.0, 3.0)
 STEP = 0.5
 
 
-class AmplifyScreen(Screen[None]):
+class AmplifyScreen(LensScreen):
     """A prompt line, the factor, and the side-by-side answer."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
         *[Binding(str(i + 1), f"preset({i})", f"×{f:g}") for i, f in enumerate(PRESETS)],
         Binding("plus", "nudge(1)", "factor +", key_display="+"),
         Binding("minus", "nudge(-1)", "factor −", key_display="-"),
@@ -36,26 +35,18 @@ class AmplifyScreen(Screen[None]):
     ]
     AUTO_FOCUS = "VerticalScroll"  # the factor keys work at once; `e` moves into the prompt line
     factor: reactive[float] = reactive(2.0)
-    result: reactive[dict[str, Any] | None] = reactive(None)
-
-    def __init__(self, run: str, link: EngineLink) -> None:
-        super().__init__()
-        self.run = run
-        self.link = link
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="a prompt (empty: the shipped calibration prompts), Enter runs", id="prompt")
         yield Static("", id="factor")
-        with VerticalScroll():
-            yield Static("", id="answer")
+        yield self.answer_pane()
         yield Footer()
 
     def watch_factor(self, factor: float) -> None:
         self.query_one("#factor", Static).update(f"adapter delta × {factor:g}   (0 = base, 1 = finetune)")
 
-    def watch_result(self, result: dict[str, Any] | None) -> None:
-        if result is not None:
-            self.query_one("#answer", Static).update(amplify_table(result))
+    def paint(self, result: dict[str, Any]) -> RenderableType:
+        return amplify_table(result)
 
     def action_preset(self, index: int) -> None:
         self.factor = PRESETS[index]
@@ -76,10 +67,5 @@ class AmplifyScreen(Screen[None]):
 
     @work(exclusive=True)
     async def amplify(self, prompt: str) -> None:
-        self.query_one("#answer", Static).update("generating…")
-        params: dict[str, Any] = {"run": self.run, "factors": [self.factor]}
-        if prompt.strip():
-            params["prompts"] = [prompt]
-        result = await self.link.job("amplify", "lens.amplify", params)
-        if result is not None:
-            self.result = result
+        params: dict[str, Any] = {"factors": [self.factor]} | ({"prompts": [prompt]} if prompt.strip() else {})
+        await self.ask("amplify", "lens.amplify", params, "generating…")

@@ -1,31 +1,29 @@
 """Causal check: how much of the finetune's behaviour lives in its first k positions (issue 13).
 
 The finetuned model's residual at the run's middle layer is patched at the first k positions after BOS (k of the
-run unless typed), with
-the base model's activations or (`x`) with −mean diff of the run, and its loss is measured on finetuning texts
-beside generic text. An empty text line means the recipe an organism adapter was trained on.
+run unless typed) with the base model's activations or (`x`) with −mean diff of the run, and its loss is measured
+on finetuning texts beside generic text. An empty text line means the recipe an organism adapter was trained on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.reactive import reactive
-from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from tui.link import EngineLink
+from tui.screens.lens_screen import LensScreen
 from tui.widgets.lens_views import causal_summary, causal_table
 
 MODES = {"base": "the base model's activations", "diff": "−mean diff of this run added"}
 
 
-class CausalScreen(Screen[None]):
+class CausalScreen(LensScreen):
     """Finetuning texts, k, the patch mode, and the loss table; Escape goes back to the workbench."""
 
     DEFAULT_CSS = """
@@ -33,16 +31,9 @@ class CausalScreen(Screen[None]):
     CausalScreen #texts { width: 1fr; }
     CausalScreen #k { width: 10; }
     """
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back"), Binding("x", "toggle_mode", "base ↔ −diff"),
-                Binding("r", "run", "Run")]
+    BINDINGS = [Binding("x", "toggle_mode", "base ↔ −diff"), Binding("r", "run", "Run")]
     AUTO_FOCUS = "VerticalScroll"
     mode: reactive[str] = reactive("base")
-    result: reactive[dict[str, Any] | None] = reactive(None)
-
-    def __init__(self, run: str, link: EngineLink) -> None:
-        super().__init__()
-        self.run = run
-        self.link = link
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -50,16 +41,14 @@ class CausalScreen(Screen[None]):
                         id="texts")
             yield Input(placeholder="k: the run's", type="integer", id="k")
         yield Static("", id="mode")
-        with VerticalScroll():
-            yield Static("r (or Enter in a field) runs the check", id="answer")
+        yield self.answer_pane("r (or Enter in a field) runs the check")
         yield Footer()
 
     def watch_mode(self, mode: str) -> None:
         self.query_one("#mode", Static).update(f"first k positions ← {MODES[mode]}   (x toggles)")
 
-    def watch_result(self, result: dict[str, Any] | None) -> None:
-        if result is not None:
-            self.query_one("#answer", Static).update(Group(causal_table(result), causal_summary(result)))
+    def paint(self, result: dict[str, Any]) -> RenderableType:
+        return Group(causal_table(result), causal_summary(result))
 
     def action_toggle_mode(self) -> None:
         self.mode = "diff" if self.mode == "base" else "base"
@@ -74,13 +63,5 @@ class CausalScreen(Screen[None]):
 
     @work(exclusive=True)
     async def check(self, texts: str, k: int | None) -> None:
-        answer = self.query_one("#answer", Static)
-        answer.update(f"patching the first {k or 'k'} positions…")
-        params: dict[str, Any] = {"run": self.run, "mode": self.mode} | ({"k": k} if k else {})
-        if texts:
-            params["ft_corpus"] = texts
-        result = await self.link.job("causal check", "lens.causal", params)
-        if result is None:
-            answer.update("the causal check failed (the notification says why)")
-        else:
-            self.result = result
+        params: dict[str, Any] = {"mode": self.mode} | ({"k": k} if k else {}) | ({"ft_corpus": texts} if texts else {})
+        await self.ask("causal check", "lens.causal", params, f"patching the first {k or 'k'} positions…")

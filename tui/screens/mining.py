@@ -9,23 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group
+from rich.console import Group, RenderableType
 from textual import on, work
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
-from textual.reactive import reactive
-from textual.screen import Screen
-from textual.widgets import Footer, Input, Static
+from textual.containers import Horizontal
+from textual.widgets import Footer, Input
 
-from tui.link import EngineLink
+from tui.screens.lens_screen import LensScreen
 from tui.widgets.lens_views import mining_table, topics_view
 
 DEFAULT_CORPUS = "generic:"
 DEFAULT_TEXTS = 40
 
 
-class MiningScreen(Screen[None]):
+class MiningScreen(LensScreen):
     """A corpus line, a text count, and the mined tokens; Escape goes back to the workbench."""
 
     DEFAULT_CSS = """
@@ -33,26 +30,17 @@ class MiningScreen(Screen[None]):
     MiningScreen #corpus { width: 1fr; }
     MiningScreen #n { width: 12; }
     """
-    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
-    result: reactive[dict[str, Any] | None] = reactive(None)
-
-    def __init__(self, run: str, link: EngineLink) -> None:
-        super().__init__()
-        self.run = run
-        self.link = link
 
     def compose(self) -> ComposeResult:
         with Horizontal():
             yield Input(DEFAULT_CORPUS, placeholder="corpus: generic:, recipe:NAME, a file or hf:NAME; Enter mines",
                         id="corpus")
             yield Input(str(DEFAULT_TEXTS), placeholder="texts", type="integer", id="n")
-        with VerticalScroll():
-            yield Static("Enter mines the corpus: which tokens does the finetune push up most often?", id="mined")
+        yield self.answer_pane("Enter mines the corpus: which tokens does the finetune push up most often?")
         yield Footer()
 
-    def watch_result(self, result: dict[str, Any] | None) -> None:
-        if result is not None:
-            self.query_one("#mined", Static).update(Group(mining_table(result), topics_view(result)))
+    def paint(self, result: dict[str, Any]) -> RenderableType:
+        return Group(mining_table(result), topics_view(result))
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -62,11 +50,5 @@ class MiningScreen(Screen[None]):
 
     @work(exclusive=True)
     async def mine(self, corpus: str, n: int) -> None:
-        painted = self.query_one("#mined", Static)
-        painted.update(f"mining {n} texts of {corpus}…")
-        result = await self.link.job("diff mining", "lens.mine",
-                                     {"run": self.run, "corpus": corpus, "n": n, "topics": True})
-        if result is None:
-            painted.update("diff mining failed (the notification says why)")
-        else:
-            self.result = result
+        await self.ask("diff mining", "lens.mine", {"corpus": corpus, "n": n, "topics": True},
+                       f"mining {n} texts of {corpus}…")

@@ -34,7 +34,12 @@ from tui.messages import (
     SteerPartial,
     SummaryReady,
 )
+from tui.screens.amplify import AmplifyScreen
+from tui.screens.causal import CausalScreen
+from tui.screens.divergence import DivergenceScreen
 from tui.screens.form import Field, FormScreen
+from tui.screens.lens_screen import LensScreen
+from tui.screens.mining import MiningScreen
 from tui.state import (
     LENS_SOURCES,
     LLM_HELP,
@@ -63,7 +68,8 @@ STYLES = Path(__file__).resolve().parent.parent / "styles"
 ALPHA_STEP = 0.5
 LENS_TOP_K = 20
 STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": 1.1}
-
+LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
+                                             "mining": MiningScreen, "causal": CausalScreen}
 
 class WorkbenchScreen(Screen[None]):
     """One run on screen; every pane follows the heatmap cursor."""
@@ -89,10 +95,10 @@ class WorkbenchScreen(Screen[None]):
         Binding("n", "new_prompt", "Add prompt", show=False),
         Binding("delete", "drop_prompt", "Remove prompt", show=False),
         Binding("g", "agent", "Run agent", show=False),
-        Binding("d", "divergence", "Type a text: where do they disagree?", show=False),
-        Binding("A", "amplify", "Amplify the adapter", show=False),
-        Binding("M", "mining", "Diff mining over a corpus", show=False),
-        Binding("C", "causal", "Causal check of the first k positions", show=False),
+        Binding("d", "lens('divergence')", "Type a text: where do they disagree?", show=False),
+        Binding("A", "lens('amplify')", "Amplify the adapter", show=False),
+        Binding("M", "lens('mining')", "Diff mining over a corpus", show=False),
+        Binding("C", "lens('causal')", "Causal check of the first k positions", show=False),
         Binding("w", "swap_lower", "Steering/agent", show=False),
         Binding("escape,b", "app.runs", "Runs and sessions", show=False),
     ]
@@ -434,33 +440,11 @@ class WorkbenchScreen(Screen[None]):
         self._show()
         self.run_agent(self.model.pair.run)
 
-    def action_divergence(self) -> None:
-        """Type a text and see, token by token, where the finetuned and base models disagree."""
+    def action_lens(self, name: str) -> None:
+        """Open a lens view on this run: `d` where the two models disagree on a typed text, `A` the amplified
+        adapter, `M` diff mining over a corpus, `C` the causal check of the first k positions."""
         if self.model.pair is not None:
-            from tui.screens.divergence import DivergenceScreen
-
-            self.app.push_screen(DivergenceScreen(self.model.pair.run, self.link))
-
-    def action_amplify(self) -> None:
-        """Scale a LoRA finetune's weight delta and read it beside base and finetune."""
-        if self.model.pair is not None:
-            from tui.screens.amplify import AmplifyScreen
-
-            self.app.push_screen(AmplifyScreen(self.model.pair.run, self.link))
-
-    def action_mining(self) -> None:
-        """Mine a corpus for the tokens the finetune pushes up most often."""
-        if self.model.pair is not None:
-            from tui.screens.mining import MiningScreen
-
-            self.app.push_screen(MiningScreen(self.model.pair.run, self.link))
-
-    def action_causal(self) -> None:
-        """Patch the first k positions of the finetune and measure the loss change on its texts."""
-        if self.model.pair is not None:
-            from tui.screens.causal import CausalScreen
-
-            self.app.push_screen(CausalScreen(self.model.pair.run, self.link))
+            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""

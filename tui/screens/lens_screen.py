@@ -1,0 +1,53 @@
+"""The shape every lens view shares: one `lens.*` op on the workbench run's pair, sent in a worker, and an
+answer pane that shows the wait, the painted result or that it failed (the app's notification says why).
+
+A subclass composes its own controls around `answer_pane()` and says how a result paints (`paint`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import RenderableType
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import Static
+
+from tui.link import EngineLink
+
+
+class LensScreen(Screen[None]):
+    """A lens on the run `run`; Escape goes back to the workbench."""
+
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
+    result: reactive[dict[str, Any] | None] = reactive(None)
+
+    def __init__(self, run: str, link: EngineLink) -> None:
+        super().__init__()
+        self.run = run
+        self.link = link
+
+    @staticmethod
+    def answer_pane(hint: str = "") -> VerticalScroll:
+        """The scrolling pane the answer is painted into (compose it once)."""
+        return VerticalScroll(Static(hint, id="answer"))
+
+    def paint(self, result: dict[str, Any]) -> RenderableType:
+        raise NotImplementedError
+
+    def watch_result(self, result: dict[str, Any] | None) -> None:
+        if result is not None:
+            self.query_one("#answer", Static).update(self.paint(result))
+
+    async def ask(self, label: str, method: str, params: dict[str, Any], waiting: str) -> None:
+        """Send `method` for this run (call from a `@work` worker); the answer lands in `result`."""
+        answer = self.query_one("#answer", Static)
+        answer.update(Text(waiting, style="dim"))
+        result = await self.link.job(label, method, {"run": self.run, **params})
+        if result is None:
+            answer.update(Text(f"{label} failed (the notification says why)", style="red"))
+        else:
+            self.result = result
