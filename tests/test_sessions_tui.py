@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from textual.widgets import Input
 
 from store import bundle, results, sessions
 from store.paths import db_path
@@ -29,6 +30,7 @@ from tui.client import EngineClient, connect
 from tui.recorded import RecordedClient
 from tui.rerun import rerun
 from tui.screens.compare import compare_table
+from tui.screens.mining import MiningScreen
 from tui.screens.session import SessionWorkbench
 from tui.session_source import load_source
 from tui.state import Start
@@ -111,13 +113,23 @@ async def test_session_recorded_through_a_real_engine_replays_reruns_and_round_t
             await until(lambda: pane.steer.rows and not pane.steer.streaming, 120, "steered samples")
         if engine_has("readout.logit_lens"):
             await until(lambda: app.screen.query_one(TokensPane).tokens.lens, 60, "the logit lens")
+        await pilot.press("M")  # a lens view's question is part of the analysis too
+        await until(lambda: isinstance(app.screen, MiningScreen), 10, "the mining view")
+        mining = app.screen
+        mining.query_one("#corpus", Input).value = str(corpus)
+        mining.query_one("#n", Input).value = "4"
+        mining.query_one("#corpus", Input).focus()
+        await pilot.press("enter")
+        await until(lambda: mining.result is not None, 120, "the mined tokens")
+        await pilot.press("escape")
         await settle(app, pilot)
         await app.action_quit()
         shown = dump(app)
     session = sessions.get("tiny analysis")
     assert session.run and session.run in {k for a in sessions.actions(session.id) for k in a["refs"]}
     methods = {a["method"] for a in sessions.actions(session.id)}
-    expected = {"adl.compute", "adl.summary"} | {m for m in ("readout.logit_lens", "steer.generate") if engine_has(m)}
+    expected = {"adl.compute", "adl.summary", "lens.mine"} | {m for m in ("readout.logit_lens", "steer.generate")
+                                                             if engine_has(m)}
     assert expected <= methods
     again = replayed("tiny analysis")
     assert again["torch_loaded"] == []
@@ -131,7 +143,9 @@ async def test_session_recorded_through_a_real_engine_replays_reruns_and_round_t
     assert steps[1].new["base"] != steps[1].old["base"]
     text = io.StringIO()
     Console(file=text, width=200).print(compare_table(steps, "old", "new"))
-    assert "adl.summary" in text.getvalue()
+    assert "adl.summary" in text.getvalue() and "lens.mine" in text.getvalue()
+    mined = next(s for s in steps if s.method == "lens.mine")
+    assert mined.params["run"] == new.run and mined.new["n_texts"] == 4
 
     path = bundle.export_session("tiny analysis", tmp_path / "shared")
     keys = {k for a in sessions.actions(session.id) for k in a["refs"]}

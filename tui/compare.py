@@ -21,7 +21,9 @@ def _short(text: Any, limit: int = 160) -> str:
 
 def describe_call(method: str, params: dict[str, Any]) -> str:
     """The question: method and the params that matter to a reader."""
-    shown = {k: params[k] for k in ("base", "ft", "layer", "pos", "source", "strengths", "prompts") if params.get(k)}
+    keys = ("base", "ft", "layer", "pos", "source", "strengths", "prompts", "texts", "corpus", "ft_corpus", "factors",
+            "mode", "k")
+    shown = {k: params[k] for k in keys if params.get(k)}
     return method + "".join(f"\n  {k}={_short(v, 60)}" for k, v in shown.items())
 
 
@@ -49,4 +51,24 @@ def summarize(method: str, result: dict[str, Any] | None, error: str = "") -> st
         grade = run.get("grade")
         return _short(answer, 300) + (f"\ngrade {grade.get('score') if isinstance(grade, dict) else grade}" if grade
                                       else "")
+    if method.startswith("lens."):
+        return summarize_lens(method, result)
+    return _short(result)
+
+
+def summarize_lens(method: str, result: dict[str, Any]) -> str:
+    """The gist of a `lens.*` answer: peak divergence, mined tokens, amplified text, or the loss shares."""
+    if method == "lens.kl":
+        stats, top = result.get("stats") or {}, (result.get("top") or [{}])[0].get("max") or {}
+        return (f"mean KL {stats.get('mean_kl', 0):.3f}, max {stats.get('max_kl', 0):.2f} after "
+                f"{top.get('token', '')!r} (finetuned → {', '.join(repr(t[0]) for t in top.get('ft_top', [])[:3])})")
+    if method == "lens.mine":
+        return "  ".join(f"{visible_token(t['token']).plain} {t['count']}" for t in result.get("tokens", [])
+                         if not t.get("trivial"))[:300]
+    if method == "lens.amplify":
+        return "\n".join(f"×{f}: {_short(text)}" for row in result.get("rows", [])[:2]
+                         for f, text in row.get("amplified", {}).items())
+    if method == "lens.causal":
+        return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
+                         for name, s in result.get("sets", {}).items())
     return _short(result)

@@ -15,7 +15,7 @@ from store.errors import ActionableError
 from store.hashing import canonical_json
 
 # Analysis actions only: status polls and list refreshes are not part of the analysis.
-RECORDED_PREFIXES = ("adl.compute", "adl.summary", "readout.", "steer.", "agent.run")
+RECORDED_PREFIXES = ("adl.compute", "adl.summary", "readout.", "steer.", "agent.run", "lens.")
 
 
 def is_recorded(method: str) -> bool:
