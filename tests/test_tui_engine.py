@@ -178,14 +178,26 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
     app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(app)
+        await pilot.press("up")  # the view reads the layer under the heatmap cursor
+        layer = app.screen.model.heat.layer
         await pilot.press("d")
         await until(lambda: isinstance(app.screen, DivergenceScreen), 10, "the divergence screen")
-        app.screen.query_one(Input).value = "the cake is a plan of w1 w2 w3"
+        screen = app.screen
+        screen.query_one(Input).value = "the cake is a plan of w1 w2 w3"
         await pilot.press("enter")
-        painted = app.screen.query_one("#answer", Static)
-        await until(lambda: "finetuned predicts" in str(painted.render()), 120, "the painted divergence")
-        text = str(painted.render())
-        assert "cake" in text and "mean KL" in text
+        painted = screen.query_one("#answer", Static)
+        await until(lambda: screen.result is not None, 120, "the painted divergence")
+        text = plain(painted)
+        assert "finetuned predicts" in text and "cake" in text and "mean KL" in text
+        assert screen.result["layer"] == layer and f"layer {layer}" in text
+        await pilot.press("n")
+        assert "‖diff‖ 0 …" in plain(painted)
+        await pilot.press("e")
+        screen.query_one(Input).value = f"@{corpus}"
+        await pilot.press("enter")
+        await until(lambda: screen.result is not None and screen.result["stats"]["n_texts"] == 20, 120,
+                    "the corpus snippets")
+        assert screen.snippets and len(plain(painted).split("most divergent after")) == 11  # top 10 snippets
 
 
 @pytest.mark.asyncio

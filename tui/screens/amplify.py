@@ -54,9 +54,6 @@ class AmplifyScreen(LensScreen):
     def action_nudge(self, direction: int) -> None:
         self.factor = round(self.factor + direction * STEP, 3)
 
-    def action_edit(self) -> None:
-        self.query_one("#prompt", Input).focus()
-
     def action_run(self) -> None:
         self.amplify(self.query_one("#prompt", Input).value)
 

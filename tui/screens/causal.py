@@ -1,6 +1,6 @@
 """Causal check: how much of the finetune's behaviour lives in its first k positions (issue 13).
 
-The finetuned model's residual at the run's middle layer is patched at the first k positions after BOS (k of the
+The finetuned model's residual at the heatmap cursor's layer is patched at the first k positions after BOS (k of the
 run unless typed) with the base model's activations or (`x`) with −mean diff of the run, and its loss is measured
 on finetuning texts beside generic text. An empty text line means the recipe an organism adapter was trained on.
 """
@@ -45,7 +45,8 @@ class CausalScreen(LensScreen):
         yield Footer()
 
     def watch_mode(self, mode: str) -> None:
-        self.query_one("#mode", Static).update(f"first k positions ← {MODES[mode]}   (x toggles)")
+        where = f"layer {self.at_layer}" if self.at_layer is not None else "the middle layer"
+        self.query_one("#mode", Static).update(f"{where}: first k positions ← {MODES[mode]}   (x toggles)")
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
         return Group(causal_table(result), causal_summary(result))
@@ -64,4 +65,6 @@ class CausalScreen(LensScreen):
     @work(exclusive=True)
     async def check(self, texts: str, k: int | None) -> None:
         params: dict[str, Any] = {"mode": self.mode} | ({"k": k} if k else {}) | ({"ft_corpus": texts} if texts else {})
+        if self.at_layer is not None:
+            params["layer"] = self.at_layer
         await self.ask("causal check", "lens.causal", params, f"patching the first {k or 'k'} positions…")

@@ -1,8 +1,10 @@
-"""Type a text, see where the two models disagree: per-token KL(ft‖base) painted on the text (issue 13).
+"""Where the two models disagree: per-token KL(ft‖base) or ‖diff‖ painted on a typed text, or the top
+max-divergence snippets of a corpus (issue 13).
 
-The screen sends `lens.kl` for the run's pair and paints the answer; a token's background is its KL on the
-viridis scale of the heatmap (the value on a token is the divergence of the prediction made after it), and the
-most divergent spot shows what each model predicted.
+The screen sends `lens.kl` for the run's pair at the heatmap cursor's layer and paints the answer; a token's
+background is its value on the viridis scale of the heatmap (a KL value sits on the token the prediction follows),
+and each text's most divergent spot shows what each model predicted. `n` switches the painted value between KL
+and the norm of the activation difference at the layer.
 """
 
 from __future__ import annotations
@@ -12,28 +14,58 @@ from typing import Any
 from rich.console import RenderableType
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
 from tui.screens.lens_screen import LensScreen
 from tui.widgets.lens_views import divergence_view
 
+CORPUS_PREFIX = "@"
+CORPUS_TEXTS = 20
+
+
+def divergence_params(typed: str, layer: int | None) -> dict[str, Any]:
+    """`lens.kl` params for what was typed: a text, or `@SOURCE` for the top snippets of a corpus."""
+    params: dict[str, Any] = {"layer": layer} if layer is not None else {}
+    if typed.startswith(CORPUS_PREFIX):
+        return params | {"corpus": typed.removeprefix(CORPUS_PREFIX).strip(), "n": CORPUS_TEXTS}
+    return params | {"texts": [typed]}
+
 
 class DivergenceScreen(LensScreen):
     """An input line and the painted answer."""
 
+    BINDINGS = [Binding("n", "toggle_metric", "KL ↔ ‖diff‖"), Binding("e", "edit", "Edit the text")]
+    AUTO_FOCUS = "Input"
+    metric: reactive[str] = reactive("kl")
+    snippets = False  # the answer is a corpus's top snippets, not the typed text
+
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="type a text and press Enter: where do the two models disagree?", id="text")
+        yield Input(placeholder="type a text and press Enter (or @CORPUS, e.g. @recipe:cake-sdf or @generic:, for "
+                                "its most divergent snippets)", id="text")
         yield self.answer_pane()
         yield Footer()
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
-        return divergence_view(result)
+        return divergence_view(result, snippets=self.snippets, metric=self.metric)
+
+    def watch_metric(self) -> None:
+        self.watch_result(self.result)
+
+    def action_toggle_metric(self) -> None:
+        self.metric = "diff_norm" if self.metric == "kl" else "kl"
 
     @on(Input.Submitted, "#text")
     def submitted(self, event: Input.Submitted) -> None:
-        if event.value.strip():
-            self.divergence(event.value)
+        typed = event.value.strip()
+        if typed and typed != CORPUS_PREFIX:
+            self.query_one("#answer-pane").focus()
+            params = divergence_params(typed, self.at_layer)
+            self.snippets = "corpus" in params
+            self.divergence(params)
 
     @work(exclusive=True)
-    async def divergence(self, text: str) -> None:
-        await self.ask("divergence", "lens.kl", {"texts": [text]}, "computing per-token divergence…")
+    async def divergence(self, params: dict[str, Any]) -> None:
+        self.result = None
+        await self.ask("divergence", "lens.kl", params, "computing per-token divergence…")

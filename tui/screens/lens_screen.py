@@ -14,29 +14,35 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Static
+from textual.widgets import Input, Static
 
 from tui.link import EngineLink
 
 
 class LensScreen(Screen[None]):
-    """A lens on the run `run`; Escape goes back to the workbench."""
+    """A lens on the run `run` at `layer` (the heatmap cursor's; None: the lens's default), kept as `at_layer`
+    (`layer` is Textual's CSS layer); Escape goes back."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
     result: reactive[dict[str, Any] | None] = reactive(None)
 
-    def __init__(self, run: str, link: EngineLink) -> None:
+    def __init__(self, run: str, link: EngineLink, layer: int | None = None) -> None:
         super().__init__()
         self.run = run
         self.link = link
+        self.at_layer = layer
 
     @staticmethod
     def answer_pane(hint: str = "") -> VerticalScroll:
         """The scrolling pane the answer is painted into (compose it once)."""
-        return VerticalScroll(Static(hint, id="answer"))
+        return VerticalScroll(Static(hint, id="answer"), id="answer-pane")
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
         raise NotImplementedError
+
+    def action_edit(self) -> None:
+        """Back into the screen's first input line."""
+        self.query(Input).first().focus()
 
     def watch_result(self, result: dict[str, Any] | None) -> None:
         if result is not None:

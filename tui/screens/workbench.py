@@ -441,10 +441,11 @@ class WorkbenchScreen(Screen[None]):
         self.run_agent(self.model.pair.run)
 
     def action_lens(self, name: str) -> None:
-        """Open a lens view on this run: `d` where the two models disagree on a typed text, `A` the amplified
-        adapter, `M` diff mining over a corpus, `C` the causal check of the first k positions."""
+        """Open a lens view on this run at the cursor's layer: `d` where the two models disagree on a typed text,
+        `A` the amplified adapter, `M` diff mining over a corpus, `C` the causal check of the first k positions."""
         if self.model.pair is not None:
-            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link))
+            layer = self.model.heat.layer if self.model.heat.layers else None
+            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link, layer))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""

@@ -14,14 +14,17 @@ from rich.text import Text
 from tui.widgets.palette import cell_style, legend_bar, step_for
 from tui.widgets.token_text import visible_token
 
+METRICS = {"kl": (1, "KL"), "diff_norm": (2, "‖diff‖")}  # index into a `[token, kl, diff_norm]` triple
 
-def kl_line(tokens: list[list[Any]], peak: float) -> Text:
-    """Tokens of one text on the KL colour scale [0, peak] (the value sits on the token the prediction follows).
+
+def heat_line(tokens: list[list[Any]], peak: float, metric: str = "kl") -> Text:
+    """Tokens of one text on the colour scale [0, peak] of `metric` (KL sits on the token the prediction follows).
 
     Spaces stay spaces so the text reads as text; only line breaks are made visible."""
+    index = METRICS[metric][0]
     out = Text()
-    for token, kl, _ in tokens:
-        out.append(token.replace("\n", "⏎") or "∅", style=cell_style(step_for(kl, 0.0, peak)))
+    for token in tokens:
+        out.append(token[0].replace("\n", "⏎") or "∅", style=cell_style(step_for(token[index], 0.0, peak)))
     return out
 
 
@@ -29,13 +32,15 @@ def _names(top: Any) -> str:
     return ", ".join(f"{t[0]!r} {t[1]:.2f}" if isinstance(t, list | tuple) else repr(t) for t in (top or [])[:3]) or "—"
 
 
-def divergence_view(result: dict[str, Any], snippets: bool = False) -> Text:
-    """Each text (or, with `snippets`, each top max-KL snippet) painted, its most divergent spot, the stats."""
+def divergence_view(result: dict[str, Any], snippets: bool = False, metric: str = "kl") -> Text:
+    """Each text (or, with `snippets`, each top max-KL snippet) painted by `metric`, its most divergent spot,
+    the stats."""
     shown = result.get("top" if snippets else "texts") or []
-    peak = max((t[1] for text in shown for t in text.get("tokens", [])), default=0.0)
+    index, name = METRICS[metric]
+    peak = max((t[index] for text in shown for t in text.get("tokens", [])), default=0.0)
     out = Text()
     for text in shown:
-        out.append_text(kl_line(text.get("tokens", []), peak))
+        out.append_text(heat_line(text.get("tokens", []), peak, metric))
         out.append("\n")
         top = text.get("max") or {}
         if top:
@@ -47,7 +52,7 @@ def divergence_view(result: dict[str, Any], snippets: bool = False) -> Text:
                f"{stats.get('max_kl', 0):.2f}, mean ‖diff‖ {stats.get('mean_diff_norm', 0):.1f} over "
                f"{stats.get('n_tokens', '?')} tokens of {stats.get('n_texts', '?')} texts   ", style="dim")
     out.append_text(legend_bar(20))
-    out.append(f"  0 … {peak:.2f}", style="dim")
+    out.append(f"  {name} 0 … {peak:.2f}", style="dim")
     return out
 
 
