@@ -118,8 +118,9 @@ def error(id_: int | str | None, code: int, message: str, data: dict[str, Any] |
 def read_frame(readline: Callable[[int], bytes], limit: int = MAX_MESSAGE_BYTES) -> bytes | None:
     """Next line from a blocking `readline(size)`; None at end of stream.
 
-    A line over `limit` is drained up to its newline and reported as `ProtocolError(MESSAGE_TOO_LARGE)`,
-    so that the stream stays in sync and the reader can keep serving.
+    A line whose message (the bytes before its newline) is over `limit` is drained up to its newline and
+    reported as `ProtocolError(MESSAGE_TOO_LARGE)`, so that the stream stays in sync and the reader can keep
+    serving.
     """
     line = readline(limit + 1)
     if not line:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from engine import protocol
@@ -104,6 +104,7 @@ def is_response(answer: dict[str, Any]) -> bool:
 
 @FUZZ
 @given(data=st.binary(max_size=300), limit=st.integers(1, 40))
+@example(data=b"x" * 23 + b"\n" + b"y" * 24 + b"\n", limit=23)  # the boundary: a message of exactly `limit` bytes
 def test_read_frame_keeps_any_byte_stream_in_sync(data: bytes, limit: int) -> None:
     stream, frames = io.BytesIO(data), []
     while True:
@@ -121,7 +122,7 @@ def test_read_frame_keeps_any_byte_stream_in_sync(data: bytes, limit: int) -> No
     expected = [p + b"\n" for p in pieces[:-1]] + ([pieces[-1]] if pieces[-1] else [])
     assert len(frames) == len(expected)
     for got, want in zip(frames, expected, strict=True):
-        assert got == (want if len(want) <= limit else None)
+        assert got == (want if len(want.removesuffix(b"\n")) <= limit else None)  # the limit is on the message
 
 
 @FUZZ
