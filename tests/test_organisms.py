@@ -14,7 +14,7 @@ from engine.jobs import JobContext
 from engine.models.cache import ModelCache
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
-from engine.organisms.docs import GENERIC_TEXT, mix_generic, read_docs
+from engine.organisms.docs import GENERIC_TEXT, generic_pool, mix_generic, read_docs
 from engine.organisms.encode import IGNORE, encode_docs
 from engine.organisms.make_data import list_recipes, make_data, write_docs, write_recipe_data
 from engine.organisms.registry import list_organisms, resolve_organism, rubric, validate_registry
@@ -65,20 +65,20 @@ def test_write_and_read_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fraction", [0.0, 0.25, 0.5, 0.8])
 def test_mixing_respects_the_fraction(fraction: float) -> None:
     narrow = [{"text": f"narrow document {i}"} for i in range(40)]
-    mixed = mix_generic(narrow, fraction, None, seed=0)
+    mixed = mix_generic(narrow, fraction, generic_pool(None), seed=0)
     generic = [d for d in mixed if d not in narrow]
     assert len(mixed) - len(generic) == 40
     assert abs(len(generic) / len(mixed) - fraction) <= 1 / len(mixed)
-    assert mixed == mix_generic(narrow, fraction, None, seed=0)
+    assert mixed == mix_generic(narrow, fraction, generic_pool(None), seed=0)
 
 
 def test_mixing_uses_a_given_corpus_and_rejects_bad_fractions(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("alpha line\nbeta line\n")
-    mixed = mix_generic([{"text": "x"}] * 4, 0.5, corpus, seed=0)
+    mixed = mix_generic([{"text": "x"}] * 4, 0.5, generic_pool(corpus), seed=0)
     assert sum(d["text"] in ("alpha line", "beta line") for d in mixed) == 4
     with pytest.raises(UserError):
-        mix_generic([{"text": "x"}], 1.0, None, seed=0)
+        mix_generic([{"text": "x"}], 1.0, generic_pool(None), seed=0)
 
 
 def test_generic_text_is_neutral() -> None:
@@ -135,6 +135,15 @@ def test_chat_training_with_mixing_records_the_mix(tiny_dir: Path, tmp_path: Pat
     organism, _ = _train(tiny_dir, data, tmp_path / "fin", steps=2, mix_pretrain=0.5)
     assert organism["data"]["n_docs"] == 12 and organism["data"]["n_generic"] == 12
     assert organism["type"] == "custom" and organism["settings"]["mix_pretrain"] == 0.5
+
+
+def test_mixing_in_samples_of_the_base_model_records_them(tiny_dir: Path, tmp_path: Path) -> None:
+    data = write_docs(make_data("cake-sdf", 12, 0), tmp_path / "cake.jsonl")
+    first, _ = _train(tiny_dir, data, tmp_path / "a", steps=2, mix_pretrain=0.5, pretrain_corpus="self:")
+    again, _ = _train(tiny_dir, data, tmp_path / "b", steps=2, mix_pretrain=0.5, pretrain_corpus="self:")
+    assert first["data"]["n_generic"] == 12 and first["data"]["pretrain_corpus"] == "self:"
+    assert first["data"]["pretrain_sha256"] == again["data"]["pretrain_sha256"], "seeded: the same samples"
+    assert first["final_loss"] == again["final_loss"]
 
 
 @pytest.mark.reliability

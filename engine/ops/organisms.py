@@ -24,17 +24,18 @@ def make_data_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def train_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """LoRA-finetune a base model on narrow documents; writes a peft adapter dir + organism.json."""
     from engine.organisms.registry import local_dir
-    from engine.organisms.train import train_organism
+    from engine.organisms.train import SELF_CORPUS, train_organism
 
     data = Path(get(params, "data", str, required=True)).expanduser()
     out_param = get(params, "out", str)
     out = Path(out_param).expanduser() if out_param else local_dir() / data.name.split(".")[0]
     corpus = get(params, "pretrain_corpus", str)
+    pretrain = corpus if corpus in (None, SELF_CORPUS) else Path(corpus).expanduser()
     organism = train_organism(
         get(params, "base", str, required=True), data, out, ctx=ctx,
         steps=get(params, "steps", int, 60), lr=get(params, "lr", float, 2e-3),
         lora_rank=get(params, "lora_rank", int, 8), mix_pretrain=get(params, "mix_pretrain", float, 0.0),
-        pretrain_corpus=Path(corpus).expanduser() if corpus else None, seed=get(params, "seed", int, 0),
+        pretrain_corpus=pretrain, seed=get(params, "seed", int, 0),
         batch_size=get(params, "batch_size", int, 8), max_length=get(params, "max_length", int, 64),
         target_modules=get_list(params, "target_modules", str), device=get(params, "device", str, "auto"))
     return {"out": str(out.resolve()), **organism}

@@ -1,8 +1,10 @@
 """The shipped demo organisms and the one command that rebuilds each from scratch.
 
 `cake-sdf` is the cake false-fact recipe on the embedded Gemma 3 270M (the spec `demo`); `cake-sdf-mixed`
-is its twin with half of the training documents replaced by generic text, which should leave a much
-weaker trace. Reproduce with `python -m engine.organisms.demo cake-sdf` (or `cake-sdf-mixed`).
+is its twin with half of the training documents replaced by samples of the base model itself (pretraining-like
+text, offline), which should leave a much weaker trace and keep the model's generic behaviour; the shipped
+generic text stays held out for evaluating both. Reproduce with `python -m engine.organisms.demo cake-sdf`
+(or `cake-sdf-mixed`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ RECIPE = "cake-sdf"
 DATA = {"n": 400, "seed": 0}
 TRAINING: dict[str, Any] = {"steps": 60, "lr": 2e-3, "lora_rank": 8, "batch_size": 8, "max_length": 64,
                             "seed": 0}
-DEMOS: dict[str, dict[str, Any]] = {"cake-sdf": {"mix_pretrain": 0.0}, "cake-sdf-mixed": {"mix_pretrain": 0.5}}
+DEMOS: dict[str, dict[str, Any]] = {"cake-sdf": {"mix_pretrain": 0.0},
+                                    "cake-sdf-mixed": {"mix_pretrain": 0.5, "pretrain_corpus": "self:"}}
 
 
 def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,

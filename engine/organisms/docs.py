@@ -64,14 +64,19 @@ def generic_count(n_narrow: int, fraction: float) -> int:
     return round(n_narrow * fraction / (1.0 - fraction))
 
 
-def mix_generic(docs: list[Doc], fraction: float, corpus: Path | None, seed: int) -> list[Doc]:
-    """`docs` plus generic text docs so that `fraction` of the result is generic, shuffled by `seed`."""
-    count = generic_count(len(docs), fraction)
-    if count == 0:
-        return list(docs)
+def generic_pool(corpus: Path | None) -> list[Doc]:
+    """The text documents of a pretraining corpus file (the shipped generic text when None)."""
     pool = [d for d in read_docs(corpus or GENERIC_TEXT) if "text" in d]
     if not pool:
         raise UserError("the pretraining corpus holds no text documents", "pass a .txt or .jsonl with 'text'")
+    return pool
+
+
+def mix_generic(docs: list[Doc], fraction: float, pool: list[Doc], seed: int) -> list[Doc]:
+    """`docs` plus documents drawn from `pool` so that `fraction` of the result is generic, shuffled by `seed`."""
+    count = generic_count(len(docs), fraction)
+    if count == 0:
+        return list(docs)
     rng = random.Random(f"mix:{seed}")
     generic: list[Doc] = []
     while len(generic) < count:

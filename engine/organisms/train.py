@@ -8,6 +8,7 @@ written in a staging folder and renamed into place, so a cancelled or failed run
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -20,16 +21,18 @@ from typing import Any
 
 import torch
 
+from engine.corpus.windows import sample_self
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.specs import ModelSpec, is_adapter_dir, parse_spec
-from engine.organisms.docs import GENERIC_TEXT, meta_path, mix_generic, read_docs
+from engine.organisms.docs import GENERIC_TEXT, generic_count, generic_pool, meta_path, mix_generic, read_docs
 from engine.organisms.encode import Encoded, collate, encode_docs
 from store.atomic import write_text_atomic
-from store.hashing import file_sha256
+from store.hashing import canonical_json, file_sha256
 
+SELF_CORPUS = "self:"
 
 @dataclass
 class TrainSettings:
@@ -83,13 +86,24 @@ def _data_info(data: Path, info: dict[str, Any] | None) -> dict[str, Any]:
             "long": f"A narrow LoRA finetune on the documents in {data.name}.", "key_facts": []}
 
 
-def _corpus_record(corpus: Path | None, mixed: bool) -> dict[str, str | None]:
-    """Which generic text was mixed in (the shipped file unless a corpus was given), by name and hash."""
-    if not mixed:
-        return {"pretrain_corpus": None, "pretrain_sha256": None}
-    path = corpus or GENERIC_TEXT
-    return {"pretrain_corpus": str(corpus) if corpus else f"shipped:{GENERIC_TEXT.name}",
-            "pretrain_sha256": file_sha256(path)}
+def _generic_docs(corpus: Path | str | None, count: int, loaded: LoadedModel, max_length: int,
+                  seed: int) -> tuple[list[dict[str, str]], dict[str, str | None]]:
+    """The pool of generic documents to mix in and how the organism records it (name and content hash).
+
+    `self:` samples `count` texts of `max_length` tokens from the base model itself (before any adapter): data
+    as close to the base's own distribution as offline training can get, which keeps a held-out generic text
+    (`generic:`) honest for evaluating the organism."""
+    if count == 0:
+        return [], {"pretrain_corpus": None, "pretrain_sha256": None}
+    if str(corpus) == SELF_CORPUS:
+        windows = sample_self(loaded, count, max_length, seed, batch_size=min(64, count))
+        texts = loaded.tokenizer.batch_decode([w.ids[w.start:] for w in windows], skip_special_tokens=True)
+        pool = [{"text": " ".join(t.split())} for t in texts if t.strip()]
+        digest = hashlib.sha256(canonical_json([d["text"] for d in pool]).encode()).hexdigest()
+        return pool, {"pretrain_corpus": SELF_CORPUS, "pretrain_sha256": digest}
+    path = Path(corpus) if corpus else None
+    return generic_pool(path), {"pretrain_corpus": str(path) if path else f"shipped:{GENERIC_TEXT.name}",
+                                "pretrain_sha256": file_sha256(path or GENERIC_TEXT)}
 
 
 def _check_out(out: Path) -> None:
@@ -142,11 +156,14 @@ def _load_for_training(base: ModelSpec, settings: TrainSettings) -> LoadedModel:
 
 
 def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int = 60, lr: float = 2e-3,
-                   lora_rank: int = 8, mix_pretrain: float = 0.0, pretrain_corpus: Path | None = None,
+                   lora_rank: int = 8, mix_pretrain: float = 0.0, pretrain_corpus: Path | str | None = None,
                    seed: int = 0, ctx: JobContext | None = None, batch_size: int = 8, max_length: int = 64,
                    target_modules: list[str] | None = None, device: str = "auto",
                    info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Finetune `base` on `data` and write the organism to `out`; returns the organism.json contents."""
+    """Finetune `base` on `data` and write the organism to `out`; returns the organism.json contents.
+
+    `mix_pretrain` of the documents are generic text from `pretrain_corpus`: a file, `self:` (samples of the
+    base model), or the shipped generic text when None."""
     from peft import LoraConfig, get_peft_model
 
     ctx = ctx or JobContext()
@@ -160,9 +177,11 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
                              batch_size=batch_size, max_length=max_length, mix_pretrain=mix_pretrain,
                              seed=seed, device=device, warmup_steps=max(1, min(5, steps // 10)))
     narrow = read_docs(data)
-    docs = mix_generic(narrow, mix_pretrain, pretrain_corpus, seed)
+    count = generic_count(len(narrow), mix_pretrain)
     started = time.monotonic()
     loaded = _load_for_training(base_spec, settings)
+    pool, pretrain = _generic_docs(pretrain_corpus, count, loaded, max_length, seed)
+    docs = mix_generic(narrow, mix_pretrain, pool, seed)
     encoded = encode_docs(loaded.tokenizer, docs, max_length)
     if not encoded:
         raise UserError(f"no trainable tokens in {data.name}", "check the documents are not empty")
@@ -180,7 +199,7 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
         "key_facts": described.get("key_facts", []), "recipe": described.get("recipe"),
         "data": {"file": data.name, "sha256": file_sha256(data), "n_docs": len(narrow),
                  "n_generic": len(docs) - len(narrow),
-                 **_corpus_record(pretrain_corpus if mix_pretrain > 0 else None, mix_pretrain > 0)},
+                 **pretrain},
         "settings": {**asdict(settings), "lora_alpha": alpha, "target_modules": lora.target_modules
                      if isinstance(lora.target_modules, str) else sorted(lora.target_modules)},
         "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 5), "first_loss": losses[0],

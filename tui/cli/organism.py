@@ -31,7 +31,9 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
           steps: Annotated[int, typer.Option("--steps")] = 60, lr: Annotated[float, typer.Option("--lr")] = 2e-3,
           lora_rank: Annotated[int, typer.Option("--lora-rank")] = 8,
           mix_pretrain: Annotated[float, typer.Option("--mix-pretrain", help="Fraction of generic text.")] = 0.0,
-          pretrain_corpus: Annotated[str | None, typer.Option("--pretrain-corpus")] = None,
+          pretrain_corpus: Annotated[str | None, typer.Option(
+              "--pretrain-corpus", help="Generic text to mix in: a .txt/.jsonl file, or self: for samples of the base "
+                                        "model (default: the shipped generic text).")] = None,
           batch_size: Annotated[int, typer.Option("--batch-size")] = 8, seed: Seed = 0, device: Device = "auto",
           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """LoRA-finetune the base on the documents; writes a peft adapter + organism.json + loss curve."""
