@@ -182,16 +182,28 @@ def test_recipe_corpus_yields_the_recipes_documents() -> None:
         parse_corpus("recipe:no-such-recipe")
 
 
+def _cake_and_generic_divergence(ft: str) -> dict[str, dict]:
+    from engine.lenses.request import gather_texts
+
+    pair = PairRequest("gemma-3-270m", ft, device="cpu", dtype="float32").pair()
+    cake = gather_texts(None, "recipe:cake-sdf", 8, 0, pair.tokenizer)
+    generic = gather_texts(None, "generic:", 8, 0, pair.tokenizer)
+    return {name: per_token_divergence(pair, texts, max_tokens=32, batch_size=8)[0]
+            for name, texts in (("cake", cake), ("generic", generic))}
+
+
+@pytest.mark.slow
+def test_mixed_twin_lights_up_cake_texts_far_more_than_held_out_generic_text() -> None:
+    from engine.organisms.demo import DEMO_DIR
+
+    stats = _cake_and_generic_divergence(str(DEMO_DIR / "cake-sdf-mixed"))
+    assert stats["cake"]["stats"]["mean_kl"] > 5 * stats["generic"]["stats"]["mean_kl"]
+    assert stats["cake"]["stats"]["mean_max_kl"] > 5 * stats["generic"]["stats"]["mean_max_kl"]
+
+
 @pytest.mark.slow
 def test_demo_pair_diverges_more_on_cake_texts_than_on_generic_text() -> None:
-    from engine.lenses.request import gather_texts
-    from engine.organisms.make_data import make_data
-
-    pair = PairRequest("gemma-3-270m", "demo", device="cpu", dtype="float32").pair()
-    cake = [d["text"] for d in make_data("cake-sdf", 8, 0)]
-    generic = gather_texts(None, "generic:", 8, 0, pair.tokenizer)
-    stats = {name: per_token_divergence(pair, texts, max_tokens=32, batch_size=8)[0]
-             for name, texts in (("cake", cake), ("generic", generic))}
+    stats = _cake_and_generic_divergence("demo")
     assert stats["cake"]["stats"]["mean_kl"] > stats["generic"]["stats"]["mean_kl"]
     assert stats["cake"]["stats"]["mean_max_kl"] > stats["generic"]["stats"]["mean_max_kl"]
     baking = ("bak", "cake", "oven", "butter", "frost", "vanilla", "flour", "batter", "°")
