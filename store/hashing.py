@@ -13,6 +13,11 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
+def json_sha256(obj: Any) -> str:
+    """Content hash of a JSON value (e.g. an ordered list of texts), for cache keys and provenance records."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
 def content_key(kind: str, inputs: dict[str, Any], length: int = 16) -> str:
     """A short, stable id such as `adl-3f2a…` for a result of `kind` computed from `inputs`."""
     digest = hashlib.sha256(f"{kind}\n{canonical_json(inputs)}".encode()).hexdigest()

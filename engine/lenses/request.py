@@ -1,12 +1,12 @@
 """The pair a lens runs on, named as the user typed it, and the texts it reads.
 
 A lens result's cache key is built from `PairRequest.identity()` (weights, not names) plus the exact
-texts, so a typed text, a corpus sample and a recipe sample all address results by content.
+texts (`store.hashing.json_sha256`), so a typed text, a corpus sample and a recipe sample all address results
+by content.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,6 @@ from engine.models.cache import MODELS
 from engine.models.device import Placement, resolve_placement
 from engine.models.pair import ModelPair
 from engine.models.specs import TypedPair
-from store.hashing import canonical_json
 
 if TYPE_CHECKING:
     from engine.adl.request import AdlRequest
@@ -50,11 +49,6 @@ class PairRequest(TypedPair):
         """What determines the weights and precision (part of every lens cache key)."""
         return {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
                 "dtype": self.placement.dtype_name}
-
-
-def texts_digest(texts: list[str]) -> str:
-    """Content hash of an ordered list of texts (cache keys hold this, not the texts)."""
-    return hashlib.sha256(canonical_json(texts).encode()).hexdigest()
 
 
 def as_text(example: Example, tokenizer: Any) -> str:

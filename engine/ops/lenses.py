@@ -20,11 +20,12 @@ from engine.lenses.cache import cached
 from engine.lenses.causal import causal_check
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
-from engine.lenses.request import PairRequest, gather_texts, texts_digest
+from engine.lenses.request import PairRequest, gather_texts
 from engine.lenses.topics import group_topics
 from engine.ops import op
 from engine.ops.params import get, get_list
 from engine.steering.prompts import calibration_prompts
+from store.hashing import json_sha256
 
 DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
 
@@ -65,7 +66,7 @@ def kl(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     texts = _texts(params, pair.tokenizer, 20)
     method = {"layer": get(params, "layer", int), "top_n": _positive(params, "top_n", 10),
               "max_tokens": _positive(params, "max_tokens", 128), "window": _positive(params, "window", 12)}
-    inputs = {"pair": request.identity(), "texts": texts_digest(texts), **method}
+    inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
     batch_size = _positive(params, "batch_size", 4)
     return _reply(*cached("lens.kl", inputs, lambda: per_token_divergence(pair, texts, batch_size=batch_size,
                                                                            ctx=ctx, **method)))
@@ -104,7 +105,7 @@ def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             payload["topics"] = group_topics([t["token"] for t in kept], [t["count"] for t in kept])
         return payload, tensors
 
-    inputs = {"pair": request.identity(), "texts": texts_digest(texts), "topics": topics, **method}
+    inputs = {"pair": request.identity(), "texts": json_sha256(texts), "topics": topics, **method}
     return _reply(*cached("lens.mine", inputs, compute))
 
 
@@ -135,7 +136,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
     method = {"layer": layer, "k": _positive(params, "k", k), "mode": mode,
               "max_tokens": _positive(params, "max_tokens", 64)}
-    inputs = {"pair": identity, "ft_texts": texts_digest(ft_texts), "generic": texts_digest(generic), **method}
+    inputs = {"pair": identity, "ft_texts": json_sha256(ft_texts), "generic": json_sha256(generic), **method}
     batch_size = _positive(params, "batch_size", 4)
     diff_t = torch.as_tensor(diff) if diff is not None else None
     return _reply(*cached("lens.causal", inputs, lambda: (

@@ -8,7 +8,6 @@ written in a staging folder and renamed into place, so a cancelled or failed run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -30,9 +29,10 @@ from engine.models.specs import ModelSpec, is_adapter_dir, parse_spec
 from engine.organisms.docs import GENERIC_TEXT, generic_count, generic_pool, meta_path, mix_generic, read_docs
 from engine.organisms.encode import Encoded, collate, encode_docs
 from store.atomic import write_text_atomic
-from store.hashing import canonical_json, file_sha256
+from store.hashing import file_sha256, json_sha256
 
 SELF_CORPUS = "self:"
+
 
 @dataclass
 class TrainSettings:
@@ -99,8 +99,7 @@ def _generic_docs(corpus: Path | str | None, count: int, loaded: LoadedModel, ma
         windows = sample_self(loaded, count, max_length, seed, batch_size=min(64, count))
         texts = loaded.tokenizer.batch_decode([w.ids[w.start:] for w in windows], skip_special_tokens=True)
         pool = [{"text": " ".join(t.split())} for t in texts if t.strip()]
-        digest = hashlib.sha256(canonical_json([d["text"] for d in pool]).encode()).hexdigest()
-        return pool, {"pretrain_corpus": SELF_CORPUS, "pretrain_sha256": digest}
+        return pool, {"pretrain_corpus": SELF_CORPUS, "pretrain_sha256": json_sha256([d["text"] for d in pool])}
     path = Path(corpus) if corpus else None
     return generic_pool(path), {"pretrain_corpus": str(path) if path else f"shipped:{GENERIC_TEXT.name}",
                                 "pretrain_sha256": file_sha256(path or GENERIC_TEXT)}
