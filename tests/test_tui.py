@@ -6,7 +6,6 @@ The real-engine versions of the must-show behaviours live in tests/test_tui_engi
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 import sys
@@ -14,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
+from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.commands import WorkbenchCommands
@@ -36,25 +35,6 @@ RUN = "3f9c2a71e0b4d5c6"
 
 def recording() -> dict[str, Any]:
     return json.loads(RECORDING.read_text(encoding="utf-8"))
-
-
-def plain(widget: Any, width: int = 160) -> str:
-    """What a widget paints, as plain text."""
-    console = Console(width=width, record=True, color_system=None, file=io.StringIO())
-    console.print(widget.render())
-    return console.export_text()
-
-
-def record_notifications(app: DiffLensApp) -> list[tuple[str, dict[str, Any]]]:
-    seen: list[tuple[str, dict[str, Any]]] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        seen.append((message, kwargs))
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
-    return seen
 
 
 def make_app(client: RecordedClient, start: Start | None = None) -> tuple[DiffLensApp, list[int]]:

@@ -8,16 +8,15 @@ engine's `readout.logit_lens` / `steer.generate` ops and are skipped, saying so,
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
 
 from tests.engine_helpers import until, write_corpus
+from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.state import JobView, Start
@@ -55,25 +54,6 @@ def record_bar_jobs(monkeypatch: pytest.MonkeyPatch) -> list[JobView]:
         original(self)
 
     monkeypatch.setattr(PairBar, "watch_view", watch_view)
-    return seen
-
-
-def plain(widget: Any) -> str:
-    console = Console(width=160, record=True, color_system=None, file=io.StringIO())
-    content = getattr(widget, "content", None)  # a Static's own renderable; else what the widget renders
-    console.print(content if content is not None else widget.render())
-    return console.export_text()
-
-
-def record_notifications(app: DiffLensApp) -> list[tuple[str, dict[str, Any]]]:
-    seen: list[tuple[str, dict[str, Any]]] = []
-    original = app.notify
-
-    def notify(message: str, **kwargs: Any) -> None:
-        seen.append((message, kwargs))
-        original(message, **kwargs)
-
-    app.notify = notify  # type: ignore[method-assign]
     return seen
 
 
@@ -274,11 +254,5 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         await until(lambda: screen.result is not None, 120, "the amplified column")
         row = screen.result["rows"][0]
         assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
-        from rich.console import Console
-
-        from tui.widgets.lens_views import amplify_table
-
-        console = Console(width=140, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-        console.print(amplify_table(screen.result))
-        painted = console.export_text()
+        painted = plain(screen.query_one("#answer"), width=140)
         assert "×3" in painted and "finetuned" in painted and "the cake w1" in painted
