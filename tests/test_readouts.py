@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from engine.models.device import resolve_placement
-from engine.models.loading import LoadedModel, load_model
-from engine.models.specs import parse_spec
+from engine.models.loading import LoadedModel
 from engine.readouts.filters import is_trivial_token
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPT, inject_last, patchscope, patchscope_grid
@@ -23,20 +20,6 @@ from engine.readouts.relevance import (
 )
 from engine.readouts.scale_grader import llm_scale_grader, parse_scale_reply
 from engine.readouts.topk import TopTokens
-
-
-def _load(path: Path) -> LoadedModel:
-    return load_model(parse_spec(str(path)), resolve_placement("cpu", "float32"))
-
-
-@pytest.fixture(scope="module")
-def llama(tiny_dir: Path) -> LoadedModel:
-    return _load(tiny_dir)
-
-
-@pytest.fixture(scope="module")
-def gemma(tiny_gemma_dir: Path) -> LoadedModel:
-    return _load(tiny_gemma_dir)
 
 
 @pytest.mark.parametrize("which", ["llama", "gemma"])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from engine.models.device import resolve_placement
-from engine.models.loading import LoadedModel, load_model
+from engine.models.loading import LoadedModel
 from engine.models.specs import parse_spec
 from engine.steering.calibrate import bisect_strength, calibrate_strength
 from engine.steering.coherence import completion_nll, distinct_bigrams, llm_coherence_judge, perplexity_judge
@@ -17,20 +17,6 @@ from engine.steering.prompts import default_prompts
 from engine.steering.similarity import steering_similarity
 
 PROMPTS = ["the cake is", "a story of the", "hello"]   # different lengths: left padding is exercised
-
-
-def _load(path: Path) -> LoadedModel:
-    return load_model(parse_spec(str(path)), resolve_placement("cpu", "float32"))
-
-
-@pytest.fixture(scope="module")
-def llama(tiny_dir: Path) -> LoadedModel:
-    return _load(tiny_dir)
-
-
-@pytest.fixture(scope="module")
-def gemma(tiny_gemma_dir: Path) -> LoadedModel:
-    return _load(tiny_gemma_dir)
 
 
 def _vector(m: LoadedModel) -> torch.Tensor:
@@ -146,8 +132,6 @@ def test_grid_calibration_batches_vectors_and_finds_the_coherence_edge(tiny_dir:
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A fake judge calls a sample coherent iff its strength is ≤ 2: the edge is found per vector in one call."""
     from engine.models.cache import ModelCache
-    from engine.models.device import resolve_placement
-    from engine.models.specs import parse_spec
     from engine.steering import calibrate
 
     model = ModelCache().model(parse_spec(str(tiny_dir)), resolve_placement("cpu", "float32"))
