@@ -19,18 +19,17 @@ from typing import Any
 
 import pytest
 from rich.console import Console
-from textual.widgets import Input
 
 from store import bundle, results, sessions
 from store.paths import db_path
 from tests.engine_helpers import until, write_corpus
 from tests.session_child import RECORDING, RUN, SIZE, dump, settle
+from tests.tui_helpers import mine_in_view
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.recorded import RecordedClient
 from tui.rerun import rerun
 from tui.screens.compare import compare_table
-from tui.screens.mining import MiningScreen
 from tui.screens.session import SessionWorkbench
 from tui.session_source import load_source
 from tui.state import Start
@@ -113,14 +112,7 @@ async def test_session_recorded_through_a_real_engine_replays_reruns_and_round_t
             await until(lambda: pane.steer.rows and not pane.steer.streaming, 120, "steered samples")
         if engine_has("readout.logit_lens"):
             await until(lambda: app.screen.query_one(TokensPane).tokens.lens, 60, "the logit lens")
-        await pilot.press("M")  # a lens view's question is part of the analysis too
-        await until(lambda: isinstance(app.screen, MiningScreen), 10, "the mining view")
-        mining = app.screen
-        mining.query_one("#corpus", Input).value = str(corpus)
-        mining.query_one("#n", Input).value = "4"
-        mining.query_one("#corpus", Input).focus()
-        await pilot.press("enter")
-        await until(lambda: mining.result is not None, 120, "the mined tokens")
+        await mine_in_view(app, pilot, str(corpus), 4)  # a lens view's question is part of the analysis too
         await pilot.press("escape")
         await settle(app, pilot)
         await app.action_quit()

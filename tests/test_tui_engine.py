@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.engine_helpers import until, write_corpus
-from tests.tui_helpers import plain, record_notifications
+from tests.tui_helpers import mine_in_view, plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.state import JobView, Start
@@ -186,20 +186,12 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
     from textual.widgets import Input, Static
 
     from tui.screens.causal import CausalScreen
-    from tui.screens.mining import MiningScreen
 
     corpus = write_corpus(tmp_path / "c.txt", n=48)
     app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(140, 40)) as pilot:
         await opened(app)
-        await pilot.press("M")
-        await until(lambda: isinstance(app.screen, MiningScreen), 10, "the mining screen")
-        mining = app.screen
-        mining.query_one("#corpus", Input).value = str(corpus)
-        mining.query_one("#n", Input).value = "6"
-        mining.query_one("#corpus", Input).focus()
-        await pilot.press("enter")
-        await until(lambda: mining.result is not None, 120, "the mined tokens")
+        mining = await mine_in_view(app, pilot, str(corpus), 6)
         assert mining.result["n_texts"] == 6 and mining.result["tokens"] and "topics" in mining.result
         assert "pushed up most" in plain(mining.query_one("#answer", Static))
         await pilot.press("escape")
