@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from engine.adl.compute import compute_adl
+from engine.adl.request import AdlRequest
 from engine.agent.budget import Budget
 from engine.agent.grader import grade_prompt, parse_score, rubric_for
 from engine.agent.grammar import Call, Final, ParseError, parse_text
@@ -20,6 +22,7 @@ from engine.agent.loop import run_agent
 from engine.agent.prompts import FINAL_NOW
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.transcript import Transcript
+from engine.analysis import environment as analysis_environment
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops.agent import agent_keywords, agent_run
@@ -553,3 +556,33 @@ def test_cli_refuses_bad_combinations_in_one_line(llm_env: None, monkeypatch: py
         result = _cli(monkeypatch, *args)
         assert result.exit_code == 2 and message in result.output
         assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.fixture
+def tiny_run(tiny_dir: Path, tiny_ft_dir: Path) -> str:
+    return compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=8, k=3)).run
+
+
+def test_on_a_run_ask_model_follows_the_protocol_and_the_lenses_are_opt_in_for_both(
+        llm_env: None, monkeypatch: pytest.MonkeyPatch, tiny_run: str) -> None:
+    asked: list[tuple[int, float]] = []
+
+    def generate_spy(model: Any, prompts: list[str], max_new_tokens: int, temperature: float) -> list[str]:
+        asked.append((max_new_tokens, temperature))  # the tiny model's 128 positions could not hold 1024 tokens
+        return [f"answer to {p}" for p in prompts]
+
+    monkeypatch.setattr(analysis_environment, "generate_unsteered", generate_spy)
+    with ScriptedLLMServer(_scripted_comparison({"adl": [4, 4, 4], "baseline": [2, 2, 2]})) as server:
+        monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
+        paper, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "protocol": "paper", "compare": True,
+                            "lenses": True, "stream": False, **TRUTH})
+        plain, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "stream": False})
+    assert asked == [(1024, 0.8)] * 4 + [(256, 0.8)] * 2  # base and finetuned, per agent
+    lenses = ["token_divergence", "diff_mining", "causal_check"]
+    assert paper["adl"]["tools"] == PAPER_ADL_TOOLS + lenses
+    assert paper["baseline"]["tools"] == PAPER_BASELINE_TOOLS + lenses
+    answered = [m for b in server.bodies() for m in _tool_messages(b)]
+    assert answered[0]["result"]["answers"] == [{"prompt": PROMPT, "base": f"answer to {PROMPT}",
+                                                 "finetuned": f"answer to {PROMPT}"}]
+    [run] = plain["runs"]
+    assert run["tools"] == PAPER_ADL_TOOLS and run["protocol"] == "default"

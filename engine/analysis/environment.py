@@ -29,8 +29,8 @@ class SteeringSettings:
 @dataclass
 class RunEnvironment:
     """Implements `engine.agent.environment.AgentEnvironment` over one run. The protocol sets how long and how
-    hot the models answer the agent; each budgeted call samples with a fresh seed (the n-th call seed n),
-    so a repeated question is a new sample and a repeated run is the same."""
+    hot the models answer the agent; sampling is seeded, so the same prompts get the same answers (in every
+    run, and for the ADL agent and the baseline alike)."""
 
     run: AdlRun
     layer: int
@@ -38,11 +38,6 @@ class RunEnvironment:
     steering: SteeringSettings = field(default_factory=SteeringSettings)
     calibration: CalibrationSettings | None = None
     protocol: AgentProtocol = PROTOCOLS["default"]
-    budgeted_calls: int = field(default=0, init=False)
-
-    def _next_seed(self) -> int:
-        self.budgeted_calls += 1
-        return self.budgeted_calls
 
     def _cell(self, layer: int, positions: list[int]) -> tuple[int, list[int]]:
         try:
@@ -102,11 +97,11 @@ class RunEnvironment:
                             for p, v in by_prompt.items()]}
 
     def ask_model(self, prompts: list[str]) -> dict[str, Any]:
-        pair, ask, seed = self.run.pair(), self.protocol.ask_model, self._next_seed()
+        pair, ask = self.run.pair(), self.protocol.ask_model
         answers: dict[str, list[str]] = {}
         for side in ("base", "ft"):
             with pair.use(side) as model:
-                answers[side] = generate_unsteered(model, prompts, ask.max_new_tokens, ask.temperature, seed)
+                answers[side] = generate_unsteered(model, prompts, ask.max_new_tokens, ask.temperature)
         return {"answers": [{"prompt": p, "base": b, "finetuned": f}
                             for p, b, f in zip(prompts, answers["base"], answers["ft"], strict=True)]}
 
@@ -119,6 +114,6 @@ class RunEnvironment:
                 raise ToolError(f"no calibrated strength at layer {layer} position {position}; pass one")
         sampling = self.protocol.generate_steered or Sampling(self.steering.max_new_tokens, self.steering.temperature)
         made = steer(self.run, layer, position, [strength], prompts, max_new_tokens=sampling.max_new_tokens,
-                     temperature=sampling.temperature, seed=self._next_seed())
+                     temperature=sampling.temperature)
         return {"layer": layer, "position": position, "strength": strength,
                 "samples": [{"prompt": s["prompt"], "steered": s["steered"]} for s in made]}
