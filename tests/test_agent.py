@@ -422,7 +422,7 @@ def test_local_backend_runs_a_tiny_chat_model_through_the_loop(llm_env: None, ti
     [run] = out["runs"]
     saved = json.loads(Path(run["path"]).read_text())["transcript"]
     kinds = [e["type"] for e in saved]
-    assert saved[0]["protocol"] == "text" and saved[0]["llm"].startswith("local:")
+    assert saved[0]["tool_calling"] == "text" and saved[0]["llm"].startswith("local:")
     assert kinds.count("llm_call") == 3 and kinds.count("assistant") == 3 and kinds.count("protocol_error") == 2
     assert kinds[-1] == "final" and run["result"]["ended_by"] == "budget" and run["result"]["inconclusive"]
     assert all(e["tokens_out"] <= 6 and e["tokens_in"] > 100 for e in saved if e["type"] == "llm_call")

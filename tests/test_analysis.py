@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
+from engine.agent.protocols import PROTOCOLS, Sampling
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.readouts import lens_grid, patchscope_cells
 from engine.analysis.steering import CalibrationSettings, steer, steer_cells, steering_vectors
@@ -89,8 +91,9 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
 
 def test_environment_serves_the_agent_tools(run_id: str) -> None:
     run = load_run(run_id)
+    short = replace(PROTOCOLS["default"], ask_model=Sampling(4, 0.8))  # the tiny model has 128 positions
     env = RunEnvironment(run, 2, [0, 1, 2], SteeringSettings(prompts=PROMPTS[:2], max_new_tokens=4),
-                         CalibrationSettings(grid_size=3, n_prompts=1, samples=1, max_new_tokens=4))
+                         CalibrationSettings(grid_size=3, n_prompts=1, samples=1, max_new_tokens=4), short)
     overview = env.overview()
     assert overview["layer"] == 2 and set(overview["logit_lens"]) == {"0", "1", "2"}
     answers = env.ask_model(["w1 w2"])["answers"]

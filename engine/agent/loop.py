@@ -183,7 +183,7 @@ class AgentLoop:
         if self.mode == "baseline":
             overview = baseline_overview(overview)
         self.transcript.emit("start", mode=self.mode, llm=self.llm.label,
-                             protocol="native" if self.native else "text", budget=asdict(self.state.limits))
+                             tool_calling="native" if self.native else "text", budget=asdict(self.state.limits))
         self._say("system", system_prompt(self.mode, self.tools, self.native))
         self._say("user", first_message(overview, self.state.left()))
         while True:
