@@ -497,7 +497,6 @@ def test_default_protocol_grades_once_and_keeps_its_llm_settings(llm_env: None,
     assert all("temperature" not in b and b["max_tokens"] == 2048 for b in _agent_bodies(server))
 
 
-@pytest.mark.reliability
 def test_bad_protocol_combinations_are_refused_in_one_line(llm_env: None) -> None:
     refused = [({"protocol": "paper", "budget": 7}, "runs model-interaction budgets 0, 5, 50, not 7"),
                ({"protocol": "paper", "llm_calls": 10}, "fixes the agent's LLM budget"),
@@ -548,7 +547,6 @@ def test_cli_compare_prints_both_grades_side_by_side_and_as_json(llm_env: None,
     assert document["adl"]["budget"]["model_interactions"] == document["baseline"]["budget"]["model_interactions"] == 0
 
 
-@pytest.mark.reliability
 def test_cli_refuses_bad_combinations_in_one_line(llm_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     for args, message in [(["--protocol", "paper", "--budget", "7"], "pass --budget 0 | 5 | 50"),
                           (["--keywords", "--compare"], "--keywords is the offline keyword hypothesis"),
