@@ -19,7 +19,7 @@ from engine.agent.keywords import keyword_hypothesis
 from engine.agent.llm import LLMConfig, make_llm, resolve_config
 from engine.agent.llm.anthropic_backend import AnthropicChat
 from engine.agent.loop import run_agent
-from engine.agent.prompts import FINAL_NOW
+from engine.agent.prompts import FINAL_NOW, first_message
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.transcript import Transcript
 from engine.analysis import environment as analysis_environment
@@ -483,6 +483,13 @@ def test_paper_compare_gives_both_agents_the_same_budgets_the_papers_tools_and_m
     assert (out["adl"]["grade"], out["adl"]["grades"]) == (5, [5]) and out["baseline"]["grade"] == 1
     assert adl["grade"]["repeats"] == 3 and len(server.bodies()) - len(_agent_bodies(server)) == 6
     assert all(r["result"]["usage"]["model_interactions"] == 1 and r["protocol"] == "paper" for r in out["runs"])
+    assert "many model interactions" not in _agent_bodies(server)[0]["messages"][1]["content"]
+
+
+def test_a_large_interaction_budget_comes_with_the_advice_to_use_it() -> None:
+    budget = {"llm_calls_left": 100, "tokens_left": 100_000}
+    assert "many model interactions" in first_message({}, {"model_interactions_left": 50, **budget})
+    assert "many model interactions" not in first_message({}, {"model_interactions_left": 5, **budget})
 
 
 def test_default_protocol_grades_once_and_keeps_its_llm_settings(llm_env: None,
