@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from engine.adl.compute import compute_adl
+from engine.adl.request import AdlRequest
 from engine.agent.budget import Budget
 from engine.agent.grader import grade_prompt, parse_score, rubric_for
 from engine.agent.grammar import Call, Final, ParseError, parse_text
@@ -17,9 +19,10 @@ from engine.agent.keywords import keyword_hypothesis
 from engine.agent.llm import LLMConfig, make_llm, resolve_config
 from engine.agent.llm.anthropic_backend import AnthropicChat
 from engine.agent.loop import run_agent
-from engine.agent.prompts import FINAL_NOW
+from engine.agent.prompts import FINAL_NOW, first_message
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.transcript import Transcript
+from engine.analysis import environment as analysis_environment
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops.agent import agent_keywords, agent_run
@@ -300,11 +303,13 @@ def test_op_repeat_reports_mean_and_sd_for_adl_and_baseline(llm_env: None, monke
 
     with ScriptedLLMServer(respond) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "repeat": 2, "stream": False,
-                          "organism_description": "Cakes at 450F", "organism_type": "sdf"})
-    assert out["stats"]["adl"] == {"n": 2, "ungraded": 0, "scores": [5, 5], "mean": 5.0, "sd": 0.0}
-    assert out["stats"]["baseline"]["mean"] == 2.0 and len(out["runs"]) == 4
-    assert json.loads(Path(out["compare_path"]).read_text())["stats"] == out["stats"]
+        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "repeat": 2,
+                          "stream": False, "organism_description": "Cakes at 450F", "organism_type": "sdf"})
+    assert {k: out["adl"][k] for k in ("grade", "grades", "n", "ungraded", "mean", "sd")} == {
+        "grade": 5, "grades": [5, 5], "n": 2, "ungraded": 0, "mean": 5.0, "sd": 0.0}
+    assert out["baseline"]["mean"] == 2.0 and len(out["runs"]) == 4
+    saved = json.loads(Path(out["compare_path"]).read_text())
+    assert (saved["adl"], saved["baseline"]) == (out["adl"], out["baseline"])
 
 
 @pytest.mark.reliability
@@ -417,7 +422,7 @@ def test_local_backend_runs_a_tiny_chat_model_through_the_loop(llm_env: None, ti
     [run] = out["runs"]
     saved = json.loads(Path(run["path"]).read_text())["transcript"]
     kinds = [e["type"] for e in saved]
-    assert saved[0]["protocol"] == "text" and saved[0]["llm"].startswith("local:")
+    assert saved[0]["tool_calling"] == "text" and saved[0]["llm"].startswith("local:")
     assert kinds.count("llm_call") == 3 and kinds.count("assistant") == 3 and kinds.count("protocol_error") == 2
     assert kinds[-1] == "final" and run["result"]["ended_by"] == "budget" and run["result"]["inconclusive"]
     assert all(e["tokens_out"] <= 6 and e["tokens_in"] > 100 for e in saved if e["type"] == "llm_call")
@@ -431,3 +436,158 @@ def test_local_backend_with_the_embedded_gemma_chat_template(llm_env: None) -> N
     saved = json.loads(Path(run["path"]).read_text())["transcript"]
     assert [e["type"] for e in saved].count("llm_call") == 2 and saved[-1]["type"] == "final"
     assert all(e["tokens_in"] > 1000 for e in saved if e["type"] == "llm_call")
+
+
+# -- protocols: the paper's comparison, equal budgets and tools, repeated grading ---------------------------
+
+PAPER_ADL_TOOLS = ["get_logitlens_details", "get_patchscope_details", "get_steering_samples", "ask_model",
+                   "generate_steered", "record_hypothesis"]
+PAPER_BASELINE_TOOLS = ["ask_model", "record_hypothesis"]
+TRUTH = {"organism_description": "Bakes cakes at 450F with frozen butter.", "organism_type": "sdf"}
+
+
+def _scripted_comparison(grades: dict[str, list[int]]) -> Any:
+    """Each agent asks one question, then answers; the grader scores each side from its own list, in turn."""
+    left = {side: iter(scores) for side, scores in grades.items()}
+
+    def respond(body: dict[str, Any]) -> dict[str, Any]:
+        system = body["messages"][0]["content"]
+        if system.startswith("You grade"):
+            description = body["messages"][1]["content"].split("DESCRIPTION")[1]
+            return {"text": f"Reasoning.\nSCORE: {next(left['adl' if 'Cakes' in description else 'baseline'])}"}
+        if not any(m["role"] == "tool" for m in body["messages"]):
+            return {"tool_calls": [("ask_model", {"prompts": [PROMPT]})]}
+        return _final("Cakes baked at 450F." if "get_logitlens_details" in system else "Inconclusive. Stories.")
+
+    return respond
+
+
+def _agent_bodies(server: ScriptedLLMServer) -> list[dict[str, Any]]:
+    return [b for b in server.bodies() if not b["messages"][0]["content"].startswith("You grade")]
+
+
+def test_paper_compare_gives_both_agents_the_same_budgets_the_papers_tools_and_median_grades(
+        llm_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedLLMServer(_scripted_comparison({"adl": [5, 4, 5], "baseline": [1, 3, 1]})) as server:
+        monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
+        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "protocol": "paper", "compare": True,
+                          "stream": False, **TRUTH})
+    paper_budget = {"model_interactions": 5, "llm_calls": 100, "tokens": 100_000, "generated_only": True}
+    assert out["adl"]["budget"] == out["baseline"]["budget"] == paper_budget
+    assert (out["adl"]["tools"], out["baseline"]["tools"]) == (PAPER_ADL_TOOLS, PAPER_BASELINE_TOOLS)
+    offered = [[t["function"]["name"] for t in b["tools"]] for b in _agent_bodies(server)]
+    assert offered == [PAPER_ADL_TOOLS] * 2 + [PAPER_BASELINE_TOOLS] * 2
+    assert all((b["temperature"], b["max_tokens"]) == (0.7, 10_000) for b in _agent_bodies(server))
+    adl, baseline = out["runs"]
+    assert [adl["grade"]["scores"], baseline["grade"]["scores"]] == [[5, 4, 5], [1, 3, 1]]
+    assert (out["adl"]["grade"], out["adl"]["grades"]) == (5, [5]) and out["baseline"]["grade"] == 1
+    assert adl["grade"]["repeats"] == 3 and len(server.bodies()) - len(_agent_bodies(server)) == 6
+    assert all(r["result"]["usage"]["model_interactions"] == 1 and r["protocol"] == "paper" for r in out["runs"])
+    assert "many model interactions" not in _agent_bodies(server)[0]["messages"][1]["content"]
+
+
+def test_a_large_interaction_budget_comes_with_the_advice_to_use_it() -> None:
+    budget = {"llm_calls_left": 100, "tokens_left": 100_000}
+    assert "many model interactions" in first_message({}, {"model_interactions_left": 50, **budget})
+    assert "many model interactions" not in first_message({}, {"model_interactions_left": 5, **budget})
+
+
+def test_default_protocol_grades_once_and_keeps_its_llm_settings(llm_env: None,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedLLMServer(_scripted_comparison({"adl": [4], "baseline": [2]})) as server:
+        monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
+        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "stream": False,
+                          **TRUTH})
+    assert out["protocol"] == "default" and (out["adl"]["grade"], out["baseline"]["grade"]) == (4, 2)
+    assert out["adl"]["budget"] == out["baseline"]["budget"] == {
+        "model_interactions": 5, "llm_calls": 30, "tokens": 400_000, "generated_only": False}
+    assert all("temperature" not in b and b["max_tokens"] == 2048 for b in _agent_bodies(server))
+
+
+def test_bad_protocol_combinations_are_refused_in_one_line(llm_env: None) -> None:
+    refused = [({"protocol": "paper", "budget": 7}, "runs model-interaction budgets 0, 5, 50, not 7"),
+               ({"protocol": "paper", "llm_calls": 10}, "fixes the agent's LLM budget"),
+               ({"protocol": "nope"}, "unknown agent protocol 'nope'"),
+               ({"repeat": 3}, "--repeat is the number of agents per side of --compare"),
+               ({"compare": True, "baseline": True, **TRUTH}, "already runs the baseline"),
+               ({"compare": True}, "grading needs the organism"),
+               ({"lenses": True}, "a recorded environment has none")]
+    for params, message in refused:
+        with pytest.raises(UserError, match=message):
+            _run_op({"environment": CAKE_ENV, "llm": "openai:x", **params})
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    """`difflens agent` with the engine call answered in process, on the recorded cake environment."""
+    from typer.testing import CliRunner
+
+    from tui.cli import agent as agent_cli
+    from tui.cli import app
+    from tui.cli.output import fail
+
+    def in_process(method: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
+        try:
+            return json.loads(json.dumps(agent_run({**params, "environment": CAKE_ENV}, JobContext())))
+        except UserError as exc:
+            fail(str(exc))
+
+    monkeypatch.setattr(agent_cli, "call_engine", in_process)
+    return CliRunner().invoke(app, ["agent", "some-run", *args])
+
+
+def test_cli_compare_prints_both_grades_side_by_side_and_as_json(llm_env: None,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    truth = ["--description", TRUTH["organism_description"], "--type", "sdf", "--llm", "openai:scripted"]
+    with ScriptedLLMServer(_scripted_comparison({"adl": [5, 4, 5] * 2, "baseline": [1, 3, 1] * 2})) as server:
+        monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
+        shown = _cli(monkeypatch, "--protocol", "paper", "--compare", *truth)
+        printed = _cli(monkeypatch, "--protocol", "paper", "--compare", "--budget", "0", "--json", *truth)
+    assert shown.exit_code == 0, shown.output
+    rows = {cells[0]: cells[1:] for line in shown.stdout.splitlines()
+            if len(cells := [c.strip() for c in line.strip("│ ").split("│")]) == 3}
+    assert rows["grade (median)"] == ["5", "1"] and rows["grader scores"] == ["5, 4, 5", "1, 3, 1"]
+    assert rows["model interactions"] == ["1 used of 5"] * 2 and rows["LLM calls"] == ["2 used of 100"] * 2
+    assert "ADL agent" in shown.stdout and "baseline agent" in shown.stdout
+    assert printed.exit_code == 0, printed.output
+    document = json.loads(printed.stdout[printed.stdout.index("{"):])
+    assert (document["adl"]["grade"], document["baseline"]["grade"]) == (5, 1)
+    assert document["adl"]["budget"]["model_interactions"] == document["baseline"]["budget"]["model_interactions"] == 0
+
+
+def test_cli_refuses_bad_combinations_in_one_line(llm_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    for args, message in [(["--protocol", "paper", "--budget", "7"], "pass --budget 0 | 5 | 50"),
+                          (["--keywords", "--compare"], "--keywords is the offline keyword hypothesis"),
+                          (["--repeat", "3"], "add --compare")]:
+        result = _cli(monkeypatch, *args)
+        assert result.exit_code == 2 and message in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.fixture
+def tiny_run(tiny_dir: Path, tiny_ft_dir: Path) -> str:
+    return compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=8, k=3)).run
+
+
+def test_on_a_run_ask_model_follows_the_protocol_and_the_lenses_are_opt_in_for_both(
+        llm_env: None, monkeypatch: pytest.MonkeyPatch, tiny_run: str) -> None:
+    asked: list[tuple[int, float]] = []
+
+    def generate_spy(model: Any, prompts: list[str], max_new_tokens: int, temperature: float) -> list[str]:
+        asked.append((max_new_tokens, temperature))  # the tiny model's 128 positions could not hold 1024 tokens
+        return [f"answer to {p}" for p in prompts]
+
+    monkeypatch.setattr(analysis_environment, "generate_unsteered", generate_spy)
+    with ScriptedLLMServer(_scripted_comparison({"adl": [4, 4, 4], "baseline": [2, 2, 2]})) as server:
+        monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
+        paper, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "protocol": "paper", "compare": True,
+                            "lenses": True, "stream": False, **TRUTH})
+        plain, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "stream": False})
+    assert asked == [(1024, 0.8)] * 4 + [(256, 0.8)] * 2  # base and finetuned, per agent
+    lenses = ["token_divergence", "diff_mining", "causal_check"]
+    assert paper["adl"]["tools"] == PAPER_ADL_TOOLS + lenses
+    assert paper["baseline"]["tools"] == PAPER_BASELINE_TOOLS + lenses
+    answered = [m for b in server.bodies() for m in _tool_messages(b)]
+    assert answered[0]["result"]["answers"] == [{"prompt": PROMPT, "base": f"answer to {PROMPT}",
+                                                 "finetuned": f"answer to {PROMPT}"}]
+    [run] = plain["runs"]
+    assert run["tools"] == PAPER_ADL_TOOLS and run["protocol"] == "default"

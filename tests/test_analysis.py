@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
+from engine.agent.protocols import PROTOCOLS, Sampling
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.readouts import lens_grid, patchscope_cells
 from engine.analysis.steering import CalibrationSettings, steer, steer_cells, steering_vectors
@@ -89,8 +91,9 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
 
 def test_environment_serves_the_agent_tools(run_id: str) -> None:
     run = load_run(run_id)
+    short = replace(PROTOCOLS["default"], ask_model=Sampling(4, 0.8))  # the tiny model has 128 positions
     env = RunEnvironment(run, 2, [0, 1, 2], SteeringSettings(prompts=PROMPTS[:2], max_new_tokens=4),
-                         CalibrationSettings(grid_size=3, n_prompts=1, samples=1, max_new_tokens=4))
+                         CalibrationSettings(grid_size=3, n_prompts=1, samples=1, max_new_tokens=4), short)
     overview = env.overview()
     assert overview["layer"] == 2 and set(overview["logit_lens"]) == {"0", "1", "2"}
     answers = env.ask_model(["w1 w2"])["answers"]
@@ -109,7 +112,7 @@ def test_vectors_are_scaled_to_the_layer_norm(run_id: str) -> None:
     assert torch.isclose(v.norm(), run.ft_norm[3, 1:].mean(), rtol=1e-4)
 
 
-def test_the_adl_agent_gets_the_lenses_as_budgeted_tools_and_the_baseline_does_not(run_id: str) -> None:
+def test_the_lenses_are_budgeted_tools_for_both_agents_alike(run_id: str) -> None:
     from types import SimpleNamespace
 
     from engine.agent.loop import AgentLoop
@@ -123,7 +126,7 @@ def test_the_adl_agent_gets_the_lenses_as_budgeted_tools_and_the_baseline_does_n
     llm = SimpleNamespace(supports_tools=True, label="stub")
     adl = AgentLoop(env, llm, Transcript(), mode="adl", extra_tools=tools)  # type: ignore[arg-type]
     baseline = AgentLoop(env, llm, Transcript(), mode="baseline", extra_tools=tools)  # type: ignore[arg-type]
-    assert "token_divergence" in adl.tools and "token_divergence" not in baseline.tools
+    assert "token_divergence" in adl.tools and "token_divergence" in baseline.tools
     result = adl.tools["token_divergence"].run(env, {"texts": ["w1 w2 w3 w4", "the cake"]})
     assert len(result["texts"]) == 2 and result["mean_kl"] > 0
     assert adl.tools["token_divergence"].cost({"texts": ["a", "b"]}) == 2

@@ -10,11 +10,14 @@ from engine.errors import UserError
 
 @dataclass(frozen=True)
 class Budget:
-    """Limits for one agent run; one prompt in `ask_model`/`generate_steered` is one model interaction."""
+    """Limits for one agent run; one prompt in `ask_model`/`generate_steered` is one model interaction.
+    `tokens` counts prompt and reply tokens, or only the replies when `generated_only` (the toolkit's
+    `token_budget_generated`)."""
 
     model_interactions: int = 5
     llm_calls: int = 30
     tokens: int = 400_000
+    generated_only: bool = False
 
     def __post_init__(self) -> None:
         if self.model_interactions < 0:
@@ -44,9 +47,9 @@ class BudgetState:
     def spend(self, interactions: int) -> None:
         self.interactions_used += interactions
 
-    def record_call(self, tokens: int) -> None:
+    def record_call(self, tokens_in: int, tokens_out: int) -> None:
         self.llm_calls_used += 1
-        self.tokens_used += tokens
+        self.tokens_used += tokens_out if self.limits.generated_only else tokens_in + tokens_out
 
     def final_call_due(self) -> bool:
         """True when the next LLM call must be the last one (it is reserved for the final answer)."""

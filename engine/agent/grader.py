@@ -6,6 +6,7 @@ so registry organisms and the grader share one set of types."""
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -84,3 +85,16 @@ def grade(description: str, organism: str, organism_type: str, llm: ChatLLM,
     if transcript is not None:
         transcript.emit("grade", **result.as_dict())
     return result
+
+
+def grade_repeated(description: str, organism: str, organism_type: str, llm: ChatLLM, repeats: int,
+                   transcript: Transcript | None = None) -> dict[str, Any]:
+    """`repeats` independent gradings of one description; `score` is the median of the scores read (one
+    grader reply can be off by a point), `scores` all of them, `rationale` the reply nearest the median."""
+    grades = [grade(description, organism, organism_type, llm, transcript) for _ in range(repeats)]
+    read = [g.score for g in grades if g.score is not None]
+    score = statistics.median(read) if read else None
+    nearest = min(grades, key=lambda g: float("inf") if g.score is None or score is None else abs(g.score - score))
+    costs = [g.cost_usd for g in grades if g.cost_usd is not None]
+    return {**nearest.as_dict(), "score": score, "scores": [g.score for g in grades], "repeats": repeats,
+            "tokens": sum(g.tokens for g in grades), "cost_usd": round(sum(costs), 6) if costs else None}

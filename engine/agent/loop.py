@@ -82,8 +82,7 @@ class AgentLoop:
         self.stream = stream
         self.check_cancelled = check_cancelled
         self.tools = tools_for(mode)
-        if mode == "adl":  # extra evidence tools (the lenses) belong to the ADL agent, not the blackbox baseline
-            self.tools.update({tool.name: tool for tool in extra_tools})
+        self.tools.update({tool.name: tool for tool in extra_tools})  # the opt-in lenses: both agents alike
         self.hypotheses: list[Hypothesis] = []
         self.usage = Usage()
         self.messages: list[dict[str, Any]] = []
@@ -162,7 +161,7 @@ class AgentLoop:
             raise
         self.transcript.end_stream()
         self.usage.add(reply)
-        self.state.record_call(reply.tokens_in + reply.tokens_out)
+        self.state.record_call(reply.tokens_in, reply.tokens_out)
         self.transcript.emit("llm_call", index=self.usage.llm_calls, tokens_in=reply.tokens_in,
                              tokens_out=reply.tokens_out, tokens_estimated=reply.tokens_estimated,
                              cost_usd=reply.cost_usd, elapsed_s=round(time.monotonic() - started, 3),
@@ -184,7 +183,7 @@ class AgentLoop:
         if self.mode == "baseline":
             overview = baseline_overview(overview)
         self.transcript.emit("start", mode=self.mode, llm=self.llm.label,
-                             protocol="native" if self.native else "text", budget=asdict(self.state.limits))
+                             tool_calling="native" if self.native else "text", budget=asdict(self.state.limits))
         self._say("system", system_prompt(self.mode, self.tools, self.native))
         self._say("user", first_message(overview, self.state.left()))
         while True:

@@ -73,10 +73,16 @@ def system_prompt(mode: Mode, tools: dict[str, Tool], native: bool) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+MANY_INTERACTIONS = 20  # above this the agent is told to explore broadly first, as the authors' toolkit does
+_EXPLORE = (" You have many model interactions: start with a broad round of 10–20 questions to the models, "
+            "and use most of your interactions before you answer.")
+
+
 def first_message(overview: dict[str, Any], budget_left: dict[str, int]) -> str:
-    """The overview plus the opening budgets."""
+    """The overview plus the opening budgets (and, with a large interaction budget, the advice to use it)."""
+    explore = _EXPLORE if budget_left.get("model_interactions_left", 0) > MANY_INTERACTIONS else ""
     return (f"OVERVIEW:\n{json.dumps(overview, ensure_ascii=False)}\n\nBUDGETS: {json.dumps(budget_left)}\n\n"
-            "Form your hypotheses from the overview, then test them.")
+            f"Form your hypotheses from the overview, then test them.{explore}")
 
 
 FINAL_NOW = ("Your LLM budget is used up. Reply now with your final answer as the last line: "

@@ -1,12 +1,14 @@
 """Agent runs as stored things: run one agent (optionally graded) and save its transcript, or run R ADL
-and R baseline agents and compare their grades. Files go to `$DIFFLENS_HOME/agent/`, written atomically,
-saved even when a run fails or is cancelled (a partial transcript is still a record)."""
+and R baseline agents under one protocol, budget and tool set and compare their grades. Files go to
+`$DIFFLENS_HOME/agent/`, written atomically, saved even when a run fails or is cancelled (a partial
+transcript is still a record)."""
 
 from __future__ import annotations
 
 import json
 import math
 import secrets
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,9 +17,10 @@ from typing import Any
 
 from engine.agent.budget import Budget
 from engine.agent.environment import AgentEnvironment
-from engine.agent.grader import grade
+from engine.agent.grader import grade_repeated
 from engine.agent.llm.base import ChatLLM
-from engine.agent.loop import ProtocolChoice, run_agent
+from engine.agent.loop import AgentLoop, ProtocolChoice
+from engine.agent.protocols import PROTOCOLS, AgentProtocol
 from engine.agent.tools import Mode, Tool
 from engine.agent.transcript import Event, Transcript
 from engine.errors import JobCancelled
@@ -30,7 +33,8 @@ EventSinkFor = Callable[[Mode, int], Callable[[Event], None]]
 @dataclass(frozen=True)
 class RunSettings:
     budget: Budget
-    protocol: ProtocolChoice = "auto"
+    protocol: AgentProtocol = PROTOCOLS["default"]
+    tool_calling: ProtocolChoice = "auto"
     stream: bool = False
     organism: str | None = None
     organism_type: str | None = None
@@ -57,16 +61,20 @@ def run_one(env: AgentEnvironment, llm: ChatLLM, mode: Mode, settings: RunSettin
     transcript = Transcript(on_event, secrets=(*llm.secrets, *(grader.secrets if grader else ())))
     summary: dict[str, Any] = {"id": run_id, "mode": mode, "llm": llm.label,
                                "grader": grader.label if grader else None, "budget": asdict(settings.budget),
-                               "protocol": settings.protocol, "organism_type": settings.organism_type,
+                               "protocol": settings.protocol.name, "tool_calling": settings.tool_calling,
+                               "tools": None, "organism_type": settings.organism_type,
                                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "status": "running",
                                "result": None, "grade": None, "path": str(path)}
     try:
-        result = run_agent(env, llm, transcript, mode=mode, budget=settings.budget, protocol=settings.protocol,
-                           stream=settings.stream, check_cancelled=check_cancelled, extra_tools=settings.extra_tools)
+        loop = AgentLoop(env, llm, transcript, mode=mode, budget=settings.budget, protocol=settings.tool_calling,
+                         stream=settings.stream, check_cancelled=check_cancelled, extra_tools=settings.extra_tools)
+        summary["tools"] = list(loop.tools)
+        result = loop.run()
         summary["result"] = result.as_dict()
         if grader is not None:
-            summary["grade"] = grade(result.description, settings.organism or "", settings.organism_type or "",
-                                     grader, transcript).as_dict()
+            summary["grade"] = grade_repeated(result.description, settings.organism or "",
+                                              settings.organism_type or "", grader,
+                                              settings.protocol.grader_repeats, transcript)
         summary["status"] = "done"
     except JobCancelled:
         summary["status"] = "cancelled"
@@ -81,31 +89,34 @@ def run_one(env: AgentEnvironment, llm: ChatLLM, mode: Mode, settings: RunSettin
     return transcript.redactor.obj(summary)
 
 
-def score_stats(scores: list[int | None]) -> dict[str, Any]:
-    """Mean ± sample sd of the grades that were read (ungraded runs counted apart)."""
+def score_stats(scores: list[float | None]) -> dict[str, Any]:
+    """Median (`grade`), mean ± sample sd of the grades that were read (ungraded runs counted apart)."""
     read = [s for s in scores if s is not None]
     mean = sum(read) / len(read) if read else None
     sd = (math.sqrt(sum((s - mean) ** 2 for s in read) / (len(read) - 1)) if len(read) > 1
           else 0.0 if read else None)
-    return {"n": len(read), "ungraded": len(scores) - len(read), "scores": scores,
-            "mean": None if mean is None else round(mean, 3), "sd": None if sd is None else round(sd, 3)}
+    return {"grade": statistics.median(read) if read else None, "grades": scores, "n": len(read),
+            "ungraded": len(scores) - len(read), "mean": None if mean is None else round(mean, 3),
+            "sd": None if sd is None else round(sd, 3)}
 
 
 def compare(env: AgentEnvironment, llm: ChatLLM, grader: ChatLLM, settings: RunSettings, repeat: int, *,
             on_event_for: EventSinkFor | None = None, check_cancelled: Callable[[], None] = lambda: None,
             header: dict[str, Any] | None = None) -> dict[str, Any]:
-    """R independent ADL agents and R baseline agents, all graded; mean ± sd per mode, saved as one file."""
+    """R ADL agents and R baseline agents under the same settings, all graded; per mode the grades (each the
+    median of the protocol's grader repeats) with their median, mean ± sd, budget and tools; saved as one file."""
     runs: dict[str, list[dict[str, Any]]] = {"adl": [], "baseline": []}
     for mode in ("adl", "baseline"):
         for index in range(repeat):
             runs[mode].append(run_one(env, llm, mode, settings, grader=grader,
                                       on_event=on_event_for(mode, index) if on_event_for else None,
                                       check_cancelled=check_cancelled, header=header))
-    stats = {mode: score_stats([r["grade"]["score"] for r in rs]) for mode, rs in runs.items()}
+    sides = {mode: {**score_stats([r["grade"]["score"] for r in rs]), "budget": asdict(settings.budget),
+                    "tools": rs[0]["tools"], "runs": [r["id"] for r in rs]} for mode, rs in runs.items()}
     compare_id = new_run_id("agent-compare")
     path = agent_dir() / f"{compare_id}.json"
-    document = {"id": compare_id, "llm": llm.label, "grader": grader.label, "repeat": repeat,
-                "organism_type": settings.organism_type, "stats": stats,
-                "runs": {mode: [r["id"] for r in rs] for mode, rs in runs.items()}}
+    document = {"id": compare_id, "llm": llm.label, "grader": grader.label, "protocol": settings.protocol.name,
+                "repeat": repeat, "grader_repeats": settings.protocol.grader_repeats,
+                "organism_type": settings.organism_type, **sides}
     write_text_atomic(path, json.dumps(document, indent=1))
     return {**document, "path": str(path), "run_summaries": runs}

@@ -8,6 +8,7 @@ from typing import Any
 from engine.adl.runs import AdlRun
 from engine.agent.environment import ToolError
 from engine.agent.overview import build_overview
+from engine.agent.protocols import PROTOCOLS, AgentProtocol, Sampling
 from engine.analysis.readouts import lens_grid, patchscope_cells
 from engine.analysis.steering import CalibrationSettings, calibrate, steer, steer_cells
 from engine.errors import UserError
@@ -27,13 +28,16 @@ class SteeringSettings:
 
 @dataclass
 class RunEnvironment:
-    """Implements `engine.agent.environment.AgentEnvironment` over one run."""
+    """Implements `engine.agent.environment.AgentEnvironment` over one run. The protocol sets how long and how
+    hot the models answer the agent; sampling is seeded, so the same prompts get the same answers (in every
+    run, and for the ADL agent and the baseline alike)."""
 
     run: AdlRun
     layer: int
     positions: list[int]
     steering: SteeringSettings = field(default_factory=SteeringSettings)
     calibration: CalibrationSettings | None = None
+    protocol: AgentProtocol = PROTOCOLS["default"]
 
     def _cell(self, layer: int, positions: list[int]) -> tuple[int, list[int]]:
         try:
@@ -93,11 +97,11 @@ class RunEnvironment:
                             for p, v in by_prompt.items()]}
 
     def ask_model(self, prompts: list[str]) -> dict[str, Any]:
-        pair = self.run.pair()
+        pair, ask = self.run.pair(), self.protocol.ask_model
         answers: dict[str, list[str]] = {}
         for side in ("base", "ft"):
             with pair.use(side) as model:
-                answers[side] = generate_unsteered(model, prompts, self.steering.max_new_tokens)
+                answers[side] = generate_unsteered(model, prompts, ask.max_new_tokens, ask.temperature)
         return {"answers": [{"prompt": p, "base": b, "finetuned": f}
                             for p, b, f in zip(prompts, answers["base"], answers["ft"], strict=True)]}
 
@@ -108,7 +112,8 @@ class RunEnvironment:
             strength = self.calibrated(layer).get(position) if position in self.positions else None
             if not strength:
                 raise ToolError(f"no calibrated strength at layer {layer} position {position}; pass one")
-        made = steer(self.run, layer, position, [strength], prompts, max_new_tokens=self.steering.max_new_tokens,
-                     temperature=self.steering.temperature)
+        sampling = self.protocol.generate_steered or Sampling(self.steering.max_new_tokens, self.steering.temperature)
+        made = steer(self.run, layer, position, [strength], prompts, max_new_tokens=sampling.max_new_tokens,
+                     temperature=sampling.temperature)
         return {"layer": layer, "position": position, "strength": strength,
                 "samples": [{"prompt": s["prompt"], "steered": s["steered"]} for s in made]}

@@ -1,17 +1,23 @@
-"""Agent ops: `agent.run` (the interpretability agent, graded and repeated on request) and
+"""Agent ops: `agent.run` (the interpretability agent, graded and compared on request) and
 `agent.keywords` (the offline keyword hypothesis).
 
 `agent.run` params:
   environment     recorded-environment dict (see engine/agent/recorded.py), or
   run             ADL run id (served once `make_environment` knows cached runs)
   llm             openai:MODEL | anthropic:MODEL | local:SPEC (default: DIFFLENS_LLM_MODEL / config file)
-  budget          model interactions (default 5); llm_calls (30); token_budget (400000)
+  protocol        default | paper (engine/agent/protocols.py): ask_model length and temperature, budgets,
+                  grader repeats; `paper` allows budget 0, 5 or 50 and fixes the LLM budget
+  budget          model interactions (protocol default 5); llm_calls; token_budget (default protocol only)
+  lenses          true → the lenses (divergence, mining, causal check, amplification) as budgeted tools, for
+                  the ADL agent and the baseline alike; needs a run (a recorded environment has no models)
   baseline        true → the blackbox agent (plain samples + ask_model only)
-  grade           true → score the description 1–5 with the organism registry's rubric; needs
-                  organism_description + organism_type (sdf|em|taboo|subliminal|domain or SDF, EM, …)
-  repeat          R > 1 → R ADL and R baseline agents, graded, mean ± sd per mode
+  compare         true → ADL and baseline agents under the same protocol, budget and tools, all graded;
+                  `repeat` R agents per side (default 1)
+  grade           true → score the description 1–5 with the organism registry's rubric (the protocol's
+                  number of grader calls, median); needs organism_description + organism_type
+                  (sdf|em|taboo|subliminal|domain or SDF, EM, …)
   grader_llm      LLM for grading (default: the agent's)
-  protocol        auto | native | text;  stream (default true);  temperature;  max_tokens (per reply)
+  tool_calling    auto | native | text;  stream (default true);  temperature;  max_tokens (per reply)
 Every transcript event is streamed as `partial {"run", "mode", "event"}` and saved under
 `$DIFFLENS_HOME/agent/`.
 """
@@ -21,11 +27,11 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from engine.agent.budget import Budget
 from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import rubric_for
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.llm import make_llm, resolve_config
+from engine.agent.protocols import protocol_named
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.runs import RunSettings, compare, run_one
 from engine.agent.tools import Mode, Tool
@@ -53,19 +59,32 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
 
         adl = load_run(run)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
-        return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions)
+        return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions,
+                              protocol=protocol_named(get(params, "protocol", str)))
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 
 def _settings(params: dict[str, Any]) -> RunSettings:
-    protocol = get(params, "protocol", str, "auto")
-    if protocol not in ("auto", "native", "text"):
-        raise UserError(f"unknown protocol {protocol!r}", "pass protocol auto, native or text")
-    budget = Budget(model_interactions=get(params, "budget", int, 5), llm_calls=get(params, "llm_calls", int, 30),
-                    tokens=get(params, "token_budget", int, 400_000))
-    return RunSettings(budget=budget, protocol=protocol, stream=get(params, "stream", bool, True),  # type: ignore[arg-type]
-                       organism=get(params, "organism_description", str),
+    """Everything about a run but its lenses (which need the environment), checked before any model loads."""
+    tool_calling = get(params, "tool_calling", str, "auto")
+    if tool_calling not in ("auto", "native", "text"):
+        raise UserError(f"unknown tool calling {tool_calling!r}", "pass tool_calling auto, native or text")
+    protocol = protocol_named(get(params, "protocol", str))
+    budget = protocol.budget(get(params, "budget", int), get(params, "llm_calls", int),
+                             get(params, "token_budget", int))
+    return RunSettings(budget=budget, protocol=protocol, tool_calling=tool_calling,  # type: ignore[arg-type]
+                       stream=get(params, "stream", bool, True), organism=get(params, "organism_description", str),
                        organism_type=get(params, "organism_type", str))
+
+
+def _lenses(params: dict[str, Any], env: AgentEnvironment) -> tuple[Tool, ...]:
+    """The lens tools when asked for (`lenses`); the same tuple goes to the ADL agent and the baseline."""
+    if not get(params, "lenses", bool, False):
+        return ()
+    tools = tuple(lens_tools_for(env))
+    if not tools:
+        raise UserError("the lenses run the models, and a recorded environment has none", "drop --lenses")
+    return tools
 
 
 def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
@@ -83,20 +102,28 @@ def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
 
 @op("agent.run", long=True)
 def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Run the interpretability agent on ADL evidence (or the baseline); optionally graded and repeated."""
-    env = make_environment(params)
-    settings = replace(_settings(params), extra_tools=tuple(lens_tools_for(env)))
+    """Run the interpretability agent on ADL evidence (or the baseline); optionally graded, or compared."""
+    settings = _settings(params)
+    comparing = get(params, "compare", bool, False)
     repeat = get(params, "repeat", int, 1)
     if not 1 <= repeat <= MAX_REPEAT:
         raise UserError(f"repeat must be between 1 and {MAX_REPEAT}", "pass a smaller --repeat")
-    graded = get(params, "grade", bool, False) or repeat > 1
+    if repeat > 1 and not comparing:
+        raise UserError("--repeat is the number of agents per side of --compare", "add --compare")
+    if comparing and get(params, "baseline", bool, False):
+        raise UserError("--compare already runs the baseline beside the ADL agent", "drop --baseline")
+    graded = get(params, "grade", bool, False) or comparing
     if graded:
         if not settings.organism or not settings.organism_type:
             raise UserError("grading needs the organism's true description and type",
                             "pass organism_description and organism_type (sdf, em, taboo, subliminal, domain)")
         rubric_for(settings.organism_type)
-    config = resolve_config(get(params, "llm", str), temperature=get(params, "temperature", float),
-                            max_tokens=get(params, "max_tokens", int))
+    env = make_environment(params)
+    settings = replace(settings, extra_tools=_lenses(params, env))
+    replies = settings.protocol.agent_llm  # the protocol's agent reply length and temperature, unless given
+    config = resolve_config(get(params, "llm", str),
+                            temperature=get(params, "temperature", float, replies and replies.temperature),
+                            max_tokens=get(params, "max_tokens", int, replies and replies.max_new_tokens))
     llm = make_llm(config)
     grader_spec = get(params, "grader_llm", str)
     grader = (make_llm(resolve_config(grader_spec)) if grader_spec else llm) if graded else None
@@ -111,16 +138,16 @@ def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 ctx.progress(calls[0], None, f"{mode} agent {index + 1}: LLM call {event['index']}")
         return forward
 
-    if repeat > 1:
+    if comparing:
         assert grader is not None
         out = compare(env, llm, grader, settings, repeat, on_event_for=sink_for,
                       check_cancelled=ctx.check_cancelled, header=header)
-        return {"runs": [r for rs in out["run_summaries"].values() for r in rs], "stats": out["stats"],
-                "compare_path": out["path"]}
+        return {"runs": [r for rs in out["run_summaries"].values() for r in rs], "protocol": out["protocol"],
+                "adl": out["adl"], "baseline": out["baseline"], "compare_path": out["path"]}
     mode: Mode = "baseline" if get(params, "baseline", bool, False) else "adl"
     summary = run_one(env, llm, mode, settings, grader=grader, on_event=sink_for(mode, 0),
                       check_cancelled=ctx.check_cancelled, header=header)
-    return {"runs": [summary], "stats": None, "compare_path": None}
+    return {"runs": [summary], "protocol": settings.protocol.name, "compare_path": None}
 
 
 @op("agent.keywords")

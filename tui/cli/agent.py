@@ -1,4 +1,4 @@
-"""`difflens agent RUN`: the interpretability agent (or its baseline) on a cached run."""
+"""`difflens agent RUN`: the interpretability agent (or its baseline, or both side by side) on a cached run."""
 
 from __future__ import annotations
 
@@ -6,10 +6,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.panel import Panel
+from rich.table import Table
 
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Engine, Json, Remote
-from tui.cli.output import emit_json, err, out
+from tui.cli.output import emit_json, err, fail, out
+
+SIDES = {"adl": "ADL agent", "baseline": "baseline agent"}
+PROTOCOL_HELP = ("default, or paper: the paper's tools, its ask_model length and temperature, budgets 0|5|50, "
+                 "3 gradings (median)")
 
 
 def _show(event: dict[str, Any]) -> None:
@@ -21,12 +26,44 @@ def _show(event: dict[str, Any]) -> None:
         err.print(f"[yellow]hypothesis[/] {inner.get('hypothesis')} ({inner.get('confidence')})", highlight=False)
 
 
+def _score(value: float | None) -> str:
+    return "ungraded" if value is None else f"{value:g}"
+
+
+def compare_table(result: dict[str, Any]) -> Table:
+    """Both agents' grades side by side, with what they were allowed (the same on both sides)."""
+    runs = {mode: [r for r in result["runs"] if r["mode"] == mode] for mode in SIDES}
+    table = Table("", *SIDES.values(), title=f"agent comparison, protocol {result['protocol']}")
+    table.add_row("grade (median)", *(_score(result[mode]["grade"]) for mode in SIDES))
+    table.add_row("grader scores", *(" | ".join(", ".join(_score(s) for s in (r["grade"] or {}).get("scores", []))
+                                                for r in runs[mode]) for mode in SIDES))
+    if any(result[mode]["n"] > 1 for mode in SIDES):
+        table.add_row("mean ± sd", *(f"{_score(result[m]['mean'])} ± {_score(result[m]['sd'])}" for m in SIDES))
+    for label, key in (("model interactions", "model_interactions"), ("LLM calls", "llm_calls")):
+        used = {m: ", ".join(str((r["result"] or {}).get("usage", {}).get(key, 0)) for r in runs[m]) for m in SIDES}
+        table.add_row(label, *(f"{used[m]} used of {result[m]['budget'][key]}" for m in SIDES))
+    table.add_row("tools", *(", ".join(result[mode]["tools"]) for mode in SIDES))
+    return table
+
+
+def _describe(summary: dict[str, Any]) -> Panel:
+    grade = summary.get("grade")
+    title = SIDES[summary["mode"]] + (f"  grade {_score(grade['score'])}" if grade else "")
+    return Panel(str((summary.get("result") or {}).get("description", "")), title=title)
+
+
 def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="openai:MODEL, anthropic:MODEL, "
                                                              "local:SPEC (default from DIFFLENS_LLM_*)")] = None,
-          budget: Annotated[int, typer.Option("--budget", help="Model interactions allowed.")] = 5,
+          protocol: Annotated[str, typer.Option("--protocol", help=PROTOCOL_HELP)] = "default",
+          budget: Annotated[int | None, typer.Option("--budget", help="Model interactions allowed "
+                                                     "(default 5; under --protocol paper 0, 5 or 50).")] = None,
+          lenses: Annotated[bool, typer.Option("--lenses", help="Add the lenses as budgeted tools, for the ADL "
+                                               "agent and the baseline alike.")] = False,
           baseline: Annotated[bool, typer.Option("--baseline", help="Blackbox agent without ADL.")] = False,
+          compare: Annotated[bool, typer.Option("--compare", help="ADL and baseline agents under the same protocol, "
+                                                "budget and tools, graded side by side.")] = False,
           grade: Annotated[bool, typer.Option("--grade", help="Grade against the known organism.")] = False,
-          repeat: Annotated[int, typer.Option("--repeat")] = 1,
+          repeat: Annotated[int, typer.Option("--repeat", help="Agents per side of --compare.")] = 1,
           description: Annotated[str | None, typer.Option("--description", help="Truth for grading.")] = None,
           organism_type: Annotated[str | None, typer.Option("--type", help="SDF, EM, Taboo, …")] = None,
           keywords: Annotated[bool, typer.Option("--keywords", help="Offline keyword hypothesis only.")] = False,
@@ -34,17 +71,19 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
     """Let an LLM agent form and test hypotheses about the finetune from the difference."""
     target = target_from(remote, engine)
     if keywords:
+        if compare or baseline or lenses:
+            fail("--keywords is the offline keyword hypothesis, not an agent — drop --compare, --baseline, --lenses")
         result = call_engine("agent.keywords", {"run": run}, title="keywords", target=target)
         emit_json(result) if json else out.print(Panel(result["summary"], title=result["label"]))
         return
-    params = {"run": run, "llm": llm, "budget": budget, "baseline": baseline, "grade": grade, "repeat": repeat,
-              "organism_description": description, "organism_type": organism_type}
+    params = {"run": run, "llm": llm, "protocol": protocol, "budget": budget, "lenses": lenses, "baseline": baseline,
+              "compare": compare, "grade": grade, "repeat": repeat, "organism_description": description,
+              "organism_type": organism_type}
     result = call_engine("agent.run", params, title="agent", target=target, on_event=_show)
     if json:
         emit_json(result)
         return
     for summary in result.get("runs", []):
-        grade_text = f"  grade {summary['grade']}" if summary.get("grade") is not None else ""
-        out.print(Panel(str(summary.get("description", "")), title=f"{summary.get('mode', 'adl')}{grade_text}"))
-    if result.get("stats"):
-        out.print(result["stats"])
+        out.print(_describe(summary))
+    if compare:
+        out.print(compare_table(result))
