@@ -16,6 +16,8 @@ from engine.analysis.readouts import lens_grid, patchscope_cells
 from engine.analysis.steering import CalibrationSettings, layer_norm, steer, steer_cells, steering_vectors
 from engine.analysis.triage import TriageOptions, triage
 from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.ops.readouts import logit_lens_cell, logit_lens_grid
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import patchscope
 from engine.steering.generate import generate_steered
@@ -64,6 +66,15 @@ def test_diff_lens_through_the_finetuned_head_by_hand_and_base_head_cached_apart
         assert results.lookup("logitlens", {"run": run_id, "source": "diff", "top_k": 5, "head": head}) is not None
     with pytest.raises(UserError, match="unknown logit-lens head 'chat'"):
         lens_grid(run, "diff", head="chat")  # type: ignore[arg-type]
+
+
+def test_lens_ops_take_a_head_and_say_which_one_read(run_id: str) -> None:
+    one = logit_lens_cell({"run": run_id, "layer": 1, "pos": 0}, JobContext())
+    base = logit_lens_cell({"run": run_id, "layer": 1, "pos": 0, "source": "base"}, JobContext())
+    grid = logit_lens_grid({"run": run_id, "layers": [1], "head": "base"}, JobContext())
+    assert (one["head"], base["head"], grid["head"]) == ("ft", "base", "base")
+    with pytest.raises(UserError, match="unknown logit-lens head 'lm'"):
+        logit_lens_grid({"run": run_id, "head": "lm"}, JobContext())
 
 
 def test_patchscope_cells_keep_every_scale_and_rescale_without_position_0(run_id: str) -> None:
