@@ -121,7 +121,7 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
     chosen_by = ["stability"] * n_cells
     if grader is not None:
         for c in range(n_cells):
-            graded = _ask_grader(grader, scales, top.tokens[c])
+            graded = _ask_grader(grader, scales, top[c])
             if graded is not None:
                 best_scale[c], selected[c] = graded
                 chosen_by[c] = "llm"
@@ -276,9 +276,10 @@ def _stability(ids: Int[Tensor, "cell scale k"], content: Bool[Tensor, "cell sca
     return score, in_next | in_prev
 
 
-def _ask_grader(grader: ScaleGrader, scales: tuple[float, ...], tokens: np.ndarray) -> tuple[float, list[str]] | None:
-    """The grader's (scale, tokens), snapped to the grid; None when its answer names no scale of ours."""
-    best, selected = grader([(s, tokens[i].tolist()) for i, s in enumerate(scales)])
+def _ask_grader(grader: ScaleGrader, scales: tuple[float, ...], cell: TopTokens) -> tuple[float, list[str]] | None:
+    """The grader's (scale, tokens) from every scale's tokens in the prompt intersection (both signs), snapped
+    to the grid; None when its answer names no scale of ours."""
+    best, selected = grader([(s, cell.tokens[i][(cell.probs[i] > 0).numpy()].tolist()) for i, s in enumerate(scales)])
     if not math.isfinite(best):
         return None
     nearest = min(scales, key=lambda s: abs(s - best))
