@@ -12,6 +12,8 @@ from benchmarks import adl, readouts, steering
 from benchmarks.config import Emit, Settings
 from benchmarks.timing import Gauge
 from engine.adl.request import AdlRequest
+from engine.adl.runs import load_run
+from engine.analysis.steering import layer_norm
 from engine.models.cache import MODELS
 from engine.models.device import Placement
 
@@ -33,8 +35,9 @@ def pair_steps(s: Settings, placement: Placement, work: Path, emit: Emit) -> dic
         emit(f"ADL: compute_adl end to end, n = {list(s.ns)}…")
         runs: list[Any] = []
         by_n = adl.scale_n(s, work, runs.append)
-        diff = torch.from_numpy(runs[-1].tensors["mean_diff"])
-        norms = torch.from_numpy(runs[-1].tensors["base_norm"])
+        run = load_run(runs[-1].key)
+        diff = run.mean_diff
+        norms = torch.tensor([layer_norm(run, layer) for layer in run.layers.tolist()])
         emit("readouts: logit lens, Patchscope…")
         lens = readouts.lens(pair, diff, gauge)
         patch = readouts.patch(pair, diff, norms, s.patch_positions, gauge)

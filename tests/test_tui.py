@@ -313,6 +313,27 @@ async def test_patchscope_side_by_side_with_selectable_scale() -> None:
 
 
 @pytest.mark.asyncio
+async def test_negative_patchscope_scales_and_the_lens_head_render() -> None:
+    data = recording()
+    for call in data["calls"]:
+        if call["method"] == "readout.logit_lens":
+            call["result"]["head"] = "ft"
+        if call["method"] == "readout.patchscope":
+            call["result"] |= {"best_scale": -1.2, "best_by_sign": {"+": 1.2, "-": -1.2}, "selected": [" oven"],
+                               "scales": [{"scale": -1.2, "tokens": [[" oven", 0.2]]},
+                                          {"scale": 1.2, "tokens": [[" the", 0.1]]}]}
+    app, _ = make_app(RecordedClient(data))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        pane = app.screen.query_one(TokensPane)
+        assert "×-1.2★" in plain(pane) and "oven" in plain(pane) and "lens of diff · ft head" in plain(pane)
+        await pilot.press("right_square_bracket")
+        assert "×1.2 2/2" in plain(pane)
+
+
+@pytest.mark.asyncio
 async def test_agent_pane_streams_hypotheses_tool_calls_and_grade() -> None:
     app, _ = make_app(RecordedClient(recording()))
     async with app.run_test(size=(160, 48)) as pilot:

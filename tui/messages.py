@@ -93,14 +93,15 @@ class CellSelected(Message):
 
 
 class LensReady(Message):
-    """A logit lens answer for one cell and source."""
+    """A logit lens answer for one cell and source, and whose head read it (base | ft; "" if not said)."""
 
-    def __init__(self, layer: int, pos: int, source: str, tokens: list[Any]) -> None:
+    def __init__(self, layer: int, pos: int, source: str, tokens: list[Any], head: str = "") -> None:
         super().__init__()
         self.layer = layer
         self.pos = pos
         self.source = source
         self.tokens = tokens
+        self.head = head
 
 
 class PatchscopeReady(Message):

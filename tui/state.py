@@ -81,6 +81,7 @@ class TokensState:
     layer: int = 0
     pos: int = 0
     source: str = "diff"
+    head: str = ""                       # whose final norm + unembedding read the lens (base | ft)
     lens: tuple[tuple[str, float], ...] = ()
     lens_status: str = "move the heatmap cursor to read a cell"
     scales: tuple[tuple[float, tuple[tuple[str, float], ...]], ...] = ()

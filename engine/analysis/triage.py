@@ -81,6 +81,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
         "n_layers": run.meta["n_layers"], "layer": layer, "positions": positions, "cached": outcome.cached,
         "description": known.description if known else None,
+        "lens_heads": {source: grid.meta["head"] for source, grid in lens.items()},
         "layers": _layers(run, lens["diff"], scope, layer, positions, relevance, options.top_k),
         "steering": steering, "steering_similarity": similarity,
         "relevance_summary": _relevance_summary(relevance) if relevance else None,

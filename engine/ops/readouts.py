@@ -32,7 +32,8 @@ def _source(params: dict[str, Any]) -> str:
 
 @op("readout.logit_lens")
 def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached)."""
+    """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached), read
+    through `head` (base | ft; default: the finetuned head, the base head for the base source)."""
     run = load_run(get(params, "run", str, required=True))
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
@@ -40,8 +41,8 @@ def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     top_k = get(params, "top_k", int, 20)
     source, backend = _source(params), backend_param(params)
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = lens_grid(run, source, backend=backend)  # type: ignore[arg-type]
-    return {"layer": layer, "pos": pos, "source": source,
+        grid = lens_grid(run, source, head=get(params, "head", str), backend=backend)  # type: ignore[arg-type]
+    return {"layer": layer, "pos": pos, "source": source, "head": grid.meta["head"],
             "tokens": grid.pairs(row, pos, k=min(top_k, 100))}
 
 
@@ -58,8 +59,8 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         run.check_position(p)
     backend = backend_param(params)
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = lens_grid(run, _source(params), backend=backend)  # type: ignore[arg-type]
-    return {"run": run.run_id, "source": grid.meta["source"], "layers": {
+        grid = lens_grid(run, _source(params), head=get(params, "head", str), backend=backend)  # type: ignore[arg-type]
+    return {"run": run.run_id, "source": grid.meta["source"], "head": grid.meta["head"], "layers": {
         str(layer): {str(p): grid.pairs(run.layer_index(layer), run.check_position(p), k=min(top_k, 100))
                      for p in positions} for layer in layers}}
 

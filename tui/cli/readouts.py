@@ -32,6 +32,9 @@ def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
 def tokens(run: str, layer: Layer = None, pos: Pos = None,
            method: Annotated[str, typer.Option("--method", help="logit-lens or patchscope.")] = "logit-lens",
            source: Annotated[str, typer.Option("--source", help="diff, base or ft (logit lens).")] = "diff",
+           head: Annotated[str | None, typer.Option(
+               "--head", help="Logit lens through the base or ft model's final norm + unembedding (default: ft; "
+                              "base for --source base).")] = None,
            top_k: Annotated[int, typer.Option("--top-k")] = 10, backend: Backend = None, json: Json = False,
            remote: Remote = None, engine: Engine = None) -> None:
     """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
@@ -42,9 +45,10 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         if json:
             emit_json(result)
             return
+        per_sign = ", ".join(f"{sign} {scale:g}" for sign, scale in result["best_by_sign"].items())
         out.print(f"Patchscope, layer {result['layer']} position {result['pos']}: best scale "
-                  f"{result['best_scale']} ({result['chosen_by']}); selected: {', '.join(result['selected'])}",
-                  highlight=False)
+                  f"{result['best_scale']:g} ({result['chosen_by']}; best per sign {per_sign}); "
+                  f"selected: {', '.join(result['selected'])}", highlight=False)
         table = Table("scale", "top tokens")
         for row in result["scales"]:
             marker = " ◀" if row["scale"] == result["best_scale"] else ""
@@ -55,15 +59,15 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
         result = call_engine("readout.logit_lens", {"run": run, "layer": layer, "pos": pos, "top_k": top_k,
-                                                    "source": source, "backend": backend},
+                                                    "source": source, "head": head, "backend": backend},
                              title="logit lens", target=target)
         if json:
             emit_json(result)
             return
-        out.print(f"logit lens of {source}, layer {layer} position {pos}:")
+        out.print(f"logit lens of {source} ({result['head']} head), layer {layer} position {pos}:")
         out.print(tokens_text(result["tokens"], with_probs=True))
         return
-    result = call_engine("readout.lens_grid", {"run": run, "source": source, "top_k": top_k,
+    result = call_engine("readout.lens_grid", {"run": run, "source": source, "head": head, "top_k": top_k,
                                                "layers": [layer] if layer is not None else None,
                                                "positions": [pos] if pos is not None else None,
                                                "backend": backend},
@@ -71,7 +75,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     if json:
         emit_json(result)
         return
-    table = Table("layer", "pos", f"logit lens of {source} (top {top_k})", show_lines=False)
+    table = Table("layer", "pos", f"logit lens of {source}, {result['head']} head (top {top_k})", show_lines=False)
     for lay, cells in result["layers"].items():
         for p, pairs in cells.items():
             table.add_row(lay, p, tokens_text(pairs))

@@ -41,8 +41,8 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
     if report.get("description"):
         out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
     positions = [str(p) for p in range(report["k"])]
-    table = Table("layer", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title="logit lens of the mean diff",
-                  title_justify="left")
+    table = Table("layer", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title_justify="left",
+                  title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
     for layer, row in report["layers"].items():
         norms = " ".join(f"{row[p]['rel_norm']:.2f}" for p in positions)
         style = "bold" if int(layer) == report["layer"] else ""

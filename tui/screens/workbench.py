@@ -178,7 +178,7 @@ class WorkbenchScreen(Screen[None]):
         result = await self.link.call("readout.logit_lens", {"run": run, "layer": layer, "pos": pos,
                                                              "top_k": LENS_TOP_K, "source": source})
         if result is not None:
-            self.post_message(LensReady(layer, pos, source, result.get("tokens", [])))
+            self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
 
     @work(group="patch", exclusive=True, exit_on_error=False)
     async def fetch_patchscope(self, layer: int, pos: int) -> None:
@@ -229,7 +229,7 @@ class WorkbenchScreen(Screen[None]):
         if (message.layer, message.pos, message.source) != (t.layer, t.pos, t.source):
             return
         lens = token_pairs(message.tokens)
-        self.model.tokens = replace(t, lens=lens, lens_status="" if lens else "no tokens")
+        self.model.tokens = replace(t, lens=lens, head=message.head, lens_status="" if lens else "no tokens")
         self._show()
 
     def on_patchscope_ready(self, message: PatchscopeReady) -> None:
@@ -317,7 +317,7 @@ class WorkbenchScreen(Screen[None]):
         """Logit lens of the diff, the base activation or the finetuned activation."""
         t = self.model.tokens
         source = LENS_SOURCES[(LENS_SOURCES.index(t.source) + 1) % len(LENS_SOURCES)]
-        self.model.tokens = replace(t, source=source, lens=(), lens_status="reading…")
+        self.model.tokens = replace(t, source=source, head="", lens=(), lens_status="reading…")
         self._show()
         self.fetch_lens(t.layer, t.pos, source)
 

@@ -38,7 +38,8 @@ class TokensPane(Widget):
     def render(self) -> RenderableType:
         state = self.tokens
         limit = max(1, (self.content_region.height or 10) - 1)
-        lens_head = Text.assemble(("lens", "bold"), f" of {state.source}")
+        lens_head = Text.assemble(("lens", "bold"), f" of {state.source}",
+                                  (f" · {state.head} head" if state.head else "", "dim"))
         idx = state.shown_scale
         if idx is None:
             patch_head = Text("Patchscope", style="bold")
