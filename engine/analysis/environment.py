@@ -11,6 +11,7 @@ from engine.agent.overview import build_overview
 from engine.analysis.readouts import lens_grid, patchscope_cells
 from engine.analysis.steering import CalibrationSettings, calibrate, steer, steer_cells
 from engine.errors import UserError
+from engine.judges.config import Judge
 from engine.steering.generate import generate_unsteered
 from engine.steering.prompts import default_prompts
 
@@ -34,6 +35,7 @@ class RunEnvironment:
     positions: list[int]
     steering: SteeringSettings = field(default_factory=SteeringSettings)
     calibration: CalibrationSettings | None = None
+    judge: Judge = field(default_factory=Judge)
 
     def _cell(self, layer: int, positions: list[int]) -> tuple[int, list[int]]:
         try:
@@ -52,7 +54,7 @@ class RunEnvironment:
 
     def patchscope_details(self, layer: int, positions: list[int], k: int) -> dict[str, Any]:
         _, positions = self._cell(layer, positions)
-        grid = patchscope_cells(self.run, layer, positions)
+        grid = patchscope_cells(self.run, layer, positions, judge=self.judge)
         out = {}
         for index, pos in enumerate(positions):
             best = grid.meta["scales"].index(grid.meta["best_scale"][index])
@@ -62,7 +64,7 @@ class RunEnvironment:
 
     def calibrated(self, layer: int) -> dict[int, float]:
         """Coherent strength per position at `layer`: the environment's positions calibrated in one batch."""
-        found = calibrate(self.run, layer, self.positions, self.calibration)
+        found = calibrate(self.run, layer, self.positions, self.calibration, judge=self.judge)
         return {c["pos"]: c["strength"] for c in found}
 
     def steering_table(self, layer: int, on_partial: Any = None) -> dict[int, list[dict[str, Any]]]:

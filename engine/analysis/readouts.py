@@ -11,8 +11,10 @@ import torch
 
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
+from engine.judges.config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPT, patchscope
+from engine.readouts.scale_grader import llm_scale_grader
 from store import results
 
 Source = Literal["diff", "base", "ft"]
@@ -65,25 +67,30 @@ def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side
 
 def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list[float] | None = None,
                      prompt: str = IDENTITY_PROMPT, top_k: int = 20, side: Side = "ft",
-                     backend: str | None = None) -> Grid:
+                     backend: str | None = None, judge: Judge | None = None) -> Grid:
     """Patchscope of the diff at (`layer`, p) for each p: every scale kept (`[pos, scale, k]`), the chosen
-    scale and its "selected tokens" in `meta`. The diff is rescaled to the layer's mean activation norm."""
+    scale and its "selected tokens" in `meta`, chosen by `judge` (offline: token stability), which the cache
+    key and `meta["judge"]` name. The diff is rescaled to the layer's mean activation norm."""
     row, backend = run.layer_index(layer), backend or run.request.backend
+    judge = judge or Judge()
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
-              "prompt": prompt, "top_k": top_k, "side": side} | _backend_key(backend)
+              "prompt": prompt, "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
     if (hit := results.lookup("patchscope", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
     norms = run.ft_norm if side == "ft" else run.base_norm
     with run.pair(backend).use(side) as model:
         result = patchscope(model, run.mean_diff[row, positions], [layer] * len(positions),
-                            target_norms=norms[row, positions], scales=scale_list, prompt=prompt, top_k=top_k)
+                            target_norms=norms[row, positions], scales=scale_list, prompt=prompt, top_k=top_k,
+                            grader=None if judge.offline else llm_scale_grader(judge.complete))
     meta = {"run": run.run_id, "layer": layer, "positions": positions, "scales": list(result.scales),
             "best_scale": result.best_scale, "selected": result.selected_tokens, "chosen_by": result.chosen_by,
-            "tokens": result.top.tokens.tolist()}
-    stored = results.save("patchscope", inputs, {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()},
-                          meta)
+            "judge": judge.label("patchscope"), "tokens": result.top.tokens.tolist()}
+    tensors = {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()}
+    if any(c.startswith("ungraded") for c in result.chosen_by):  # not cached: the next call asks the judge again
+        return Grid(tensors["ids"], tensors["probs"], meta["tokens"], meta)
+    stored = results.save("patchscope", inputs, tensors, meta)
     return Grid(stored.tensors["ids"], stored.tensors["probs"], meta["tokens"], meta)
 
 
@@ -97,4 +104,5 @@ def patchscope_json(grid: Grid, index: int, k: int = 20) -> dict[str, Any]:
     meta = grid.meta
     return {"layer": meta["layer"], "pos": meta["positions"][index], "best_scale": meta["best_scale"][index],
             "selected": meta["selected"][index], "chosen_by": meta["chosen_by"][index],
+            "judge": meta.get("judge", OFFLINE_LABELS["patchscope"]),
             "scales": [{"scale": s, "tokens": grid.pairs(index, i, k=k)} for i, s in enumerate(meta["scales"])]}

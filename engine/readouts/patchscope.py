@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from engine.errors import Ungraded
 from engine.models.loading import LoadedModel
 from engine.ndif.limits import RequestLimits
 from engine.readouts.filters import is_trivial_token, normalise_token
@@ -31,7 +32,8 @@ DEFAULT_SCALES: tuple[float, ...] = tuple(
            | {round(float(x), 1) for x in torch.linspace(20.0, 200.0, 10).tolist()}))
 
 ScaleGrader = Callable[[list[tuple[float, list[str]]]], tuple[float, list[str]]]
-"""Picks the best scale of one cell from `[(scale, tokens), ...]`; returns (scale, selected tokens)."""
+"""Picks the best scale of one cell from `[(scale, tokens), ...]`; returns (scale, selected tokens), or raises
+`Ungraded` when it has no usable answer."""
 
 
 @dataclass
@@ -44,7 +46,7 @@ class PatchscopeResult:
     stability: Float[Tensor, "cell scale"]
     best_scale: list[float]
     selected_tokens: list[list[str]]
-    chosen_by: list[str]                # "llm" or "stability", per cell
+    chosen_by: list[str]                # "llm", "stability" or "ungraded: <why>", per cell
 
     def best(self, cell: int) -> TopTokens:
         """Top tokens of `cell` at its chosen scale."""
@@ -99,11 +101,12 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
                 for c, i in enumerate(best_idx)]
     chosen_by = ["stability"] * n_cells
     if grader is not None:
-        for c in range(n_cells):
-            graded = _ask_grader(grader, scales, top.tokens[c])
-            if graded is not None:
-                best_scale[c], selected[c] = graded
+        for c in range(n_cells):  # an ungraded cell selects nothing: its reader sees every scale instead
+            try:
+                best_scale[c], selected[c] = _ask_grader(grader, scales, top.tokens[c])
                 chosen_by[c] = "llm"
+            except Ungraded as exc:
+                selected[c], chosen_by[c] = [], f"ungraded: {exc}"
     return PatchscopeResult(scales=scales, layers=list(layers), top=top, stability=stability,
                             best_scale=best_scale, selected_tokens=selected, chosen_by=chosen_by)
 
@@ -193,12 +196,12 @@ def _stability(ids: Int[Tensor, "cell scale k"], content: Bool[Tensor, "cell sca
     return score, in_next | in_prev
 
 
-def _ask_grader(grader: ScaleGrader, scales: tuple[float, ...], tokens: np.ndarray) -> tuple[float, list[str]] | None:
-    """The grader's (scale, tokens), snapped to the grid; None when its answer names no scale of ours."""
+def _ask_grader(grader: ScaleGrader, scales: tuple[float, ...], tokens: np.ndarray) -> tuple[float, list[str]]:
+    """The grader's (scale, tokens), snapped to the grid; `Ungraded` when its answer names no scale of ours."""
     best, selected = grader([(s, tokens[i].tolist()) for i, s in enumerate(scales)])
     if not math.isfinite(best):
-        return None
+        raise Ungraded("the judge named no scale")
     nearest = min(scales, key=lambda s: abs(s - best))
     if abs(nearest - best) > 0.051:
-        return None
+        raise Ungraded(f"the judge named scale {best:g}, which was not shown")
     return nearest, list(selected)
