@@ -13,9 +13,9 @@ from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.known import KnownFinetune, known_finetune
-from engine.analysis.readouts import Grid, lens_grid, patchscope_cells, patchscope_json
+from engine.analysis.readouts import Grid, lens_grid, patchscope_json
 from engine.analysis.relevance import relevance_cells, relevance_summary
-from engine.analysis.steering import CalibrationSettings, calibrate, check_protocol
+from engine.analysis.steering import CalibrationSettings, check_protocol
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
 from engine.steering.prompts import default_prompts
@@ -65,10 +65,10 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
-    scope = patchscope_cells(run, layer, positions, judge=judge)
-    phase(2)
     options.steering.prompts = list(default_prompts())[: options.n_prompts]
     env = RunEnvironment(run, layer, positions, options.steering, calibration, judge=judge)
+    scope = env.patchscope_grid(layer, positions)
+    phase(2)
     steering: dict[str, Any] = {}
     if options.steer and _steerable(run, layer, positions):
         steering = _steering(env, layer, ctx, phase)
@@ -99,7 +99,7 @@ def _steerable(run: AdlRun, layer: int, positions: list[int]) -> bool:
 
 def _steering(env: RunEnvironment, layer: int, ctx: JobContext, phase: Any) -> dict[str, Any]:
     strengths = env.calibrated(layer)
-    found = {c["pos"]: c for c in calibrate(env.run, layer, env.positions, env.calibration, judge=env.judge)}
+    found = {c["pos"]: c for c in env.calibration_cells(layer)}
     phase(3)
     table = env.steering_table(layer, on_partial=lambda p: ctx.partial({"stage": "steering", **p}))
     phase(4)
