@@ -121,7 +121,7 @@ def top_tokens(report: dict[str, Any], n: int = 10) -> str:
         lens = " ".join(f"{token(t)}&nbsp;{float(q):.2f}" for t, q in row[p]["logit_lens"][:n])
         scope = row[p].get("patchscope")
         chosen = " ".join(token(t) for t in scope["selected"][:n]) if scope else ""
-        if scope and scope["chosen_by"].startswith("ungraded"):
+        if scope and str(scope.get("chosen_by", "")).startswith("ungraded"):
             chosen = f'<span class="err">{esc(scope["chosen_by"])}</span>'
         lines.append(f"<tr><td>{esc(p)}</td><td>{lens}</td><td>{chosen or '—'}</td></tr>")
     return "\n".join(lines) + "</table>"

@@ -152,7 +152,8 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
               seed: int = 0, side: Side = "ft", judge: Judge | None = None) -> list[dict[str, Any]]:
     """Largest coherent strength per position (cached, keyed by the judge and the protocol). `grid`: all positions
     in one generate call; `bisect`: the reference's 12-step bisection per position (slower, finer); the paper
-    protocol bisects per prompt and averages. Each position says its judge and how many samples went ungraded."""
+    protocol bisects per prompt and averages. Each position says its judge and how many samples went ungraded; the
+    result has the same JSON shape (lists, not tuples) whether computed or read from the cache."""
     s = settings or CalibrationSettings.for_device(run.request.placement.device)
     judge = judge or Judge()
     check_protocol(s, judge)
@@ -176,8 +177,9 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
             found = calibrate_grid(model, vectors, layer, geometric_grid(max_strength, grid_size), prompts,
                                    judge=coherence_judge, samples=samples, temperature=temperature,
                                    threshold=threshold, max_new_tokens=max_new_tokens, seed=seed)
-            out = [{"pos": p, "strength": c.strength, "coherence": c.coherence, "examples": c.examples,
-                    "ungraded": c.ungraded, "judge": label} for p, c in zip(positions, found, strict=True)]
+            out = [{"pos": p, "strength": c.strength, "coherence": [list(x) for x in c.coherence],
+                    "examples": [list(x) for x in c.examples], "ungraded": c.ungraded, "judge": label}
+                   for p, c in zip(positions, found, strict=True)]
         else:
             groups = [[prompt] for prompt in prompts] if s.protocol == "paper" else [prompts]
             out = []
@@ -188,7 +190,7 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
                               for group in groups]
                 steps = [step for c in found_each for step in c.steps]
                 out.append({"pos": p, "strength": sum(c.strength for c in found_each) / len(found_each),
-                            "coherence": [(step.strength, step.coherence) for step in steps], "examples": [],
+                            "coherence": [[step.strength, step.coherence] for step in steps], "examples": [],
                             "ungraded": sum(step.ungraded for step in steps), "judge": label})
     if not any(o["ungraded"] for o in out):  # a judge outage is not cached: the next call asks again
         results.save("calibration", inputs, {"strengths": np.asarray([o["strength"] for o in out], np.float32)},

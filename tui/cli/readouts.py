@@ -31,9 +31,9 @@ def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
 
 def scale_choice(cell: dict[str, Any]) -> str:
     """How a Patchscope cell's scale was chosen, by which judge: an ungraded cell says so and selects nothing."""
-    if cell["chosen_by"].startswith("ungraded"):
+    if str(cell.get("chosen_by", "")).startswith("ungraded"):
         return f"{cell['chosen_by']} — no scale chosen, every scale shown ({cell.get('judge', 'offline')})"
-    return (f"best scale {cell['best_scale']:g} ({cell.get('judge', cell['chosen_by'])}); "
+    return (f"best scale {cell['best_scale']:g} ({cell.get('judge') or cell.get('chosen_by')}); "
             f"selected: {', '.join(cell['selected']) or '—'}")
 
 

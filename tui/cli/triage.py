@@ -56,7 +56,7 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
                   title_justify="left")
     for p in positions:
         cell = report["layers"][str(report["layer"])][p]["patchscope"]
-        if cell and cell["chosen_by"].startswith("ungraded"):
+        if cell and str(cell.get("chosen_by", "")).startswith("ungraded"):
             scope.add_row(p, "—", Text(f"{cell['chosen_by']} (every scale is in --json)", style="yellow"))
         elif cell:
             scope.add_row(p, f"{cell['best_scale']:g}", ", ".join(cell["selected"][:10]) or "—")
