@@ -25,11 +25,17 @@ from engine.analysis.triage import TriageOptions, triage
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.config import OFFLINE_LABELS, Judge, resolve_judge
+from engine.ops import load_all
 from engine.readouts.relevance import frequent_words
 from store import results
 from store.errors import ActionableError
 from tests.agent_llm_server import ScriptedLLMServer
-from tui.cli.output import fail
+from tui.cli import app, readouts
+from tui.cli import triage as triage_cli
+from tui.cli.output import fail, out
+from tui.cli.triage import render_report
+from tui.report_html import pair_page
+from tui.state import TokensState, apply_patchscope
 
 KEY = "sk-judge-test-0123456789abcdef"
 MODEL = "judge-m"
@@ -166,6 +172,20 @@ def test_a_failing_judge_leaves_ungraded_items_and_a_finished_report(
         assert len(prompts_of(srv, "BEST_SCALE")) == 3 and 0 < len(prompts_of(srv, "[ANSWER START]")) <= 3 * 7 * 2 * 2
     assert failure == "garbage" or len(srv.requests) < 20   # a dead judge is given up on, not asked per item
     assert results.list_results("calibration") == [] and results.list_results("relevance") == []
+    shows_the_judges_and_the_ungraded(report)
+
+
+def shows_the_judges_and_the_ungraded(report: dict[str, Any]) -> None:
+    """The Rich report, the HTML page and the TUI's token pane name the judge and the ungraded items."""
+    with out.capture() as captured:
+        render_report(report)
+    text = captured.get()
+    assert f"relevance by openai:{MODEL}" in text and "ungraded: " in text and "calibration samples ungraded" in text
+    html = pair_page({"name": "p", "base": "b", "ft": "f", "report": report})
+    assert f"coherence by openai:{MODEL}" in html and "ungraded: " in html
+    scope = report["layers"][str(report["layer"])]["0"]["patchscope"]
+    pane = apply_patchscope(TokensState(), scope)
+    assert pane.best_scale is None and pane.patch_judge.startswith("ungraded: ") and len(pane.scales) > 1
 
 
 def test_cache_keys_name_the_judge_model(request_: AdlRequest, server: ScriptedLLMServer) -> None:
@@ -197,8 +217,6 @@ def test_paper_protocol_bisects_per_prompt_and_averages(request_: AdlRequest, se
 
 def in_process(method: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
     """The CLI's engine call, run here: an actionable error is the CLI's one-line failure."""
-    from engine.ops import load_all
-
     try:
         return json.loads(json.dumps(load_all()[method].fn({k: v for k, v in params.items() if v is not None},
                                                             JobContext())))
@@ -208,9 +226,6 @@ def in_process(method: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
 
 def test_cli_refuses_the_paper_protocol_without_a_judge_and_reports_the_judges(
         request_: AdlRequest, server: ScriptedLLMServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tui.cli import app, readouts
-    from tui.cli import triage as triage_cli
-
     monkeypatch.setattr(triage_cli, "call_engine", in_process)
     monkeypatch.setattr(readouts, "call_engine", in_process)
     run = compute_adl(request_).run
