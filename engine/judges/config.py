@@ -14,7 +14,7 @@ the same place as the agent's (`engine/agent/llm/config.py`), inside the engine 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -35,7 +35,6 @@ class Judge:
     """The configured judge; `config` None means the offline stand-ins."""
 
     config: LLMConfig | None = None
-    max_failures: int = field(default=3, repr=False)
 
     @property
     def offline(self) -> bool:
@@ -62,7 +61,7 @@ class Judge:
         """The endpoint as `complete(prompt) -> str` (raises `Ungraded`); only for an LLM judge."""
         if self.config is None:
             raise ValueError("the offline judge has no endpoint")
-        return JudgeClient(make_llm(self.config), self.max_failures)
+        return JudgeClient(make_llm(self.config))
 
 
 def judge_choice(explicit: str | None = None) -> str:
