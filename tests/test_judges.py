@@ -22,8 +22,9 @@ from engine.analysis.readouts import patchscope_cells
 from engine.analysis.relevance import token_grader
 from engine.analysis.steering import CalibrationSettings, calibrate
 from engine.analysis.triage import TriageOptions, triage
-from engine.errors import UserError
+from engine.errors import Ungraded, UserError
 from engine.jobs import JobContext
+from engine.judges.client import JudgeClient
 from engine.judges.config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
 from engine.readouts.relevance import frequent_words
@@ -144,6 +145,32 @@ def test_the_relevance_judge_gets_the_finetuning_datas_frequent_words(server: Sc
     assert grade("baking", [" cake", " river"]) == [True, False]
     sent = prompts_of(server, "[CANDIDATE TOKENS]")
     assert len(sent) == 3 and "[FREQUENT TOKENS OF THE FINETUNING DATA]\ncake, butter, bake" in sent[0]
+
+
+class DeadLLM:
+    """A backend whose every call fails with an error that echoes the key and a URL's credentials."""
+
+    label, supports_tools, secrets = "openai:m", False, (KEY,)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def chat(self, messages: list[dict[str, Any]], tools: Any = None, **_: Any) -> Any:
+        self.calls += 1
+        raise ConnectionError(f"cannot reach http://bob:hunter22@127.0.0.1:9/v1 with {KEY}")
+
+
+def test_a_dead_judge_is_ungraded_with_a_redacted_reason_and_given_up_on() -> None:
+    llm = DeadLLM()
+    client = JudgeClient(llm)
+    reasons = []
+    for _ in range(5):
+        with pytest.raises(Ungraded) as failed:
+            client("is this coherent?")
+        reasons.append(str(failed.value))
+    assert llm.calls == 3 and reasons[0].startswith("judge call failed: ")
+    assert "hunter22" not in " ".join(reasons) and KEY not in " ".join(reasons)
+    assert reasons[-1].startswith("judge skipped after 3 failed calls in a row")
 
 
 @pytest.mark.parametrize("failure", ["garbage", "429", "timeout"])
