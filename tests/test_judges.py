@@ -28,6 +28,8 @@ from engine.judges.client import JudgeClient
 from engine.judges.config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
 from engine.readouts.relevance import frequent_words
+from engine.triage_board.board import run_board
+from engine.triage_board.pairs import PairEntry
 from store import results
 from store.errors import ActionableError
 from tests.agent_llm_server import ScriptedLLMServer
@@ -268,3 +270,14 @@ def test_cli_refuses_the_paper_protocol_without_a_judge_and_reports_the_judges(
     shown = CliRunner().invoke(app, ["tokens", run, "--method", "patchscope", "--layer", "2", "--judge",
                                      f"openai:{MODEL}"])
     assert shown.exit_code == 0 and f"openai:{MODEL}" in shown.output
+
+
+def test_a_board_pair_is_triaged_again_under_another_judge(request_: AdlRequest, server: ScriptedLLMServer) -> None:
+    entries = [PairEntry("pair", request_.base, request_.ft)]
+    settings = {"n": 12, "k": 3, "steer": False, "device": "cpu"}
+    first = run_board(entries, settings, JobContext())["pairs"][0]
+    judged = run_board(entries, {**settings, "judge": f"openai:{MODEL}"}, JobContext())["pairs"][0]
+    again = run_board(entries, {**settings, "judge": f"openai:{MODEL}"}, JobContext())["pairs"][0]
+    offline = run_board(entries, settings, JobContext())["pairs"][0]
+    assert not first["skipped"] and not judged["skipped"] and again["skipped"] and offline["skipped"]
+    assert len(prompts_of(server, "BEST_SCALE")) == 3

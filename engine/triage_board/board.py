@@ -19,7 +19,9 @@ from engine.triage_board.pairs import PairEntry
 from engine.triage_board.score import README, trace_strength
 from store.errors import ActionableError
 
-REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strength", "protocol")
+REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strength")
+# Settings that enter a pair's key only when not their default, so pairs finished before they existed still hit.
+JUDGING_DEFAULTS = {"judge": ("offline",), "protocol": (None, "default")}
 NO_DIFFERENCE = {"text": "No difference: the finetuned model's activations equal the base model's on this corpus.",
                  "source": "zero mean difference"}
 
@@ -77,8 +79,8 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
             "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
             "dtype": request.placement.dtype_name, "device": request.placement.device,
             "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
-            "llm": llm.label() if llm is not None else None} | (
-            {"judge": params["judge"]} if params["judge"] != "offline" else {}))
+            "llm": llm.label() if llm is not None else None}
+            | {k: params.get(k) for k, defaults in JUDGING_DEFAULTS.items() if params.get(k) not in defaults})
         if (stored := state.finished(outcome["key"])) is not None:
             return _from_store(outcome, stored, reports)
         report = triage(request, options, ctx)
