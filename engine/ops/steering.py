@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.adl.runs import load_run
+from engine.adl.runs import AdlRun, load_run
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -22,7 +22,7 @@ def _side(params: dict[str, Any]) -> str:
     return side
 
 
-def _calibrate(params: dict[str, Any], run: Any, layer: int) -> list[dict[str, Any]]:
+def _calibrate(params: dict[str, Any], run: AdlRun, layer: int) -> list[dict[str, Any]]:
     """Every position of `layer` calibrated under the params' `protocol`, `method`, `max_strength` and `judge`."""
     settings = CalibrationSettings.for_device(run.request.placement.device, protocol=get(params, "protocol", str),
                                               method=get(params, "method", str),
