@@ -31,7 +31,8 @@ Place = Annotated[str | None, typer.Option("--place", help="A device per model, 
 NdifMaxRows = Annotated[int | None, typer.Option("--ndif-max-rows", help="Rows per NDIF request (default 32).")]
 JudgeSpec = Annotated[str | None, typer.Option(
     "--judge", help="Judge of coherence, Patchscope scale and token relevance: openai:MODEL, anthropic:MODEL, "
-                    "local:SPEC or offline (default: DIFFLENS_JUDGE, then [judge] in config.toml, else offline).")]
+                    "local:SPEC or offline (default: DIFFLENS_JUDGE, then the judge table of config.toml, "
+                    "else offline).")]
 Protocol = Annotated[str | None, typer.Option(
     "--protocol", help="Strength calibration: default (grid, α ≤ 4, few samples) or paper (bisection on [0, 100], "
                        "12 steps per prompt, 10 samples × 128 tokens at T = 1.2; needs a judge).")]
