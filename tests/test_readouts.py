@@ -148,7 +148,8 @@ def test_patchscope_grid_and_llm_grader_hook(llama: LoadedModel) -> None:
     assert result.layers == [2, 2] and len(seen) == 2 and [s for s, _ in seen[0]] == [0.5, 1.0, 2.0]
     assert result.best_by_sign[1] == {"+": result.best_scale[1]}
     assert result.best_scale[0] == 1.0 and result.selected_tokens[0] == ["cake"]
-    assert result.chosen_by == ["llm", "stability"]
+    assert result.chosen_by[0] == "llm" and result.chosen_by[1] == "ungraded: the judge named no scale"
+    assert result.selected_tokens[1] == []
 
 
 def test_offline_criterion_prefers_stable_meaningful_tokens() -> None:

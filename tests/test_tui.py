@@ -165,6 +165,24 @@ async def test_calibration_marks_alpha_and_reruns() -> None:
         assert pane.steer.rows[0].steered.startswith("Cake cake bake")
 
 
+@pytest.mark.asyncio
+async def test_calibration_and_patchscope_name_their_judge() -> None:
+    data = recording()
+    for call in data["calls"]:
+        if call["method"] in ("steer.calibrate", "readout.patchscope"):
+            call["result"] |= {"judge": "openai:judge-m", "ungraded": 3}
+    app, _ = make_app(RecordedClient(data))
+    notes = record_notifications(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        assert any("judged by openai:judge-m; 3 samples ungraded" in message for message, _ in notes)
+        await pilot.press("p")
+        await settle(pilot)
+        assert "· openai:judge-m" in plain(app.screen.query_one(TokensPane))
+
+
 class GatedClient(RecordedClient):
     """Replays a job's progress, then holds it until the test opens the gate."""
 

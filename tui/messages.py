@@ -133,11 +133,13 @@ class SteerDone(Message):
 
 
 class CalibrateDone(Message):
-    """`steer.calibrate` found the largest coherent strength."""
+    """`steer.calibrate` found the largest coherent strength, judged by `judge` (`ungraded` samples had no verdict)."""
 
-    def __init__(self, strength: float) -> None:
+    def __init__(self, strength: float, judge: str = "", ungraded: int = 0) -> None:
         super().__init__()
         self.strength = strength
+        self.judge = judge
+        self.ungraded = ungraded
 
 
 class PromptSelected(Message):

@@ -105,6 +105,13 @@ def heatmap(report: dict[str, Any]) -> str:
     return "\n".join(lines) + legend
 
 
+def judges(report: dict[str, Any]) -> str:
+    """Which judge produced the coherence, relevance and Patchscope numbers (reports before judges: none)."""
+    named = report.get("judges") or {}
+    items = " · ".join(f"{esc(kind)} by {esc(who)}" for kind, who in named.items())
+    return f'<p class="meta" id="judges">judges: {items}</p>' if items else ""
+
+
 def top_tokens(report: dict[str, Any], n: int = 10) -> str:
     """Logit lens and Patchscope tokens at the report layer, per position."""
     row = report["layers"][str(report["layer"])]
@@ -114,6 +121,8 @@ def top_tokens(report: dict[str, Any], n: int = 10) -> str:
         lens = " ".join(f"{token(t)}&nbsp;{float(q):.2f}" for t, q in row[p]["logit_lens"][:n])
         scope = row[p].get("patchscope")
         chosen = " ".join(token(t) for t in scope["selected"][:n]) if scope else ""
+        if scope and str(scope.get("chosen_by", "")).startswith("ungraded"):
+            chosen = f'<span class="err">{esc(scope["chosen_by"])}</span>'
         lines.append(f"<tr><td>{esc(p)}</td><td>{lens}</td><td>{chosen or '—'}</td></tr>")
     return "\n".join(lines) + "</table>"
 
@@ -157,6 +166,7 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
             f'{esc(report["n_layers"])}</p>')
     known = f'<p class="meta">known finetune: {esc(entry.get("description") or report.get("description"))}</p>' \
         if entry.get("description") or report.get("description") else ""
+    known += judges(report)
     parts = [f"<b>trace strength {_score(entry.get('score'))}</b>"]
     if trace:
         parts += [f"peak ‖Δ‖/‖base‖ {_score(trace.get('peak_rel_norm'))}",

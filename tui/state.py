@@ -89,6 +89,7 @@ class TokensState:
     scale_index: int | None = None
     selected: tuple[str, ...] = ()
     patch_status: str = "p runs Patchscope here"
+    patch_judge: str = ""                # who chose the scale, or "ungraded: why" (then no scale is starred)
 
     @property
     def shown_scale(self) -> int | None:
@@ -214,11 +215,14 @@ def token_pairs(raw: Any) -> tuple[tuple[str, float], ...]:
 
 
 def apply_patchscope(tokens: TokensState, result: dict[str, Any]) -> TokensState:
-    """A `readout.patchscope` answer for the shown cell."""
+    """A `readout.patchscope` answer for the shown cell; an ungraded cell stars no scale and says why."""
     scales = tuple((float(s["scale"]), token_pairs(s["tokens"])) for s in result.get("scales", ()))
-    best = result.get("best_scale")
+    chosen = str(result.get("chosen_by") or "")
+    ungraded = chosen.startswith("ungraded")
+    best = None if ungraded else result.get("best_scale")
     return replace(tokens, scales=scales, best_scale=None if best is None else float(best), scale_index=None,
                    selected=tuple(str(t) for t in result.get("selected") or ()),
+                   patch_judge=chosen if ungraded else str(result.get("judge") or ""),
                    patch_status="" if scales else "Patchscope found nothing at this cell")
 
 

@@ -13,8 +13,10 @@ import torch
 from engine.adl.runs import AdlRun
 from engine.analysis.steering import layer_norm
 from engine.errors import UserError
+from engine.judges.config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, patchscope
+from engine.readouts.scale_grader import llm_scale_grader
 from store import results
 
 Source = Literal["diff", "base", "ft"]
@@ -78,27 +80,33 @@ def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, head: Side
 
 def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list[float] | None = None,
                      prompts: Sequence[str] = IDENTITY_PROMPTS, top_k: int = 20, side: Side = "ft",
-                     backend: str | None = None) -> Grid:
+                     backend: str | None = None, judge: Judge | None = None) -> Grid:
     """Patchscope of the diff at (`layer`, p) for each p in `side`'s model: every ± scale kept
-    (`[pos, scale, k]`), the chosen scale and its "selected tokens" in `meta`. The diff is rescaled to the
-    finetuned model's mean activation norm at the layer without position 0 (`layer_norm`, as steering)."""
+    (`[pos, scale, k]`), the chosen scale and its "selected tokens" in `meta`, chosen by `judge` (offline: token
+    stability), which the cache key and `meta["judge"]` name. The diff is rescaled to the finetuned model's mean
+    activation norm at the layer without position 0 (`layer_norm`, as steering)."""
     row, backend = run.layer_index(layer), backend or run.request.backend
+    judge = judge or Judge()
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
               "prompts": list(prompts), "set_k": INTERSECTION_TOP_K, "norm": "ft-mean-without-pos-0",
-              "top_k": top_k, "side": side} | _backend_key(backend)
+              "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
     if (hit := results.lookup("patchscope", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
     with run.pair(backend).use(side) as model:
         result = patchscope(model, run.mean_diff[row, positions], [layer] * len(positions),
                             target_norms=[layer_norm(run, layer)] * len(positions), scales=scale_list,
-                            prompts=prompts, top_k=top_k)
+                            prompts=prompts, top_k=top_k,
+                            grader=None if judge.offline else llm_scale_grader(judge.complete))
     meta = {"run": run.run_id, "layer": layer, "positions": positions, "scales": list(result.scales),
             "prompts": list(result.prompts), "best_scale": result.best_scale, "best_by_sign": result.best_by_sign,
-            "selected": result.selected_tokens, "chosen_by": result.chosen_by, "tokens": result.top.tokens.tolist()}
-    stored = results.save("patchscope", inputs, {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()},
-                          meta)
+            "selected": result.selected_tokens, "chosen_by": result.chosen_by, "judge": judge.label("patchscope"),
+            "tokens": result.top.tokens.tolist()}
+    tensors = {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()}
+    if any(c.startswith("ungraded") for c in result.chosen_by):  # not cached: the next call asks the judge again
+        return Grid(tensors["ids"], tensors["probs"], meta["tokens"], meta)
+    stored = results.save("patchscope", inputs, tensors, meta)
     return Grid(stored.tensors["ids"], stored.tensors["probs"], meta["tokens"], meta)
 
 
@@ -112,5 +120,5 @@ def patchscope_json(grid: Grid, index: int, k: int = 20) -> dict[str, Any]:
     meta = grid.meta
     return {"layer": meta["layer"], "pos": meta["positions"][index], "best_scale": meta["best_scale"][index],
             "best_by_sign": meta["best_by_sign"][index], "selected": meta["selected"][index],
-            "chosen_by": meta["chosen_by"][index],
+            "chosen_by": meta["chosen_by"][index], "judge": meta.get("judge", OFFLINE_LABELS["patchscope"]),
             "scales": [{"scale": s, "tokens": grid.pairs(index, i, k=k)} for i, s in enumerate(meta["scales"])]}

@@ -36,6 +36,7 @@ from engine.agent.recorded import RecordedEnvironment
 from engine.agent.runs import RunSettings, compare, run_one
 from engine.agent.tools import Mode, Tool
 from engine.errors import UserError
+from engine.judges.config import resolve_judge
 from engine.jobs import JobContext
 from engine.ops import op
 from engine.ops.params import get
@@ -60,7 +61,8 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
         adl = load_run(run)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
         return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions,
-                              protocol=protocol_named(get(params, "protocol", str)))
+                              protocol=protocol_named(get(params, "protocol", str)),
+                              judge=resolve_judge(get(params, "judge", str)))
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 

@@ -8,6 +8,7 @@ from engine.adl.runs import load_run
 from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.judges.config import resolve_judge
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -67,14 +68,16 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @op("readout.patchscope", long=True)
 def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales."""
+    """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales, the
+    chosen one picked by the `judge` (default: the configured one, else offline)."""
     run = load_run(get(params, "run", str, required=True))
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
-    backend = backend_param(params)
+    backend, judge = backend_param(params), resolve_judge(get(params, "judge", str))
     ctx.progress(0, 1, f"patchscope at layer {layer}" + (" on NDIF" if backend == "ndif" else ""))
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float), backend=backend)
+        grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float), backend=backend,
+                                judge=judge)
     ctx.progress(1, 1, "done")
     return patchscope_json(grid, positions.index(pos), get(params, "top_k", int, 20))

@@ -15,7 +15,8 @@ def options_from_params(params: dict[str, Any]) -> TriageOptions:
     return TriageOptions(layer=get(params, "layer", int), positions=get_list(params, "positions", int),
                          description=get(params, "description", str), top_k=get(params, "top_k", int, 20),
                          steer=get(params, "steer", bool, True), n_prompts=get(params, "n_prompts", int, 6),
-                         max_strength=get(params, "max_strength", float))
+                         max_strength=get(params, "max_strength", float), judge=get(params, "judge", str),
+                         protocol=get(params, "protocol", str))
 
 
 @op("triage.pair", long=True)

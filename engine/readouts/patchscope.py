@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from engine.errors import Ungraded
 from engine.models.loading import LoadedModel
 from engine.ndif.limits import RequestLimits
 from engine.readouts.filters import is_trivial_token, normalise_token
@@ -40,7 +41,8 @@ SCALE_MAGNITUDES: tuple[float, ...] = tuple(
 DEFAULT_SCALES: tuple[float, ...] = tuple(sorted({-s for s in SCALE_MAGNITUDES} | set(SCALE_MAGNITUDES)))
 
 ScaleGrader = Callable[[list[tuple[float, list[str]]]], tuple[float, list[str]]]
-"""Picks the best scale of one cell from `[(scale, tokens), ...]`; returns (scale, selected tokens)."""
+"""Picks the best scale of one cell from `[(scale, tokens), ...]`; returns (scale, selected tokens), or raises
+`Ungraded` when it has no usable answer."""
 
 
 @dataclass
@@ -59,7 +61,7 @@ class PatchscopeResult:
     best_scale: list[float]
     best_by_sign: list[dict[str, float]]
     selected_tokens: list[list[str]]
-    chosen_by: list[str]                # "llm" or "stability", per cell
+    chosen_by: list[str]                # "llm", "stability" or "ungraded: <why>", per cell
 
     def best(self, cell: int) -> TopTokens:
         """Top tokens of `cell` at its chosen scale."""
@@ -120,11 +122,12 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
                 for c, i in enumerate(scales.index(s) for s in best_scale)]
     chosen_by = ["stability"] * n_cells
     if grader is not None:
-        for c in range(n_cells):
-            graded = _ask_grader(grader, scales, top[c])
-            if graded is not None:
-                best_scale[c], selected[c] = graded
+        for c in range(n_cells):  # an ungraded cell selects nothing: its reader sees every scale instead
+            try:
+                best_scale[c], selected[c] = _ask_grader(grader, scales, top[c])
                 chosen_by[c] = "llm"
+            except Ungraded as exc:
+                selected[c], chosen_by[c] = [], f"ungraded: {exc}"
     return PatchscopeResult(scales=scales, layers=list(layers), prompts=prompts, top=top, stability=stability,
                             best_scale=best_scale, best_by_sign=best_by_sign, selected_tokens=selected,
                             chosen_by=chosen_by)
@@ -276,13 +279,13 @@ def _stability(ids: Int[Tensor, "cell scale k"], content: Bool[Tensor, "cell sca
     return score, in_next | in_prev
 
 
-def _ask_grader(grader: ScaleGrader, scales: tuple[float, ...], cell: TopTokens) -> tuple[float, list[str]] | None:
+def _ask_grader(grader: ScaleGrader, scales: tuple[float, ...], cell: TopTokens) -> tuple[float, list[str]]:
     """The grader's (scale, tokens) from every scale's tokens in the prompt intersection (both signs), snapped
-    to the grid; None when its answer names no scale of ours."""
+    to the grid; `Ungraded` when its answer names no scale of ours."""
     best, selected = grader([(s, cell.tokens[i][(cell.probs[i] > 0).numpy()].tolist()) for i, s in enumerate(scales)])
     if not math.isfinite(best):
-        return None
+        raise Ungraded("the judge named no scale")
     nearest = min(scales, key=lambda s: abs(s - best))
     if abs(nearest - best) > 0.051:
-        return None
+        raise Ungraded(f"the judge named scale {best:g}, which was not shown")
     return nearest, list(selected)

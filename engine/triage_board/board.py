@@ -9,6 +9,7 @@ from typing import Any
 from engine.analysis.triage import triage
 from engine.errors import JobCancelled
 from engine.jobs import JobContext
+from engine.judges.config import resolve_judge
 from engine.ops.adl import request_from_params
 from engine.ops.triage import options_from_params
 from engine.triage_board import state
@@ -19,6 +20,8 @@ from engine.triage_board.score import README, trace_strength
 from store.errors import ActionableError
 
 REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strength")
+# Settings that enter a pair's key only when not their default, so pairs finished before they existed still hit.
+JUDGING_DEFAULTS = {"judge": ("offline",), "protocol": (None, "default")}
 NO_DIFFERENCE = {"text": "No difference: the finetuned model's activations equal the base model's on this corpus.",
                  "source": "zero mean difference"}
 
@@ -27,6 +30,7 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
               source: str = "", reports: bool = False) -> dict[str, Any]:
     """Triage every pair; returns `{"board", "pairs" (sorted by score), "plan", "skipped", "score_definition"}`."""
     llm = configured_llm(settings.get("llm"))
+    settings = {**settings, "judge": resolve_judge(settings.get("judge")).identity}  # refused here, not per pair
     order = plan(entries, bool(settings.get("trust_remote_code")))
     bid = state.board_id(source or name, [e.name for e in entries])
     keys: list[dict[str, str]] = []
@@ -75,7 +79,8 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
             "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
             "dtype": request.placement.dtype_name, "device": request.placement.device,
             "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
-            "llm": llm.label() if llm is not None else None})
+            "llm": llm.label() if llm is not None else None}
+            | {k: params.get(k) for k, defaults in JUDGING_DEFAULTS.items() if params.get(k) not in defaults})
         if (stored := state.finished(outcome["key"])) is not None:
             return _from_store(outcome, stored, reports)
         report = triage(request, options, ctx)

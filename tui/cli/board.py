@@ -17,7 +17,7 @@ from tui.cli.output import emit_json, fail, out
 BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
                  "dtype": "dtype", "batch_size": "batch_size", "trust_remote_code": "trust_remote_code",
                  "sequential": "sequential", "layer": "layer", "description": "description", "no_steer": "steer",
-                 "prompts": "n_prompts", "llm": "llm"}
+                 "prompts": "n_prompts", "llm": "llm", "judge": "judge", "protocol": "protocol"}
 
 
 def typed_params(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:

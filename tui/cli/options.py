@@ -29,6 +29,13 @@ DeviceMap = Annotated[str | None, typer.Option(
     "--device-map", help="Shard over GPUs: auto, balanced, sequential or a JSON map; per side: base=balanced,ft=auto.")]
 Place = Annotated[str | None, typer.Option("--place", help="A device per model, e.g. base=cuda:0,ft=cuda:1.")]
 NdifMaxRows = Annotated[int | None, typer.Option("--ndif-max-rows", help="Rows per NDIF request (default 32).")]
+JudgeSpec = Annotated[str | None, typer.Option(
+    "--judge", help="Judge of coherence, Patchscope scale and token relevance: openai:MODEL, anthropic:MODEL, "
+                    "local:SPEC or offline (default: DIFFLENS_JUDGE, then the judge table of config.toml, "
+                    "else offline).")]
+Protocol = Annotated[str | None, typer.Option(
+    "--protocol", help="Strength calibration: default (grid, α ≤ 4, few samples) or paper (bisection on [0, 100], "
+                       "12 steps per prompt, 10 samples × 128 tokens at T = 1.2; needs a judge).")]
 
 
 def parse_layers(text: str | None) -> list[int] | None:

@@ -20,9 +20,11 @@ from tui.cli.options import (
     Dtype,
     Engine,
     Json,
+    JudgeSpec,
     K,
     Layers,
     N,
+    Protocol,
     Remote,
     Seed,
     Sequential,
@@ -40,6 +42,8 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
                         f"report layer {report['layer']} of {report['n_layers']}", title="difflens triage"))
     if report.get("description"):
         out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
+    if judges := report.get("judges"):
+        out.print(Text("judges: " + "; ".join(f"{kind} by {who}" for kind, who in judges.items()), style="dim"))
     positions = [str(p) for p in range(report["k"])]
     table = Table("layer", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title_justify="left",
                   title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
@@ -52,7 +56,9 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
                   title_justify="left")
     for p in positions:
         cell = report["layers"][str(report["layer"])][p]["patchscope"]
-        if cell:
+        if cell and str(cell.get("chosen_by", "")).startswith("ungraded"):
+            scope.add_row(p, "—", Text(f"{cell['chosen_by']} (every scale is in --json)", style="yellow"))
+        elif cell:
             scope.add_row(p, f"{cell['best_scale']:g}", ", ".join(cell["selected"][:10]) or "—")
     out.print(scope)
     for p, cell in (report.get("steering") or {}).items():
@@ -64,9 +70,13 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
             out.print(steer)
         else:
             out.print(f"position {p}: no coherent steering strength found")
+        if cell.get("ungraded"):
+            out.print(Text(f"position {p}: {cell['ungraded']} calibration samples ungraded by the judge "
+                           "(counted as not coherent)", style="yellow"))
     if summary := report.get("relevance_summary"):
         out.print(f"token relevance (top-20 of the diff lens): best layer {summary['best_layer']} "
-                  f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}",
+                  f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}"
+                  + (f"; {summary['ungraded_cells']} cells ungraded" if summary.get("ungraded_cells") else ""),
                   highlight=False)
     if sim := report.get("steering_similarity"):
         out.print(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
@@ -90,7 +100,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,
-           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+           judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
+           engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
     if pairs is not None:
         if base or ft or adapter:
@@ -101,7 +112,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
         fail("triage needs --base and --ft (or --pairs FILE) — e.g. difflens triage --base gemma-3-270m --ft demo")
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
-    params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts}
+    params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
+               "judge": judge, "protocol": protocol}
     if html is not None:
         report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
     else:

@@ -206,7 +206,8 @@ class WorkbenchScreen(Screen[None]):
         result = await self.link.job(f"calibrating L{layer} p{pos}", "steer.calibrate",
                                      {"run": run, "layer": layer, "pos": pos})
         if result is not None:
-            self.post_message(CalibrateDone(float(result["strength"])))
+            self.post_message(CalibrateDone(float(result["strength"]), str(result.get("judge") or ""),
+                                            int(result.get("ungraded") or 0)))
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
@@ -255,7 +256,9 @@ class WorkbenchScreen(Screen[None]):
 
     def on_calibrate_done(self, message: CalibrateDone) -> None:
         self.model.steer = replace(self.model.steer, calibrated=message.strength, alpha=message.strength)
-        self.notify(f"calibrated α = {message.strength:g} (largest coherent strength)")
+        judged = f", judged by {message.judge}" if message.judge else ""
+        ungraded = f"; {message.ungraded} samples ungraded" if message.ungraded else ""
+        self.notify(f"calibrated α = {message.strength:g} (largest coherent strength{judged}{ungraded})")
         self.action_steer()
 
     def on_agent_event(self, message: AgentEvent) -> None:
