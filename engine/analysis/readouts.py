@@ -13,10 +13,12 @@ from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPT, patchscope
+from engine.readouts.topk import TopTokens
 from store import results
 
 Source = Literal["diff", "base", "ft"]
 Side = Literal["base", "ft"]
+LENS_SIDE: Side = "base"  # whose final norm and unembedding the logit lens reads through by default
 
 
 @dataclass
@@ -36,6 +38,11 @@ class Grid:
         probs = self.probs[cell]
         return [[t, round(float(p), 6)] for t, p in zip(tokens[:k], probs[:k], strict=False)]
 
+    def as_top(self) -> TopTokens:
+        """The grid as `TopTokens`, for the readout helpers that take one."""
+        return TopTokens(torch.from_numpy(self.ids), torch.from_numpy(self.probs),
+                         np.array(self.tokens, dtype=object))
+
 
 def _vectors(run: AdlRun, source: Source) -> torch.Tensor:
     if source == "diff":
@@ -47,7 +54,7 @@ def _vectors(run: AdlRun, source: Source) -> torch.Tensor:
     raise UserError(f"unknown readout source {source!r}", "pass diff, base or ft")
 
 
-def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side = "base",
+def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side = LENS_SIDE,
               backend: str | None = None) -> Grid:
     """Logit lens of every layer × position of `source` (one batched call), read with `side`'s final norm
     and unembedding (the base model's by default, as in the paper); `backend` ndif unembeds on NDIF."""

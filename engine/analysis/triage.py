@@ -1,14 +1,14 @@
-"""One readable report per pair: compute, logit lens at every layer, Patchscope and calibrated steering at
-the report layer, relevance when the finetune is known, and the keyword hypothesis."""
+"""One readable report per pair: compute, logit lens at every layer, the report layer chosen from that
+evidence (engine/analysis/layer_choice.py), Patchscope and calibrated steering at it, relevance when the
+finetune is known, and the keyword hypothesis."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
@@ -16,11 +16,11 @@ from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.known import KnownFinetune, known_finetune
+from engine.analysis.layer_choice import choose_layer
 from engine.analysis.readouts import Grid, lens_grid, patchscope_cells, patchscope_json
 from engine.analysis.steering import CalibrationSettings, calibrate
 from engine.jobs import JobContext
 from engine.readouts.relevance import embedding_token_grader, frequent_tokens, token_relevance
-from engine.readouts.topk import TopTokens
 from engine.steering.prompts import default_prompts
 
 PHASES = ["compute", "logit lens", "patchscope", "calibration", "steering", "relevance"]
@@ -28,9 +28,10 @@ PHASES = ["compute", "logit lens", "patchscope", "calibration", "steering", "rel
 
 @dataclass
 class TriageOptions:
-    """Report settings; `layer` None = the middle layer, `positions` None = all k positions."""
+    """Report settings; `layer` None = chosen from the evidence (or a number, or `middle`), `positions`
+    None = all k positions."""
 
-    layer: int | None = None
+    layer: int | Literal["middle"] | None = None
     positions: list[int] | None = None
     description: str | None = None
     top_k: int = 20
@@ -56,8 +57,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
                                               cancel_event=ctx.cancel_event))
     run = load_run(outcome.run)
     phase(0)
-    layer = run.middle_layer if options.layer is None else options.layer
-    run.layer_index(layer)
+    choice = choose_layer(run, options.layer)  # a bad layer is refused before any readout runs
+    layer = choice.layer
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
@@ -79,7 +80,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     return {
         "run": run.run_id, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
-        "n_layers": run.meta["n_layers"], "layer": layer, "positions": positions, "cached": outcome.cached,
+        "n_layers": run.meta["n_layers"], "layer": layer, "layer_choice": choice.to_json(),
+        "positions": positions, "cached": outcome.cached,
         "description": known.description if known else None,
         "layers": _layers(run, lens["diff"], scope, layer, positions, relevance, options.top_k),
         "steering": steering, "steering_similarity": similarity,
@@ -125,15 +127,11 @@ def _layers(run: AdlRun, lens: Grid, scope: Grid, layer: int, positions: list[in
     return out
 
 
-def _as_top(grid: Grid) -> TopTokens:
-    return TopTokens(torch.from_numpy(grid.ids), torch.from_numpy(grid.probs), np.array(grid.tokens, dtype=object))
-
-
 def _relevance(run: AdlRun, lens: dict[str, Grid], scope: Grid, known: KnownFinetune,
                top_k: int) -> dict[tuple[int, int], dict[str, float]]:
     """Share of relevant top-k tokens per cell for the diff, base and finetuned lens, and Patchscope."""
     grader = embedding_token_grader(known.training_texts[:20])
-    frequent = frequent_tokens(_as_top(lens["base"]), top_k=top_k)
+    frequent = frequent_tokens(lens["base"].as_top(), top_k=top_k)
     every = {t for grid in (*lens.values(), scope)
              for t in np.asarray(grid.tokens, dtype=object)[..., :top_k].ravel().tolist()}
     grader(known.description, sorted(every))  # one embedding call warms the grader for every cell

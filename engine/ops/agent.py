@@ -50,10 +50,11 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
     if run is not None:
         from engine.adl.runs import load_run
         from engine.analysis.environment import RunEnvironment
+        from engine.analysis.layer_choice import report_layer
 
         adl = load_run(run)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
-        return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions)
+        return RunEnvironment(adl, report_layer(adl, params.get("layer")), positions)
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 

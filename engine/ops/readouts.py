@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import load_run
+from engine.analysis.layer_choice import report_layer
 from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -34,7 +35,7 @@ def _source(params: dict[str, Any]) -> str:
 def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached)."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     row = run.layer_index(layer)  # a bad layer is refused before the grid is computed and cached
     top_k = get(params, "top_k", int, 20)
@@ -68,7 +69,7 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
     backend = backend_param(params)

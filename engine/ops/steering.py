@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import load_run
+from engine.analysis.layer_choice import report_layer
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -25,7 +26,7 @@ def _side(params: dict[str, Any]) -> str:
 def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
     ctx.progress(0, 1, f"calibrating layer {layer}")
@@ -42,7 +43,7 @@ def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     strengths = get_list(params, "strengths", float)
     backend = backend_param(params)
