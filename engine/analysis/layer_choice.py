@@ -11,14 +11,14 @@ mean base activation, and ‖Δ‖/‖base‖):
   markers merged;
 - each remaining token gets its probability mass (summed over the positions) and its recurrence (share of
   the positions whose top-k hold it);
-- coherence = mass-weighted mean pairwise cosine of the tokens' MiniLM embeddings (how much they are about
+- relatedness = mass-weighted mean pairwise cosine of the tokens' MiniLM embeddings (how much they are about
   one thing; a lone token has no pairs and scores nothing);
 - recurrence = mass-weighted mean recurrence (one story at every position, not per-position noise);
 - kept = share of the top-k probability mass that survives the filter;
 - strength = ‖Δ‖/‖base‖ of the layer (mean over the positions) relative to the run's strongest layer,
   capped at 1 from `STRENGTH_FLOOR` of it up: a layer whose diff is a sliver of the strongest one reads a
   direction the finetune barely moved, whatever its tokens;
-- score = coherence × recurrence × kept × strength.
+- score = relatedness × recurrence × kept × strength.
 
 The best-scoring layer wins; layers within `NEAR_TIE` of the best count as tied and the one nearest the
 paper's middle layer is taken. A run with no difference at all (an identical pair) reads the middle layer.
@@ -53,7 +53,7 @@ class Criterion:
     top_k: int = 20
     near_tie: float = 0.1
     strength_floor: float = 0.5
-    version: int = 1
+    version: int = 2
 
 
 @dataclass
@@ -143,14 +143,14 @@ def _score_layers(run: AdlRun, criterion: Criterion) -> dict[int, dict[str, floa
     for row, lay in enumerate(run.layers.tolist()):
         tokens, kept_mass = kept[lay]
         strength = min(1.0, float(rel[row]) / (criterion.strength_floor * strongest))
-        coherence, recurrence = _coherence(tokens, vectors), _recurrence(tokens, len(positions))
-        out[lay] = _parts(coherence, recurrence, kept_mass, strength, float(rel[row]))
+        relatedness, recurrence = _relatedness(tokens, vectors), _recurrence(tokens, len(positions))
+        out[lay] = _parts(relatedness, recurrence, kept_mass, strength, float(rel[row]))
     return out
 
 
-def _parts(coherence: float, recurrence: float, kept: float, strength: float, rel_norm: float) -> dict[str, float]:
-    score = max(0.0, coherence) * recurrence * kept * strength
-    return {"score": round(score, 4), "coherence": round(coherence, 4), "recurrence": round(recurrence, 4),
+def _parts(relatedness: float, recurrence: float, kept: float, strength: float, rel_norm: float) -> dict[str, float]:
+    score = max(0.0, relatedness) * recurrence * kept * strength
+    return {"score": round(score, 4), "relatedness": round(relatedness, 4), "recurrence": round(recurrence, 4),
             "kept": round(kept, 4), "strength": round(strength, 4), "rel_norm": round(rel_norm, 4)}
 
 
@@ -174,7 +174,7 @@ def _kept_tokens(grid: Grid, row: int, positions: list[int], top_k: int, frequen
     return tokens, (kept / total if total > 0 else 0.0)
 
 
-def _coherence(tokens: dict[str, tuple[float, int]], vectors: dict[str, torch.Tensor]) -> float:
+def _relatedness(tokens: dict[str, tuple[float, int]], vectors: dict[str, torch.Tensor]) -> float:
     """Mass-weighted mean pairwise cosine (the diagonal left out)."""
     if len(tokens) < 2:
         return 0.0

@@ -7,6 +7,7 @@ from typing import Any
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import list_runs, load_run
+from engine.analysis.layer_choice import choose_layer
 from engine.jobs import JobContext
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -48,7 +49,8 @@ def runs(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @op("adl.summary")
 def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Per layer × position norms of one run: the heatmap's metrics."""
+    """Per layer × position norms of one run (the heatmap's metrics) and the report layer with every layer's
+    score under the layer criterion (cached; computed from the logit lens on first use)."""
     run = load_run(get(params, "run", str, required=True))
     diff_norm = run.mean_diff.norm(dim=-1)
     rel = diff_norm / run.base_norm.clamp_min(1e-12)
@@ -56,6 +58,7 @@ def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return {"run": run.run_id, "base": meta["base_label"], "ft": meta["ft_label"], "corpus": meta["corpus_label"],
             "n": meta["n_texts"], "k": meta["k"], "n_layers": meta["n_layers"], "d_model": meta["d_model"],
             "layers": run.layers.tolist(), "middle_layer": run.middle_layer,
+            "layer_choice": choose_layer(run).to_json(),
             "metrics": {"diff_norm": diff_norm.tolist(), "rel_norm": rel.tolist(),
                         "base_norm": run.base_norm.tolist(), "ft_norm": run.ft_norm.tolist()},
             "sample_windows": meta.get("sample_windows", [])}
