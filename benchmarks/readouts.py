@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from benchmarks.timing import Gauge, interleaved
+from engine.adl.depth import middle_layer
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
 from engine.readouts.logit_lens import logit_lens
@@ -55,7 +56,7 @@ def _bare_rows(model: LoadedModel, rows: int, max_rows: int = 256) -> None:
 def patch(pair: ModelPair, vectors: torch.Tensor, norms: torch.Tensor, positions: int, gauge: Gauge
           ) -> dict[str, Any]:
     """Patchscope at the middle layer × the first `positions` positions, every default scale."""
-    layer = pair.n_layers // 2
+    layer = middle_layer(pair.n_layers)
     pos = list(range(min(positions, vectors.shape[1])))
     rows = 1 + len(pos) * len(DEFAULT_SCALES)
     with pair.use("base") as model:
