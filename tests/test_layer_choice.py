@@ -154,3 +154,14 @@ def test_cli_layer_option_reaches_the_report(tiny_dir: Path, tiny_ft_dir: Path,
     assert "criterion" in shown.output and "report layer" in shown.output
     bad = CliRunner().invoke(app, [*common, "--layer", "deep"])
     assert bad.exit_code != 0 and "neither a number nor 'middle'" in str(bad.exception)  # the engine refuses
+
+
+def test_html_report_shows_the_criterion_per_layer() -> None:
+    from tui.report_html import heatmap
+
+    cell = {"norm": 1.0, "rel_norm": 0.2, "logit_lens": [["cake", 0.5]]}
+    report = {"k": 2, "layer": 1, "layers": {"0": {"0": cell, "1": cell}, "1": {"0": cell, "1": cell}},
+              "layer_choice": {"layer": 1, "by": "criterion", "middle": 0, "scores": {"0": 0.1, "1": 0.45}}}
+    page = heatmap(report)
+    assert "<th>criterion</th>" in page and '<td class="crit">0.450</td>' in page
+    assert "report layer 1: chosen by the layer criterion" in page and "best score 0.45 at layer 1" in page
