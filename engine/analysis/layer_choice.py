@@ -15,14 +15,16 @@ mean base activation, and ‖Δ‖/‖base‖):
   one thing; a lone token has no pairs and scores nothing);
 - recurrence = mass-weighted mean recurrence (one story at every position, not per-position noise);
 - kept = share of the top-k probability mass that survives the filter;
-- strength = ‖Δ‖/‖base‖ of the layer (mean over the positions) relative to the run's strongest layer,
-  capped at 1 from `STRENGTH_FLOOR` of it up: a layer whose diff is a sliver of the strongest one reads a
-  direction the finetune barely moved, whatever its tokens;
+- strength = min(1, r / (`strength_floor` · r_max)), r the layer's ‖Δ‖/‖base‖ (mean over the positions) and
+  r_max the run's largest: a layer whose diff is a sliver of the strongest one reads a direction the finetune
+  barely moved, whatever its tokens;
 - score = relatedness × recurrence × kept × strength.
 
-The best-scoring layer wins; layers within `NEAR_TIE` of the best count as tied and the one nearest the
-paper's middle layer is taken. A run with no difference at all (an identical pair) reads the middle layer.
-Nothing here names a domain, a token or a model: the same rule runs on any pair.
+The best-scoring layer wins; layers within `near_tie` (a fraction) of the best count as tied and the one
+nearest the paper's middle layer is taken. A run with no difference at all (an identical pair) reads the
+middle layer. Nothing here names a domain, a token or a model: the same rule runs on any pair. Its limit:
+MiniLM is an English sentence embedder, so one concept spelled in several languages (Baked, cottura, horno)
+looks less related than it is.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ def layer_scores(run: AdlRun, criterion: Criterion) -> tuple[dict[int, float], d
         parts = _score_layers(run, criterion)
         hit = results.save(KIND, inputs, {"scores": np.array([p["score"] for p in parts.values()], np.float32)},
                            {"run": run.run_id, "parts": {str(lay): p for lay, p in parts.items()}})
-    parts = {int(lay): p for lay, p in hit.meta["parts"].items()}
+    parts = {int(lay): p for lay, p in sorted(hit.meta["parts"].items(), key=lambda item: int(item[0]))}
     return {lay: p["score"] for lay, p in parts.items()}, parts
 
 
