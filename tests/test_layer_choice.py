@@ -63,6 +63,10 @@ def planted(run: AdlRun, name: str, plan: dict[int, list[str]]) -> AdlRun:
     return replace(run, run_id=f"adl-planted-{name}", mean_diff=diff)
 
 
+def refuse(*_: Any, **__: Any) -> Any:
+    raise AssertionError("this should have come from the cache, or not been needed at all")
+
+
 def test_middle_is_one_formula_everywhere(identical: AdlRun) -> None:
     assert [middle_layer(n) for n in (1, 2, 4, 18, 26, 28, 32)] == [0, 0, 1, 8, 12, 13, 15]
     assert identical.middle_layer == middle_layer(4) == resolve_layer(None, 4) == 1
@@ -92,12 +96,8 @@ def test_near_ties_go_to_the_middle_layer(identical: AdlRun) -> None:
 def test_cached_scores_need_no_model(identical: AdlRun, monkeypatch: pytest.MonkeyPatch) -> None:
     run = planted(identical, "cache", {0: UNRELATED[0], 1: RELATED, 2: UNRELATED[1], 3: UNRELATED[2]})
     first = choose_layer(run)
-
-    def no_model(*_: Any, **__: Any) -> Any:
-        raise AssertionError("a cached layer choice loaded a model")
-
-    monkeypatch.setattr(AdlRun, "pair", no_model)
-    monkeypatch.setattr(layer_choice, "embed", no_model)
+    monkeypatch.setattr(AdlRun, "pair", refuse)
+    monkeypatch.setattr(layer_choice, "embed", refuse)
     assert choose_layer(run).scores == first.scores
     assert choose_layer(run, "middle").by == "middle" and choose_layer(run, 3).by == "user"
 
@@ -165,3 +165,13 @@ def test_html_report_shows_the_criterion_per_layer() -> None:
     page = heatmap(report)
     assert "<th>criterion</th>" in page and '<td class="crit">0.450</td>' in page
     assert "report layer 1: chosen by the layer criterion" in page and "best score 0.45 at layer 1" in page
+
+
+def test_ops_default_to_the_chosen_layer_and_score_only_when_asked_to_choose(identical: AdlRun,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.analysis.layer_choice import report_layer
+
+    run = planted(identical, "ops", {0: UNRELATED[0], 1: UNRELATED[1], 2: UNRELATED[2], 3: RELATED})
+    assert report_layer(run) == choose_layer(run).layer == 3
+    monkeypatch.setattr(layer_choice, "layer_scores", refuse)
+    assert report_layer(run, "middle") == 1 and report_layer(run, 2) == 2 and report_layer(run, "-1") == 3

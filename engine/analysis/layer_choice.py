@@ -113,8 +113,14 @@ def choose_layer(run: AdlRun, requested: int | Literal["middle"] | None = None,
 
 
 def report_layer(run: AdlRun, value: Any = None) -> int:
-    """The layer an op reads when the caller gave `value` (None, a number, digits or `middle`)."""
-    return choose_layer(run, parse_layer(value)).layer
+    """The layer an op reads when the caller gave `value` (None, a number, digits or `middle`); only None
+    needs the criterion's scores."""
+    requested = parse_layer(value)
+    if requested == MIDDLE:
+        return run.middle_layer
+    if isinstance(requested, int):
+        return int(run.layers[run.layer_index(requested)])
+    return choose_layer(run).layer
 
 
 def layer_scores(run: AdlRun, criterion: Criterion) -> tuple[dict[int, float], dict[int, dict[str, float]]]:
