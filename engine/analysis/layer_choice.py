@@ -102,8 +102,7 @@ def choose_layer(run: AdlRun, requested: int | Literal["middle"] | None = None,
     if requested == MIDDLE:
         return LayerChoice(middle, "middle", middle, scores, parts, criterion)
     if isinstance(requested, int):
-        layer = requested + int(run.meta["n_layers"]) if requested < 0 else requested
-        return LayerChoice(layer, "user", middle, scores, parts, criterion)
+        return LayerChoice(int(run.layers[run.layer_index(requested)]), "user", middle, scores, parts, criterion)
     best = max(scores.values(), default=0.0)
     if best <= 0:
         return LayerChoice(middle, "middle", middle, scores, parts, criterion)
@@ -142,7 +141,7 @@ def _score_layers(run: AdlRun, criterion: Criterion) -> dict[int, dict[str, floa
     if strongest <= 0:
         return {lay: _parts(0.0, 0.0, 0.0, 0.0, 0.0) for lay in run.layers.tolist()}
     diff, base = lens_grid(run, "diff"), lens_grid(run, "base")
-    frequent = {normalise_token(t) for t in frequent_tokens(base.as_top(), top_k=criterion.top_k)}
+    frequent = frequent_tokens(base.as_top(), top_k=criterion.top_k)  # already in normalised form
     kept = {lay: _kept_tokens(diff, row, positions, criterion.top_k, frequent)
             for row, lay in enumerate(run.layers.tolist())}
     vocabulary = sorted({t for tokens, _ in kept.values() for t in tokens})
