@@ -11,6 +11,7 @@ import torch
 from benchmarks import adl, readouts, steering
 from benchmarks.config import Emit, Settings
 from benchmarks.timing import Gauge
+from engine.adl.depth import middle_layer
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
 from engine.analysis.steering import layer_norm
@@ -42,7 +43,7 @@ def pair_steps(s: Settings, placement: Placement, work: Path, emit: Emit) -> dic
         lens = readouts.lens(pair, diff, gauge)
         patch = readouts.patch(pair, diff, norms, s.patch_positions, gauge)
         emit("steering: batched grid vs one call each vs bare generate…")
-        steer = steering.steering(pair, diff[pair.n_layers // 2, min(2, diff.shape[1] - 1)], s, gauge)
+        steer = steering.steering(pair, diff[middle_layer(pair.n_layers), min(2, diff.shape[1] - 1)], s, gauge)
     finally:
         gauge.close()
     return {"pair_load_s": round(load_s, 2), "adl": {"ratio": ratio, "by_k": by_k, "by_batch": by_batch, "by_n": by_n},

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from benchmarks.timing import Gauge, interleaved
+from engine.adl.depth import middle_layer
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
 from engine.readouts.logit_lens import logit_lens
@@ -60,7 +61,7 @@ def patch(pair: ModelPair, vectors: torch.Tensor, norms: torch.Tensor, positions
           ) -> dict[str, Any]:
     """Patchscope at the middle layer × the first `positions` positions, every default (± scale) × the three
     identity prompts, `norms` per layer."""
-    layer = pair.n_layers // 2
+    layer = middle_layer(pair.n_layers)
     pos = list(range(min(positions, vectors.shape[1])))
     groups = 1 + len(pos) * len(DEFAULT_SCALES)
     with pair.use("ft") as model:

@@ -117,11 +117,12 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
     options = TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5))
     report = triage(request, options)
     assert {"run", "layers", "steering", "hypothesis", "timings"} <= set(report)
-    assert report["layer"] == 2 and set(report["layers"]) == {"0", "1", "2", "3"}
-    cell = report["layers"]["2"]["1"]
+    layer = report["layer"]
+    assert layer == report["layer_choice"]["layer"] and set(report["layers"]) == {"0", "1", "2", "3"}
+    cell = report["layers"][str(layer)]["1"]
     assert {"norm", "logit_lens", "patchscope", "relevance"} <= set(cell)
     assert cell["patchscope"]["scales"] and isinstance(cell["logit_lens"][0][1], float)
-    assert report["layers"]["0"]["1"]["patchscope"] is None
+    assert all(row["1"]["patchscope"] is None for lay, row in report["layers"].items() if lay != str(layer))
     assert set(report["steering"]) == {"0", "1", "2"}
     for entry in report["steering"].values():
         assert entry["strength"] >= 0

@@ -64,6 +64,8 @@ class HeatState:
     pos: int = 0
     include_pos0: bool = False
     status: str = "no run open"
+    layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/analysis/layer_choice.py)
+    chosen_layer: int | None = None
 
     @property
     def layer(self) -> int:
@@ -165,15 +167,19 @@ def _grid(rows: Any) -> tuple[tuple[float, ...], ...]:
 
 
 def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
-    """Fill pair and heatmap from an `adl.summary` answer; the cursor starts at the middle layer's peak."""
+    """Fill pair and heatmap from an `adl.summary` answer; the cursor starts at the peak of the chosen report
+    layer (the middle layer for a summary without a layer choice)."""
     model.pair = PairInfo(run=summary["run"], base=summary["base"], ft=summary["ft"],
                           corpus=str(summary.get("corpus", "")), n=int(summary.get("n", 0)), k=int(summary["k"]))
     raw = summary.get("metrics") or {}
     metrics = {name: _grid(raw[name]) for name in HEATMAP_METRICS if raw.get(name)}
     n_layers = int(summary.get("n_layers") or len(next(iter(metrics.values()), ())))
     layers = tuple(int(x) for x in summary.get("layers") or range(n_layers))
-    middle = summary.get("middle_layer")
-    row = layers.index(middle) if middle in layers else len(layers) // 2
+    choice = summary.get("layer_choice") or {}
+    start = choice.get("layer", summary.get("middle_layer"))
+    row = layers.index(start) if start in layers else len(layers) // 2
+    scores = choice.get("scores") or {}
+    layer_scores = tuple(float(scores[str(lay)]) if str(lay) in scores else None for lay in layers) if scores else ()
     k = int(summary["k"])
     first = metrics.get("diff_norm") or next(iter(metrics.values()), ())
     pos = 0
@@ -181,7 +187,8 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
         pos = max(range(1, k), key=lambda p: first[row][p])
     model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric="diff_norm" if "diff_norm" in metrics
                            else next(iter(metrics), "diff_norm"), row=row, pos=pos,
-                           include_pos0=model.heat.include_pos0, status="")
+                           include_pos0=model.heat.include_pos0, status="", layer_scores=layer_scores,
+                           chosen_layer=choice.get("layer"))
     model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)
     model.steer = replace(model.steer, layer=model.heat.layer, pos=pos, rows=(),
                           status="press r to steer from the selected cell")

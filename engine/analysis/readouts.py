@@ -17,6 +17,7 @@ from engine.judges.config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, patchscope
 from engine.readouts.scale_grader import llm_scale_grader
+from engine.readouts.topk import TopTokens
 from store import results
 
 Source = Literal["diff", "base", "ft"]
@@ -47,6 +48,11 @@ class Grid:
             tokens = tokens[index]
         probs = self.probs[cell]
         return [[t, round(float(p), 6)] for t, p in zip(tokens[:k], probs[:k], strict=False) if p > 0]
+
+    def as_top(self) -> TopTokens:
+        """The grid as `TopTokens`, for the readout helpers that take one."""
+        return TopTokens(torch.from_numpy(self.ids), torch.from_numpy(self.probs),
+                         np.array(self.tokens, dtype=object))
 
 
 def _vectors(run: AdlRun, source: Source) -> torch.Tensor:

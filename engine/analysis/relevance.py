@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine.adl.runs import AdlRun
 from engine.analysis.known import KnownFinetune
@@ -21,15 +20,10 @@ from engine.readouts.relevance import (
     llm_token_grader,
     token_relevance,
 )
-from engine.readouts.topk import TopTokens
 from store import results
 from store.hashing import json_sha256
 
 Cells = dict[tuple[int, int], dict[str, Any]]
-
-
-def _as_top(grid: Grid) -> TopTokens:
-    return TopTokens(torch.from_numpy(grid.ids), torch.from_numpy(grid.probs), np.array(grid.tokens, dtype=object))
 
 
 def token_grader(known: KnownFinetune, judge: Judge) -> TokenGrader:
@@ -52,7 +46,7 @@ def relevance_cells(run: AdlRun, lens: dict[str, Grid], scope: Grid, known: Know
     if (hit := results.lookup("relevance", inputs)) is not None:
         return {(c["layer"], c["pos"]): c["cell"] for c in hit.meta["cells"]}
     grader = token_grader(known, judge)
-    frequent = frequent_tokens(_as_top(lens["base"]), top_k=top_k)
+    frequent = frequent_tokens(lens["base"].as_top(), top_k=top_k)
     if judge.offline:  # one embedding call warms the grader for every cell
         grader(known.description, sorted({t for grid in (*lens.values(), scope)
                                           for t in np.asarray(grid.tokens, dtype=object)[..., :top_k].ravel()}))

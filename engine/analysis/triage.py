@@ -1,11 +1,12 @@
-"""One readable report per pair: compute, logit lens at every layer, Patchscope and calibrated steering at
-the report layer, relevance when the finetune is known, and the keyword hypothesis."""
+"""One readable report per pair: compute, logit lens at every layer, the report layer chosen from that
+evidence (engine/analysis/layer_choice.py), Patchscope and calibrated steering at it, relevance when the
+finetune is known, and the keyword hypothesis."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
@@ -13,6 +14,7 @@ from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.known import KnownFinetune, known_finetune
+from engine.analysis.layer_choice import choose_layer
 from engine.analysis.readouts import Grid, lens_grid, patchscope_json
 from engine.analysis.relevance import relevance_cells, relevance_summary
 from engine.analysis.steering import CalibrationSettings, check_protocol
@@ -25,10 +27,11 @@ PHASES = ["compute", "logit lens", "patchscope", "calibration", "steering", "rel
 
 @dataclass
 class TriageOptions:
-    """Report settings; `layer` None = the middle layer, `positions` None = all k positions; `judge` None = the
-    configured judge (else offline); `protocol` None = the default calibration."""
+    """Report settings; `layer` None = chosen from the evidence (or a number, or `middle`), `positions`
+    None = all k positions; `judge` None = the configured judge (else offline); `protocol` None = the default
+    calibration."""
 
-    layer: int | None = None
+    layer: int | Literal["middle"] | None = None
     positions: list[int] | None = None
     description: str | None = None
     top_k: int = 20
@@ -60,8 +63,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
                                               cancel_event=ctx.cancel_event))
     run = load_run(outcome.run)
     phase(0)
-    layer = run.middle_layer if options.layer is None else options.layer
-    run.layer_index(layer)
+    choice = choose_layer(run, options.layer)  # a bad layer is refused before any readout runs
+    layer = choice.layer
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
@@ -82,7 +85,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     return {
         "run": run.run_id, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
-        "n_layers": run.meta["n_layers"], "layer": layer, "positions": positions, "cached": outcome.cached,
+        "n_layers": run.meta["n_layers"], "layer": layer, "layer_choice": choice.to_json(),
+        "positions": positions, "cached": outcome.cached,
         "description": known.description if known else None,
         "lens_heads": {source: grid.meta["head"] for source, grid in lens.items()},
         "layers": _layers(run, lens["diff"], scope, layer, positions, relevance, options.top_k),

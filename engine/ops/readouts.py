@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import load_run
+from engine.analysis.layer_choice import report_layer
 from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -36,7 +37,7 @@ def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached), read
     through `head` (base | ft; default: the finetuned head, the base head for the base source)."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     row = run.layer_index(layer)  # a bad layer is refused before the grid is computed and cached
     top_k = get(params, "top_k", int, 20)
@@ -71,7 +72,7 @@ def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales, the
     chosen one picked by the `judge` (default: the configured one, else offline)."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
     backend, judge = backend_param(params), resolve_judge(get(params, "judge", str))

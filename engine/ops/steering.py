@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import AdlRun, load_run
+from engine.analysis.layer_choice import report_layer
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -35,7 +36,7 @@ def _calibrate(params: dict[str, Any], run: AdlRun, layer: int) -> list[dict[str
 def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     ctx.progress(0, 1, f"calibrating layer {layer}")
     cell = _calibrate(params, run, layer)[pos]
@@ -53,7 +54,7 @@ def _judged(cell: dict[str, Any]) -> dict[str, Any]:
 def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     strengths = get_list(params, "strengths", float)
     backend = backend_param(params)

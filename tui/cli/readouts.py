@@ -13,7 +13,8 @@ from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote
 from tui.cli.output import emit_json, err, fail, out
 from tui.widgets.token_text import prob_text, visible_token
 
-Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the middle layer).")]
+Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the run's report layer, "
+                                                          "chosen from the evidence; see README).")]
 Pos = Annotated[int | None, typer.Option("--pos", help="Read position after BOS (0-based).")]
 
 

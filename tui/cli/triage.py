@@ -33,6 +33,7 @@ from tui.cli.options import (
 )
 from tui.cli.output import emit_json, fail, out
 from tui.cli.readouts import tokens_text
+from tui.report_html import layer_choice_text
 
 
 def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> None:
@@ -45,13 +46,18 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
     if judges := report.get("judges"):
         out.print(Text("judges: " + "; ".join(f"{kind} by {who}" for kind, who in judges.items()), style="dim"))
     positions = [str(p) for p in range(report["k"])]
-    table = Table("layer", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title_justify="left",
+    scores = (report.get("layer_choice") or {}).get("scores", {})
+    table = Table("layer", "criterion", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title_justify="left",
                   title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
     for layer, row in report["layers"].items():
         norms = " ".join(f"{row[p]['rel_norm']:.2f}" for p in positions)
         style = "bold" if int(layer) == report["layer"] else ""
-        table.add_row(layer, norms, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions], style=style)
+        score = f"{scores[layer]:.2f}" if layer in scores else "—"
+        table.add_row(layer, score, norms, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
+                      style=style)
     out.print(table)
+    if choice := report.get("layer_choice"):
+        out.print(Text(layer_choice_text(choice), style="dim"))
     scope = Table("pos", "scale", "Patchscope selected tokens", title=f"Patchscope at layer {report['layer']}",
                   title_justify="left")
     for p in positions:
@@ -91,7 +97,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            corpus: Corpus = "self:", n: N = 256, k: K = 5, seed: Seed = 0, layers: Layers = None,
            device: Device = "auto", dtype: Dtype = "auto", batch_size: BatchSize = 32,
            trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
-           layer: Annotated[int | None, typer.Option("--layer", help="Report layer (default: middle).")] = None,
+           layer: Annotated[str | None, typer.Option("--layer", help="Report layer: N or 'middle' (default: "
+                                                     "chosen from the evidence, see README).")] = None,
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")] = 6,
