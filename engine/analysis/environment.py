@@ -10,7 +10,7 @@ from engine.agent.environment import ToolError
 from engine.agent.overview import build_overview
 from engine.agent.protocols import PROTOCOLS, AgentProtocol, Sampling
 from engine.analysis.readouts import Grid, lens_grid, patchscope_cells
-from engine.analysis.steering import CalibrationSettings, calibrate, steer, steer_cells
+from engine.analysis.steering import DEFAULT_TEMPERATURE, CalibrationSettings, calibrate, steer, steer_cells
 from engine.errors import UserError
 from engine.judges.config import Judge
 from engine.steering.generate import generate_unsteered
@@ -24,7 +24,7 @@ class SteeringSettings:
     prompts: list[str] = field(default_factory=lambda: list(default_prompts()))
     samples: int = 1
     max_new_tokens: int = 64
-    temperature: float = 1.1
+    temperature: float = DEFAULT_TEMPERATURE
 
 
 @dataclass

@@ -104,6 +104,16 @@ def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: li
     return [sample for cell in sorted(table) for sample in table[cell]]
 
 
+# The default protocol samples cooler than the reference (calibration at T = 1.2, final samples at T = 1.1): at
+# those temperatures a small model's own unsteered text is already word salad, which the offline coherence judge
+# cannot tell from steering damage. On Gemma 3 270M the demo's calibration passed nothing above α = 0.125 at
+# T = 1.2 (4 samples of salad at every strength) and α = 0.25 at every position at T = 0.7, where its unsteered
+# text reads as English. `--protocol paper` keeps the reference's temperatures.
+DEFAULT_TEMPERATURE = 0.7
+PAPER_CALIBRATION_TEMPERATURE = 1.2
+PAPER_SAMPLE_TEMPERATURE = 1.1
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How strengths are calibrated. `for_device("cpu")` trims rows and tokens so a CPU triage takes about a
@@ -116,7 +126,7 @@ class CalibrationSettings:
     n_prompts: int = 3
     samples: int = 4
     max_new_tokens: int = 40
-    temperature: float = 1.2
+    temperature: float = DEFAULT_TEMPERATURE
     threshold: float = 0.75
     protocol: str = "default"
 
@@ -125,7 +135,12 @@ class CalibrationSettings:
         """The reference: bisection on [0, 100] in 12 steps for each prompt on its own, 10 samples of 128 tokens
         at T = 1.2 per step, pass at >= 75 % coherent by an LLM judge; the strength is the mean over prompts."""
         return cls(method="bisect", max_strength=100.0, n_prompts=3, samples=10, max_new_tokens=128,
-                   temperature=1.2, threshold=0.75, protocol="paper")
+                   temperature=PAPER_CALIBRATION_TEMPERATURE, threshold=0.75, protocol="paper")
+
+    @property
+    def sample_temperature(self) -> float:
+        """The temperature of the steering samples made at the calibrated strengths under this protocol."""
+        return PAPER_SAMPLE_TEMPERATURE if self.protocol == "paper" else DEFAULT_TEMPERATURE
 
     @classmethod
     def for_device(cls, device: str, protocol: str | None = None, **overrides: Any) -> CalibrationSettings:

@@ -5,7 +5,7 @@ finetune is known, and the keyword hypothesis."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from engine.adl.compute import compute_adl
@@ -68,8 +68,9 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
-    options.steering.prompts = list(default_prompts())[: options.n_prompts]
-    env = RunEnvironment(run, layer, positions, options.steering, calibration, judge=judge)
+    steering_settings = replace(options.steering, prompts=list(default_prompts())[: options.n_prompts],
+                                temperature=calibration.sample_temperature)
+    env = RunEnvironment(run, layer, positions, steering_settings, calibration, judge=judge)
     scope = env.patchscope_grid(layer, positions)
     phase(2)
     steering: dict[str, Any] = {}
