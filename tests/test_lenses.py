@@ -5,6 +5,7 @@ the causal check recovers the base loss when every position is patched at the la
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -57,7 +58,13 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             if "lora_B" in name:
                 p.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
     lora.save_pretrained(root / "adapter")
+    def shift(m, ids) -> None:  # every token's residual moves along dimension 1, which "oven"/"butter" read
+        m.get_input_embeddings().weight[:, 1] += 4.0
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+
     return {"base": str(base), "embed": str(_edit(base, root / "embed", embed_cake)),
+            "shift": str(_edit(base, root / "shift", shift)),
             "boost": str(_edit(base, root / "boost", boost)), "adapter": str(root / "adapter")}
 
 
@@ -121,6 +128,85 @@ def test_causal_patch_everywhere_at_last_layer_recovers_base_loss(planted: dict[
     assert partial["delta"] is not None and partial["delta"] != 0
 
 
+def _mean_diff(pair, texts: list[str], layer: int) -> torch.Tensor:
+    from engine.lenses.batching import encode_texts, text_batches
+    from engine.lenses.forward import pair_pass
+
+    encoded, start = encode_texts(pair.tokenizer, texts, 16)
+    batch = next(text_batches(encoded, start, len(texts), 0))
+    sides = pair_pass(pair, batch, layer)
+    return (sides["ft"][1] - sides["base"][1])[batch.valid].mean(dim=0)
+
+
+OVEN_TEXTS = ["oven butter oven butter oven butter", "butter oven butter oven butter"]
+
+
+def test_direction_effect_along_the_planted_shift_dwarfs_both_controls(planted: dict[str, str]) -> None:
+    from engine.lenses.direction import direction_effect, random_diffs, random_vectors
+
+    pair = _pair(planted["base"], planted["shift"])
+    direction = _mean_diff(pair, TEXTS, 1)
+    with pair.use("base") as model:
+        controls = {"random_vector": random_vectors(8, 32, 0),
+                    "random_diff": random_diffs(model, TEXTS, 1, 8, 0, 16, 2)}
+    for ablation in ("base", "zero"):
+        out = direction_effect(pair, {"finetuning": OVEN_TEXTS, "generic": TEXTS}, direction, 1, controls, ablation,
+                               batch_size=1)
+        ft = out["sets"]["finetuning"]
+        assert ft["ft"] < ft["base"] and out["effect"] == ft["effect"] > 0, "removing the shift undoes the finetune"
+        for kind in ("random_vector", "random_diff"):
+            assert len(out["controls"][kind]) == 8
+            assert out["effect"] > 5 * max(abs(c) for c in out["controls"][kind]), (kind, out)
+    same = _pair(planted["base"], planted["base"])
+    out = direction_effect(same, {"finetuning": OVEN_TEXTS}, direction, 1, controls, "base", batch_size=2)
+    assert abs(out["effect"]) < 1e-4 and max(abs(c) for v in out["controls"].values() for c in v) < 1e-4
+    zero = direction_effect(pair, {"finetuning": OVEN_TEXTS}, torch.zeros(32), 1, controls)
+    assert zero["effect"] == 0, "no direction, nothing to intervene on"
+
+
+@pytest.fixture
+def shift_run(planted: dict[str, str], tmp_path: Path) -> str:
+    """An ADL run of the shifted pair (k = 3, all layers) on a corpus of the tiny words."""
+    from engine.adl.compute import compute_adl
+    from engine.adl.request import AdlRequest
+    from tests.engine_helpers import write_corpus
+
+    request = AdlRequest(base=planted["base"], ft=planted["shift"], corpus=str(write_corpus(tmp_path / "c.txt", 16)),
+                         n=16, k=3, device="cpu", dtype="float32")
+    return compute_adl(request).run
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, module: Any, *args: str) -> dict[str, Any]:
+    """`difflens ARGS --json` with the engine op run in-process; the printed JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    monkeypatch.setattr(module, "call_engine", lambda method, params, **_: json.loads(json.dumps(
+        load_all()[method].fn(params, JobContext()))))
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_causal_direction_command_gives_effect_and_controls(shift_run: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.cli import lenses
+
+    ft_texts = tmp_path / "ft.txt"
+    ft_texts.write_text("\n".join(OVEN_TEXTS) + "\n")
+    out = _cli(monkeypatch, lenses, "causal", "--run", shift_run, "--mode", "direction", "--ft-corpus",
+               str(ft_texts), "-n", "2", "--controls", "4", "--layer", "1")
+    assert isinstance(out["effect"], float) and out["effect"] == out["sets"]["finetuning"]["effect"]
+    assert {k: len(v) for k, v in out["controls"].items()} == {"random_vector": 4, "random_diff": 4}
+    assert set(out["sets"]) == {"finetuning", "generic", "chat"} and out["pos"] in (1, 2)
+    assert out["effect"] > 5 * max(abs(c) for v in out["controls"].values() for c in v)
+    with pytest.raises(UserError, match="mean diff"):
+        load_all()["lens.causal"].fn({"base": "x", "ft": "y", "mode": "direction"}, JobContext())
+
+
 def test_kl_op_is_cached_and_speaks_json(planted: dict[str, str]) -> None:
     fn = load_all()["lens.kl"].fn
     params = {"base": planted["base"], "ft": planted["embed"], "texts": TEXTS, "device": "cpu"}
@@ -151,6 +237,18 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
     ours, generic = causal["loss"]["your_texts"], causal["loss"]["generic_text"]
     assert ours["ft"] != ours["base"] and ours["patched"] is not None and generic["base"] is not None
     assert tools["causal_check"].cost({"texts": TEXTS}) == 2
+
+
+def test_direction_tool_needs_the_run_and_reads_losses(planted: dict[str, str], shift_run: str) -> None:
+    from engine.adl.runs import load_run
+    from engine.lenses.tools import lens_tools
+
+    request = PairRequest(planted["base"], planted["shift"], device="cpu", dtype="float32")
+    assert "direction_effect" not in {t.name for t in lens_tools(request)}
+    tool = {t.name: t for t in lens_tools(request, load_run(shift_run))}["direction_effect"]
+    out = tool.run(None, tool.check({"texts": OVEN_TEXTS}))  # type: ignore[arg-type]
+    ours = out["loss"]["your_texts"]
+    assert ours["effect"] > 5 * ours["spread"]["random_vector"]["max_abs"] and "generic_text" in out["loss"]
 
 
 def test_causal_op_reads_the_recipe_an_organism_was_trained_on(planted: dict[str, str], tmp_path: Path) -> None:

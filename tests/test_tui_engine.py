@@ -209,6 +209,12 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         await until(lambda: causal.result is not None, 120, "the loss table")
         assert causal.result["mode"] == "diff" and set(causal.result["sets"]) == {"finetuning", "generic"}
         assert "patching" in plain(answer) and "of that" in plain(answer)
+        await pilot.press("x")
+        assert causal.mode == "direction"
+        await pilot.press("r")
+        await until(lambda: causal.result["mode"] == "direction", 120, "the direction test")
+        assert set(causal.result["sets"]) == {"finetuning", "generic", "chat"} and causal.result["controls"]
+        assert "largest control" in plain(answer, width=140)
 
 
 @pytest.mark.asyncio

@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.adl.runs import AdlRun
 from engine.agent.environment import AgentEnvironment
 from engine.agent.tools import MAX_PROMPT_CHARS, Tool, ToolArgError
 from engine.lenses.amplify import amplify
 from engine.lenses.causal import causal_check
+from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
 from engine.lenses.request import PairRequest, gather_texts
@@ -22,6 +24,7 @@ MAX_TEXTS = 8
 GENERIC_REFERENCE = 8  # generic texts the causal check compares against (fixed, so results are comparable)
 MAX_FACTORS = 3
 FACTOR_RANGE = (-3.0, 5.0)
+TOOL_CONTROLS = 8  # random controls of each kind in the agent's direction test (fewer than the CLI's: cost)
 
 
 @dataclass(frozen=True)
@@ -90,8 +93,29 @@ def _causal(request: PairRequest, texts: list[str]) -> dict[str, Any]:
                     "share_of_gain_removed is how much of that gain the first positions carry"}
 
 
-def lens_tools(request: PairRequest) -> list[Tool]:
-    """Budgeted lens tools on `request`'s pair; amplification only when the finetune is a LoRA adapter."""
+def _direction(request: PairRequest, run: AdlRun, texts: list[str]) -> dict[str, Any]:
+    """The paper's direction test at the run's middle layer on the agent's texts beside a fixed generic reference."""
+    pair = request.pair()
+    generic = gather_texts(None, "generic:", GENERIC_REFERENCE, 0, pair.tokenizer)
+    layer = run.middle_layer
+    row = run.mean_diff[run.layer_index(layer)]
+    pos = strongest_position(row)
+    with pair.use("base") as model:
+        controls = {"random_vector": random_vectors(TOOL_CONTROLS, pair.d_model, 0),
+                    "random_diff": random_diffs(model, generic, layer, TOOL_CONTROLS, 0, 96, 4)}
+    out = direction_effect(pair, {"your_texts": texts, "generic_text": generic}, row[pos], layer, controls,
+                           max_tokens=96)
+    return {"layer": layer, "position": pos,
+            "loss": {name: {key: s[key] for key in ("base", "ft", "intervened", "effect", "spread")}
+                     for name, s in out["sets"].items()},
+            "read": "effect is the loss change when the finetune's component along the activation difference is "
+                    "set to the base model's at every token; compared with the spread of random directions, a large "
+                    "rise on your texts means the finetune's skill on text like yours runs through that direction"}
+
+
+def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
+    """Budgeted lens tools on `request`'s pair; amplification only when the finetune is a LoRA adapter, the
+    direction test only with the ADL `run` whose mean diff it ablates."""
     texts = {"type": "array", "items": {"type": "string"}, "x-hint": "[str]",
              "description": f"texts to read, at most {MAX_TEXTS}; each costs one model interaction"}
     obj = lambda required, **props: {"type": "object", "properties": props, "required": required}  # noqa: E731
@@ -104,6 +128,10 @@ def lens_tools(request: PairRequest) -> list[Tool]:
 
     def run_causal(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
         return _causal(request, a["texts"])
+
+    def run_direction(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
+        assert run is not None
+        return _direction(request, run, a["texts"])
 
     def run_amplify(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
         out = amplify(request.pair(), a["prompts"], a["factors"], max_new_tokens=64)
@@ -120,6 +148,12 @@ def lens_tools(request: PairRequest) -> list[Tool]:
                  "data) beside generic text, and how much of the finetune's gain goes away when its first 5 "
                  "positions get the base model's activations", obj(["texts"], texts=texts), True,
                  lambda a: {"texts": _strings(a, "texts")}, run_causal)]
+    if run is not None:
+        tools.append(LensTool(
+            "direction_effect", "the loss of the finetune on texts you write (guesses at the finetuning data) and on "
+            "generic text when its component along the activation difference is set to the base model's at every "
+            f"token, beside {TOOL_CONTROLS} random-vector and {TOOL_CONTROLS} random-difference controls",
+            obj(["texts"], texts=texts), True, lambda a: {"texts": _strings(a, "texts")}, run_direction))
     if request.ft_spec.adapter:
         tools.append(LensTool(
             "amplify_adapter", "generate with the finetune's adapter scaled by each factor (2 = twice the change, "

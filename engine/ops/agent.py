@@ -97,7 +97,7 @@ def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
     from engine.lenses.request import PairRequest
     from engine.lenses.tools import lens_tools
 
-    return lens_tools(PairRequest.of_run(env.run.request))
+    return lens_tools(PairRequest.of_run(env.run.request), env.run)
 
 
 @op("agent.run", long=True)

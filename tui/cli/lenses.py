@@ -11,8 +11,7 @@ from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remo
 from tui.cli.output import emit_json, fail, out
 from tui.widgets.lens_views import (
     amplify_table,
-    causal_summary,
-    causal_table,
+    causal_view,
     divergence_view,
     mining_table,
     topics_view,
@@ -34,7 +33,16 @@ Recipe = Annotated[str | None, typer.Option("--recipe", help="Finetuning texts f
 FtCorpus = Annotated[str | None, typer.Option("--ft-corpus", help="Finetuning texts from a corpus (a file, "
                                                                 "hf:NAME or recipe:NAME).")]
 Generic = Annotated[str, typer.Option("--generic", help="Generic texts to compare against.")]
-Mode = Annotated[str, typer.Option("--mode", help="base: patch in base activations; diff: add −mean diff.")]
+Mode = Annotated[str, typer.Option("--mode", help="patch: the first k positions patched (--patch); direction: the "
+                                                 "paper's test, the mean-diff direction ablated at every token "
+                                                 "(--ablate) against random controls (needs --run).")]
+Patch = Annotated[str, typer.Option("--patch", help="patch mode: base = the base activations, diff = −mean diff.")]
+Ablate = Annotated[str, typer.Option("--ablate", help="direction mode: base = the component set to the base model's, "
+                                                     "zero = projected out.")]
+PosOpt = Annotated[int | None, typer.Option("--pos", help="Position of the mean diff (default: the longest after 0).")]
+Controls = Annotated[int, typer.Option("--controls", help="Random-vector and random-diff controls, of each.")]
+Chat = Annotated[str | None, typer.Option("--chat", help="Chat texts (a corpus; default: neutral prompts answered "
+                                                       "with generic text).")]
 
 
 def _pair(base: str, ft: str, adapter: str | None, device: str, dtype: str) -> dict[str, Any]:
@@ -95,23 +103,25 @@ def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corp
 
 
 def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run: Run = None, recipe: Recipe = None,
-           ft_corpus: FtCorpus = None, generic: Generic = "generic:", mode: Mode = "base",
-           layer: LayerOpt = None, k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
-           n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64, seed: Seed = 0,
-           batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
-           remote: Remote = None, engine: Engine = None) -> None:
-    """How much of the finetune lives in its first k positions: loss change when they are patched."""
+           ft_corpus: FtCorpus = None, generic: Generic = "generic:", chat: Chat = None, mode: Mode = "patch",
+           patch: Patch = "base", ablate: Ablate = "base", layer: LayerOpt = None, pos: PosOpt = None,
+           k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
+           controls: Controls = 16, n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64,
+           seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto",
+           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Where the finetune lives: loss change when its first k positions are patched (--mode patch), or when its
+    component along the mean-diff direction is ablated at every token, beside random controls (--mode direction)."""
     if run is None and not (base and ft):
         fail("pass --base and --ft, or --run RUN")
     params = {"base": base, "ft": ft, "adapter": adapter, "run": run, "recipe": recipe, "ft_corpus": ft_corpus,
-              "generic": generic, "mode": mode, "layer": layer, "k": k, "n": n, "max_tokens": max_tokens,
-              "seed": seed, "batch_size": batch_size, "device": device, "dtype": dtype}
+              "generic": generic, "chat": chat, "mode": mode, "patch": patch, "ablate": ablate, "layer": layer,
+              "pos": pos, "k": k, "n_controls": controls, "n": n, "max_tokens": max_tokens, "seed": seed,
+              "batch_size": batch_size, "device": device, "dtype": dtype}
     result = call_engine("lens.causal", params, title="causal check", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
-    out.print(causal_table(result))
-    out.print(causal_summary(result))
+    out.print(causal_view(result))
 
 
 def register(app: typer.Typer) -> None:

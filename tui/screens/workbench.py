@@ -444,8 +444,9 @@ class WorkbenchScreen(Screen[None]):
         """Open a lens view on this run at the cursor's layer: `d` where the two models disagree on a typed text,
         `A` the amplified adapter, `M` diff mining over a corpus, `C` the causal check of the first k positions."""
         if self.model.pair is not None:
-            layer = self.model.heat.layer if self.model.heat.layers else None
-            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link, layer))
+            heat = self.model.heat
+            layer, pos = (heat.layer, heat.pos) if heat.layers else (None, None)
+            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link, layer, pos))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""

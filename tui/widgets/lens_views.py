@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -109,6 +110,43 @@ def causal_summary(result: dict[str, Any]) -> Text:
                    f"{'removes' if gain >= 0 else 'undoes'} " + ("—" if share is None else f"{100 * share:.1f} %")
                    + " of that\n")
     return out
+
+
+def direction_table(result: dict[str, Any]) -> Table:
+    """Per text set: base, finetuned and intervened loss, the effect, and each control's change (mean ± std, max)."""
+    how = "set to the base model's" if result.get("ablation") == "base" else "projected out"
+    table = Table(Column("texts", no_wrap=True), "base", "finetuned", "intervened", "effect", "random vectors",
+                  "random diffs", "share undone",
+                  title=f"layer {result.get('layer')}: component along the mean diff at position {result.get('pos')} "
+                        f"{how} at every token; {result.get('n_controls')} controls of each kind",
+                  title_justify="left", expand=True)
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, s in result.get("sets", {}).items():
+        spread = [s["spread"].get(kind) for kind in ("random_vector", "random_diff")]
+        table.add_row(f"{name} ({s['n_texts']})", fmt(s["base"]), fmt(s["ft"]), fmt(s["intervened"]),
+                      Text(fmt(s["effect"]), style="bold"),
+                      *["–" if c is None else f"{c['mean']:+.4f} ± {c['std']:.4f} (max {c['max_abs']:.4f})"
+                        for c in spread],
+                      "–" if s["share_of_gain_removed"] is None else f"{100 * s['share_of_gain_removed']:.1f} %")
+    return table
+
+
+def direction_summary(result: dict[str, Any]) -> Text:
+    """One line per text set: how many times the largest control's change the effect is."""
+    out = Text()
+    for name, s in result.get("sets", {}).items():
+        largest = max((c["max_abs"] for c in s["spread"].values()), default=0.0)
+        ratio = "∞" if largest == 0 else f"{abs(s['effect']) / largest:.1f}×"
+        out.append(f"{name}: ", style="bold")
+        out.append(f"the loss moves by {s['effect']:+.4f}, {ratio} the largest control's change\n")
+    return out
+
+
+def causal_view(result: dict[str, Any]) -> Group:
+    """The causal answer of either mode: the loss table and its one-line reading per text set."""
+    if result.get("mode") == "direction":
+        return Group(direction_table(result), direction_summary(result))
+    return Group(causal_table(result), causal_summary(result))
 
 
 def amplify_table(result: dict[str, Any]) -> Table:
