@@ -207,6 +207,68 @@ def test_causal_direction_command_gives_effect_and_controls(shift_run: str, tmp_
         load_all()["lens.causal"].fn({"base": "x", "ft": "y", "mode": "direction"}, JobContext())
 
 
+@pytest.fixture(scope="module")
+def cake_shift(planted: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Only "cake" moves, along dimension 1, which the unembedding rows of "oven" and "butter" read."""
+    def change(m, ids) -> None:
+        m.get_input_embeddings().weight[ids("cake"), 1] += 5.0
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+
+    return str(_edit(Path(planted["base"]), tmp_path_factory.mktemp("pca") / "ft", change))
+
+
+PCA_TEXTS = [f"{first} {second} is of the" for first in ("the", "a", "man", "hello")
+             for second in ("cake", "story", "cake", "plan")]
+
+
+def test_pca_top_component_is_the_planted_direction_and_reads_its_tokens(planted: dict[str, str],
+                                                                         cake_shift: str) -> None:
+    from engine.lenses.pca import difference_pca
+
+    pair = _pair(planted["base"], cake_shift)
+    payload, tensors = difference_pca(pair, PCA_TEXTS, layer=1, pos=1, n_components=3, top_k=5, batch_size=3)
+    top = payload["components"][0]
+    assert payload["n_texts"] == len(PCA_TEXTS) and len(payload["components"]) == 3
+    assert top["explained_variance_ratio"] > 0.9 and top["cos_with_mean"] > 0.9
+    assert {t[0] for t in top["tokens"][:2]} == set(PLANTED)
+    assert not {t[0] for t in top["negative_tokens"][:5]} & set(PLANTED)
+    assert abs(float(tensors["components"][0][1])) > 0.9  # dimension 1 carries it
+    # the streamed sums give what the differences held all at once give
+    direct = torch.stack([_diff_at(pair, t, 1, 1) for t in PCA_TEXTS])
+    want = torch.linalg.eigvalsh(torch.cov(direct.T, correction=0)).flip(0)[:3]
+    got = torch.tensor([c["explained_variance"] for c in payload["components"]])
+    assert torch.allclose(got, want.float(), rtol=1e-3, atol=1e-5)
+    same, _ = difference_pca(_pair(planted["base"], planted["base"]), PCA_TEXTS, layer=1, pos=1)
+    assert same["total_variance"] == 0 and same["mean_norm"] == 0
+    with pytest.raises(UserError, match="at least two texts"):
+        difference_pca(pair, ["the cake"], layer=1, pos=1)
+
+
+def test_pca_command_gives_components_with_variance_and_tokens(shift_run: str, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    from tui.cli import lenses
+
+    texts = [arg for t in PCA_TEXTS for arg in ("--text", t)]
+    out = _cli(monkeypatch, lenses, "pca", shift_run, "--layer", "1", "--pos", "1", "--components", "3", *texts)
+    assert out["layer"] == 1 and out["pos"] == 1 and out["n_texts"] == len(PCA_TEXTS) and len(out["components"]) == 3
+    assert all(isinstance(c["explained_variance"], float) and len(c["tokens"]) == 10 and c["negative_tokens"]
+               for c in out["components"])
+    ratios = [c["explained_variance_ratio"] for c in out["components"]]
+    assert ratios == sorted(ratios, reverse=True) and sum(ratios) <= 1 + 1e-6
+    by_default = load_all()["lens.pca"].fn({"run": shift_run, "texts": PCA_TEXTS}, JobContext())
+    assert by_default["layer"] == 2 and by_default["pos"] in (1, 2), "the run's middle layer and strongest position"
+
+
+def _diff_at(pair, text: str, layer: int, pos: int) -> torch.Tensor:
+    from engine.lenses.batching import encode_texts, text_batches
+    from engine.lenses.forward import pair_pass
+
+    encoded, start = encode_texts(pair.tokenizer, [text], 16)
+    sides = pair_pass(pair, next(text_batches(encoded, start, 1, 0)), layer)
+    return (sides["ft"][1] - sides["base"][1])[0, start + pos].double()
+
+
 def test_kl_op_is_cached_and_speaks_json(planted: dict[str, str]) -> None:
     fn = load_all()["lens.kl"].fn
     params = {"base": planted["base"], "ft": planted["embed"], "texts": TEXTS, "device": "cpu"}
@@ -239,8 +301,9 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
     assert tools["causal_check"].cost({"texts": TEXTS}) == 2
 
 
-def test_direction_tool_needs_the_run_and_reads_losses(planted: dict[str, str], shift_run: str) -> None:
+def test_direction_and_pca_tools_need_the_run(planted: dict[str, str], shift_run: str) -> None:
     from engine.adl.runs import load_run
+    from engine.agent.tools import ToolArgError
     from engine.lenses.tools import lens_tools
 
     request = PairRequest(planted["base"], planted["shift"], device="cpu", dtype="float32")
@@ -249,6 +312,13 @@ def test_direction_tool_needs_the_run_and_reads_losses(planted: dict[str, str], 
     out = tool.run(None, tool.check({"texts": OVEN_TEXTS}))  # type: ignore[arg-type]
     ours = out["loss"]["your_texts"]
     assert ours["effect"] > 5 * ours["spread"]["random_vector"]["max_abs"] and "generic_text" in out["loss"]
+    pca = {t.name: t for t in lens_tools(request, load_run(shift_run))}["difference_pca"]
+    args = pca.check({"positions": [2, 1, 1]})
+    assert args == {"positions": [1, 2]} and pca.cost(args) == 2
+    read = pca.run(None, args)  # type: ignore[arg-type]
+    assert set(read["positions"]) == {"1", "2"} and read["positions"]["1"]["components"][0]["plus"]
+    with pytest.raises(ToolArgError):
+        pca.check({"positions": [3]})
 
 
 def test_causal_op_reads_the_recipe_an_organism_was_trained_on(planted: dict[str, str], tmp_path: Path) -> None:

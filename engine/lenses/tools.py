@@ -18,12 +18,14 @@ from engine.lenses.causal import causal_check
 from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
+from engine.lenses.pca import difference_pca
 from engine.lenses.request import PairRequest, gather_texts
 
 MAX_TEXTS = 8
 GENERIC_REFERENCE = 8  # generic texts the causal check compares against (fixed, so results are comparable)
 MAX_FACTORS = 3
 FACTOR_RANGE = (-3.0, 5.0)
+PCA_REFERENCE = 64  # generic texts whose differences the agent's PCA reads
 TOOL_CONTROLS = 8  # random controls of each kind in the agent's direction test (fewer than the CLI's: cost)
 
 
@@ -113,9 +115,34 @@ def _direction(request: PairRequest, run: AdlRun, texts: list[str]) -> dict[str,
                     "rise on your texts means the finetune's skill on text like yours runs through that direction"}
 
 
+def _positions(args: dict[str, Any], k: int) -> list[int]:
+    value = args.get("positions")
+    if (not isinstance(value, list) or not value or len(value) > k
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < k for v in value)):
+        raise ToolArgError(f"'positions' must be 1 to {k} distinct integers between 0 and {k - 1}")
+    return sorted(set(value))
+
+
+def _pca(request: PairRequest, run: AdlRun, positions: list[int]) -> dict[str, Any]:
+    """Top components of the per-text differences on generic text at the run's middle layer, per position."""
+    pair = request.pair()
+    generic = gather_texts(None, "generic:", PCA_REFERENCE, 0, pair.tokenizer)
+    out = {}
+    for pos in positions:
+        payload, _ = difference_pca(pair, generic, run.middle_layer, pos, n_components=3, top_k=8)
+        out[str(pos)] = {"mean_share": payload["mean_share"],
+                         "components": [{"explained": c["explained_variance_ratio"],
+                                         "plus": [t[0] for t in c["tokens"]],
+                                         "minus": [t[0] for t in c["negative_tokens"]]}
+                                        for c in payload["components"]]}
+    return {"layer": run.middle_layer, "positions": out,
+            "read": "each component is a direction along which texts' differences vary, with the tokens it reads "
+                    "through the logit lens; mean_share is how much of the difference the mean alone explains"}
+
+
 def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
-    """Budgeted lens tools on `request`'s pair; amplification only when the finetune is a LoRA adapter, the
-    direction test only with the ADL `run` whose mean diff it ablates."""
+    """Budgeted lens tools on `request`'s pair; amplification only when the finetune is a LoRA adapter; the
+    direction test (which ablates the `run`'s mean diff) and the PCA (at its middle layer) only with an ADL run."""
     texts = {"type": "array", "items": {"type": "string"}, "x-hint": "[str]",
              "description": f"texts to read, at most {MAX_TEXTS}; each costs one model interaction"}
     obj = lambda required, **props: {"type": "object", "properties": props, "required": required}  # noqa: E731
@@ -128,6 +155,10 @@ def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
 
     def run_causal(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
         return _causal(request, a["texts"])
+
+    def run_pca(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
+        assert run is not None
+        return _pca(request, run, a["positions"])
 
     def run_direction(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
         assert run is not None
@@ -154,6 +185,14 @@ def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
             "generic text when its component along the activation difference is set to the base model's at every "
             f"token, beside {TOOL_CONTROLS} random-vector and {TOOL_CONTROLS} random-difference controls",
             obj(["texts"], texts=texts), True, lambda a: {"texts": _strings(a, "texts")}, run_direction))
+        k = int(run.mean_diff.shape[1])
+        tools.append(LensTool(
+            "difference_pca", f"the top 3 principal components of the per-text activation differences on "
+            f"{PCA_REFERENCE} generic texts at the middle layer, at each position you name, with the tokens each "
+            "component reads both ways", obj(["positions"], positions={
+                "type": "array", "items": {"type": "integer"}, "x-hint": "[int]",
+                "description": f"positions 0 to {k - 1}; each costs one model interaction"}),
+            True, lambda a: {"positions": _positions(a, k)}, run_pca, unit="positions"))
     if request.ft_spec.adapter:
         tools.append(LensTool(
             "amplify_adapter", "generate with the finetune's adapter scaled by each factor (2 = twice the change, "

@@ -1,4 +1,4 @@
-"""Ops for the lenses beside ADL: `lens.kl`, `lens.amplify`, `lens.mine`, `lens.causal`. Each result is
+"""Ops for the lenses beside ADL: `lens.kl`, `lens.amplify`, `lens.mine`, `lens.causal`, `lens.pca`. Each result is
 cached in the store under a content key of the pair's weights, the exact texts and the method parameters.
 
 Common params: base, ft, adapter, device, dtype, trust_remote_code (causal may name an ADL `run` instead).
@@ -22,6 +22,7 @@ from engine.lenses.causal import causal_check
 from engine.lenses.direction import DEFAULT_CONTROLS, direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
+from engine.lenses.pca import DEFAULT_COMPONENTS, DEFAULT_TOP, difference_pca
 from engine.lenses.request import PairRequest, chat_texts, gather_texts
 from engine.lenses.topics import group_topics
 from engine.models.pair import ModelPair
@@ -32,6 +33,7 @@ from store.hashing import json_sha256
 
 DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
 CAUSAL_MODES = ("patch", "direction")
+PCA_TEXTS = 256  # texts of the corpus whose differences the PCA reads (the demo runs' n)
 
 
 def pair_request(params: dict[str, Any]) -> PairRequest:
@@ -175,6 +177,31 @@ def _direction(params: dict[str, Any], run: AdlRun, pair: ModelPair, sets: dict[
 
     inputs = inputs | {"chat": json_sha256(sets["chat"])} | method
     return _reply(*cached("lens.causal", inputs, compute))
+
+
+@op("lens.pca", long=True)
+def pca_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Principal components of the per-text (ft − base) differences at (`layer`, `pos`) over `texts` or a
+    `corpus` (default: the shipped generic text), each read through the logit lens. With a `run`, the layer
+    defaults to its middle layer and the position to its longest mean diff after the first."""
+    request = pair_request(params)
+    run_id, layer, pos = get(params, "run", str), get(params, "layer", int), get(params, "pos", int)
+    if run_id is not None:
+        run = load_run(run_id)
+        layer = run.middle_layer if layer is None else layer
+        pos = strongest_position(run.mean_diff[run.layer_index(layer)]) if pos is None else pos
+    elif pos is None:
+        raise UserError("name the position to read", "pass pos (--pos P), or a run whose strongest position is used")
+    pair = request.pair()
+    typed = get_list(params, "texts", str)
+    texts = gather_texts(typed, get(params, "corpus", str, None if typed else "generic:"),
+                         get(params, "n", int, PCA_TEXTS), get(params, "seed", int, 0), pair.tokenizer)
+    method = {"layer": layer, "pos": pos, "n_components": _positive(params, "n_components", DEFAULT_COMPONENTS),
+              "top_k": _positive(params, "top_k", DEFAULT_TOP)}
+    inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
+    batch_size = _positive(params, "batch_size", 8)
+    return _reply(*cached("lens.pca", inputs, lambda: difference_pca(pair, texts, batch_size=batch_size, ctx=ctx,
+                                                                      **method)))
 
 
 def finetuning_corpus(params: dict[str, Any], adapter: str | None) -> str:

@@ -1,4 +1,4 @@
-"""`difflens kl | amplify | mine | causal`: the lenses beside ADL, each one engine op (`lens.*`)."""
+"""`difflens kl | amplify | mine | causal | pca`: the lenses beside ADL, each one engine op (`lens.*`)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from tui.widgets.lens_views import (
     causal_view,
     divergence_view,
     mining_table,
+    pca_view,
     topics_view,
 )
 
@@ -124,7 +125,26 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
     out.print(causal_view(result))
 
 
+def pca(run: Annotated[str, typer.Argument(help="ADL run: its pair; its middle layer and strongest position.")],
+        layer: LayerOpt = None, pos: PosOpt = None, corpus: CorpusOpt = None, text: TextOpt = None,
+        n: Annotated[int, typer.Option("-n", help="Texts drawn from the corpus (default: generic text).")] = 256,
+        components: Annotated[int, typer.Option("--components", help="Components to show.")] = 5,
+        top: Annotated[int, typer.Option("--top", help="Logit-lens tokens per sign.")] = 10, seed: Seed = 0,
+        batch_size: BatchSizeOpt = 8, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Principal components of the per-text differences (ft − base) at a layer and position, read through the
+    logit lens both ways."""
+    if text and corpus:
+        fail("pass either --text T (repeatable) or --corpus SRC")
+    params = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
+              "n_components": components, "top_k": top, "seed": seed, "batch_size": batch_size}
+    result = call_engine("lens.pca", params, title="PCA of the differences", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    out.print(pca_view(result))
+
+
 def register(app: typer.Typer) -> None:
     """Add the lens commands to the `difflens` app."""
-    for command in (kl, amplify, mine, causal):
+    for command in (kl, amplify, mine, causal, pca):
         app.command()(command)
