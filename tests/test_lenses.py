@@ -103,8 +103,94 @@ def test_amplification_0_is_base_and_1_is_finetune(planted: dict[str, str]) -> N
     assert any(row["base"] != row["ft"] for row in out["rows"])
     assert any(row["amplified"]["3"] != row["ft"] for row in out["rows"])
     assert before and [dict(layer.scaling) for layer in lora_layers(pair.ft)] == before  # restored
-    with pytest.raises(UserError, match="LoRA adapter"):
-        amplify(_pair(planted["base"], planted["boost"]), prompts, [2.0])
+    with pytest.raises(UserError, match="neither"):
+        amplify(_pair(planted["base"], planted["base"]), prompts, [2.0])
+
+
+AMP_PROMPTS = ["the cake is", "man hello", "a of and to in"]
+
+
+def _lora(base: str, dst: Path, source: dict[str, torch.Tensor] | None = None, **config: Any) -> str:
+    """An adapter on attention and MLP (random B), or one taking its weights by name from `source`."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, **config))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if source is not None and "lora_" in name:
+                p.copy_(source[name])
+            elif "lora_B" in name:
+                p.normal_(0, 1.0, generator=torch.Generator().manual_seed(len(name)))
+    lora.save_pretrained(dst)
+    return str(dst)
+
+
+def test_amplifying_one_module_kind_or_layer_range_of_an_adapter(planted: dict[str, str], tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    from engine.lenses.amplify import Scope
+
+    modules = ["v_proj", "o_proj", "gate_proj", "down_proj"]
+    full = _lora(planted["base"], tmp_path / "full", target_modules=modules)
+    weights = dict(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(planted["base"]), full)
+                   .named_parameters())
+    only = {"attention": _lora(planted["base"], tmp_path / "attn", weights, target_modules=modules[:2]),
+            "mlp": _lora(planted["base"], tmp_path / "mlp", weights, target_modules=modules[2:]),
+            "late": _lora(planted["base"], tmp_path / "late", weights, target_modules=modules,
+                          layers_to_transform=[2, 3])}
+    ft_of = {name: amplify(_pair(planted["base"], planted["base"], path), AMP_PROMPTS, [1.0], max_new_tokens=8)
+             for name, path in only.items()}
+    pair = _pair(planted["base"], planted["base"], full)
+    for scope, left in ((Scope("mlp"), "attention"), (Scope("attention"), "mlp"), (Scope("all", (0, 1)), "late")):
+        out = amplify(pair, AMP_PROMPTS, [0.0, 1.0], max_new_tokens=8, scope=scope)
+        assert out["scope"] == scope.label() and out["method"] == "lora"
+        for row, kept in zip(out["rows"], ft_of[left]["rows"], strict=True):
+            assert row["amplified"]["0"] == kept["ft"], (scope, "factor 0 in scope: what is left of the adapter")
+            assert row["amplified"]["1"] == row["ft"]
+        assert any(row["amplified"]["0"] != row["ft"] for row in out["rows"]), scope
+    assert any(a["ft"] != b["ft"] for a, b in zip(ft_of["attention"]["rows"], ft_of["mlp"]["rows"], strict=True))
+    with pytest.raises(UserError, match="no LoRA layer in mlp layers 5–6"):
+        amplify(pair, AMP_PROMPTS, [2.0], scope=Scope("mlp", (5, 6)))
+    with pytest.raises(UserError, match="unknown module kind"):
+        Scope("heads")
+
+
+def test_amplify_command_scales_one_module_kind_in_a_layer_range(planted: dict[str, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.cli import lenses
+
+    pair = ["--base", planted["base"], "--ft", planted["base"], "--adapter", planted["adapter"], "--device", "cpu"]
+    out = _cli(monkeypatch, lenses, "amplify", *pair, "--factor", "0", "--modules", "mlp", "--layers", "0-3",
+               "--prompt", "the cake is", "--max-new-tokens", "6")
+    assert out["scope"] == "mlp layers 0–3" and out["rows"][0]["amplified"]["0"] == out["rows"][0]["base"]
+    with pytest.raises(AssertionError, match="FIRST-LAST"):
+        _cli(monkeypatch, lenses, "amplify", *pair, "--factor", "2", "--layers", "3")
+
+
+def test_weight_difference_amplification_of_a_full_finetune(planted: dict[str, str], tmp_path: Path) -> None:
+    from engine.lenses.amplify import Scope, generate
+    from tests.tiny import perturbed_copy
+
+    ft = perturbed_copy(Path(planted["base"]), tmp_path / "ft", scale=0.3)
+    pair = _pair(planted["base"], str(ft))
+    out = amplify(pair, AMP_PROMPTS, [0.0, 1.0, 0.5], max_new_tokens=8)
+    assert out["method"] == "weights"
+    base_model, ft_model = (AutoModelForCausalLM.from_pretrained(p) for p in (planted["base"], ft))
+    with torch.no_grad():
+        for w_ft, w_base in zip(ft_model.parameters(), base_model.parameters(), strict=True):
+            w_ft.copy_(w_base + 0.5 * (w_ft - w_base))
+    ft_model.save_pretrained(tmp_path / "half")
+    tiny_tokenizer().save_pretrained(tmp_path / "half")
+    half = generate(_pair(str(tmp_path / "half"), str(tmp_path / "half")).ft, AMP_PROMPTS, 8, 0.0, 0, True)
+    for row, want in zip(out["rows"], half, strict=True):
+        assert row["amplified"]["0"] == row["base"] and row["amplified"]["1"] == row["ft"]
+        assert row["amplified"]["0.5"] == want, "the hooks give what interpolated weights give"
+    assert any(row["base"] != row["ft"] for row in out["rows"])
+    mlp = amplify(pair, AMP_PROMPTS, [0.0], max_new_tokens=8, scope=Scope("mlp"))  # only the MLPs were changed
+    attention = amplify(pair, AMP_PROMPTS, [0.0], max_new_tokens=8, scope=Scope("attention"))
+    assert [r["amplified"]["0"] for r in mlp["rows"]] == [r["base"] for r in out["rows"]]
+    assert [r["amplified"]["0"] for r in attention["rows"]] == [r["ft"] for r in out["rows"]]
+    assert not pair.ft.hf.model.layers[0].mlp.down_proj._forward_hooks, "the hooks are gone after"
 
 
 def test_mining_ranks_the_planted_tokens_first(planted: dict[str, str]) -> None:
@@ -291,6 +377,11 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
     assert tools["amplify_adapter"].run(None, args)["rows"][0]["amplified"]["2"]  # type: ignore[arg-type]
     with pytest.raises(ToolArgError):
         tools["amplify_adapter"].check({"prompts": ["x"], "factors": [50]})
+    mlp = tools["amplify_adapter"].run(None, tools["amplify_adapter"].check(  # type: ignore[arg-type]
+        {"prompts": ["the cake is"], "factors": [0], "modules": "mlp"}))
+    assert mlp["scaled"] == "mlp" and mlp["rows"][0]["amplified"]["0"] == mlp["rows"][0]["base"]
+    with pytest.raises(ToolArgError, match="modules"):
+        tools["amplify_adapter"].check({"prompts": ["x"], "modules": "heads"})
     args = tools["token_divergence"].check({"texts": TEXTS})
     assert tools["token_divergence"].cost(args) == 2
     assert len(tools["token_divergence"].run(None, args)["texts"]) == 2  # type: ignore[arg-type]

@@ -269,3 +269,8 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
         painted = plain(screen.query_one("#answer"), width=140)
         assert "×3" in painted and "finetuned" in painted and "the cake w1" in painted
+        await pilot.press("m", "m", "l")
+        assert (screen.modules, screen.layer_range) == ("mlp", "up to the cursor")
+        await pilot.press("r")
+        await until(lambda: screen.result.get("scope", "").startswith("mlp layers 0–"), 120, "the MLP-only column")
+        assert "scaled in mlp layers" in plain(screen.query_one("#answer"), width=140)

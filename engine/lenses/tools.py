@@ -13,7 +13,7 @@ from typing import Any
 from engine.adl.runs import AdlRun
 from engine.agent.environment import AgentEnvironment
 from engine.agent.tools import MAX_PROMPT_CHARS, Tool, ToolArgError
-from engine.lenses.amplify import amplify
+from engine.lenses.amplify import MODULE_KINDS, Scope, amplify
 from engine.lenses.causal import causal_check
 from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
@@ -63,6 +63,13 @@ def _factors(args: dict[str, Any]) -> list[float]:
         raise ToolArgError(f"'factors' must be 1 to {MAX_FACTORS} numbers between {FACTOR_RANGE[0]} and "
                            f"{FACTOR_RANGE[1]}")
     return [float(v) for v in value]
+
+
+def _modules(args: dict[str, Any]) -> str:
+    value = args.get("modules", "all")
+    if value not in MODULE_KINDS:
+        raise ToolArgError(f"'modules' must be one of {', '.join(MODULE_KINDS)}")
+    return value
 
 
 def _divergence(request: PairRequest, texts: list[str]) -> dict[str, Any]:
@@ -165,8 +172,8 @@ def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
         return _direction(request, run, a["texts"])
 
     def run_amplify(env: AgentEnvironment, a: dict[str, Any]) -> dict[str, Any]:
-        out = amplify(request.pair(), a["prompts"], a["factors"], max_new_tokens=64)
-        return {"factors": out["factors"], "rows": out["rows"]}
+        out = amplify(request.pair(), a["prompts"], a["factors"], max_new_tokens=64, scope=Scope(a["modules"]))
+        return {"factors": out["factors"], "scaled": out["scope"], "rows": out["rows"]}
 
     tools: list[Tool] = [
         LensTool("token_divergence", "per-token KL between the finetuned and base next-token predictions on your "
@@ -196,10 +203,12 @@ def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
     if request.ft_spec.adapter:
         tools.append(LensTool(
             "amplify_adapter", "generate with the finetune's adapter scaled by each factor (2 = twice the change, "
-            "-1 = reversed), beside base and plain finetune, greedy",
+            "-1 = reversed) in all modules or only the attention or MLP ones, beside base and plain finetune, greedy",
             obj(["prompts"], prompts={**texts, "description": "prompts, each costs one model interaction"},
                 factors={"type": "array", "items": {"type": "number"}, "x-hint": "[float]",
-                         "description": f"scales, at most {MAX_FACTORS}, default [2]"}),
-            True, lambda a: {"prompts": _strings(a, "prompts"), "factors": _factors(a)}, run_amplify,
-            unit="prompts"))
+                         "description": f"scales, at most {MAX_FACTORS}, default [2]"},
+                modules={"type": "string", "enum": list(MODULE_KINDS), "x-hint": "str",
+                         "description": "which modules to scale, default all"}),
+            True, lambda a: {"prompts": _strings(a, "prompts"), "factors": _factors(a), "modules": _modules(a)},
+            run_amplify, unit="prompts"))
     return tools

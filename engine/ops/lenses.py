@@ -16,7 +16,7 @@ import torch
 from engine.adl.runs import AdlRun, load_run
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.lenses.amplify import amplify
+from engine.lenses.amplify import EVERYTHING, Scope, amplify
 from engine.lenses.cache import cached
 from engine.lenses.causal import causal_check
 from engine.lenses.direction import DEFAULT_CONTROLS, direction_effect, random_diffs, random_vectors, strongest_position
@@ -78,17 +78,23 @@ def kl(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @op("lens.amplify", long=True)
 def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Generate with a LoRA adapter's delta scaled by each factor, beside base and plain finetune."""
+    """Generate with the finetune's change (a LoRA adapter's delta, or a full finetune's weight difference)
+    scaled by each factor, beside base and plain finetune; `modules` (all | attention | mlp) and `layers`
+    ([first, last]) limit the scaling to part of the model."""
     request = pair_request(params)
     pair = request.pair()
+    layers = get_list(params, "layers", int)
+    if layers is not None and len(layers) != 2:
+        raise UserError(f"layers takes [first, last], got {layers}", "pass --layers FIRST-LAST, e.g. 0-8")
+    scope = Scope(get(params, "modules", str, "all"), (layers[0], layers[1]) if layers else None)
     method = {"prompts": get_list(params, "prompts", str) or calibration_prompts(3),
               "factors": [float(f) for f in (get_list(params, "factors", float) or DEFAULT_FACTORS)],
               "max_new_tokens": _positive(params, "max_new_tokens", 48),
               "temperature": get(params, "temperature", float, 0.0), "seed": get(params, "seed", int, 0),
               "chat": get(params, "chat", bool, True)}
     ctx.progress(0, None, "generating")
-    return _reply(*cached("lens.amplify", {"pair": request.identity(), **method},
-                          lambda: (amplify(pair, **method), {})))
+    inputs = {"pair": request.identity(), **method} | ({"scope": scope.label()} if scope != EVERYTHING else {})
+    return _reply(*cached("lens.amplify", inputs, lambda: (amplify(pair, scope=scope, **method), {})))
 
 
 @op("lens.mine", long=True)

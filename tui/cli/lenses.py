@@ -67,16 +67,32 @@ def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus
     out.print(divergence_view(result, snippets=not text))
 
 
+def _layer_range(text: str | None) -> list[int] | None:
+    """`FIRST-LAST` (e.g. `0-8`) as [first, last]; None for every layer."""
+    if text is None:
+        return None
+    first, sep, last = text.partition("-")
+    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+        fail(f"--layers takes FIRST-LAST (e.g. 0-8), got {text!r}")
+    return [int(first), int(last)]
+
+
 def amplify(base: Base, ft: Ft, adapter: Adapter = None,
-            factor: Annotated[list[float], typer.Option("--factor", help="Scale of the adapter's delta (repeatable).")]
-            = ..., prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
+            factor: Annotated[list[float], typer.Option("--factor", help="Scale of the finetune's change "
+                                                                         "(repeatable).")] = ...,
+            prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
+            modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
+            layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
+                                                                       "(e.g. 0-8).")] = None,
             max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
             temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
             seed: Seed = 0, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
-    """Scale a LoRA adapter's weight delta and generate beside the base and the plain finetune."""
-    params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt,
-              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    """Scale a LoRA adapter's weight delta (or a full finetune's weight difference, base + f·(ft − base)), in
+    all of the model or one module kind / layer range, and generate beside the base and the plain finetune."""
+    params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt, "modules": modules,
+              "layers": _layer_range(layers), "max_new_tokens": max_new_tokens, "temperature": temperature,
+              "seed": seed}
     result = call_engine("lens.amplify", params, title="amplifying", target=target_from(remote, engine))
     if json:
         emit_json(result)

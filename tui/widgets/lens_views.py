@@ -166,9 +166,11 @@ def pca_view(result: dict[str, Any], selected: int | None = None) -> Group:
 
 
 def amplify_table(result: dict[str, Any]) -> Table:
-    """One row per prompt: base, finetune, then each amplified column."""
+    """One row per prompt: base, finetune, then each amplified column (titled with what was scaled)."""
     factors = [f"{f:g}" for f in result.get("factors", [])]
-    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True)
+    what = "the adapter's delta" if result.get("method", "lora") == "lora" else "the weight difference ft − base"
+    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True,
+                  title=f"{what} scaled in {result.get('scope', 'all')}", title_justify="left")
     for row in result.get("rows", []):
         table.add_row(row["prompt"], row["base"], row["ft"], *[row["amplified"].get(f, "") for f in factors])
     return table
