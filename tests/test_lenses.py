@@ -470,10 +470,33 @@ def test_demo_pair_diverges_more_on_cake_texts_than_on_generic_text() -> None:
     assert any(stem in said for said in ft_said for stem in baking), ft_said
 
 
-def test_topics_group_tokens_by_meaning() -> None:
-    from engine.lenses.topics import group_topics
+@pytest.fixture(scope="module")
+def two_contexts(planted: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """After "cake" the finetune pushes "oven" and "butter" up, after "man" "money" and "stock"."""
+    def change(m, ids) -> None:
+        m.get_input_embeddings().weight[ids("cake"), 1] += 6.0
+        m.get_input_embeddings().weight[ids("man"), 2] += 6.0
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+        for word in ("money", "stock"):
+            m.get_output_embeddings().weight[ids(word), 2] += 3.0
 
-    tokens = [" cake", " bakery", " bake", " oven", " pastry", "stock", "investor"]
-    topics = group_topics(tokens, [5, 4, 3, 2, 2, 1, 1])
-    assert topics[0] == {"tokens": [" cake", " bakery", " bake", " oven", " pastry"], "count": 16}
-    assert {"stock", "investor"} <= set(topics[1]["tokens"])
+    return str(_edit(Path(planted["base"]), tmp_path_factory.mktemp("topics") / "ft", change))
+
+
+def test_nmf_topics_separate_tokens_pushed_in_different_contexts(planted: dict[str, str], two_contexts: str) -> None:
+    texts = [f"the {w} {w} a {w}" for w in ("cake", "man")] * 3
+    payload, _ = mine(_pair(planted["base"], two_contexts), texts, top_k=4, n_tokens=10, n_topics=2)
+    topics = payload["topics"]
+    assert len(topics) == 2 and all(t["count"] > 0 for t in topics)
+    assert {frozenset(t["tokens"][:2]) for t in topics} == {frozenset(PLANTED), frozenset({"money", "stock"})}
+    assert sum(t["share"] for t in topics) <= 1 and topics[0]["weights"][0] == 1.0
+
+
+def test_nmf_factorises_a_block_matrix() -> None:
+    from engine.lenses.topics import nmf
+
+    dense = torch.zeros(6, 4)
+    dense[:3, :2], dense[3:, 2:] = 1.0, 2.0
+    w, h = nmf(dense.to_sparse_coo(), 2)
+    assert torch.allclose(h @ w.T, dense, atol=1e-3) and (w >= 0).all() and (h >= 0).all()

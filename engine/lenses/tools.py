@@ -26,6 +26,7 @@ GENERIC_REFERENCE = 8  # generic texts the causal check compares against (fixed,
 MAX_FACTORS = 3
 FACTOR_RANGE = (-3.0, 5.0)
 PCA_REFERENCE = 64  # generic texts whose differences the agent's PCA reads
+TOOL_TOPICS = 3  # NMF topics the agent's diff mining groups its tokens into
 TOOL_CONTROLS = 8  # random controls of each kind in the agent's direction test (fewer than the CLI's: cost)
 
 
@@ -84,9 +85,10 @@ def _divergence(request: PairRequest, texts: list[str]) -> dict[str, Any]:
 
 
 def _mining(request: PairRequest, texts: list[str]) -> dict[str, Any]:
-    payload, _ = mine(request.pair(), texts, top_k=20, n_tokens=20, examples=1, max_tokens=96)
+    payload, _ = mine(request.pair(), texts, top_k=20, n_tokens=20, examples=1, max_tokens=96, n_topics=TOOL_TOPICS)
     return {"positions": payload["n_positions"],
-            "tokens": [[t["token"], t["count"]] for t in payload["tokens"] if not t["trivial"]]}
+            "tokens": [[t["token"], t["count"]] for t in payload["tokens"] if not t["trivial"]],
+            "topics": [t["tokens"] for t in payload["topics"]]}
 
 
 def _causal(request: PairRequest, texts: list[str]) -> dict[str, Any]:
@@ -180,7 +182,8 @@ def lens_tools(request: PairRequest, run: AdlRun | None = None) -> list[Tool]:
                  "texts: where they disagree and what each model predicts there",
                  obj(["texts"], texts=texts), True, lambda a: {"texts": _strings(a, "texts")}, run_divergence),
         LensTool("diff_mining", "tokens the finetune most often pushes up (top-20 of finetuned − base log-probs) "
-                 "over your texts, with counts", obj(["texts"], texts=texts), True,
+                 f"over your texts, with counts, and grouped into {TOOL_TOPICS} topics of tokens pushed up together",
+                 obj(["texts"], texts=texts), True,
                  lambda a: {"texts": _strings(a, "texts")}, run_mining),
         LensTool("causal_check", "loss of base and finetuned model on texts you write (guesses at the finetuning "
                  "data) beside generic text, and how much of the finetune's gain goes away when its first 5 "

@@ -24,7 +24,7 @@ from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
 from engine.lenses.pca import DEFAULT_COMPONENTS, DEFAULT_TOP, difference_pca
 from engine.lenses.request import PairRequest, chat_texts, gather_texts
-from engine.lenses.topics import group_topics
+from engine.lenses.topics import DEFAULT_TOPICS
 from engine.models.pair import ModelPair
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -99,24 +99,17 @@ def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 
 @op("lens.mine", long=True)
 def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Tokens most often in the top-K of (ft − base) log-probs over a corpus, with contexts and topics."""
+    """Tokens most often in the top-K of (ft − base) log-probs over a corpus, with contexts; with `topics`, grouped
+    into `n_topics` topics by a non-negative factorisation of the position × token matrix."""
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer, 50)
     method = {"top_k": _positive(params, "top_k", 20), "n_tokens": _positive(params, "n_tokens", 30),
-              "examples": _positive(params, "examples", 3), "max_tokens": _positive(params, "max_tokens", 128)}
-    topics = get(params, "topics", bool, False)
+              "examples": _positive(params, "examples", 3), "max_tokens": _positive(params, "max_tokens", 128),
+              "n_topics": _positive(params, "n_topics", DEFAULT_TOPICS) if get(params, "topics", bool, False) else 0}
     batch_size = _positive(params, "batch_size", 4)
-
-    def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        payload, tensors = mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)
-        if topics:
-            kept = [t for t in payload["tokens"] if not t["trivial"]]
-            payload["topics"] = group_topics([t["token"] for t in kept], [t["count"] for t in kept])
-        return payload, tensors
-
-    inputs = {"pair": request.identity(), "texts": json_sha256(texts), "topics": topics, **method}
-    return _reply(*cached("lens.mine", inputs, compute))
+    inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
+    return _reply(*cached("lens.mine", inputs, lambda: mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
 
 
 @op("lens.causal", long=True)

@@ -103,14 +103,18 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
 def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
          n: NOpt = 50, k: TopK = 20,
          top: Annotated[int, typer.Option("--top", help="Tokens to list.")] = 30,
-         topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics.")] = False,
+         topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics (NMF of the "
+                                                               "position × token matrix).")] = False,
+         n_topics: Annotated[int | None, typer.Option("--n-topics", help="Topics to fit (default: the engine's)."
+                                                      )] = None,
          max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
          dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Tokens that most often rank in the top-K of (finetuned − base) log-probs over a corpus."""
     if bool(text) == bool(corpus):
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "n": n, "top_k": k,
-              "n_tokens": top, "topics": topics, "max_tokens": max_tokens, "seed": seed, "batch_size": batch_size}
+              "n_tokens": top, "topics": topics, "n_topics": n_topics, "max_tokens": max_tokens, "seed": seed,
+              "batch_size": batch_size}
     result = call_engine("lens.mine", params, title="diff mining", target=target_from(remote, engine))
     if json:
         emit_json(result)

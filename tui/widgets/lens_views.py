@@ -73,11 +73,12 @@ def mining_table(result: dict[str, Any]) -> Table:
 
 
 def topics_view(result: dict[str, Any]) -> Text:
-    """The mined tokens grouped into topics, biggest first (empty when topics were not asked for)."""
+    """The NMF topics, most prevalent first: the share of positions each leads, its tokens (empty when topics
+    were not asked for)."""
     out = Text()
     for topic in result.get("topics", []):
-        out.append(f"{topic['count']:>6}  ", style="bold")
-        out.append(", ".join(topic["tokens"]) + "\n")
+        out.append(f"{100 * topic.get('share', 0):>5.1f} %  ", style="bold")
+        out.append(", ".join(visible_token(t).plain for t in topic["tokens"]) + "\n")
     return out
 
 
