@@ -40,8 +40,9 @@ def scored_tokens(batch: TextBatch) -> Bool[Tensor, "batch seq"]:
     return scored
 
 
-def _base_pass(model: LoadedModel, batch: TextBatch, layer: int, start: int, k: int
-               ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch k d"]]:
+def nll_and_acts(model: LoadedModel, batch: TextBatch, layer: int, start: int, k: int
+                 ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch k d_model"]]:
+    """Next-token NLL of the batch and the residual after `layer` at columns `start .. start + k`, one forward."""
     device = model.input_device
     with torch.inference_mode(), model.nn.trace(batch.ids.to(device), attention_mask=batch.attention_mask.to(device)):
         acts = model.nn_layer(layer).output[:, start: start + k].save()
@@ -92,7 +93,7 @@ def set_effect(pair: ModelPair, texts: list[str], layer: int, k: int, mode: Mode
     width = max(len(e) for e in encoded)
     for batch in text_batches(encoded, start, batch_size, tokenizer.pad_token_id):
         with pair.use("base") as model:
-            nll_base, base_acts = _base_pass(model, batch, layer, start, k)
+            nll_base, base_acts = nll_and_acts(model, batch, layer, start, k)
         patch = base_acts if mode == "base" else -diff.unsqueeze(0).expand(batch.ids.shape[0], -1, -1)
         with pair.use("ft") as model:
             nll_ft, nll_patched = _ft_pass(model, batch, layer, start, k, patch, mode)

@@ -23,7 +23,7 @@ from torch import Tensor
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.batching import TextBatch, encode_texts, text_batches
-from engine.lenses.causal import next_token_nll, scored_tokens
+from engine.lenses.causal import next_token_nll, nll_and_acts, scored_tokens
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
 
@@ -84,15 +84,6 @@ class LossSums:
         self.intervened = torch.zeros(self.n_directions, dtype=torch.float64)
 
 
-def _plain_pass(model: LoadedModel, batch: TextBatch, layer: int
-                ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch seq d_model"]]:
-    device = model.input_device
-    with torch.inference_mode(), model.nn.trace(batch.ids.to(device), attention_mask=batch.attention_mask.to(device)):
-        acts = model.nn_layer(layer).output.save()
-        logits = model.nn.output.logits.save()
-    return next_token_nll(logits.cpu(), batch.ids), acts.float().cpu()
-
-
 def _intervened_pass(model: LoadedModel, batch: TextBatch, layer: int, units: Float[Tensor, "c d_model"],
                      base_acts: Float[Tensor, "batch seq d_model"] | None) -> Float[Tensor, "c batch seq"]:
     """NLL with the component along each unit direction set to the base's (or removed), one copy per direction."""
@@ -118,9 +109,9 @@ def set_sums(pair: ModelPair, texts: list[str], layer: int, directions: Float[Te
     for batch in text_batches(encoded, start, batch_size, pair.tokenizer.pad_token_id):
         scored = scored_tokens(batch)
         with pair.use("base") as model:
-            nll_base, base_acts = _plain_pass(model, batch, layer)
+            nll_base, base_acts = nll_and_acts(model, batch, layer, 0, batch.ids.shape[1])
         with pair.use("ft") as model:
-            nll_ft, _ = _plain_pass(model, batch, layer)
+            nll_ft, _ = nll_and_acts(model, batch, layer, 0, 0)
             for lo in range(0, units.shape[0], DIRECTIONS_PER_PASS):
                 nll = _intervened_pass(model, batch, layer, units[lo: lo + DIRECTIONS_PER_PASS],
                                        base_acts if ablation == "base" else None)
