@@ -317,7 +317,7 @@ def test_pca_top_component_is_the_planted_direction_and_reads_its_tokens(planted
     top = payload["components"][0]
     assert payload["n_texts"] == len(PCA_TEXTS) and len(payload["components"]) == 3
     assert top["explained_variance_ratio"] > 0.9 and top["cos_with_mean"] > 0.9
-    assert {t[0] for t in top["tokens"][:2]} == set(PLANTED)
+    assert {t[0] for t in top["tokens"][:2]} == set(PLANTED) == {t[0] for t in payload["mean_tokens"][:2]}
     assert not {t[0] for t in top["negative_tokens"][:5]} & set(PLANTED)
     assert abs(float(tensors["components"][0][1])) > 0.9  # dimension 1 carries it
     # the streamed sums give what the differences held all at once give

@@ -5,7 +5,8 @@ there). Each text's difference at (layer, pos) is folded into running sums (coun
 only one batch's activations are held, however long the corpus; the components are the eigenvectors of the
 centred second moment. The mean comes from the same passes, so the two can be compared: `mean_share` is the
 part of E‖d‖² the mean alone explains. Each component is signed to point along the mean (when it has a share
-of it), scaled to the texts' mean ‖d‖ and read through the finetuned model's logit lens, both signs.
+of it), scaled to the texts' mean ‖d‖ and read through the finetuned model's logit lens, both signs, beside the
+mean's own reading.
 """
 
 from __future__ import annotations
@@ -114,10 +115,10 @@ def difference_pca(pair: ModelPair, texts: list[str], layer: int | None, pos: in
     total = float(sums.covariance().trace().clamp_min(0.0))
     mean, mean_norm = sums.mean, float(sums.mean.norm())
     scale = sums.norm_total / sums.count
-    with pair.use("ft") as model:
-        top = logit_lens(model, torch.cat([vectors, -vectors]).float() * scale, top_k)
     n = vectors.shape[0]
     unit_mean = mean / mean_norm if mean_norm > 0 else mean
+    with pair.use("ft") as model:
+        top = logit_lens(model, torch.cat([vectors, -vectors, unit_mean.unsqueeze(0)]).float() * scale, top_k)
     out = [{"index": i, "explained_variance": round(float(values[i]), 6),
             "explained_variance_ratio": round(float(values[i]) / total, 5) if total > 0 else 0.0,
             "cos_with_mean": round(float(vectors[i] @ unit_mean), 4),
@@ -126,6 +127,6 @@ def difference_pca(pair: ModelPair, texts: list[str], layer: int | None, pos: in
     payload = {"layer": layer, "pos": pos, "n_texts": sums.count, "total_variance": round(total, 6),
                "mean_norm": round(mean_norm, 4), "mean_diff_norm": round(scale, 4),
                "mean_share": round(mean_norm ** 2 / second_moment, 5) if second_moment > 0 else 0.0,
-               "components": out}
+               "mean_tokens": _tokens(top, 2 * n), "components": out}
     return payload, {"components": vectors.float().numpy(), "explained_variance": values.float().numpy(),
                      "mean": mean.float().numpy()}

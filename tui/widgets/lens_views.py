@@ -161,7 +161,8 @@ def pca_view(result: dict[str, Any], selected: int | None = None) -> Group:
         table.add_row(f"{mark}{c['index']}", f"{100 * c['explained_variance_ratio']:.1f} %",
                       f"{c['cos_with_mean']:+.2f}", words(c["tokens"]), words(c["negative_tokens"]))
     note = Text(f"the mean diff (‖{result.get('mean_norm', 0):.1f}‖ from the same passes) explains "
-                f"{100 * result.get('mean_share', 0):.1f} % of E‖d‖²; mean ‖d‖ per text "
+                f"{100 * result.get('mean_share', 0):.1f} % of E‖d‖² and reads "
+                f"{words(result.get('mean_tokens', [])) or '–'}; mean ‖d‖ per text "
                 f"{result.get('mean_diff_norm', 0):.1f}", style="dim")
     return Group(table, note)
 
