@@ -146,13 +146,18 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
 
 
 def pca(run: Annotated[str, typer.Argument(help="ADL run: its pair; its middle layer and strongest position.")],
-        layer: LayerOpt = None, pos: PosOpt = None, corpus: CorpusOpt = None, text: TextOpt = None,
-        n: Annotated[int, typer.Option("-n", help="Texts drawn from the corpus (default: generic text).")] = 256,
-        components: Annotated[int, typer.Option("--components", help="Components to show.")] = 5,
-        top: Annotated[int, typer.Option("--top", help="Logit-lens tokens per sign.")] = 10, seed: Seed = 0,
-        batch_size: BatchSizeOpt = 8, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+        layer: LayerOpt = None,
+        pos: Annotated[int | None, typer.Option("--pos", help="Position after BOS (default: the run's longest mean "
+                                                              "diff after position 0).")] = None,
+        corpus: CorpusOpt = None, text: TextOpt = None,
+        n: Annotated[int | None, typer.Option("-n", help="Texts drawn from the corpus (default corpus: the shipped "
+                                                         "generic text).")] = None,
+        components: Annotated[int | None, typer.Option("--components", help="Components to show.")] = None,
+        top: Annotated[int | None, typer.Option("--top", help="Logit-lens tokens per sign.")] = None, seed: Seed = 0,
+        batch_size: Annotated[int | None, typer.Option("--batch-size")] = None, json: Json = False,
+        remote: Remote = None, engine: Engine = None) -> None:
     """Principal components of the per-text differences (ft − base) at a layer and position, read through the
-    logit lens both ways."""
+    logit lens both ways (unset options take the engine's defaults)."""
     if text and corpus:
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
