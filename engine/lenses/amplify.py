@@ -105,6 +105,7 @@ def _mixed(base_module: Any, factor: float) -> Any:
 @contextlib.contextmanager
 def mixed_weights(pair: ModelPair, factor: float, scope: Scope = EVERYTHING) -> Iterator[None]:
     """The finetuned model behaves as base + f·(ft − base) in `scope` for the block (hooks, removed after)."""
+    pair.check_diffable()
     base_modules = dict(pair.base.hf.named_modules())
     handles = []
     try:
