@@ -319,7 +319,7 @@ def test_pca_top_component_is_the_planted_direction_and_reads_its_tokens(planted
     assert top["explained_variance_ratio"] > 0.9 and top["cos_with_mean"] > 0.9
     assert {t[0] for t in top["tokens"][:2]} == set(PLANTED) == {t[0] for t in payload["mean_tokens"][:2]}
     assert not {t[0] for t in top["negative_tokens"][:5]} & set(PLANTED)
-    assert abs(float(tensors["components"][0][1])) > 0.9  # dimension 1 carries it
+    assert abs(float(tensors["components"][0][1])) > 0.9 and top["top_dim"][0] == 1  # dimension 1 carries it
     # the streamed sums give what the differences held all at once give
     direct = torch.stack([_diff_at(pair, t, 1, 1) for t in PCA_TEXTS])
     want = torch.linalg.eigvalsh(torch.cov(direct.T, correction=0)).flip(0)[:3]

@@ -97,6 +97,14 @@ def components(sums: DiffMoments, n: int) -> tuple[Float[Tensor, " n"], Float[Te
     return values, vectors * signs.unsqueeze(1)
 
 
+def _top_dim(unit: Float[Tensor, " d_model"]) -> list[float]:
+    """[dimension, share of the squared length] of the unit vector's largest coordinate: a share near 1 means one
+    residual dimension (often a massive-activation one) and a logit-lens reading that says little."""
+    squared = unit.double() ** 2
+    dim = int(squared.argmax())
+    return [dim, round(float(squared[dim]), 4)]
+
+
 def _tokens(top: Any, row: int) -> list[list[Any]]:
     return [[str(t), round(float(p), 4)] for t, p in zip(top.tokens[row].tolist(), top.probs[row].tolist(),
                                                           strict=True)]
@@ -121,7 +129,7 @@ def difference_pca(pair: ModelPair, texts: list[str], layer: int | None, pos: in
         top = logit_lens(model, torch.cat([vectors, -vectors, unit_mean.unsqueeze(0)]).float() * scale, top_k)
     out = [{"index": i, "explained_variance": round(float(values[i]), 6),
             "explained_variance_ratio": round(float(values[i]) / total, 5) if total > 0 else 0.0,
-            "cos_with_mean": round(float(vectors[i] @ unit_mean), 4),
+            "cos_with_mean": round(float(vectors[i] @ unit_mean), 4), "top_dim": _top_dim(vectors[i]),
             "tokens": _tokens(top, i), "negative_tokens": _tokens(top, n + i)} for i in range(n)]
     second_moment = float(sums.outer.trace()) / sums.count
     payload = {"layer": layer, "pos": pos, "n_texts": sums.count, "total_variance": round(total, 6),

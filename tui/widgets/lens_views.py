@@ -152,14 +152,15 @@ def causal_view(result: dict[str, Any]) -> Group:
 
 def pca_view(result: dict[str, Any], selected: int | None = None) -> Group:
     """The components by explained variance, each with its logit-lens tokens both ways (`selected` marked)."""
-    table = Table("#", "explained", "cos(mean)", "+ tokens", "− tokens", expand=True,
+    table = Table("#", "explained", "cos(mean)", "top dim", "+ tokens", "− tokens", expand=True,
                   title=f"PCA of ft − base at layer {result.get('layer')}, position {result.get('pos')} over "
                         f"{result.get('n_texts')} texts", title_justify="left")
     words = lambda tokens: ", ".join(visible_token(t[0]).plain for t in tokens[:8])  # noqa: E731
     for c in result.get("components", []):
         mark = "▶ " if c["index"] == selected else ""
         table.add_row(f"{mark}{c['index']}", f"{100 * c['explained_variance_ratio']:.1f} %",
-                      f"{c['cos_with_mean']:+.2f}", words(c["tokens"]), words(c["negative_tokens"]))
+                      f"{c['cos_with_mean']:+.2f}", "{} ({:.0%})".format(*c.get("top_dim", ["–", 0])),
+                      words(c["tokens"]), words(c["negative_tokens"]))
     note = Text(f"the mean diff (‖{result.get('mean_norm', 0):.1f}‖ from the same passes) explains "
                 f"{100 * result.get('mean_share', 0):.1f} % of E‖d‖² and reads "
                 f"{words(result.get('mean_tokens', [])) or '–'}; mean ‖d‖ per text "
