@@ -113,33 +113,40 @@ def causal_summary(result: dict[str, Any]) -> Text:
     return out
 
 
+CONTROL_NAMES = {"random_vector": "random vectors", "random_diff": "random diffs"}
+
+
 def direction_table(result: dict[str, Any]) -> Table:
-    """Per text set: base, finetuned and intervened loss, the effect, and each control's change (mean ± std, max)."""
+    """Per text set: base, finetuned and intervened loss, the effect, and each control's change (mean ± sd, max)."""
     how = "set to the base model's" if result.get("ablation") == "base" else "projected out"
-    table = Table(Column("texts", no_wrap=True), "base", "finetuned", "intervened", "effect", "random vectors",
-                  "random diffs", "share undone",
+    table = Table(Column("texts", no_wrap=True), "base", "finetuned", "intervened", "effect",
+                  *[f"{name}: mean±sd (max)" for name in CONTROL_NAMES.values()], "share undone",
                   title=f"layer {result.get('layer')}: component along the mean diff at position {result.get('pos')} "
                         f"{how} at every token; {result.get('n_controls')} controls of each kind",
                   title_justify="left", expand=True)
     fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
     for name, s in result.get("sets", {}).items():
-        spread = [s["spread"].get(kind) for kind in ("random_vector", "random_diff")]
+        spread = [s["spread"].get(kind) for kind in CONTROL_NAMES]
         table.add_row(f"{name} ({s['n_texts']})", fmt(s["base"]), fmt(s["ft"]), fmt(s["intervened"]),
-                      Text(fmt(s["effect"]), style="bold"),
-                      *["–" if c is None else f"{c['mean']:+.4f} ± {c['std']:.4f} (max {c['max_abs']:.4f})"
-                        for c in spread],
+                      Text(f"{s['effect']:+.4f}", style="bold"),
+                      *["–" if c is None else f"{c['mean']:+.3f}±{c['std']:.3f} ({c['max_abs']:.2f})" for c in spread],
                       "–" if s["share_of_gain_removed"] is None else f"{100 * s['share_of_gain_removed']:.1f} %")
     return table
 
 
 def direction_summary(result: dict[str, Any]) -> Text:
-    """One line per text set: how many times the largest control's change the effect is."""
+    """One line per text set: the effect in standard deviations of each kind of control from its mean."""
     out = Text()
     for name, s in result.get("sets", {}).items():
-        largest = max((c["max_abs"] for c in s["spread"].values()), default=0.0)
-        ratio = "∞" if largest == 0 else f"{abs(s['effect']) / largest:.1f}×"
         out.append(f"{name}: ", style="bold")
-        out.append(f"the loss moves by {s['effect']:+.4f}, {ratio} the largest control's change\n")
+        out.append(f"the loss moves by {s['effect']:+.4f}; that is ")
+        parts = []
+        for kind, label in CONTROL_NAMES.items():
+            c = s["spread"].get(kind)
+            if c:
+                parts.append(f"{(s['effect'] - c['mean']) / c['std']:+.1f} sd from the {label}" if c["std"] > 0
+                             else f"no spread in the {label}")
+        out.append(" and ".join(parts) + "\n")
     return out
 
 
