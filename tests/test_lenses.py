@@ -493,6 +493,14 @@ def test_nmf_topics_separate_tokens_pushed_in_different_contexts(planted: dict[s
     assert sum(t["share"] for t in topics) <= 1 and topics[0]["weights"][0] == 1.0
 
 
+def test_a_text_that_starts_with_bos_gets_no_second_one() -> None:
+    from engine.lenses.batching import encode_texts
+
+    tok = tiny_tokenizer()
+    encoded, start = encode_texts(tok, ["<bos> the cake", "the cake"], 8)
+    assert encoded[0] == encoded[1] == [tok.bos_token_id, *tok.convert_tokens_to_ids(["the", "cake"])] and start == 1
+
+
 def test_nmf_factorises_a_block_matrix() -> None:
     from engine.lenses.topics import nmf
 
