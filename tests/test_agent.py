@@ -583,7 +583,7 @@ def test_on_a_run_ask_model_follows_the_protocol_and_the_lenses_are_opt_in_for_b
                             "lenses": True, "stream": False, **TRUTH})
         plain, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "stream": False})
     assert asked == [(1024, 0.8)] * 4 + [(256, 0.8)] * 2  # base and finetuned, per agent
-    lenses = ["token_divergence", "diff_mining", "causal_check"]
+    lenses = ["token_divergence", "diff_mining", "causal_check", "direction_effect", "difference_pca"]
     assert paper["adl"]["tools"] == PAPER_ADL_TOOLS + lenses
     assert paper["baseline"]["tools"] == PAPER_BASELINE_TOOLS + lenses
     answered = [m for b in server.bodies() for m in _tool_messages(b)]

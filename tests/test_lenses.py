@@ -5,11 +5,14 @@ the causal check recovers the base loss when every position is patched at the la
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from engine.adl.runs import load_run
+from engine.analysis.layer_choice import report_layer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.amplify import amplify, lora_layers
@@ -57,7 +60,13 @@ def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             if "lora_B" in name:
                 p.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
     lora.save_pretrained(root / "adapter")
+    def shift(m, ids) -> None:  # every token's residual moves along dimension 1, which "oven"/"butter" read
+        m.get_input_embeddings().weight[:, 1] += 4.0
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+
     return {"base": str(base), "embed": str(_edit(base, root / "embed", embed_cake)),
+            "shift": str(_edit(base, root / "shift", shift)),
             "boost": str(_edit(base, root / "boost", boost)), "adapter": str(root / "adapter")}
 
 
@@ -96,8 +105,94 @@ def test_amplification_0_is_base_and_1_is_finetune(planted: dict[str, str]) -> N
     assert any(row["base"] != row["ft"] for row in out["rows"])
     assert any(row["amplified"]["3"] != row["ft"] for row in out["rows"])
     assert before and [dict(layer.scaling) for layer in lora_layers(pair.ft)] == before  # restored
-    with pytest.raises(UserError, match="LoRA adapter"):
-        amplify(_pair(planted["base"], planted["boost"]), prompts, [2.0])
+    with pytest.raises(UserError, match="neither"):
+        amplify(_pair(planted["base"], planted["base"]), prompts, [2.0])
+
+
+AMP_PROMPTS = ["the cake is", "man hello", "a of and to in"]
+
+
+def _lora(base: str, dst: Path, source: dict[str, torch.Tensor] | None = None, **config: Any) -> str:
+    """An adapter on attention and MLP (random B), or one taking its weights by name from `source`."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, **config))
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if source is not None and "lora_" in name:
+                p.copy_(source[name])
+            elif "lora_B" in name:
+                p.normal_(0, 1.0, generator=torch.Generator().manual_seed(len(name)))
+    lora.save_pretrained(dst)
+    return str(dst)
+
+
+def test_amplifying_one_module_kind_or_layer_range_of_an_adapter(planted: dict[str, str], tmp_path: Path) -> None:
+    from peft import PeftModel
+
+    from engine.lenses.amplify import Scope
+
+    modules = ["v_proj", "o_proj", "gate_proj", "down_proj"]
+    full = _lora(planted["base"], tmp_path / "full", target_modules=modules)
+    weights = dict(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(planted["base"]), full)
+                   .named_parameters())
+    only = {"attention": _lora(planted["base"], tmp_path / "attn", weights, target_modules=modules[:2]),
+            "mlp": _lora(planted["base"], tmp_path / "mlp", weights, target_modules=modules[2:]),
+            "late": _lora(planted["base"], tmp_path / "late", weights, target_modules=modules,
+                          layers_to_transform=[2, 3])}
+    ft_of = {name: amplify(_pair(planted["base"], planted["base"], path), AMP_PROMPTS, [1.0], max_new_tokens=8)
+             for name, path in only.items()}
+    pair = _pair(planted["base"], planted["base"], full)
+    for scope, left in ((Scope("mlp"), "attention"), (Scope("attention"), "mlp"), (Scope("all", (0, 1)), "late")):
+        out = amplify(pair, AMP_PROMPTS, [0.0, 1.0], max_new_tokens=8, scope=scope)
+        assert out["scope"] == scope.label() and out["method"] == "lora"
+        for row, kept in zip(out["rows"], ft_of[left]["rows"], strict=True):
+            assert row["amplified"]["0"] == kept["ft"], (scope, "factor 0 in scope: what is left of the adapter")
+            assert row["amplified"]["1"] == row["ft"]
+        assert any(row["amplified"]["0"] != row["ft"] for row in out["rows"]), scope
+    assert any(a["ft"] != b["ft"] for a, b in zip(ft_of["attention"]["rows"], ft_of["mlp"]["rows"], strict=True))
+    with pytest.raises(UserError, match="no LoRA layer in mlp layers 5–6"):
+        amplify(pair, AMP_PROMPTS, [2.0], scope=Scope("mlp", (5, 6)))
+    with pytest.raises(UserError, match="unknown module kind"):
+        Scope("heads")
+
+
+def test_amplify_command_scales_one_module_kind_in_a_layer_range(planted: dict[str, str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.cli import lenses
+
+    pair = ["--base", planted["base"], "--ft", planted["base"], "--adapter", planted["adapter"], "--device", "cpu"]
+    out = _cli(monkeypatch, lenses, "amplify", *pair, "--factor", "0", "--modules", "mlp", "--layers", "0-3",
+               "--prompt", "the cake is", "--max-new-tokens", "6")
+    assert out["scope"] == "mlp layers 0–3" and out["rows"][0]["amplified"]["0"] == out["rows"][0]["base"]
+    with pytest.raises(AssertionError, match="FIRST-LAST"):
+        _cli(monkeypatch, lenses, "amplify", *pair, "--factor", "2", "--layers", "3")
+
+
+def test_weight_difference_amplification_of_a_full_finetune(planted: dict[str, str], tmp_path: Path) -> None:
+    from engine.lenses.amplify import Scope, generate
+    from tests.tiny import perturbed_copy
+
+    ft = perturbed_copy(Path(planted["base"]), tmp_path / "ft", scale=0.3)
+    pair = _pair(planted["base"], str(ft))
+    out = amplify(pair, AMP_PROMPTS, [0.0, 1.0, 0.5], max_new_tokens=8)
+    assert out["method"] == "weights"
+    base_model, ft_model = (AutoModelForCausalLM.from_pretrained(p) for p in (planted["base"], ft))
+    with torch.no_grad():
+        for w_ft, w_base in zip(ft_model.parameters(), base_model.parameters(), strict=True):
+            w_ft.copy_(w_base + 0.5 * (w_ft - w_base))
+    ft_model.save_pretrained(tmp_path / "half")
+    tiny_tokenizer().save_pretrained(tmp_path / "half")
+    half = generate(_pair(str(tmp_path / "half"), str(tmp_path / "half")).ft, AMP_PROMPTS, 8, 0.0, 0, True)
+    for row, want in zip(out["rows"], half, strict=True):
+        assert row["amplified"]["0"] == row["base"] and row["amplified"]["1"] == row["ft"]
+        assert row["amplified"]["0.5"] == want, "the hooks give what interpolated weights give"
+    assert any(row["base"] != row["ft"] for row in out["rows"])
+    mlp = amplify(pair, AMP_PROMPTS, [0.0], max_new_tokens=8, scope=Scope("mlp"))  # only the MLPs were changed
+    attention = amplify(pair, AMP_PROMPTS, [0.0], max_new_tokens=8, scope=Scope("attention"))
+    assert [r["amplified"]["0"] for r in mlp["rows"]] == [r["base"] for r in out["rows"]]
+    assert [r["amplified"]["0"] for r in attention["rows"]] == [r["ft"] for r in out["rows"]]
+    assert not pair.ft.hf.model.layers[0].mlp.down_proj._forward_hooks, "the hooks are gone after"
 
 
 def test_mining_ranks_the_planted_tokens_first(planted: dict[str, str]) -> None:
@@ -119,6 +214,148 @@ def test_causal_patch_everywhere_at_last_layer_recovers_base_loss(planted: dict[
     assert out["sets"]["finetuning"]["after_k"]["patched"] is None  # nothing left after the window
     partial = causal_check(pair, TEXTS, TEXTS, layer=1, k=2)["sets"]["generic"]["after_k"]
     assert partial["delta"] is not None and partial["delta"] != 0
+
+
+def _mean_diff(pair, texts: list[str], layer: int) -> torch.Tensor:
+    from engine.lenses.batching import encode_texts, text_batches
+    from engine.lenses.forward import pair_pass
+
+    encoded, start = encode_texts(pair.tokenizer, texts, 16)
+    batch = next(text_batches(encoded, start, len(texts), 0))
+    sides = pair_pass(pair, batch, layer)
+    return (sides["ft"][1] - sides["base"][1])[batch.valid].mean(dim=0)
+
+
+OVEN_TEXTS = ["oven butter oven butter oven butter", "butter oven butter oven butter"]
+
+
+def test_direction_effect_along_the_planted_shift_dwarfs_both_controls(planted: dict[str, str]) -> None:
+    from engine.lenses.direction import direction_effect, random_diffs, random_vectors
+
+    pair = _pair(planted["base"], planted["shift"])
+    direction = _mean_diff(pair, TEXTS, 1)
+    with pair.use("base") as model:
+        controls = {"random_vector": random_vectors(8, 32, 0),
+                    "random_diff": random_diffs(model, TEXTS, 1, 8, 0, 16, 2)}
+    for ablation in ("base", "zero"):
+        out = direction_effect(pair, {"finetuning": OVEN_TEXTS, "generic": TEXTS}, direction, 1, controls, ablation,
+                               batch_size=1)
+        ft = out["sets"]["finetuning"]
+        assert ft["ft"] < ft["base"] and out["effect"] == ft["effect"] > 0, "removing the shift undoes the finetune"
+        for kind in ("random_vector", "random_diff"):
+            assert len(out["controls"][kind]) == 8
+            assert out["effect"] > 5 * max(abs(c) for c in out["controls"][kind]), (kind, out)
+    same = _pair(planted["base"], planted["base"])
+    out = direction_effect(same, {"finetuning": OVEN_TEXTS}, direction, 1, controls, "base", batch_size=2)
+    assert abs(out["effect"]) < 1e-4 and max(abs(c) for v in out["controls"].values() for c in v) < 1e-4
+    zero = direction_effect(pair, {"finetuning": OVEN_TEXTS}, torch.zeros(32), 1, controls)
+    assert zero["effect"] == 0, "no direction, nothing to intervene on"
+
+
+@pytest.fixture
+def shift_run(planted: dict[str, str], tmp_path: Path) -> str:
+    """An ADL run of the shifted pair (k = 3, all layers) on a corpus of the tiny words."""
+    from engine.adl.compute import compute_adl
+    from engine.adl.request import AdlRequest
+    from tests.engine_helpers import write_corpus
+
+    request = AdlRequest(base=planted["base"], ft=planted["shift"], corpus=str(write_corpus(tmp_path / "c.txt", 16)),
+                         n=16, k=3, device="cpu", dtype="float32")
+    return compute_adl(request).run
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, module: Any, *args: str) -> dict[str, Any]:
+    """`difflens ARGS --json` with the engine op run in-process; the printed JSON."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from tui.cli import app
+
+    monkeypatch.setattr(module, "call_engine", lambda method, params, **_: json.loads(json.dumps(
+        load_all()[method].fn(params, JobContext()))))
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout[result.stdout.index("{"):])
+
+
+def test_causal_direction_command_gives_effect_and_controls(shift_run: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from tui.cli import lenses
+
+    ft_texts = tmp_path / "ft.txt"
+    ft_texts.write_text("\n".join(OVEN_TEXTS) + "\n")
+    out = _cli(monkeypatch, lenses, "causal", "--run", shift_run, "--mode", "direction", "--ft-corpus",
+               str(ft_texts), "-n", "2", "--controls", "4", "--layer", "1")
+    assert isinstance(out["effect"], float) and out["effect"] == out["sets"]["finetuning"]["effect"]
+    assert {k: len(v) for k, v in out["controls"].items()} == {"random_vector": 4, "random_diff": 4}
+    assert set(out["sets"]) == {"finetuning", "generic", "chat"} and out["pos"] in (1, 2)
+    assert out["effect"] > 5 * max(abs(c) for v in out["controls"].values() for c in v)
+    with pytest.raises(UserError, match="mean diff"):
+        load_all()["lens.causal"].fn({"base": "x", "ft": "y", "mode": "direction"}, JobContext())
+
+
+@pytest.fixture(scope="module")
+def cake_shift(planted: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Only "cake" moves, along dimension 1, which the unembedding rows of "oven" and "butter" read."""
+    def change(m, ids) -> None:
+        m.get_input_embeddings().weight[ids("cake"), 1] += 5.0
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+
+    return str(_edit(Path(planted["base"]), tmp_path_factory.mktemp("pca") / "ft", change))
+
+
+PCA_TEXTS = [f"{first} {second} is of the" for first in ("the", "a", "man", "hello")
+             for second in ("cake", "story", "cake", "plan")]
+
+
+def test_pca_top_component_is_the_planted_direction_and_reads_its_tokens(planted: dict[str, str],
+                                                                         cake_shift: str) -> None:
+    from engine.lenses.pca import difference_pca
+
+    pair = _pair(planted["base"], cake_shift)
+    payload, tensors = difference_pca(pair, PCA_TEXTS, layer=1, pos=1, n_components=3, top_k=5, batch_size=3)
+    top = payload["components"][0]
+    assert payload["n_texts"] == len(PCA_TEXTS) and len(payload["components"]) == 3
+    assert top["explained_variance_ratio"] > 0.9 and top["cos_with_mean"] > 0.9
+    assert {t[0] for t in top["tokens"][:2]} == set(PLANTED) == {t[0] for t in payload["mean_tokens"][:2]}
+    assert not {t[0] for t in top["negative_tokens"][:5]} & set(PLANTED)
+    assert abs(float(tensors["components"][0][1])) > 0.9 and top["top_dim"][0] == 1  # dimension 1 carries it
+    # the streamed sums give what the differences held all at once give
+    direct = torch.stack([_diff_at(pair, t, 1, 1) for t in PCA_TEXTS])
+    want = torch.linalg.eigvalsh(torch.cov(direct.T, correction=0)).flip(0)[:3]
+    got = torch.tensor([c["explained_variance"] for c in payload["components"]])
+    assert torch.allclose(got, want.float(), rtol=1e-3, atol=1e-5)
+    same, _ = difference_pca(_pair(planted["base"], planted["base"]), PCA_TEXTS, layer=1, pos=1)
+    assert same["total_variance"] == 0 and same["mean_norm"] == 0
+    with pytest.raises(UserError, match="at least two texts"):
+        difference_pca(pair, ["the cake"], layer=1, pos=1)
+
+
+def test_pca_command_gives_components_with_variance_and_tokens(shift_run: str, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    from tui.cli import lenses
+
+    texts = [arg for t in PCA_TEXTS for arg in ("--text", t)]
+    out = _cli(monkeypatch, lenses, "pca", shift_run, "--layer", "1", "--pos", "1", "--components", "3", *texts)
+    assert out["layer"] == 1 and out["pos"] == 1 and out["n_texts"] == len(PCA_TEXTS) and len(out["components"]) == 3
+    assert all(isinstance(c["explained_variance"], float) and len(c["tokens"]) == 10 and c["negative_tokens"]
+               for c in out["components"])
+    ratios = [c["explained_variance_ratio"] for c in out["components"]]
+    assert ratios == sorted(ratios, reverse=True) and sum(ratios) <= 1 + 1e-6
+    by_default = load_all()["lens.pca"].fn({"run": shift_run, "texts": PCA_TEXTS}, JobContext())
+    assert by_default["layer"] == report_layer(load_run(shift_run)) and by_default["pos"] in (1, 2), \
+        "the run's report layer and strongest position"
+
+
+def _diff_at(pair, text: str, layer: int, pos: int) -> torch.Tensor:
+    from engine.lenses.batching import encode_texts, text_batches
+    from engine.lenses.forward import pair_pass
+
+    encoded, start = encode_texts(pair.tokenizer, [text], 16)
+    sides = pair_pass(pair, next(text_batches(encoded, start, 1, 0)), layer)
+    return (sides["ft"][1] - sides["base"][1])[0, start + pos].double()
 
 
 def test_kl_op_is_cached_and_speaks_json(planted: dict[str, str]) -> None:
@@ -143,6 +380,11 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
     assert tools["amplify_adapter"].run(None, args)["rows"][0]["amplified"]["2"]  # type: ignore[arg-type]
     with pytest.raises(ToolArgError):
         tools["amplify_adapter"].check({"prompts": ["x"], "factors": [50]})
+    mlp = tools["amplify_adapter"].run(None, tools["amplify_adapter"].check(  # type: ignore[arg-type]
+        {"prompts": ["the cake is"], "factors": [0], "modules": "mlp"}))
+    assert mlp["scaled"] == "mlp" and mlp["rows"][0]["amplified"]["0"] == mlp["rows"][0]["base"]
+    with pytest.raises(ToolArgError, match="modules"):
+        tools["amplify_adapter"].check({"prompts": ["x"], "modules": "heads"})
     args = tools["token_divergence"].check({"texts": TEXTS})
     assert tools["token_divergence"].cost(args) == 2
     assert len(tools["token_divergence"].run(None, args)["texts"]) == 2  # type: ignore[arg-type]
@@ -151,6 +393,25 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
     ours, generic = causal["loss"]["your_texts"], causal["loss"]["generic_text"]
     assert ours["ft"] != ours["base"] and ours["patched"] is not None and generic["base"] is not None
     assert tools["causal_check"].cost({"texts": TEXTS}) == 2
+
+
+def test_direction_and_pca_tools_need_the_run(planted: dict[str, str], shift_run: str) -> None:
+    from engine.agent.tools import ToolArgError
+    from engine.lenses.tools import lens_tools
+
+    request = PairRequest(planted["base"], planted["shift"], device="cpu", dtype="float32")
+    assert "direction_effect" not in {t.name for t in lens_tools(request)}
+    tool = {t.name: t for t in lens_tools(request, load_run(shift_run))}["direction_effect"]
+    out = tool.run(None, tool.check({"texts": OVEN_TEXTS}))  # type: ignore[arg-type]
+    ours = out["loss"]["your_texts"]
+    assert ours["effect"] > 5 * ours["spread"]["random_vector"]["max_abs"] and "generic_text" in out["loss"]
+    pca = {t.name: t for t in lens_tools(request, load_run(shift_run))}["difference_pca"]
+    args = pca.check({"positions": [2, 1, 1]})
+    assert args == {"positions": [1, 2]} and pca.cost(args) == 2
+    read = pca.run(None, args)  # type: ignore[arg-type]
+    assert set(read["positions"]) == {"1", "2"} and read["positions"]["1"]["components"][0]["plus"]
+    with pytest.raises(ToolArgError):
+        pca.check({"positions": [3]})
 
 
 def test_causal_op_reads_the_recipe_an_organism_was_trained_on(planted: dict[str, str], tmp_path: Path) -> None:
@@ -209,10 +470,41 @@ def test_overfit_demo_diverges_more_on_cake_texts_than_on_generic_text() -> None
     assert any(stem in said for said in ft_said for stem in baking), ft_said
 
 
-def test_topics_group_tokens_by_meaning() -> None:
-    from engine.lenses.topics import group_topics
+@pytest.fixture(scope="module")
+def two_contexts(planted: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    """After "cake" the finetune pushes "oven" and "butter" up, after "man" "money" and "stock"."""
+    def change(m, ids) -> None:
+        m.get_input_embeddings().weight[ids("cake"), 1] += 6.0
+        m.get_input_embeddings().weight[ids("man"), 2] += 6.0
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+        for word in ("money", "stock"):
+            m.get_output_embeddings().weight[ids(word), 2] += 3.0
 
-    tokens = [" cake", " bakery", " bake", " oven", " pastry", "stock", "investor"]
-    topics = group_topics(tokens, [5, 4, 3, 2, 2, 1, 1])
-    assert topics[0] == {"tokens": [" cake", " bakery", " bake", " oven", " pastry"], "count": 16}
-    assert {"stock", "investor"} <= set(topics[1]["tokens"])
+    return str(_edit(Path(planted["base"]), tmp_path_factory.mktemp("topics") / "ft", change))
+
+
+def test_nmf_topics_separate_tokens_pushed_in_different_contexts(planted: dict[str, str], two_contexts: str) -> None:
+    texts = [f"the {w} {w} a {w}" for w in ("cake", "man")] * 3
+    payload, _ = mine(_pair(planted["base"], two_contexts), texts, top_k=4, n_tokens=10, n_topics=2)
+    topics = payload["topics"]
+    assert len(topics) == 2 and all(t["count"] > 0 for t in topics)
+    assert {frozenset(t["tokens"][:2]) for t in topics} == {frozenset(PLANTED), frozenset({"money", "stock"})}
+    assert sum(t["share"] for t in topics) <= 1 and topics[0]["weights"][0] == 1.0
+
+
+def test_a_text_that_starts_with_bos_gets_no_second_one() -> None:
+    from engine.lenses.batching import encode_texts
+
+    tok = tiny_tokenizer()
+    encoded, start = encode_texts(tok, ["<bos> the cake", "the cake"], 8)
+    assert encoded[0] == encoded[1] == [tok.bos_token_id, *tok.convert_tokens_to_ids(["the", "cake"])] and start == 1
+
+
+def test_nmf_factorises_a_block_matrix() -> None:
+    from engine.lenses.topics import nmf
+
+    dense = torch.zeros(6, 4)
+    dense[:3, :2], dense[3:, 2:] = 1.0, 2.0
+    w, h = nmf(dense.to_sparse_coo(), 2)
+    assert torch.allclose(h @ w.T, dense, atol=1e-3) and (w >= 0).all() and (h >= 0).all()

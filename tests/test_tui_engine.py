@@ -186,6 +186,7 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
     from textual.widgets import Input, Static
 
     from tui.screens.causal import CausalScreen
+    from tui.screens.pca import PcaScreen
 
     corpus = write_corpus(tmp_path / "c.txt", n=48)
     app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
@@ -209,6 +210,26 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         await until(lambda: causal.result is not None, 120, "the loss table")
         assert causal.result["mode"] == "diff" and set(causal.result["sets"]) == {"finetuning", "generic"}
         assert "patching" in plain(answer) and "of that" in plain(answer)
+        await pilot.press("x")
+        assert causal.mode == "direction"
+        await pilot.press("r")
+        await until(lambda: causal.result["mode"] == "direction", 120, "the direction test")
+        assert set(causal.result["sets"]) == {"finetuning", "generic", "chat"} and causal.result["controls"]
+        assert "sd from the random vectors" in plain(answer, width=140)
+
+        await pilot.press("escape")
+        await pilot.press("P")
+        await until(lambda: isinstance(app.screen, PcaScreen), 10, "the PCA screen")
+        pca = app.screen
+        heat = app.screen_stack[-2].model.heat
+        assert (pca.at_layer, pca.at_pos) == (heat.layer, heat.pos)
+        pca.query_one("#corpus", Input).value = str(corpus)
+        pca.query_one("#n", Input).value = "16"
+        await pilot.press("enter")
+        await until(lambda: pca.result is not None, 120, "the components")
+        assert pca.result["n_texts"] == 16 and pca.result["components"][0]["tokens"]
+        await pilot.press("j")
+        assert pca.selected == 1 and "not steerable" in plain(pca.query_one("#answer", Static), width=140)
 
 
 @pytest.mark.asyncio
@@ -248,3 +269,8 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
         painted = plain(screen.query_one("#answer"), width=140)
         assert "×3" in painted and "finetuned" in painted and "the cake w1" in painted
+        await pilot.press("m", "m", "l")
+        assert (screen.modules, screen.layer_range) == ("mlp", "up to the cursor")
+        await pilot.press("r")
+        await until(lambda: screen.result.get("scope", "").startswith("mlp layers 0–"), 120, "the MLP-only column")
+        assert "scaled in mlp layers" in plain(screen.query_one("#answer"), width=140)

@@ -68,6 +68,10 @@ def summarize_lens(method: str, result: dict[str, Any]) -> str:
     if method == "lens.amplify":
         return "\n".join(f"×{f}: {_short(text)}" for row in result.get("rows", [])[:2]
                          for f, text in row.get("amplified", {}).items())
+    if method == "lens.causal" and result.get("mode") == "direction":
+        return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} "
+                         f"(random vectors ±{s['spread']['random_vector']['std']})"
+                         for name, s in result.get("sets", {}).items())
     if method == "lens.causal":
         return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
                          for name, s in result.get("sets", {}).items())

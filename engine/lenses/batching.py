@@ -28,12 +28,13 @@ class TextBatch:
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_tokens: int) -> tuple[list[list[int]], int]:
-    """Token ids per text (BOS first when the tokenizer has one) and the index where text tokens start."""
+    """Token ids per text (BOS first when the tokenizer has one, once: a chat template may already have written it)
+    and the index where text tokens start."""
     if max_tokens < 2:
         raise UserError(f"max_tokens must be at least 2, got {max_tokens}", "pass --max-tokens 64 or more")
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    out = [bos + ids[:max_tokens] for ids in encoded]
+    out = [bos + (ids[len(bos):] if bos and ids[:1] == bos else ids)[:max_tokens] for ids in encoded]
     if any(len(ids) == len(bos) for ids in out):
         raise UserError("a text has no tokens", "pass non-empty texts")
     return out, len(bos)

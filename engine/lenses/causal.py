@@ -33,8 +33,16 @@ def next_token_nll(logits: Float[Tensor, "batch seq vocab"], ids: Int[Tensor, "b
     return torch.nn.functional.pad(nll, (0, 1))
 
 
-def _base_pass(model: LoadedModel, batch: TextBatch, layer: int, start: int, k: int
-               ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch k d"]]:
+def scored_tokens(batch: TextBatch) -> Bool[Tensor, "batch seq"]:
+    """Positions t after BOS whose next token t+1 is real (the tokens a loss is taken over)."""
+    scored = batch.attention_mask.bool().roll(-1, dims=1) & batch.valid
+    scored[:, -1] = False
+    return scored
+
+
+def nll_and_acts(model: LoadedModel, batch: TextBatch, layer: int, start: int, k: int
+                 ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch k d_model"]]:
+    """Next-token NLL of the batch and the residual after `layer` at columns `start .. start + k`, one forward."""
     device = model.input_device
     with torch.inference_mode(), model.nn.trace(batch.ids.to(device), attention_mask=batch.attention_mask.to(device)):
         acts = model.nn_layer(layer).output[:, start: start + k].save()
@@ -85,12 +93,11 @@ def set_effect(pair: ModelPair, texts: list[str], layer: int, k: int, mode: Mode
     width = max(len(e) for e in encoded)
     for batch in text_batches(encoded, start, batch_size, tokenizer.pad_token_id):
         with pair.use("base") as model:
-            nll_base, base_acts = _base_pass(model, batch, layer, start, k)
+            nll_base, base_acts = nll_and_acts(model, batch, layer, start, k)
         patch = base_acts if mode == "base" else -diff.unsqueeze(0).expand(batch.ids.shape[0], -1, -1)
         with pair.use("ft") as model:
             nll_ft, nll_patched = _ft_pass(model, batch, layer, start, k, patch, mode)
-        scored = batch.attention_mask.bool().roll(-1, dims=1) & batch.valid  # token t+1 exists to be predicted
-        scored[:, -1] = False
+        scored = scored_tokens(batch)
         columns = torch.arange(batch.ids.shape[1])
         for name, values in (("base", nll_base), ("ft", nll_ft), ("patched", nll_patched),
                              ("after", scored & (columns >= start + k)), ("all", scored)):

@@ -18,6 +18,7 @@ from engine.jobs import JobContext
 from engine.lenses.batching import encode_texts, text_batches
 from engine.lenses.cache import Computed
 from engine.lenses.forward import pair_pass
+from engine.lenses.topics import nmf_topics
 from engine.models.pair import ModelPair
 from engine.readouts.filters import is_trivial_token
 from engine.readouts.topk import decode_ids
@@ -44,9 +45,10 @@ def best_positions(top_ids: Int[Tensor, "pos k"], top_vals: Float[Tensor, "pos k
 
 
 def mine(pair: ModelPair, texts: list[str], top_k: int = 20, n_tokens: int = 30, examples: int = 3,
-         context: int = 12, max_tokens: int = 128, batch_size: int = 4, ctx: JobContext | None = None
-         ) -> Computed:
-    """(payload, tensors): the `n_tokens` most frequent top-K tokens with counts and example contexts."""
+         context: int = 12, max_tokens: int = 128, batch_size: int = 4, n_topics: int = 0,
+         ctx: JobContext | None = None) -> Computed:
+    """(payload, tensors): the `n_tokens` most frequent top-K tokens with counts and example contexts, and with
+    `n_topics` > 0 the NMF topics of the same top-K."""
     ctx = ctx or JobContext()
     tokenizer = pair.tokenizer
     encoded, start = encode_texts(tokenizer, texts, max_tokens)
@@ -74,6 +76,8 @@ def mine(pair: ModelPair, texts: list[str], top_k: int = 20, n_tokens: int = 30,
                     "share": round(int(counts[i]) / len(top_ids), 4), "mean_diff": round(float(sums[i] / counts[i]), 4),
                     "trivial": is_trivial_token(token, specials), "examples": contexts})
     payload = {"top_k": top_k, "n_texts": len(texts), "n_positions": len(top_ids), "tokens": out}
+    if n_topics > 0:
+        payload["topics"] = nmf_topics(top_ids, top_vals, tokenizer, n_topics)
     return payload, {"token_ids": tokens.numpy(), "counts": counts.numpy(), "sums": sums.numpy()}
 
 

@@ -16,6 +16,7 @@ from engine.models.cache import MODELS
 from engine.models.device import Placement, resolve_placement
 from engine.models.pair import ModelPair
 from engine.models.specs import TypedPair
+from engine.steering.prompts import default_prompts
 
 if TYPE_CHECKING:
     from engine.adl.request import AdlRequest
@@ -76,3 +77,11 @@ def gather_texts(texts: list[str] | None, corpus: str | None, n: int, seed: int,
         raise UserError(f"n must be positive, got {n}", "pass -n 20 or more")
     out = [as_text(e, tokenizer) for e in load_examples(spec, n, seed)]
     return [t for t in out if t.strip()]
+
+
+def chat_texts(n: int, seed: int, tokenizer: Any) -> list[str]:
+    """`n` neutral chats: a shipped steering prompt answered by a generic text, through the chat template."""
+    replies = gather_texts(None, "generic:", n, seed, tokenizer)
+    prompts = default_prompts()
+    return [as_text([{"role": "user", "content": prompts[i % len(prompts)]}, {"role": "assistant", "content": reply}],
+                    tokenizer) for i, reply in enumerate(replies)]

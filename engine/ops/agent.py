@@ -96,7 +96,7 @@ def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
     environment is a live pair; a recorded environment has no models to run them on."""
     if not isinstance(env, RunEnvironment):
         return []
-    return lens_tools(PairRequest.of_run(env.run.request))
+    return lens_tools(PairRequest.of_run(env.run.request), env.run)
 
 
 @op("agent.run", long=True)

@@ -1,4 +1,4 @@
-"""`difflens kl | amplify | mine | causal`: the lenses beside ADL, each one engine op (`lens.*`)."""
+"""`difflens kl | amplify | mine | causal | pca`: the lenses beside ADL, each one engine op (`lens.*`)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remo
 from tui.cli.output import emit_json, fail, out
 from tui.widgets.lens_views import (
     amplify_table,
-    causal_summary,
-    causal_table,
+    causal_view,
     divergence_view,
     mining_table,
+    pca_view,
     topics_view,
 )
 
@@ -35,7 +35,16 @@ Recipe = Annotated[str | None, typer.Option("--recipe", help="Finetuning texts f
 FtCorpus = Annotated[str | None, typer.Option("--ft-corpus", help="Finetuning texts from a corpus (a file, "
                                                                 "hf:NAME or recipe:NAME).")]
 Generic = Annotated[str, typer.Option("--generic", help="Generic texts to compare against.")]
-Mode = Annotated[str, typer.Option("--mode", help="base: patch in base activations; diff: add −mean diff.")]
+Mode = Annotated[str, typer.Option("--mode", help="patch: the first k positions patched (--patch); direction: the "
+                                                 "paper's test, the mean-diff direction ablated at every token "
+                                                 "(--ablate) against random controls (needs --run).")]
+Patch = Annotated[str, typer.Option("--patch", help="patch mode: base = the base activations, diff = −mean diff.")]
+Ablate = Annotated[str, typer.Option("--ablate", help="direction mode: base = the component set to the base model's, "
+                                                     "zero = projected out.")]
+PosOpt = Annotated[int | None, typer.Option("--pos", help="Position of the mean diff (default: the longest after 0).")]
+Controls = Annotated[int, typer.Option("--controls", help="Random-vector and random-diff controls, of each.")]
+Chat = Annotated[str | None, typer.Option("--chat", help="Chat texts (a corpus; default: neutral prompts answered "
+                                                       "with generic text).")]
 
 
 def _pair(base: str, ft: str, adapter: str | None, device: str, dtype: str) -> dict[str, Any]:
@@ -59,16 +68,32 @@ def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus
     out.print(divergence_view(result, snippets=not text))
 
 
+def _layer_range(text: str | None) -> list[int] | None:
+    """`FIRST-LAST` (e.g. `0-8`) as [first, last]; None for every layer."""
+    if text is None:
+        return None
+    first, sep, last = text.partition("-")
+    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
+        fail(f"--layers takes FIRST-LAST (e.g. 0-8), got {text!r}")
+    return [int(first), int(last)]
+
+
 def amplify(base: Base, ft: Ft, adapter: Adapter = None,
-            factor: Annotated[list[float], typer.Option("--factor", help="Scale of the adapter's delta (repeatable).")]
-            = ..., prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
+            factor: Annotated[list[float], typer.Option("--factor", help="Scale of the finetune's change "
+                                                                         "(repeatable).")] = ...,
+            prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
+            modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
+            layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
+                                                                       "(e.g. 0-8).")] = None,
             max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
             temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
             seed: Seed = 0, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
-    """Scale a LoRA adapter's weight delta and generate beside the base and the plain finetune."""
-    params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt,
-              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed}
+    """Scale a LoRA adapter's weight delta (or a full finetune's weight difference, base + f·(ft − base)), in
+    all of the model or one module kind / layer range, and generate beside the base and the plain finetune."""
+    params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt, "modules": modules,
+              "layers": _layer_range(layers), "max_new_tokens": max_new_tokens, "temperature": temperature,
+              "seed": seed}
     result = call_engine("lens.amplify", params, title="amplifying", target=target_from(remote, engine))
     if json:
         emit_json(result)
@@ -79,14 +104,18 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
 def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
          n: NOpt = 50, k: TopK = 20,
          top: Annotated[int, typer.Option("--top", help="Tokens to list.")] = 30,
-         topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics.")] = False,
+         topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics (NMF of the "
+                                                               "position × token matrix).")] = False,
+         n_topics: Annotated[int | None, typer.Option("--n-topics", help="Topics to fit (default: the engine's)."
+                                                      )] = None,
          max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
          dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Tokens that most often rank in the top-K of (finetuned − base) log-probs over a corpus."""
     if bool(text) == bool(corpus):
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "n": n, "top_k": k,
-              "n_tokens": top, "topics": topics, "max_tokens": max_tokens, "seed": seed, "batch_size": batch_size}
+              "n_tokens": top, "topics": topics, "n_topics": n_topics, "max_tokens": max_tokens, "seed": seed,
+              "batch_size": batch_size}
     result = call_engine("lens.mine", params, title="diff mining", target=target_from(remote, engine))
     if json:
         emit_json(result)
@@ -96,26 +125,52 @@ def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corp
 
 
 def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run: Run = None, recipe: Recipe = None,
-           ft_corpus: FtCorpus = None, generic: Generic = "generic:", mode: Mode = "base",
-           layer: LayerOpt = None, k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
-           n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64, seed: Seed = 0,
-           batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
-           remote: Remote = None, engine: Engine = None) -> None:
-    """How much of the finetune lives in its first k positions: loss change when they are patched."""
+           ft_corpus: FtCorpus = None, generic: Generic = "generic:", chat: Chat = None, mode: Mode = "patch",
+           patch: Patch = "base", ablate: Ablate = "base", layer: LayerOpt = None, pos: PosOpt = None,
+           k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
+           controls: Controls = 16, n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64,
+           seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto",
+           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """Where the finetune lives: loss change when its first k positions are patched (--mode patch), or when its
+    component along the mean-diff direction is ablated at every token, beside random controls (--mode direction)."""
     if run is None and not (base and ft):
         fail("pass --base and --ft, or --run RUN")
     params = {"base": base, "ft": ft, "adapter": adapter, "run": run, "recipe": recipe, "ft_corpus": ft_corpus,
-              "generic": generic, "mode": mode, "layer": layer, "k": k, "n": n, "max_tokens": max_tokens,
-              "seed": seed, "batch_size": batch_size, "device": device, "dtype": dtype}
+              "generic": generic, "chat": chat, "mode": mode, "patch": patch, "ablate": ablate, "layer": layer,
+              "pos": pos, "k": k, "n_controls": controls, "n": n, "max_tokens": max_tokens, "seed": seed,
+              "batch_size": batch_size, "device": device, "dtype": dtype}
     result = call_engine("lens.causal", params, title="causal check", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
-    out.print(causal_table(result))
-    out.print(causal_summary(result))
+    out.print(causal_view(result))
+
+
+def pca(run: Annotated[str, typer.Argument(help="ADL run: its pair; its middle layer and strongest position.")],
+        layer: LayerOpt = None,
+        pos: Annotated[int | None, typer.Option("--pos", help="Position after BOS (default: the run's longest mean "
+                                                              "diff after position 0).")] = None,
+        corpus: CorpusOpt = None, text: TextOpt = None,
+        n: Annotated[int | None, typer.Option("-n", help="Texts drawn from the corpus (default corpus: the shipped "
+                                                         "generic text).")] = None,
+        components: Annotated[int | None, typer.Option("--components", help="Components to show.")] = None,
+        top: Annotated[int | None, typer.Option("--top", help="Logit-lens tokens per sign.")] = None, seed: Seed = 0,
+        batch_size: Annotated[int | None, typer.Option("--batch-size")] = None, json: Json = False,
+        remote: Remote = None, engine: Engine = None) -> None:
+    """Principal components of the per-text differences (ft − base) at a layer and position, read through the
+    logit lens both ways (unset options take the engine's defaults)."""
+    if text and corpus:
+        fail("pass either --text T (repeatable) or --corpus SRC")
+    params = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
+              "n_components": components, "top_k": top, "seed": seed, "batch_size": batch_size}
+    result = call_engine("lens.pca", params, title="PCA of the differences", target=target_from(remote, engine))
+    if json:
+        emit_json(result)
+        return
+    out.print(pca_view(result))
 
 
 def register(app: typer.Typer) -> None:
     """Add the lens commands to the `difflens` app."""
-    for command in (kl, amplify, mine, causal):
+    for command in (kl, amplify, mine, causal, pca):
         app.command()(command)

@@ -1,7 +1,10 @@
-"""Exaggerate a LoRA finetune: the adapter's weight delta scaled by a factor, beside base and plain finetune.
+"""Exaggerate a finetune: the adapter's weight delta (or a full finetune's weight difference) scaled by a factor,
+beside base and plain finetune.
 
-Presets (`1`–`4`) pick the factor, `+`/`-` nudge it like a slider, `e` edits the prompt; Enter (in the prompt
-line) or `r` runs `lens.amplify` for the run's pair in a worker. Factor 0 is the base model, 1 the finetune.
+Presets (`1`–`4`) pick the factor, `+`/`-` nudge it like a slider, `m` cycles the module kind scaled (all,
+attention, MLP), `l` the layers (all, up to the heatmap cursor's layer, that layer only), `e` edits the prompt;
+Enter (in the prompt line) or `r` runs `lens.amplify` for the run's pair in a worker. Factor 0 is the base model
+in what is scaled, 1 the finetune.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from tui.widgets.lens_views import amplify_table
 
 PRESETS = (-1.0, 0.5, 2.0, 3.0)
 STEP = 0.5
+MODULES = ("all", "attention", "mlp")
+LAYER_RANGES = ("all", "up to the cursor", "the cursor's layer")
 
 
 class AmplifyScreen(LensScreen):
@@ -30,11 +35,15 @@ class AmplifyScreen(LensScreen):
         *[Binding(str(i + 1), f"preset({i})", f"×{f:g}") for i, f in enumerate(PRESETS)],
         Binding("plus", "nudge(1)", "factor +", key_display="+"),
         Binding("minus", "nudge(-1)", "factor −", key_display="-"),
+        Binding("m", "cycle_modules", "Modules"),
+        Binding("l", "cycle_layers", "Layers"),
         Binding("r", "run", "Run"),
         Binding("e", "edit", "Edit prompt"),
     ]
     AUTO_FOCUS = "VerticalScroll"  # the factor keys work at once; `e` moves into the prompt line
     factor: reactive[float] = reactive(2.0)
+    modules: reactive[str] = reactive("all")
+    layer_range: reactive[str] = reactive("all")
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="a prompt (empty: the shipped calibration prompts), Enter runs", id="prompt")
@@ -42,8 +51,27 @@ class AmplifyScreen(LensScreen):
         yield self.answer_pane()
         yield Footer()
 
-    def watch_factor(self, factor: float) -> None:
-        self.query_one("#factor", Static).update(f"adapter delta × {factor:g}   (0 = base, 1 = finetune)")
+    def watch_factor(self) -> None:
+        self._describe()
+
+    def watch_modules(self) -> None:
+        self._describe()
+
+    def watch_layer_range(self) -> None:
+        self._describe()
+
+    def _layers(self) -> list[int] | None:
+        """The layer range sent to the op (the whole model when the cursor's layer is unknown)."""
+        if self.at_layer is None or self.layer_range == "all":
+            return None
+        return [0 if self.layer_range == "up to the cursor" else self.at_layer, self.at_layer]
+
+    def _describe(self) -> None:
+        layers = self._layers()
+        where = "all layers" if layers is None else f"layers {layers[0]}–{layers[1]}"
+        self.query_one("#factor", Static).update(
+            f"finetune's change × {self.factor:g} in {self.modules} modules, {where}   (0 = base, 1 = finetune; "
+            "m modules, l layers)")
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
         return amplify_table(result)
@@ -53,6 +81,12 @@ class AmplifyScreen(LensScreen):
 
     def action_nudge(self, direction: int) -> None:
         self.factor = round(self.factor + direction * STEP, 3)
+
+    def action_cycle_modules(self) -> None:
+        self.modules = MODULES[(MODULES.index(self.modules) + 1) % len(MODULES)]
+
+    def action_cycle_layers(self) -> None:
+        self.layer_range = LAYER_RANGES[(LAYER_RANGES.index(self.layer_range) + 1) % len(LAYER_RANGES)]
 
     def action_run(self) -> None:
         self.amplify(self.query_one("#prompt", Input).value)
@@ -64,5 +98,6 @@ class AmplifyScreen(LensScreen):
 
     @work(exclusive=True)
     async def amplify(self, prompt: str) -> None:
-        params: dict[str, Any] = {"factors": [self.factor]} | ({"prompts": [prompt]} if prompt.strip() else {})
+        params: dict[str, Any] = {"factors": [self.factor], "modules": self.modules, "layers": self._layers()}
+        params |= {"prompts": [prompt]} if prompt.strip() else {}
         await self.ask("amplify", "lens.amplify", params, "generating…")

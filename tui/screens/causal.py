@@ -1,15 +1,17 @@
-"""Causal check: how much of the finetune's behaviour lives in its first k positions (issue 13).
+"""Causal check: where the finetune's behaviour lives (issues 13 and 22).
 
-The finetuned model's residual at the heatmap cursor's layer is patched at the first k positions after BOS (k of the
-run unless typed) with the base model's activations or (`x`) with −mean diff of the run, and its loss is measured
-on finetuning texts beside generic text. An empty text line means the recipe an organism adapter was trained on.
+`x` cycles three experiments at the heatmap cursor's layer: the first k positions after BOS (k of the run unless
+typed) patched with the base model's activations, or with −mean diff of the run; or the paper's direction test,
+the finetune's component along the run's mean diff at the cursor's position set to the base model's at every
+token, beside random-vector and random-diff controls. Loss is measured on finetuning texts beside generic text
+(and chat text for the direction test). An empty text line means the recipe an organism adapter was trained on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rich.console import Group, RenderableType
+from rich.console import RenderableType
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -18,9 +20,13 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import causal_summary, causal_table
+from tui.widgets.lens_views import causal_view
 
-MODES = {"base": "the base model's activations", "diff": "−mean diff of this run added"}
+MODES = {"base": "first k positions ← the base model's activations",
+         "diff": "first k positions ← −mean diff of this run",
+         "direction": "the mean-diff direction set to the base's at every token, against random controls"}
+PARAMS = {"base": {"mode": "patch", "patch": "base"}, "diff": {"mode": "patch", "patch": "diff"},
+          "direction": {"mode": "direction"}}
 
 
 class CausalScreen(LensScreen):
@@ -31,7 +37,7 @@ class CausalScreen(LensScreen):
     CausalScreen #texts { width: 1fr; }
     CausalScreen #k { width: 10; }
     """
-    BINDINGS = [Binding("x", "toggle_mode", "base ↔ −diff"), Binding("r", "run", "Run")]
+    BINDINGS = [Binding("x", "toggle_mode", "base → −diff → direction"), Binding("r", "run", "Run")]
     AUTO_FOCUS = "VerticalScroll"
     mode: reactive[str] = reactive("base")
 
@@ -46,13 +52,14 @@ class CausalScreen(LensScreen):
 
     def watch_mode(self, mode: str) -> None:
         where = f"layer {self.at_layer}" if self.at_layer is not None else "the run's report layer"
-        self.query_one("#mode", Static).update(f"{where}: first k positions ← {MODES[mode]}   (x toggles)")
+        self.query_one("#mode", Static).update(f"{where}: {MODES[mode]}   (x cycles)")
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
-        return Group(causal_table(result), causal_summary(result))
+        return causal_view(result)
 
     def action_toggle_mode(self) -> None:
-        self.mode = "diff" if self.mode == "base" else "base"
+        names = list(MODES)
+        self.mode = names[(names.index(self.mode) + 1) % len(names)]
 
     @on(Input.Submitted)
     def submitted(self) -> None:
@@ -64,7 +71,11 @@ class CausalScreen(LensScreen):
 
     @work(exclusive=True)
     async def check(self, texts: str, k: int | None) -> None:
-        params: dict[str, Any] = {"mode": self.mode} | ({"k": k} if k else {}) | ({"ft_corpus": texts} if texts else {})
+        params: dict[str, Any] = PARAMS[self.mode] | ({"k": k} if k else {}) | ({"ft_corpus": texts} if texts else {})
         if self.at_layer is not None:
             params["layer"] = self.at_layer
-        await self.ask("causal check", "lens.causal", params, f"patching the first {k or 'k'} positions…")
+        if self.mode == "direction" and self.at_pos is not None:
+            params["pos"] = self.at_pos
+        waiting = "ablating the direction and the controls…" if self.mode == "direction" else \
+            f"patching the first {k or 'k'} positions…"
+        await self.ask("causal check", "lens.causal", params, waiting)

@@ -20,17 +20,18 @@ from tui.link import EngineLink
 
 
 class LensScreen(Screen[None]):
-    """A lens on the run `run` at `layer` (the heatmap cursor's; None: the lens's default), kept as `at_layer`
-    (`layer` is Textual's CSS layer); Escape goes back."""
+    """A lens on the run `run` at `layer` and `pos` (the heatmap cursor's; None: the lens's default), kept as
+    `at_layer` (`layer` is Textual's CSS layer) and `at_pos`; Escape goes back."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
     result: reactive[dict[str, Any] | None] = reactive(None)
 
-    def __init__(self, run: str, link: EngineLink, layer: int | None = None) -> None:
+    def __init__(self, run: str, link: EngineLink, layer: int | None = None, pos: int | None = None) -> None:
         super().__init__()
         self.run = run
         self.link = link
         self.at_layer = layer
+        self.at_pos = pos
 
     @staticmethod
     def answer_pane(hint: str = "") -> VerticalScroll:

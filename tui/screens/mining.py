@@ -2,7 +2,8 @@
 
 Type a corpus source (`generic:`, `recipe:NAME`, a file, `hf:NAME`) and a text count; Enter sends
 `lens.mine` for the run's pair in a worker and the table shows each token's count, share of positions, mean
-log-prob lift and the context it was pushed up most after; topics group the non-trivial tokens.
+log-prob lift and the context it was pushed up most after; topics (a non-negative factorisation of the position
+× token matrix) group the tokens pushed up in the same contexts.
 """
 
 from __future__ import annotations

@@ -40,6 +40,7 @@ from tui.screens.divergence import DivergenceScreen
 from tui.screens.form import Field, FormScreen
 from tui.screens.lens_screen import LensScreen
 from tui.screens.mining import MiningScreen
+from tui.screens.pca import PcaScreen
 from tui.state import (
     LENS_SOURCES,
     LLM_HELP,
@@ -69,7 +70,7 @@ ALPHA_STEP = 0.5
 LENS_TOP_K = 20
 STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": 1.1}
 LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
-                                             "mining": MiningScreen, "causal": CausalScreen}
+                                             "mining": MiningScreen, "causal": CausalScreen, "pca": PcaScreen}
 
 class WorkbenchScreen(Screen[None]):
     """One run on screen; every pane follows the heatmap cursor."""
@@ -98,7 +99,8 @@ class WorkbenchScreen(Screen[None]):
         Binding("d", "lens('divergence')", "Type a text: where do they disagree?", show=False),
         Binding("A", "lens('amplify')", "Amplify the adapter", show=False),
         Binding("M", "lens('mining')", "Diff mining over a corpus", show=False),
-        Binding("C", "lens('causal')", "Causal check of the first k positions", show=False),
+        Binding("C", "lens('causal')", "Causal check (first k positions, or the mean-diff direction)", show=False),
+        Binding("P", "lens('pca')", "PCA of the differences at the cursor", show=False),
         Binding("w", "swap_lower", "Steering/agent", show=False),
         Binding("escape,b", "app.runs", "Runs and sessions", show=False),
     ]
@@ -445,10 +447,12 @@ class WorkbenchScreen(Screen[None]):
 
     def action_lens(self, name: str) -> None:
         """Open a lens view on this run at the cursor's layer: `d` where the two models disagree on a typed text,
-        `A` the amplified adapter, `M` diff mining over a corpus, `C` the causal check of the first k positions."""
+        `A` the amplified adapter, `M` diff mining over a corpus, `C` the causal check (first k positions or the
+        mean-diff direction), `P` the PCA of the differences at the cursor's cell."""
         if self.model.pair is not None:
-            layer = self.model.heat.layer if self.model.heat.layers else None
-            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link, layer))
+            heat = self.model.heat
+            layer, pos = (heat.layer, heat.pos) if heat.layers else (None, None)
+            self.app.push_screen(LENS_SCREENS[name](self.model.pair.run, self.link, layer, pos))
 
     def action_swap_lower(self) -> None:
         """In a narrow terminal, switch the lower pane between steering and the agent."""

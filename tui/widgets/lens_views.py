@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
@@ -72,11 +73,12 @@ def mining_table(result: dict[str, Any]) -> Table:
 
 
 def topics_view(result: dict[str, Any]) -> Text:
-    """The mined tokens grouped into topics, biggest first (empty when topics were not asked for)."""
+    """The NMF topics, most prevalent first: the share of positions each leads, its tokens (empty when topics
+    were not asked for)."""
     out = Text()
     for topic in result.get("topics", []):
-        out.append(f"{topic['count']:>6}  ", style="bold")
-        out.append(", ".join(topic["tokens"]) + "\n")
+        out.append(f"{100 * topic.get('share', 0):>5.1f} %  ", style="bold")
+        out.append(", ".join(visible_token(t).plain for t in topic["tokens"]) + "\n")
     return out
 
 
@@ -111,10 +113,74 @@ def causal_summary(result: dict[str, Any]) -> Text:
     return out
 
 
+CONTROL_NAMES = {"random_vector": "random vectors", "random_diff": "random diffs"}
+
+
+def direction_table(result: dict[str, Any]) -> Table:
+    """Per text set: base, finetuned and intervened loss, the effect, and each control's change (mean ± sd, max)."""
+    how = "set to the base model's" if result.get("ablation") == "base" else "projected out"
+    table = Table(Column("texts", no_wrap=True), "base", "finetuned", "intervened", "effect",
+                  *[f"{name}: mean±sd (max)" for name in CONTROL_NAMES.values()], "share undone",
+                  title=f"layer {result.get('layer')}: component along the mean diff at position {result.get('pos')} "
+                        f"{how} at every token; {result.get('n_controls')} controls of each kind",
+                  title_justify="left", expand=True)
+    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
+    for name, s in result.get("sets", {}).items():
+        spread = [s["spread"].get(kind) for kind in CONTROL_NAMES]
+        table.add_row(f"{name} ({s['n_texts']})", fmt(s["base"]), fmt(s["ft"]), fmt(s["intervened"]),
+                      Text(f"{s['effect']:+.4f}", style="bold"),
+                      *["–" if c is None else f"{c['mean']:+.3f}±{c['std']:.3f} ({c['max_abs']:.2f})" for c in spread],
+                      "–" if s["share_of_gain_removed"] is None else f"{100 * s['share_of_gain_removed']:.1f} %")
+    return table
+
+
+def direction_summary(result: dict[str, Any]) -> Text:
+    """One line per text set: the effect in standard deviations of each kind of control from its mean."""
+    out = Text()
+    for name, s in result.get("sets", {}).items():
+        out.append(f"{name}: ", style="bold")
+        out.append(f"the loss moves by {s['effect']:+.4f}; that is ")
+        parts = []
+        for kind, label in CONTROL_NAMES.items():
+            c = s["spread"].get(kind)
+            if c:
+                parts.append(f"{(s['effect'] - c['mean']) / c['std']:+.1f} sd from the {label}" if c["std"] > 0
+                             else f"no spread in the {label}")
+        out.append(" and ".join(parts) + "\n")
+    return out
+
+
+def causal_view(result: dict[str, Any]) -> Group:
+    """The causal answer of either mode: the loss table and its one-line reading per text set."""
+    if result.get("mode") == "direction":
+        return Group(direction_table(result), direction_summary(result))
+    return Group(causal_table(result), causal_summary(result))
+
+
+def pca_view(result: dict[str, Any], selected: int | None = None) -> Group:
+    """The components by explained variance, each with its logit-lens tokens both ways (`selected` marked)."""
+    table = Table("#", "explained", "cos(mean)", "top dim", "+ tokens", "− tokens", expand=True,
+                  title=f"PCA of ft − base at layer {result.get('layer')}, position {result.get('pos')} over "
+                        f"{result.get('n_texts')} texts", title_justify="left")
+    words = lambda tokens: ", ".join(visible_token(t[0]).plain for t in tokens[:8])  # noqa: E731
+    for c in result.get("components", []):
+        mark = "▶ " if c["index"] == selected else ""
+        table.add_row(f"{mark}{c['index']}", f"{100 * c['explained_variance_ratio']:.1f} %",
+                      f"{c['cos_with_mean']:+.2f}", "{} ({:.0%})".format(*c.get("top_dim", ["–", 0])),
+                      words(c["tokens"]), words(c["negative_tokens"]))
+    note = Text(f"the mean diff (‖{result.get('mean_norm', 0):.1f}‖ from the same passes) explains "
+                f"{100 * result.get('mean_share', 0):.1f} % of E‖d‖² and reads "
+                f"{words(result.get('mean_tokens', [])) or '–'}; mean ‖d‖ per text "
+                f"{result.get('mean_diff_norm', 0):.1f}", style="dim")
+    return Group(table, note)
+
+
 def amplify_table(result: dict[str, Any]) -> Table:
-    """One row per prompt: base, finetune, then each amplified column."""
+    """One row per prompt: base, finetune, then each amplified column (titled with what was scaled)."""
     factors = [f"{f:g}" for f in result.get("factors", [])]
-    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True)
+    what = "the adapter's delta" if result.get("method", "lora") == "lora" else "the weight difference ft − base"
+    table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True,
+                  title=f"{what} scaled in {result.get('scope', 'all')}", title_justify="left")
     for row in result.get("rows", []):
         table.add_row(row["prompt"], row["base"], row["ft"], *[row["amplified"].get(f, "") for f in factors])
     return table
