@@ -83,13 +83,13 @@ def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[st
     assert scores["same"] < 1e-6 and min(scores["mlp"], scores["attn"]) > 0.05, scores
     assert all(p["error"] is None and p["run"] and p["hypothesis"] for p in first["pairs"])
     assert first["pairs"][-1]["hypothesis"].startswith("No difference")
-    assert first["plan"]["order"][0] == "same" and first["plan"]["model_loads"] == 3
-    assert len(loads) == 3 and len(triaged) == 3  # base once, each adapter once
+    assert first["plan"]["order"][0] == "same" and first["plan"]["model_loads"] == 1
+    assert len(loads) == 1 and len(triaged) == 3  # the base weights once; both adapters attach to them
     progress = [e["message"] for e in events if e["type"] == "progress"]
     assert any(m.startswith("mlp (2/3)") for m in progress) and progress[-1] == "done"
 
     second = triage_board(params, JobContext())
-    assert len(triaged) == 3 and len(loads) == 3  # nothing recomputed, nothing loaded
+    assert len(triaged) == 3 and len(loads) == 1  # nothing recomputed, nothing loaded
     assert second["skipped"] == 3 and all(p["skipped"] for p in second["pairs"])
     assert [(p["name"], p["score"], p["hypothesis"]) for p in second["pairs"]] == \
         [(p["name"], p["score"], p["hypothesis"]) for p in first["pairs"]]
@@ -149,7 +149,7 @@ def test_plan_groups_pairs_by_base(planted: dict[str, str], tiny_dir: Path) -> N
                PairEntry("b", planted["base"], planted["base"], adapter=planted["attn"])]
     order = plan(entries)
     assert [p.entry.name for p in order] == ["other", "same", "a", "b", "bad"]
-    assert count_loads(order) == 4
+    assert count_loads(order) == 2  # the two checkpoints; the adapters attach to the planted base
 
 
 def test_score_rewards_a_coherent_concentrated_trace_and_is_zero_without_one() -> None:

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.adl.accumulate import Sums, check_finite, read_positions
-from engine.adl.base_pass import load_base_pass, save_base_pass
+from engine.adl.base_pass import BasePass, load_base_pass, save_base_pass
 from engine.adl.request import KIND, AdlRequest
 from engine.corpus.sources import load_examples
 from engine.corpus.windows import Window, batches, make_windows, sample_self
@@ -125,6 +125,15 @@ def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> Ad
         base_shape = Shape.of(model)
         del model  # only the cache holds the base now, so the ft pass can free it
         _sequential(request, base_shape, windows, layers, sums, run_id, ctx)
+    return finish_run(request, tokenizer, n_layers, d_model, sums, windows, skipped, base_pass, started)
+
+
+def finish_run(request: AdlRequest, tokenizer: Any, n_layers: int, d_model: int, sums: Sums, windows: list[Window],
+               skipped: int, base_pass: BasePass | None, started: float) -> AdlOutcome:
+    """Store a run whose sums are complete, and its base pass when this run computed it."""
+    layers = request.resolve_layers(n_layers)
+    inputs = request.inputs(n_layers)
+    run_id = results.key_for(KIND, inputs)
     means = {name: t.numpy() for name, t in sums.means().items()}
     means["layers"] = np.asarray(layers, dtype=np.int64)
     meta = _meta(request, tokenizer, n_layers, d_model, layers, sums.counts[0], skipped, windows,

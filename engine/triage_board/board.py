@@ -3,9 +3,11 @@ recorded with its error while the rest go on, each outcome stored as soon as it 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
+from engine.adl.adapter_group import precompute_adapters
 from engine.analysis.triage import triage
 from engine.errors import JobCancelled
 from engine.jobs import JobContext
@@ -13,7 +15,7 @@ from engine.ops.adl import request_from_params
 from engine.ops.triage import options_from_params
 from engine.triage_board import state
 from engine.triage_board.hypothesis import configured_llm, hypothesis, one_line
-from engine.triage_board.order import count_loads, plan
+from engine.triage_board.order import Planned, count_loads, plan
 from engine.triage_board.pairs import PairEntry
 from engine.triage_board.score import README, trace_strength
 from store.errors import ActionableError
@@ -32,6 +34,7 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
     keys: list[dict[str, str]] = []
     state.save_board(bid, name, source, keys, settings, "running")
     outcomes = []
+    _mixed_adapter_runs(order, settings, ctx)
     for index, item in enumerate(order):
         ctx.progress(index, len(order), f"{item.entry.name} ({index + 1}/{len(order)})")
         outcome = _one(item.entry, settings, llm, _pair_context(ctx, item.entry.name, index, len(order)), reports)
@@ -44,6 +47,26 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
     return {"board": bid, "name": name, "source": source, "pairs": state.sort_pairs(outcomes),
             "plan": {"order": [p.entry.name for p in order], "model_loads": count_loads(order)},
             "skipped": sum(1 for o in outcomes if o["skipped"]), "score_definition": README}
+
+
+def _mixed_adapter_runs(order: list[Planned], settings: dict[str, Any], ctx: JobContext) -> None:
+    """The ADL runs of adapters of one base, computed together in mixed-adapter batches before the pairs are
+    triaged one by one (which then find them cached). Whatever fails here is left to its pair to report."""
+    requests = []
+    for item in order:
+        with contextlib.suppress(ActionableError):
+            requests.append(request_from_params(_params(item.entry, settings)))
+    try:
+        precompute_adapters(requests, ctx)
+    except JobCancelled:
+        raise
+    except Exception as exc:  # the pairs then run one by one and each reports its own error
+        ctx.progress(0, len(order), one_line(f"mixed-adapter batches skipped: {type(exc).__name__}: {exc}"))
+
+
+def _params(entry: PairEntry, settings: dict[str, Any]) -> dict[str, Any]:
+    return {**settings, "base": entry.base, "ft": entry.ft, "adapter": entry.adapter,
+            "description": entry.description or settings.get("description")}
 
 
 def _pair_context(ctx: JobContext, name: str, index: int, total: int) -> JobContext:
@@ -65,8 +88,7 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
                                "key": state.pair_key({"entry": entry.to_json(), "error": "unresolved"})}
     report = None
     try:
-        params = {**settings, "base": entry.base, "ft": entry.ft, "adapter": entry.adapter,
-                  "description": entry.description or settings.get("description")}
+        params = _params(entry, settings)
         request = request_from_params(params)
         request.validate()
         options = options_from_params(params)
