@@ -302,3 +302,59 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
         await pilot.pause()
         assert isinstance(app.screen, WorkbenchScreen)
         assert app.screen.query_one(PairBar).view.pair.run == run
+
+
+class FakeHub:
+    """`HfApi.list_models` over a fixed model tree (the hub is not reachable from tests)."""
+
+    TREE = {"base_model:finetune:org/base": [("org/full-ft", 50), ("org/cake-ft", 5)],
+            "base_model:adapter:org/base": [("org/lora-cake", 100), ("org/lora-other", 1), ("org/full-ft", 50)]}
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def list_models(self, *, filter: str, search: str | None, sort: str, limit: int | None) -> list[Any]:
+        self.calls.append({"filter": filter, "search": search, "sort": sort, "limit": limit})
+        found = [(name, downloads) for name, downloads in self.TREE.get(filter, []) if not search or search in name]
+        return [type("ModelInfo", (), {"id": name, "downloads": downloads}) for name, downloads in found][:limit]
+
+
+def test_hub_pairs_list_finetunes_and_adapters_write_a_board_file_and_respect_limit(
+        monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    from engine.ops import board as board_op
+    from engine.triage_board import hub
+
+    fake = FakeHub()
+    monkeypatch.setattr(hub, "HfApi", lambda: fake)
+    ran: list[Any] = []
+    monkeypatch.setattr(board_op, "run_board", lambda entries, settings, ctx, **kw: ran.append((entries, kw)) or {})
+
+    triage_board({"pairs": "hub:org/base?cake", "limit": 5, **FAST}, JobContext())
+    entries, kw = ran[-1]
+    assert [(e.name, e.ft, e.adapter) for e in entries] == [("org/lora-cake", "org/base", "org/lora-cake"),
+                                                           ("org/cake-ft", "org/cake-ft", None)]
+    assert {c["filter"] for c in fake.calls} == {"base_model:finetune:org/base", "base_model:adapter:org/base"}
+    assert all(c["search"] == "cake" for c in fake.calls)
+    written = Path(kw["source"])
+    assert written.parent == isolated_home / "boards" and written.suffix == ".yaml"
+    assert [p.name for p in load_board_file(written).pairs] == ["org/lora-cake", "org/cake-ft"]
+
+    triage_board({"pairs": "hub:org/base", "limit": 2, **FAST}, JobContext())
+    assert [e.name for e in ran[-1][0]] == ["org/lora-cake", "org/full-ft"]  # most downloaded, listed once
+
+    with pytest.raises(UserError, match="no finetunes or adapters of org/base matching 'zzz'"):
+        triage_board({"pairs": "hub:org/base?zzz", **FAST}, JobContext())
+    with pytest.raises(UserError, match="does not name a hub model"):
+        triage_board({"pairs": "hub:not a model", **FAST}, JobContext())
+
+
+def test_cli_sends_a_hub_query_unresolved_with_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from tui.cli import app, board
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(board, "call_engine", lambda method, params, **_: sent.append(params) or {"pairs": []})
+    result = CliRunner().invoke(app, ["triage", "--pairs", "hub:org/base?cake", "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sent[0]["pairs"] == "hub:org/base?cake" and sent[0]["limit"] == 3
