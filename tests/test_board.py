@@ -358,3 +358,28 @@ def test_cli_sends_a_hub_query_unresolved_with_its_limit(monkeypatch: pytest.Mon
     result = CliRunner().invoke(app, ["triage", "--pairs", "hub:org/base?cake", "--limit", "3", "--json"])
     assert result.exit_code == 0, result.output
     assert sent[0]["pairs"] == "hub:org/base?cake" and sent[0]["limit"] == 3
+
+
+def test_devices_cpu_cpu_runs_base_groups_in_two_workers_with_the_serial_scores(
+        planted: dict[str, str], tiny_dir: Path, tiny_ft_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.triage_board.devices import assign, base_groups
+
+    monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
+    pairs = [*three_pairs(planted), {"name": "other", "base": str(tiny_dir), "ft": str(tiny_ft_dir)}]
+    order = plan([PairEntry(**p) for p in pairs])
+    lanes = assign(base_groups(order), 2)
+    assert [[p.entry.name for g in lane for p in g] for lane in lanes] == [["same", "mlp", "attn"], ["other"]]
+    events: list[dict[str, Any]] = []
+    parallel = triage_board({"pairs": pairs, **FAST, "devices": "cpu,cpu"}, JobContext(emit=events.append))
+    assert all(p["error"] is None and not p["skipped"] for p in parallel["pairs"])
+    assert any("2 devices" in e.get("message", "") for e in events if e["type"] == "progress")
+    rerun = triage_board({"pairs": pairs, **FAST, "devices": "cpu,cpu"}, JobContext())
+    assert rerun["skipped"] == 4  # the workers wrote to this store, under the serial keys
+    from store import results
+
+    results.connect().execute("delete from results")
+    results.connect().execute("delete from board_pairs")
+    serial = triage_board({"pairs": pairs, **FAST}, JobContext())
+    assert [(p["name"], p["score"]) for p in serial["pairs"]] == [(p["name"], p["score"]) for p in parallel["pairs"]]
+    with pytest.raises(UserError, match="lists devices"):
+        triage_board({"pairs": pairs, **FAST, "devices": "auto,cpu"}, JobContext())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from engine.adl.adapter_group import precompute_adapters
@@ -14,6 +15,7 @@ from engine.jobs import JobContext
 from engine.ops.adl import request_from_params
 from engine.ops.triage import options_from_params
 from engine.triage_board import state
+from engine.triage_board.devices import on_devices, parse_devices
 from engine.triage_board.hypothesis import configured_llm, hypothesis, one_line
 from engine.triage_board.order import Planned, count_loads, plan
 from engine.triage_board.pairs import PairEntry
@@ -34,11 +36,10 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
     keys: list[dict[str, str]] = []
     state.save_board(bid, name, source, keys, settings, "running")
     outcomes = []
-    _mixed_adapter_runs(order, settings, ctx)
-    for index, item in enumerate(order):
-        ctx.progress(index, len(order), f"{item.entry.name} ({index + 1}/{len(order)})")
-        outcome = _one(item.entry, settings, llm, _pair_context(ctx, item.entry.name, index, len(order)), reports)
-        keys.append({"name": item.entry.name, "key": outcome.pop("key")})
+    devices = parse_devices(settings.get("devices"))
+    for outcome in (on_devices(order, settings, devices, reports, ctx, triage_group, _failed) if devices
+                    else _serial(order, settings, llm, ctx, reports)):
+        keys.append({"name": outcome["name"], "key": outcome.pop("key")})
         state.save_board(bid, name, source, keys, settings, "running")
         ctx.partial({"stage": "board", "pair": {k: v for k, v in outcome.items() if k != "report"}})
         outcomes.append(outcome)
@@ -47,6 +48,34 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
     return {"board": bid, "name": name, "source": source, "pairs": state.sort_pairs(outcomes),
             "plan": {"order": [p.entry.name for p in order], "model_loads": count_loads(order)},
             "skipped": sum(1 for o in outcomes if o["skipped"]), "score_definition": README}
+
+
+def _serial(order: list[Planned], settings: dict[str, Any], llm: Any, ctx: JobContext,
+            reports: bool) -> Iterator[dict[str, Any]]:
+    """The pairs one after the other in this process, adapters of one base first computed together."""
+    _mixed_adapter_runs(order, settings, ctx)
+    for index, item in enumerate(order):
+        ctx.progress(index, len(order), f"{item.entry.name} ({index + 1}/{len(order)})")
+        yield _one(item.entry, settings, llm, _pair_context(ctx, item.entry.name, index, len(order)), reports)
+
+
+def triage_group(entries: list[dict[str, Any]], settings: dict[str, Any], reports: bool) -> list[dict[str, Any]]:
+    """A device worker's share: the pairs of one base group, serially (entries as JSON: they cross processes)."""
+    order = plan([PairEntry(**e) for e in entries], bool(settings.get("trust_remote_code")))
+    return list(_serial(order, settings, configured_llm(settings.get("llm")), JobContext(), reports))
+
+
+def _failed(entry: PairEntry, exc: Exception) -> dict[str, Any]:
+    """The outcome of a pair whose worker died: an error, stored like any failed pair (retried on re-run)."""
+    outcome = _blank(entry) | {"error": one_line(f"worker died: {type(exc).__name__}: {exc}"), "seconds": 0.0}
+    state.save_pair(outcome["key"], outcome, None, 0.0)
+    return outcome
+
+
+def _blank(entry: PairEntry) -> dict[str, Any]:
+    return {**entry.to_json(), "score": None, "trace": None, "hypothesis": None, "hypothesis_source": None,
+            "run": None, "error": None, "skipped": False,
+            "key": state.pair_key({"entry": entry.to_json(), "error": "unresolved"})}
 
 
 def _mixed_adapter_runs(order: list[Planned], settings: dict[str, Any], ctx: JobContext) -> None:
@@ -83,9 +112,7 @@ def _pair_context(ctx: JobContext, name: str, index: int, total: int) -> JobCont
 def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, reports: bool) -> dict[str, Any]:
     """One pair's outcome (stored), from the store when it already finished."""
     started = time.monotonic()
-    outcome: dict[str, Any] = {**entry.to_json(), "score": None, "trace": None, "hypothesis": None,
-                               "hypothesis_source": None, "run": None, "error": None, "skipped": False,
-                               "key": state.pair_key({"entry": entry.to_json(), "error": "unresolved"})}
+    outcome = _blank(entry)
     report = None
     try:
         params = _params(entry, settings)

@@ -15,7 +15,8 @@ REQUIRED = ("name", "base", "ft")
 OPTIONAL = ("adapter", "description")
 COLUMNS = REQUIRED + OPTIONAL
 SETTINGS = frozenset(("corpus", "n", "k", "seed", "layers", "device", "dtype", "batch_size", "trust_remote_code",
-                      "sequential", "layer", "positions", "top_k", "steer", "n_prompts", "max_strength", "llm"))
+                      "sequential", "layer", "positions", "top_k", "steer", "n_prompts", "max_strength", "llm",
+                      "devices"))
 FIX = "each pair needs name, base and ft (adapter and description optional); see `difflens triage --help`"
 
 

@@ -91,6 +91,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
                                                      "on the hub.")] = None,
            limit: Annotated[int | None, typer.Option("--limit", help="With --pairs: at most this many pairs.")]
            = None,
+           devices: Annotated[str | None, typer.Option("--devices", help="With --pairs: run pairs in parallel, "
+                                                       "one worker per device, e.g. cuda:0,cuda:1.")] = None,
            html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,
