@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -383,3 +384,11 @@ def test_devices_cpu_cpu_runs_base_groups_in_two_workers_with_the_serial_scores(
     assert [(p["name"], p["score"]) for p in serial["pairs"]] == [(p["name"], p["score"]) for p in parallel["pairs"]]
     with pytest.raises(UserError, match="lists devices"):
         triage_board({"pairs": pairs, **FAST, "devices": "auto,cpu"}, JobContext())
+
+
+def test_without_ray_nothing_imports_ray() -> None:
+    code = ("import sys; from engine.ops import load_all; load_all(); import tui.cli, engine.triage_board.board; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]

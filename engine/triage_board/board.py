@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine.adl.adapter_group import precompute_adapters
-from engine.analysis.triage import triage
-from engine.errors import JobCancelled
+from engine.adl.request import AdlRequest
+from engine.analysis.triage import TriageOptions, triage
+from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.ops.adl import request_from_params
 from engine.ops.triage import options_from_params
@@ -19,6 +20,7 @@ from engine.triage_board.devices import on_devices, parse_devices
 from engine.triage_board.hypothesis import configured_llm, hypothesis, one_line
 from engine.triage_board.order import Planned, count_loads, plan
 from engine.triage_board.pairs import PairEntry
+from engine.triage_board.ray_board import on_ray
 from engine.triage_board.score import README, trace_strength
 from store.errors import ActionableError
 
@@ -37,8 +39,17 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
     state.save_board(bid, name, source, keys, settings, "running")
     outcomes = []
     devices = parse_devices(settings.get("devices"))
-    for outcome in (on_devices(order, settings, devices, reports, ctx, triage_group, _failed) if devices
-                    else _serial(order, settings, llm, ctx, reports)):
+    if settings.get("ray"):
+        if devices:
+            raise UserError("--ray and --devices both spread the board", "pass one of them")
+        lanes = on_ray(order, settings, settings["ray"], reports, ctx, triage_group, _failed,
+                       lambda item: _needs_work(item.entry, settings, llm),
+                       lambda item: _one(item.entry, settings, llm, JobContext(), reports))
+    elif devices:
+        lanes = on_devices(order, settings, devices, reports, ctx, triage_group, _failed)
+    else:
+        lanes = _serial(order, settings, llm, ctx, reports)
+    for outcome in lanes:
         keys.append({"name": outcome["name"], "key": outcome.pop("key")})
         state.save_board(bid, name, source, keys, settings, "running")
         ctx.partial({"stage": "board", "pair": {k: v for k, v in outcome.items() if k != "report"}})
@@ -109,22 +120,35 @@ def _pair_context(ctx: JobContext, name: str, index: int, total: int) -> JobCont
     return JobContext(emit=emit, cancel_event=ctx.cancel_event, started=ctx.started)
 
 
+def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlRequest, TriageOptions, str]:
+    """The pair's request, report options and key (raises a UserError when its specs do not resolve)."""
+    params = _params(entry, settings)
+    request = request_from_params(params)
+    request.validate()
+    key = state.pair_key({
+        "base": request.base_spec.identity(), "ft": request.ft_spec.identity(), "corpus": request.corpus,
+        "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
+        "dtype": request.placement.dtype_name, "device": request.placement.device,
+        "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
+        "llm": llm.label() if llm is not None else None})
+    return request, options_from_params(params), key
+
+
+def _needs_work(entry: PairEntry, settings: dict[str, Any], llm: Any) -> bool:
+    """Whether the pair resolves and has no finished outcome in the store."""
+    try:
+        return state.finished(_prepare(entry, settings, llm)[2]) is None
+    except ActionableError:
+        return False
+
+
 def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, reports: bool) -> dict[str, Any]:
     """One pair's outcome (stored), from the store when it already finished."""
     started = time.monotonic()
     outcome = _blank(entry)
     report = None
     try:
-        params = _params(entry, settings)
-        request = request_from_params(params)
-        request.validate()
-        options = options_from_params(params)
-        outcome["key"] = state.pair_key({
-            "base": request.base_spec.identity(), "ft": request.ft_spec.identity(), "corpus": request.corpus,
-            "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
-            "dtype": request.placement.dtype_name, "device": request.placement.device,
-            "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
-            "llm": llm.label() if llm is not None else None})
+        request, options, outcome["key"] = _prepare(entry, settings, llm)
         if (stored := state.finished(outcome["key"])) is not None:
             return _from_store(outcome, stored, reports)
         report = triage(request, options, ctx)

@@ -18,7 +18,7 @@ BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers
                  "dtype": "dtype", "batch_size": "batch_size", "trust_remote_code": "trust_remote_code",
                  "sequential": "sequential", "layer": "layer", "description": "description", "no_steer": "steer",
                  "prompts": "n_prompts", "llm": "llm", "limit": "limit",
-                 "devices": "devices"}
+                 "devices": "devices", "ray": "ray"}
 HUB = "hub:"  # `--pairs hub:BASE_ID[?TEXT]` is resolved by the engine, not read as a path
 
 

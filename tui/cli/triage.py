@@ -93,6 +93,9 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            = None,
            devices: Annotated[str | None, typer.Option("--devices", help="With --pairs: run pairs in parallel, "
                                                        "one worker per device, e.g. cuda:0,cuda:1.")] = None,
+           ray: Annotated[str | None, typer.Option("--ray", help="With --pairs: run base groups as tasks on a Ray "
+                                                   "cluster: auto (the local one) or HOST:6379 / "
+                                                   "ray://HOST:10001.")] = None,
            html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,
