@@ -50,12 +50,14 @@ def board(s: Settings, work: Path, emit: Emit, child: Child) -> dict[str, Any]:
     key = "gpu_peak_mb" if gpu else "peak_rss_mb"
     pairwise_s = sum(p["seconds"] for p in pairwise)
     single_mb = max(p[key] for p in pairwise)
-    diffs = [float(np.abs(np.load(p["diffs"][0]) - np.load(d)).max()) for p, d in zip(pairwise, shared["diffs"],
-                                                                                    strict=True)]
+    pairs = [(np.load(p["diffs"][0]), np.load(d)) for p, d in zip(pairwise, shared["diffs"], strict=True)]
+    diffs = [float(np.abs(alone - together).max()) for alone, together in pairs]
+    scale = max(float(np.abs(alone).max()) for alone, _ in pairs)
     return {"adapters": len(adapters), "n": s.board_n, "gpu": gpu, "pairwise_s": round(pairwise_s, 2),
             "shared_s": shared["seconds"], "speedup": round(pairwise_s / shared["seconds"], 2),
             "single_pair_mb": single_mb, "shared_mb": shared[key],
             "memory_ratio": round(shared[key] / single_mb, 2), "max_abs_diff": max(diffs),
+            "max_rel_diff": max(diffs) / scale if scale else 0.0,
             "ideal_from_base_pass": round(2 * len(adapters) / (len(adapters) + 1), 2)}
 
 

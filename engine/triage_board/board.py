@@ -1,5 +1,7 @@
 """Running a board: every pair triaged in load-minimising order, finished pairs skipped, a failing pair
-recorded with its error while the rest go on, each outcome stored as soon as it is known."""
+recorded with its error while the rest go on, each outcome stored as soon as it is known. Adapters of one
+base are computed together first (one base pass, mixed-adapter batches); `devices` spreads base groups over
+worker processes, `ray` over a Ray cluster."""
 
 from __future__ import annotations
 
