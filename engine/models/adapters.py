@@ -118,9 +118,11 @@ def mixed_adapters(views: Sequence[LoadedModel], rows_each: int) -> Iterator[Loa
         layers = _tuner_layers(model)
         if any(view.hf is not model.hf for view in views):
             raise UserError("a mixed-adapter batch needs adapters of one loaded base", "group pairs by base")
+        if not all(hasattr(layer, "_mixed_batch_forward") for layer in layers):
+            raise UserError("only LoRA adapters choose their adapter per row", "run these pairs one by one")
         before = _state(layers)
         hooks = [layer.register_forward_pre_hook(partial(_with_adapter_names, names=names), with_kwargs=True)
-                 for layer in layers if hasattr(layer, "_mixed_batch_forward")]
+                 for layer in layers]
         for layer in layers:
             layer.enable_adapters(True)
         try:
