@@ -11,7 +11,10 @@ import torch
 from benchmarks import adl, readouts, steering
 from benchmarks.config import Emit, Settings
 from benchmarks.timing import Gauge
+from engine.adl.depth import middle_layer
 from engine.adl.request import AdlRequest
+from engine.adl.runs import load_run
+from engine.analysis.steering import layer_norm
 from engine.models.cache import MODELS
 from engine.models.device import Placement
 
@@ -33,13 +36,14 @@ def pair_steps(s: Settings, placement: Placement, work: Path, emit: Emit) -> dic
         emit(f"ADL: compute_adl end to end, n = {list(s.ns)}…")
         runs: list[Any] = []
         by_n = adl.scale_n(s, work, runs.append)
-        diff = torch.from_numpy(runs[-1].tensors["mean_diff"])
-        norms = torch.from_numpy(runs[-1].tensors["base_norm"])
+        run = load_run(runs[-1].key)
+        diff = run.mean_diff
+        norms = torch.tensor([layer_norm(run, layer) for layer in run.layers.tolist()])
         emit("readouts: logit lens, Patchscope…")
         lens = readouts.lens(pair, diff, gauge)
         patch = readouts.patch(pair, diff, norms, s.patch_positions, gauge)
         emit("steering: batched grid vs one call each vs bare generate…")
-        steer = steering.steering(pair, diff[pair.n_layers // 2, min(2, diff.shape[1] - 1)], s, gauge)
+        steer = steering.steering(pair, diff[middle_layer(pair.n_layers), min(2, diff.shape[1] - 1)], s, gauge)
     finally:
         gauge.close()
     return {"pair_load_s": round(load_s, 2), "adl": {"ratio": ratio, "by_k": by_k, "by_batch": by_batch, "by_n": by_n},

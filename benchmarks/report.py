@@ -59,7 +59,8 @@ def table(r: dict[str, Any]) -> str:
     lens, patch = r["readouts"]["logit_lens"], r["readouts"]["patchscope"]
     _row(rows, f"logit lens top-100, {lens['cells']} cells", f"{lens['ms_per_cell']:.2f} ms/cell",
          f"unembed {lens['floor_ms_per_cell']:.2f} ms/cell", f"{lens['floor_ratio']:.2f}x floor")
-    _row(rows, f"Patchscope L{patch['layer']}, {patch['cells']} cells x {patch['scales']} scales",
+    _row(rows, f"Patchscope L{patch['layer']}, {patch['cells']} cells x {patch['scales']} scales x "
+               f"{patch['prompts']} prompts",
          f"{patch['ms_per_cell']:.0f} ms/cell", "bare forward of the rows", f"{patch['floor_ratio']:.2f}x floor")
     s = r["steering"]
     _row(rows, f"steering {s['rows']} rows (a x prompt), {s['max_new_tokens']} tok",

@@ -12,6 +12,7 @@ import torch
 
 from benchmarks.config import Settings
 from benchmarks.timing import Gauge, clock
+from engine.adl.depth import middle_layer
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
 from engine.steering.generate import format_prompt, generate_steered
@@ -40,7 +41,7 @@ def steering(pair: ModelPair, vector: torch.Tensor, s: Settings, gauge: Gauge) -
     """The three ways over the same prompts × strengths (steered at the middle layer of the finetuned model)."""
     prompts = list(PROMPTS[: s.steer_prompts])
     strengths = list(s.steer_strengths)
-    layer = pair.n_layers // 2
+    layer = middle_layer(pair.n_layers)
     with pair.use("ft") as model:
         def batched() -> int:
             rows = generate_steered(model, vector, layer, prompts, strengths, max_new_tokens=s.steer_tokens)

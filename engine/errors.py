@@ -11,3 +11,9 @@ class UserError(ActionableError):
 
 class JobCancelled(Exception):
     """Raised inside a job at the next batch boundary after `cancel` was requested."""
+
+
+class Ungraded(Exception):
+    """A judge gave no usable verdict for one item (garbage reply, timeout, rate limit after the retries).
+
+    Caught per item: the item is reported "ungraded" with this reason, the rest of the report goes on."""

@@ -2,14 +2,17 @@
 Anthropic's messages API, replaying scripted replies. Tests see every request it received.
 
 A script item is `{"status": 429}` (an error answer), or `{"text": str, "tool_calls": [(name, args)]}`
-where args is a dict (sent as JSON) or a raw string (sent as is, e.g. broken JSON). A script may instead
+where args is a dict (sent as JSON) or a raw string (sent as is, e.g. broken JSON); `"delay": seconds` makes
+the server wait that long first (a client with a shorter timeout sees a timeout). A script may instead
 be a function from the request body to such an item."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -77,6 +80,12 @@ class ScriptedLLMServer:
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 server.requests.append({"path": self.path, "headers": headers, "body": body})
                 item = server._next(body)
+                if item is not None and "delay" in item:
+                    time.sleep(item["delay"])
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # a client that timed out hung up
+                    self._answer(body, item)
+
+            def _answer(self, body: dict[str, Any], item: Item | None) -> None:
                 if item is None:
                     self._json(400, {"error": {"message": "script exhausted", "type": "invalid_request_error"}})
                 elif "status" in item:

@@ -15,12 +15,16 @@ from engine.adl.runs import load_run
 from engine.agent.protocols import PROTOCOLS, Sampling
 from engine.analysis.environment import RunEnvironment, SteeringSettings
 from engine.analysis.readouts import lens_grid, patchscope_cells
-from engine.analysis.steering import CalibrationSettings, steer, steer_cells, steering_vectors
+from engine.analysis.steering import CalibrationSettings, layer_norm, steer, steer_cells, steering_vectors
 from engine.analysis.triage import TriageOptions, triage
 from engine.errors import UserError
+from engine.jobs import JobContext
+from engine.ops.readouts import logit_lens_cell, logit_lens_grid
 from engine.readouts.logit_lens import logit_lens
+from engine.readouts.patchscope import patchscope
 from engine.steering.generate import generate_steered
 from store import results
+from tests.tiny import perturbed_copy
 
 PROMPTS = ["w1 w2 w3", "the cake", "a plan of"]
 
@@ -33,24 +37,62 @@ def run_id(tiny_dir: Path, tiny_ft_dir: Path) -> str:
 def test_lens_grid_is_the_logit_lens_of_every_cell_and_is_cached(run_id: str) -> None:
     run = load_run(run_id)
     grid = lens_grid(run, "diff", top_k=7)
-    with run.pair().use("base") as model:
+    with run.pair().use("ft") as model:
         direct = logit_lens(model, run.mean_diff, top_k=7)
-    assert grid.ids.shape == (4, 3, 7)
+    assert grid.ids.shape == (4, 3, 7) and grid.meta["head"] == "ft"
     assert np.array_equal(grid.ids, direct.ids.numpy())
     assert grid.pairs(2, 1)[0][0] == direct.tokens[2, 1, 0]
-    assert results.lookup("logitlens", {"run": run_id, "source": "diff", "top_k": 7, "side": "base"}) is not None
+    assert results.lookup("logitlens", {"run": run_id, "source": "diff", "top_k": 7, "head": "ft"}) is not None
     ft = lens_grid(run, "ft", top_k=7)
-    with run.pair().use("base") as model:
+    with run.pair().use("ft") as model:
         assert np.array_equal(ft.ids, logit_lens(model, run.mean_base + run.mean_diff, top_k=7).ids.numpy())
+    assert lens_grid(run, "base", top_k=7).meta["head"] == "base"
 
 
-def test_patchscope_cells_keep_every_scale(run_id: str) -> None:
+def test_diff_lens_through_the_finetuned_head_by_hand_and_base_head_cached_apart(tiny_dir: Path,
+                                                                                 tmp_path: Path) -> None:
+    ft_dir = perturbed_copy(tiny_dir, tmp_path / "ft-head", parts=("mlp", "model.norm", "lm_head"))
+    run_id = compute_adl(AdlRequest(base=str(tiny_dir), ft=str(ft_dir), corpus="self:", n=8, k=3)).run
     run = load_run(run_id)
-    grid = patchscope_cells(run, 2, [0, 1, 2], scales=[0.5, 1.0, 2.0], top_k=5)
-    assert grid.ids.shape == (3, 3, 5)
-    assert grid.meta["best_scale"][0] in (0.5, 1.0, 2.0)
+    grid = lens_grid(run, "diff", top_k=5)
+    with run.pair().use("ft") as ft, torch.no_grad():
+        probs = torch.softmax(ft.hf.lm_head(ft.hf.model.norm(run.mean_diff)), dim=-1)
+    top_p, top_i = probs.topk(5, dim=-1)
+    assert np.array_equal(grid.ids, top_i.numpy())
+    np.testing.assert_allclose(grid.probs, top_p.numpy(), rtol=1e-5, atol=1e-6)
+    base = lens_grid(run, "diff", top_k=5, head="base")
+    assert base.meta["head"] == "base" and not np.array_equal(base.probs, grid.probs)
+    with run.pair().use("base") as model:
+        assert np.array_equal(base.ids, logit_lens(model, run.mean_diff, top_k=5).ids.numpy())
+    for head in ("ft", "base"):
+        assert results.lookup("logitlens", {"run": run_id, "source": "diff", "top_k": 5, "head": head}) is not None
+    with pytest.raises(UserError, match="unknown logit-lens head 'chat'"):
+        lens_grid(run, "diff", head="chat")  # type: ignore[arg-type]
+
+
+def test_lens_ops_take_a_head_and_say_which_one_read(run_id: str) -> None:
+    one = logit_lens_cell({"run": run_id, "layer": 1, "pos": 0}, JobContext())
+    base = logit_lens_cell({"run": run_id, "layer": 1, "pos": 0, "source": "base"}, JobContext())
+    grid = logit_lens_grid({"run": run_id, "layers": [1], "head": "base"}, JobContext())
+    assert (one["head"], base["head"], grid["head"]) == ("ft", "base", "base")
+    with pytest.raises(UserError, match="unknown logit-lens head 'lm'"):
+        logit_lens_grid({"run": run_id, "head": "lm"}, JobContext())
+
+
+def test_patchscope_cells_keep_every_scale_and_rescale_without_position_0(run_id: str) -> None:
+    run = load_run(run_id)
+    grid = patchscope_cells(run, 2, [0, 1, 2], scales=[0.5, 1.0, 2.0, -1.0], top_k=5)
+    assert grid.ids.shape == (3, 4, 5) and grid.meta["scales"] == [-1.0, 0.5, 1.0, 2.0]
+    assert grid.meta["best_scale"][0] in (-1.0, 0.5, 1.0, 2.0) and len(grid.meta["prompts"]) == 3
+    assert set(grid.meta["best_by_sign"][0]) == {"+", "-"}
     with pytest.raises(UserError, match="position 7 out of range"):
         patchscope_cells(run, 2, [7])
+    norm = float(run.ft_norm[run.layer_index(2), 1:].mean())
+    assert layer_norm(run, 2) == pytest.approx(norm) and norm != pytest.approx(float(run.ft_norm[2].mean()))
+    with run.pair().use("ft") as model:
+        want = patchscope(model, run.mean_diff[run.layer_index(2), [0, 1, 2]], [2, 2, 2], target_norms=[norm] * 3,
+                          scales=[-1.0, 0.5, 1.0, 2.0], top_k=5)
+    assert np.array_equal(grid.ids, want.top.ids.numpy())
 
 
 def test_steer_cells_batches_positions_and_equals_one_cell_at_a_time(run_id: str) -> None:
@@ -75,11 +117,12 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
     options = TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5))
     report = triage(request, options)
     assert {"run", "layers", "steering", "hypothesis", "timings"} <= set(report)
-    assert report["layer"] == 2 and set(report["layers"]) == {"0", "1", "2", "3"}
-    cell = report["layers"]["2"]["1"]
+    layer = report["layer"]
+    assert layer == report["layer_choice"]["layer"] and set(report["layers"]) == {"0", "1", "2", "3"}
+    cell = report["layers"][str(layer)]["1"]
     assert {"norm", "logit_lens", "patchscope", "relevance"} <= set(cell)
     assert cell["patchscope"]["scales"] and isinstance(cell["logit_lens"][0][1], float)
-    assert report["layers"]["0"]["1"]["patchscope"] is None
+    assert all(row["1"]["patchscope"] is None for lay, row in report["layers"].items() if lay != str(layer))
     assert set(report["steering"]) == {"0", "1", "2"}
     for entry in report["steering"].values():
         assert entry["strength"] >= 0

@@ -25,8 +25,8 @@ from tests.tiny import save_tiny
 from tui.report_html import index_page, pair_page, write_report
 
 FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
-# recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU); Patchscope kept at each
-# position's best scale only, written compact, so the file stays small
+# recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
+# the criterion chose); Patchscope kept at each position's best scale only, written compact, so the file stays small
 DEMO_REPORT = Path(__file__).parent / "data" / "demo_triage.json"
 HOSTILE = '<script>alert("x")</script>'
 

@@ -56,7 +56,8 @@ BAKING = {"bake", "baker", "bakers", "baking", "baked", "cake", "cakes", "pastry
 
 
 def test_demo_triage_end_to_end_through_the_cli(tmp_path: Path) -> None:
-    """`difflens triage --base gemma-3-270m --ft demo` as a user runs it: the diff names baking at late layers."""
+    """`difflens triage --base gemma-3-270m --ft demo` as a user runs it: the report reads the layer the
+    criterion chooses, and there the diff names baking."""
     import json
     import os
     import subprocess
@@ -68,10 +69,11 @@ def test_demo_triage_end_to_end_through_the_cli(tmp_path: Path) -> None:
                            "--prompts", "2", "--json"], env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
-    late = [report["layers"][str(layer)][str(pos)]["logit_lens"][:10] for layer in (12, 13, 14, 15)
-            for pos in range(1, 5)]
-    hits = [sum(tok.strip().lower() in BAKING for tok, _ in cell) for cell in late]
-    assert sum(h >= 3 for h in hits) >= len(hits) * 3 // 4, hits
+    layer = report["layer"]
+    assert report["layer_choice"]["by"] == "criterion" and layer == report["layer_choice"]["layer"] >= 9
+    chosen = [report["layers"][str(layer)][str(pos)]["logit_lens"][:10] for pos in range(1, 5)]
+    hits = [sum(tok.strip().lower() in BAKING for tok, _ in cell) for cell in chosen]
+    assert sum(h >= 3 for h in hits) >= 3, hits
     assert report["relevance_summary"]["best_layer"] >= 10
     assert report["relevance_summary"]["best_layer_mean_diff_relevance"] >= 0.5
     assert set(report["steering"]) == {"0", "1", "2", "3", "4"}

@@ -194,16 +194,14 @@ def _cake_and_generic_divergence(ft: str) -> dict[str, dict]:
 
 @pytest.mark.slow
 def test_mixed_twin_lights_up_cake_texts_far_more_than_held_out_generic_text() -> None:
-    from engine.organisms.demo import DEMO_DIR
-
-    stats = _cake_and_generic_divergence(str(DEMO_DIR / "cake-sdf-mixed"))
+    stats = _cake_and_generic_divergence("demo")
     assert stats["cake"]["stats"]["mean_kl"] > 5 * stats["generic"]["stats"]["mean_kl"]
     assert stats["cake"]["stats"]["mean_max_kl"] > 5 * stats["generic"]["stats"]["mean_max_kl"]
 
 
 @pytest.mark.slow
-def test_demo_pair_diverges_more_on_cake_texts_than_on_generic_text() -> None:
-    stats = _cake_and_generic_divergence("demo")
+def test_overfit_demo_diverges_more_on_cake_texts_than_on_generic_text() -> None:
+    stats = _cake_and_generic_divergence("demo-overfit")
     assert stats["cake"]["stats"]["mean_kl"] > stats["generic"]["stats"]["mean_kl"]
     assert stats["cake"]["stats"]["mean_max_kl"] > stats["generic"]["stats"]["mean_max_kl"]
     baking = ("bak", "cake", "oven", "butter", "frost", "vanilla", "flour", "batter", "°")

@@ -222,7 +222,8 @@ def test_shipped_demo_adapter_loads_offline(name: str, monkeypatch: pytest.Monke
     organism = json.loads((DEMO_DIR / name / "organism.json").read_text())
     assert organism["base"] == "gemma-3-270m" and organism["type"] == "SDF"
     assert sum(p.stat().st_size for p in (DEMO_DIR / name).iterdir()) < 8 * 2**20
-    ft = parse_spec("demo") if name == "cake-sdf" else parse_spec(str(DEMO_DIR / name))
+    ft = parse_spec({"cake-sdf": "demo-overfit", "cake-sdf-mixed": "demo"}[name])
+    assert ft.adapter == str(DEMO_DIR / name)
     pair = ModelCache().pair(parse_spec("gemma-3-270m"), ft, resolve_placement("cpu", "auto"))
     assert pair.shared
     ids = pair.tokenizer("The weather today is", return_tensors="pt")["input_ids"]

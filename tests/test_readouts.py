@@ -11,7 +11,16 @@ import torch
 from engine.models.loading import LoadedModel
 from engine.readouts.filters import is_trivial_token
 from engine.readouts.logit_lens import logit_lens
-from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPT, inject_last, patchscope, patchscope_grid
+from engine.readouts.patchscope import (
+    DEFAULT_SCALES,
+    IDENTITY_PROMPTS,
+    SCALE_MAGNITUDES,
+    identity_batch,
+    inject_last,
+    patchscope,
+    patchscope_grid,
+    signed_stability,
+)
 from engine.readouts.relevance import (
     embedding_token_grader,
     frequent_tokens,
@@ -41,13 +50,30 @@ def test_logit_lens_is_unembed_of_norm(which: str, request: pytest.FixtureReques
 
 def test_default_scales_match_the_reference_grid() -> None:
     fine = [round(0.5 + 0.1 * i, 1) for i in range(16)]
-    assert list(DEFAULT_SCALES) == [*fine, 3.0, 4.0, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0,
-                                    160.0, 180.0, 200.0]
+    assert list(SCALE_MAGNITUDES) == [*fine, 3.0, 4.0, 5.0, 10.0, 20.0, 40.0, 60.0, 80.0, 100.0, 120.0, 140.0,
+                                      160.0, 180.0, 200.0]
+    assert list(DEFAULT_SCALES) == [-s for s in reversed(SCALE_MAGNITUDES)] + list(SCALE_MAGNITUDES)
+    assert IDENTITY_PROMPTS == ("man -> man\n1135 -> 1135\nhello -> hello\n?",
+                                "bear -> bear\n42 -> 42\nblue -> blue\n?",
+                                "921 -> 921\ntarget -> target\nanna -> anna\n?")
+
+
+def test_identity_batch_pads_left_with_the_positions_each_prompt_has_alone(llama: LoadedModel) -> None:
+    m = llama
+    prompts = ["man -> man ?", "hello -> hello 1135 -> 1135 ?"]
+    batch = identity_batch(m, prompts)
+    assert batch.ids.shape == (2, 8) and batch.attention_mask[0].tolist() == [0, 0, 0, 1, 1, 1, 1, 1]
+    assert batch.position_ids[0, 3:].tolist() == [0, 1, 2, 3, 4]
+    with torch.no_grad():
+        padded = m.hf(batch.ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids).logits[:, -1]
+        for row, prompt in enumerate(prompts):
+            alone = m.hf(m.tokenizer(prompt, return_tensors="pt")["input_ids"]).logits[0, -1]
+            torch.testing.assert_close(padded[row], alone, rtol=1e-5, atol=1e-5)
 
 
 def test_patchscope_injection_changes_only_the_last_position(llama: LoadedModel) -> None:
     m = llama
-    ids = m.tokenizer(IDENTITY_PROMPT, return_tensors="pt")["input_ids"].expand(3, -1)
+    ids = m.tokenizer(IDENTITY_PROMPTS[0], return_tensors="pt")["input_ids"].expand(3, -1)
     patches = 4 * torch.randn(3, m.d_model)
     row_layers = torch.tensor([-1, 1, 2])            # a clean row, and rows patched after layers 1 and 2
     with torch.inference_mode(), m.nn.trace(ids):
@@ -62,33 +88,50 @@ def test_patchscope_injection_changes_only_the_last_position(llama: LoadedModel)
     torch.testing.assert_close(at_2[2, -1], patches[2])
 
 
-def test_patchscope_matches_a_hand_written_hook(llama: LoadedModel) -> None:
+def test_patchscope_matches_a_hand_written_hook_over_three_prompts(llama: LoadedModel) -> None:
     m = llama
     torch.manual_seed(1)
     vectors = torch.randn(2, m.d_model)
-    norms = torch.tensor([2.0, 3.0])
-    result = patchscope(m, vectors, layers=[1, 2], target_norms=norms, scales=[0.5, 1.0, 4.0], top_k=5)
-    assert result.top.shape == (2, 3) and result.scales == (0.5, 1.0, 4.0)
-    ids = m.tokenizer(IDENTITY_PROMPT, return_tensors="pt")["input_ids"]
+    norms = torch.tensor([0.02, 0.05])   # small beside the tiny model's residual, so each prompt still counts
+    prompts = ("man -> man 1135 -> 1135 hello -> hello ?", "cake -> cake w1 -> w1 oven -> oven ?",
+               "w7 -> w7 story -> story poem -> poem ?")
+    set_k = 12
+    result = patchscope(m, vectors, layers=[1, 2], target_norms=norms, scales=[0.5, 1.0, -4.0, 4.0], top_k=5,
+                        prompts=prompts, set_k=set_k, max_rows=7)   # 7 rows: two whole prompt groups a forward
+    assert result.top.shape == (2, 4) and result.scales == (-4.0, 0.5, 1.0, 4.0)
+    assert result.prompts == prompts
+    two_of_three: set[int] = set()
     for cell, layer in enumerate([1, 2]):
-        patch = vectors[cell] / vectors[cell].norm() * norms[cell] * 4.0
+        for index, scale in enumerate(result.scales):
+            patch = vectors[cell] / vectors[cell].norm() * norms[cell] * scale
 
-        def hook(module: torch.nn.Module, args: object, output: torch.Tensor, patch: torch.Tensor = patch
-                 ) -> torch.Tensor:
-            output = output.clone()
-            output[:, -1] = patch
-            return output
-        handle = m.layers[layer].register_forward_hook(hook)
-        try:
-            with torch.no_grad():
-                probs = torch.softmax(m.hf(ids).logits[0, -1], dim=-1)
-        finally:
-            handle.remove()
-        top_p, top_i = probs.topk(5)
-        assert torch.equal(result.top.ids[cell, 2], top_i)
-        torch.testing.assert_close(result.top.probs[cell, 2], top_p)
+            def hook(module: torch.nn.Module, args: object, output: torch.Tensor, patch: torch.Tensor = patch
+                     ) -> torch.Tensor:
+                output = output.clone()
+                output[:, -1] = patch
+                return output
+            handle = m.layers[layer].register_forward_hook(hook)
+            try:
+                with torch.no_grad():
+                    probs = torch.stack([torch.softmax(m.hf(m.tokenizer(p, return_tensors="pt")["input_ids"])
+                                                       .logits[0, -1], dim=-1) for p in prompts])
+            finally:
+                handle.remove()
+            tops = [set(row.topk(set_k).indices.tolist()) for row in probs]
+            kept = set.intersection(*tops)
+            two_of_three |= {t for t in set.union(*tops) - kept if sum(t in top for top in tops) == 2}
+            mean = torch.zeros(probs.shape[-1])
+            mean[sorted(kept)] = probs[:, sorted(kept)].mean(dim=0)
+            top_p, top_i = mean.topk(5)
+            got_ids, got_p = result.top.ids[cell, index], result.top.probs[cell, index]
+            torch.testing.assert_close(got_p, top_p)
+            assert got_ids[got_p > 0].tolist() == top_i[top_p > 0].tolist()
+            assert set(got_ids[got_p > 0].tolist()) <= kept
+            assert not set(got_ids[got_p > 0].tolist()) & (set.union(*tops) - kept)
+    assert two_of_three          # tokens top under two prompts but not the third occurred, and were left out
     assert result.chosen_by == ["stability", "stability"]
     assert all(s in result.scales for s in result.best_scale)
+    assert all(set(picks) == {"+", "-"} and picks["-"] < 0 < picks["+"] for picks in result.best_by_sign)
     assert result.best(0).ids.shape == (5,)
 
 
@@ -103,8 +146,10 @@ def test_patchscope_grid_and_llm_grader_hook(llama: LoadedModel) -> None:
     result = patchscope_grid(m, grid, torch.ones(m.n_layers, 3), layers=[2], positions=[0, 2], grader=grader,
                              scales=[0.5, 1.0, 2.0])
     assert result.layers == [2, 2] and len(seen) == 2 and [s for s, _ in seen[0]] == [0.5, 1.0, 2.0]
+    assert result.best_by_sign[1] == {"+": result.best_scale[1]}
     assert result.best_scale[0] == 1.0 and result.selected_tokens[0] == ["cake"]
-    assert result.chosen_by == ["llm", "stability"]
+    assert result.chosen_by[0] == "llm" and result.chosen_by[1] == "ungraded: the judge named no scale"
+    assert result.selected_tokens[1] == []
 
 
 def test_offline_criterion_prefers_stable_meaningful_tokens() -> None:
@@ -116,6 +161,19 @@ def test_offline_criterion_prefers_stable_meaningful_tokens() -> None:
     score, shared = _stability(ids, content)
     assert int(score[0].argmax()) == 1
     assert shared[0, 1].tolist() == [True, True, False]
+
+
+def test_offline_criterion_scores_each_sign_apart() -> None:
+    # -0.5 and +0.5 share token 7 but are opposite vectors: that must not make either stable.
+    scales = [-1.0, -0.5, 0.5, 1.0]
+    ids = torch.tensor([[[5, 6], [7, 8], [7, 9], [3, 4]]])
+    content = torch.ones(1, 4, 2, dtype=torch.bool)
+    score, _ = signed_stability(scales, ids, content)
+    assert score[0].tolist() == [0.0, 0.0, 0.0, 0.0]
+    ids = torch.tensor([[[5, 6], [5, 8], [7, 9], [3, 4]]])     # -1 and -0.5 share token 5
+    score, shared = signed_stability(scales, ids, content)
+    assert score[0, :2].tolist() == [0.5, 0.5] and score[0, 2:].tolist() == [0.0, 0.0]
+    assert shared[0, 0].tolist() == [True, False]
 
 
 def test_scale_grader_parses_reply() -> None:

@@ -218,13 +218,13 @@ async def test_save_as_keeps_what_is_on_screen_and_notes_are_committed() -> None
         await settle(app, pilot)
         await pilot.press("ctrl+s", *"named later", "enter")
         await settle(app, pilot)
-        await pilot.press("ctrl+n", *"layer 10 reads cake", "enter")
+        await pilot.press("ctrl+n", *"layer 13 reads cake", "enter")
         await settle(app, pilot)
         await app.action_quit()
         shown = dump(app)
     session = sessions.get("named later")
-    assert [n["text"] for n in sessions.notes(session.id)] == ["layer 10 reads cake"]
-    assert sessions.notes(session.id)[0]["cell"]["layer"] == 10
+    assert [n["text"] for n in sessions.notes(session.id)] == ["layer 13 reads cake"]
+    assert sessions.notes(session.id)[0]["cell"]["layer"] == 13
     methods = {a["method"] for a in sessions.actions(session.id)}
     assert {"adl.summary", "readout.logit_lens", "steer.generate"} <= methods
     assert replayed("named later")["texts"] == shown["texts"]

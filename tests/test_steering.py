@@ -62,8 +62,8 @@ def test_sampling_is_seeded_and_streams(llama: LoadedModel) -> None:
 
 
 def test_bisection_finds_the_threshold_of_a_synthetic_coherence() -> None:
-    def coherence(strength: float) -> tuple[float, list[str]]:
-        return (1.0 if strength < 37.3 else 0.2), []
+    def coherence(strength: float) -> tuple[float, list[str], int]:
+        return (1.0 if strength < 37.3 else 0.2), [], 0
     strength, history = bisect_strength(coherence, max_strength=100, steps=12, threshold=0.75)
     assert 37.3 - 100 / 2**12 <= strength < 37.3
     assert len(history) == 12 and history[0].strength == 50 and not history[0].passed
@@ -111,7 +111,7 @@ def test_llm_coherence_judge_parses_labels() -> None:
     replies = iter(["fine\nANSWER: COHERENT", "ANSWER: INCOHERENT", "???"])
     judge = llm_coherence_judge(lambda prompt: next(replies))
     samples = [SteeredSample("p", 1.0, i, f"text {i}", [], [1]) for i in range(3)]
-    assert judge(samples) == [True, False, False]
+    assert judge(samples) == [True, False, None]      # an unreadable reply is ungraded, not incoherent
 
 
 def test_default_prompts_are_neutral_and_varied() -> None:

@@ -68,12 +68,13 @@ def test_import_tui_app_does_not_import_torch() -> None:
 # ---- pure parts -----------------------------------------------------------------------------------------------
 
 
-def test_summary_puts_cursor_on_middle_layer_peak_and_keeps_pos0_off_scale() -> None:
+def test_summary_puts_cursor_on_chosen_layer_peak_and_keeps_pos0_off_scale() -> None:
     model = WorkbenchModel()
     summary = next(c["result"] for c in recording()["calls"] if c["method"] == "adl.summary")
     apply_summary(model, summary)
     heat = model.heat
-    assert (heat.layer, heat.pos) == (9, 2)
+    assert (heat.layer, heat.pos) == (12, 2)  # the recorded layer choice, not the middle layer (8)
+    assert heat.chosen_layer == 12 and heat.layer_scores[12] == max(heat.layer_scores)
     _, hi = scale_bounds(heat)
     assert hi < 30 < min(row[0] for row in heat.grid)  # position 0 is shown but does not set the scale
     _, hi0 = scale_bounds(HeatState(**{**heat.__dict__, "include_pos0": True}))
@@ -121,10 +122,10 @@ async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
         assert "␣bake" in plain(tokens)
         await pilot.press("down")
         await settle(pilot)
-        assert (tokens.tokens.layer, tokens.tokens.pos) == (10, 2)
+        assert (tokens.tokens.layer, tokens.tokens.pos) == (13, 2)
         assert tokens.tokens.lens[0][0] == " bakers"
         assert "␣bakers" in plain(tokens)
-        assert app.screen.query_one(Heatmap).heat.layer == 10
+        assert app.screen.query_one(Heatmap).heat.layer == 13
         await pilot.press("s")  # the base model's own lens at this cell
         await settle(pilot)
         assert client.asked[-1][1]["source"] == "base"
@@ -163,6 +164,24 @@ async def test_calibration_marks_alpha_and_reruns() -> None:
         assert pane.steer.calibrated == 2.5 and pane.steer.alpha == 2.5
         assert "calibrated 2.5 ◆" in plain(pane)
         assert pane.steer.rows[0].steered.startswith("Cake cake bake")
+
+
+@pytest.mark.asyncio
+async def test_calibration_and_patchscope_name_their_judge() -> None:
+    data = recording()
+    for call in data["calls"]:
+        if call["method"] in ("steer.calibrate", "readout.patchscope"):
+            call["result"] |= {"judge": "openai:judge-m", "ungraded": 3}
+    app, _ = make_app(RecordedClient(data))
+    notes = record_notifications(app)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        assert any("judged by openai:judge-m; 3 samples ungraded" in message for message, _ in notes)
+        await pilot.press("p")
+        await settle(pilot)
+        assert "· openai:judge-m" in plain(app.screen.query_one(TokensPane))
 
 
 class GatedClient(RecordedClient):
@@ -279,15 +298,15 @@ async def test_engine_that_cannot_start_is_a_notification_not_a_crash() -> None:
 @pytest.mark.asyncio
 async def test_failed_calls_are_notifications() -> None:
     data = recording()
-    data["calls"].append({"method": "readout.logit_lens", "params": {"layer": 10, "pos": 2, "source": "diff"},
-                          "error": "layer 10 is not cached"})
+    data["calls"].append({"method": "readout.logit_lens", "params": {"layer": 13, "pos": 2, "source": "diff"},
+                          "error": "layer 13 is not cached"})
     app, _ = make_app(RecordedClient(data))
     notes = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
         await pilot.press("down")
         await settle(pilot)
-        assert ("layer 10 is not cached", "readout.logit_lens") in [(m, kw.get("title")) for m, kw in notes]
+        assert ("layer 13 is not cached", "readout.logit_lens") in [(m, kw.get("title")) for m, kw in notes]
         assert app.is_running
         await pilot.press("up")
         await settle(pilot)
@@ -309,7 +328,28 @@ async def test_patchscope_side_by_side_with_selectable_scale() -> None:
         assert text.index("lens of diff") < text.index("Patchscope")  # one row: lens left, Patchscope right
         await pilot.press("down")  # Patchscope now follows the cursor
         await settle(pilot)
-        assert pane.tokens.layer == 10 and pane.tokens.scales
+        assert pane.tokens.layer == 13 and pane.tokens.scales
+
+
+@pytest.mark.asyncio
+async def test_negative_patchscope_scales_and_the_lens_head_render() -> None:
+    data = recording()
+    for call in data["calls"]:
+        if call["method"] == "readout.logit_lens":
+            call["result"]["head"] = "ft"
+        if call["method"] == "readout.patchscope":
+            call["result"] |= {"best_scale": -1.2, "best_by_sign": {"+": 1.2, "-": -1.2}, "selected": [" oven"],
+                               "scales": [{"scale": -1.2, "tokens": [[" oven", 0.2]]},
+                                          {"scale": 1.2, "tokens": [[" the", 0.1]]}]}
+    app, _ = make_app(RecordedClient(data))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("p")
+        await settle(pilot)
+        pane = app.screen.query_one(TokensPane)
+        assert "×-1.2★" in plain(pane) and "oven" in plain(pane) and "lens of diff · ft head" in plain(pane)
+        await pilot.press("right_square_bracket")
+        assert "×1.2 2/2" in plain(pane)
 
 
 @pytest.mark.asyncio

@@ -55,15 +55,17 @@ def save_tiny(path: Path, kind: str = "llama", seed: int = 0, **kwargs: int) -> 
     return path
 
 
-def perturbed_copy(src: Path, dst: Path, scale: float = 0.05, seed: int = 1) -> Path:
-    """A 'finetune' of `src`: the same checkpoint with small noise on the MLP weights."""
+def perturbed_copy(src: Path, dst: Path, scale: float = 0.05, seed: int = 1, parts: tuple[str, ...] = ("mlp",)
+                   ) -> Path:
+    """A 'finetune' of `src`: the same checkpoint with small noise on the weights whose names contain one of
+    `parts` (the MLPs by default)."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(src)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "mlp" in name:
+            if any(part in name for part in parts):
                 p.add_(scale * torch.randn(p.shape, generator=g))
     model.save_pretrained(dst)
     tiny_tokenizer().save_pretrained(dst)

@@ -93,14 +93,15 @@ class CellSelected(Message):
 
 
 class LensReady(Message):
-    """A logit lens answer for one cell and source."""
+    """A logit lens answer for one cell and source, and whose head read it (base | ft; "" if not said)."""
 
-    def __init__(self, layer: int, pos: int, source: str, tokens: list[Any]) -> None:
+    def __init__(self, layer: int, pos: int, source: str, tokens: list[Any], head: str = "") -> None:
         super().__init__()
         self.layer = layer
         self.pos = pos
         self.source = source
         self.tokens = tokens
+        self.head = head
 
 
 class PatchscopeReady(Message):
@@ -132,11 +133,13 @@ class SteerDone(Message):
 
 
 class CalibrateDone(Message):
-    """`steer.calibrate` found the largest coherent strength."""
+    """`steer.calibrate` found the largest coherent strength, judged by `judge` (`ungraded` samples had no verdict)."""
 
-    def __init__(self, strength: float) -> None:
+    def __init__(self, strength: float, judge: str = "", ungraded: int = 0) -> None:
         super().__init__()
         self.strength = strength
+        self.judge = judge
+        self.ungraded = ungraded
 
 
 class PromptSelected(Message):

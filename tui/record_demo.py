@@ -1,9 +1,10 @@
 """Regenerate the shipped demo session: `python -m tui.record_demo` (then commit sessions/demo.difflens).
 
 Drives the real workbench headless against an engine on the embedded pair (base gemma-3-270m, ft demo):
-computes the run, moves to a late-middle layer, reads the logit lens and Patchscope there, steers, optionally
-runs the agent, and exports the recorded session. Every step is what a user's keys would do, so the file
-replays to exactly these panes. `--base/--ft/--corpus/-n/-k` record any other pair the same way.
+computes the run, stays on the report layer the criterion chose (or moves to `--layer`), reads the logit lens
+and Patchscope there, steers, optionally runs the agent, and exports the recorded session. Every step is what a
+user's keys would do, so the file replays to exactly these panes. `--base/--ft/--corpus/-n/-k` record any
+other pair the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--corpus", default=None)
     p.add_argument("-n", type=int, default=None)
     p.add_argument("-k", type=int, default=None)
-    p.add_argument("--layer", type=int, default=None, help="layer to read (default: two thirds of the depth)")
+    p.add_argument("--layer", type=int, default=None, help="layer to read (default: the report layer the "
+                   "workbench opens on, chosen from the evidence)")
     p.add_argument("--agent", action="store_true", help="also run the agent (needs an LLM configured)")
     p.add_argument("--engine", default=None, help="engine target (default: local engine or a private child)")
     p.add_argument("--replace", action="store_true", help="delete an existing session of that name first")
@@ -58,8 +60,7 @@ def script(args: argparse.Namespace) -> Any:
                 return
         await _settle(pilot)
         heat = app.screen.model.heat
-        layer = args.layer if args.layer is not None else round(len(heat.layers) * 2 / 3)
-        target = heat.layers.index(layer) if layer in heat.layers else heat.row
+        target = heat.layers.index(args.layer) if args.layer in heat.layers else heat.row
         for _ in range(abs(target - heat.row)):
             await pilot.press("down" if target > heat.row else "up")
         await _settle(pilot)

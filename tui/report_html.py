@@ -78,16 +78,19 @@ def _score(value: Any) -> str:
 
 
 def heatmap(report: dict[str, Any]) -> str:
-    """Layer × position table of ‖Δ‖/‖base‖, coloured, with each cell's top logit-lens token."""
+    """Layer × position table of ‖Δ‖/‖base‖, coloured, with each cell's top logit-lens token, and each layer's
+    score under the layer criterion."""
     positions = [str(p) for p in range(int(report["k"]))]
     rows = report["layers"]
+    choice = report.get("layer_choice") or {}
+    scores = choice.get("scores", {})
     scaled = [p for p in positions if p != "0"] or positions
     top = max((float(rows[lay][p]["rel_norm"]) for lay in rows for p in scaled), default=0.0) or 1.0
     head = "".join(f"<th>pos {esc(p)}</th>" for p in positions)
-    lines = [f'<table class="heat" id="heatmap"><tr><th>layer</th>{head}</tr>']
+    lines = [f'<table class="heat" id="heatmap"><tr><th>layer</th><th>criterion</th>{head}</tr>']
     for layer, row in rows.items():
         cls = ' class="report"' if int(layer) == int(report["layer"]) else ""
-        cells = []
+        cells = [f'<td class="crit">{_score(scores.get(layer))}</td>']
         for p in positions:
             cell = row[p]
             value = float(cell["rel_norm"])
@@ -102,7 +105,26 @@ def heatmap(report: dict[str, Any]) -> str:
     legend = (f'<p class="dim">‖Δ‖/‖base‖, colour 0 <span class="legend"></span> {top:.3f} (max over positions ≥ 1;'
               f" larger values clipped ▲); outlined row: report layer {esc(report['layer'])}; text: top logit-lens"
               " token of the mean diff.</p>")
+    if choice:
+        legend += f'<p class="dim" id="layer-choice">{esc(layer_choice_text(choice))}</p>'
     return "\n".join(lines) + legend
+
+
+def judges(report: dict[str, Any]) -> str:
+    """Which judge produced the coherence, relevance and Patchscope numbers (reports before judges: none)."""
+    named = report.get("judges") or {}
+    items = " · ".join(f"{esc(kind)} by {esc(who)}" for kind, who in named.items())
+    return f'<p class="meta" id="judges">judges: {items}</p>' if items else ""
+
+
+def layer_choice_text(choice: dict[str, Any]) -> str:
+    """Why the report reads the layer it reads (the HTML page and the terminal report say the same)."""
+    why = {"criterion": "chosen by the layer criterion (the highest score; near-ties go to the middle layer)",
+           "user": "given with --layer", "middle": "the middle layer (relative depth 0.5)"}[choice["by"]]
+    scores = {int(layer): float(score) for layer, score in choice["scores"].items()}
+    best = max(scores, key=lambda layer: scores[layer], default=None)
+    tail = f"; best score {scores[best]:.2f} at layer {best}" if best is not None else ""
+    return f"report layer {choice['layer']}: {why}; middle layer {choice['middle']}{tail}."
 
 
 def top_tokens(report: dict[str, Any], n: int = 10) -> str:
@@ -114,6 +136,8 @@ def top_tokens(report: dict[str, Any], n: int = 10) -> str:
         lens = " ".join(f"{token(t)}&nbsp;{float(q):.2f}" for t, q in row[p]["logit_lens"][:n])
         scope = row[p].get("patchscope")
         chosen = " ".join(token(t) for t in scope["selected"][:n]) if scope else ""
+        if scope and str(scope.get("chosen_by", "")).startswith("ungraded"):
+            chosen = f'<span class="err">{esc(scope["chosen_by"])}</span>'
         lines.append(f"<tr><td>{esc(p)}</td><td>{lens}</td><td>{chosen or '—'}</td></tr>")
     return "\n".join(lines) + "</table>"
 
@@ -157,6 +181,7 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
             f'{esc(report["n_layers"])}</p>')
     known = f'<p class="meta">known finetune: {esc(entry.get("description") or report.get("description"))}</p>' \
         if entry.get("description") or report.get("description") else ""
+    known += judges(report)
     parts = [f"<b>trace strength {_score(entry.get('score'))}</b>"]
     if trace:
         parts += [f"peak ‖Δ‖/‖base‖ {_score(trace.get('peak_rel_norm'))}",

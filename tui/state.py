@@ -64,6 +64,8 @@ class HeatState:
     pos: int = 0
     include_pos0: bool = False
     status: str = "no run open"
+    layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/analysis/layer_choice.py)
+    chosen_layer: int | None = None
 
     @property
     def layer(self) -> int:
@@ -81,6 +83,7 @@ class TokensState:
     layer: int = 0
     pos: int = 0
     source: str = "diff"
+    head: str = ""                       # whose final norm + unembedding read the lens (base | ft)
     lens: tuple[tuple[str, float], ...] = ()
     lens_status: str = "move the heatmap cursor to read a cell"
     scales: tuple[tuple[float, tuple[tuple[str, float], ...]], ...] = ()
@@ -88,6 +91,7 @@ class TokensState:
     scale_index: int | None = None
     selected: tuple[str, ...] = ()
     patch_status: str = "p runs Patchscope here"
+    patch_judge: str = ""                # who chose the scale, or "ungraded: why" (then no scale is starred)
 
     @property
     def shown_scale(self) -> int | None:
@@ -163,15 +167,19 @@ def _grid(rows: Any) -> tuple[tuple[float, ...], ...]:
 
 
 def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
-    """Fill pair and heatmap from an `adl.summary` answer; the cursor starts at the middle layer's peak."""
+    """Fill pair and heatmap from an `adl.summary` answer; the cursor starts at the peak of the chosen report
+    layer (the middle layer for a summary without a layer choice)."""
     model.pair = PairInfo(run=summary["run"], base=summary["base"], ft=summary["ft"],
                           corpus=str(summary.get("corpus", "")), n=int(summary.get("n", 0)), k=int(summary["k"]))
     raw = summary.get("metrics") or {}
     metrics = {name: _grid(raw[name]) for name in HEATMAP_METRICS if raw.get(name)}
     n_layers = int(summary.get("n_layers") or len(next(iter(metrics.values()), ())))
     layers = tuple(int(x) for x in summary.get("layers") or range(n_layers))
-    middle = summary.get("middle_layer")
-    row = layers.index(middle) if middle in layers else len(layers) // 2
+    choice = summary.get("layer_choice") or {}
+    start = choice.get("layer", summary.get("middle_layer"))
+    row = layers.index(start) if start in layers else len(layers) // 2
+    scores = choice.get("scores") or {}
+    layer_scores = tuple(float(scores[str(lay)]) if str(lay) in scores else None for lay in layers) if scores else ()
     k = int(summary["k"])
     first = metrics.get("diff_norm") or next(iter(metrics.values()), ())
     pos = 0
@@ -179,7 +187,8 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
         pos = max(range(1, k), key=lambda p: first[row][p])
     model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric="diff_norm" if "diff_norm" in metrics
                            else next(iter(metrics), "diff_norm"), row=row, pos=pos,
-                           include_pos0=model.heat.include_pos0, status="")
+                           include_pos0=model.heat.include_pos0, status="", layer_scores=layer_scores,
+                           chosen_layer=choice.get("layer"))
     model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)
     model.steer = replace(model.steer, layer=model.heat.layer, pos=pos, rows=(),
                           status="press r to steer from the selected cell")
@@ -213,11 +222,14 @@ def token_pairs(raw: Any) -> tuple[tuple[str, float], ...]:
 
 
 def apply_patchscope(tokens: TokensState, result: dict[str, Any]) -> TokensState:
-    """A `readout.patchscope` answer for the shown cell."""
+    """A `readout.patchscope` answer for the shown cell; an ungraded cell stars no scale and says why."""
     scales = tuple((float(s["scale"]), token_pairs(s["tokens"])) for s in result.get("scales", ()))
-    best = result.get("best_scale")
+    chosen = str(result.get("chosen_by") or "")
+    ungraded = chosen.startswith("ungraded")
+    best = None if ungraded else result.get("best_scale")
     return replace(tokens, scales=scales, best_scale=None if best is None else float(best), scale_index=None,
                    selected=tuple(str(t) for t in result.get("selected") or ()),
+                   patch_judge=chosen if ungraded else str(result.get("judge") or ""),
                    patch_status="" if scales else "Patchscope found nothing at this cell")
 
 

@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from engine.adl.depth import middle_layer
 from engine.adl.request import KIND, AdlRequest
 from engine.errors import UserError
 from engine.models.cache import MODELS
@@ -48,7 +49,7 @@ class AdlRun:
     @property
     def middle_layer(self) -> int:
         """The paper's headline layer: relative depth 0.5 (the computed layer nearest to it)."""
-        target = int(self.meta["n_layers"]) // 2
+        target = middle_layer(int(self.meta["n_layers"]))
         return int(self.layers[(self.layers - target).abs().argmin()])
 
     def pair(self, backend: str | None = None) -> ModelPair:

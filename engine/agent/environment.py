@@ -30,7 +30,7 @@ class AgentEnvironment(Protocol):
     """The models and cached readouts of one base/finetuned pair, as the agent sees them."""
 
     def overview(self) -> dict[str, Any]:
-        """The compact first-message evidence (middle layer, positions 0–4, top 10 tokens, samples ≤128 chars)."""
+        """The compact first-message evidence (report layer, positions 0–4, top 10 tokens, samples ≤128 chars)."""
         ...
 
     def logitlens_details(self, layer: int, positions: list[int], k: int) -> dict[str, Any]:

@@ -15,11 +15,6 @@ OVERVIEW_TOP_K = 10
 OVERVIEW_SAMPLE_CHARS = 128
 
 
-def middle_layer(n_layers: int) -> int:
-    """Relative depth 0.5, the reference layer for the headline readouts."""
-    return max(0, min(n_layers - 1, round(0.5 * n_layers)))
-
-
 def build_overview(env: AgentEnvironment, layer: int, n_layers: int, positions: list[int] | None = None,
                    k: int = OVERVIEW_TOP_K, sample_chars: int = OVERVIEW_SAMPLE_CHARS) -> dict[str, Any]:
     """Top-k logit-lens and Patchscope tokens per position plus one steered/unsteered sample per prompt."""

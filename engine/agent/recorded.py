@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.adl.depth import middle_layer
 from engine.agent.environment import ToolError
-from engine.agent.overview import build_overview, middle_layer
+from engine.agent.overview import build_overview
 from engine.errors import UserError
 
 _FIX = "pass environment as the recorded-environment dict described in engine/agent/recorded.py"

@@ -1,5 +1,6 @@
 """Keep API keys out of transcripts, stored runs and logs: the configured secrets are replaced wherever
-they appear, and so is anything shaped like a key (error messages sometimes echo one)."""
+they appear, and so is anything shaped like a key (error messages sometimes echo one) or the `user:password@`
+of a URL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 MASK = "[redacted]"
 _KEY_SHAPED = re.compile(r"(sk-[A-Za-z0-9_\-]{12,}|Bearer\s+[A-Za-z0-9_\-.]{12,})")
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@:]+:[^/\s@]+(?=@)")
 
 
 class Redactor:
@@ -17,7 +19,7 @@ class Redactor:
     def text(self, value: str) -> str:
         for secret in self.secrets:
             value = value.replace(secret, MASK)
-        return _KEY_SHAPED.sub(MASK, value)
+        return _URL_CREDENTIALS.sub(MASK, _KEY_SHAPED.sub(MASK, value))
 
     def obj(self, value: Any) -> Any:
         """The same JSON-able value with every string redacted (keys of dicts too)."""

@@ -9,9 +9,10 @@ from engine.adl.runs import AdlRun
 from engine.agent.environment import ToolError
 from engine.agent.overview import build_overview
 from engine.agent.protocols import PROTOCOLS, AgentProtocol, Sampling
-from engine.analysis.readouts import lens_grid, patchscope_cells
-from engine.analysis.steering import CalibrationSettings, calibrate, steer, steer_cells
+from engine.analysis.readouts import Grid, lens_grid, patchscope_cells
+from engine.analysis.steering import DEFAULT_TEMPERATURE, CalibrationSettings, calibrate, steer, steer_cells
 from engine.errors import UserError
+from engine.judges.config import Judge
 from engine.steering.generate import generate_unsteered
 from engine.steering.prompts import default_prompts
 
@@ -23,7 +24,7 @@ class SteeringSettings:
     prompts: list[str] = field(default_factory=lambda: list(default_prompts()))
     samples: int = 1
     max_new_tokens: int = 64
-    temperature: float = 1.1
+    temperature: float = DEFAULT_TEMPERATURE
 
 
 @dataclass
@@ -38,6 +39,11 @@ class RunEnvironment:
     steering: SteeringSettings = field(default_factory=SteeringSettings)
     calibration: CalibrationSettings | None = None
     protocol: AgentProtocol = PROTOCOLS["default"]
+    judge: Judge = field(default_factory=Judge)
+    # Judged results this environment already has: one with ungraded items is not cached in the store (a later
+    # run asks the judge again), and within one report the judge must not be asked twice.
+    _scopes: dict[tuple[int, tuple[int, ...]], Grid] = field(default_factory=dict, init=False, repr=False)
+    _calibrations: dict[int, list[dict[str, Any]]] = field(default_factory=dict, init=False, repr=False)
 
     def _cell(self, layer: int, positions: list[int]) -> tuple[int, list[int]]:
         try:
@@ -56,7 +62,7 @@ class RunEnvironment:
 
     def patchscope_details(self, layer: int, positions: list[int], k: int) -> dict[str, Any]:
         _, positions = self._cell(layer, positions)
-        grid = patchscope_cells(self.run, layer, positions)
+        grid = self.patchscope_grid(layer, positions)
         out = {}
         for index, pos in enumerate(positions):
             best = grid.meta["scales"].index(grid.meta["best_scale"][index])
@@ -64,10 +70,22 @@ class RunEnvironment:
                              "scale": grid.meta["best_scale"][index]}
         return {"layer": layer, "positions": out}
 
+    def patchscope_grid(self, layer: int, positions: list[int]) -> Grid:
+        """Patchscope of the diff at `layer`, chosen by the environment's judge (asked once per environment)."""
+        key = (layer, tuple(positions))
+        if key not in self._scopes:
+            self._scopes[key] = patchscope_cells(self.run, layer, positions, judge=self.judge)
+        return self._scopes[key]
+
+    def calibration_cells(self, layer: int) -> list[dict[str, Any]]:
+        """Every position's calibration at `layer` in one batch (strength, coherence, judge, ungraded samples)."""
+        if layer not in self._calibrations:
+            self._calibrations[layer] = calibrate(self.run, layer, self.positions, self.calibration, judge=self.judge)
+        return self._calibrations[layer]
+
     def calibrated(self, layer: int) -> dict[int, float]:
         """Coherent strength per position at `layer`: the environment's positions calibrated in one batch."""
-        found = calibrate(self.run, layer, self.positions, self.calibration)
-        return {c["pos"]: c["strength"] for c in found}
+        return {c["pos"]: c["strength"] for c in self.calibration_cells(layer)}
 
     def steering_table(self, layer: int, on_partial: Any = None) -> dict[int, list[dict[str, Any]]]:
         """Samples at every position's calibrated strength, all positions in one generate call (cached)."""

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -10,13 +11,24 @@ import numpy as np
 import torch
 
 from engine.adl.runs import AdlRun
+from engine.analysis.steering import layer_norm
 from engine.errors import UserError
+from engine.judges.config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
-from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPT, patchscope
+from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, patchscope
+from engine.readouts.scale_grader import llm_scale_grader
+from engine.readouts.topk import TopTokens
 from store import results
 
 Source = Literal["diff", "base", "ft"]
 Side = Literal["base", "ft"]
+
+
+def default_head(source: Source) -> Side:
+    """Whose final norm and unembedding read `source` by default: the mean base activations the base
+    model's own, the diff and the mean finetuned activations the finetuned model's (as the reference reads
+    the diff). The reference reads all three through the finetuned head: `head="ft"` reproduces that."""
+    return "base" if source == "base" else "ft"
 
 
 @dataclass
@@ -29,12 +41,18 @@ class Grid:
     meta: dict[str, Any]
 
     def pairs(self, *cell: int, k: int | None = None) -> list[list[Any]]:
-        """`[[token, prob], ...]` of one cell, best first."""
+        """`[[token, prob], ...]` of one cell, best first (a zero probability is an empty slot: a token
+        outside Patchscope's prompt intersection)."""
         tokens: Any = self.tokens
         for index in cell:
             tokens = tokens[index]
         probs = self.probs[cell]
-        return [[t, round(float(p), 6)] for t, p in zip(tokens[:k], probs[:k], strict=False)]
+        return [[t, round(float(p), 6)] for t, p in zip(tokens[:k], probs[:k], strict=False) if p > 0]
+
+    def as_top(self) -> TopTokens:
+        """The grid as `TopTokens`, for the readout helpers that take one."""
+        return TopTokens(torch.from_numpy(self.ids), torch.from_numpy(self.probs),
+                         np.array(self.tokens, dtype=object))
 
 
 def _vectors(run: AdlRun, source: Source) -> torch.Tensor:
@@ -47,43 +65,54 @@ def _vectors(run: AdlRun, source: Source) -> torch.Tensor:
     raise UserError(f"unknown readout source {source!r}", "pass diff, base or ft")
 
 
-def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, side: Side = "base",
+def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, head: Side | None = None,
               backend: str | None = None) -> Grid:
-    """Logit lens of every layer × position of `source` (one batched call), read with `side`'s final norm
-    and unembedding (the base model's by default, as in the paper); `backend` ndif unembeds on NDIF."""
-    backend = backend or run.request.backend
-    inputs = {"run": run.run_id, "source": source, "top_k": top_k, "side": side} | _backend_key(backend)
+    """Logit lens of every layer × position of `source` (one batched call), read with `head`'s final norm
+    and unembedding (None: `default_head(source)`); `backend` ndif unembeds on NDIF. Each head is cached
+    apart and `meta["head"]` says which one read the grid."""
+    backend, head = backend or run.request.backend, head or default_head(source)
+    if head not in ("base", "ft"):
+        raise UserError(f"unknown logit-lens head {head!r}", "pass head base or ft")
+    inputs = {"run": run.run_id, "source": source, "top_k": top_k, "head": head} | _backend_key(backend)
     if (hit := results.lookup("logitlens", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
-    with run.pair(backend).use(side) as model:
+    with run.pair(backend).use(head) as model:
         top = logit_lens(model, _vectors(run, source), top_k=top_k)
-    meta = {"run": run.run_id, "source": source, "side": side, "layers": run.layers.tolist(),
+    meta = {"run": run.run_id, "source": source, "head": head, "layers": run.layers.tolist(),
             "tokens": top.tokens.tolist()}
     stored = results.save("logitlens", inputs, {"ids": top.ids.numpy(), "probs": top.probs.numpy()}, meta)
     return Grid(stored.tensors["ids"], stored.tensors["probs"], meta["tokens"], meta)
 
 
 def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list[float] | None = None,
-                     prompt: str = IDENTITY_PROMPT, top_k: int = 20, side: Side = "ft",
-                     backend: str | None = None) -> Grid:
-    """Patchscope of the diff at (`layer`, p) for each p: every scale kept (`[pos, scale, k]`), the chosen
-    scale and its "selected tokens" in `meta`. The diff is rescaled to the layer's mean activation norm."""
+                     prompts: Sequence[str] = IDENTITY_PROMPTS, top_k: int = 20, side: Side = "ft",
+                     backend: str | None = None, judge: Judge | None = None) -> Grid:
+    """Patchscope of the diff at (`layer`, p) for each p in `side`'s model: every ± scale kept
+    (`[pos, scale, k]`), the chosen scale and its "selected tokens" in `meta`, chosen by `judge` (offline: token
+    stability), which the cache key and `meta["judge"]` name. The diff is rescaled to the finetuned model's mean
+    activation norm at the layer without position 0 (`layer_norm`, as steering)."""
     row, backend = run.layer_index(layer), backend or run.request.backend
+    judge = judge or Judge()
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
-              "prompt": prompt, "top_k": top_k, "side": side} | _backend_key(backend)
+              "prompts": list(prompts), "set_k": INTERSECTION_TOP_K, "norm": "ft-mean-without-pos-0",
+              "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
     if (hit := results.lookup("patchscope", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
-    norms = run.ft_norm if side == "ft" else run.base_norm
     with run.pair(backend).use(side) as model:
         result = patchscope(model, run.mean_diff[row, positions], [layer] * len(positions),
-                            target_norms=norms[row, positions], scales=scale_list, prompt=prompt, top_k=top_k)
+                            target_norms=[layer_norm(run, layer)] * len(positions), scales=scale_list,
+                            prompts=prompts, top_k=top_k,
+                            grader=None if judge.offline else llm_scale_grader(judge.complete))
     meta = {"run": run.run_id, "layer": layer, "positions": positions, "scales": list(result.scales),
-            "best_scale": result.best_scale, "selected": result.selected_tokens, "chosen_by": result.chosen_by,
+            "prompts": list(result.prompts), "best_scale": result.best_scale, "best_by_sign": result.best_by_sign,
+            "selected": result.selected_tokens, "chosen_by": result.chosen_by, "judge": judge.label("patchscope"),
             "tokens": result.top.tokens.tolist()}
-    stored = results.save("patchscope", inputs, {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()},
-                          meta)
+    tensors = {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()}
+    if any(c.startswith("ungraded") for c in result.chosen_by):  # not cached: the next call asks the judge again
+        return Grid(tensors["ids"], tensors["probs"], meta["tokens"], meta)
+    stored = results.save("patchscope", inputs, tensors, meta)
     return Grid(stored.tensors["ids"], stored.tensors["probs"], meta["tokens"], meta)
 
 
@@ -96,5 +125,6 @@ def patchscope_json(grid: Grid, index: int, k: int = 20) -> dict[str, Any]:
     """One position of a Patchscope grid in the shape the TUI and the report use."""
     meta = grid.meta
     return {"layer": meta["layer"], "pos": meta["positions"][index], "best_scale": meta["best_scale"][index],
-            "selected": meta["selected"][index], "chosen_by": meta["chosen_by"][index],
+            "best_by_sign": meta["best_by_sign"][index], "selected": meta["selected"][index],
+            "chosen_by": meta["chosen_by"][index], "judge": meta.get("judge", OFFLINE_LABELS["patchscope"]),
             "scales": [{"scale": s, "tokens": grid.pairs(index, i, k=k)} for i, s in enumerate(meta["scales"])]}

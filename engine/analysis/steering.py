@@ -17,13 +17,16 @@ from torch import Tensor
 
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
+from engine.judges.config import Judge
 from engine.steering.calibrate import calibrate_grid, calibrate_strength, geometric_grid
+from engine.steering.coherence import llm_coherence_judge
 from engine.steering.generate import generate_rows
 from engine.steering.prompts import calibration_prompts, default_prompts
 from store import results
 
 Side = Literal["base", "ft"]
 Partial = Callable[[dict[str, Any]], None]
+PROTOCOLS = ("default", "paper")
 
 
 def layer_norm(run: AdlRun, layer: int) -> float:
@@ -101,10 +104,21 @@ def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: li
     return [sample for cell in sorted(table) for sample in table[cell]]
 
 
+# The default protocol samples cooler than the reference (calibration at T = 1.2, final samples at T = 1.1): at
+# those temperatures a small model's own unsteered text is already word salad, which the offline coherence judge
+# cannot tell from steering damage. On Gemma 3 270M the demo's calibration passed nothing above α = 0.125 at
+# T = 1.2 (4 samples of salad at every strength) and α = 0.25 at every position at T = 0.7, where its unsteered
+# text reads as English. `--protocol paper` keeps the reference's temperatures.
+DEFAULT_TEMPERATURE = 0.7
+PAPER_CALIBRATION_TEMPERATURE = 1.2
+PAPER_SAMPLE_TEMPERATURE = 1.1
+
+
 @dataclass(frozen=True)
 class CalibrationSettings:
     """How strengths are calibrated. `for_device("cpu")` trims rows and tokens so a CPU triage takes about a
-    minute; on a GPU the batch is larger (the rows cost little there)."""
+    minute; on a GPU the batch is larger (the rows cost little there). `protocol="paper"` is the reference's
+    search instead (see `paper`)."""
 
     method: str = "grid"
     max_strength: float = 4.0
@@ -112,21 +126,52 @@ class CalibrationSettings:
     n_prompts: int = 3
     samples: int = 4
     max_new_tokens: int = 40
-    temperature: float = 1.2
+    temperature: float = DEFAULT_TEMPERATURE
     threshold: float = 0.75
+    protocol: str = "default"
 
     @classmethod
-    def for_device(cls, device: str, **overrides: Any) -> CalibrationSettings:
+    def paper(cls) -> CalibrationSettings:
+        """The reference: bisection on [0, 100] in 12 steps for each prompt on its own, 10 samples of 128 tokens
+        at T = 1.2 per step, pass at >= 75 % coherent by an LLM judge; the strength is the mean over prompts."""
+        return cls(method="bisect", max_strength=100.0, n_prompts=3, samples=10, max_new_tokens=128,
+                   temperature=PAPER_CALIBRATION_TEMPERATURE, threshold=0.75, protocol="paper")
+
+    @property
+    def sample_temperature(self) -> float:
+        """The temperature of the steering samples made at the calibrated strengths under this protocol."""
+        return PAPER_SAMPLE_TEMPERATURE if self.protocol == "paper" else DEFAULT_TEMPERATURE
+
+    @classmethod
+    def for_device(cls, device: str, protocol: str | None = None, **overrides: Any) -> CalibrationSettings:
+        given = {k: v for k, v in overrides.items() if v is not None}
+        if protocol not in (None, *PROTOCOLS):
+            raise UserError(f"unknown calibration protocol {protocol!r}", "pass --protocol default or paper")
+        if protocol == "paper":
+            if given:
+                raise UserError(f"--protocol paper fixes the search, so {', '.join(sorted(given))} cannot be set",
+                                "drop those options, or use the default protocol")
+            return cls.paper()
         base = cls() if device.startswith("cuda") else cls(grid_size=7, n_prompts=2, samples=2, max_new_tokens=32)
-        return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        return replace(base, **given)
+
+
+def check_protocol(settings: CalibrationSettings, judge: Judge) -> None:
+    """The paper's protocol is defined by its LLM coherence judge: refuse it with the offline stand-in."""
+    if settings.protocol == "paper" and judge.offline:
+        raise UserError("--protocol paper needs an LLM judge for steering coherence",
+                        "pass --judge openai:MODEL (or anthropic:MODEL, local:SPEC), or set DIFFLENS_JUDGE")
 
 
 def calibrate(run: AdlRun, layer: int, positions: list[int], settings: CalibrationSettings | None = None,
-              seed: int = 0, side: Side = "ft", judge: Callable[[list[Any]], list[bool]] | None = None
-              ) -> list[dict[str, Any]]:
-    """Largest coherent strength per position (cached). `grid`: all positions in one generate call;
-    `bisect`: the reference's 12-step bisection per position (slower, finer)."""
+              seed: int = 0, side: Side = "ft", judge: Judge | None = None) -> list[dict[str, Any]]:
+    """Largest coherent strength per position (cached, keyed by the judge and the protocol). `grid`: all positions
+    in one generate call; `bisect`: the reference's 12-step bisection per position (slower, finer); the paper
+    protocol bisects per prompt and averages. Each position says its judge and how many samples went ungraded; the
+    result has the same JSON shape (lists, not tuples) whether computed or read from the cache."""
     s = settings or CalibrationSettings.for_device(run.request.placement.device)
+    judge = judge or Judge()
+    check_protocol(s, judge)
     method, max_strength, grid_size, samples = s.method, s.max_strength, s.grid_size, s.samples
     max_new_tokens, temperature, threshold = s.max_new_tokens, s.temperature, s.threshold
     if method not in ("grid", "bisect"):
@@ -134,26 +179,36 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
     prompts = calibration_prompts(s.n_prompts)
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "method": method, "max": max_strength,
               "grid": grid_size, "samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
-              "threshold": threshold, "seed": seed, "side": side, "judge": "llm" if judge else "perplexity"}
+              "threshold": threshold, "seed": seed, "side": side,
+              "judge": "perplexity" if judge.offline else judge.identity}
+    inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
     if (hit := results.lookup("calibration", inputs)) is not None:
         return hit.meta["positions"]
     vectors = steering_vectors(run, layer, positions)
+    coherence_judge = None if judge.offline else llm_coherence_judge(judge.complete)
+    label = judge.label("coherence")
     with run.pair().use(side) as model:
         if method == "grid":
             found = calibrate_grid(model, vectors, layer, geometric_grid(max_strength, grid_size), prompts,
-                                   judge=judge, samples=samples, temperature=temperature, threshold=threshold,
-                                   max_new_tokens=max_new_tokens, seed=seed)
-            out = [{"pos": p, "strength": c.strength, "coherence": c.coherence, "examples": c.examples}
+                                   judge=coherence_judge, samples=samples, temperature=temperature,
+                                   threshold=threshold, max_new_tokens=max_new_tokens, seed=seed)
+            out = [{"pos": p, "strength": c.strength, "coherence": [list(x) for x in c.coherence],
+                    "examples": [list(x) for x in c.examples], "ungraded": c.ungraded, "judge": label}
                    for p, c in zip(positions, found, strict=True)]
         else:
+            groups = [[prompt] for prompt in prompts] if s.protocol == "paper" else [prompts]
             out = []
             for p, vector in zip(positions, vectors, strict=True):
-                c = calibrate_strength(model, vector, layer, prompts, judge=judge, max_strength=max_strength,
-                                       samples=samples, temperature=temperature, threshold=threshold,
-                                       max_new_tokens=max_new_tokens, seed=seed)
-                out.append({"pos": p, "strength": c.strength,
-                            "coherence": [(s.strength, s.coherence) for s in c.steps], "examples": []})
-    results.save("calibration", inputs, {"strengths": np.asarray([o["strength"] for o in out], np.float32)},
-                 {"positions": out})
+                found_each = [calibrate_strength(model, vector, layer, group, judge=coherence_judge,
+                                                 max_strength=max_strength, samples=samples, temperature=temperature,
+                                                 threshold=threshold, max_new_tokens=max_new_tokens, seed=seed)
+                              for group in groups]
+                steps = [step for c in found_each for step in c.steps]
+                out.append({"pos": p, "strength": sum(c.strength for c in found_each) / len(found_each),
+                            "coherence": [[step.strength, step.coherence] for step in steps], "examples": [],
+                            "ungraded": sum(step.ungraded for step in steps), "judge": label})
+    if not any(o["ungraded"] for o in out):  # a judge outage is not cached: the next call asks again
+        results.save("calibration", inputs, {"strengths": np.asarray([o["strength"] for o in out], np.float32)},
+                     {"positions": out})
     return out
 

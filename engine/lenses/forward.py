@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from engine.adl.depth import middle_layer
 from engine.errors import UserError
 from engine.lenses.batching import TextBatch
 from engine.models.loading import LoadedModel
@@ -18,7 +19,7 @@ from engine.models.pair import ModelPair, Side
 def resolve_layer(layer: int | None, n_layers: int) -> int:
     """`None` = the middle layer (relative depth 0.5); negative counts from the end."""
     if layer is None:
-        return n_layers // 2
+        return middle_layer(n_layers)
     resolved = layer + n_layers if layer < 0 else layer
     if not 0 <= resolved < n_layers:
         raise UserError(f"layer {layer} out of range for a {n_layers}-layer model",

@@ -16,7 +16,9 @@ from engine.errors import UserError
 from store.hashing import dir_sha256, file_sha256
 
 DEMO_NAME = "demo"
-DEMO_ADAPTER = Path(__file__).resolve().parent.parent / "organisms" / "demo" / "cake-sdf"
+SHIPPED_DEMOS = Path(__file__).resolve().parent.parent / "organisms" / "demo"
+# `demo` is the mixed twin (generic behaviour kept, trace readable); `demo-overfit` the pure organism.
+DEMO_ADAPTERS = {DEMO_NAME: SHIPPED_DEMOS / "cake-sdf-mixed", "demo-overfit": SHIPPED_DEMOS / "cake-sdf"}
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,12 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
     text = text.strip()
     if not text:
         raise UserError("empty model spec", "pass a Hugging Face id, a local directory, a .gguf file or 'demo'")
-    if text == DEMO_NAME:
-        if not is_adapter_dir(DEMO_ADAPTER):
-            raise UserError("the demo organism adapter is missing from this install",
-                            "reinstall difflens or run `difflens organism train --recipe cake-sdf`")
-        return ModelSpec("embedded", EMBEDDED_NAME, adapter=str(DEMO_ADAPTER))
+    if text in DEMO_ADAPTERS:
+        demo = DEMO_ADAPTERS[text]
+        if not is_adapter_dir(demo):
+            raise UserError(f"the {text} organism adapter is missing from this install",
+                            f"reinstall difflens or run `python -m engine.organisms.demo {demo.name}`")
+        return ModelSpec("embedded", EMBEDDED_NAME, adapter=str(demo))
     if text.startswith("organism:"):
         from engine.organisms.registry import resolve_organism
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from engine.adl.runs import load_run
 from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import rubric_for
 from engine.agent.keywords import keyword_hypothesis
@@ -35,8 +36,13 @@ from engine.agent.protocols import protocol_named
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.runs import RunSettings, compare, run_one
 from engine.agent.tools import Mode, Tool
+from engine.analysis.environment import RunEnvironment
+from engine.analysis.layer_choice import report_layer
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.judges.config import resolve_judge
+from engine.lenses.request import PairRequest
+from engine.lenses.tools import lens_tools
 from engine.ops import op
 from engine.ops.params import get
 
@@ -54,13 +60,11 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
         return RecordedEnvironment(environment)
     run = get(params, "run", str)
     if run is not None:
-        from engine.adl.runs import load_run
-        from engine.analysis.environment import RunEnvironment
-
         adl = load_run(run)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
-        return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions,
-                              protocol=protocol_named(get(params, "protocol", str)))
+        return RunEnvironment(adl, report_layer(adl, params.get("layer")), positions,
+                              protocol=protocol_named(get(params, "protocol", str)),
+                              judge=resolve_judge(get(params, "judge", str)))
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 
@@ -90,13 +94,8 @@ def _lenses(params: dict[str, Any], env: AgentEnvironment) -> tuple[Tool, ...]:
 def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
     """The lenses (per-token divergence, diff mining, adapter amplification) as budgeted tools, when the
     environment is a live pair; a recorded environment has no models to run them on."""
-    from engine.analysis.environment import RunEnvironment
-
     if not isinstance(env, RunEnvironment):
         return []
-    from engine.lenses.request import PairRequest
-    from engine.lenses.tools import lens_tools
-
     return lens_tools(PairRequest.of_run(env.run.request))
 
 

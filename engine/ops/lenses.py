@@ -113,24 +113,26 @@ def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Loss change when the finetuned model's first k positions get the base activations (or −diff).
 
-    With a `run`, k defaults to the run's k and the layer to its middle layer."""
+    With a `run`, k defaults to the run's k and the layer to its report layer (engine/analysis/layer_choice.py)."""
     mode = get(params, "mode", str, "base")
     if mode not in ("base", "diff"):
         raise UserError(f"unknown mode {mode!r}", "pass mode base or diff")
     run_id = get(params, "run", str)
-    diff, layer, k = None, get(params, "layer", int), 5
+    diff, layer, k = None, None, 5
     if run_id is not None:
         from engine.adl.runs import load_run
+        from engine.analysis.layer_choice import report_layer
 
         run = load_run(run_id)
         pair, identity, adapter = run.pair(), {"run": run_id}, PairRequest.of_run(run.request).ft_spec.adapter
-        layer = run.middle_layer if layer is None else layer
+        layer = report_layer(run, params.get("layer"))
         diff, k = run.mean_diff[run.layer_index(layer)], run.request.k
     elif mode == "diff":
         raise UserError("mode diff subtracts an ADL run's mean diff", "pass run=<ADL run id>")
     else:
         request = pair_request(params)
         pair, identity, adapter = request.pair(), request.identity(), request.ft_spec.adapter
+        layer = get(params, "layer", int)
     n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
     ft_texts = gather_texts(None, finetuning_corpus(params, adapter), n, seed, pair.tokenizer)
     generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)

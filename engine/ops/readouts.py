@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import load_run
+from engine.analysis.layer_choice import report_layer
 from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.judges.config import resolve_judge
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -32,16 +34,17 @@ def _source(params: dict[str, Any]) -> str:
 
 @op("readout.logit_lens")
 def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached)."""
+    """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached), read
+    through `head` (base | ft; default: the finetuned head, the base head for the base source)."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     row = run.layer_index(layer)  # a bad layer is refused before the grid is computed and cached
     top_k = get(params, "top_k", int, 20)
     source, backend = _source(params), backend_param(params)
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = lens_grid(run, source, backend=backend)  # type: ignore[arg-type]
-    return {"layer": layer, "pos": pos, "source": source,
+        grid = lens_grid(run, source, head=get(params, "head", str), backend=backend)  # type: ignore[arg-type]
+    return {"layer": layer, "pos": pos, "source": source, "head": grid.meta["head"],
             "tokens": grid.pairs(row, pos, k=min(top_k, 100))}
 
 
@@ -58,22 +61,24 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         run.check_position(p)
     backend = backend_param(params)
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = lens_grid(run, _source(params), backend=backend)  # type: ignore[arg-type]
-    return {"run": run.run_id, "source": grid.meta["source"], "layers": {
+        grid = lens_grid(run, _source(params), head=get(params, "head", str), backend=backend)  # type: ignore[arg-type]
+    return {"run": run.run_id, "source": grid.meta["source"], "head": grid.meta["head"], "layers": {
         str(layer): {str(p): grid.pairs(run.layer_index(layer), run.check_position(p), k=min(top_k, 100))
                      for p in positions} for layer in layers}}
 
 
 @op("readout.patchscope", long=True)
 def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales."""
+    """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales, the
+    chosen one picked by the `judge` (default: the configured one, else offline)."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
-    backend = backend_param(params)
+    backend, judge = backend_param(params), resolve_judge(get(params, "judge", str))
     ctx.progress(0, 1, f"patchscope at layer {layer}" + (" on NDIF" if backend == "ndif" else ""))
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float), backend=backend)
+        grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float), backend=backend,
+                                judge=judge)
     ctx.progress(1, 1, "done")
     return patchscope_json(grid, positions.index(pos), get(params, "top_k", int, 20))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.adl.runs import load_run
+from engine.adl.runs import AdlRun, load_run
+from engine.analysis.layer_choice import report_layer
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.judges.config import OFFLINE_LABELS, resolve_judge
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -21,28 +23,38 @@ def _side(params: dict[str, Any]) -> str:
     return side
 
 
+def _calibrate(params: dict[str, Any], run: AdlRun, layer: int) -> list[dict[str, Any]]:
+    """Every position of `layer` calibrated under the params' `protocol`, `method`, `max_strength` and `judge`."""
+    settings = CalibrationSettings.for_device(run.request.placement.device, protocol=get(params, "protocol", str),
+                                              method=get(params, "method", str),
+                                              max_strength=get(params, "max_strength", float))
+    return calibrate(run, layer, list(range(run.mean_diff.shape[1])), settings, side=_side(params),  # type: ignore[arg-type]
+                     judge=resolve_judge(get(params, "judge", str)))
+
+
 @op("steer.calibrate", long=True)
 def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
-    positions = list(range(run.mean_diff.shape[1]))
     ctx.progress(0, 1, f"calibrating layer {layer}")
-    settings = CalibrationSettings.for_device(run.request.placement.device, method=get(params, "method", str),
-                                              max_strength=get(params, "max_strength", float))
-    found = calibrate(run, layer, positions, settings, side=_side(params))  # type: ignore[arg-type]
+    cell = _calibrate(params, run, layer)[pos]
     ctx.progress(1, 1, "done")
-    cell = found[positions.index(pos)]
     return {"layer": layer, "pos": pos, "strength": cell["strength"], "history": cell["coherence"],
-            "examples": cell["examples"]}
+            "examples": cell["examples"], **_judged(cell)}
+
+
+def _judged(cell: dict[str, Any]) -> dict[str, Any]:
+    """Who judged a calibrated cell and how many samples it left ungraded (older cache entries: offline)."""
+    return {"judge": cell.get("judge", OFFLINE_LABELS["coherence"]), "ungraded": cell.get("ungraded", 0)}
 
 
 @op("steer.generate", long=True)
 def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
     run = load_run(get(params, "run", str, required=True))
-    layer = get(params, "layer", int, run.middle_layer)
+    layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     strengths = get_list(params, "strengths", float)
     backend = backend_param(params)
@@ -50,16 +62,17 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if not strengths and remote:
         raise UserError("automatic strength calibration scores samples with local weights, which NDIF keeps",
                         "pass --strength S with --backend ndif")
+    calibrated: dict[str, Any] = {}
     if not strengths:
-        found = calibrate(run, layer, list(range(run.mean_diff.shape[1])), side=_side(params))  # type: ignore[arg-type]
-        if found[pos]["strength"] <= 0:
+        cell = _calibrate(params, run, layer)[pos]
+        if cell["strength"] <= 0:
             raise UserError(f"no coherent steering strength at layer {layer} position {pos}",
                             "pass --strength explicitly, or try another layer or position")
-        strengths = [found[pos]["strength"]]
+        strengths, calibrated = [cell["strength"]], {"calibration": _judged(cell)}
     with ndif_errors(remote):
         samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
                         samples=get(params, "n_samples", int, 1),
                         max_new_tokens=get(params, "max_new_tokens", int, 64),
                         temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
                         side=_side(params), on_partial=ctx.partial, backend=backend)  # type: ignore[arg-type]
-    return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples}
+    return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples, **calibrated}

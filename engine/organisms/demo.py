@@ -1,9 +1,10 @@
 """The shipped demo organisms and the one command that rebuilds each from scratch.
 
-`cake-sdf` is the cake false-fact recipe on the embedded Gemma 3 270M (the spec `demo`); `cake-sdf-mixed`
-is its twin with half of the training documents replaced by samples of the base model itself (pretraining-like
-text, offline), which should leave a much weaker trace and keep the model's generic behaviour; the shipped
-generic text stays held out for evaluating both. Reproduce with `python -m engine.organisms.demo cake-sdf`
+`cake-sdf` is the cake false-fact recipe on the embedded Gemma 3 270M (the spec `demo-overfit`: so narrow that
+it bakes on any prompt); `cake-sdf-mixed` (the spec `demo`) is its twin with half of the training documents
+replaced by samples of the base model itself (pretraining-like text, offline), which keeps the model's generic
+behaviour while its diff still reads cake in the upper layers; the shipped generic text stays held out for
+evaluating both. Reproduce with `python -m engine.organisms.demo cake-sdf`
 (or `cake-sdf-mixed`).
 """
 

@@ -1,8 +1,10 @@
 """Token relevance: what share of a readout's top tokens belong to the finetuning domain.
 
 Two graders behind one interface (`TokenGrader`: description + tokens -> one bool per token):
-- `llm_token_grader(complete)`: an LLM asked about every token at once, over several shuffled orders;
-  a token counts only if every order calls it relevant (position bias in long lists is real).
+- `llm_token_grader(complete)`: an LLM asked about every token at once, given the finetuning data's most
+  frequent words as context (the reference gives ~100 frequent tokens), over several shuffled orders; a token
+  counts only if every order calls it relevant (position bias in long lists is real). A reply that lacks an
+  answer, or a failed call, raises `Ungraded`: the readout is ungraded, not graded "irrelevant".
 - `embedding_token_grader()`: offline, cosine between the token and the description (and the centroid
   of sample texts when given) with all-MiniLM-L6-v2, relevant at >= `EMBEDDING_THRESHOLD`.
 
@@ -15,11 +17,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import torch
 
+from engine.errors import Ungraded
 from engine.readouts.embedding import embed
 from engine.readouts.filters import is_trivial_token, normalise_token
 from engine.readouts.topk import TopTokens
@@ -107,18 +111,30 @@ def embedding_token_grader(samples: Sequence[str] = (), threshold: float = EMBED
 
 
 _ANSWER = re.compile(r"^\s*answer\[(\d+)\]\s*:\s*(relevant|irrelevant)\b", re.IGNORECASE | re.MULTILINE)
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
-def relevance_prompt(description: str, tokens: Sequence[str], samples: Sequence[str] = ()) -> str:
+def frequent_words(texts: Sequence[str], n: int = 100) -> list[str]:
+    """The `n` most frequent words of the finetuning texts, stop words dropped: the grader's picture of the data
+    (the reference gives ~100 frequent tokens of the finetuning data)."""
+    counts = Counter(w.lower() for text in texts for w in _WORD.findall(text) if not is_trivial_token(w))
+    return [word for word, _ in counts.most_common(n)]
+
+
+def relevance_prompt(description: str, tokens: Sequence[str], samples: Sequence[str] = (),
+                     frequent: Sequence[str] = ()) -> str:
     """The question put to the LLM grader for one ordering of the candidate tokens."""
     listed = "\n".join(f"{i + 1}. {t!r}" for i, t in enumerate(tokens))
     examples = "".join(f"- {s[:300]}\n" for s in samples[:5])
+    vocabulary = ", ".join(frequent)
     return (
         "You judge whether tokens read out of a language model's activations relate to the domain it was "
         "finetuned on.\nA token is RELEVANT if its word or word-piece is clearly semantically tied to the "
         "domain (sub-word pieces count if the word they start is obvious). Generic words, stop words, "
         "punctuation, whitespace, affixes and verbs not specific to the domain are IRRELEVANT.\n\n"
-        f"[DOMAIN]\n{description}\n" + (f"[SAMPLE TEXTS]\n{examples}" if examples else "")
+        f"[DOMAIN]\n{description}\n"
+        + (f"[FREQUENT TOKENS OF THE FINETUNING DATA]\n{vocabulary}\n" if vocabulary else "")
+        + (f"[SAMPLE TEXTS]\n{examples}" if examples else "")
         + f"[CANDIDATE TOKENS]\n{listed}\n\nThink briefly, then end with exactly {len(tokens)} lines, one "
         "per token: 'ANSWER[i]: RELEVANT' or 'ANSWER[i]: IRRELEVANT'."
     )
@@ -134,10 +150,10 @@ def parse_relevance(text: str, n: int) -> list[bool | None]:
     return labels
 
 
-def llm_token_grader(complete: Complete, orders: int = 3, samples: Sequence[str] = (), seed: int = 0
-                     ) -> TokenGrader:
+def llm_token_grader(complete: Complete, orders: int = 3, samples: Sequence[str] = (), seed: int = 0,
+                     frequent: Sequence[str] = ()) -> TokenGrader:
     """LLM grader: asks `orders` times over shuffled token orders (the first as given); relevant only if
-    every answer says so (a missing answer counts as a no)."""
+    every answer says so. A reply missing any answer raises `Ungraded` (so does a failed `complete`)."""
     def grade(description: str, tokens: list[str]) -> list[bool]:
         rng = random.Random(seed)
         agreed = [True] * len(tokens)
@@ -145,8 +161,10 @@ def llm_token_grader(complete: Complete, orders: int = 3, samples: Sequence[str]
             order = list(range(len(tokens)))
             if round_:
                 rng.shuffle(order)
-            labels = parse_relevance(complete(relevance_prompt(description, [tokens[i] for i in order], samples)),
-                                     len(tokens))
+            prompt = relevance_prompt(description, [tokens[i] for i in order], samples, frequent)
+            labels = parse_relevance(complete(prompt), len(tokens))
+            if (missing := labels.count(None)) > 0:
+                raise Ungraded(f"the judge's reply to order {round_ + 1} lacks {missing} of {len(tokens)} answers")
             for position, original in enumerate(order):
                 agreed[original] = agreed[original] and labels[position] is True
         return agreed

@@ -2,7 +2,7 @@
 
 The grader sees every scale's tokens for one cell, names the scale whose tokens are most semantically
 coherent and the coherent subset of them ("selected tokens"). An unparseable reply returns scale NaN,
-which `patchscope` treats as "no answer" and falls back to the offline criterion for that cell.
+which `patchscope` reports as an ungraded cell (never silently replaced by the offline criterion).
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 
 Reference defaults: search [0, 100] in 12 halvings; at each midpoint sample 10 continuations per
 calibration prompt at temperature 1.2 (all in one generate call) and accept when >= 75 % are coherent.
+Ungraded samples (an LLM judge gave no verdict) are counted, reported per step, and never count as coherent.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class CalibrationStep:
     coherence: float
     passed: bool
     examples: list[str] = field(default_factory=list)
+    ungraded: int = 0
 
 
 @dataclass
@@ -37,19 +39,26 @@ class Calibration:
     judge: str
 
 
-def bisect_strength(coherence_at: Callable[[float], tuple[float, list[str]]], max_strength: float = 100.0,
+def coherent_share(verdicts: Sequence[bool | None]) -> tuple[float, int]:
+    """(share judged coherent, number ungraded) of a batch of verdicts; ungraded counts against coherence."""
+    return sum(v is True for v in verdicts) / max(len(verdicts), 1), sum(v is None for v in verdicts)
+
+
+def bisect_strength(coherence_at: Callable[[float], tuple[float, list[str], int]], max_strength: float = 100.0,
                     steps: int = 12, threshold: float = 0.75,
                     on_step: Callable[[CalibrationStep], None] | None = None) -> tuple[float, list[CalibrationStep]]:
     """Bisection on [0, max_strength] for the largest strength with coherence >= threshold.
 
-    Assumes coherence falls with strength; returns the last passing midpoint (0 if none passed).
+    `coherence_at(strength)` gives (coherent share, example texts, ungraded samples). Assumes coherence falls
+    with strength; returns the last passing midpoint (0 if none passed).
     """
     low, high = 0.0, float(max_strength)
     history: list[CalibrationStep] = []
     for _ in range(steps):
         mid = (low + high) / 2
-        coherence, examples = coherence_at(mid)
-        step = CalibrationStep(strength=mid, coherence=coherence, passed=coherence >= threshold, examples=examples)
+        coherence, examples, ungraded = coherence_at(mid)
+        step = CalibrationStep(strength=mid, coherence=coherence, passed=coherence >= threshold, examples=examples,
+                               ungraded=ungraded)
         history.append(step)
         if on_step is not None:
             on_step(step)
@@ -75,13 +84,13 @@ def calibrate_strength(model: LoadedModel, vector: Float[Tensor, " d_model"], la
         judge, kind = perplexity_judge(model, reference), "perplexity"
     probe = 0
 
-    def coherence_at(strength: float) -> tuple[float, list[str]]:
+    def coherence_at(strength: float) -> tuple[float, list[str], int]:
         nonlocal probe
         probe += 1
         batch = generate_steered(model, vector, layer, prompts, [strength], samples=samples,
                                  max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + probe)
-        verdicts = judge(batch)
-        return sum(verdicts) / len(verdicts), [s.text for s in batch[:: samples]]
+        share, ungraded = coherent_share(judge(batch))
+        return share, [s.text for s in batch[:: samples]], ungraded
 
     strength, history = bisect_strength(coherence_at, max_strength, steps, threshold, on_step)
     return Calibration(strength=strength, steps=history, judge=kind)
@@ -95,6 +104,7 @@ class GridCalibration:
     strength: float
     coherence: list[tuple[float, float]]
     examples: list[tuple[float, str]]
+    ungraded: int = 0
 
 
 def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"], layer: int,
@@ -125,15 +135,16 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
     per_cell = len(prompts) * samples
     out = []
     for v in range(vectors.shape[0]):
-        coherence, examples, best = [], [], 0.0
+        coherence, examples, best, ungraded = [], [], 0.0, 0
         for g, strength in enumerate(grid):
             lo = (v * len(grid) + g) * per_cell
-            share = sum(verdicts[lo: lo + per_cell]) / per_cell
+            share, missing = coherent_share(verdicts[lo: lo + per_cell])
+            ungraded += missing
             coherence.append((strength, share))
             examples.append((strength, steered[lo].text))
             if share >= threshold and best == (grid[g - 1] if g else 0.0):
                 best = strength
-        out.append(GridCalibration(strength=best, coherence=coherence, examples=examples))
+        out.append(GridCalibration(strength=best, coherence=coherence, examples=examples, ungraded=ungraded))
     return out
 
 

@@ -9,6 +9,9 @@ Offline rule (`perplexity_judge`): a sample is coherent when
   3. it is not empty.
 Gibberish and word salad fail (1) by a wide margin; a fluent answer that drifted to the finetune's topic
 costs a little surprise per token but stays well inside it.
+
+A judge's verdict per sample is True (coherent), False, or None (ungraded: the LLM judge gave no readable
+answer); an ungraded sample never counts as coherent.
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from collections.abc import Callable, Sequence
 import torch
 from jaxtyping import Float
 
+from engine.errors import Ungraded
 from engine.models.loading import LoadedModel
 from engine.steering.generate import SteeredSample
 
-CoherenceJudge = Callable[[list[SteeredSample]], list[bool]]
+CoherenceJudge = Callable[[list[SteeredSample]], list[bool | None]]
 
 
 def completion_nll(model: LoadedModel, samples: Sequence[SteeredSample],
@@ -68,7 +72,7 @@ def perplexity_judge(model: LoadedModel, reference: Sequence[SteeredSample], mar
     ref = ref[torch.isfinite(ref)]
     limit = (float(torch.quantile(ref, quantile)) if ref.numel() else 5.0) + margin
 
-    def judge(samples: list[SteeredSample]) -> list[bool]:
+    def judge(samples: list[SteeredSample]) -> list[bool | None]:
         nll = completion_nll(model, samples).tolist()
         return [bool(s.completion_ids) and n <= limit and distinct_bigrams(s.completion_ids) >= min_distinct
                 for s, n in zip(samples, nll, strict=True)]
@@ -88,11 +92,17 @@ def coherence_prompt(text: str) -> str:
 
 
 def llm_coherence_judge(complete: Callable[[str], str]) -> CoherenceJudge:
-    """One `complete` call per sample; an unparseable reply or an empty sample counts as incoherent."""
-    def judge(samples: list[SteeredSample]) -> list[bool]:
-        verdicts = []
-        for s in samples:
-            labels = _LABEL.findall(complete(coherence_prompt(s.text))) if s.text.strip() else []
-            verdicts.append(bool(labels) and labels[-1].lower() == "coherent")
-        return verdicts
+    """One `complete` call per sample (the reference's per-sample judge). An empty sample is incoherent without
+    asking; an unreadable reply, or a call that raised `Ungraded`, leaves the sample ungraded (None)."""
+    def verdict(sample: SteeredSample) -> bool | None:
+        if not sample.text.strip():
+            return False
+        try:
+            labels = _LABEL.findall(complete(coherence_prompt(sample.text)))
+        except Ungraded:
+            return None
+        return labels[-1].lower() == "coherent" if labels else None
+
+    def judge(samples: list[SteeredSample]) -> list[bool | None]:
+        return [verdict(s) for s in samples]
     return judge

@@ -15,6 +15,7 @@ from engine.adl.request import AdlRequest
 from engine.analysis.triage import TriageOptions, triage
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
+from engine.judges.config import resolve_judge
 from engine.ops.adl import request_from_params
 from engine.ops.triage import options_from_params
 from engine.triage_board import state
@@ -27,6 +28,8 @@ from engine.triage_board.score import README, trace_strength
 from store.errors import ActionableError
 
 REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strength")
+# Settings that enter a pair's key only when not their default, so pairs finished before they existed still hit.
+JUDGING_DEFAULTS = {"judge": ("offline",), "protocol": (None, "default")}
 NO_DIFFERENCE = {"text": "No difference: the finetuned model's activations equal the base model's on this corpus.",
                  "source": "zero mean difference"}
 
@@ -35,6 +38,7 @@ def run_board(entries: list[PairEntry], settings: dict[str, Any], ctx: JobContex
               source: str = "", reports: bool = False) -> dict[str, Any]:
     """Triage every pair; returns `{"board", "pairs" (sorted by score), "plan", "skipped", "score_definition"}`."""
     llm = configured_llm(settings.get("llm"))
+    settings = {**settings, "judge": resolve_judge(settings.get("judge")).identity}  # refused here, not per pair
     order = plan(entries, bool(settings.get("trust_remote_code")))
     bid = state.board_id(source or name, [e.name for e in entries])
     keys: list[dict[str, str]] = []
@@ -132,7 +136,8 @@ def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlR
         "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
         "dtype": request.placement.dtype_name, "device": request.placement.device,
         "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
-        "llm": llm.label() if llm is not None else None})
+        "llm": llm.label() if llm is not None else None}
+        | {k: params.get(k) for k, defaults in JUDGING_DEFAULTS.items() if params.get(k) not in defaults})
     return request, options_from_params(params), key
 
 

@@ -56,8 +56,8 @@ def recorded_from_report(report: dict[str, Any]) -> dict[str, Any]:
             "logit_lens": {str(layer): lens}, "patchscope": {str(layer): scope}, "steering": {str(layer): steering}}
 
 
-def agent_line(run: str, config: Any, ctx: JobContext) -> str:
-    """The agent's final description of a cached run, in one line."""
+def agent_line(run: str, layer: int, config: Any, ctx: JobContext) -> str:
+    """The agent's final description of a cached run read at the report's `layer`, in one line."""
     from engine.adl.runs import load_run
     from engine.agent.budget import Budget
     from engine.agent.llm import make_llm
@@ -65,7 +65,7 @@ def agent_line(run: str, config: Any, ctx: JobContext) -> str:
     from engine.analysis.environment import RunEnvironment
 
     adl = load_run(run)
-    env = RunEnvironment(adl, adl.middle_layer, list(range(min(5, adl.mean_diff.shape[1]))))
+    env = RunEnvironment(adl, layer, list(range(min(5, adl.mean_diff.shape[1]))))
     summary = run_one(env, make_llm(config), "adl", RunSettings(budget=Budget()),
                       check_cancelled=ctx.check_cancelled, header={"adl_run": run})
     return one_line(summary["result"]["description"])
@@ -75,7 +75,8 @@ def hypothesis(report: dict[str, Any], config: Any | None, ctx: JobContext) -> d
     """`{"text", "source"}`: the agent's line when `config` is set (keywords if the agent fails)."""
     if config is not None:
         try:
-            return {"text": agent_line(report["run"], config, ctx), "source": f"agent ({config.label()})"}
+            line = agent_line(report["run"], int(report["layer"]), config, ctx)
+            return {"text": line, "source": f"agent ({config.label()})"}
         except JobCancelled:
             raise
         except Exception as exc:  # the agent's failure must not lose the pair: fall back to keywords

@@ -9,7 +9,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from tui.cli.engine_call import call_engine, target_from
-from tui.cli.options import Engine, Json, Remote
+from tui.cli.options import Engine, Json, JudgeSpec, Remote
 from tui.cli.output import emit_json, err, fail, out
 
 SIDES = {"adl": "ADL agent", "baseline": "baseline agent"}
@@ -67,6 +67,7 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
           description: Annotated[str | None, typer.Option("--description", help="Truth for grading.")] = None,
           organism_type: Annotated[str | None, typer.Option("--type", help="SDF, EM, Taboo, …")] = None,
           keywords: Annotated[bool, typer.Option("--keywords", help="Offline keyword hypothesis only.")] = False,
+          judge: JudgeSpec = None,
           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Let an LLM agent form and test hypotheses about the finetune from the difference."""
     target = target_from(remote, engine)
@@ -78,7 +79,7 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
         return
     params = {"run": run, "llm": llm, "protocol": protocol, "budget": budget, "lenses": lenses, "baseline": baseline,
               "compare": compare, "grade": grade, "repeat": repeat, "organism_description": description,
-              "organism_type": organism_type}
+              "organism_type": organism_type, "judge": judge}
     result = call_engine("agent.run", params, title="agent", target=target, on_event=_show)
     if json:
         emit_json(result)

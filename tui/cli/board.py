@@ -17,7 +17,7 @@ from tui.cli.output import emit_json, fail, out
 BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
                  "dtype": "dtype", "batch_size": "batch_size", "trust_remote_code": "trust_remote_code",
                  "sequential": "sequential", "layer": "layer", "description": "description", "no_steer": "steer",
-                 "prompts": "n_prompts", "llm": "llm", "limit": "limit",
+                 "prompts": "n_prompts", "llm": "llm", "judge": "judge", "protocol": "protocol", "limit": "limit",
                  "devices": "devices", "ray": "ray"}
 HUB = "hub:"  # `--pairs hub:BASE_ID[?TEXT]` is resolved by the engine, not read as a path
 

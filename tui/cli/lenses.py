@@ -20,7 +20,8 @@ from tui.widgets.lens_views import (
 
 TextOpt = Annotated[list[str] | None, typer.Option("--text", help="A text to read (repeatable).")]
 CorpusOpt = Annotated[str | None, typer.Option("--corpus", help="generic:, a .txt/.jsonl/.parquet file or hf:NAME.")]
-LayerOpt = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the middle one).")]
+LayerOpt = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the run's report layer "
+                                                              "with --run, else the middle one).")]
 NOpt = Annotated[int, typer.Option("-n", help="Texts drawn from the corpus.")]
 MaxTokens = Annotated[int, typer.Option("--max-tokens", help="Tokens read per text.")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size")]

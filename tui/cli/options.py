@@ -10,7 +10,8 @@ Json = Annotated[bool, typer.Option("--json", help="Emit machine-readable JSON o
 Remote = Annotated[str | None, typer.Option("--remote", help="Run on the engine of user@host over ssh.")]
 Engine = Annotated[str | None, typer.Option("--engine", help="Engine target: unix:PATH, tcp:HOST:PORT, ssh:USER@HOST.")]
 Base = Annotated[str, typer.Option("--base", help="Base model: HF id, directory, .gguf file or gemma-3-270m.")]
-Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, 'demo', organism:NAME@BASE.")]
+Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, 'demo' (or 'demo-overfit'), "
+                                              "organism:NAME@BASE.")]
 Adapter = Annotated[str | None, typer.Option("--adapter", help="peft adapter directory applied to --ft.")]
 Corpus = Annotated[str, typer.Option("--corpus", help="self:, generic:, recipe:NAME, a .txt/.jsonl/.parquet file, "
                                                       "or hf:ORG/NAME.")]
@@ -29,6 +30,13 @@ DeviceMap = Annotated[str | None, typer.Option(
     "--device-map", help="Shard over GPUs: auto, balanced, sequential or a JSON map; per side: base=balanced,ft=auto.")]
 Place = Annotated[str | None, typer.Option("--place", help="A device per model, e.g. base=cuda:0,ft=cuda:1.")]
 NdifMaxRows = Annotated[int | None, typer.Option("--ndif-max-rows", help="Rows per NDIF request (default 32).")]
+JudgeSpec = Annotated[str | None, typer.Option(
+    "--judge", help="Judge of coherence, Patchscope scale and token relevance: openai:MODEL, anthropic:MODEL, "
+                    "local:SPEC or offline (default: DIFFLENS_JUDGE, then the judge table of config.toml, "
+                    "else offline).")]
+Protocol = Annotated[str | None, typer.Option(
+    "--protocol", help="Strength calibration: default (grid, α ≤ 4, few samples) or paper (bisection on [0, 100], "
+                       "12 steps per prompt, 10 samples × 128 tokens at T = 1.2; needs a judge).")]
 
 
 def parse_layers(text: str | None) -> list[int] | None:

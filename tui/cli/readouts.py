@@ -9,11 +9,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.cli.engine_call import call_engine, target_from
-from tui.cli.options import Backend, Engine, Json, Remote
+from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote
 from tui.cli.output import emit_json, err, fail, out
 from tui.widgets.token_text import prob_text, visible_token
 
-Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the middle layer).")]
+Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the run's report layer, "
+                                                          "chosen from the evidence; see README).")]
 Pos = Annotated[int | None, typer.Option("--pos", help="Read position after BOS (0-based).")]
 
 
@@ -29,21 +30,34 @@ def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
     return text
 
 
+def scale_choice(cell: dict[str, Any]) -> str:
+    """How a Patchscope cell's scale was chosen, by which judge: an ungraded cell says so and selects nothing."""
+    if str(cell.get("chosen_by", "")).startswith("ungraded"):
+        return f"{cell['chosen_by']} — no scale chosen, every scale shown ({cell.get('judge', 'offline')})"
+    per_sign = ", ".join(f"{sign} {scale:g}" for sign, scale in cell.get("best_by_sign", {}).items())
+    signs = f"; best per sign {per_sign}" if per_sign else ""
+    return (f"best scale {cell['best_scale']:g} ({cell.get('judge') or cell.get('chosen_by')}{signs}); "
+            f"selected: {', '.join(cell['selected']) or '—'}")
+
+
 def tokens(run: str, layer: Layer = None, pos: Pos = None,
            method: Annotated[str, typer.Option("--method", help="logit-lens or patchscope.")] = "logit-lens",
            source: Annotated[str, typer.Option("--source", help="diff, base or ft (logit lens).")] = "diff",
-           top_k: Annotated[int, typer.Option("--top-k")] = 10, backend: Backend = None, json: Json = False,
-           remote: Remote = None, engine: Engine = None) -> None:
+           head: Annotated[str | None, typer.Option(
+               "--head", help="Logit lens through the base or ft model's final norm + unembedding (default: ft; "
+                              "base for --source base).")] = None,
+           top_k: Annotated[int, typer.Option("--top-k")] = 10, backend: Backend = None, judge: JudgeSpec = None,
+           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
     target = target_from(remote, engine)
     if method == "patchscope":
         result = call_engine("readout.patchscope", {"run": run, "layer": layer, "pos": pos or 0, "top_k": top_k,
-                                                    "backend": backend}, title="patchscope", target=target)
+                                                    "backend": backend, "judge": judge}, title="patchscope",
+                             target=target)
         if json:
             emit_json(result)
             return
-        out.print(f"Patchscope, layer {result['layer']} position {result['pos']}: best scale "
-                  f"{result['best_scale']} ({result['chosen_by']}); selected: {', '.join(result['selected'])}",
+        out.print(f"Patchscope, layer {result['layer']} position {result['pos']}: {scale_choice(result)}",
                   highlight=False)
         table = Table("scale", "top tokens")
         for row in result["scales"]:
@@ -55,15 +69,15 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
         result = call_engine("readout.logit_lens", {"run": run, "layer": layer, "pos": pos, "top_k": top_k,
-                                                    "source": source, "backend": backend},
+                                                    "source": source, "head": head, "backend": backend},
                              title="logit lens", target=target)
         if json:
             emit_json(result)
             return
-        out.print(f"logit lens of {source}, layer {layer} position {pos}:")
+        out.print(f"logit lens of {source} ({result['head']} head), layer {layer} position {pos}:")
         out.print(tokens_text(result["tokens"], with_probs=True))
         return
-    result = call_engine("readout.lens_grid", {"run": run, "source": source, "top_k": top_k,
+    result = call_engine("readout.lens_grid", {"run": run, "source": source, "head": head, "top_k": top_k,
                                                "layers": [layer] if layer is not None else None,
                                                "positions": [pos] if pos is not None else None,
                                                "backend": backend},
@@ -71,7 +85,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     if json:
         emit_json(result)
         return
-    table = Table("layer", "pos", f"logit lens of {source} (top {top_k})", show_lines=False)
+    table = Table("layer", "pos", f"logit lens of {source}, {result['head']} head (top {top_k})", show_lines=False)
     for lay, cells in result["layers"].items():
         for p, pairs in cells.items():
             table.add_row(lay, p, tokens_text(pairs))
@@ -85,7 +99,8 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
           max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
           temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
           side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
-          backend: Backend = None, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+          backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False,
+          remote: Remote = None, engine: Engine = None) -> None:
     """Generate with α·diff added at a layer, steered beside unsteered; `--strength auto` calibrates."""
     strengths: list[float] | None = None
     if strength and strength != ["auto"]:
@@ -95,12 +110,15 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
             fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
     params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
               "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
-              "backend": backend}
+              "backend": backend, "judge": judge, "protocol": protocol}
     result = call_engine("steer.generate", params, title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
     err.print(f"layer {result['layer']}, position {result['pos']}, strengths {result['strengths']}", highlight=False)
+    if calibration := result.get("calibration"):
+        err.print(f"calibrated by {calibration['judge']}" + (f", {calibration['ungraded']} samples ungraded"
+                                                             if calibration["ungraded"] else ""), highlight=False)
     table = Table("prompt", "α", "steered", "unsteered", show_lines=True)
     for s in result["samples"]:
         table.add_row(s["prompt"], f"{s['strength']:g}", s["steered"], s["unsteered"])

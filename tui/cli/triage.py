@@ -20,9 +20,11 @@ from tui.cli.options import (
     Dtype,
     Engine,
     Json,
+    JudgeSpec,
     K,
     Layers,
     N,
+    Protocol,
     Remote,
     Seed,
     Sequential,
@@ -31,6 +33,7 @@ from tui.cli.options import (
 )
 from tui.cli.output import emit_json, fail, out
 from tui.cli.readouts import tokens_text
+from tui.report_html import layer_choice_text
 
 
 def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> None:
@@ -40,19 +43,28 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
                         f"report layer {report['layer']} of {report['n_layers']}", title="difflens triage"))
     if report.get("description"):
         out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
+    if judges := report.get("judges"):
+        out.print(Text("judges: " + "; ".join(f"{kind} by {who}" for kind, who in judges.items()), style="dim"))
     positions = [str(p) for p in range(report["k"])]
-    table = Table("layer", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title="logit lens of the mean diff",
-                  title_justify="left")
+    scores = (report.get("layer_choice") or {}).get("scores", {})
+    table = Table("layer", "criterion", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title_justify="left",
+                  title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
     for layer, row in report["layers"].items():
         norms = " ".join(f"{row[p]['rel_norm']:.2f}" for p in positions)
         style = "bold" if int(layer) == report["layer"] else ""
-        table.add_row(layer, norms, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions], style=style)
+        score = f"{scores[layer]:.2f}" if layer in scores else "—"
+        table.add_row(layer, score, norms, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
+                      style=style)
     out.print(table)
+    if choice := report.get("layer_choice"):
+        out.print(Text(layer_choice_text(choice), style="dim"))
     scope = Table("pos", "scale", "Patchscope selected tokens", title=f"Patchscope at layer {report['layer']}",
                   title_justify="left")
     for p in positions:
         cell = report["layers"][str(report["layer"])][p]["patchscope"]
-        if cell:
+        if cell and str(cell.get("chosen_by", "")).startswith("ungraded"):
+            scope.add_row(p, "—", Text(f"{cell['chosen_by']} (every scale is in --json)", style="yellow"))
+        elif cell:
             scope.add_row(p, f"{cell['best_scale']:g}", ", ".join(cell["selected"][:10]) or "—")
     out.print(scope)
     for p, cell in (report.get("steering") or {}).items():
@@ -64,9 +76,13 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
             out.print(steer)
         else:
             out.print(f"position {p}: no coherent steering strength found")
+        if cell.get("ungraded"):
+            out.print(Text(f"position {p}: {cell['ungraded']} calibration samples ungraded by the judge "
+                           "(counted as not coherent)", style="yellow"))
     if summary := report.get("relevance_summary"):
         out.print(f"token relevance (top-20 of the diff lens): best layer {summary['best_layer']} "
-                  f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}",
+                  f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}"
+                  + (f"; {summary['ungraded_cells']} cells ungraded" if summary.get("ungraded_cells") else ""),
                   highlight=False)
     if sim := report.get("steering_similarity"):
         out.print(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
@@ -81,7 +97,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            corpus: Corpus = "self:", n: N = 256, k: K = 5, seed: Seed = 0, layers: Layers = None,
            device: Device = "auto", dtype: Dtype = "auto", batch_size: BatchSize = 32,
            trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
-           layer: Annotated[int | None, typer.Option("--layer", help="Report layer (default: middle).")] = None,
+           layer: Annotated[str | None, typer.Option("--layer", help="Report layer: N or 'middle' (default: "
+                                                     "chosen from the evidence, see README).")] = None,
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")] = 6,
@@ -99,7 +116,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,
-           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+           judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
+           engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
     if pairs is not None:
         if base or ft or adapter:
@@ -110,7 +128,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
         fail("triage needs --base and --ft (or --pairs FILE) — e.g. difflens triage --base gemma-3-270m --ft demo")
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
-    params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts}
+    params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
+               "judge": judge, "protocol": protocol}
     if html is not None:
         report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
     else:

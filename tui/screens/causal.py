@@ -45,7 +45,7 @@ class CausalScreen(LensScreen):
         yield Footer()
 
     def watch_mode(self, mode: str) -> None:
-        where = f"layer {self.at_layer}" if self.at_layer is not None else "the middle layer"
+        where = f"layer {self.at_layer}" if self.at_layer is not None else "the run's report layer"
         self.query_one("#mode", Static).update(f"{where}: first k positions ← {MODES[mode]}   (x toggles)")
 
     def paint(self, result: dict[str, Any]) -> RenderableType:

@@ -178,7 +178,7 @@ class WorkbenchScreen(Screen[None]):
         result = await self.link.call("readout.logit_lens", {"run": run, "layer": layer, "pos": pos,
                                                              "top_k": LENS_TOP_K, "source": source})
         if result is not None:
-            self.post_message(LensReady(layer, pos, source, result.get("tokens", [])))
+            self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
 
     @work(group="patch", exclusive=True, exit_on_error=False)
     async def fetch_patchscope(self, layer: int, pos: int) -> None:
@@ -206,7 +206,8 @@ class WorkbenchScreen(Screen[None]):
         result = await self.link.job(f"calibrating L{layer} p{pos}", "steer.calibrate",
                                      {"run": run, "layer": layer, "pos": pos})
         if result is not None:
-            self.post_message(CalibrateDone(float(result["strength"])))
+            self.post_message(CalibrateDone(float(result["strength"]), str(result.get("judge") or ""),
+                                            int(result.get("ungraded") or 0)))
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
@@ -229,7 +230,7 @@ class WorkbenchScreen(Screen[None]):
         if (message.layer, message.pos, message.source) != (t.layer, t.pos, t.source):
             return
         lens = token_pairs(message.tokens)
-        self.model.tokens = replace(t, lens=lens, lens_status="" if lens else "no tokens")
+        self.model.tokens = replace(t, lens=lens, head=message.head, lens_status="" if lens else "no tokens")
         self._show()
 
     def on_patchscope_ready(self, message: PatchscopeReady) -> None:
@@ -255,7 +256,9 @@ class WorkbenchScreen(Screen[None]):
 
     def on_calibrate_done(self, message: CalibrateDone) -> None:
         self.model.steer = replace(self.model.steer, calibrated=message.strength, alpha=message.strength)
-        self.notify(f"calibrated α = {message.strength:g} (largest coherent strength)")
+        judged = f", judged by {message.judge}" if message.judge else ""
+        ungraded = f"; {message.ungraded} samples ungraded" if message.ungraded else ""
+        self.notify(f"calibrated α = {message.strength:g} (largest coherent strength{judged}{ungraded})")
         self.action_steer()
 
     def on_agent_event(self, message: AgentEvent) -> None:
@@ -317,7 +320,7 @@ class WorkbenchScreen(Screen[None]):
         """Logit lens of the diff, the base activation or the finetuned activation."""
         t = self.model.tokens
         source = LENS_SOURCES[(LENS_SOURCES.index(t.source) + 1) % len(LENS_SOURCES)]
-        self.model.tokens = replace(t, source=source, lens=(), lens_status="reading…")
+        self.model.tokens = replace(t, source=source, head="", lens=(), lens_status="reading…")
         self._show()
         self.fetch_lens(t.layer, t.pos, source)
 

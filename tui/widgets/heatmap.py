@@ -13,6 +13,7 @@ from tui.state import METRIC_LABELS, HeatState
 from tui.widgets.palette import cell_style, fmt_value, legend_bar, step_for
 
 _CURSOR = Style(bold=True, underline=True)
+_SCORE_W = 5  # the layer-criterion column: " .58★"
 
 
 def scale_bounds(heat: HeatState) -> tuple[float, float]:
@@ -23,7 +24,8 @@ def scale_bounds(heat: HeatState) -> tuple[float, float]:
 
 
 class Heatmap(Widget, can_focus=True):
-    """Layers down, positions across, colour = the chosen metric; arrow keys move the cursor."""
+    """Layers down, positions across, colour = the chosen metric; arrow keys move the cursor. A last column
+    shows each layer's score under the layer criterion, ★ on the layer the report reads."""
 
     BINDINGS = [
         Binding("up,k", "move(-1, 0)", "Layer up", show=False),
@@ -48,7 +50,8 @@ class Heatmap(Widget, can_focus=True):
         width, height = self.content_region.width or 40, self.content_region.height or 20
         lo, hi = scale_bounds(heat)
         label_w = len(f"L{max(heat.layers)}") + 1
-        cell_w = max(3, min(9, (width - label_w) // max(1, heat.k)))
+        score_w = _SCORE_W if heat.layer_scores else 0
+        cell_w = max(3, min(9, (width - label_w - score_w) // max(1, heat.k)))
         show_values = cell_w >= 5
         legend = self._legend(heat, lo, hi, width, two_lines=height >= 8)
         avail = max(1, height - 1 - len(legend.split("\n")))
@@ -60,12 +63,16 @@ class Heatmap(Widget, can_focus=True):
         out.append(("↕" if stop - start < n else " ").ljust(label_w), style="dim")
         for p in range(heat.k):
             out.append(f"p{p}".center(cell_w), style="bold reverse" if p == heat.pos else "bold")
+        if score_w:
+            out.append("crit".rjust(score_w), style="bold")
         for row in range(start, stop):
             out.append("\n")
             out.append(f"L{heat.layers[row]}".rjust(label_w - 1) + " ",
                        style="bold reverse" if row == heat.row else "dim")
             for p, value in enumerate(heat.grid[row]):
                 out.append_text(self._cell(value, lo, hi, cell_w, show_values, cursor=(row, p) == (heat.row, heat.pos)))
+            if score_w:
+                out.append_text(self._score(heat, row, score_w))
         out.append("\n")
         out.append_text(legend)
         return out
@@ -83,6 +90,14 @@ class Heatmap(Widget, can_focus=True):
         if cursor:
             text.stylize(_CURSOR)
         return text
+
+    @staticmethod
+    def _score(heat: HeatState, row: int, width: int) -> Text:
+        """One layer's criterion score, ★ where the report layer is."""
+        score = heat.layer_scores[row]
+        chosen = heat.layers[row] == heat.chosen_layer
+        body = ("—" if score is None else f"{score:.2f}".removeprefix("0")) + ("★" if chosen else " ")
+        return Text(body.rjust(width), style="bold" if chosen else "dim")
 
     @staticmethod
     def _legend(heat: HeatState, lo: float, hi: float, width: int, *, two_lines: bool) -> Text:

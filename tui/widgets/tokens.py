@@ -38,7 +38,8 @@ class TokensPane(Widget):
     def render(self) -> RenderableType:
         state = self.tokens
         limit = max(1, (self.content_region.height or 10) - 1)
-        lens_head = Text.assemble(("lens", "bold"), f" of {state.source}")
+        lens_head = Text.assemble(("lens", "bold"), f" of {state.source}",
+                                  (f" · {state.head} head" if state.head else "", "dim"))
         idx = state.shown_scale
         if idx is None:
             patch_head = Text("Patchscope", style="bold")
@@ -46,7 +47,8 @@ class TokensPane(Widget):
             scale = state.scales[idx][0]
             best = state.best_scale is not None and abs(scale - state.best_scale) < 1e-9
             patch_head = Text.assemble(("Patchscope", "bold"), f" ×{scale:g}", ("★" if best else "", "green"),
-                                       (f" {idx + 1}/{len(state.scales)}", "dim"))
+                                       (f" {idx + 1}/{len(state.scales)}", "dim"),
+                                       (f" · {state.patch_judge}" if state.patch_judge else "", "dim"))
         lens = token_lines(state.lens, limit) if state.lens else Text(state.lens_status, style="dim")
         if idx is None:
             patch = Text(state.patch_status, style="dim")

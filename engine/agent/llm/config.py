@@ -11,6 +11,7 @@ price_in = 0.4                       # USD per million tokens, for the cost colu
 price_out = 1.6
 ```
 
+A `[judge]` table (see `engine/judges/config.py`) names the judge's model and may override any `[llm]` key.
 The file may hold a key, so one that others can read is refused rather than used."""
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def config_path() -> Path:
     return paths.home() / "config.toml"
 
 
-def read_config_file() -> dict[str, Any]:
-    """The `[llm]` table of the config file; refuses a file that group or others can read."""
+def read_config_file(section: str = "llm") -> dict[str, Any]:
+    """One table (`[llm]` by default) of the config file; refuses a file that group or others can read."""
     path = config_path()
     if not path.exists():
         return {}
@@ -62,9 +63,9 @@ def read_config_file() -> dict[str, Any]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path} is not valid TOML ({exc})", "fix or remove the file") from exc
-    table = data.get("llm", {})
+    table = data.get(section, {})
     if not isinstance(table, dict):
-        raise UserError(f"{path}: [llm] must be a table", "write the settings under an [llm] header")
+        raise UserError(f"{path}: [{section}] must be a table", f"write the settings under a [{section}] header")
     return table
 
 
@@ -88,10 +89,11 @@ def _number(value: Any, name: str) -> float | None:
 
 
 def resolve_config(llm: str | None = None, *, temperature: float | None = None,
-                   max_tokens: int | None = None) -> LLMConfig:
-    """The configured LLM; one clear `UserError` when nothing is configured."""
+                   max_tokens: int | None = None, section: str = "llm") -> LLMConfig:
+    """The configured LLM; one clear `UserError` when nothing is configured. `section` other than `llm`
+    (the judge's) reads that table over `[llm]`, so a judge can have its own endpoint, key and timeout."""
     env = os.environ
-    file = read_config_file()
+    file = read_config_file() | (read_config_file(section) if section != "llm" else {})
     choice = llm or env.get("DIFFLENS_LLM_MODEL") or file.get("model")
     if not choice:
         raise UserError("no LLM is configured for the agent",
