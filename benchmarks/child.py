@@ -35,6 +35,14 @@ def run(step: str, args: dict[str, Any]) -> dict[str, Any]:
         from benchmarks.loads import adl_memory
 
         return adl_memory(**args)
+    if step == "board_adapters":
+        from benchmarks.board import make_adapters
+
+        return make_adapters(**args)
+    if step in ("board_pairwise", "board_shared"):
+        from benchmarks.board import run_pairs
+
+        return run_pairs(**args, shared=step == "board_shared")
     raise SystemExit(f"unknown benchmark step {step!r}")
 
 

@@ -85,6 +85,11 @@ def table(r: dict[str, Any]) -> str:
     _row(rows, f"ADL peak RSS, {m['n']} texts{' (GPU alloc)' if m['gpu'] else ''}",
          f"sequential {m['sequential_mb']:.0f} MB", f"joint {m['joint_mb']:.0f} MB",
          f"{m['sequential_mb'] / m['joint_mb']:.2f}x joint")
+    b = r["board"]
+    _row(rows, f"board ADL, {b['adapters']} adapters x {b['n']} texts", f"one base {b['shared_s']:.1f} s",
+         f"pairwise {b['pairwise_s']:.1f} s", f"{b['speedup']:.2f}x pairwise")
+    _row(rows, f"board peak {'GPU alloc' if b['gpu'] else 'RSS'}", f"one base {b['shared_mb']:.0f} MB",
+         f"one pair {b['single_pair_mb']:.0f} MB", f"{b['memory_ratio']:.2f}x one pair")
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "-" * len(lines[0]))

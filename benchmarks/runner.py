@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.board import board
 from benchmarks.child import PREFIX
 from benchmarks.config import Emit, Settings
 from benchmarks.corpus import write_corpus
@@ -139,6 +140,8 @@ def _steps(s: Settings, work: Path, runtime: Path, emit: Emit) -> dict[str, Any]
     result["memory"] = memory(s, placement.device, work)
     emit("model load, cold from the GGUF (fresh process)…" if s.cold_load and s.embedded else "model load…")
     result["load"] = loads(s, work, result["memory"])
+    emit("board: adapters of one base, pairwise vs one base (fresh processes)…")
+    result["board"] = board(s, work, emit, child)
     from benchmarks.pair_steps import pair_steps
 
     result.update(pair_steps(s, placement, work, emit))
@@ -154,6 +157,7 @@ def _peaks(r: dict[str, Any]) -> dict[str, float]:
     out |= {name: gauge[name] for name in ("logit_lens", "patchscope")}
     out |= {name: gauge[f"steer_{name.removeprefix('steering_')}"] for name in ("steering_batched",
                                                                                "steering_one_by_one")}
+    out |= {"board_single_pair": r["board"]["single_pair_mb"], "board_shared": r["board"]["shared_mb"]}
     out |= {"adl_joint": r["memory"]["joint_mb"], "adl_sequential": r["memory"]["sequential_mb"],
             "load_cached": r["load"]["warm"][rss]}
     if r["load"]["cold"]:

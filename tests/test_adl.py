@@ -218,3 +218,29 @@ def test_sequential_mode_frees_the_base_before_loading_the_finetune(tiny_dir: Pa
     compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(write_corpus(tmp_path / "c.txt")),
                            n=8, k=2, sequential=True))
     assert seen["base_alive_when_ft_loads"] is False
+
+
+@pytest.mark.parametrize("sequential", [False, True])
+def test_a_cached_base_pass_is_reused_and_equals_the_joint_run(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               sequential: bool) -> None:
+    from engine.adl import accumulate
+
+    corpus = str(write_corpus(tmp_path / "c.txt"))
+    first = compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=corpus, n=24, k=3, batch_size=5))
+    assert first.result.meta["base_pass_reused"] is False
+    joint = {name: arr.copy() for name, arr in first.result.tensors.items()}
+    results.connect().execute("delete from results where kind = 'adl'")
+    rows: list[int] = []
+    real_read = accumulate.read_positions
+    monkeypatch.setattr(accumulate, "read_positions", lambda model, batch, layers:
+                        rows.append(batch.input_ids.shape[0]) or real_read(model, batch, layers))
+    monkeypatch.setattr("engine.adl.compute.read_positions", accumulate.read_positions)
+    again = compute_adl(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=corpus, n=24, k=3, batch_size=7,
+                                   sequential=sequential))
+    assert not again.cached and again.run == first.run
+    assert sum(rows) == 24  # the finetuned side only
+    assert again.result.meta["base_pass_reused"] is True
+    assert again.result.meta["base_pass"] == first.result.meta["base_pass"]
+    for name in ("mean_diff", "mean_base", "base_norm", "ft_norm"):
+        assert abs(again.result.tensors[name] - joint[name]).max() < 1e-5, name

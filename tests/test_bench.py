@@ -18,7 +18,7 @@ from tui.cli.bench import register
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_KEYS = {"adl_difflens", "adl_floor", "adl_baseline", "adl_joint", "adl_sequential", "logit_lens", "patchscope",
-             "steering_batched", "steering_one_by_one", "load_cached", "replay"}
+             "steering_batched", "steering_one_by_one", "load_cached", "replay", "board_single_pair", "board_shared"}
 
 
 def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir: Path, isolated_home: Path) -> None:
@@ -35,6 +35,8 @@ def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir
     assert set(data["peak_memory_mb"]) >= PEAK_KEYS and all(v > 0 for v in data["peak_memory_mb"].values())
     assert [item["n"] for item in data["adl"]["by_n"]] == [64, 256]
     assert data["memory"]["max_abs_diff"] < 1e-5          # --sequential gives the joint mode's diff
+    assert data["board"]["adapters"] == 4 and data["board"]["speedup"] > 0 and data["board"]["memory_ratio"] > 0
+    assert data["board"]["max_abs_diff"] < 1e-5           # one base gives each pair's own diff
     assert data["engine"]["unix"]["median_ms"] > 0 and data["engine"]["stdio"]["median_ms"] > 0
     saved = json.loads((isolated_home / "bench" / "latest.json").read_text())
     assert saved["device"] == data["device"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -83,13 +84,13 @@ def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[st
     assert scores["same"] < 1e-6 and min(scores["mlp"], scores["attn"]) > 0.05, scores
     assert all(p["error"] is None and p["run"] and p["hypothesis"] for p in first["pairs"])
     assert first["pairs"][-1]["hypothesis"].startswith("No difference")
-    assert first["plan"]["order"][0] == "same" and first["plan"]["model_loads"] == 3
-    assert len(loads) == 3 and len(triaged) == 3  # base once, each adapter once
+    assert first["plan"]["order"][0] == "same" and first["plan"]["model_loads"] == 1
+    assert len(loads) == 1 and len(triaged) == 3  # the base weights once; both adapters attach to them
     progress = [e["message"] for e in events if e["type"] == "progress"]
     assert any(m.startswith("mlp (2/3)") for m in progress) and progress[-1] == "done"
 
     second = triage_board(params, JobContext())
-    assert len(triaged) == 3 and len(loads) == 3  # nothing recomputed, nothing loaded
+    assert len(triaged) == 3 and len(loads) == 1  # nothing recomputed, nothing loaded
     assert second["skipped"] == 3 and all(p["skipped"] for p in second["pairs"])
     assert [(p["name"], p["score"], p["hypothesis"]) for p in second["pairs"]] == \
         [(p["name"], p["score"], p["hypothesis"]) for p in first["pairs"]]
@@ -149,7 +150,7 @@ def test_plan_groups_pairs_by_base(planted: dict[str, str], tiny_dir: Path) -> N
                PairEntry("b", planted["base"], planted["base"], adapter=planted["attn"])]
     order = plan(entries)
     assert [p.entry.name for p in order] == ["other", "same", "a", "b", "bad"]
-    assert count_loads(order) == 4
+    assert count_loads(order) == 2  # the two checkpoints; the adapters attach to the planted base
 
 
 def test_score_rewards_a_coherent_concentrated_trace_and_is_zero_without_one() -> None:
@@ -302,3 +303,92 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
         await pilot.pause()
         assert isinstance(app.screen, WorkbenchScreen)
         assert app.screen.query_one(PairBar).view.pair.run == run
+
+
+class FakeHub:
+    """`HfApi.list_models` over a fixed model tree (the hub is not reachable from tests)."""
+
+    TREE = {"base_model:finetune:org/base": [("org/full-ft", 50), ("org/cake-ft", 5)],
+            "base_model:adapter:org/base": [("org/lora-cake", 100), ("org/lora-other", 1), ("org/full-ft", 50)]}
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def list_models(self, *, filter: str, search: str | None, sort: str, limit: int | None) -> list[Any]:
+        self.calls.append({"filter": filter, "search": search, "sort": sort, "limit": limit})
+        found = [(name, downloads) for name, downloads in self.TREE.get(filter, []) if not search or search in name]
+        return [type("ModelInfo", (), {"id": name, "downloads": downloads}) for name, downloads in found][:limit]
+
+
+def test_hub_pairs_list_finetunes_and_adapters_write_a_board_file_and_respect_limit(
+        monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
+    from engine.ops import board as board_op
+    from engine.triage_board import hub
+
+    fake = FakeHub()
+    monkeypatch.setattr(hub, "HfApi", lambda: fake)
+    ran: list[Any] = []
+    monkeypatch.setattr(board_op, "run_board", lambda entries, settings, ctx, **kw: ran.append((entries, kw)) or {})
+
+    triage_board({"pairs": "hub:org/base?cake", "limit": 5, **FAST}, JobContext())
+    entries, kw = ran[-1]
+    assert [(e.name, e.ft, e.adapter) for e in entries] == [("org/lora-cake", "org/base", "org/lora-cake"),
+                                                           ("org/cake-ft", "org/cake-ft", None)]
+    assert {c["filter"] for c in fake.calls} == {"base_model:finetune:org/base", "base_model:adapter:org/base"}
+    assert all(c["search"] == "cake" for c in fake.calls)
+    written = Path(kw["source"])
+    assert written.parent == isolated_home / "boards" and written.suffix == ".yaml"
+    assert [p.name for p in load_board_file(written).pairs] == ["org/lora-cake", "org/cake-ft"]
+
+    triage_board({"pairs": "hub:org/base", "limit": 2, **FAST}, JobContext())
+    assert [e.name for e in ran[-1][0]] == ["org/lora-cake", "org/full-ft"]  # most downloaded, listed once
+
+    with pytest.raises(UserError, match="no finetunes or adapters of org/base matching 'zzz'"):
+        triage_board({"pairs": "hub:org/base?zzz", **FAST}, JobContext())
+    with pytest.raises(UserError, match="does not name a hub model"):
+        triage_board({"pairs": "hub:not a model", **FAST}, JobContext())
+
+
+def test_cli_sends_a_hub_query_unresolved_with_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from tui.cli import app, board
+
+    sent: list[dict[str, Any]] = []
+    monkeypatch.setattr(board, "call_engine", lambda method, params, **_: sent.append(params) or {"pairs": []})
+    result = CliRunner().invoke(app, ["triage", "--pairs", "hub:org/base?cake", "--limit", "3", "--json"])
+    assert result.exit_code == 0, result.output
+    assert sent[0]["pairs"] == "hub:org/base?cake" and sent[0]["limit"] == 3
+
+
+def test_devices_cpu_cpu_runs_base_groups_in_two_workers_with_the_serial_scores(
+        planted: dict[str, str], tiny_dir: Path, tiny_ft_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.triage_board.devices import assign, base_groups
+
+    monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
+    pairs = [*three_pairs(planted), {"name": "other", "base": str(tiny_dir), "ft": str(tiny_ft_dir)}]
+    order = plan([PairEntry(**p) for p in pairs])
+    lanes = assign(base_groups(order), 2)
+    assert [[p.entry.name for g in lane for p in g] for lane in lanes] == [["same", "mlp", "attn"], ["other"]]
+    events: list[dict[str, Any]] = []
+    parallel = triage_board({"pairs": pairs, **FAST, "devices": "cpu,cpu"}, JobContext(emit=events.append))
+    assert all(p["error"] is None and not p["skipped"] for p in parallel["pairs"])
+    assert any("2 devices" in e.get("message", "") for e in events if e["type"] == "progress")
+    rerun = triage_board({"pairs": pairs, **FAST, "devices": "cpu,cpu"}, JobContext())
+    assert rerun["skipped"] == 4  # the workers wrote to this store, under the serial keys
+    from store import results
+
+    results.connect().execute("delete from results")
+    results.connect().execute("delete from board_pairs")
+    serial = triage_board({"pairs": pairs, **FAST}, JobContext())
+    assert [(p["name"], p["score"]) for p in serial["pairs"]] == [(p["name"], p["score"]) for p in parallel["pairs"]]
+    with pytest.raises(UserError, match="lists devices"):
+        triage_board({"pairs": pairs, **FAST, "devices": "auto,cpu"}, JobContext())
+
+
+def test_without_ray_nothing_imports_ray() -> None:
+    code = ("import sys; from engine.ops import load_all; load_all(); import tui.cli, engine.triage_board.board; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -3,7 +3,8 @@
 Joint mode runs both sides on each batch; `sequential` runs every batch through the base model, releases
 it, then through the finetuned one, so only one model is ever in memory. A checkpoint of the running sums
 is written atomically every few seconds and on cancel; a restarted run with the same inputs resumes from
-it. The final file appears only when complete.
+it. The final file appears only when complete. The base side is stored as its own result (`base_pass`): a
+later pair with the same base and corpus settings runs only its finetuned pass.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.adl.accumulate import Sums, check_finite, read_positions
+from engine.adl.base_pass import BasePass, load_base_pass, save_base_pass
 from engine.adl.request import KIND, AdlRequest
 from engine.corpus.sources import load_examples
 from engine.corpus.windows import Window, batches, make_windows, sample_self
@@ -103,20 +105,41 @@ def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> Ad
         bytes_per_row = 4 * len(layers) * request.k * model.d_model
         rows = RequestLimits.current(request.max_request_rows).rows_per_request(bytes_per_row, request.batch_size)
         request = replace(request, batch_size=rows)
-    single = ModelPair(model, model) if pair is None else pair
-    with single.use("base") as base_model:
-        windows, skipped = corpus_windows(request, tokenizer, base_model)
+    base_pass = load_base_pass(request, n_layers)
+    if base_pass is not None:
+        windows, skipped = base_pass.windows, base_pass.skipped
+    else:
+        with (ModelPair(model, model) if pair is None else pair).use("base") as base_model:
+            windows, skipped = corpus_windows(request, tokenizer, base_model)
+        del base_model
     sums = _resume(run_id, len(layers), request.k, d_model)
-    if pair is not None:
+    if base_pass is not None:
+        base_pass.fill(sums)
+    if pair is not None and base_pass is not None:
+        with pair.use("ft") as ft_model:
+            _with_oom_retry(request, partial(_side_pass, ft_model, "ft", windows, 1, layers, request.k, sums,
+                                             run_id, ctx, 2 * len(windows)))
+    elif pair is not None:
         _with_oom_retry(request, lambda bs: _joint(pair, windows, layers, request.k, bs, sums, run_id, ctx))
     else:
         base_shape = Shape.of(model)
-        del model, single, base_model  # only the cache holds the base now, so the ft pass can free it
+        del model  # only the cache holds the base now, so the ft pass can free it
         _sequential(request, base_shape, windows, layers, sums, run_id, ctx)
+    return finish_run(request, tokenizer, n_layers, d_model, sums, windows, skipped, base_pass, started)
+
+
+def finish_run(request: AdlRequest, tokenizer: Any, n_layers: int, d_model: int, sums: Sums, windows: list[Window],
+               skipped: int, base_pass: BasePass | None, started: float) -> AdlOutcome:
+    """Store a run whose sums are complete, and its base pass when this run computed it."""
+    layers = request.resolve_layers(n_layers)
+    inputs = request.inputs(n_layers)
+    run_id = results.key_for(KIND, inputs)
     means = {name: t.numpy() for name, t in sums.means().items()}
     means["layers"] = np.asarray(layers, dtype=np.int64)
     meta = _meta(request, tokenizer, n_layers, d_model, layers, sums.counts[0], skipped, windows,
                  time.monotonic() - started)
+    meta["base_pass"] = base_pass.key if base_pass else save_base_pass(request, n_layers, sums, windows, skipped)
+    meta["base_pass_reused"] = base_pass is not None
     stored = results.save(KIND, inputs, means, meta, seconds=meta["seconds"])
     checkpoint_path(run_id).unlink(missing_ok=True)
     return AdlOutcome(run_id, False, stored)

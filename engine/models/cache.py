@@ -9,6 +9,7 @@ from collections import OrderedDict
 import psutil
 import torch
 
+from engine.models.adapters import adapter_view
 from engine.models.device import Placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.pair import ModelPair
@@ -30,7 +31,10 @@ def _size_bytes(model: LoadedModel) -> int:
 
 
 class ModelCache:
-    """Loads each (spec, placement) once; evicts least recently used models past the budget."""
+    """Loads each (spec, placement) once; evicts least recently used models past the budget.
+
+    Local adapters are not entries of their own: an adapter spec is its base's entry with the adapter
+    attached under its own name (one copy of the base weights for every adapter of it)."""
 
     def __init__(self, budget_bytes: int | None = None) -> None:
         self.budget = budget_bytes if budget_bytes is not None else _budget_bytes()
@@ -47,6 +51,8 @@ class ModelCache:
                 from engine.models.remote import load_remote_model
 
                 loaded = load_remote_model(spec)
+            elif spec.adapter:
+                return adapter_view(self.model(spec.base, placement), spec.adapter)
             else:
                 loaded = load_model(spec, placement)
             self._models[key] = loaded
@@ -54,7 +60,8 @@ class ModelCache:
             return loaded
 
     def has(self, spec: ModelSpec, placement: Placement) -> bool:
-        return (spec, placement) in self._models
+        """Whether `spec` needs no loading (an adapter's base is warm: attaching is cheap)."""
+        return (spec if placement.backend == "ndif" else spec.base, placement) in self._models
 
     def release(self, spec: ModelSpec, placement: Placement) -> None:
         """Drop a model now (sequential mode frees the base before loading the finetuned model)."""
@@ -71,8 +78,8 @@ class ModelCache:
         """The pair; an adapter finetune of `base` shares base's weights (adapter toggled per side), except
         on NDIF, where the server applies the adapter per request. `ft_placement` puts ft elsewhere."""
         if ft.adapter and base.adapter is None and ft.base == base and placement.backend == "local":
-            shared = self.model(ft, placement)
-            return ModelPair(base=shared, ft=shared)
+            view = self.model(ft, placement)
+            return ModelPair(base=view, ft=view)
         pair = ModelPair(base=self.model(base, placement), ft=self.model(ft, ft_placement or placement))
         pair.check_diffable()
         return pair

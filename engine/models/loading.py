@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from engine.embedded import embedded_checkpoint
 from engine.errors import UserError
+from engine.models.adapters import adapter_view
 from engine.models.device import Placement
 from engine.models.specs import ModelSpec
 
@@ -28,6 +30,8 @@ class LoadedModel:
     hf: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     placement: Placement
+    adapter_name: str | None = None  # the peft adapter this view of shared base weights runs (adapters.py)
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
 
     @cached_property
     def layers_path(self) -> str:
@@ -121,9 +125,4 @@ def load_model(spec: ModelSpec, placement: Placement) -> LoadedModel:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     loaded = LoadedModel(spec=spec.base, hf=hf, tokenizer=tokenizer, placement=placement)
-    if spec.adapter:
-        from engine.models.adapters import attach_adapter
-
-        attach_adapter(loaded, spec.adapter)
-        loaded.spec = spec
-    return loaded
+    return adapter_view(loaded, spec.adapter) if spec.adapter else loaded

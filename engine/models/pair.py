@@ -39,11 +39,9 @@ class ModelPair:
 
     @contextlib.contextmanager
     def use(self, side: Side) -> Iterator[LoadedModel]:
+        """The side's model with its adapter on (the base side of a shared pair: off), under its lock."""
         model = self.ft if side == "ft" else self.base
-        if self.shared:
-            with adapter_enabled(model, side == "ft"):
-                yield model
-        else:
+        with adapter_enabled(model, not (self.shared and side == "base")):
             yield model
 
     def check_diffable(self) -> None:

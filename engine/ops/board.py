@@ -1,7 +1,10 @@
 """Board ops: `triage.board` triages many pairs into a ranked board; `triage.boards` reads the latest one.
 
 `triage.board` params:
-  pairs      path of a pairs.yaml / pairs.csv, or a list of {name, base, ft, adapter?, description?}
+  pairs      path of a pairs.yaml / pairs.csv, a list of {name, base, ft, adapter?, description?}, or
+             hub:BASE_ID[?TEXT] (the base's finetunes and adapters on the hub, written to a board file in the
+             store's boards/ folder, which becomes the board's source)
+  limit      at most this many pairs (the first of the file, the most downloaded from the hub)
   reports    true → each pair carries its full triage report (what `--html` renders)
   llm        openai:MODEL | anthropic:MODEL | local:SPEC for the one-line hypothesis (default: the
              configured LLM, else the keyword summary)
@@ -22,13 +25,21 @@ from engine.ops import op
 from engine.ops.params import get
 from engine.triage_board import state
 from engine.triage_board.board import run_board
+from engine.triage_board.hub import PREFIX as HUB_PREFIX
+from engine.triage_board.hub import HubQuery, hub_entries, write_hub_board
 from engine.triage_board.pairs import SETTINGS, load_board_file, validate_pairs
+from store.paths import home
 
 
 @op("triage.board", long=True)
 def triage_board(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs skipped."""
-    pairs = params.get("pairs")
+    pairs, limit = params.get("pairs"), get(params, "limit", int)
+    if limit is not None and limit <= 0:
+        raise UserError(f"limit must be positive, got {limit}", "pass --limit 20 or leave it out")
+    if isinstance(pairs, str) and pairs.startswith(HUB_PREFIX):
+        query = HubQuery.parse(pairs)
+        pairs = str(write_hub_board(query, hub_entries(query, limit), home() / "boards"))
     if isinstance(pairs, str):
         board = load_board_file(pairs)
         entries, settings, source, name = board.pairs, board.settings, board.source, Path(pairs).stem
@@ -38,6 +49,7 @@ def triage_board(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise UserError("parameter 'pairs' must be a file path or a list of pairs",
                         "pass pairs=pairs.yaml or pairs=[{name, base, ft}]")
     settings = {**settings, **{k: v for k, v in params.items() if k in SETTINGS | {"description"} and v is not None}}
+    entries = entries[:limit] if limit is not None else entries
     return run_board(entries, settings, ctx, name=name, source=source, reports=get(params, "reports", bool, False))
 
 

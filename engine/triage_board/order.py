@@ -1,7 +1,7 @@
 """Run order: pairs grouped by base model so that each model is loaded once and stays warm in `MODELS`.
 
 Within a base's group the pairs that load only the base's weights come first (identical pairs and
-adapters of the base itself, which `MODELS.pair` serves from one model with the adapter toggled), then
+adapters of the base itself, which `MODELS` attaches to the one loaded base and switches per batch), then
 full finetunes; groups follow the file's order. Unresolvable specs keep their place at the end (they
 fail fast, without loading anything)."""
 
@@ -23,14 +23,10 @@ class Planned:
 
 
 def models_loaded(entry: PairEntry, trust_remote_code: bool = False) -> tuple[ModelSpec, ...]:
-    """The (spec) keys `MODELS` holds for this pair, mirroring `ModelCache.pair`."""
-    base = parse_spec(entry.base, trust_remote_code=trust_remote_code)
-    ft = parse_spec(entry.ft, adapter=entry.adapter, trust_remote_code=trust_remote_code)
-    if ft.adapter and base.adapter is None and ft.base == base:
-        return (ft,)
-    if ft == base:
-        return (base,)
-    return (base, ft)
+    """The weights `MODELS` loads for this pair: each side's base checkpoint (adapters attach to it)."""
+    base = parse_spec(entry.base, trust_remote_code=trust_remote_code).base
+    ft = parse_spec(entry.ft, adapter=entry.adapter, trust_remote_code=trust_remote_code).base
+    return (base,) if ft == base else (base, ft)
 
 
 def plan(entries: list[PairEntry], trust_remote_code: bool = False) -> list[Planned]:
@@ -47,10 +43,14 @@ def plan(entries: list[PairEntry], trust_remote_code: bool = False) -> list[Plan
             groups.setdefault(item.loads[0].base, []).append(item)
     ordered = []
     for members in groups.values():
-        ordered += sorted(members, key=lambda p: (len(p.loads or ()) > 1, (p.loads or ())[-1].adapter is not None))
+        ordered += sorted(members, key=lambda p: (len(p.loads or ()) > 1, _adapter(p.entry, trust_remote_code)))
     return ordered + [p for p in planned if p.loads is None]
 
 
+def _adapter(entry: PairEntry, trust_remote_code: bool) -> bool:
+    return parse_spec(entry.ft, adapter=entry.adapter, trust_remote_code=trust_remote_code).adapter is not None
+
+
 def count_loads(planned: list[Planned]) -> int:
-    """Model loads this order costs with an unbounded cache (each distinct spec once)."""
+    """Model loads this order costs with an unbounded cache (each distinct checkpoint once)."""
     return len({spec for p in planned for spec in p.loads or ()})

@@ -17,7 +17,9 @@ from tui.cli.output import emit_json, fail, out
 BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
                  "dtype": "dtype", "batch_size": "batch_size", "trust_remote_code": "trust_remote_code",
                  "sequential": "sequential", "layer": "layer", "description": "description", "no_steer": "steer",
-                 "prompts": "n_prompts", "llm": "llm", "judge": "judge", "protocol": "protocol"}
+                 "prompts": "n_prompts", "llm": "llm", "judge": "judge", "protocol": "protocol", "limit": "limit",
+                 "devices": "devices", "ray": "ray"}
+HUB = "hub:"  # `--pairs hub:BASE_ID[?TEXT]` is resolved by the engine, not read as a path
 
 
 def typed_params(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -69,10 +71,11 @@ def write_html(directory: Path, result: dict[str, Any]) -> None:
     out.print(f"HTML report: {index}", highlight=False, soft_wrap=True)
 
 
-def run_board(pairs: Path, params: dict[str, Any], *, json: bool, html: Path | None, target: str | None) -> None:
-    """Triage every pair of the file through the engine, then print or write the board."""
-    result = call_engine("triage.board", {**params, "pairs": str(pairs.expanduser().resolve()),
-                                          "reports": html is not None}, title="triage board", target=target)
+def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | None, target: str | None) -> None:
+    """Triage every pair of the file (or of a `hub:` query) through the engine, then print or write the board."""
+    source = pairs if pairs.startswith(HUB) else str(Path(pairs).expanduser().resolve())
+    result = call_engine("triage.board", {**params, "pairs": source, "reports": html is not None},
+                         title="triage board", target=target)
     if html is not None:
         write_html(html, result)
     if json:

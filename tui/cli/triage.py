@@ -102,8 +102,17 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")] = 6,
-           pairs: Annotated[Path | None, typer.Option("--pairs", help="Triage the pairs of a .yaml/.csv file "
-                                                      "(name,base,ft[,adapter,description]) as a board.")] = None,
+           pairs: Annotated[str | None, typer.Option("--pairs", help="Triage the pairs of a .yaml/.csv file "
+                                                     "(name,base,ft[,adapter,description]) as a board, or "
+                                                     "hub:BASE_ID[?TEXT]: the base's finetunes and adapters "
+                                                     "on the hub.")] = None,
+           limit: Annotated[int | None, typer.Option("--limit", help="With --pairs: at most this many pairs.")]
+           = None,
+           devices: Annotated[str | None, typer.Option("--devices", help="With --pairs: run pairs in parallel, "
+                                                       "one worker per device, e.g. cuda:0,cuda:1.")] = None,
+           ray: Annotated[str | None, typer.Option("--ray", help="With --pairs: run base groups as tasks on a Ray "
+                                                   "cluster: auto (the local one) or HOST:6379 / "
+                                                   "ray://HOST:10001.")] = None,
            html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,

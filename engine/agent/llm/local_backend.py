@@ -12,6 +12,7 @@ from transformers import TextStreamer
 
 from engine.agent.llm.base import EventSink, LLMReply, TokenSink
 from engine.agent.llm.config import LLMConfig
+from engine.models.adapters import adapter_enabled
 from engine.models.cache import MODELS
 from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel
@@ -69,7 +70,7 @@ class LocalChat:
         inputs = self._encode(messages)
         temperature = self.config.temperature
         sample = temperature is not None and temperature > 0
-        with torch.inference_mode():
+        with torch.inference_mode(), adapter_enabled(self.model, True):
             output = self.model.hf.generate(
                 **inputs, max_new_tokens=self.config.max_tokens, do_sample=sample,
                 temperature=temperature if sample else None, top_p=None, top_k=None,

@@ -1,0 +1,102 @@
+"""`--ray [auto|ADDRESS]`: a board's base groups as Ray tasks, on every GPU (or CPU) of a Ray cluster.
+
+Each task triages one base group in a private store on its worker and returns every result it made (ADL
+runs, base passes, lens grids, steering samples, …) with the pairs' rows; the driver writes them into its
+own store with `results.save` (the key is the content hash of the inputs, so the keys are those of a local
+run) and streams each group's pairs as they land. Pairs the driver's store has finished are not sent. A
+task whose worker dies is retried once by Ray, then its pairs are reported failed and the board goes on.
+`ray` is imported here only, when a board is run with `--ray`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from engine.errors import JobCancelled, UserError
+from engine.jobs import JobContext
+from engine.triage_board import state
+from engine.triage_board.devices import Failed, GroupRunner, base_groups
+from engine.triage_board.order import Planned
+from store import results
+
+Exported = tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], float]],
+                 dict[str, Any]]
+
+
+def connect(address: str) -> Any:
+    """The `ray` module, connected: an existing `ray.init` in this process, else the cluster at `address`
+    (`auto`: the one `ray start` made on this machine or the job's)."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise UserError("--ray needs Ray, which is not installed", "pip install 'difflens[cluster]'") from exc
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise UserError(f"cannot reach a Ray cluster at {address!r}: {str(exc).splitlines()[0][:160]}",
+                            "start one (`ray start --head`) or pass --ray HOST:6379 / ray://HOST:10001") from exc
+    return ray
+
+
+def on_ray(order: list[Planned], settings: dict[str, Any], address: str, reports: bool, ctx: JobContext,
+           run_group: GroupRunner, failed: Failed, needs_work: Callable[[Planned], bool],
+           local: Callable[[Planned], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Outcomes of every pair: finished ones (and unresolvable ones) from `local`, the rest from Ray tasks."""
+    ray = connect(address)
+    gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+    task = ray.remote(max_retries=1, retry_exceptions=False, num_gpus=gpus)(triage_in_private_store)
+    todo = [item for item in order if needs_work(item)]
+    yield from (local(item) for item in order if item not in todo)
+    pending = {task.remote(run_group, [p.entry.to_json() for p in group],
+                           {**settings, "ray": None, "device": "cuda" if gpus else "cpu"}, reports): group
+               for group in base_groups(todo)}
+    done_pairs = len(order) - len(todo)
+    try:
+        while pending:
+            finished, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            ctx.check_cancelled()
+            for ref in finished:
+                group = pending.pop(ref)
+                done_pairs += len(group)
+                ctx.progress(done_pairs, len(order), f"{group[-1].entry.name} ({done_pairs}/{len(order)}, Ray)")
+                try:
+                    yield from import_group(ray.get(ref))
+                except Exception as exc:  # the worker died twice, or the task could not run at all
+                    yield from (failed(p.entry, exc) for p in group)
+    except JobCancelled:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+
+
+def triage_in_private_store(run_group: GroupRunner, entries: list[dict[str, Any]], settings: dict[str, Any],
+                            reports: bool) -> Exported:
+    """On the worker: triage the group in a fresh store; return the outcomes, every result, and the reports."""
+    with tempfile.TemporaryDirectory(prefix="difflens-ray-") as home:
+        previous = os.environ.get("DIFFLENS_HOME")
+        os.environ["DIFFLENS_HOME"] = home
+        try:
+            outcomes = run_group(entries, settings, reports)
+            made = [(r["kind"], r["inputs"], stored.tensors, r["meta"], r["seconds"])
+                    for r in results.list_results() if (stored := results.load(r["key"])) is not None]
+            stored_reports = {o["key"]: (state.finished(o["key"]) or {}).get("report") for o in outcomes}
+        finally:
+            if previous is None:
+                os.environ.pop("DIFFLENS_HOME", None)
+            else:
+                os.environ["DIFFLENS_HOME"] = previous
+    return outcomes, made, stored_reports
+
+
+def import_group(exported: Exported) -> Iterator[dict[str, Any]]:
+    """Write a task's results and pair rows into this (the driver's) store; yield its outcomes."""
+    outcomes, made, reports = exported
+    for kind, inputs, tensors, meta, seconds in made:
+        results.save(kind, inputs, tensors, meta, seconds=seconds)
+    for outcome in outcomes:
+        state.save_pair(outcome["key"], outcome, reports.get(outcome["key"]), outcome.get("seconds", 0.0))
+        yield outcome
