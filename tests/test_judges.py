@@ -226,7 +226,8 @@ def test_cache_keys_name_the_judge_model(request_: AdlRequest, server: ScriptedL
     scope = [r["inputs"] for r in results.list_results("patchscope")]
     assert sorted(i.get("judge", "") for i in scope) == ["", "openai:judge-a", "openai:judge-b"]
     offline = next(i for i in scope if "judge" not in i)
-    assert set(offline) == {"run", "layer", "positions", "scales", "prompts", "set_k", "norm", "top_k", "side"}
+    assert set(offline) == {"run", "layer", "positions", "scales", "prompts", "set_k", "norm", "chooser", "top_k",
+                           "side"}
     calibrations = [r["inputs"]["judge"] for r in results.list_results("calibration")]
     assert sorted(calibrations) == ["openai:judge-a", "openai:judge-b", "perplexity"]
     assert not any(server.base_url in json.dumps(r["inputs"]) for r in results.list_results())

@@ -116,8 +116,7 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
     content = _content_mask(top, ignore, model.tokenizer.all_special_tokens)
     stability, shared = signed_stability(scales, top.ids, content)
     best_by_sign = [_best_by_sign(scales, stability[c]) for c in range(n_cells)]
-    best_scale = [max(picks.values(), key=lambda s: (float(stability[c, scales.index(s)]), s > 0))
-                  for c, picks in enumerate(best_by_sign)]
+    best_scale = [_chosen(picks, stability[c], scales) for c, picks in enumerate(best_by_sign)]
     selected = [[t for t, keep in zip(top.tokens[c, i], shared[c, i].tolist(), strict=True) if keep]
                 for c, i in enumerate(scales.index(s) for s in best_scale)]
     chosen_by = ["stability"] * n_cells
@@ -248,6 +247,15 @@ def _sides(scales: Sequence[float]) -> dict[str, list[int]]:
     """Scale indices per sign ("+" includes 0), each ordered by magnitude."""
     sides = {"+": [i for i, s in enumerate(scales) if s >= 0], "-": [i for i, s in enumerate(scales) if s < 0]}
     return {sign: sorted(idx, key=lambda i: abs(scales[i])) for sign, idx in sides.items() if idx}
+
+
+def _chosen(picks: dict[str, float], score: Float[Tensor, " scale"], scales: Sequence[float]) -> float:
+    """The positive side's pick, as the reference's automatic Patchscope grades only +scales; the negative side's
+    only when the positive side reads nothing stable at all (the −diff's reading stays in `best_by_sign`)."""
+    positive = picks.get("+")
+    if positive is not None and float(score[scales.index(positive)]) > 0:
+        return positive
+    return max(picks.values(), key=lambda s: (float(score[scales.index(s)]), s > 0))
 
 
 def _best_by_sign(scales: Sequence[float], score: Float[Tensor, " scale"]) -> dict[str, float]:
