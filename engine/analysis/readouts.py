@@ -96,8 +96,8 @@ def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
-              "prompts": list(prompts), "set_k": INTERSECTION_TOP_K, "norm": "ft-mean-without-pos-0", "chooser": "positive-side",
-              "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
+              "prompts": list(prompts), "set_k": INTERSECTION_TOP_K, "norm": "ft-mean-without-pos-0",
+              "chooser": "positive-side", "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
     if (hit := results.lookup("patchscope", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
     with run.pair(backend).use(side) as model:
