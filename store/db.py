@@ -45,6 +45,11 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     db["results"].create_index(["kind"], if_not_exists=True)
 
 
+def columns(table: str) -> dict[str, type]:
+    """The declared columns of a store table."""
+    return dict(_SCHEMA[table][0])
+
+
 def register_table(name: str, columns: dict[str, type], pk: str) -> None:
     """Let other store modules (sessions, jobs) declare their tables before first use."""
     _SCHEMA[name] = (columns, pk)

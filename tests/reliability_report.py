@@ -26,6 +26,7 @@ AREA_BY_FILE = {
     "test_reliability_faults": "Faults", "test_reliability_store": "Faults", "test_remote_ssh": "Faults",
     "test_sessions_tui": "Faults", "test_tui": "Faults", "test_tui_engine": "Faults",
     "test_reliability_hostile": "Hostile files", "test_sessions_store": "Hostile files",
+    "test_reliability_strangers": "Hostile files",
     "test_reliability_fuzz": "Engine access", "test_engine_server": "Engine access", "test_protocol": "Engine access",
     "test_reliability_secrets": "Secrets", "test_agent": "Secrets",
 }
