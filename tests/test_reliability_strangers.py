@@ -7,13 +7,16 @@ Every hostile file here is built by the test: a recorded session exported, then 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sqlite3
 import struct
 import subprocess
 import sys
+import uuid
 import zipfile
 import zlib
 from pathlib import Path
@@ -265,3 +268,103 @@ def test_listing_session_files_reads_no_result_member(tmp_path: Path, monkeypatc
     [listed] = saved_sessions()
     assert listed["name"] == "cake study" and "error" not in listed
     assert sorted(opened) == ["manifest.json", "session.json"]
+
+
+# ---- a stored request never decides what runs ----
+
+EVIL_CODE = '''import os
+open(os.environ["DIFFLENS_TEST_MARKER"], "w").write("custom code ran")
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+class EvilConfig(LlamaConfig):
+    pass
+
+
+class EvilModel(LlamaForCausalLM):
+    config_class = EvilConfig
+'''
+
+
+def _with_custom_code(src: Path, dst: Path) -> Path:
+    """A copy of a tiny checkpoint whose config asks for custom code that leaves a marker when it runs."""
+    shutil.copytree(src, dst)
+    config = json.loads((dst / "config.json").read_text())
+    module = f"evil_{uuid.uuid4().hex}"  # a fresh module each time: Python runs a module's code only once
+    config["auto_map"] = {"AutoConfig": f"{module}.EvilConfig", "AutoModelForCausalLM": f"{module}.EvilModel"}
+    (dst / "config.json").write_text(json.dumps(config))
+    (dst / f"{module}.py").write_text(EVIL_CODE)
+    return dst
+
+
+@pytest.fixture
+def planted_run(tmp_path: Path, tiny_dir: Path, tiny_ft_dir: Path,
+                monkeypatch: pytest.MonkeyPatch) -> tuple[str, Path, Path]:
+    """(run id, custom-code model dir, marker): a run computed here, whose stored request was then edited (as an
+    older difflens's import or a hand-edited store would leave it) to ask for the models' custom code."""
+    from engine.adl.compute import compute_adl
+    from engine.adl.request import AdlRequest
+    from tests.engine_helpers import write_corpus
+
+    base = _with_custom_code(tiny_dir, tmp_path / "custom-base")
+    ft = _with_custom_code(tiny_ft_dir, tmp_path / "custom-ft")
+    marker = tmp_path / "marker"
+    monkeypatch.setenv("DIFFLENS_TEST_MARKER", str(marker))
+    request = AdlRequest(base=str(base), ft=str(ft), corpus=str(write_corpus(tmp_path / "c.txt")), n=4, k=2,
+                         device="cpu", dtype="float32")
+    run = compute_adl(request).run
+    with sqlite3.connect(db_path()) as conn:
+        meta = json.loads(conn.execute("SELECT meta FROM results WHERE key = ?", [run]).fetchone()[0])
+        meta["request"]["trust_remote_code"] = True
+        conn.execute("UPDATE results SET meta = ? WHERE key = ?", [json.dumps(meta), run])
+    return run, ft, marker
+
+
+PATHS = {  # every op that loads models from a stored run's request, with the params the CLI/TUI send
+    "tokens (readout.lens_grid)": ("readout.lens_grid", {}),
+    "tokens --layer --pos (readout.logit_lens)": ("readout.logit_lens", {"layer": 1, "pos": 0}),
+    "steer (steer.generate)": ("steer.generate", {"strengths": [1.0], "prompts": ["a"], "max_new_tokens": 2}),
+    "kl --run (lens.kl)": ("lens.kl", {"texts": ["the cat sat"], "max_tokens": 8}),
+    "causal --run (lens.causal)": ("lens.causal", {"ft_corpus": "generic:", "n": 2, "max_tokens": 8}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_a_stored_request_never_turns_on_custom_model_code(path: str, planted_run: tuple[str, Path, Path]) -> None:
+    from engine.errors import ActionableError
+    from engine.jobs import JobContext
+    from engine.ops import load_all
+
+    run, _, marker = planted_run
+    method, params = PATHS[path]
+    with contextlib.suppress(ActionableError):  # refusing is fine; running the stored request's custom code is not
+        load_all()[method].fn({"run": run, **params}, JobContext())
+    assert not marker.exists()
+
+
+def test_custom_code_runs_only_when_the_user_asks_now(planted_run: tuple[str, Path, Path]) -> None:
+    from engine.adl.runs import load_run
+    from engine.jobs import JobContext
+    from engine.ops import load_all
+
+    run, _, marker = planted_run
+    assert load_run(run).request.trust_remote_code is False
+    with contextlib.suppress(Exception):
+        load_all()["readout.logit_lens"].fn({"run": run, "layer": 1, "pos": 0, "trust_remote_code": True},
+                                             JobContext())
+    assert marker.exists()
+
+
+def test_a_rerun_takes_models_code_and_llm_from_the_user_not_the_session(planted_run: tuple[str, Path, Path]) -> None:
+    from tui.rerun import compute_params, retarget
+    from tui.session_source import SessionSource
+
+    run, model, _ = planted_run
+    source = SessionSource(id="s-x", name="x", run=run, base="", ft="", ui={}, actions=[])
+    old, params = compute_params(source, "my-base", "my-ft", None)
+    assert old == run and (params["base"], params["ft"]) == ("my-base", "my-ft")
+    assert "trust_remote_code" not in params and "adapter" not in params
+    asked = retarget({"run": run, "base": str(model), "ft": str(model), "adapter": "/x", "trust_remote_code": True,
+                      "llm": "local:/evil", "grader_llm": "local:/evil", "texts": ["a"]}, "b", "f", None, False)
+    assert asked == {"run": run, "base": "b", "ft": "f", "texts": ["a"]}
+    assert retarget({"run": run}, "b", "f", None, True) == {"run": run, "trust_remote_code": True}

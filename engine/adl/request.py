@@ -85,6 +85,9 @@ class AdlRequest(TypedPair):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AdlRequest:
+        """A stored request (raises TypeError for one that is not an object)."""
+        if not isinstance(data, dict):
+            raise TypeError("a stored request must be an object")
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if fields.get("layers") is not None:
             fields["layers"] = tuple(fields["layers"])

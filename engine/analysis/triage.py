@@ -54,7 +54,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
 
     outcome = compute_adl(request, JobContext(emit=lambda e: ctx.emit({**e, "message": f"compute: {e['message']}"}),
                                               cancel_event=ctx.cancel_event))
-    run = load_run(outcome.run)
+    run = load_run(outcome.run, trust_remote_code=request.trust_remote_code)
     phase(0)
     layer = run.middle_layer if options.layer is None else options.layer
     run.layer_index(layer)

@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
-from engine.adl.runs import list_runs, load_run
+from engine.adl.runs import AdlRun, list_runs, load_run
 from engine.jobs import JobContext
 from engine.ops import op
 from engine.ops.params import get, get_list
@@ -26,6 +26,12 @@ def request_from_params(params: dict[str, Any]) -> AdlRequest:
         sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
         place=get(params, "place", str), backend=get(params, "backend", str, "local"),
         max_request_rows=get(params, "max_request_rows", int))
+
+
+def run_param(params: dict[str, Any]) -> AdlRun:
+    """The cached run named by `run`; custom model code only if these params ask for it now."""
+    return load_run(get(params, "run", str, required=True),
+                    trust_remote_code=get(params, "trust_remote_code", bool, False))
 
 
 @op("adl.compute", long=True)
@@ -49,7 +55,7 @@ def runs(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 @op("adl.summary")
 def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Per layer × position norms of one run: the heatmap's metrics."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     diff_norm = run.mean_diff.norm(dim=-1)
     rel = diff_norm / run.base_norm.clamp_min(1e-12)
     meta = run.meta

@@ -32,6 +32,7 @@ from engine.agent.tools import Mode, Tool
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops import op
+from engine.ops.adl import run_param
 from engine.ops.params import get
 
 MAX_REPEAT = 100
@@ -46,12 +47,10 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
             raise UserError("parameter 'environment' must be a JSON object",
                             "pass the recorded-environment dict described in engine/agent/recorded.py")
         return RecordedEnvironment(environment)
-    run = get(params, "run", str)
-    if run is not None:
-        from engine.adl.runs import load_run
+    if get(params, "run", str) is not None:
         from engine.analysis.environment import RunEnvironment
 
-        adl = load_run(run)
+        adl = run_param(params)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
         return RunEnvironment(adl, get(params, "layer", int, adl.middle_layer), positions)
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")

@@ -23,6 +23,7 @@ from engine.lenses.mining import mine
 from engine.lenses.request import PairRequest, gather_texts
 from engine.lenses.topics import group_topics
 from engine.ops import op
+from engine.ops.adl import run_param
 from engine.ops.params import get, get_list
 from engine.steering.prompts import calibration_prompts
 from store.hashing import json_sha256
@@ -32,10 +33,8 @@ DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
 
 def pair_request(params: dict[str, Any]) -> PairRequest:
     """The pair named by `base`/`ft`[/`adapter`], or by the cached ADL `run` (the TUI sends only the run)."""
-    if "base" not in params and (run_id := get(params, "run", str)) is not None:
-        from engine.adl.runs import load_run
-
-        return PairRequest.of_run(load_run(run_id).request)
+    if "base" not in params and get(params, "run", str) is not None:
+        return PairRequest.of_run(run_param(params).request)
     return PairRequest(base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
                        adapter=get(params, "adapter", str), device=get(params, "device", str, "auto"),
                        dtype=get(params, "dtype", str, "auto"),
@@ -120,9 +119,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     run_id = get(params, "run", str)
     diff, layer, k = None, get(params, "layer", int), 5
     if run_id is not None:
-        from engine.adl.runs import load_run
-
-        run = load_run(run_id)
+        run = run_param(params)
         pair, identity, adapter = run.pair(), {"run": run_id}, PairRequest.of_run(run.request).ft_spec.adapter
         layer = run.middle_layer if layer is None else layer
         diff, k = run.mean_diff[run.layer_index(layer)], run.request.k

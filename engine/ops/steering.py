@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.adl.runs import load_run
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
+from engine.ops.adl import run_param
 from engine.ops.params import get, get_list
 from engine.ops.readouts import backend_param
 
@@ -24,7 +24,7 @@ def _side(params: dict[str, Any]) -> str:
 @op("steer.calibrate", long=True)
 def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
@@ -41,7 +41,7 @@ def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 @op("steer.generate", long=True)
 def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     layer = get(params, "layer", int, run.middle_layer)
     pos = run.check_position(get(params, "pos", int, 0))
     strengths = get_list(params, "strengths", float)

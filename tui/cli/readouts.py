@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.cli.engine_call import call_engine, target_from
-from tui.cli.options import Backend, Engine, Json, Remote
+from tui.cli.options import Backend, Engine, Json, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
 from tui.widgets.token_text import prob_text, visible_token
 
@@ -33,12 +33,13 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
            method: Annotated[str, typer.Option("--method", help="logit-lens or patchscope.")] = "logit-lens",
            source: Annotated[str, typer.Option("--source", help="diff, base or ft (logit lens).")] = "diff",
            top_k: Annotated[int, typer.Option("--top-k")] = 10, backend: Backend = None, json: Json = False,
-           remote: Remote = None, engine: Engine = None) -> None:
+           trust_remote_code: TrustRemoteCode = False, remote: Remote = None, engine: Engine = None) -> None:
     """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
     target = target_from(remote, engine)
+    trust = {"trust_remote_code": trust_remote_code}
     if method == "patchscope":
         result = call_engine("readout.patchscope", {"run": run, "layer": layer, "pos": pos or 0, "top_k": top_k,
-                                                    "backend": backend}, title="patchscope", target=target)
+                                                    "backend": backend, **trust}, title="patchscope", target=target)
         if json:
             emit_json(result)
             return
@@ -55,7 +56,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
         result = call_engine("readout.logit_lens", {"run": run, "layer": layer, "pos": pos, "top_k": top_k,
-                                                    "source": source, "backend": backend},
+                                                    "source": source, "backend": backend, **trust},
                              title="logit lens", target=target)
         if json:
             emit_json(result)
@@ -66,7 +67,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     result = call_engine("readout.lens_grid", {"run": run, "source": source, "top_k": top_k,
                                                "layers": [layer] if layer is not None else None,
                                                "positions": [pos] if pos is not None else None,
-                                               "backend": backend},
+                                               "backend": backend, **trust},
                          title="logit lens", target=target)
     if json:
         emit_json(result)
@@ -85,7 +86,8 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
           max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
           temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
           side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
-          backend: Backend = None, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+          backend: Backend = None, json: Json = False, trust_remote_code: TrustRemoteCode = False,
+          remote: Remote = None, engine: Engine = None) -> None:
     """Generate with α·diff added at a layer, steered beside unsteered; `--strength auto` calibrates."""
     strengths: list[float] | None = None
     if strength and strength != ["auto"]:
@@ -95,7 +97,7 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
             fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
     params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
               "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
-              "backend": backend}
+              "backend": backend, "trust_remote_code": trust_remote_code}
     result = call_engine("steer.generate", params, title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)

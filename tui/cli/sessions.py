@@ -14,7 +14,7 @@ from rich.table import Table
 
 from store import bundle, sessions
 from store.errors import ActionableError
-from tui.cli.options import Engine, Json, Remote
+from tui.cli.options import Engine, Json, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
 
 sessions_app = typer.Typer(help="Saved analyses: list, show, rename, delete, export to a file, import one.",
@@ -116,7 +116,7 @@ def replay(session: SessionRef,
            adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter for --rerun's --ft.")] = None,
            print_only: Annotated[bool, typer.Option("--print", help="Print the side-by-side table instead "
                                                     "of opening it.")] = False,
-           remote: Remote = None, engine: Engine = None) -> None:
+           trust_remote_code: TrustRemoteCode = False, remote: Remote = None, engine: Engine = None) -> None:
     """Open a saved session (name, id or .difflens file) with no engine; --rerun re-asks it on a new pair."""
     from tui.cli.engine_call import target_from
 
@@ -136,7 +136,8 @@ def replay(session: SessionRef,
         err.print(f"[{i + 1}/{total}] {method}", highlight=False)
 
     try:
-        old, new, steps = _guard(lambda: rerun_steps(session, base, ft, adapter, target_from(remote, engine), step))
+        old, new, steps = _guard(lambda: rerun_steps(session, base, ft, adapter, target_from(remote, engine), step,
+                                                          trust_remote_code))
     except EngineError as exc:
         fail(f"engine: {exc}", code=3)
     if print_only:
