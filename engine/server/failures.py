@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from typing import Any
 
 from engine import protocol
 from engine.errors import JobCancelled
+from store import jsonvalue
 from store.errors import ActionableError, StoreError
 
 log = logging.getLogger("difflens.engine")
@@ -46,7 +46,7 @@ def checked_result(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op returned {type(value).__name__}, not a dict")
     try:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        size = len(jsonvalue.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:
         raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op result is not JSON: {exc}") from None
     if size > protocol.MAX_MESSAGE_BYTES - 4096:
