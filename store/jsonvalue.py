@@ -50,6 +50,17 @@ def _check(value: Any, max_depth: int) -> None:
             stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
 
 
+def first_non_finite(value: Any, where: str = "") -> str | None:
+    """The dotted path of the first NaN/±Infinity inside `value`, or None when every number is finite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        if (found := first_non_finite(item, f"{where}.{key}" if where else str(key))) is not None:
+            return found
+    return None
+
+
 def finite(value: Any) -> Any:
     """`value` with every NaN/±Infinity replaced by None (JSON's null), for output to strict parsers."""
     if isinstance(value, float):

@@ -23,6 +23,7 @@ AREAS = ("Bad input", "Faults", "Hostile files", "Engine access", "Secrets")
 
 AREA_BY_FILE = {
     "test_reliability_input": "Bad input", "test_adl": "Bad input", "test_organisms": "Bad input",
+    "test_reliability_numbers": "Bad input",
     "test_reliability_faults": "Faults", "test_reliability_store": "Faults", "test_remote_ssh": "Faults",
     "test_sessions_tui": "Faults", "test_tui": "Faults", "test_tui_engine": "Faults",
     "test_reliability_hostile": "Hostile files", "test_sessions_store": "Hostile files",

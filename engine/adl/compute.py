@@ -50,10 +50,14 @@ def checkpoint_path(run_id: str) -> Path:
     return tensors_dir() / f"{run_id}.checkpoint.safetensors"
 
 
-def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel) -> tuple[list[Window], int]:
+def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel,
+                   ctx: JobContext) -> tuple[list[Window], int]:
     corpus = request.corpus_spec
     if corpus.kind == "self":
-        return sample_self(base, request.n, request.k, request.seed), 0
+        def report(done: int, total: int) -> None:  # progress, and where a cancel takes effect
+            ctx.progress(done, total, f"sampling self: {done}/{total} texts")
+
+        return sample_self(base, request.n, request.k, request.seed, on_batch=report), 0
     windows, skipped = make_windows(tokenizer, load_examples(corpus, request.n, request.seed), request.k)
     if not windows:
         raise UserError(f"no text in corpus {corpus.label()!r} has {request.k} tokens",
@@ -105,7 +109,7 @@ def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> Ad
         request = replace(request, batch_size=rows)
     single = ModelPair(model, model) if pair is None else pair
     with single.use("base") as base_model:
-        windows, skipped = corpus_windows(request, tokenizer, base_model)
+        windows, skipped = corpus_windows(request, tokenizer, base_model, ctx)
     sums = _resume(run_id, len(layers), request.k, d_model)
     if pair is not None:
         _with_oom_retry(request, lambda bs: _joint(pair, windows, layers, request.k, bs, sums, run_id, ctx))

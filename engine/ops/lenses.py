@@ -24,7 +24,7 @@ from engine.lenses.request import PairRequest, gather_texts
 from engine.lenses.topics import group_topics
 from engine.ops import op
 from engine.ops.adl import run_param
-from engine.ops.params import get, get_list
+from engine.ops.params import get, get_count, get_list
 from engine.steering.prompts import calibration_prompts
 from store.hashing import json_sha256
 
@@ -46,13 +46,6 @@ def _texts(params: dict[str, Any], tokenizer: Any, n_default: int) -> list[str]:
                         get(params, "seed", int, 0), tokenizer)
 
 
-def _positive(params: dict[str, Any], name: str, default: int) -> int:
-    value = get(params, name, int, default)
-    if value <= 0:
-        raise UserError(f"{name} must be positive, got {value}", f"pass a positive {name}")
-    return value
-
-
 def _reply(payload: dict[str, Any], key: str, was_cached: bool) -> dict[str, Any]:
     return {"result": key, "cached": was_cached, **payload}
 
@@ -63,10 +56,10 @@ def kl(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer, 20)
-    method = {"layer": get(params, "layer", int), "top_n": _positive(params, "top_n", 10),
-              "max_tokens": _positive(params, "max_tokens", 128), "window": _positive(params, "window", 12)}
+    method = {"layer": get(params, "layer", int), "top_n": get_count(params, "top_n", 10),
+              "max_tokens": get_count(params, "max_tokens", 128), "window": get_count(params, "window", 12)}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    batch_size = _positive(params, "batch_size", 4)
+    batch_size = get_count(params, "batch_size", 4)
     return _reply(*cached("lens.kl", inputs, lambda: per_token_divergence(pair, texts, batch_size=batch_size,
                                                                            ctx=ctx, **method)))
 
@@ -78,7 +71,7 @@ def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     pair = request.pair()
     method = {"prompts": get_list(params, "prompts", str) or calibration_prompts(3),
               "factors": [float(f) for f in (get_list(params, "factors", float) or DEFAULT_FACTORS)],
-              "max_new_tokens": _positive(params, "max_new_tokens", 48),
+              "max_new_tokens": get_count(params, "max_new_tokens", 48),
               "temperature": get(params, "temperature", float, 0.0), "seed": get(params, "seed", int, 0),
               "chat": get(params, "chat", bool, True)}
     ctx.progress(0, None, "generating")
@@ -92,10 +85,10 @@ def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer, 50)
-    method = {"top_k": _positive(params, "top_k", 20), "n_tokens": _positive(params, "n_tokens", 30),
-              "examples": _positive(params, "examples", 3), "max_tokens": _positive(params, "max_tokens", 128)}
+    method = {"top_k": get_count(params, "top_k", 20), "n_tokens": get_count(params, "n_tokens", 30),
+              "examples": get_count(params, "examples", 3), "max_tokens": get_count(params, "max_tokens", 128)}
     topics = get(params, "topics", bool, False)
-    batch_size = _positive(params, "batch_size", 4)
+    batch_size = get_count(params, "batch_size", 4)
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
         payload, tensors = mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)
@@ -131,10 +124,10 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
     ft_texts = gather_texts(None, finetuning_corpus(params, adapter), n, seed, pair.tokenizer)
     generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
-    method = {"layer": layer, "k": _positive(params, "k", k), "mode": mode,
-              "max_tokens": _positive(params, "max_tokens", 64)}
+    method = {"layer": layer, "k": get_count(params, "k", k), "mode": mode,
+              "max_tokens": get_count(params, "max_tokens", 64)}
     inputs = {"pair": identity, "ft_texts": json_sha256(ft_texts), "generic": json_sha256(generic), **method}
-    batch_size = _positive(params, "batch_size", 4)
+    batch_size = get_count(params, "batch_size", 4)
     diff_t = torch.as_tensor(diff) if diff is not None else None
     return _reply(*cached("lens.causal", inputs, lambda: (
         causal_check(pair, ft_texts, generic, diff=diff_t, batch_size=batch_size, ctx=ctx, **method), {})))

@@ -10,7 +10,7 @@ from engine.jobs import JobContext
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.adl import run_param
-from engine.ops.params import get, get_list
+from engine.ops.params import get, get_count, get_list
 from engine.ops.readouts import backend_param
 
 
@@ -58,8 +58,8 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         strengths = [found[pos]["strength"]]
     with ndif_errors(remote):
         samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
-                        samples=get(params, "n_samples", int, 1),
-                        max_new_tokens=get(params, "max_new_tokens", int, 64),
+                        samples=get_count(params, "n_samples", 1, 1000),
+                        max_new_tokens=get_count(params, "max_new_tokens", 64, 8192),
                         temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
                         side=_side(params), on_partial=ctx.partial, backend=backend)  # type: ignore[arg-type]
     return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples}
