@@ -8,6 +8,7 @@ it. The final file appears only when complete.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from engine.adl.accumulate import Sums, check_finite, read_positions
@@ -205,17 +207,32 @@ def _loop(todo: list[Window], k: int, batch_size: int, pad_id: int, run_id: str,
 
 
 def _save_checkpoint(run_id: str, sums: Sums) -> None:
+    tensors = sums.as_tensors()
     with atomic_path(checkpoint_path(run_id)) as tmp:
-        save_file(sums.as_tensors(), str(tmp))
+        save_file(tensors, str(tmp), metadata={"sha256": _digest(tensors)})
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """A checksum of the sums' names, shapes, dtypes and bytes: a checkpoint is resumed only if it still holds."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _resume(run_id: str, n_layers: int, k: int, d_model: int) -> Sums:
-    """The running sums from a checkpoint of this run; a damaged one is discarded, never trusted."""
+    """The running sums from a checkpoint of this run; a damaged one (checksum, shape) is discarded, never
+    trusted."""
     path = checkpoint_path(run_id)
     if path.exists():
         try:
-            sums = Sums.from_tensors(load_file(str(path)))
-            if sums.base.shape == (n_layers, k, d_model):
+            with safe_open(str(path), framework="pt") as fh:
+                recorded = (fh.metadata() or {}).get("sha256")
+            tensors = load_file(str(path))
+            sums = Sums.from_tensors(tensors)
+            if recorded == _digest(tensors) and sums.base.shape == (n_layers, k, d_model):
                 return sums
         except Exception:  # a torn or foreign checkpoint: start over
             pass
