@@ -114,6 +114,7 @@ def _file_stem(name: str) -> str:
 
 def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
     """Verify `path`, then add its session and (apart from local results) its results in one step."""
+    conn = imported.db().conn  # a store that cannot take the import is said before the file is read
     bundle = read_bundle(path, stage_in=imported.directory())
     placed: list[Path] = []  # files this import created; a failure removes exactly these
     try:
@@ -127,7 +128,6 @@ def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
         if sessions.find(session["name"]) is not None:
             raise StoreError(f"a session named {session['name']!r} already exists", "import with --name NEW")
         rows = [imported.row_for(session["id"], r) for r in bundle.results]
-        conn = imported.db().conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             _insert(conn, sessions.SESSIONS, session)

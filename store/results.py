@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 from store.atomic import atomic_path
 from store.bundle_schema import decode_json_columns
 from store.db import connect
-from store.errors import StoreError, warn_skipped
+from store.errors import StoreError, log, warn_skipped
 from store.hashing import canonical_json, content_key, file_sha256
 from store.paths import tensors_dir
 
@@ -46,6 +46,10 @@ def save(kind: str, inputs: dict[str, Any], tensors: dict[str, np.ndarray], meta
     """Write tensors atomically, then record the row; returns the stored result."""
     key = key_for(kind, inputs)
     target = file_for(key)
+    if target.is_dir():  # not a result: keep whatever is in it, out of the way, and write the result
+        displaced = target.with_name(f".{target.name}.displaced-{time.time_ns()}")
+        target.rename(displaced)
+        log.warning("warning: %s was a directory; moved it to %s", target, displaced)
     contiguous = {name: np.ascontiguousarray(arr) for name, arr in tensors.items()}
     with atomic_path(target) as tmp:
         save_file(contiguous, str(tmp), metadata={"key": key, "kind": kind})

@@ -9,6 +9,7 @@ from typing import Any
 from engine import protocol
 from engine.errors import JobCancelled
 from store import jsonvalue
+from store.db import store_error
 from store.errors import ActionableError, StoreError
 
 log = logging.getLogger("difflens.engine")
@@ -28,16 +29,10 @@ def error_for(exc: BaseException) -> dict[str, Any]:
                                  {"type": type(exc).__name__})
 
 
-_SQLITE_STORE_FAULTS = ("disk i/o error", "database or disk is full", "readonly database", "unable to open database")
-
-
 def _store_fault(exc: BaseException) -> StoreError | None:
-    """SQLite's words for a full disk or an unwritable home, as the one-line error the store gives for its files
-    (the database fails first on a full disk: it needs room for its WAL before a result file is written)."""
-    if isinstance(exc, sqlite3.OperationalError) and any(s in str(exc).lower() for s in _SQLITE_STORE_FAULTS):
-        return StoreError(f"cannot write the store's database ({exc}): the disk is full or read-only",
-                          "free space or point DIFFLENS_HOME at a writable disk; nothing was half-written")
-    return None
+    """SQLite's words for a damaged, full or unwritable store, as the store's own one-line error (the database
+    fails first on a full disk: it needs room for its WAL before a result file is written)."""
+    return store_error(exc) if isinstance(exc, sqlite3.Error) else None
 
 
 def checked_result(value: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ import typer
 from rich.table import Table
 
 from store import bundle, sessions
+from store.db import store_error
 from store.errors import ActionableError
 from tui.cli.options import Engine, Json, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
@@ -27,11 +29,17 @@ def _when(t: Any) -> str:
 
 
 def _guard(run: Any) -> Any:
-    """Store problems become one line and exit code 2."""
+    """Store problems (a damaged or read-only database, a file where a directory belongs) become one line,
+    problem and fix, and exit code 2."""
     try:
         return run()
     except ActionableError as exc:
         fail(str(exc))
+    except sqlite3.Error as exc:
+        fail(str(store_error(exc)))
+    except OSError as exc:
+        fail(f"cannot use {exc.filename or 'the store'} ({exc.strerror or exc}) — check the path, its permissions "
+             "and DIFFLENS_HOME")
 
 
 @sessions_app.command("list")
