@@ -26,7 +26,7 @@ from store.bundle_read import Bundle, read_bundle
 from store.bundle_schema import FORMAT, MANIFEST, SESSION_JSON, VERSION, bad, decode_json_columns, result_member
 from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
-from store.paths import tensors_dir
+from store.paths import home, tensors_dir
 
 __all__ = ["EXTENSION", "Bundle", "describe", "export_session", "import_bundle", "read_bundle"]
 
@@ -98,8 +98,28 @@ def export_session(ref: str, target: Path) -> Path:
 
 
 def _checked_action(row: dict[str, Any]) -> dict[str, Any]:
-    sessions.decode_action(row)
-    return dict(row)
+    """An action as exported: decodable, and with this machine's paths in its answers made relative."""
+    decoded = sessions.decode_action(row)
+    out = dict(row)
+    for column in ("result", "events"):
+        if row[column]:
+            out[column] = canonical_json(_local_paths(decoded[column]))
+    return out
+
+
+def _local_paths(value: Any) -> Any:
+    """Answers name files in the store or the user's home; a shared file says `$DIFFLENS_HOME/...` and `~/...`
+    instead (the exporter's directories are nobody else's business and mean nothing on another machine)."""
+    if isinstance(value, str):
+        for root, shown in ((str(home()), "$DIFFLENS_HOME"), (str(Path.home()), "~")):
+            if value == root or value.startswith(root + os.sep):
+                return shown + value[len(root):]
+        return value
+    if isinstance(value, dict):
+        return {k: _local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_local_paths(v) for v in value]
+    return value
 
 
 def _checked_note(row: dict[str, Any]) -> dict[str, Any]:

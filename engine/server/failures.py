@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from engine import protocol
+from engine.agent.redact import url_credentials
 from engine.errors import JobCancelled
 from store import jsonvalue
 from store.db import store_error
@@ -19,13 +20,15 @@ def error_for(exc: BaseException) -> dict[str, Any]:
     """The JSON-RPC error object for an exception raised by an op (unexpected ones are logged in full)."""
     exc = _store_fault(exc) or exc
     if isinstance(exc, ActionableError):
-        return protocol.error_object(protocol.USER_ERROR, str(exc), {"problem": exc.problem, "fix": exc.fix})
+        problem, fix = url_credentials(exc.problem), url_credentials(exc.fix)
+        return protocol.error_object(protocol.USER_ERROR, f"{problem} — {fix}" if fix else problem,
+                                     {"problem": problem, "fix": fix})
     if isinstance(exc, JobCancelled):
         return protocol.error_object(protocol.JOB_CANCELLED, "job cancelled")
     if isinstance(exc, protocol.ProtocolError):
         return protocol.error_object(exc.code, exc.message, exc.data)
     log.error("op failed", exc_info=exc)
-    return protocol.error_object(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}",
+    return protocol.error_object(protocol.INTERNAL_ERROR, url_credentials(f"{type(exc).__name__}: {exc}"),
                                  {"type": type(exc).__name__})
 
 
