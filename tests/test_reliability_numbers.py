@@ -91,3 +91,52 @@ def test_self_sampling_stops_at_the_next_batch_when_cancelled(tiny_dir: Path) ->
         compute_adl(request, ctx)
     sampled = [e for e in events if "sampling self:" in e.get("message", "")]
     assert [e["done"] for e in sampled] == [64]  # one batch of 64, not all 640
+
+
+def test_a_long_job_does_not_starve_a_job_the_store_can_answer(tiny_dir: Path, tiny_ft_dir: Path,
+                                                               tmp_path: Path) -> None:
+    """With the only worker busy, a cached `adl.compute` is answered at once; one that needs the models waits."""
+    import threading
+
+    from engine.adl.compute import compute_adl
+    from engine.ops import Op, load_all
+    from engine.server.jobs import JobManager
+    from tests.engine_helpers import write_corpus
+
+    class Owner:
+        def __init__(self) -> None:
+            self.done: dict[str, threading.Event] = {}
+
+        def send(self, message: dict[str, Any]) -> None:
+            if message.get("method") in (protocol.JOB_DONE, protocol.JOB_FAILED):
+                self.done.setdefault(message["params"]["job"], threading.Event()).set()
+
+        def wait(self, job_id: str) -> bool:
+            return self.done.setdefault(job_id, threading.Event()).wait(120)
+
+    request = {"base": str(tiny_dir), "ft": str(tiny_ft_dir), "corpus": str(write_corpus(tmp_path / "c.txt")),
+               "n": 8, "k": 2, "device": "cpu", "dtype": "float32"}
+    cached = compute_adl(AdlRequest(**request)).run  # type: ignore[arg-type]
+    release = threading.Event()
+
+    def long_job(params: dict[str, Any], ctx: Any) -> dict[str, Any]:
+        release.wait(300)
+        return {"ok": True}
+
+    manager, owner = JobManager(workers=1), Owner()
+    try:
+        blocker = manager.create(Op("lens.blocking", long_job, True, ""), {}, owner, "test")
+        manager.start(blocker)
+        compute = load_all()["adl.compute"]
+        hit = manager.create(compute, request, owner, "test")
+        manager.start(hit)
+        assert owner.wait(hit.id) and hit.result is not None and hit.result["run"] == cached
+        assert hit.result["cached"] is True and blocker.state == "running"
+        fresh = manager.create(compute, {**request, "seed": 1}, owner, "test")  # not stored: needs the models
+        manager.start(fresh)
+        assert not owner.done.get(fresh.id, threading.Event()).is_set() and fresh.state == "queued"
+        release.set()
+        assert owner.wait(fresh.id) and fresh.state == "done" and fresh.result["cached"] is False  # type: ignore[index]
+    finally:
+        release.set()
+        manager.stop()

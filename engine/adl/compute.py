@@ -8,6 +8,7 @@ it. The final file appears only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -77,6 +78,8 @@ def compute_adl(request: AdlRequest, ctx: JobContext | None = None) -> AdlOutcom
     if remote and request.corpus_spec.kind == "self":
         raise UserError("the self: corpus samples from local weights, which --backend ndif does not load",
                         "pass --corpus generic: (or a file or hf: dataset) with --backend ndif")
+    if (stored := stored_run(request)) is not None:
+        return AdlOutcome(stored.key, True, stored)
     if not remote and not (MODELS.has(base_spec, placement) and MODELS.has(ft_spec, placements.ft)):
         memory = plan_memory(base_spec, ft_spec, placement, request.sequential, placements.ft)
         plan = memory.describe()
@@ -126,6 +129,18 @@ def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> Ad
     stored = results.save(KIND, inputs, means, meta, seconds=meta["seconds"])
     checkpoint_path(run_id).unlink(missing_ok=True)
     return AdlOutcome(run_id, False, stored)
+
+
+def stored_run(request: AdlRequest) -> results.Result | None:
+    """The stored run for `request` without loading a model: a run's key depends on the model's layer count,
+    which each stored run records, so the request's inputs are rebuilt for each count seen."""
+    counts = {int(r["meta"]["n_layers"]) for r in results.list_results(KIND)
+              if isinstance(r["meta"].get("n_layers"), int)}
+    for n_layers in sorted(counts):
+        with contextlib.suppress(UserError):  # layers out of range for this count: not this run
+            if (hit := results.load(request.run_id(n_layers))) is not None:
+                return hit
+    return None
 
 
 def _with_oom_retry(request: AdlRequest, step: Any) -> None:
