@@ -131,7 +131,7 @@ def test_a_long_job_does_not_starve_a_job_the_store_can_answer(tiny_dir: Path, t
         hit = manager.create(compute, request, owner, "test")
         manager.start(hit)
         assert owner.wait(hit.id) and hit.result is not None and hit.result["run"] == cached
-        assert hit.result["cached"] is True and blocker.state == "running"
+        assert hit.result["cached"] is True and blocker.state in ("queued", "running")
         fresh = manager.create(compute, {**request, "seed": 1}, owner, "test")  # not stored: needs the models
         manager.start(fresh)
         assert not owner.done.get(fresh.id, threading.Event()).is_set() and fresh.state == "queued"

@@ -72,7 +72,7 @@ class JobManager:
         self._watch_all: set[Subscriber] = set()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._ids = itertools.count(1)
-        self._busy = 0
+        self._unfinished = 0  # started and not yet taken off the queue and finished by a worker
         self._side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="job-from-store")
         self._workers = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
                          for i in range(max(1, workers))]
@@ -93,10 +93,11 @@ class JobManager:
         return job
 
     def start(self, job: Job) -> None:
-        self._queue.put(job)
         with self._lock:
-            every_worker_busy = self._busy >= len(self._workers)
-        if every_worker_busy and job.op.name.startswith(FROM_STORE):
+            self._unfinished += 1
+            must_wait = self._unfinished > len(self._workers)
+        self._queue.put(job)
+        if must_wait and job.op.name.startswith(FROM_STORE):
             with contextlib.suppress(RuntimeError):  # stopping: the queue has it
                 self._side.submit(self._answer_from_store, job)
 
@@ -172,9 +173,9 @@ class JobManager:
         while (job := self._queue.get()) is not None:
             with self._lock:
                 if job.state != "queued":
+                    self._unfinished -= 1
                     continue
                 job.state, job.started = "running", time.time()
-                self._busy += 1
             self._broadcast(job, protocol.JOB_PROGRESS,
                             {"type": "progress", "done": 0, "total": None, "message": "started"})
             try:
@@ -183,11 +184,11 @@ class JobManager:
                 error = error_for(exc)
                 state = "cancelled" if error["code"] == protocol.JOB_CANCELLED else "failed"
                 with self._lock:
-                    self._busy -= 1
+                    self._unfinished -= 1
                     self._finish(job, state, error=error)
             else:
                 with self._lock:
-                    self._busy -= 1
+                    self._unfinished -= 1
                     self._finish(job, "done", result=value)
 
     def _finish(self, job: Job, state: str, *, result: dict[str, Any] | None = None,
