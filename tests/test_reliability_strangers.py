@@ -182,12 +182,16 @@ def _zip(members: list[tuple[str, bytes, int, int, int]]) -> bytes:
     return bytes(out)
 
 
-def _deflated_zeros(size: int) -> tuple[bytes, int]:
-    """Raw deflate of `size` zero bytes (about 1/1000 of it) and their CRC, built in 16 MiB steps."""
-    comp, crc, block = zlib.compressobj(1, zlib.DEFLATED, -15), 0, bytes(16 << 20)
-    parts = []
-    for done in range(0, size, len(block)):
-        chunk = block[: min(len(block), size - done)]
+def _deflated_tensor(size: int) -> tuple[bytes, int]:
+    """Raw deflate of a valid `size`-byte safetensors file of zeros (one U8 tensor; about 1/1000 of it) and its
+    CRC, built in 16 MiB steps."""
+    body = size - 8 - 128
+    header = json.dumps({"x": {"dtype": "U8", "shape": [body], "data_offsets": [0, body]}}).encode().ljust(128)
+    comp, block = zlib.compressobj(1, zlib.DEFLATED, -15), bytes(16 << 20)
+    head = len(header).to_bytes(8, "little") + header
+    parts, crc = [comp.compress(head)], zlib.crc32(head)
+    for done in range(0, body, len(block)):
+        chunk = block[: min(len(block), body - done)]
         crc = zlib.crc32(chunk, crc)
         parts.append(comp.compress(chunk))
     parts.append(comp.flush())
@@ -195,14 +199,15 @@ def _deflated_zeros(size: int) -> tuple[bytes, int]:
 
 
 def _bomb(tmp_path: Path, kind: str) -> Path:
-    """A session file whose result member expands to 900 MB (`honest`: the headers say so, the hash is wrong),
+    """A session file whose result member expands to a valid 900 MB safetensors file (`honest`: the headers say
+    so, only the hash is wrong, so all of it is streamed),
     claims 3 GB (`claims`), or claims 1 KiB while expanding to 900 MB (`lies`)."""
     _, body = _exported(tmp_path)
     result = body["results"][0]
     body["results"] = [result]
     name = f"results/{result['key']}.safetensors"
     big = 900 << 20
-    data, crc = _deflated_zeros(big) if kind != "claims" else (zlib.compress(b"x")[2:-4], zlib.crc32(b"x"))
+    data, crc = _deflated_tensor(big) if kind != "claims" else (zlib.compress(b"x")[2:-4], zlib.crc32(b"x"))
     claimed = {"honest": big, "claims": 3 << 30, "lies": 1024}[kind]
     result.update(bytes=claimed, sha256=hashlib.sha256(b"claimed").hexdigest())
     session_json = json.dumps(body).encode()
@@ -244,6 +249,8 @@ def test_a_bundle_that_expands_to_gigabytes_is_refused_in_bounded_memory_and_lea
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert "not a valid difflens session file" in report["outcome"]
+    expected = {"honest": "does not match its sha256", "claims": "claim to be larger", "lies": "Bad CRC"}[kind]
+    assert expected in report["outcome"]
     assert report["peak_mb"] < 300, report
     assert store_state() == before
     assert not [p for p in (tensors_dir() / "imported").rglob("*") if p.is_file()]  # no staged or placed file
