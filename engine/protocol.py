@@ -18,7 +18,6 @@ token; anything else closes the connection. Batches are not supported.
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tempfile
@@ -26,8 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from store import jsonvalue
+
 JSONRPC = "2.0"
 MAX_MESSAGE_BYTES = 64 * 2**20
+MAX_AUTH_MESSAGE_BYTES = 4096   # before a TCP client has sent its token: enough for engine.auth, nothing more
 
 # Standard JSON-RPC 2.0 codes.
 PARSE_ERROR = -32700
@@ -75,8 +77,9 @@ class ProtocolError(Exception):
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    """One message as one line (compact JSON, non-ASCII kept as UTF-8, newline-terminated)."""
-    return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """One message as one line (compact JSON, non-ASCII kept as UTF-8, newline-terminated; NaN/Infinity,
+    which strict parsers reject, are sent as null)."""
+    return jsonvalue.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
 
 
 def decode(line: bytes | str) -> dict[str, Any]:
@@ -84,8 +87,8 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if len(line) > MAX_MESSAGE_BYTES:
         raise ProtocolError(MESSAGE_TOO_LARGE, f"message larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        message = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        message = jsonvalue.loads(line)
+    except jsonvalue.JsonValueError as exc:
         raise ProtocolError(PARSE_ERROR, f"parse error: {exc}") from None
     if not isinstance(message, dict):
         raise ProtocolError(INVALID_REQUEST, "a message must be a JSON object (batches are not supported)")
@@ -115,19 +118,20 @@ def error(id_: int | str | None, code: int, message: str, data: dict[str, Any] |
     return {"jsonrpc": JSONRPC, "id": id_, "error": error_object(code, message, data)}
 
 
-def read_frame(readline: Callable[[int], bytes], limit: int = MAX_MESSAGE_BYTES) -> bytes | None:
+def read_frame(readline: Callable[[int], bytes], limit: int = MAX_MESSAGE_BYTES, *,
+               drain: bool = True) -> bytes | None:
     """Next line from a blocking `readline(size)`; None at end of stream.
 
-    A line whose message (the bytes before its newline) is over `limit` is drained up to its newline and
-    reported as `ProtocolError(MESSAGE_TOO_LARGE)`, so that the stream stays in sync and the reader can keep
-    serving.
+    A line whose message (the bytes before its newline) is over `limit` is reported as
+    `ProtocolError(MESSAGE_TOO_LARGE)`; with `drain` it is first read up to its newline, so that the stream
+    stays in sync and the reader can keep serving (without, the caller is about to hang up).
     """
     line = readline(limit + 1)
     if not line:
         return None
     if len(line) <= limit or line.endswith(b"\n"):
         return line
-    while line and not line.endswith(b"\n"):
+    while drain and line and not line.endswith(b"\n"):
         line = readline(1 << 16)
     raise ProtocolError(MESSAGE_TOO_LARGE, f"message larger than {limit} bytes")
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger("difflens.store")
+
 
 class ActionableError(Exception):
     """Shown as one line, `problem — fix`, never as a traceback."""
@@ -14,3 +18,8 @@ class ActionableError(Exception):
 
 class StoreError(ActionableError):
     """The store cannot do what was asked (disk full, unwritable home, damaged database)."""
+
+
+def warn_skipped(what: str, exc: ActionableError) -> None:
+    """A reader met a bad row: say so in one line and go on with the rest (one bad row never hides the others)."""
+    log.warning("warning: skipped %s: %s", what, exc.problem)

@@ -7,12 +7,24 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir, user_data_dir
 
+from store.errors import StoreError
+
+
+def private_dir(path: Path, what: str) -> Path:
+    """`path` as a directory, created 0700 when new; anything else there is a one-line `StoreError`."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        kind = "a file" if path.is_file() else exc.strerror or str(exc)
+        raise StoreError(f"cannot use {path} as {what} ({kind})",
+                         "move what is there away, or set DIFFLENS_HOME to a writable directory") from None
+    return path
+
 
 def home() -> Path:
-    """The store root; created on first use."""
-    root = Path(os.environ.get("DIFFLENS_HOME") or user_data_dir("difflens", appauthor=False))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
+    """The store root; created (private) on first use."""
+    return private_dir(Path(os.environ.get("DIFFLENS_HOME") or user_data_dir("difflens", appauthor=False)),
+                       "the difflens store")
 
 
 def cache_dir() -> Path:
@@ -23,9 +35,7 @@ def cache_dir() -> Path:
 
 
 def tensors_dir() -> Path:
-    path = home() / "tensors"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(home() / "tensors", "the store's tensor directory")
 
 
 def db_path() -> Path:

@@ -6,7 +6,6 @@ missing, truncated or altered file as a cache miss (the caller recomputes), neve
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,9 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from store.atomic import atomic_path
+from store.bundle_schema import decode_json_columns
 from store.db import connect
+from store.errors import StoreError, log, warn_skipped
 from store.hashing import canonical_json, content_key, file_sha256
 from store.paths import tensors_dir
 
@@ -45,6 +46,10 @@ def save(kind: str, inputs: dict[str, Any], tensors: dict[str, np.ndarray], meta
     """Write tensors atomically, then record the row; returns the stored result."""
     key = key_for(kind, inputs)
     target = file_for(key)
+    if target.is_dir():  # not a result: keep whatever is in it, out of the way, and write the result
+        displaced = target.with_name(f".{target.name}.displaced-{time.time_ns()}")
+        target.rename(displaced)
+        log.warning("warning: %s was a directory; moved it to %s", target, displaced)
     contiguous = {name: np.ascontiguousarray(arr) for name, arr in tensors.items()}
     with atomic_path(target) as tmp:
         save_file(contiguous, str(tmp), metadata={"key": key, "kind": kind})
@@ -67,14 +72,17 @@ def load(key: str, *, verify: bool = True) -> Result | None:
     if record is None or record["status"] != "done":
         return None
     path = tensors_dir() / record["file"]
-    if not path.exists() or (verify and file_sha256(path) != record["sha256"]):
+    if not path.is_file() or (verify and file_sha256(path) != record["sha256"]):
         return None
     try:
+        decoded = decode_json_columns("results", record)
         tensors = load_file(str(path))
+    except StoreError as exc:
+        warn_skipped(f"result {key}", exc)
+        return None
     except Exception:  # a header that no longer parses is a corrupt cache entry, i.e. a miss
         return None
-    return Result(key=key, kind=record["kind"], tensors=tensors, meta=json.loads(record["meta"]),
-                  inputs=json.loads(record["inputs"]))
+    return Result(key=key, kind=record["kind"], tensors=tensors, meta=decoded["meta"], inputs=decoded["inputs"])
 
 
 def lookup(kind: str, inputs: dict[str, Any]) -> Result | None:
@@ -82,6 +90,12 @@ def lookup(kind: str, inputs: dict[str, Any]) -> Result | None:
 
 
 def list_results(kind: str | None = None) -> list[dict[str, Any]]:
+    """Finished and in-flight result rows, newest first, JSON decoded; an unreadable row is skipped with a warning."""
     where, args = ("kind = ?", [kind]) if kind else (None, [])
-    return [{**r, "meta": json.loads(r["meta"]), "inputs": json.loads(r["inputs"])}
-            for r in connect()["results"].rows_where(where, args, order_by="updated desc")]
+    out = []
+    for r in connect()["results"].rows_where(where, args, order_by="updated desc"):
+        try:
+            out.append({**r, **decode_json_columns("results", r)})
+        except StoreError as exc:
+            warn_skipped(f"result {r['key']}", exc)
+    return out

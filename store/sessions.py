@@ -17,8 +17,10 @@ from typing import Any
 
 import sqlite_utils
 
+from store import imported
+from store.bundle_schema import decode_json_columns
 from store.db import connect, ensure_schema, register_table
-from store.errors import StoreError
+from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
 
 SESSIONS, ACTIONS, NOTES = "sessions", "session_actions", "session_notes"
@@ -66,9 +68,15 @@ class Session:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Session:
-        return cls(id=row["id"], name=row["name"], created=row["created"], updated=row["updated"],
-                   base=row["base"] or "", ft=row["ft"] or "", run=row["run"] or "",
-                   ui=json.loads(row["ui"] or "{}"), origin=row["origin"] or "")
+        """The decoded row; an unreadable saved view is dropped with a warning so the session stays usable."""
+        try:
+            ui = decode_json_columns(SESSIONS, row)["ui"]
+        except StoreError as exc:
+            warn_skipped(f"the saved view of session {row['id']}", exc)
+            ui = {}
+        return cls(id=str(row["id"]), name=str(row["name"]), created=row["created"] or 0.0,
+                   updated=row["updated"] or 0.0, base=str(row["base"] or ""), ft=str(row["ft"] or ""),
+                   run=str(row["run"] or ""), ui=ui, origin=str(row["origin"] or ""))
 
 
 def check_name(name: str) -> str:
@@ -126,17 +134,20 @@ def rename(ref: str, new_name: str) -> Session:
 
 
 def delete(ref: str) -> Session:
-    """Remove a session's rows (its results stay: they are a shared cache)."""
+    """Remove a session's rows and the results imported with it (computed results stay: a shared cache)."""
     session = get(ref)
-    conn = db().conn
+    conn = imported.db().conn
     conn.execute("BEGIN IMMEDIATE")
     try:
         for table, column in ((ACTIONS, "session"), (NOTES, "session"), (SESSIONS, "id")):
             conn.execute(f"DELETE FROM {table} WHERE {column} = ?", [session.id])
+        unused = imported.forget(conn, session.id)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    for path in unused:
+        path.unlink(missing_ok=True)
     return session
 
 
@@ -173,13 +184,23 @@ def finish_action(action_id: str, *, result: dict[str, Any] | None = None, error
 def actions(session_id: str, *, done_only: bool = True) -> list[dict[str, Any]]:
     """The session's actions in order, JSON columns decoded."""
     where = "session = ?" + (" AND status = 'done'" if done_only else "")
-    return [decode_action(r) for r in db()[ACTIONS].rows_where(where, [session_id], order_by="seq")]
+    return readable(ACTIONS, db()[ACTIONS].rows_where(where, [session_id], order_by="seq"), decode_action)
 
 
 def decode_action(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "params": json.loads(row["params"] or "{}"),
-            "result": json.loads(row["result"]) if row["result"] else None,
-            "events": json.loads(row["events"] or "[]"), "refs": json.loads(row["refs"] or "[]")}
+    decoded = decode_json_columns(ACTIONS, row)
+    return {**row, **decoded, "result": decoded["result"] if row["result"] else None}
+
+
+def readable(table: str, rows: Iterable[dict[str, Any]], decode: Any) -> list[dict[str, Any]]:
+    """`decode(row)` for each row; a row that does not decode is skipped with a one-line warning."""
+    out = []
+    for row in rows:
+        try:
+            out.append(decode(row))
+        except StoreError as exc:
+            warn_skipped(f"a {table} row", exc)
+    return out
 
 
 def add_note(session_id: str, text: str, cell: dict[str, Any] | None = None) -> None:
@@ -190,8 +211,11 @@ def add_note(session_id: str, text: str, cell: dict[str, Any] | None = None) -> 
 
 
 def notes(session_id: str) -> list[dict[str, Any]]:
-    return [{**r, "cell": json.loads(r["cell"] or "{}")}
-            for r in db()[NOTES].rows_where("session = ?", [session_id], order_by="seq")]
+    return readable(NOTES, db()[NOTES].rows_where("session = ?", [session_id], order_by="seq"), decode_note)
+
+
+def decode_note(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, **decode_json_columns(NOTES, row)}
 
 
 def save_ui(session_id: str, ui: dict[str, Any]) -> None:

@@ -23,9 +23,11 @@ AREAS = ("Bad input", "Faults", "Hostile files", "Engine access", "Secrets")
 
 AREA_BY_FILE = {
     "test_reliability_input": "Bad input", "test_adl": "Bad input", "test_organisms": "Bad input",
+    "test_reliability_numbers": "Bad input",
     "test_reliability_faults": "Faults", "test_reliability_store": "Faults", "test_remote_ssh": "Faults",
     "test_sessions_tui": "Faults", "test_tui": "Faults", "test_tui_engine": "Faults",
     "test_reliability_hostile": "Hostile files", "test_sessions_store": "Hostile files",
+    "test_reliability_strangers": "Hostile files",
     "test_reliability_fuzz": "Engine access", "test_engine_server": "Engine access", "test_protocol": "Engine access",
     "test_reliability_secrets": "Secrets", "test_agent": "Secrets",
 }
@@ -97,7 +99,7 @@ def document(cases: list[Case], seconds: float | None) -> str:
     failed = [f"- `{c.file}::{c.name}`" for c in cases if c.outcome == "failed"]
     skipped = [f"- `{c.file}::{c.name}`" for c in cases if c.outcome == "skipped"]
     parts = [
-        "# Reliability and security (issue 11)",
+        "# Reliability and security (issues 11 and 23)",
         "",
         f"`python -m tests.reliability_report --write` ran `pytest -m reliability` on {when}{took} and rendered "
         "this table from its JUnit XML. A case is one collected test; *data lost* counts failed cases among those "
@@ -113,21 +115,38 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "context, NaN in one layer's activations (the message names the layer), a really full disk (a 1 MiB "
         "tmpfs, where the box lets the tests mount one) and a write that fails half-way, out of GPU memory "
         "(simulated: retried with smaller batches, then a clear error at batch 1). Each: exit ≠ 0, one stderr "
-        "line `problem — fix`, no traceback, the store exactly as before.",
+        "line `problem — fix`, no traceback, the store exactly as before. Numbers (`tests/test_reliability_numbers"
+        ".py`): NaN, ±inf and magnitudes over 1e6 in any float param, k > 4096, n > 10⁶ refused up front; JSON "
+        "output never says NaN/Infinity; a cancelled `self:` sampling stops at the next batch; with the only "
+        "worker busy, a cached job is answered at once.",
         "- **Faults**: the engine SIGKILLed mid-compute resumes from its checkpoint and equals an uninterrupted run "
         "(no result file or row meanwhile); two CLIs computing the same run at once leave one row and one file; "
         "4 writers × 200 runs lose nothing; flipped bits are detected and recomputed; the TUI killed mid-session "
-        "keeps its session; clients and ssh links dropped mid-job leave the job finishing.",
+        "keeps its session; clients and ssh links dropped mid-job leave the job finishing; a checkpoint with one "
+        "flipped byte fails its checksum and is discarded; a corrupt or truncated database, a read-only store, a "
+        "file where the home belongs and a directory at the database path are one line with a fix in every "
+        "sessions command; a directory at a result path is moved aside and the result recomputed.",
         "- **Hostile files**: no pickle loader (`torch.load`, `pickle`, `joblib`, unsafe YAML, `allow_pickle`) "
         "and no hard-coded `trust_remote_code=True` in `engine/ store/ tui/`; custom model code runs only with "
         "`--trust-remote-code`; damaged, hand-edited and zip-slip session files are refused with the store "
-        "untouched; pair files with Python tags, alias bombs, wrong types or bad bytes are refused in one line.",
+        "untouched; pair files with Python tags, alias bombs, wrong types or bad bytes are refused in one line. "
+        "Session files from strangers (`tests/test_reliability_strangers.py`): a stored request never turns on "
+        "custom model code (each op that loads models from a run, and `replay --rerun`, which takes models, code "
+        "and LLM from the user); imported results live apart and never answer a new computation; every nested "
+        "JSON value is checked before anything is written, and bad rows already in a store are skipped with a "
+        "warning (`sessions delete` always works); bundles claiming or expanding to gigabytes are refused "
+        "within a few hundred MB, leaving nothing.",
         "- **Engine access**: socket 0600 in a 0700 directory; TCP only with the token; message size limits; "
         "hypothesis fuzzing of the line framer, the decoder and the dispatcher (every request answered, never a "
-        "crash, still serving; without the token nothing but refusals).",
+        "crash, still serving; without the token nothing but refusals); a client without the token may send 4 "
+        "KiB, not 60 MB; JSON nested 200,000 deep gets a parse error and the connection serves on; "
+        "`engine start --socket` never replaces a file, directory or symlink, nor a `.pid`/`.log` it did not "
+        "write.",
         "- **Secrets**: API keys from the environment or a 0600 config file only; after an agent run through a "
         "real engine against a server that echoes the key, the key is in no file of the store, the engine's log "
-        "or runtime dir, and in nothing the client received.",
+        "or runtime dir, and in nothing the client received; credentials inside `DIFFLENS_LLM_BASE_URL` "
+        "(user:password@, `?api-key=`) are masked in labels, errors, events and transcripts; the store's "
+        "database is 0600 and `tensors/` 0700; exported and shipped session files hold no home path.",
     ]
     parts += [
         "",
@@ -140,6 +159,12 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "- A SIGKILL in the middle of an atomic write leaves its hidden `.<name>.*.tmp` beside the target: never "
         "read, never taken for a result, but not swept either.",
         "- *Data lost* is classified by the case's name (`DATA_GUARDS` in `tests/reliability_report.py`).",
+        "- Imported results have no opt-in to answer new computations: they serve the export and replay of the "
+        "session that carried them; runs in a store written before this check could have come from an import "
+        "and are not told apart (their stored `trust_remote_code` is ignored all the same).",
+        "- A read-only store refuses even listing (SQLite's WAL needs its shared-memory file); the message says so.",
+        "- Only analysis jobs (adl, readout, steer, lens) are tried from the store while the workers are busy; "
+        "lens jobs load their pair before looking up their cache, so they still wait.",
     ]
     if failed:
         parts += ["", "## Failed in this run", "", *failed]

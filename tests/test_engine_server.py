@@ -402,3 +402,66 @@ def test_run_sync_asks_whether_a_method_is_long(engine: Engine) -> None:
         run_sync("test.echo", target=f"unix:{engine.runtime}/missing.sock")
     with pytest.raises(UserFacingError, match="unknown engine target"):
         run_sync("test.echo", target="carrier-pigeon")
+
+
+# ---- bounded work before and after the token (issue 23) ----
+
+def test_an_unauthenticated_tcp_client_is_dropped_after_a_few_kib(engine: Engine) -> None:
+    """A client without the token cannot make the engine read (let alone parse) a 60 MB line."""
+    host, port = engine.tcp.split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as conn:
+        block = b"x" * (1 << 20)
+        try:
+            while sent < 60 << 20:
+                conn.sendall(block)
+                sent += len(block)
+        except OSError:
+            pass  # the engine hung up: what it should do
+        assert sent < 60 << 20, "the engine kept reading an unauthenticated 60 MB line"
+    shallow = raw_exchange(engine.sock, [protocol.encode(protocol.request(1, protocol.ENGINE_STATUS))], 1)
+    assert "result" in shallow[0]
+
+
+def test_json_nested_200000_deep_gets_an_error_reply_and_the_connection_serves_on(engine: Engine) -> None:
+    deep = b"[" * 200_000 + b"]" * 200_000 + b"\n"
+    nested_params = b'{"jsonrpc":"2.0","id":7,"method":"test.echo","params":{"a":' + b"[" * 100 + b"]" * 100 + b"}}\n"
+    answers = raw_exchange(engine.sock, [deep, nested_params,
+                                         protocol.encode(protocol.request(8, "test.echo", {"a": 1}))], 3)
+    errors = sorted((a.get("id"), a["error"]["code"]) for a in answers if "error" in a)
+    assert errors == [(None, protocol.PARSE_ERROR)] * 2  # no id: the line was not parsed
+    assert any("nested deeper" in a["error"]["message"] for a in answers if "error" in a)
+    assert [a["result"] for a in answers if a.get("id") == 8] == [{"echo": {"a": 1}}]
+
+
+# ---- paths the user gives are never clobbered (issue 23) ----
+
+@pytest.mark.parametrize("kind", ["regular_file", "directory", "symlink", "foreign_pid", "foreign_log"])
+def test_engine_start_never_clobbers_what_is_at_the_socket_path(kind: str) -> None:
+    with short_dir() as runtime:
+        env = engine_env(runtime)
+        sock = runtime / "notes.txt"
+        pid, log = sock.with_suffix(".pid"), sock.with_suffix(".log")
+        pid.write_text("my own pid notes\n")
+        log.write_text("my own log\n")
+        log.chmod(0o644)
+        if kind == "regular_file":
+            sock.write_text("precious")
+        elif kind == "directory":
+            sock.mkdir()
+        elif kind == "symlink":
+            sock.symlink_to(runtime / "elsewhere")
+        elif kind == "foreign_pid":
+            log.unlink()
+        else:
+            pid.unlink()
+        before = {p.name: (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+                  for p in runtime.iterdir()}
+        started = engine_cli("start", "--socket", str(sock), env=env)
+        assert started.returncode == 2, started.stdout + started.stderr
+        lines = started.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in started.stderr
+        assert "not an engine socket" in lines[0] or "not a file this engine wrote" in lines[0]
+        after = {p.name: (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
+                 for p in runtime.iterdir()}
+        assert after == before

@@ -141,3 +141,37 @@ def test_two_clis_computing_the_same_run_at_once_leave_one_row_and_one_file(tiny
         with sqlite3.connect(home / "difflens.sqlite") as conn:
             [(sha,)] = conn.execute("select sha256 from results where key = ?", [run]).fetchall()
         assert file_sha256(home / "tensors" / f"{run}.safetensors") == sha, "the row describes the file on disk"
+
+
+def test_a_checkpoint_with_a_flipped_byte_is_discarded_not_resumed(tiny_dir: Path, tiny_ft_dir: Path,
+                                                                   tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """One flipped byte inside a checkpoint's sums fails its checksum: the run starts over and records the
+    same mean as an uninterrupted run (issue 23), instead of resuming from the damaged sums."""
+    from engine.adl import compute
+    from engine.adl.request import AdlRequest
+    from engine.errors import JobCancelled
+    from engine.jobs import JobContext
+    from store import results
+
+    monkeypatch.setattr(compute, "CHECKPOINT_EVERY_S", 0.0)
+    request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(write_corpus(tmp_path / "c.txt", 96)),
+                         n=96, k=3, batch_size=8, device="cpu", dtype="float32")
+    monkeypatch.setenv("DIFFLENS_HOME", str(tmp_path / "clean"))
+    clean = compute.compute_adl(request).result.tensors["mean_diff"]
+    monkeypatch.setenv("DIFFLENS_HOME", str(tmp_path / "damaged"))
+    ctx = JobContext()
+    ctx.emit = lambda event: ctx.cancel_event.set() if (event.get("done") or 0) >= 24 else None
+    with pytest.raises(JobCancelled):
+        compute.compute_adl(request, ctx)
+    [checkpoint] = (tmp_path / "damaged" / "tensors").glob("*.checkpoint.safetensors")
+    data = bytearray(checkpoint.read_bytes())
+    header_end = 8 + int.from_bytes(data[:8], "little")
+    start = json.loads(data[8:header_end])["ft"]["data_offsets"][0]
+    data[header_end + start + 8 * 5 + 6] ^= 0x10   # an exponent bit of one finetuned sum: still parses, wrong mean
+    checkpoint.write_bytes(bytes(data))
+    assert int(load_file(str(checkpoint))["counts"][0]) >= 24
+    resumed = compute.compute_adl(request)
+    assert not resumed.cached and not checkpoint.exists()
+    np.testing.assert_array_equal(resumed.result.tensors["mean_diff"], clean)
+    assert results.load(resumed.run) is not None

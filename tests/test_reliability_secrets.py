@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from store import bundle, results, sessions
 from tests.agent_llm_server import ScriptedLLMServer
 from tests.engine_helpers import engine_cli, engine_env, short_dir
 from tests.test_agent import CAKE_ENV, PROMPT
@@ -79,3 +82,66 @@ def test_the_key_never_reaches_the_store_logs_or_clients(source: str) -> None:
         assert (runtime / "engine.log").stat().st_size > 0
         assert leaks([home, runtime], skip=config) == []
         assert CANARY not in json.dumps(result) + json.dumps(events)
+
+
+URL_PASSWORD, URL_KEY = "canary-url-password-51c0ffee", "canary-url-apikey-8d2e4b6a"
+SECRET_URL = f"http://someone:{URL_PASSWORD}@127.0.0.1:9/v1?api-key={URL_KEY}&region=eu"
+
+
+def test_credentials_inside_the_llm_base_url_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.agent.llm.config import resolve_config
+    from engine.agent.redact import Redactor, url_credentials
+
+    monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", SECRET_URL)
+    config = resolve_config("openai:scripted")
+    assert URL_PASSWORD not in config.label() and URL_KEY not in config.label() and "region=eu" in config.label()
+    assert {URL_PASSWORD, URL_KEY} <= set(config.secrets)
+    echoed = f"connect to {SECRET_URL} failed; the password was {URL_PASSWORD}"
+    assert URL_PASSWORD not in Redactor(config.secrets).text(echoed)
+    assert url_credentials("https://u:p@h/x?token=abc&Api_Key=def&q=1") == (
+        "https://[redacted]@h/x?token=[redacted]&Api_Key=[redacted]&q=1")
+
+
+def test_an_agent_failing_on_a_url_with_credentials_leaks_them_nowhere(isolated_home: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing listens on the URL: the error the user sees, the stored transcript and the store hold no secret."""
+    from engine.errors import ActionableError
+    from engine.jobs import JobContext
+    from engine.ops import load_all
+    from engine.server.failures import error_for
+
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    config = isolated_home / "config.toml"
+    config.write_text("[llm]\nmax_retries = 0\ntimeout_s = 5\n")
+    config.chmod(0o600)
+    monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", SECRET_URL)
+    monkeypatch.setenv("OPENAI_API_KEY", "not-a-canary-key")
+    events: list[dict[str, Any]] = []
+    try:
+        outcome: Any = load_all()["agent.run"].fn({"environment": CAKE_ENV, "llm": "openai:scripted"},
+                                                  JobContext(emit=events.append))
+    except ActionableError as exc:
+        outcome = error_for(exc)
+    shown = json.dumps(outcome) + json.dumps(events)
+    assert URL_PASSWORD not in shown and URL_KEY not in shown
+    for path in isolated_home.rglob("*"):
+        if path.is_file() and path != config:
+            data = path.read_bytes()
+            assert URL_PASSWORD.encode() not in data and URL_KEY.encode() not in data, path
+
+
+def test_session_files_hold_no_local_home_path(tmp_path: Path, isolated_home: Path) -> None:
+    """The exporter writes `$DIFFLENS_HOME/...` for store files; the shipped demo session holds no home path."""
+    s = sessions.create("paths")
+    saved = results.save("adl", {"p": 1}, {"x": np.zeros(2, np.float32)}, {})
+    action = sessions.begin_action(s.id, "adl.compute", {"base": "b", "ft": "f"}, "job")
+    sessions.finish_action(action, result={"run": saved.key, "file": str(results.file_for(saved.key))})
+    exported = bundle.export_session(s.id, tmp_path / "paths.difflens")
+    shipped = Path(__file__).resolve().parent.parent / "sessions" / "demo.difflens"
+    for path in (exported, shipped):
+        with zipfile.ZipFile(path) as zf:
+            text = b"".join(zf.read(n) for n in zf.namelist() if n.endswith(".json"))
+        for home in (str(isolated_home), str(Path.home()), "/root/", "/home/"):
+            assert home.encode() not in text, (path, home)
+    [answer] = bundle.read_bundle(exported).actions
+    assert json.loads(answer["result"])["file"] == f"$DIFFLENS_HOME/tensors/{saved.key}.safetensors"

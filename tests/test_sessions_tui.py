@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from store import bundle, results, sessions
+from store import bundle, imported, results, sessions
 from store.paths import db_path
 from tests.engine_helpers import until, write_corpus
 from tests.session_child import RECORDING, RUN, SIZE, dump, settle
@@ -145,8 +145,10 @@ async def test_session_recorded_through_a_real_engine_replays_reruns_and_round_t
     files = {k: results.file_for(k).read_bytes() for k in keys}
     monkeypatch.setenv("DIFFLENS_HOME", str(tmp_path / "clean"))
     bundle.import_bundle(path)
-    assert {k: results.row(k) for k in keys} == rows
-    assert {k: results.file_for(k).read_bytes() for k in keys} == files
+    assert all(results.row(k) is None for k in keys)  # kept apart: never an answer to a new computation
+    kept = {r["key"]: r for r in imported.rows(session.id)}
+    assert {k: imported.as_result_row(r) for k, r in kept.items()} == rows
+    assert {k: imported.file_for(r["sha256"]).read_bytes() for k, r in kept.items()} == files
     assert replayed("tiny analysis")["texts"] == shown["texts"]
 
 

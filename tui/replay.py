@@ -26,10 +26,12 @@ def replay_app(ref: str | SessionSource) -> DiffLensApp:
 
 
 def rerun_steps(ref: str, base: str, ft: str, adapter: str | None, target: str | None,
-                on_step: Callable[[int, int, str], None] | None = None) -> tuple[str, str, list[Step]]:
+                on_step: Callable[[int, int, str], None] | None = None,
+                trust_remote_code: bool = False) -> tuple[str, str, list[Step]]:
     """Rerun session `ref` on the new pair; (old label, new label, steps)."""
     source = load_source(ref)
-    new, steps = asyncio.run(rerun(source, base, ft, adapter=adapter, target=target, on_step=on_step))
+    new, steps = asyncio.run(rerun(source, base, ft, adapter=adapter, target=target, on_step=on_step,
+                                   trust_remote_code=trust_remote_code))
     return f"{source.name}: {source.base} → {source.ft}", f"{new.name}: {new.base} → {new.ft}", steps
 
 

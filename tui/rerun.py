@@ -3,22 +3,28 @@
 The first `adl.compute` (or, for a session that opened a cached run, the request stored with that run) is
 asked again with the new base/finetuned models; every later action is asked with the old run id replaced by
 the new one. The new answers are recorded as a new session, so the rerun can itself be replayed and shared.
+
+A session may come from someone else, so what it recorded is a question, never a decision: only read-only analysis
+methods are re-asked, every model it names is replaced by the pair typed now, and nothing it holds can turn on
+custom model code or pick the agent's LLM (`SESSION_CHOSEN`).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from store import results, sessions
+from store import imported, jsonvalue, results, sessions
 from store.errors import StoreError
 from tui.client import EngineClient, EngineError, connect
 from tui.session_client import SessionClient, SessionTap
 from tui.session_recorder import SessionRecorder
 from tui.session_source import SessionSource
+
+REASKED = ("adl.", "readout.", "steer.", "lens.", "agent.")  # method prefixes a rerun may ask again
+SESSION_CHOSEN = ("trust_remote_code", "llm", "grader_llm")  # never taken from a session, only from the user
 
 
 @dataclass(frozen=True)
@@ -32,13 +38,33 @@ class Step:
     error: str = ""
 
 
-def stored_request(run: str) -> dict[str, Any] | None:
-    """The ADL request a cached run was computed from (kept in its result's metadata)."""
-    row = results.row(run)
-    return json.loads(row["meta"]).get("request") if row else None
+def stored_request(run: str, session_id: str) -> dict[str, Any] | None:
+    """The ADL request a run was computed from (its result's metadata; computed here or imported with the session)."""
+    row = results.row(run) or imported.row(run, session_id)
+    if row is None:
+        return None
+    try:
+        request = jsonvalue.loads(row["meta"]).get("request")
+    except (jsonvalue.JsonValueError, AttributeError):
+        return None
+    return request if isinstance(request, dict) else None
 
 
-def compute_params(source: SessionSource, base: str, ft: str, adapter: str | None) -> tuple[str, dict[str, Any]]:
+def retarget(params: dict[str, Any], base: str, ft: str, adapter: str | None,
+             trust_remote_code: bool) -> dict[str, Any]:
+    """`params` with every model named by the session replaced by the pair typed now, and the choices a session
+    may not make (`SESSION_CHOSEN`) taken from the user."""
+    out = {k: v for k, v in params.items() if k not in SESSION_CHOSEN}
+    if "base" in out or "ft" in out:
+        out.pop("adapter", None)
+        out.update(base=base, ft=ft, **({"adapter": adapter} if adapter else {}))
+    if trust_remote_code:
+        out["trust_remote_code"] = True
+    return out
+
+
+def compute_params(source: SessionSource, base: str, ft: str, adapter: str | None,
+                   trust_remote_code: bool = False) -> tuple[str, dict[str, Any]]:
     """The old run id and the `adl.compute` params that make its counterpart on the new pair."""
     for action in source.actions:
         if action["method"] == "adl.compute":
@@ -46,16 +72,12 @@ def compute_params(source: SessionSource, base: str, ft: str, adapter: str | Non
             break
     else:
         old_run = source.run
-        request = stored_request(old_run) if old_run else None
+        request = stored_request(old_run, source.id) if old_run else None
         if request is None:
             raise StoreError(f"session {source.name!r} does not say how its run was computed",
                              "import the session (its results hold the request) or record one that computes")
         params = {k: v for k, v in request.items() if v is not None}
-    params.update(base=base, ft=ft)
-    params.pop("adapter", None)
-    if adapter:
-        params["adapter"] = adapter
-    return old_run, params
+    return old_run, retarget({**params, "base": base, "ft": ft}, base, ft, adapter, trust_remote_code)
 
 
 def _swap(value: Any, old: str, new: str) -> Any:
@@ -78,10 +100,10 @@ def unique_name(name: str) -> str:
 
 
 async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | None = None, target: str | None = None,
-                on_step: Callable[[int, int, str], None] | None = None,
-                client: EngineClient | None = None) -> tuple[sessions.Session, list[Step]]:
+                on_step: Callable[[int, int, str], None] | None = None, client: EngineClient | None = None,
+                trust_remote_code: bool = False) -> tuple[sessions.Session, list[Step]]:
     """Ask the engine the session's questions on (`base`, `ft`); returns the new session and the pairs."""
-    old_run, compute = compute_params(source, base, ft, adapter)
+    old_run, compute = compute_params(source, base, ft, adapter, trust_remote_code)
     name = unique_name(f"{source.name} on {Path(ft).name or ft}")
     recorder = SessionRecorder(sessions.create(name, origin=source.id))
     live = client or await connect(target)
@@ -96,9 +118,14 @@ async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | Non
         new_run = str(computed["run"])
         todo = [a for a in source.actions if a["method"] != "adl.compute"]
         for i, action in enumerate(todo, 1):
-            method, params = action["method"], _swap(action["params"], old_run, new_run)
+            method = action["method"]
+            params = retarget(_swap(action["params"], old_run, new_run), base, ft, adapter, trust_remote_code)
             if on_step:
                 on_step(i, len(todo) + 1, method)
+            if not method.startswith(REASKED):
+                steps.append(Step(method, params, action["result"], None, f"not asked again: {method} is not a "
+                                                                          "read-only analysis"))
+                continue
             try:
                 ask = engine.run_job if action["kind"] == "job" else engine.call
                 steps.append(Step(method, params, action["result"], await ask(method, params)))

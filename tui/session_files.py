@@ -35,7 +35,7 @@ def saved_sessions() -> list[dict[str, Any]]:
     known = {s["id"] for s in rows}
     for path in session_files():
         try:
-            info = bundle.describe(bundle.read_bundle(path))
+            info = bundle.describe(bundle.read_bundle(path, results=False))
         except ActionableError as exc:
             rows.append({"key": str(path), "name": path.name, "where": "file", "error": exc.problem})
             continue

@@ -9,6 +9,8 @@ later pair with the same base and corpus settings runs only its finetuned pass.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import time
 from dataclasses import dataclass, replace
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from engine.adl.accumulate import Sums, check_finite, read_positions
@@ -52,10 +55,14 @@ def checkpoint_path(run_id: str) -> Path:
     return tensors_dir() / f"{run_id}.checkpoint.safetensors"
 
 
-def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel) -> tuple[list[Window], int]:
+def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel,
+                   ctx: JobContext) -> tuple[list[Window], int]:
     corpus = request.corpus_spec
     if corpus.kind == "self":
-        return sample_self(base, request.n, request.k, request.seed), 0
+        def report(done: int, total: int) -> None:  # progress, and where a cancel takes effect
+            ctx.progress(done, total, f"sampling self: {done}/{total} texts")
+
+        return sample_self(base, request.n, request.k, request.seed, on_batch=report), 0
     windows, skipped = make_windows(tokenizer, load_examples(corpus, request.n, request.seed), request.k)
     if not windows:
         raise UserError(f"no text in corpus {corpus.label()!r} has {request.k} tokens",
@@ -73,6 +80,8 @@ def compute_adl(request: AdlRequest, ctx: JobContext | None = None) -> AdlOutcom
     if remote and request.corpus_spec.kind == "self":
         raise UserError("the self: corpus samples from local weights, which --backend ndif does not load",
                         "pass --corpus generic: (or a file or hf: dataset) with --backend ndif")
+    if (stored := stored_run(request)) is not None:
+        return AdlOutcome(stored.key, True, stored)
     if not remote and not (MODELS.has(base_spec, placement) and MODELS.has(ft_spec, placements.ft)):
         memory = plan_memory(base_spec, ft_spec, placement, request.sequential, placements.ft)
         plan = memory.describe()
@@ -110,7 +119,7 @@ def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> Ad
         windows, skipped = base_pass.windows, base_pass.skipped
     else:
         with (ModelPair(model, model) if pair is None else pair).use("base") as base_model:
-            windows, skipped = corpus_windows(request, tokenizer, base_model)
+            windows, skipped = corpus_windows(request, tokenizer, base_model, ctx)
         del base_model
     sums = _resume(run_id, len(layers), request.k, d_model)
     if base_pass is not None:
@@ -143,6 +152,18 @@ def finish_run(request: AdlRequest, tokenizer: Any, n_layers: int, d_model: int,
     stored = results.save(KIND, inputs, means, meta, seconds=meta["seconds"])
     checkpoint_path(run_id).unlink(missing_ok=True)
     return AdlOutcome(run_id, False, stored)
+
+
+def stored_run(request: AdlRequest) -> results.Result | None:
+    """The stored run for `request` without loading a model: a run's key depends on the model's layer count,
+    which each stored run records, so the request's inputs are rebuilt for each count seen."""
+    counts = {int(r["meta"]["n_layers"]) for r in results.list_results(KIND)
+              if isinstance(r["meta"].get("n_layers"), int)}
+    for n_layers in sorted(counts):
+        with contextlib.suppress(UserError):  # layers out of range for this count: not this run
+            if (hit := results.load(request.run_id(n_layers))) is not None:
+                return hit
+    return None
 
 
 def _with_oom_retry(request: AdlRequest, step: Any) -> None:
@@ -224,17 +245,32 @@ def _loop(todo: list[Window], k: int, batch_size: int, pad_id: int, run_id: str,
 
 
 def _save_checkpoint(run_id: str, sums: Sums) -> None:
+    tensors = sums.as_tensors()
     with atomic_path(checkpoint_path(run_id)) as tmp:
-        save_file(sums.as_tensors(), str(tmp))
+        save_file(tensors, str(tmp), metadata={"sha256": _digest(tensors)})
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    """A checksum of the sums' names, shapes, dtypes and bytes: a checkpoint is resumed only if it still holds."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
 
 
 def _resume(run_id: str, n_layers: int, k: int, d_model: int) -> Sums:
-    """The running sums from a checkpoint of this run; a damaged one is discarded, never trusted."""
+    """The running sums from a checkpoint of this run; a damaged one (checksum, shape) is discarded, never
+    trusted."""
     path = checkpoint_path(run_id)
     if path.exists():
         try:
-            sums = Sums.from_tensors(load_file(str(path)))
-            if sums.base.shape == (n_layers, k, d_model):
+            with safe_open(str(path), framework="pt") as fh:
+                recorded = (fh.metadata() or {}).get("sha256")
+            tensors = load_file(str(path))
+            sums = Sums.from_tensors(tensors)
+            if recorded == _digest(tensors) and sums.base.shape == (n_layers, k, d_model):
                 return sums
         except Exception:  # a torn or foreign checkpoint: start over
             pass

@@ -13,6 +13,9 @@ from engine.models.specs import TypedPair
 from store.results import key_for
 
 KIND = "adl"
+MAX_N = 1_000_000       # texts: the paper reads 10,000; a GPU box 16k+
+MAX_K = 4096            # positions after BOS: beyond any reasonable context share
+MAX_BATCH = 65_536
 
 
 @dataclass(frozen=True)
@@ -38,12 +41,13 @@ class AdlRequest(TypedPair):
     max_request_rows: int | None = None
 
     def validate(self) -> None:
-        if self.n <= 0:
-            raise UserError(f"n must be positive, got {self.n}", "pass -n 64 or more")
-        if self.k <= 0:
-            raise UserError(f"k must be positive, got {self.k}", "pass -k 5 (the paper's default)")
-        if self.batch_size <= 0:
-            raise UserError(f"batch size must be positive, got {self.batch_size}", "pass --batch-size 32")
+        for name, value, most, fix in (("n", self.n, MAX_N, "pass -n 64 or more (256 default)"),
+                                       ("k", self.k, MAX_K, "pass -k 5 (the paper's default)"),
+                                       ("batch size", self.batch_size, MAX_BATCH, "pass --batch-size 32")):
+            if value <= 0:
+                raise UserError(f"{name} must be positive, got {value}", fix)
+            if value > most:
+                raise UserError(f"{name} must be at most {most:,}, got {value:,}", fix)
 
     @property
     def corpus_spec(self) -> CorpusSpec:
@@ -85,6 +89,9 @@ class AdlRequest(TypedPair):
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AdlRequest:
+        """A stored request (raises TypeError for one that is not an object)."""
+        if not isinstance(data, dict):
+            raise TypeError("a stored request must be an object")
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if fields.get("layers") is not None:
             fields["layers"] = tuple(fields["layers"])

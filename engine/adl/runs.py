@@ -59,12 +59,21 @@ class AdlRun:
         return MODELS.pair(r.base_spec, r.ft_spec, placements.base, placements.ft)
 
 
-def load_run(run_id: str) -> AdlRun:
+def load_run(run_id: str, *, trust_remote_code: bool = False) -> AdlRun:
+    """A run computed on this machine (imported session results are never here: `store.imported`).
+
+    Its stored request is data: it names the run's models, but whether their repositories' custom code may
+    run is decided by the caller now (`--trust-remote-code`), never by a flag kept in the store."""
     stored = results.load(run_id)
     if stored is None or stored.kind != KIND:
         raise UserError(f"no ADL run {run_id!r} in the store", "run `difflens compute` or pick from `difflens runs`")
+    try:
+        request = replace(AdlRequest.from_json(stored.meta["request"]), trust_remote_code=trust_remote_code)
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"run {run_id!r} does not say which models made it",
+                        "compute it again with `difflens compute`") from None
     t = {name: torch.from_numpy(arr.copy()) for name, arr in stored.tensors.items()}
-    return AdlRun(run_id=run_id, request=AdlRequest.from_json(stored.meta["request"]), meta=stored.meta,
+    return AdlRun(run_id=run_id, request=request, meta=stored.meta,
                   mean_diff=t["mean_diff"], mean_base=t["mean_base"], base_norm=t["base_norm"],
                   ft_norm=t["ft_norm"], layers=t["layers"])
 

@@ -1,6 +1,6 @@
 """Keep API keys out of transcripts, stored runs and logs: the configured secrets are replaced wherever
-they appear, and so is anything shaped like a key (error messages sometimes echo one) or the `user:password@`
-of a URL."""
+they appear, and so is anything shaped like a key (error messages sometimes echo one), including the
+credentials a URL can carry (`https://user:password@host`, `?api-key=...`)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,14 @@ from typing import Any
 
 MASK = "[redacted]"
 _KEY_SHAPED = re.compile(r"(sk-[A-Za-z0-9_\-]{12,}|Bearer\s+[A-Za-z0-9_\-.]{12,})")
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s@:]+:[^/\s@]+(?=@)")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@?#]+@")
+_SECRET_PARAM = re.compile(r"(?i)([?&;](?:[a-z0-9_\-]*(?:key|token|secret|password|passwd|pwd|auth|sig|signature|"
+                           r"credential)[a-z0-9_\-]*)=)[^&#\s'\"]+")
+
+
+def url_credentials(text: str) -> str:
+    """`text` with the user:password of any URL and the values of key/token/secret-like query params masked."""
+    return _SECRET_PARAM.sub(rf"\1{MASK}", _URL_USERINFO.sub(rf"\1{MASK}@", text))
 
 
 class Redactor:
@@ -19,7 +26,7 @@ class Redactor:
     def text(self, value: str) -> str:
         for secret in self.secrets:
             value = value.replace(secret, MASK)
-        return _URL_CREDENTIALS.sub(MASK, _KEY_SHAPED.sub(MASK, value))
+        return url_credentials(_KEY_SHAPED.sub(MASK, value))
 
     def obj(self, value: Any) -> Any:
         """The same JSON-able value with every string redacted (keys of dicts too)."""

@@ -7,7 +7,7 @@ Nothing past the window is ever tokenized into the batch, so no forward pass run
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -92,8 +92,11 @@ def batches(windows: Sequence[Window], k: int, batch_size: int, pad_id: int) -> 
         yield index, Batch(ids, mask, starts + torch.arange(k).unsqueeze(0))
 
 
-def sample_self(model, n: int, k: int, seed: int, batch_size: int = 64) -> list[Window]:
-    """`self:` corpus: n texts sampled from the model itself starting at BOS (no data needed offline)."""
+def sample_self(model, n: int, k: int, seed: int, batch_size: int = 64,
+                on_batch: Callable[[int, int], None] = lambda done, total: None) -> list[Window]:
+    """`self:` corpus: n texts sampled from the model itself starting at BOS (no data needed offline).
+
+    `on_batch(done, n)` runs after every batch: a job reports progress there and a cancel takes effect."""
     tokenizer, hf = model.tokenizer, model.hf
     bos = _bos(tokenizer)
     if not bos:
@@ -111,6 +114,7 @@ def sample_self(model, n: int, k: int, seed: int, batch_size: int = 64) -> list[
                                   temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=k, max_new_tokens=k,
                                   pad_token_id=tokenizer.pad_token_id)
                 windows.extend(Window(tuple(row.tolist()), len(bos)) for row in out.cpu())
+                on_batch(len(windows), n)
     finally:
         torch.random.set_rng_state(generator_state)
     return windows

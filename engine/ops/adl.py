@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
-from engine.adl.runs import list_runs, load_run
+from engine.adl.runs import AdlRun, list_runs, load_run
 from engine.analysis.layer_choice import choose_layer
 from engine.errors import ActionableError
 from engine.jobs import JobContext
@@ -28,6 +28,12 @@ def request_from_params(params: dict[str, Any]) -> AdlRequest:
         sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
         place=get(params, "place", str), backend=get(params, "backend", str, "local"),
         max_request_rows=get(params, "max_request_rows", int))
+
+
+def run_param(params: dict[str, Any]) -> AdlRun:
+    """The cached run named by `run`; custom model code only if these params ask for it now."""
+    return load_run(get(params, "run", str, required=True),
+                    trust_remote_code=get(params, "trust_remote_code", bool, False))
 
 
 @op("adl.compute", long=True)
@@ -53,7 +59,7 @@ def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Per layer × position norms of one run (the heatmap's metrics) and the report layer with every layer's
     score under the layer criterion (cached; computed from the logit lens on first use). A run whose models
     cannot be loaded here still gets its heatmap: `layer_choice` is then None and `layer_choice_error` says why."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     try:
         choice, why_not = choose_layer(run).to_json(), None
     except ActionableError as exc:

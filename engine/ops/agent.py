@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from engine.adl.runs import load_run
 from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import rubric_for
 from engine.agent.keywords import keyword_hypothesis
@@ -44,6 +43,7 @@ from engine.judges.config import resolve_judge
 from engine.lenses.request import PairRequest
 from engine.lenses.tools import lens_tools
 from engine.ops import op
+from engine.ops.adl import run_param
 from engine.ops.params import get
 
 MAX_REPEAT = 100
@@ -58,9 +58,8 @@ def make_environment(params: dict[str, Any]) -> AgentEnvironment:
             raise UserError("parameter 'environment' must be a JSON object",
                             "pass the recorded-environment dict described in engine/agent/recorded.py")
         return RecordedEnvironment(environment)
-    run = get(params, "run", str)
-    if run is not None:
-        adl = load_run(run)
+    if get(params, "run", str) is not None:
+        adl = run_param(params)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
         return RunEnvironment(adl, report_layer(adl, params.get("layer")), positions,
                               protocol=protocol_named(get(params, "protocol", str)),

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from engine.adl.runs import AdlRun, load_run
+from engine.adl.runs import AdlRun
 from engine.analysis.layer_choice import report_layer
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -28,7 +28,8 @@ from engine.lenses.request import PairRequest, chat_texts, gather_texts
 from engine.lenses.topics import DEFAULT_TOPICS
 from engine.models.pair import ModelPair
 from engine.ops import op
-from engine.ops.params import get, get_list
+from engine.ops.adl import run_param
+from engine.ops.params import get, get_count, get_list
 from engine.steering.prompts import calibration_prompts
 from store.hashing import json_sha256
 
@@ -39,8 +40,8 @@ PCA_TEXTS = 256  # texts of the corpus whose differences the PCA reads (the demo
 
 def pair_request(params: dict[str, Any]) -> PairRequest:
     """The pair named by `base`/`ft`[/`adapter`], or by the cached ADL `run` (the TUI sends only the run)."""
-    if "base" not in params and (run_id := get(params, "run", str)) is not None:
-        return PairRequest.of_run(load_run(run_id).request)
+    if "base" not in params and get(params, "run", str) is not None:
+        return PairRequest.of_run(run_param(params).request)
     return PairRequest(base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
                        adapter=get(params, "adapter", str), device=get(params, "device", str, "auto"),
                        dtype=get(params, "dtype", str, "auto"),
@@ -50,13 +51,6 @@ def pair_request(params: dict[str, Any]) -> PairRequest:
 def _texts(params: dict[str, Any], tokenizer: Any, n_default: int) -> list[str]:
     return gather_texts(get_list(params, "texts", str), get(params, "corpus", str), get(params, "n", int, n_default),
                         get(params, "seed", int, 0), tokenizer)
-
-
-def _positive(params: dict[str, Any], name: str, default: int) -> int:
-    value = get(params, name, int, default)
-    if value <= 0:
-        raise UserError(f"{name} must be positive, got {value}", f"pass a positive {name}")
-    return value
 
 
 def _reply(payload: dict[str, Any], key: str, was_cached: bool) -> dict[str, Any]:
@@ -69,10 +63,10 @@ def kl(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer, 20)
-    method = {"layer": get(params, "layer", int), "top_n": _positive(params, "top_n", 10),
-              "max_tokens": _positive(params, "max_tokens", 128), "window": _positive(params, "window", 12)}
+    method = {"layer": get(params, "layer", int), "top_n": get_count(params, "top_n", 10),
+              "max_tokens": get_count(params, "max_tokens", 128), "window": get_count(params, "window", 12)}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    batch_size = _positive(params, "batch_size", 4)
+    batch_size = get_count(params, "batch_size", 4)
     return _reply(*cached("lens.kl", inputs, lambda: per_token_divergence(pair, texts, batch_size=batch_size,
                                                                            ctx=ctx, **method)))
 
@@ -90,7 +84,7 @@ def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     scope = Scope(get(params, "modules", str, "all"), (layers[0], layers[1]) if layers else None)
     method = {"prompts": get_list(params, "prompts", str) or calibration_prompts(3),
               "factors": [float(f) for f in (get_list(params, "factors", float) or DEFAULT_FACTORS)],
-              "max_new_tokens": _positive(params, "max_new_tokens", 48),
+              "max_new_tokens": get_count(params, "max_new_tokens", 48),
               "temperature": get(params, "temperature", float, 0.0), "seed": get(params, "seed", int, 0),
               "chat": get(params, "chat", bool, True)}
     ctx.progress(0, None, "generating")
@@ -105,10 +99,10 @@ def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer, 50)
-    method = {"top_k": _positive(params, "top_k", 20), "n_tokens": _positive(params, "n_tokens", 30),
-              "examples": _positive(params, "examples", 3), "max_tokens": _positive(params, "max_tokens", 128),
-              "n_topics": _positive(params, "n_topics", DEFAULT_TOPICS) if get(params, "topics", bool, False) else 0}
-    batch_size = _positive(params, "batch_size", 4)
+    method = {"top_k": get_count(params, "top_k", 20), "n_tokens": get_count(params, "n_tokens", 30),
+              "examples": get_count(params, "examples", 3), "max_tokens": get_count(params, "max_tokens", 128),
+              "n_topics": get_count(params, "n_topics", DEFAULT_TOPICS) if get(params, "topics", bool, False) else 0}
+    batch_size = get_count(params, "batch_size", 4)
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
     return _reply(*cached("lens.mine", inputs, lambda: mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
 
@@ -127,7 +121,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if run_id is None and (mode == "direction" or get(params, "patch", str) == "diff"):
         raise UserError(f"mode {mode} reads an ADL run's mean diff", "pass run=<ADL run id> (--run RUN)")
     if run_id is not None:
-        run = load_run(run_id)
+        run = run_param(params)
         pair, identity, adapter = run.pair(), {"run": run_id}, PairRequest.of_run(run.request).ft_spec.adapter
     else:
         run, request = None, pair_request(params)
@@ -137,7 +131,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ft_texts = gather_texts(None, finetuning_corpus(params, adapter), n, seed, pair.tokenizer)
     generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
     inputs = {"pair": identity, "ft_texts": json_sha256(ft_texts), "generic": json_sha256(generic)}
-    batch_size = _positive(params, "batch_size", 4)
+    batch_size = get_count(params, "batch_size", 4)
     if mode == "direction":
         assert run is not None
         return _direction(params, run, pair, {"finetuning": ft_texts, "generic": generic}, inputs, batch_size, ctx)
@@ -148,8 +142,8 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if run is not None:
         layer = report_layer(run, params.get("layer"))
         diff, k = torch.as_tensor(run.mean_diff[run.layer_index(layer)]), run.request.k
-    method = {"layer": layer, "k": _positive(params, "k", k), "mode": patch,
-              "max_tokens": _positive(params, "max_tokens", 64)}
+    method = {"layer": layer, "k": get_count(params, "k", k), "mode": patch,
+              "max_tokens": get_count(params, "max_tokens", 64)}
     return _reply(*cached("lens.causal", inputs | method, lambda: (
         causal_check(pair, ft_texts, generic, diff=diff, batch_size=batch_size, ctx=ctx, **method), {})))
 
@@ -166,8 +160,8 @@ def _direction(params: dict[str, Any], run: AdlRun, pair: ModelPair, sets: dict[
     pos = get(params, "pos", int)
     pos = strongest_position(row) if pos is None else run.check_position(pos)
     method = {"mode": "direction", "layer": layer, "pos": pos, "ablation": get(params, "ablate", str, "base"),
-              "n_controls": _positive(params, "n_controls", DEFAULT_CONTROLS),
-              "max_tokens": _positive(params, "max_tokens", 64), "seed": seed}
+              "n_controls": get_count(params, "n_controls", DEFAULT_CONTROLS),
+              "max_tokens": get_count(params, "max_tokens", 64), "seed": seed}
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
         count, max_tokens = method["n_controls"], method["max_tokens"]
@@ -189,7 +183,7 @@ def pca_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     run_id, layer, pos = get(params, "run", str), get(params, "layer", int), get(params, "pos", int)
     if run_id is not None:
-        run = load_run(run_id)
+        run = run_param(params)
         layer = report_layer(run, params.get("layer"))
         pos = strongest_position(run.mean_diff[run.layer_index(layer)]) if pos is None else pos
     elif pos is None:
@@ -198,10 +192,10 @@ def pca_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     typed = get_list(params, "texts", str)
     texts = gather_texts(typed, get(params, "corpus", str, None if typed else "generic:"),
                          get(params, "n", int, PCA_TEXTS), get(params, "seed", int, 0), pair.tokenizer)
-    method = {"layer": layer, "pos": pos, "n_components": _positive(params, "n_components", DEFAULT_COMPONENTS),
-              "top_k": _positive(params, "top_k", DEFAULT_TOP)}
+    method = {"layer": layer, "pos": pos, "n_components": get_count(params, "n_components", DEFAULT_COMPONENTS),
+              "top_k": get_count(params, "top_k", DEFAULT_TOP)}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    batch_size = _positive(params, "batch_size", 8)
+    batch_size = get_count(params, "batch_size", 8)
     return _reply(*cached("lens.pca", inputs, lambda: difference_pca(pair, texts, batch_size=batch_size, ctx=ctx,
                                                                       **method)))
 

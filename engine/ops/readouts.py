@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.adl.runs import load_run
 from engine.analysis.layer_choice import report_layer
 from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
@@ -12,6 +11,7 @@ from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
+from engine.ops.adl import run_param
 from engine.ops.params import get, get_list
 
 SOURCES = ("diff", "base", "ft")
@@ -36,7 +36,7 @@ def _source(params: dict[str, Any]) -> str:
 def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached), read
     through `head` (base | ft; default: the finetuned head, the base head for the base source)."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     row = run.layer_index(layer)  # a bad layer is refused before the grid is computed and cached
@@ -51,7 +51,7 @@ def logit_lens_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 @op("readout.lens_grid")
 def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Logit-lens top tokens of every layer × position (or the given layers) of diff, base or ft."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     top_k = get(params, "top_k", int, 10)
     layers = get_list(params, "layers", int) or run.layers.tolist()
     positions = get_list(params, "positions", int) or list(range(run.mean_diff.shape[1]))
@@ -71,7 +71,7 @@ def logit_lens_grid(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Patchscope of the diff at one layer: every position in one batch (cached); returns `pos`'s scales, the
     chosen one picked by the `judge` (default: the configured one, else offline)."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.adl.runs import AdlRun, load_run
+from engine.adl.runs import AdlRun
 from engine.analysis.layer_choice import report_layer
 from engine.analysis.steering import CalibrationSettings, calibrate, steer
 from engine.errors import UserError
@@ -12,7 +12,8 @@ from engine.jobs import JobContext
 from engine.judges.config import OFFLINE_LABELS, resolve_judge
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
-from engine.ops.params import get, get_list
+from engine.ops.adl import run_param
+from engine.ops.params import get, get_count, get_list
 from engine.ops.readouts import backend_param
 
 
@@ -35,7 +36,7 @@ def _calibrate(params: dict[str, Any], run: AdlRun, layer: int) -> list[dict[str
 @op("steer.calibrate", long=True)
 def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     ctx.progress(0, 1, f"calibrating layer {layer}")
@@ -53,7 +54,7 @@ def _judged(cell: dict[str, Any]) -> dict[str, Any]:
 @op("steer.generate", long=True)
 def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
-    run = load_run(get(params, "run", str, required=True))
+    run = run_param(params)
     layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
     strengths = get_list(params, "strengths", float)
@@ -71,8 +72,8 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         strengths, calibrated = [cell["strength"]], {"calibration": _judged(cell)}
     with ndif_errors(remote):
         samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
-                        samples=get(params, "n_samples", int, 1),
-                        max_new_tokens=get(params, "max_new_tokens", int, 64),
+                        samples=get_count(params, "n_samples", 1, 1000),
+                        max_new_tokens=get_count(params, "max_new_tokens", 64, 8192),
                         temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
                         side=_side(params), on_partial=ctx.partial, backend=backend)  # type: ignore[arg-type]
     return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples, **calibrated}

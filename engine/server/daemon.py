@@ -1,12 +1,18 @@
 """A background engine on a Unix socket: pid file (locked, so never two on one socket), log file, stale
-socket removal, and start / stop / status from the command line."""
+socket removal, and start / stop / status from the command line.
+
+`--socket` is a path the user typed: the engine only ever removes a stale *socket* there, and writes its `.pid`
+and `.log` beside it only when they are new or its own (`check_paths`); anything else is refused in one line.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -25,6 +31,46 @@ def pid_path(sock: Path) -> Path:
 
 def log_path(sock: Path) -> Path:
     return sock.with_suffix(".log")
+
+
+_PID_TEXT = re.compile(rb"\s*\d*\s*")
+
+
+def _what(path: Path) -> str:
+    mode = path.lstat().st_mode
+    return ("a symlink" if stat.S_ISLNK(mode) else "a directory" if stat.S_ISDIR(mode)
+            else "a regular file" if stat.S_ISREG(mode) else "not a socket")
+
+
+def _ours(path: Path) -> bool:
+    """A runtime file the engine wrote: a private (0600) regular file of this user; a pid file holds a pid."""
+    info = path.lstat()
+    if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return False
+    if path.suffix == ".pid":
+        with path.open("rb") as fh:
+            return _PID_TEXT.fullmatch(fh.read(64)) is not None
+    return True
+
+
+def check_paths(sock: Path) -> None:
+    """Refuse, before anything is written, a `sock` that exists and is not a socket, and `.pid`/`.log`
+    siblings that exist and are not the engine's own (`_ours`)."""
+    fix = "pass --socket a path that does not exist yet (difflens never replaces or appends to a file there)"
+    if os.path.lexists(sock) and not stat.S_ISSOCK(sock.lstat().st_mode):
+        raise UserError(f"{sock} exists and is {_what(sock)}, not an engine socket", fix)
+    for path in (pid_path(sock), log_path(sock)):
+        if os.path.lexists(path) and not _ours(path):
+            raise UserError(f"{path} exists and is not a file this engine wrote ({_what(path)}, "
+                            f"mode {stat.S_IMODE(path.lstat().st_mode):o})", fix)
+
+
+def _runtime_dir(sock: Path) -> None:
+    try:
+        sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot use {sock.parent} for the engine socket ({exc.strerror})",
+                        "pass --socket inside a writable directory") from None
 
 
 class PidLock:
@@ -56,13 +102,14 @@ class PidLock:
 
 
 def claim_socket(sock: Path) -> PidLock:
-    """Make `sock` ours: refuse if a live engine holds it, remove it if it is stale."""
-    sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Make `sock` ours: refuse if a live engine holds it or it is not a socket, remove it if it is stale."""
+    check_paths(sock)
+    _runtime_dir(sock)
     lock = PidLock(pid_path(sock)).acquire(sock)
     if local.is_running(sock):
         lock.release()
         raise UserError(f"an engine already runs on {sock}", "stop it first or pass another --socket")
-    if sock.exists() or sock.is_symlink():
+    if os.path.lexists(sock):
         print(f"removing stale socket {sock}", file=sys.stderr)
         sock.unlink()
     return lock
@@ -88,11 +135,13 @@ def start(sock: Path, serve_args: list[str] | None = None, timeout: float = STAR
     if local.is_running(sock):
         raise UserError(f"an engine already runs on {sock} (pid {read_pid(sock)})",
                         "use it, or stop it with `difflens engine stop`")
-    sock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    check_paths(sock)
+    _runtime_dir(sock)
     log = log_path(sock)
     cmd = [sys.executable, "-m", "engine", "serve", "--socket", str(sock), *(serve_args or [])]
-    with open(log, "ab") as out:
-        os.chmod(log, 0o600)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=engine_env(), close_fds=True)
     deadline = time.monotonic() + timeout

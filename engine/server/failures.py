@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sqlite3
 from typing import Any
 
 from engine import protocol
+from engine.agent.redact import url_credentials
 from engine.errors import JobCancelled
+from store import jsonvalue
+from store.db import store_error
 from store.errors import ActionableError, StoreError
 
 log = logging.getLogger("difflens.engine")
@@ -18,26 +20,22 @@ def error_for(exc: BaseException) -> dict[str, Any]:
     """The JSON-RPC error object for an exception raised by an op (unexpected ones are logged in full)."""
     exc = _store_fault(exc) or exc
     if isinstance(exc, ActionableError):
-        return protocol.error_object(protocol.USER_ERROR, str(exc), {"problem": exc.problem, "fix": exc.fix})
+        problem, fix = url_credentials(exc.problem), url_credentials(exc.fix)
+        return protocol.error_object(protocol.USER_ERROR, f"{problem} — {fix}" if fix else problem,
+                                     {"problem": problem, "fix": fix})
     if isinstance(exc, JobCancelled):
         return protocol.error_object(protocol.JOB_CANCELLED, "job cancelled")
     if isinstance(exc, protocol.ProtocolError):
         return protocol.error_object(exc.code, exc.message, exc.data)
     log.error("op failed", exc_info=exc)
-    return protocol.error_object(protocol.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}",
+    return protocol.error_object(protocol.INTERNAL_ERROR, url_credentials(f"{type(exc).__name__}: {exc}"),
                                  {"type": type(exc).__name__})
 
 
-_SQLITE_STORE_FAULTS = ("disk i/o error", "database or disk is full", "readonly database", "unable to open database")
-
-
 def _store_fault(exc: BaseException) -> StoreError | None:
-    """SQLite's words for a full disk or an unwritable home, as the one-line error the store gives for its files
-    (the database fails first on a full disk: it needs room for its WAL before a result file is written)."""
-    if isinstance(exc, sqlite3.OperationalError) and any(s in str(exc).lower() for s in _SQLITE_STORE_FAULTS):
-        return StoreError(f"cannot write the store's database ({exc}): the disk is full or read-only",
-                          "free space or point DIFFLENS_HOME at a writable disk; nothing was half-written")
-    return None
+    """SQLite's words for a damaged, full or unwritable store, as the store's own one-line error (the database
+    fails first on a full disk: it needs room for its WAL before a result file is written)."""
+    return store_error(exc) if isinstance(exc, sqlite3.Error) else None
 
 
 def checked_result(value: Any) -> dict[str, Any]:
@@ -46,7 +44,7 @@ def checked_result(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op returned {type(value).__name__}, not a dict")
     try:
-        size = len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+        size = len(jsonvalue.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:
         raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op result is not JSON: {exc}") from None
     if size > protocol.MAX_MESSAGE_BYTES - 4096:

@@ -1,20 +1,27 @@
 """Long ops as jobs: a queue served by worker threads, cancel through `JobContext.cancel_event`, and every
-event broadcast to the clients that follow the job (a client leaving never stops a job)."""
+event broadcast to the clients that follow the job (a client leaving never stops a job).
+
+A long job never starves a cached one: while every worker is busy, a newly queued analysis job is also tried
+on a side thread where models are off limits (`ModelCache.store_only`); if it can answer from the store, it
+is done at once, otherwise it waits its turn in the queue as before."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine import protocol
 from engine.errors import JobCancelled
 from engine.jobs import JobContext
+from engine.models.cache import MODELS
 from engine.ops import Op
 from engine.server.failures import checked_result, error_for
 
@@ -22,6 +29,7 @@ log = logging.getLogger("difflens.engine")
 
 MAX_PARTIALS_KEPT = 1000     # replayed to clients that subscribe late
 MAX_FINISHED_KEPT = 256      # finished jobs kept for job.result / job.list
+FROM_STORE = ("adl.", "readout.", "steer.", "lens.")  # jobs worth trying from the store (no outside side effects)
 
 
 class Subscriber(Protocol):
@@ -64,6 +72,8 @@ class JobManager:
         self._watch_all: set[Subscriber] = set()
         self._queue: queue.Queue[Job | None] = queue.Queue()
         self._ids = itertools.count(1)
+        self._unfinished = 0  # started and not yet taken off the queue and finished by a worker
+        self._side = ThreadPoolExecutor(max_workers=2, thread_name_prefix="job-from-store")
         self._workers = [threading.Thread(target=self._work, name=f"job-worker-{i}", daemon=True)
                          for i in range(max(1, workers))]
         for worker in self._workers:
@@ -83,7 +93,32 @@ class JobManager:
         return job
 
     def start(self, job: Job) -> None:
+        with self._lock:
+            self._unfinished += 1
+            must_wait = self._unfinished > len(self._workers)
         self._queue.put(job)
+        if must_wait and job.op.name.startswith(FROM_STORE):
+            with contextlib.suppress(RuntimeError):  # stopping: the queue has it
+                self._side.submit(self._answer_from_store, job)
+
+    def _answer_from_store(self, job: Job) -> None:
+        """Run `job` with models off limits; if it finishes, that is its answer (its events are replayed);
+        if it needs a model or fails, nothing happened and the queued run answers in turn."""
+        events: list[dict[str, Any]] = []
+        try:
+            with MODELS.store_only():
+                value = checked_result(job.op.fn(job.params, JobContext(emit=events.append,
+                                                                        cancel_event=job.ctx.cancel_event)))
+        except BaseException:  # needs the models, or fails: the queued run does it and reports
+            return
+        with self._lock:
+            if job.state != "queued":
+                return
+            job.state, job.started = "running", time.time()
+        for event in events:
+            self._emit(job, event)
+        with self._lock:
+            self._finish(job, "done", result=value)
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -138,6 +173,7 @@ class JobManager:
         while (job := self._queue.get()) is not None:
             with self._lock:
                 if job.state != "queued":
+                    self._unfinished -= 1
                     continue
                 job.state, job.started = "running", time.time()
             self._broadcast(job, protocol.JOB_PROGRESS,
@@ -148,9 +184,11 @@ class JobManager:
                 error = error_for(exc)
                 state = "cancelled" if error["code"] == protocol.JOB_CANCELLED else "failed"
                 with self._lock:
+                    self._unfinished -= 1
                     self._finish(job, state, error=error)
             else:
                 with self._lock:
+                    self._unfinished -= 1
                     self._finish(job, "done", result=value)
 
     def _finish(self, job: Job, state: str, *, result: dict[str, Any] | None = None,
@@ -185,6 +223,7 @@ class JobManager:
             del self._jobs[job_id]
 
     def stop(self) -> None:
+        self._side.shutdown(wait=False, cancel_futures=True)
         self.cancel_all()
         for _ in self._workers:
             self._queue.put(None)

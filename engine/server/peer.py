@@ -46,10 +46,14 @@ class Peer:
         log.info("client %s connected", self.label)
         try:
             while not self._closed.is_set():
+                trusted = self.authenticated  # a client without its token gets a few KiB, not 64 MiB
                 try:
-                    line = protocol.read_frame(self._readline)
+                    line = protocol.read_frame(self._readline, protocol.MAX_MESSAGE_BYTES if trusted
+                                               else protocol.MAX_AUTH_MESSAGE_BYTES, drain=trusted)
                 except protocol.ProtocolError as exc:
                     self.send(protocol.error(None, exc.code, exc.message))
+                    if not trusted:
+                        break
                     continue
                 if line is None:
                     self._finish_answers()  # a client may half-close after its last request

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from store import jsonvalue
 from tui.cli.output import JobProgress, fail
 from tui.client import EngineError, EngineUnavailable, UserFacingError, run_sync
 
@@ -20,6 +21,8 @@ def call_engine(method: str, params: dict[str, Any], *, title: str, target: str 
                 on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The method's result; engine errors become one-line messages and exit code 2."""
     clean = {k: v for k, v in params.items() if v is not None}
+    if (where := jsonvalue.first_non_finite(clean)) is not None:
+        fail(f"{where.split('.')[0]} is not a finite number — pass a number such as 1.5 (not nan or inf)")
     try:
         with JobProgress(title) as progress:
             def both(event: dict[str, Any]) -> None:

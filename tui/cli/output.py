@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from store import jsonvalue
 
 out = Console()
 err = Console(stderr=True)
@@ -21,7 +22,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def emit_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(jsonvalue.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
 

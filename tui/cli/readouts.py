@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.cli.engine_call import call_engine, target_from
-from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote
+from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
 from tui.widgets.token_text import prob_text, visible_token
 
@@ -47,12 +47,14 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
                "--head", help="Logit lens through the base or ft model's final norm + unembedding (default: ft; "
                               "base for --source base).")] = None,
            top_k: Annotated[int, typer.Option("--top-k")] = 10, backend: Backend = None, judge: JudgeSpec = None,
-           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+           json: Json = False, trust_remote_code: TrustRemoteCode = False, remote: Remote = None,
+           engine: Engine = None) -> None:
     """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
     target = target_from(remote, engine)
+    trust = {"trust_remote_code": trust_remote_code}
     if method == "patchscope":
         result = call_engine("readout.patchscope", {"run": run, "layer": layer, "pos": pos or 0, "top_k": top_k,
-                                                    "backend": backend, "judge": judge}, title="patchscope",
+                                                    "backend": backend, "judge": judge, **trust}, title="patchscope",
                              target=target)
         if json:
             emit_json(result)
@@ -69,7 +71,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
         result = call_engine("readout.logit_lens", {"run": run, "layer": layer, "pos": pos, "top_k": top_k,
-                                                    "source": source, "head": head, "backend": backend},
+                                                    "source": source, "head": head, "backend": backend, **trust},
                              title="logit lens", target=target)
         if json:
             emit_json(result)
@@ -80,7 +82,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     result = call_engine("readout.lens_grid", {"run": run, "source": source, "head": head, "top_k": top_k,
                                                "layers": [layer] if layer is not None else None,
                                                "positions": [pos] if pos is not None else None,
-                                               "backend": backend},
+                                               "backend": backend, **trust},
                          title="logit lens", target=target)
     if json:
         emit_json(result)
@@ -100,6 +102,7 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
           temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
           side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
           backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False,
+          trust_remote_code: TrustRemoteCode = False,
           remote: Remote = None, engine: Engine = None) -> None:
     """Generate with α·diff added at a layer, steered beside unsteered; `--strength auto` calibrates."""
     strengths: list[float] | None = None
@@ -110,7 +113,7 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
             fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
     params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
               "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
-              "backend": backend, "judge": judge, "protocol": protocol}
+              "backend": backend, "judge": judge, "protocol": protocol, "trust_remote_code": trust_remote_code}
     result = call_engine("steer.generate", params, title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)

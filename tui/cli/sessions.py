@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,8 +14,9 @@ import typer
 from rich.table import Table
 
 from store import bundle, sessions
+from store.db import store_error
 from store.errors import ActionableError
-from tui.cli.options import Engine, Json, Remote
+from tui.cli.options import Engine, Json, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
 
 sessions_app = typer.Typer(help="Saved analyses: list, show, rename, delete, export to a file, import one.",
@@ -27,11 +29,17 @@ def _when(t: Any) -> str:
 
 
 def _guard(run: Any) -> Any:
-    """Store problems become one line and exit code 2."""
+    """Store problems (a damaged or read-only database, a file where a directory belongs) become one line,
+    problem and fix, and exit code 2."""
     try:
         return run()
     except ActionableError as exc:
         fail(str(exc))
+    except sqlite3.Error as exc:
+        fail(str(store_error(exc)))
+    except OSError as exc:
+        fail(f"cannot use {exc.filename or 'the store'} ({exc.strerror or exc}) — check the path, its permissions "
+             "and DIFFLENS_HOME")
 
 
 @sessions_app.command("list")
@@ -116,7 +124,7 @@ def replay(session: SessionRef,
            adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter for --rerun's --ft.")] = None,
            print_only: Annotated[bool, typer.Option("--print", help="Print the side-by-side table instead "
                                                     "of opening it.")] = False,
-           remote: Remote = None, engine: Engine = None) -> None:
+           trust_remote_code: TrustRemoteCode = False, remote: Remote = None, engine: Engine = None) -> None:
     """Open a saved session (name, id or .difflens file) with no engine; --rerun re-asks it on a new pair."""
     from tui.cli.engine_call import target_from
 
@@ -136,7 +144,8 @@ def replay(session: SessionRef,
         err.print(f"[{i + 1}/{total}] {method}", highlight=False)
 
     try:
-        old, new, steps = _guard(lambda: rerun_steps(session, base, ft, adapter, target_from(remote, engine), step))
+        old, new, steps = _guard(lambda: rerun_steps(session, base, ft, adapter, target_from(remote, engine), step,
+                                                          trust_remote_code))
     except EngineError as exc:
         fail(f"engine: {exc}", code=3)
     if print_only:

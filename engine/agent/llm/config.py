@@ -22,7 +22,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
+from engine.agent.redact import url_credentials
 from engine.errors import UserError
 from store import paths
 
@@ -43,8 +45,18 @@ class LLMConfig:
     price_out: float | None = None
 
     def label(self) -> str:
-        where = f" @ {self.base_url}" if self.base_url else ""
+        where = f" @ {url_credentials(self.base_url)}" if self.base_url else ""
         return f"{self.provider}:{self.model}{where}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown: the key, and any credentials inside the base URL."""
+        found = [self.api_key or ""]
+        if self.base_url:
+            parts = urlsplit(self.base_url)
+            found += [unquote(parts.username or ""), unquote(parts.password or "")]
+            found += [v for k, v in parse_qsl(parts.query) if url_credentials(f"?{k}=x") != f"?{k}=x"]
+        return tuple(s for s in found if s)
 
 
 def config_path() -> Path:
@@ -110,7 +122,7 @@ def resolve_config(llm: str | None = None, *, temperature: float | None = None,
     return LLMConfig(
         provider=provider, model=model, base_url=None if provider == "local" else base_url,
         api_key=api_key, timeout_s=_number(file.get("timeout_s"), "timeout_s") or 120.0,
-        max_retries=int(_number(file.get("max_retries"), "max_retries") or 5),
+        max_retries=int(5 if (retries := _number(file.get("max_retries"), "max_retries")) is None else retries),
         temperature=temperature,
         max_tokens=max_tokens or int(_number(file.get("max_tokens"), "max_tokens") or 2048),
         price_in=_number(env.get("DIFFLENS_LLM_PRICE_IN", file.get("price_in")), "price_in"),

@@ -30,7 +30,7 @@ class SdkChat:
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
         self.label = config.label()
-        self.secrets = (config.api_key,) if config.api_key else ()
+        self.secrets = config.secrets
         self._redactor = Redactor(self.secrets)
         self._client = self.client_class(api_key=config.api_key or "not-needed", base_url=config.base_url,
                                          timeout=config.timeout_s, max_retries=0)
