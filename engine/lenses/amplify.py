@@ -159,7 +159,7 @@ def amplify(pair: ModelPair, prompts: Sequence[str], factors: Sequence[float], m
     One batched generation per column (base, finetuned, each factor). Greedy (temperature 0) makes factor 0 in
     the whole model equal the base column and factor 1 the finetuned column token for token.
     """
-    lora = pair.shared and bool(lora_layers(pair.ft))
+    lora = pair.shared and pair.ft.adapter_name is not None and bool(lora_layers(pair.ft))  # the base's own view
     if pair.shared and not lora:
         raise UserError("amplification scales a LoRA adapter or a full finetune's weights, and this pair is neither",
                         "pass --ft BASE --adapter DIR, or --ft a full finetune")
