@@ -244,3 +244,26 @@ def test_a_cached_base_pass_is_reused_and_equals_the_joint_run(tiny_dir: Path, t
     assert again.result.meta["base_pass"] == first.result.meta["base_pass"]
     for name in ("mean_diff", "mean_base", "base_norm", "ft_norm"):
         assert abs(again.result.tensors[name] - joint[name]).max() < 1e-5, name
+
+
+def test_a_run_whose_model_names_now_mean_other_weights_is_not_read_with_them(tmp_path: Path) -> None:
+    """A stored request names models as typed; when a name comes to mean other weights (a directory retrained,
+    an alias re-pointed), readouts of the run refuse to load them, and a caller holding the request that found
+    the run (triage) reads with the models it named."""
+    from engine.adl.runs import load_run
+    from tests.tiny import perturbed_copy
+
+    base = save_tiny(tmp_path / "base", "llama")
+    ft = perturbed_copy(base, tmp_path / "ft")
+    request = AdlRequest(base=str(base), ft=str(ft), corpus=str(write_corpus(tmp_path / "c.txt")), n=8, k=3,
+                         device="cpu", dtype="float32")
+    run_id = compute_adl(request).run
+    load_run(run_id).check_models()  # same weights: fine
+    other = perturbed_copy(base, tmp_path / "other", seed=7)
+    for name in ("model.safetensors", "config.json"):
+        (ft / name).write_bytes((other / name).read_bytes())
+    with pytest.raises(UserError, match="other weights"):
+        load_run(run_id).pair()
+    renamed = AdlRequest(base=str(base), ft=str(other), corpus=request.corpus, n=8, k=3, device="cpu",
+                         dtype="float32")
+    assert load_run(run_id, request=renamed).request.ft == str(other)

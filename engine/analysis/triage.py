@@ -61,7 +61,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
 
     outcome = compute_adl(request, JobContext(emit=lambda e: ctx.emit({**e, "message": f"compute: {e['message']}"}),
                                               cancel_event=ctx.cancel_event))
-    run = load_run(outcome.run, trust_remote_code=request.trust_remote_code)
+    run = load_run(outcome.run, request=request)  # the models the user named now, whatever the stored names say
     phase(0)
     choice = choose_layer(run, options.layer)  # a bad layer is refused before any readout runs
     layer = choice.layer
