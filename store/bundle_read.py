@@ -15,7 +15,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -96,8 +96,7 @@ def read_bundle(path: Path, *, results: bool = True, stage_in: Path | None = Non
                       | RuntimeError | OSError):
             raise bad(shown, f"truncated or damaged ({exc})") from None
         raise
-    return Bundle(manifest=parsed.manifest, session=parsed.session, actions=parsed.actions, notes=parsed.notes,
-                  results=parsed.results, staged=staged)
+    return replace(parsed, staged=staged)
 
 
 def _infos(shown: str, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -223,16 +222,7 @@ def _json(shown: str, name: str, data: bytes) -> Any:
         raise bad(shown, f"{name} is not JSON ({exc})") from None
 
 
-@dataclass(frozen=True)
-class _Parsed:
-    manifest: dict[str, Any]
-    session: dict[str, Any]
-    actions: list[dict[str, Any]]
-    notes: list[dict[str, Any]]
-    results: list[dict[str, Any]]
-
-
-def _parse(shown: str, manifest: dict[str, Any], body: Any, files: dict[str, dict[str, Any]]) -> _Parsed:
+def _parse(shown: str, manifest: dict[str, Any], body: Any, files: dict[str, dict[str, Any]]) -> Bundle:
     """Every row checked against its table's columns and every nested JSON value against its shape."""
     if not isinstance(body, dict) or set(body) != {"session", "actions", "notes", "results"}:
         raise bad(shown, "session.json must hold session, actions, notes and results")
@@ -254,4 +244,4 @@ def _parse(shown: str, manifest: dict[str, Any], body: Any, files: dict[str, dic
             raise bad(shown, f"result row {row['key']!r} does not match its file")
     if len(results) != len(files) - 1:
         raise bad(shown, "it holds result files that no result row describes")
-    return _Parsed(manifest=manifest, session=session, actions=actions, notes=notes, results=results)
+    return Bundle(manifest=manifest, session=session, actions=actions, notes=notes, results=results)

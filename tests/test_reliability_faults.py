@@ -41,6 +41,13 @@ def result_keys(home: Path) -> list[str]:
             return []
 
 
+def with_base_pass(run: str, home: Path) -> tuple[list[str], list[str]]:
+    """What a finished run leaves: its own row and file, and one base pass (its own cached result, issue 19)."""
+    keys = result_keys(home)
+    [base] = [k for k in keys if k.startswith("adl-base-")]
+    return sorted([run, base]), sorted([f"{run}.safetensors", f"{base}.safetensors"])
+
+
 def visible_tensors(home: Path) -> list[str]:
     """Files a reader could take for a result (atomic writes' hidden temp files aside)."""
     tensors = home / "tensors"
@@ -111,7 +118,8 @@ def test_an_engine_killed_mid_compute_resumes_from_its_checkpoint(tiny_dir: Path
         texts = [e["done"] for e in progress if e.get("type") == "progress" and e.get("total") == n]
         assert texts[0] > summed >= 60, "the resumed run started past its checkpoint, not at 0"
         assert resumed["cached"] is False and resumed["n"] == n
-        assert visible_tensors(home) == [f"{resumed['run']}.safetensors"] and result_keys(home) == [resumed["run"]]
+        rows, files = with_base_pass(resumed["run"], home)
+        assert visible_tensors(home) == files and sorted(result_keys(home)) == rows
         interrupted = load_file(resumed["file"])
 
     uninterrupted = compute_adl(AdlRequest(**params))   # in this test's own, empty DIFFLENS_HOME
@@ -135,8 +143,9 @@ def test_two_clis_computing_the_same_run_at_once_leave_one_row_and_one_file(tiny
         runs = {json.loads(out)["run"] for out, _ in outs}
         assert len(runs) == 1
         [run] = runs
-        assert result_keys(home) == [run]
-        assert visible_tensors(home) == [f"{run}.safetensors"]
+        rows, files = with_base_pass(run, home)
+        assert sorted(result_keys(home)) == rows
+        assert visible_tensors(home) == files
         assert not list((home / "tensors").glob("*.tmp"))
         with sqlite3.connect(home / "difflens.sqlite") as conn:
             [(sha,)] = conn.execute("select sha256 from results where key = ?", [run]).fetchall()
