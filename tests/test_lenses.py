@@ -508,3 +508,26 @@ def test_nmf_factorises_a_block_matrix() -> None:
     dense[:3, :2], dense[3:, 2:] = 1.0, 2.0
     w, h = nmf(dense.to_sparse_coo(), 2)
     assert torch.allclose(h @ w.T, dense, atol=1e-3) and (w >= 0).all() and (h >= 0).all()
+
+
+def test_a_pca_component_steers_through_the_steering_op(shift_run: str) -> None:
+    """A component of `lens.pca` is a steering vector like the mean diff (same scaling, its own cache entry);
+    a component from another layer or out of range is refused in one line."""
+    from engine.analysis.steering import Direction, steer
+
+    ops, run = load_all(), load_run(shift_run)
+    read = ops["lens.pca"].fn({"run": shift_run, "texts": PCA_TEXTS, "layer": 1, "pos": 1}, JobContext())
+    params = {"run": shift_run, "layer": 1, "pos": 1, "strengths": [6.0], "prompts": ["the cake is"],
+              "max_new_tokens": 6}
+    plain = ops["steer.generate"].fn(params, JobContext())
+    steered = ops["steer.generate"].fn({**params, "component": {"result": read["result"], "index": 0}}, JobContext())
+    assert steered["component"] == {"pca": read["result"], "index": 0} and "component" not in plain
+    assert steered["samples"][0]["unsteered"] == plain["samples"][0]["unsteered"]
+    assert steered["samples"][0]["steered"] != steered["samples"][0]["unsteered"]
+    mean = Direction(run.mean_diff[run.layer_index(1), 1], {"mean": True})
+    assert steer(run, 1, 1, [6.0], ["the cake is"], max_new_tokens=6, direction=mean) == plain["samples"]
+    with pytest.raises(UserError, match="out of range"):
+        ops["steer.generate"].fn({**params, "component": {"result": read["result"], "index": 99}}, JobContext())
+    with pytest.raises(UserError, match="another pair or layer"):
+        ops["steer.generate"].fn({**params, "layer": 0, "component": {"result": read["result"], "index": 0}},
+                                 JobContext())

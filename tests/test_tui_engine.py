@@ -229,7 +229,11 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         await until(lambda: pca.result is not None, 120, "the components")
         assert pca.result["n_texts"] == 16 and pca.result["components"][0]["tokens"]
         await pilot.press("j")
-        assert pca.selected == 1 and "not steerable" in plain(pca.query_one("#answer", Static), width=140)
+        assert pca.selected == 1 and "s steers with the selected" in plain(pca.query_one("#answer", Static), width=140)
+        await pilot.press("s")
+        await until(lambda: pca.steered is not None, 240, "the component steered")
+        assert pca.steered["component"]["index"] == 1 and len(pca.steered["strengths"]) == 2
+        assert "component 1 steered at layer" in plain(pca.query_one("#answer", Static), width=140)
 
 
 @pytest.mark.asyncio

@@ -46,13 +46,32 @@ def steering_vectors(run: AdlRun, layer: int, positions: list[int]) -> Float[Ten
     return diff / norms * layer_norm(run, layer)
 
 
+@dataclass(frozen=True)
+class Direction:
+    """A vector to steer with instead of the run's mean diff at the cell (e.g. a principal component of the
+    per-text differences), and what names it in the steering cache key."""
+
+    vector: Float[Tensor, " d_model"]
+    key: dict[str, Any]
+
+
+def direction_vectors(run: AdlRun, layer: int, direction: Direction, count: int) -> Float[Tensor, "pos d_model"]:
+    """`direction` scaled like the mean diff's steering vectors (to the layer's finetuned norm), `count` times."""
+    vector = direction.vector.float()
+    norm = vector.norm()
+    if float(norm) == 0:
+        raise UserError("the direction to steer with is zero", "pick another component")
+    return (vector / norm * layer_norm(run, layer)).expand(count, -1)
+
+
 def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts: list[str] | None = None,
                 samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0,
-                side: Side = "ft", on_partial: Partial | None = None, backend: str | None = None
-                ) -> dict[tuple[int, float], list[dict[str, Any]]]:
+                side: Side = "ft", on_partial: Partial | None = None, backend: str | None = None,
+                direction: Direction | None = None) -> dict[tuple[int, float], list[dict[str, Any]]]:
     """Steered text for every (position, strength) cell × prompt × sample, beside the unsteered text, in ONE
     generate call (the unsteered rows are shared by all cells; NDIF splits it into bounded requests). Cached;
-    streams `{"row", "pos", "prompt", "strength", "column", "text"}` partials as tokens arrive."""
+    streams `{"row", "pos", "prompt", "strength", "column", "text"}` partials as tokens arrive. `direction`
+    replaces the mean diff as the vector (its key joins the cache key)."""
     prompts = list(prompts or default_prompts())
     cells = sorted({(int(p), float(s)) for p, s in cells if s != 0})
     if not cells:
@@ -61,9 +80,12 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
               "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "side": side}
     backend = backend or run.request.backend
     inputs |= {"backend": backend} if backend != "local" else {}
+    inputs |= {"direction": direction.key} if direction is not None else {}
     if (hit := results.lookup("steering", inputs)) is not None:
         return {(c["pos"], c["strength"]): c["samples"] for c in hit.meta["cells"]}
-    vectors = steering_vectors(run, layer, sorted({p for p, _ in cells}))
+    positions = sorted({p for p, _ in cells})
+    vectors = (steering_vectors(run, layer, positions) if direction is None
+               else direction_vectors(run, layer, direction, len(positions)))
     index = {p: i for i, p in enumerate(sorted({p for p, _ in cells}))}
     plain = [(-1, 0.0, prompt, n) for prompt in prompts for n in range(samples)]
     steered = [(pos, strength, prompt, n) for pos, strength in cells for prompt in prompts for n in range(samples)]
@@ -97,10 +119,11 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
 
 def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: list[str] | None = None,
           samples: int = 1, max_new_tokens: int = 64, temperature: float = 0.0, seed: int = 0, side: Side = "ft",
-          on_partial: Partial | None = None, backend: str | None = None) -> list[dict[str, Any]]:
+          on_partial: Partial | None = None, backend: str | None = None,
+          direction: Direction | None = None) -> list[dict[str, Any]]:
     """One position at several strengths (see `steer_cells`); samples in prompt, strength order."""
     table = steer_cells(run, layer, [(pos, s) for s in strengths], prompts, samples, max_new_tokens, temperature,
-                        seed, side, on_partial, backend)
+                        seed, side, on_partial, backend, direction)
     return [sample for cell in sorted(table) for sample in table[cell]]
 
 

@@ -1,20 +1,24 @@
-"""Ops steering with a run's difference: generate (streamed) and calibrate."""
+"""Ops steering with a run's difference (or a principal component of it): generate (streamed) and calibrate."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from engine.adl.runs import AdlRun
 from engine.analysis.layer_choice import report_layer
-from engine.analysis.steering import CalibrationSettings, calibrate, steer
+from engine.analysis.steering import CalibrationSettings, Direction, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.config import OFFLINE_LABELS, resolve_judge
+from engine.lenses.request import PairRequest
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
 from engine.ops.adl import run_param
 from engine.ops.params import get, get_count, get_list
 from engine.ops.readouts import backend_param
+from store import results
 
 
 def _side(params: dict[str, Any]) -> str:
@@ -63,17 +67,47 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     if not strengths and remote:
         raise UserError("automatic strength calibration scores samples with local weights, which NDIF keeps",
                         "pass --strength S with --backend ndif")
+    direction = component_direction(params, run, layer)
     calibrated: dict[str, Any] = {}
     if not strengths:
         cell = _calibrate(params, run, layer)[pos]
         if cell["strength"] <= 0:
             raise UserError(f"no coherent steering strength at layer {layer} position {pos}",
                             "pass --strength explicitly, or try another layer or position")
-        strengths, calibrated = [cell["strength"]], {"calibration": _judged(cell)}
+        # a component's sign is arbitrary: steer both ways at the mean diff's coherent strength
+        strengths = [cell["strength"]] if direction is None else [cell["strength"], -cell["strength"]]
+        calibrated = {"calibration": _judged(cell)}
     with ndif_errors(remote):
         samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
                         samples=get_count(params, "n_samples", 1, 1000),
                         max_new_tokens=get_count(params, "max_new_tokens", 64, 8192),
                         temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
-                        side=_side(params), on_partial=ctx.partial, backend=backend)  # type: ignore[arg-type]
-    return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples, **calibrated}
+                        side=_side(params), on_partial=ctx.partial, backend=backend,  # type: ignore[arg-type]
+                        direction=direction)
+    return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples, **calibrated,
+            **({"component": direction.key} if direction is not None else {})}
+
+
+def component_direction(params: dict[str, Any], run: AdlRun, layer: int) -> Direction | None:
+    """`component` = {"result": a `lens.pca` result key, "index": i}: that principal component as the steering
+    vector, refused unless the PCA was read on this run's pair at this layer (None: the run's mean diff)."""
+    spec = params.get("component")
+    if spec is None:
+        return None
+    if not (isinstance(spec, dict) and isinstance(spec.get("result"), str) and isinstance(spec.get("index"), int)
+            and not isinstance(spec.get("index"), bool)):
+        raise UserError("parameter 'component' must be {\"result\": PCA_RESULT, \"index\": N}",
+                        "pass the `result` of a `difflens pca` answer and a component index")
+    stored = results.load(spec["result"])
+    if stored is None or stored.kind != "lens.pca":
+        raise UserError(f"no PCA result {spec['result']!r} in the store", "run `difflens pca RUN` (or P) first")
+    read = stored.meta["payload"]
+    if stored.inputs.get("pair") != PairRequest.of_run(run.request).identity() or read.get("layer") != layer:
+        raise UserError(f"PCA result {spec['result']} was read on another pair or layer than run {run.run_id} "
+                        f"at layer {layer}", f"steer at the PCA's layer ({read.get('layer')}) of the run it read")
+    components = stored.tensors["components"]
+    if not 0 <= spec["index"] < len(components):
+        raise UserError(f"component {spec['index']} out of range (the PCA kept {len(components)})",
+                        f"pass an index between 0 and {len(components) - 1}")
+    return Direction(torch.from_numpy(components[spec["index"]].copy()),
+                     {"pca": stored.key, "index": spec["index"]})

@@ -94,6 +94,16 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     out.print(table)
 
 
+def component_param(text: str | None) -> dict[str, Any] | None:
+    """`PCA_RESULT:N` as the op's `component` parameter."""
+    if text is None:
+        return None
+    key, sep, index = text.rpartition(":")
+    if not sep or not key or not index.isdigit():
+        fail(f"cannot read --component {text!r} — pass PCA_RESULT:N (the `result` of `difflens pca --json`)")
+    return {"result": key, "index": int(index)}
+
+
 def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos")] = 0,
           strength: Annotated[list[str] | None, typer.Option("--strength", help="Strength(s), or 'auto'.")] = None,
           prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt(s); default: shipped set.")] = None,
@@ -101,8 +111,11 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
           max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
           temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
           side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
-          backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False,
-          trust_remote_code: TrustRemoteCode = False,
+          backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None,
+          component: Annotated[str | None, typer.Option(
+              "--component", help="Steer with principal component N of a `difflens pca` result instead of the "
+                                  "mean diff: PCA_RESULT:N (auto strengths: ± the mean diff's).")] = None,
+          json: Json = False, trust_remote_code: TrustRemoteCode = False,
           remote: Remote = None, engine: Engine = None) -> None:
     """Generate with α·diff added at a layer, steered beside unsteered; `--strength auto` calibrates."""
     strengths: list[float] | None = None
@@ -113,7 +126,8 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
             fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
     params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
               "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
-              "backend": backend, "judge": judge, "protocol": protocol, "trust_remote_code": trust_remote_code}
+              "backend": backend, "judge": judge, "protocol": protocol, "trust_remote_code": trust_remote_code,
+              "component": component_param(component)}
     result = call_engine("steer.generate", params, title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)

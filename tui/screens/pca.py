@@ -2,9 +2,8 @@
 
 The per-text differences (ft − base) at the cursor's layer and position over a corpus (the shipped generic text
 unless typed), their principal components by explained variance and each one's logit-lens tokens both ways.
-Enter runs and moves to the table, where `j`/`k` pick a component and `e` edits the corpus again. Steering takes
-a run's mean diff at a cell (the steering op has no way to hand it another vector), so a component is read here,
-not steered: the note under the table says so.
+Enter runs and moves to the table, where `j`/`k` pick a component, `s` steers with it (both signs, at the mean
+diff's calibrated strength at this cell, beside the unsteered text) and `e` edits the corpus again.
 """
 
 from __future__ import annotations
@@ -21,12 +20,11 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import pca_view
+from tui.widgets.lens_views import component_steering_view, pca_view
 
 DEFAULT_CORPUS = "generic:"
 DEFAULT_TEXTS = 256
-NOT_STEERABLE = ("a component is not steerable yet: steering (r in the workbench) takes the run's mean diff at a "
-                 "cell, and the steering op accepts no other vector")
+STEER_HINT = "s steers with the selected component (± the mean diff's calibrated strength at this cell)"
 
 
 class PcaScreen(LensScreen):
@@ -38,9 +36,10 @@ class PcaScreen(LensScreen):
     PcaScreen #n { width: 12; }
     """
     BINDINGS = [Binding("j", "pick(1)", "Next component"), Binding("k", "pick(-1)", "Previous component"),
-                Binding("e", "edit", "Edit corpus")]
+                Binding("s", "steer", "Steer with it"), Binding("e", "edit", "Edit corpus")]
     AUTO_FOCUS = "#corpus"
     selected: reactive[int] = reactive(0)
+    steered: reactive[dict[str, Any] | None] = reactive(None)
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -51,10 +50,28 @@ class PcaScreen(LensScreen):
         yield Footer()
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
-        return Group(pca_view(result, self.selected), Text(NOT_STEERABLE, style="dim italic"))
+        steered = self.steered
+        if steered is not None and steered.get("component", {}).get("index") == self.selected:
+            return Group(pca_view(result, self.selected), component_steering_view(steered))
+        return Group(pca_view(result, self.selected), Text(STEER_HINT, style="dim italic"))
 
     def watch_selected(self) -> None:
         self.watch_result(self.result)
+
+    def watch_steered(self) -> None:
+        self.watch_result(self.result)
+
+    def action_steer(self) -> None:
+        if self.result and self.result.get("components"):
+            self.steer(self.result, self.selected)
+
+    @work(exclusive=True, group="steer")
+    async def steer(self, read: dict[str, Any], index: int) -> None:
+        """The component as the steering vector at the PCA's own layer and position."""
+        params: dict[str, Any] = {"run": self.run, "layer": read["layer"], "pos": read["pos"],
+                                  "component": {"result": read["result"], "index": index}, "max_new_tokens": 48}
+        self.notify(f"steering with component {index}…")
+        self.steered = await self.link.job("steer", "steer.generate", params)
 
     def action_pick(self, step: int) -> None:
         count = len((self.result or {}).get("components", []))

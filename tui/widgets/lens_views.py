@@ -175,6 +175,22 @@ def pca_view(result: dict[str, Any], selected: int | None = None) -> Group:
     return Group(table, note)
 
 
+def component_steering_view(result: dict[str, Any]) -> Table:
+    """A principal component steered both ways beside the unsteered text, one row per prompt."""
+    strengths = result.get("strengths", [])
+    by_prompt: dict[str, dict[str, str]] = {}
+    for sample in result.get("samples", []):
+        row = by_prompt.setdefault(sample["prompt"], {"unsteered": sample["unsteered"]})
+        row[f"{sample['strength']:+g}"] = sample["steered"]
+    columns = [f"{s:+g}" for s in strengths]
+    table = Table("prompt", *[f"α = {c}" for c in columns], "unsteered", show_lines=True, expand=True,
+                  title=f"component {result.get('component', {}).get('index')} steered at layer {result.get('layer')}",
+                  title_justify="left")
+    for prompt, row in by_prompt.items():
+        table.add_row(prompt, *[row.get(c, "") for c in columns], row["unsteered"])
+    return table
+
+
 def amplify_table(result: dict[str, Any]) -> Table:
     """One row per prompt: base, finetune, then each amplified column (titled with what was scaled)."""
     factors = [f"{f:g}" for f in result.get("factors", [])]
