@@ -174,3 +174,26 @@ def test_the_lenses_are_budgeted_tools_for_both_agents_alike(run_id: str) -> Non
     assert len(result["texts"]) == 2 and result["mean_kl"] > 0
     assert adl.tools["token_divergence"].cost({"texts": ["a", "b"]}) == 2
     assert lens_tools_for(RecordedEnvironment.__new__(RecordedEnvironment)) == []
+
+
+def test_steering_similarity_is_cached_by_the_texts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached report embeds nothing: the similarity of the same steered/unsteered/training texts is stored."""
+    from engine.analysis import triage as triage_module
+    from engine.analysis.known import KnownFinetune
+    from engine.steering.similarity import SteeringSimilarity
+
+    calls: list[int] = []
+
+    def fake(steered: list[str], unsteered: list[str], references: list[str]) -> SteeringSimilarity:
+        calls.append(1)
+        return SteeringSimilarity(steered=0.5, unsteered=0.25)
+
+    monkeypatch.setattr(triage_module, "steering_similarity", fake)
+    steering = {"1": {"prompts": [{"prompt": "p", "steered": "cake", "unsteered": "plain"}]}}
+    known = KnownFinetune("baking", "sdf", ["a cake text"])
+    first = triage_module._similarity(steering, known)
+    assert triage_module._similarity(steering, known) == first == {"steered": 0.5, "unsteered": 0.25, "gain": 0.25}
+    assert len(calls) == 1
+    other = {"1": {"prompts": [{"prompt": "p", "steered": "bread", "unsteered": "plain"}]}}
+    triage_module._similarity(other, known)
+    assert len(calls) == 2

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import numpy as np
+
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import AdlRun, load_run
@@ -21,6 +23,9 @@ from engine.analysis.steering import CalibrationSettings, check_protocol
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
 from engine.steering.prompts import default_prompts
+from engine.steering.similarity import steering_similarity
+from store import results
+from store.hashing import json_sha256
 
 PHASES = ["compute", "logit lens", "patchscope", "calibration", "steering", "relevance"]
 
@@ -136,11 +141,17 @@ def _layers(run: AdlRun, lens: Grid, scope: Grid, layer: int, positions: list[in
 
 
 def _similarity(steering: dict[str, Any], known: KnownFinetune) -> dict[str, Any] | None:
-    from engine.steering.similarity import steering_similarity
-
+    """Embedding similarity of steered and unsteered texts to the finetuning texts, cached by those texts (a
+    cached report then embeds nothing)."""
     steered = [p["steered"] for cell in steering.values() for p in cell["prompts"]]
     unsteered = [p["unsteered"] for cell in steering.values() for p in cell["prompts"]]
     if not steered or not known.training_texts:
         return None
+    inputs = {"steered": json_sha256(steered), "unsteered": json_sha256(unsteered),
+              "texts": json_sha256(known.training_texts)}
+    if (hit := results.lookup("similarity", inputs)) is not None:
+        return hit.meta["similarity"]
     sim = steering_similarity(steered, unsteered, known.training_texts)
-    return {"steered": round(sim.steered, 4), "unsteered": round(sim.unsteered, 4), "gain": round(sim.gain, 4)}
+    out = {"steered": round(sim.steered, 4), "unsteered": round(sim.unsteered, 4), "gain": round(sim.gain, 4)}
+    results.save("similarity", inputs, {"gain": np.asarray([sim.gain], np.float32)}, {"similarity": out})
+    return out
