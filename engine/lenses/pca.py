@@ -27,6 +27,7 @@ from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
 from engine.readouts.logit_lens import logit_lens
 
+KIND = "lens.pca"  # the op and its cached results (steering reads a component back by this kind)
 DEFAULT_COMPONENTS = 5
 DEFAULT_TOP = 10
 

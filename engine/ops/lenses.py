@@ -24,6 +24,7 @@ from engine.lenses.direction import DEFAULT_CONTROLS, direction_effect, random_d
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
 from engine.lenses.pca import DEFAULT_COMPONENTS, DEFAULT_TOP, difference_pca
+from engine.lenses.pca import KIND as PCA_KIND
 from engine.lenses.request import PairRequest, chat_texts, gather_texts
 from engine.lenses.topics import DEFAULT_TOPICS
 from engine.models.pair import ModelPair
@@ -175,7 +176,7 @@ def _direction(params: dict[str, Any], run: AdlRun, pair: ModelPair, sets: dict[
     return _reply(*cached("lens.causal", inputs, compute))
 
 
-@op("lens.pca", long=True)
+@op(PCA_KIND, long=True)
 def pca_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Principal components of the per-text (ft − base) differences at (`layer`, `pos`) over `texts` or a
     `corpus` (default: the shipped generic text), each read through the logit lens. With a `run`, the layer
@@ -196,7 +197,7 @@ def pca_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
               "top_k": get_count(params, "top_k", DEFAULT_TOP)}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
     batch_size = get_count(params, "batch_size", 8)
-    return _reply(*cached("lens.pca", inputs, lambda: difference_pca(pair, texts, batch_size=batch_size, ctx=ctx,
+    return _reply(*cached(PCA_KIND, inputs, lambda: difference_pca(pair, texts, batch_size=batch_size, ctx=ctx,
                                                                       **method)))
 
 

@@ -12,6 +12,7 @@ from engine.analysis.steering import CalibrationSettings, Direction, calibrate, 
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.config import OFFLINE_LABELS, resolve_judge
+from engine.lenses.pca import KIND as PCA_KIND
 from engine.lenses.request import PairRequest
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
@@ -99,7 +100,7 @@ def component_direction(params: dict[str, Any], run: AdlRun, layer: int) -> Dire
         raise UserError("parameter 'component' must be {\"result\": PCA_RESULT, \"index\": N}",
                         "pass the `result` of a `difflens pca` answer and a component index")
     stored = results.load(spec["result"])
-    if stored is None or stored.kind != "lens.pca":
+    if stored is None or stored.kind != PCA_KIND:
         raise UserError(f"no PCA result {spec['result']!r} in the store", "run `difflens pca RUN` (or P) first")
     read = stored.meta["payload"]
     if stored.inputs.get("pair") != PairRequest.of_run(run.request).identity() or read.get("layer") != layer:

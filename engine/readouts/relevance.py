@@ -64,13 +64,6 @@ def token_relevance(tokens: Sequence[str], probs: Sequence[float], description: 
                      share=sum(relevant) / max(len(tokens), 1), weighted_share=float(weighted))
 
 
-def readout_relevance(readout: TopTokens, description: str, grader: TokenGrader, top_k: int = 20,
-                      frequent: Collection[str] = (), specials: Collection[str] = ()) -> Relevance:
-    """`token_relevance` of a single-cell `TopTokens` (its first `top_k` tokens)."""
-    cell = readout.head(top_k)
-    return token_relevance(cell.tokens.tolist(), cell.probs.tolist(), description, grader, frequent, specials)
-
-
 def frequent_tokens(readouts: TopTokens, top_k: int = 20, min_share: float = 0.5) -> set[str]:
     """Tokens in the top-k of at least `min_share` of a grid's cells (e.g. the mean-base logit lens):
     they top readouts whatever the finetune, so they say nothing about it."""
