@@ -68,28 +68,31 @@ EVERYTHING = Scope()
 
 
 def lora_layers(model: LoadedModel, scope: Scope = EVERYTHING) -> list[Any]:
-    """The model's peft LoRA layers (those that carry a per-adapter `scaling`) in `scope`."""
+    """The peft LoRA layers in `scope` that carry this view's adapter (one loaded base may carry several
+    adapters; the base's own view carries none)."""
     from peft.tuners.lora import LoraLayer
 
-    return [m for name, m in model.hf.named_modules() if isinstance(m, LoraLayer) and scope.covers(name)]
+    adapter = model.adapter_name
+    return [m for name, m in model.hf.named_modules()
+            if isinstance(m, LoraLayer) and adapter is not None and adapter in m.scaling and scope.covers(name)]
 
 
 @contextlib.contextmanager
 def scaled_adapter(model: LoadedModel, factor: float, scope: Scope = EVERYTHING) -> Iterator[None]:
-    """The scaling of every LoRA layer in `scope` multiplied by `factor` for the block; the originals come back
-    after."""
+    """This view's adapter scaled by `factor` on every LoRA layer in `scope` for the block (other adapters on the
+    same loaded base untouched); the originals come back after."""
     layers = lora_layers(model, scope)
     if not layers:
         raise UserError(f"the adapter has no LoRA layer in {scope.label()}", "widen --modules or --layers")
-    saved = [dict(layer.scaling) for layer in layers]
+    name = model.adapter_name
+    saved = [layer.scaling[name] for layer in layers]
     for layer, original in zip(layers, saved, strict=True):
-        for name, value in original.items():
-            layer.scaling[name] = value * factor
+        layer.scaling[name] = original * factor
     try:
         yield
     finally:
         for layer, original in zip(layers, saved, strict=True):
-            layer.scaling.update(original)
+            layer.scaling[name] = original
 
 
 def _mixed(base_module: Any, factor: float) -> Any:
@@ -159,7 +162,7 @@ def amplify(pair: ModelPair, prompts: Sequence[str], factors: Sequence[float], m
     One batched generation per column (base, finetuned, each factor). Greedy (temperature 0) makes factor 0 in
     the whole model equal the base column and factor 1 the finetuned column token for token.
     """
-    lora = pair.shared and pair.ft.adapter_name is not None and bool(lora_layers(pair.ft))  # the base's own view
+    lora = pair.shared and bool(lora_layers(pair.ft))
     if pair.shared and not lora:
         raise UserError("amplification scales a LoRA adapter or a full finetune's weights, and this pair is neither",
                         "pass --ft BASE --adapter DIR, or --ft a full finetune")
