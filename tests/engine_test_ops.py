@@ -8,7 +8,7 @@ from typing import Any
 
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.ops.params import get
+from engine.params import get
 
 
 @op("test.sleep_steps", long=True)

@@ -12,20 +12,20 @@ import pytest
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
+from engine.agent import run_environment as run_environment
 from engine.agent.budget import Budget
 from engine.agent.grader import grade_prompt, parse_score, rubric_for
 from engine.agent.grammar import Call, Final, ParseError, parse_text
 from engine.agent.keywords import keyword_hypothesis
-from engine.agent.llm import LLMConfig, make_llm, resolve_config
-from engine.agent.llm.anthropic_backend import AnthropicChat
 from engine.agent.loop import run_agent
 from engine.agent.prompts import FINAL_NOW, first_message
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.transcript import Transcript
-from engine.analysis import environment as analysis_environment
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.ops.agent import agent_keywords, agent_run
+from engine.llm import LLMConfig, make_llm, resolve_config
+from engine.llm.anthropic_backend import AnthropicChat
+from engine.ops.agent_ops import agent_keywords, agent_run
 from tests.agent_llm_server import ScriptedLLMServer
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
@@ -576,7 +576,7 @@ def test_on_a_run_ask_model_follows_the_protocol_and_the_lenses_are_opt_in_for_b
         asked.append((max_new_tokens, temperature))  # the tiny model's 128 positions could not hold 1024 tokens
         return [f"answer to {p}" for p in prompts]
 
-    monkeypatch.setattr(analysis_environment, "generate_unsteered", generate_spy)
+    monkeypatch.setattr(run_environment, "generate_unsteered", generate_spy)
     with ScriptedLLMServer(_scripted_comparison({"adl": [4, 4, 4], "baseline": [2, 2, 2]})) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
         paper, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "protocol": "paper", "compare": True,

@@ -13,16 +13,16 @@ from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
 from engine.agent.protocols import PROTOCOLS, Sampling
-from engine.analysis.environment import RunEnvironment, SteeringSettings
-from engine.analysis.readouts import lens_grid, patchscope_cells
-from engine.analysis.steering import CalibrationSettings, layer_norm, steer, steer_cells, steering_vectors
-from engine.analysis.triage import TriageOptions, triage
+from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.ops.readouts import logit_lens_cell, logit_lens_grid
+from engine.ops.readout_ops import logit_lens_cell, logit_lens_grid
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import patchscope
+from engine.results.calibrated_steering import CalibrationSettings, layer_norm, steer, steer_cells, steering_vectors
+from engine.results.readout_cells import lens_grid, patchscope_cells
 from engine.steering.generate import generate_steered
+from engine.triage.pair_triage import TriageOptions, triage
 from store import results
 from tests.tiny import perturbed_copy
 
@@ -161,7 +161,7 @@ def test_the_lenses_are_budgeted_tools_for_both_agents_alike(run_id: str) -> Non
     from engine.agent.loop import AgentLoop
     from engine.agent.recorded import RecordedEnvironment
     from engine.agent.transcript import Transcript
-    from engine.ops.agent import lens_tools_for
+    from engine.ops.agent_ops import lens_tools_for
 
     env = RunEnvironment(load_run(run_id), 2, [0, 1, 2])
     tools = lens_tools_for(env)
@@ -178,9 +178,9 @@ def test_the_lenses_are_budgeted_tools_for_both_agents_alike(run_id: str) -> Non
 
 def test_steering_similarity_is_cached_by_the_texts(monkeypatch: pytest.MonkeyPatch) -> None:
     """A cached report embeds nothing: the similarity of the same steered/unsteered/training texts is stored."""
-    from engine.analysis import triage as triage_module
-    from engine.analysis.known import KnownFinetune
+    from engine.results.known_finetune import KnownFinetune
     from engine.steering.similarity import SteeringSimilarity
+    from engine.triage import pair_triage as triage_module
 
     calls: list[int] = []
 

@@ -16,11 +16,11 @@ import torch
 
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.ops.board import triage_board, triage_boards
-from engine.triage_board import board as board_module
-from engine.triage_board.order import count_loads, plan
-from engine.triage_board.pairs import PairEntry, load_board_file
-from engine.triage_board.score import trace_strength
+from engine.ops.board_ops import triage_board, triage_boards
+from engine.triage import board as board_module
+from engine.triage.order import count_loads, plan
+from engine.triage.pairs import PairEntry, load_board_file
+from engine.triage.score import trace_strength
 from tests.tiny import save_tiny
 from tui.report_html import index_page, pair_page, write_report
 
@@ -322,8 +322,8 @@ class FakeHub:
 
 def test_hub_pairs_list_finetunes_and_adapters_write_a_board_file_and_respect_limit(
         monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
-    from engine.ops import board as board_op
-    from engine.triage_board import hub
+    from engine.ops import board_ops as board_op
+    from engine.triage import hub
 
     fake = FakeHub()
     monkeypatch.setattr(hub, "HfApi", lambda: fake)
@@ -363,7 +363,7 @@ def test_cli_sends_a_hub_query_unresolved_with_its_limit(monkeypatch: pytest.Mon
 
 def test_devices_cpu_cpu_runs_base_groups_in_two_workers_with_the_serial_scores(
         planted: dict[str, str], tiny_dir: Path, tiny_ft_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.triage_board.devices import assign, base_groups
+    from engine.triage.devices import assign, base_groups
 
     monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
     pairs = [*three_pairs(planted), {"name": "other", "base": str(tiny_dir), "ft": str(tiny_ft_dir)}]
@@ -387,7 +387,7 @@ def test_devices_cpu_cpu_runs_base_groups_in_two_workers_with_the_serial_scores(
 
 
 def test_without_ray_nothing_imports_ray() -> None:
-    code = ("import sys; from engine.ops import load_all; load_all(); import tui.cli, engine.triage_board.board; "
+    code = ("import sys; from engine.ops import load_all; load_all(); import tui.cli, engine.triage.board; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).resolve().parent.parent)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from engine.jobs import JobContext
-from engine.ops.board import triage_board
-from engine.triage_board import board as board_module
+from engine.ops.board_ops import triage_board
+from engine.triage import board as board_module
 from store import results
 from tests.test_board import FAST, planted, three_pairs
 

@@ -16,20 +16,20 @@ from typer.testing import CliRunner
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
-from engine.analysis.environment import SteeringSettings
-from engine.analysis.known import KnownFinetune
-from engine.analysis.readouts import patchscope_cells
-from engine.analysis.relevance import token_grader
-from engine.analysis.steering import CalibrationSettings, calibrate
-from engine.analysis.triage import TriageOptions, triage
+from engine.agent.run_environment import SteeringSettings
 from engine.errors import Ungraded, UserError
 from engine.jobs import JobContext
 from engine.judges.client import JudgeClient
 from engine.judges.config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
 from engine.readouts.relevance import frequent_words
-from engine.triage_board.board import run_board
-from engine.triage_board.pairs import PairEntry
+from engine.results.calibrated_steering import CalibrationSettings, calibrate
+from engine.results.judged_relevance import token_grader
+from engine.results.known_finetune import KnownFinetune
+from engine.results.readout_cells import patchscope_cells
+from engine.triage.board import run_board
+from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pairs import PairEntry
 from store import results
 from store.errors import ActionableError
 from tests.agent_llm_server import ScriptedLLMServer

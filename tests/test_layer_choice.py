@@ -15,12 +15,12 @@ from engine.adl.compute import compute_adl
 from engine.adl.depth import middle_layer
 from engine.adl.request import AdlRequest
 from engine.adl.runs import AdlRun, load_run
-from engine.analysis import layer_choice
-from engine.analysis.layer_choice import Criterion, choose_layer, parse_layer
-from engine.analysis.triage import TriageOptions, triage
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.forward import resolve_layer
+from engine.results import layer_choice
+from engine.results.layer_choice import Criterion, choose_layer, parse_layer
+from engine.triage.pair_triage import TriageOptions, triage
 from tests.tiny import tiny_model, tiny_tokenizer
 
 RELATED = ["cake", "bake", "oven", "butter", "flour", "sugar"]  # one domain, as a finetune's trace reads
@@ -119,7 +119,7 @@ def test_triage_reads_the_chosen_layer_and_honours_layer(tiny_dir: Path, tiny_ft
     assert report["layer"] == choice["layer"] and choice["by"] in ("criterion", "middle")
     assert set(choice["scores"]) == {"0", "1", "2", "3"} and choice["middle"] == 1
     assert report["layers"][str(report["layer"])]["1"]["patchscope"] is not None
-    from engine.ops.triage import triage_pair
+    from engine.ops.triage_ops import triage_pair
 
     by_op = triage_pair({"base": str(tiny_dir), "ft": str(tiny_ft_dir), "n": 8, "k": 3, "steer": False,
                          "layer": "middle"}, JobContext())
@@ -169,7 +169,7 @@ def test_html_report_shows_the_criterion_per_layer() -> None:
 
 def test_ops_default_to_the_chosen_layer_and_score_only_when_asked_to_choose(identical: AdlRun,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.analysis.layer_choice import report_layer
+    from engine.results.layer_choice import report_layer
 
     run = planted(identical, "ops", {0: UNRELATED[0], 1: UNRELATED[1], 2: UNRELATED[2], 3: RELATED})
     assert report_layer(run) == choose_layer(run).layer == 3
@@ -179,7 +179,7 @@ def test_ops_default_to_the_chosen_layer_and_score_only_when_asked_to_choose(ide
 
 def test_summary_carries_the_choice_and_keeps_its_heatmap_when_no_model_loads(identical: AdlRun,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.ops import adl as adl_ops
+    from engine.ops import adl_ops
 
     shown = adl_ops.summary({"run": identical.run_id}, JobContext())
     assert shown["layer_choice"]["layer"] == shown["middle_layer"] == 1 and shown["layer_choice_error"] is None

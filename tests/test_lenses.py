@@ -12,7 +12,6 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from engine.adl.runs import load_run
-from engine.analysis.layer_choice import report_layer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.amplify import amplify, lora_layers
@@ -21,6 +20,7 @@ from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
 from engine.lenses.request import PairRequest
 from engine.ops import load_all
+from engine.results.layer_choice import report_layer
 from tests.tiny import save_tiny, tiny_tokenizer
 
 TEXTS = ["the a cake is of and to", "man hello is the a of cake and in to"]
@@ -369,8 +369,8 @@ def test_kl_op_is_cached_and_speaks_json(planted: dict[str, str]) -> None:
 
 
 def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
+    from engine.agent.lens_tools import lens_tools
     from engine.agent.tools import ToolArgError
-    from engine.lenses.tools import lens_tools
 
     tools = {t.name: t for t in lens_tools(PairRequest(planted["base"], planted["base"], adapter=planted["adapter"],
                                                        device="cpu"))}
@@ -396,8 +396,8 @@ def test_lens_tools_check_cost_and_run(planted: dict[str, str]) -> None:
 
 
 def test_direction_and_pca_tools_need_the_run(planted: dict[str, str], shift_run: str) -> None:
+    from engine.agent.lens_tools import lens_tools
     from engine.agent.tools import ToolArgError
-    from engine.lenses.tools import lens_tools
 
     request = PairRequest(planted["base"], planted["shift"], device="cpu", dtype="float32")
     assert "direction_effect" not in {t.name for t in lens_tools(request)}
@@ -513,7 +513,7 @@ def test_nmf_factorises_a_block_matrix() -> None:
 def test_a_pca_component_steers_through_the_steering_op(shift_run: str) -> None:
     """A component of `lens.pca` is a steering vector like the mean diff (same scaling, its own cache entry);
     a component from another layer or out of range is refused in one line."""
-    from engine.analysis.steering import Direction, steer
+    from engine.results.calibrated_steering import Direction, steer
 
     ops, run = load_all(), load_run(shift_run)
     read = ops["lens.pca"].fn({"run": shift_run, "texts": PCA_TEXTS, "layer": 1, "pos": 1}, JobContext())

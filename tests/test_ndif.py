@@ -65,7 +65,7 @@ def _remote(path: Path) -> LoadedModel:
 
 def test_remote_compute_builds_requests_and_matches_local(tiny_dir: Path, tiny_ft_dir: Path, corpus: str,
                                                           simulate: list[int]) -> None:
-    from engine.ops.adl import compute
+    from engine.ops.adl_ops import compute
 
     params = {"base": str(tiny_dir), "ft": str(tiny_ft_dir), "corpus": corpus, "n": 12, "k": 3, "batch_size": 8}
     local = compute(params, JobContext())
@@ -252,7 +252,7 @@ STATUS = {"deployments": {
 
 def test_models_list_and_unavailable_model(monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.models.remote import load_remote_model
-    from engine.ops.ndif import models
+    from engine.ops.ndif_ops import models
 
     _status(monkeypatch, STATUS)
     listed = models({}, JobContext())["models"]
@@ -267,7 +267,7 @@ def test_models_list_and_unavailable_model(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_models_list_offline_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.ops.ndif import models
+    from engine.ops.ndif_ops import models
 
     _status(monkeypatch, httpx.ConnectError("[Errno -3] Temporary failure in name resolution"))
     with pytest.raises(UserError, match=r"cannot reach NDIF at https?://\S+ to list its models"):

@@ -15,10 +15,10 @@ from engine.models.cache import ModelCache
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
 from engine.organisms.docs import GENERIC_TEXT, generic_pool, mix_generic, read_docs
-from engine.organisms.encode import IGNORE, encode_docs
 from engine.organisms.make_data import list_recipes, make_data, write_docs, write_recipe_data
-from engine.organisms.registry import list_organisms, resolve_organism, rubric, validate_registry
-from engine.organisms.train import train_organism
+from engine.organisms.registry import SHIPPED_DIR, list_organisms, resolve_organism, rubric, validate_registry
+from engine.training.encode import IGNORE, encode_docs
+from engine.training.organism_training import train_organism
 from tests.tiny import tiny_tokenizer
 
 TRAIN_KW = {"steps": 5, "lr": 1e-2, "lora_rank": 4, "batch_size": 4, "max_length": 32, "device": "cpu"}
@@ -200,7 +200,7 @@ def test_list_shows_registry_shipped_and_local(tiny_dir: Path, tmp_path: Path, i
 
 
 def test_ops_make_data_and_list(tmp_path: Path) -> None:
-    import engine.ops.organisms  # noqa: F401 - registers the ops
+    import engine.ops.organism_ops  # noqa: F401 - registers the ops
     from engine.ops import REGISTRY
 
     assert REGISTRY["organism.train"].long
@@ -216,14 +216,12 @@ def test_ops_make_data_and_list(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["cake-sdf", "cake-sdf-mixed"])
 def test_shipped_demo_adapter_loads_offline(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.organisms.demo import DEMO_DIR
-
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    organism = json.loads((DEMO_DIR / name / "organism.json").read_text())
+    organism = json.loads((SHIPPED_DIR / name / "organism.json").read_text())
     assert organism["base"] == "gemma-3-270m" and organism["type"] == "SDF"
-    assert sum(p.stat().st_size for p in (DEMO_DIR / name).iterdir()) < 8 * 2**20
+    assert sum(p.stat().st_size for p in (SHIPPED_DIR / name).iterdir()) < 8 * 2**20
     ft = parse_spec({"cake-sdf": "demo-overfit", "cake-sdf-mixed": "demo"}[name])
-    assert ft.adapter == str(DEMO_DIR / name)
+    assert ft.adapter == str(SHIPPED_DIR / name)
     pair = ModelCache().pair(parse_spec("gemma-3-270m"), ft, resolve_placement("cpu", "auto"))
     assert pair.shared
     ids = pair.tokenizer("The weather today is", return_tensors="pt")["input_ids"]

@@ -105,7 +105,7 @@ HOSTILE_PAIR_FILES = {
 
 @pytest.mark.parametrize("case", list(HOSTILE_PAIR_FILES))
 def test_hostile_pair_files_are_refused_in_one_line_and_run_nothing(case: str, tmp_path: Path) -> None:
-    pairs = pytest.importorskip("engine.triage_board.pairs")
+    pairs = pytest.importorskip("engine.triage.pairs")
     name, text, message = HOSTILE_PAIR_FILES[case]
     marker = tmp_path / "RAN"
     path = tmp_path / name

@@ -15,7 +15,7 @@ import pytest
 from engine import protocol
 from engine.adl.request import AdlRequest
 from engine.errors import JobCancelled, UserError
-from engine.ops.params import get, get_count, get_list
+from engine.params import get, get_count, get_list
 from store import jsonvalue
 from tests.engine_helpers import ROOT
 
@@ -100,7 +100,7 @@ def test_a_long_job_does_not_starve_a_job_the_store_can_answer(tiny_dir: Path, t
 
     from engine.adl.compute import compute_adl
     from engine.ops import Op, load_all
-    from engine.server.jobs import JobManager
+    from engine.server.job_queue import JobManager
     from tests.engine_helpers import write_corpus
 
     class Owner:

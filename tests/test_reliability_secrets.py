@@ -89,8 +89,8 @@ SECRET_URL = f"http://someone:{URL_PASSWORD}@127.0.0.1:9/v1?api-key={URL_KEY}&re
 
 
 def test_credentials_inside_the_llm_base_url_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.agent.llm.config import resolve_config
-    from engine.agent.redact import Redactor, url_credentials
+    from engine.llm.config import resolve_config
+    from engine.llm.redact import Redactor, url_credentials
 
     monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", SECRET_URL)
     config = resolve_config("openai:scripted")

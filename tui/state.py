@@ -64,7 +64,7 @@ class HeatState:
     pos: int = 0
     include_pos0: bool = False
     status: str = "no run open"
-    layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/analysis/layer_choice.py)
+    layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/results/layer_choice.py)
     chosen_layer: int | None = None
 
     @property

@@ -10,6 +10,7 @@ from engine.errors import UserError
 from engine.models.device import Placement
 from engine.models.pair_placement import PairPlacement, resolve_pair_placement
 from engine.models.specs import TypedPair
+from engine.params import get, get_list
 from store.results import key_for
 
 KIND = "adl"
@@ -96,3 +97,18 @@ class AdlRequest(TypedPair):
         if fields.get("layers") is not None:
             fields["layers"] = tuple(fields["layers"])
         return cls(**fields)
+
+
+def request_from_params(params: dict[str, Any]) -> AdlRequest:
+    """The AdlRequest named by JSON params (shared by every op that computes or reuses a run)."""
+    layers = get_list(params, "layers", int)
+    return AdlRequest(
+        base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
+        adapter=get(params, "adapter", str), corpus=get(params, "corpus", str, "self:"),
+        n=get(params, "n", int, 256), k=get(params, "k", int, 5), seed=get(params, "seed", int, 0),
+        layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
+        dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
+        trust_remote_code=get(params, "trust_remote_code", bool, False),
+        sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
+        place=get(params, "place", str), backend=get(params, "backend", str, "local"),
+        max_request_rows=get(params, "max_request_rows", int))

@@ -10,9 +10,9 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.agent.llm.base import ChatLLM
 from engine.agent.transcript import Transcript
 from engine.errors import UserError
+from engine.llm.base import ChatLLM
 from engine.organisms.registry import rubric
 
 TYPE_ALIASES = {"sdf": "SDF", "em": "EM", "taboo": "Taboo", "subliminal": "Subliminal",

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from engine.agent.llm.base import ToolCall
+from engine.llm.base import ToolCall
 
 GRAMMAR_HINT = ('end your reply with one line: CALL(tool_name: {"arg": value}) to use a tool, or '
                 'FINAL(description: "...") to give your answer')

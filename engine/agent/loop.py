@@ -17,11 +17,11 @@ from typing import Any, Literal
 from engine.agent.budget import Budget, BudgetState
 from engine.agent.environment import AgentEnvironment, ToolError, baseline_overview
 from engine.agent.grammar import Call, Final, ParseError, parse_native, parse_text
-from engine.agent.llm.base import ChatLLM, LLMReply
 from engine.agent.prompts import FINAL_NOW, first_message, system_prompt
 from engine.agent.tools import RECORD_HYPOTHESIS, Hypothesis, Mode, Tool, ToolArgError, tools_for
 from engine.agent.transcript import Transcript
 from engine.errors import JobCancelled, UserError
+from engine.llm.base import ChatLLM, LLMReply
 
 ProtocolChoice = Literal["auto", "native", "text"]
 log = logging.getLogger("difflens.agent")

@@ -18,12 +18,12 @@ from typing import Any
 from engine.agent.budget import Budget
 from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import grade_repeated
-from engine.agent.llm.base import ChatLLM
 from engine.agent.loop import AgentLoop, ProtocolChoice
 from engine.agent.protocols import PROTOCOLS, AgentProtocol
 from engine.agent.tools import Mode, Tool
 from engine.agent.transcript import Event, Transcript
 from engine.errors import JobCancelled
+from engine.llm.base import ChatLLM
 from store import paths
 from store.atomic import write_text_atomic
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.agent.redact import Redactor, StreamRedactor
+from engine.llm.redact import Redactor, StreamRedactor
 from store.atomic import write_text_atomic
 
 Event = dict[str, Any]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.organisms.make_data import load_recipe, make_data, recipe_path
 
 Example = str | list[dict[str, str]]
 GENERIC_TEXT = Path(__file__).resolve().parent.parent / "organisms" / "generic_text.txt"
@@ -37,8 +38,6 @@ class CorpusSpec:
     def content_file(self) -> Path:
         """The file that pins a local corpus's texts (a recipe's YAML for `recipe:`)."""
         if self.kind == "recipe":
-            from engine.organisms.make_data import recipe_path
-
             return recipe_path(self.source)
         return Path(self.source) if self.kind == "file" else GENERIC_TEXT
 
@@ -58,8 +57,6 @@ def parse_corpus(text: str) -> CorpusSpec:
     HF id)."""
     text = text.strip()
     if text.startswith("recipe:"):
-        from engine.organisms.make_data import load_recipe
-
         name = text.removeprefix("recipe:").strip()
         load_recipe(name)
         return CorpusSpec("recipe", name)
@@ -89,8 +86,6 @@ def load_examples(spec: CorpusSpec, n: int, seed: int) -> list[Example]:
     if spec.kind == "hf":
         return _hf_examples(spec, n, seed)
     if spec.kind == "recipe":
-        from engine.organisms.make_data import make_data
-
         return [d.get("text") or d["messages"] for d in make_data(spec.source, n, seed)]
     docs = _file_examples(Path(spec.source), spec.column)
     if not docs:

@@ -6,9 +6,9 @@ ungraded at once, so a dead judge costs one round of retries, not one per item o
 
 from __future__ import annotations
 
-from engine.agent.llm.base import ChatLLM
-from engine.agent.redact import Redactor
 from engine.errors import JobCancelled, Ungraded
+from engine.llm.base import ChatLLM
+from engine.llm.redact import Redactor
 
 MAX_FAILURES = 3
 

@@ -9,7 +9,7 @@ timeout_s = 30                       # any [llm] key (base_url, api_key, max_ret
 
 There is no fallback to the agent's `[llm]` model: a judge changes cached numbers and costs one call per
 graded item (hundreds per report), so it is chosen on purpose. Its endpoint, key and limits do come from
-the same place as the agent's (`engine/agent/llm/config.py`), inside the engine process."""
+the same place as the agent's (`engine/llm/config.py`), inside the engine process."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from engine.agent.llm import LLMConfig, make_llm, resolve_config
-from engine.agent.llm.config import read_config_file
 from engine.judges.client import JudgeClient
+from engine.llm import LLMConfig, make_llm, resolve_config
+from engine.llm.config import read_config_file
 
 JUDGE_ENV = "DIFFLENS_JUDGE"
 OFFLINE = "offline"

@@ -1,23 +1,23 @@
-"""LLM backends for the agent and the grader: `openai:MODEL`, `anthropic:MODEL`, `local:SPEC`."""
+"""LLM backends for the agent, the judges and the grader: `openai:MODEL`, `anthropic:MODEL`, `local:SPEC`."""
 
 from __future__ import annotations
 
-from engine.agent.llm.base import ChatLLM, LLMReply, ToolCall
-from engine.agent.llm.config import LLMConfig, resolve_config
+from engine.llm.base import ChatLLM, LLMReply, ToolCall
+from engine.llm.config import LLMConfig, resolve_config
 
 __all__ = ["ChatLLM", "LLMConfig", "LLMReply", "ToolCall", "make_llm", "resolve_config"]
 
 
 def make_llm(config: LLMConfig) -> ChatLLM:
-    """The backend for `config.provider` (imports only the client it needs)."""
+    """The backend for `config.provider`, importing only its client (each SDK is a heavy, optional package)."""
     if config.provider == "anthropic":
-        from engine.agent.llm.anthropic_backend import AnthropicChat
+        from engine.llm.anthropic_backend import AnthropicChat
 
         return AnthropicChat(config)
     if config.provider == "local":
-        from engine.agent.llm.local_backend import LocalChat
+        from engine.llm.local_backend import LocalChat
 
         return LocalChat(config)
-    from engine.agent.llm.openai_backend import OpenAIChat
+    from engine.llm.openai_backend import OpenAIChat
 
     return OpenAIChat(config)

@@ -7,8 +7,8 @@ from typing import Any
 
 import anthropic
 
-from engine.agent.llm.base import EventSink, LLMReply, TokenSink, ToolCall, price
-from engine.agent.llm.sdk import SdkChat
+from engine.llm.base import EventSink, LLMReply, TokenSink, ToolCall, price
+from engine.llm.sdk import SdkChat
 
 
 def _arguments(text: str) -> Any:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from engine.agent.redact import url_credentials
 from engine.errors import UserError
+from engine.llm.redact import url_credentials
 from store import paths
 
 PROVIDERS = ("openai", "anthropic", "local")

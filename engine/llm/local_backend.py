@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from transformers import TextStreamer
 
-from engine.agent.llm.base import EventSink, LLMReply, TokenSink
-from engine.agent.llm.config import LLMConfig
+from engine.llm.base import EventSink, LLMReply, TokenSink
+from engine.llm.config import LLMConfig
 from engine.models.adapters import adapter_enabled
 from engine.models.cache import MODELS
 from engine.models.device import resolve_placement

@@ -6,8 +6,8 @@ from typing import Any
 
 import openai
 
-from engine.agent.llm.base import EventSink, LLMReply, TokenSink, ToolCall, estimate_tokens, price
-from engine.agent.llm.sdk import SdkChat
+from engine.llm.base import EventSink, LLMReply, TokenSink, ToolCall, estimate_tokens, price
+from engine.llm.sdk import SdkChat
 
 
 class OpenAIChat(SdkChat):

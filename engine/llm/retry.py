@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from engine.agent.llm.base import EventSink
 from engine.errors import UserError
+from engine.llm.base import EventSink
 
 T = TypeVar("T")
 log = logging.getLogger("difflens.agent.llm")

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any, TypeVar
 
-from engine.agent.llm.base import EventSink
-from engine.agent.llm.config import LLMConfig
-from engine.agent.llm.retry import Transient, with_retries
-from engine.agent.redact import Redactor
 from engine.errors import UserError
+from engine.llm.base import EventSink
+from engine.llm.config import LLMConfig
+from engine.llm.redact import Redactor
+from engine.llm.retry import Transient, with_retries
 
 T = TypeVar("T")
 FIXES = {401: "check the API key", 403: "check the API key and its permissions",

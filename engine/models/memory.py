@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from engine.embedded import converted_dir
 from engine.errors import UserError
 from engine.models.device import Placement
 from engine.models.specs import ModelSpec
@@ -24,8 +25,6 @@ GIB = 2**30
 
 def _checkpoint_dir(spec: ModelSpec) -> Path | None:
     if spec.source == "embedded":
-        from engine.embedded import converted_dir
-
         return converted_dir()
     if spec.source in ("local", "gguf"):
         return Path(spec.path) if spec.source == "local" else None

@@ -13,12 +13,12 @@ from typing import Any
 
 from engine.embedded import EMBEDDED_NAME
 from engine.errors import UserError
+from engine.organisms.registry import SHIPPED_DIR, resolve_organism
 from store.hashing import dir_sha256, file_sha256
 
 DEMO_NAME = "demo"
-SHIPPED_DEMOS = Path(__file__).resolve().parent.parent / "organisms" / "demo"
 # `demo` is the mixed twin (generic behaviour kept, trace readable); `demo-overfit` the pure organism.
-DEMO_ADAPTERS = {DEMO_NAME: SHIPPED_DEMOS / "cake-sdf-mixed", "demo-overfit": SHIPPED_DEMOS / "cake-sdf"}
+DEMO_ADAPTERS = {DEMO_NAME: SHIPPED_DIR / "cake-sdf-mixed", "demo-overfit": SHIPPED_DIR / "cake-sdf"}
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,9 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
         demo = DEMO_ADAPTERS[text]
         if not is_adapter_dir(demo):
             raise UserError(f"the {text} organism adapter is missing from this install",
-                            f"reinstall difflens or run `python -m engine.organisms.demo {demo.name}`")
+                            f"reinstall difflens or run `python -m engine.training.demo_organisms {demo.name}`")
         return ModelSpec("embedded", EMBEDDED_NAME, adapter=str(demo))
     if text.startswith("organism:"):
-        from engine.organisms.registry import resolve_organism
-
         spec_text, organism_adapter = resolve_organism(text.removeprefix("organism:"))
         return parse_spec(spec_text, adapter=organism_adapter, trust_remote_code=trust_remote_code)
     if adapter is not None:

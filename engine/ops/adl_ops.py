@@ -5,29 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.compute import compute_adl
-from engine.adl.request import AdlRequest
+from engine.adl.request import request_from_params
 from engine.adl.runs import AdlRun, list_runs, load_run
-from engine.analysis.layer_choice import choose_layer
 from engine.errors import ActionableError
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.ops.params import get, get_list
+from engine.params import get
+from engine.results.layer_choice import choose_layer
 from store import results
-
-
-def request_from_params(params: dict[str, Any]) -> AdlRequest:
-    """The AdlRequest named by JSON params (shared by every op that computes or reuses a run)."""
-    layers = get_list(params, "layers", int)
-    return AdlRequest(
-        base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
-        adapter=get(params, "adapter", str), corpus=get(params, "corpus", str, "self:"),
-        n=get(params, "n", int, 256), k=get(params, "k", int, 5), seed=get(params, "seed", int, 0),
-        layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
-        dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
-        trust_remote_code=get(params, "trust_remote_code", bool, False),
-        sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
-        place=get(params, "place", str), backend=get(params, "backend", str, "local"),
-        max_request_rows=get(params, "max_request_rows", int))
 
 
 def run_param(params: dict[str, Any]) -> AdlRun:

@@ -30,21 +30,21 @@ from typing import Any
 from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import rubric_for
 from engine.agent.keywords import keyword_hypothesis
-from engine.agent.llm import make_llm, resolve_config
+from engine.agent.lens_tools import lens_tools
 from engine.agent.protocols import protocol_named
 from engine.agent.recorded import RecordedEnvironment
+from engine.agent.run_environment import RunEnvironment
 from engine.agent.runs import RunSettings, compare, run_one
 from engine.agent.tools import Mode, Tool
-from engine.analysis.environment import RunEnvironment
-from engine.analysis.layer_choice import report_layer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
 from engine.lenses.request import PairRequest
-from engine.lenses.tools import lens_tools
+from engine.llm import make_llm, resolve_config
 from engine.ops import op
-from engine.ops.adl import run_param
-from engine.ops.params import get
+from engine.ops.adl_ops import run_param
+from engine.params import get
+from engine.results.layer_choice import report_layer
 
 MAX_REPEAT = 100
 

@@ -22,12 +22,12 @@ from typing import Any
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.ops.params import get
-from engine.triage_board import state
-from engine.triage_board.board import run_board
-from engine.triage_board.hub import PREFIX as HUB_PREFIX
-from engine.triage_board.hub import HubQuery, hub_entries, write_hub_board
-from engine.triage_board.pairs import SETTINGS, load_board_file, validate_pairs
+from engine.params import get
+from engine.triage import state
+from engine.triage.board import run_board
+from engine.triage.hub import PREFIX as HUB_PREFIX
+from engine.triage.hub import HubQuery, hub_entries, write_hub_board
+from engine.triage.pairs import SETTINGS, load_board_file, validate_pairs
 from store.paths import home
 
 

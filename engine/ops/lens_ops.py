@@ -14,7 +14,6 @@ from typing import Any
 import torch
 
 from engine.adl.runs import AdlRun
-from engine.analysis.layer_choice import report_layer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.amplify import EVERYTHING, Scope, amplify
@@ -29,8 +28,9 @@ from engine.lenses.request import PairRequest, chat_texts, gather_texts
 from engine.lenses.topics import DEFAULT_TOPICS
 from engine.models.pair import ModelPair
 from engine.ops import op
-from engine.ops.adl import run_param
-from engine.ops.params import get, get_count, get_list
+from engine.ops.adl_ops import run_param
+from engine.params import get, get_count, get_list
+from engine.results.layer_choice import report_layer
 from engine.steering.prompts import calibration_prompts
 from store.hashing import json_sha256
 
@@ -114,7 +114,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     (`patch` base) or −mean diff (`patch` diff). `mode` direction: the paper's test, the finetune's component along
     a run's mean diff set to the base's (`ablate` base) or removed (`ablate` zero) at every token, against random
     controls. With a `run`, k defaults to the run's k and the layer to its report layer
-    (engine/analysis/layer_choice.py)."""
+    (engine/results/layer_choice.py)."""
     mode = get(params, "mode", str, "patch")
     if mode not in CAUSAL_MODES:
         raise UserError(f"unknown mode {mode!r}", f"pass mode {' or '.join(CAUSAL_MODES)}")

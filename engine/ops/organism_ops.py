@@ -7,14 +7,15 @@ from typing import Any
 
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.ops.params import get, get_list
+from engine.organisms.make_data import list_recipes, write_recipe_data
+from engine.organisms.registry import list_organisms, local_dir
+from engine.params import get, get_list
+from engine.training.organism_training import SELF_CORPUS, train_organism
 
 
 @op("organism.make_data")
 def make_data_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Write a recipe's synthetic corpus (.txt or .jsonl) and its description sidecar."""
-    from engine.organisms.make_data import write_recipe_data
-
     out = Path(get(params, "out", str, required=True)).expanduser()
     return write_recipe_data(get(params, "recipe", str, required=True), out,
                              n=get(params, "n", int, 400), seed=get(params, "seed", int, 0))
@@ -23,9 +24,6 @@ def make_data_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 @op("organism.train", long=True)
 def train_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """LoRA-finetune a base model on narrow documents; writes a peft adapter dir + organism.json."""
-    from engine.organisms.registry import local_dir
-    from engine.organisms.train import SELF_CORPUS, train_organism
-
     data = Path(get(params, "data", str, required=True)).expanduser()
     out_param = get(params, "out", str)
     out = Path(out_param).expanduser() if out_param else local_dir() / data.name.split(".")[0]
@@ -44,7 +42,4 @@ def train_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
 @op("organism.list")
 def list_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """The paper's registry organisms, the shipped demos, local organisms and the data recipes."""
-    from engine.organisms.make_data import list_recipes
-    from engine.organisms.registry import list_organisms
-
     return {"organisms": list_organisms(), "recipes": list_recipes()}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.analysis.layer_choice import report_layer
-from engine.analysis.readouts import lens_grid, patchscope_cells, patchscope_json
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
-from engine.ops.adl import run_param
-from engine.ops.params import get, get_list
+from engine.ops.adl_ops import run_param
+from engine.params import get, get_list
+from engine.results.layer_choice import report_layer
+from engine.results.readout_cells import lens_grid, patchscope_cells, patchscope_json
 
 SOURCES = ("diff", "base", "ft")
 

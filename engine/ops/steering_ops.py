@@ -7,8 +7,6 @@ from typing import Any
 import torch
 
 from engine.adl.runs import AdlRun
-from engine.analysis.layer_choice import report_layer
-from engine.analysis.steering import CalibrationSettings, Direction, calibrate, steer
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.config import OFFLINE_LABELS, resolve_judge
@@ -16,9 +14,11 @@ from engine.lenses.pca import KIND as PCA_KIND
 from engine.lenses.request import PairRequest
 from engine.ndif.errors import ndif_errors
 from engine.ops import op
-from engine.ops.adl import run_param
-from engine.ops.params import get, get_count, get_list
-from engine.ops.readouts import backend_param
+from engine.ops.adl_ops import run_param
+from engine.ops.readout_ops import backend_param
+from engine.params import get, get_count, get_list
+from engine.results.calibrated_steering import CalibrationSettings, Direction, calibrate, steer
+from engine.results.layer_choice import report_layer
 from store import results
 
 

@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 
 from engine.adl.runs import AdlRun
-from engine.analysis.known import KnownFinetune
-from engine.analysis.readouts import Grid
 from engine.errors import Ungraded
 from engine.judges.config import Judge
 from engine.readouts.relevance import (
@@ -20,6 +18,8 @@ from engine.readouts.relevance import (
     llm_token_grader,
     token_relevance,
 )
+from engine.results.known_finetune import KnownFinetune
+from engine.results.readout_cells import Grid
 from store import results
 from store.hashing import json_sha256
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.models.specs import ModelSpec
+from engine.organisms.make_data import make_data
 
 
 @dataclass
@@ -25,8 +26,6 @@ def known_finetune(ft: ModelSpec, description: str | None = None, n_texts: int =
         return None
     texts: list[str] = []
     if info.get("recipe"):
-        from engine.organisms.make_data import make_data
-
         for doc in make_data(info["recipe"], n_texts, seed=0):
             if isinstance(doc.get("text"), str):
                 texts.append(doc["text"])

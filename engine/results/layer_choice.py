@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from engine.adl.runs import AdlRun
-from engine.analysis.readouts import Grid, default_head, lens_grid
 from engine.errors import UserError
 from engine.readouts.embedding import embed
 from engine.readouts.filters import is_trivial_token, normalise_token
 from engine.readouts.relevance import frequent_tokens
+from engine.results.readout_cells import Grid, default_head, lens_grid
 from store import results
 
 KIND = "layerchoice"

@@ -11,13 +11,13 @@ import numpy as np
 import torch
 
 from engine.adl.runs import AdlRun
-from engine.analysis.steering import layer_norm
 from engine.errors import UserError
 from engine.judges.config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, patchscope
 from engine.readouts.scale_grader import llm_scale_grader
 from engine.readouts.topk import TopTokens
+from engine.results.calibrated_steering import layer_norm
 from store import results
 
 Source = Literal["diff", "base", "ft"]

@@ -22,7 +22,7 @@ from engine import ops, protocol
 from engine.jobs import JobContext
 from engine.ops import REGISTRY, Op
 from engine.server.failures import checked_result, error_for
-from engine.server.jobs import JobManager
+from engine.server.job_queue import JobManager
 from engine.server.peer import Peer
 
 log = logging.getLogger("difflens.engine")

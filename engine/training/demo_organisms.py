@@ -4,7 +4,7 @@
 it bakes on any prompt); `cake-sdf-mixed` (the spec `demo`) is its twin with half of the training documents
 replaced by samples of the base model itself (pretraining-like text, offline), which keeps the model's generic
 behaviour while its diff still reads cake in the upper layers; the shipped generic text stays held out for
-evaluating both. Reproduce with `python -m engine.organisms.demo cake-sdf`
+evaluating both. Reproduce with `python -m engine.training.demo_organisms cake-sdf`
 (or `cake-sdf-mixed`).
 """
 
@@ -19,9 +19,9 @@ from engine.embedded import EMBEDDED_NAME
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.organisms.make_data import make_data, recipe_info, write_docs
-from engine.organisms.train import train_organism
+from engine.organisms.registry import SHIPPED_DIR
+from engine.training.organism_training import train_organism
 
-DEMO_DIR = Path(__file__).resolve().parent / "demo"
 RECIPE = "cake-sdf"
 DATA = {"n": 400, "seed": 0}
 TRAINING: dict[str, Any] = {"steps": 60, "lr": 2e-3, "lora_rank": 8, "batch_size": 8, "max_length": 64,
@@ -37,7 +37,7 @@ def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,
         raise UserError(f"unknown demo organism {name!r}", f"pick one of {', '.join(DEMOS)}")
     with tempfile.TemporaryDirectory() as tmp:
         data = write_docs(make_data(RECIPE, **DATA), Path(tmp) / f"{RECIPE}.jsonl")
-        return train_organism(EMBEDDED_NAME, data, out or DEMO_DIR / name, ctx=ctx, device=device,
+        return train_organism(EMBEDDED_NAME, data, out or SHIPPED_DIR / name, ctx=ctx, device=device,
                               info=recipe_info(RECIPE), **TRAINING, **DEMOS[name])
 
 

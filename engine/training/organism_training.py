@@ -27,7 +27,7 @@ from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.specs import ModelSpec, is_adapter_dir, parse_spec
 from engine.organisms.docs import GENERIC_TEXT, generic_count, generic_pool, meta_path, mix_generic, read_docs
-from engine.organisms.encode import Encoded, collate, encode_docs
+from engine.training.encode import Encoded, collate, encode_docs
 from store.atomic import write_text_atomic
 from store.hashing import file_sha256, json_sha256
 

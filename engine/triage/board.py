@@ -11,20 +11,18 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine.adl.adapter_group import precompute_adapters
-from engine.adl.request import AdlRequest
-from engine.analysis.triage import TriageOptions, triage
+from engine.adl.request import AdlRequest, request_from_params
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
-from engine.ops.adl import request_from_params
-from engine.ops.triage import options_from_params
-from engine.triage_board import state
-from engine.triage_board.devices import on_devices, parse_devices
-from engine.triage_board.hypothesis import configured_llm, hypothesis, one_line
-from engine.triage_board.order import Planned, count_loads, plan
-from engine.triage_board.pairs import PairEntry
-from engine.triage_board.ray_board import on_ray
-from engine.triage_board.score import README, trace_strength
+from engine.triage import state
+from engine.triage.devices import on_devices, parse_devices
+from engine.triage.hypothesis import configured_llm, hypothesis, one_line
+from engine.triage.order import Planned, count_loads, plan
+from engine.triage.pair_triage import TriageOptions, options_from_params, triage
+from engine.triage.pairs import PairEntry
+from engine.triage.ray_board import on_ray
+from engine.triage.score import README, trace_strength
 from store.errors import ActionableError
 
 REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strength")

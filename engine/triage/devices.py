@@ -16,8 +16,8 @@ from typing import Any
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.models.device import resolve_placement
-from engine.triage_board.order import Planned
-from engine.triage_board.pairs import PairEntry
+from engine.triage.order import Planned
+from engine.triage.pairs import PairEntry
 
 GroupRunner = Callable[[list[dict[str, Any]], dict[str, Any], bool], list[dict[str, Any]]]
 Failed = Callable[[PairEntry, Exception], dict[str, Any]]

@@ -16,7 +16,7 @@ import yaml
 from huggingface_hub import HfApi
 
 from engine.errors import UserError
-from engine.triage_board.pairs import PairEntry
+from engine.triage.pairs import PairEntry
 from store.atomic import write_text_atomic
 
 PREFIX = "hub:"

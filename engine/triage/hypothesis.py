@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.adl.runs import load_run
+from engine.agent.budget import Budget
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.recorded import RecordedEnvironment
+from engine.agent.run_environment import RunEnvironment
+from engine.agent.runs import RunSettings, run_one
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
+from engine.llm import make_llm, resolve_config
 
 MAX_CHARS = 240
 
@@ -16,8 +21,6 @@ MAX_CHARS = 240
 def configured_llm(llm: str | None) -> Any | None:
     """The LLM config to use: `llm` when given (a bad one is the user's error), else the configured one,
     else None (keywords)."""
-    from engine.agent.llm import resolve_config
-
     if llm:
         return resolve_config(llm)
     try:
@@ -58,12 +61,6 @@ def recorded_from_report(report: dict[str, Any]) -> dict[str, Any]:
 
 def agent_line(run: str, layer: int, config: Any, ctx: JobContext) -> str:
     """The agent's final description of a cached run read at the report's `layer`, in one line."""
-    from engine.adl.runs import load_run
-    from engine.agent.budget import Budget
-    from engine.agent.llm import make_llm
-    from engine.agent.runs import RunSettings, run_one
-    from engine.analysis.environment import RunEnvironment
-
     adl = load_run(run)
     env = RunEnvironment(adl, layer, list(range(min(5, adl.mean_diff.shape[1]))))
     summary = run_one(env, make_llm(config), "adl", RunSettings(budget=Budget()),

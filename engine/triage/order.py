@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from engine.errors import UserError
 from engine.models.specs import ModelSpec, parse_spec
-from engine.triage_board.pairs import PairEntry
+from engine.triage.pairs import PairEntry
 
 
 @dataclass(frozen=True)

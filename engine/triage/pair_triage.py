@@ -1,5 +1,5 @@
 """One readable report per pair: compute, logit lens at every layer, the report layer chosen from that
-evidence (engine/analysis/layer_choice.py), Patchscope and calibrated steering at it, relevance when the
+evidence (engine/results/layer_choice.py), Patchscope and calibrated steering at it, relevance when the
 finetune is known, and the keyword hypothesis."""
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
-from engine.analysis.environment import RunEnvironment, SteeringSettings
-from engine.analysis.known import KnownFinetune, known_finetune
-from engine.analysis.layer_choice import choose_layer
-from engine.analysis.readouts import Grid, lens_grid, patchscope_json
-from engine.analysis.relevance import relevance_cells, relevance_summary
-from engine.analysis.steering import CalibrationSettings, check_protocol
+from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
+from engine.params import get, get_list
+from engine.results.calibrated_steering import CalibrationSettings, check_protocol
+from engine.results.judged_relevance import relevance_cells, relevance_summary
+from engine.results.known_finetune import KnownFinetune, known_finetune
+from engine.results.layer_choice import choose_layer, parse_layer
+from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.steering.prompts import default_prompts
 from engine.steering.similarity import steering_similarity
 from store import results
@@ -155,3 +156,12 @@ def _similarity(steering: dict[str, Any], known: KnownFinetune) -> dict[str, Any
     out = {"steered": round(sim.steered, 4), "unsteered": round(sim.unsteered, 4), "gain": round(sim.gain, 4)}
     results.save("similarity", inputs, {"gain": np.asarray([sim.gain], np.float32)}, {"similarity": out})
     return out
+
+
+def options_from_params(params: dict[str, Any]) -> TriageOptions:
+    """The TriageOptions named by JSON params (the triage op and the board read them alike)."""
+    return TriageOptions(layer=parse_layer(params.get("layer")), positions=get_list(params, "positions", int),
+                         description=get(params, "description", str), top_k=get(params, "top_k", int, 20),
+                         steer=get(params, "steer", bool, True), n_prompts=get(params, "n_prompts", int, 6),
+                         max_strength=get(params, "max_strength", float), judge=get(params, "judge", str),
+                         protocol=get(params, "protocol", str))

@@ -17,9 +17,9 @@ from typing import Any
 
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
-from engine.triage_board import state
-from engine.triage_board.devices import Failed, GroupRunner, base_groups
-from engine.triage_board.order import Planned
+from engine.triage import state
+from engine.triage.devices import Failed, GroupRunner, base_groups
+from engine.triage.order import Planned
 from store import results
 
 Exported = tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], float]],
