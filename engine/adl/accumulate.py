@@ -18,7 +18,7 @@ from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair, Side
 
 
-def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float[Tensor, "layer batch k d_model"]:
+def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float[Tensor, "layer batch pos d_model"]:
     """Residual stream after each of `layers` at the batch's read positions (float32), on one device.
 
     The same trace runs here or on NDIF (`remote=model.remote`), so its block touches only envoys and
@@ -44,10 +44,10 @@ class Sums:
     sides need not run on the same batch at the same time (`--sequential` runs one model after the other).
     `counts` = texts summed so far for (base, ft)."""
 
-    base: Float[Tensor, "layer k d_model"]
-    ft: Float[Tensor, "layer k d_model"]
-    base_norm: Float[Tensor, "layer k"]
-    ft_norm: Float[Tensor, "layer k"]
+    base: Float[Tensor, "layer pos d_model"]
+    ft: Float[Tensor, "layer pos d_model"]
+    base_norm: Float[Tensor, "layer pos"]
+    ft_norm: Float[Tensor, "layer pos"]
     counts: list[int] = field(default_factory=lambda: [0, 0])
 
     @classmethod
@@ -56,7 +56,7 @@ class Sums:
         zn = torch.zeros((n_layers, k), dtype=torch.float64)
         return cls(z, z.clone(), zn, zn.clone())
 
-    def add_side(self, side: Side, acts: Float[Tensor, "layer batch k d_model"]) -> None:
+    def add_side(self, side: Side, acts: Float[Tensor, "layer batch pos d_model"]) -> None:
         total, norms = (self.base, self.base_norm) if side == "base" else (self.ft, self.ft_norm)
         total += acts.sum(1).double().cpu()
         norms += acts.norm(dim=-1).sum(1).double().cpu()

@@ -31,8 +31,8 @@ class BasePass:
     """A finished base pass: the sums the joint run would have accumulated for the base side."""
 
     key: str
-    base: Float[Tensor, "layer k d_model"]
-    base_norm: Float[Tensor, "layer k"]
+    base: Float[Tensor, "layer pos d_model"]
+    base_norm: Float[Tensor, "layer pos"]
     windows: list[Window]
     skipped: int
 

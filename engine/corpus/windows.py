@@ -30,7 +30,7 @@ class Batch:
 
     input_ids: Int[Tensor, "batch seq"]
     attention_mask: Int[Tensor, "batch seq"]
-    positions: Int[Tensor, "batch k"]
+    positions: Int[Tensor, "batch pos"]
 
 
 def _bos(tokenizer) -> list[int]:

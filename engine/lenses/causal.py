@@ -41,7 +41,7 @@ def scored_tokens(batch: TextBatch) -> Bool[Tensor, "batch seq"]:
 
 
 def nll_and_acts(model: LoadedModel, batch: TextBatch, layer: int, start: int, k: int
-                 ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch k d_model"]]:
+                 ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch pos d_model"]]:
     """Next-token NLL of the batch and the residual after `layer` at columns `start .. start + k`, one forward."""
     device = model.input_device
     with torch.inference_mode(), model.nn.trace(batch.ids.to(device), attention_mask=batch.attention_mask.to(device)):
@@ -51,7 +51,7 @@ def nll_and_acts(model: LoadedModel, batch: TextBatch, layer: int, start: int, k
 
 
 def _ft_pass(model: LoadedModel, batch: TextBatch, layer: int, start: int, k: int,
-             patch: Float[Tensor, "batch k d"], mode: Mode
+             patch: Float[Tensor, "batch pos d_model"], mode: Mode
              ) -> tuple[Float[Tensor, "batch seq"], Float[Tensor, "batch seq"]]:
     """(clean nll, patched nll) from one forward over the batch stacked twice."""
     device = model.input_device
@@ -81,7 +81,7 @@ def _losses(nll: dict[str, Tensor], mask: Bool[Tensor, "n seq"]) -> dict[str, fl
 
 
 def set_effect(pair: ModelPair, texts: list[str], layer: int, k: int, mode: Mode,
-               diff: Float[Tensor, "k d"] | None, max_tokens: int, batch_size: int, ctx: JobContext,
+               diff: Float[Tensor, "pos d_model"] | None, max_tokens: int, batch_size: int, ctx: JobContext,
                label: str) -> dict[str, Any]:
     """Mean loss of base, finetuned and patched finetuned on one text set, after the k positions and overall."""
     tokenizer = pair.tokenizer
@@ -113,8 +113,8 @@ def set_effect(pair: ModelPair, texts: list[str], layer: int, k: int, mode: Mode
 
 
 def causal_check(pair: ModelPair, ft_texts: list[str], generic_texts: list[str], layer: int | None = None,
-                 k: int = 5, mode: Mode = "base", diff: Float[Tensor, "k d"] | None = None, max_tokens: int = 64,
-                 batch_size: int = 4, ctx: JobContext | None = None) -> dict[str, Any]:
+                 k: int = 5, mode: Mode = "base", diff: Float[Tensor, "pos d_model"] | None = None,
+                 max_tokens: int = 64, batch_size: int = 4, ctx: JobContext | None = None) -> dict[str, Any]:
     """Loss change from patching the first k positions, on finetuning texts and on generic text."""
     ctx = ctx or JobContext()
     layer = resolve_layer(layer, pair.n_layers)

@@ -43,7 +43,7 @@ def token_kl(lp_ft: Float[Tensor, "... vocab"], lp_base: Float[Tensor, "... voca
 
 
 def batch_divergence(lp_base: Float[Tensor, "batch seq vocab"], lp_ft: Float[Tensor, "batch seq vocab"],
-                     acts_base: Float[Tensor, "batch seq d"], acts_ft: Float[Tensor, "batch seq d"],
+                     acts_base: Float[Tensor, "batch seq d_model"], acts_ft: Float[Tensor, "batch seq d_model"],
                      valid: Bool[Tensor, "batch seq"]) -> BatchDivergence:
     kl = torch.where(valid, token_kl(lp_ft, lp_base), 0.0)
     diff_norm = torch.where(valid, (acts_ft - acts_base).norm(dim=-1), 0.0)

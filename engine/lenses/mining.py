@@ -24,7 +24,7 @@ from engine.readouts.filters import is_trivial_token
 from engine.readouts.topk import decode_ids
 
 
-def rank_tokens(top_ids: Int[Tensor, "pos k"], top_vals: Float[Tensor, "pos k"], vocab: int, n: int
+def rank_tokens(top_ids: Int[Tensor, "pos top"], top_vals: Float[Tensor, "pos top"], vocab: int, n: int
                 ) -> tuple[Int[Tensor, " n"], Int[Tensor, " n"], Float[Tensor, " n"]]:
     """(token ids, counts, summed differences) of the `n` tokens most often in a position's top-K."""
     counts = torch.bincount(top_ids.reshape(-1), minlength=vocab)
@@ -35,7 +35,7 @@ def rank_tokens(top_ids: Int[Tensor, "pos k"], top_vals: Float[Tensor, "pos k"],
     return order, counts[order], sums[order]
 
 
-def best_positions(top_ids: Int[Tensor, "pos k"], top_vals: Float[Tensor, "pos k"], tokens: Int[Tensor, " n"],
+def best_positions(top_ids: Int[Tensor, "pos top"], top_vals: Float[Tensor, "pos top"], tokens: Int[Tensor, " n"],
                    examples: int) -> tuple[Int[Tensor, "n ex"], Float[Tensor, "n ex"]]:
     """For each token, the positions where its difference was largest (value −inf where it had fewer)."""
     hit = top_ids.unsqueeze(-1) == tokens.view(1, 1, -1)

@@ -27,7 +27,7 @@ TOKENS_PER_TOPIC = 8
 _EPS = 1e-9
 
 
-def position_token_matrix(top_ids: Int[Tensor, "pos k"], top_vals: Float[Tensor, "pos k"]
+def position_token_matrix(top_ids: Int[Tensor, "pos top"], top_vals: Float[Tensor, "pos top"]
                           ) -> tuple[Tensor, Int[Tensor, " tokens"]]:
     """(sparse V [pos, tokens], the token id of each column): the positive top-K differences per position."""
     columns, inverse = torch.unique(top_ids.reshape(-1), return_inverse=True)
@@ -66,7 +66,7 @@ def nmf(v: Tensor, rank: int, iterations: int = NMF_ITERATIONS, seed: int = 0
     return w, h
 
 
-def nmf_topics(top_ids: Int[Tensor, "pos k"], top_vals: Float[Tensor, "pos k"], tokenizer: Any,
+def nmf_topics(top_ids: Int[Tensor, "pos top"], top_vals: Float[Tensor, "pos top"], tokenizer: Any,
                n_topics: int = DEFAULT_TOPICS, seed: int = 0) -> list[dict[str, Any]]:
     """Topics, most prevalent first: `{"tokens", "weights", "count", "share"}`; `count` is the number of positions
     the topic contributes most to. Trivial tokens (punctuation, whitespace, specials) are not listed."""

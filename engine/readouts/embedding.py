@@ -35,7 +35,7 @@ def embedder() -> Any:
         return _MODEL
 
 
-def embed(texts: Sequence[str], batch_size: int = 256) -> Float[Tensor, "n dim"]:
+def embed(texts: Sequence[str], batch_size: int = 256) -> Float[Tensor, "text dim"]:
     """Unit-norm float32 embeddings on CPU (so a dot product is the cosine)."""
     if not texts:
         return torch.zeros(0, embedder().get_sentence_embedding_dimension())

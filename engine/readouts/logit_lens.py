@@ -13,7 +13,7 @@ from engine.readouts.topk import TopTokens, concat, decode_ids
 
 
 def unembed_top(model: LoadedModel, hidden: Float[Tensor, "n d_model"], top_k: int
-                ) -> tuple[Int[Tensor, "n k"], Float[Tensor, "n k"]]:
+                ) -> tuple[Int[Tensor, "n top"], Float[Tensor, "n top"]]:
     """Top-k of `softmax(lm_head(final_norm(h)))` per vector (float32), computed inside a trace.
 
     The trace runs here or on NDIF (`remote=model.remote`): the model's own final norm and unembedding

@@ -224,7 +224,7 @@ def inject_last(model: LoadedModel, patches: Float[Tensor, "row d_model"], row_l
         out[rows.to(out.device), -1, :] = values.to(out.device, out.dtype)
 
 
-def _content_mask(top: TopTokens, ignore: set[str], specials: Sequence[str]) -> Bool[Tensor, "cell scale k"]:
+def _content_mask(top: TopTokens, ignore: set[str], specials: Sequence[str]) -> Bool[Tensor, "cell scale top"]:
     """True where a token means something beyond the prompts: in the intersection (probability > 0), not
     trivial, not an identity-prompt echo."""
     unique = sorted(set(top.tokens.reshape(-1).tolist()))
@@ -232,8 +232,9 @@ def _content_mask(top: TopTokens, ignore: set[str], specials: Sequence[str]) -> 
     return torch.from_numpy(np.vectorize(keep.__getitem__, otypes=[bool])(top.tokens)) & (top.probs > 0)
 
 
-def signed_stability(scales: Sequence[float], ids: Int[Tensor, "cell scale k"], content: Bool[Tensor, "cell scale k"]
-                     ) -> tuple[Float[Tensor, "cell scale"], Bool[Tensor, "cell scale k"]]:
+def signed_stability(scales: Sequence[float], ids: Int[Tensor, "cell scale top"],
+                     content: Bool[Tensor, "cell scale top"]
+                     ) -> tuple[Float[Tensor, "cell scale"], Bool[Tensor, "cell scale top"]]:
     """`_stability` on each sign's scales apart, neighbours by magnitude: −0.5 and +0.5 are opposite
     vectors, not neighbours, so their shared tokens must not vouch for each other."""
     score = torch.zeros(ids.shape[:2])
@@ -264,8 +265,8 @@ def _best_by_sign(scales: Sequence[float], score: Float[Tensor, " scale"]) -> di
             for sign, idx in _sides(scales).items()}
 
 
-def _stability(ids: Int[Tensor, "cell scale k"], content: Bool[Tensor, "cell scale k"]
-               ) -> tuple[Float[Tensor, "cell scale"], Bool[Tensor, "cell scale k"]]:
+def _stability(ids: Int[Tensor, "cell scale top"], content: Bool[Tensor, "cell scale top"]
+               ) -> tuple[Float[Tensor, "cell scale"], Bool[Tensor, "cell scale top"]]:
     """Offline best-scale score: share of the top-k that are content tokens shared with a neighbour scale.
 
     Why: too small a scale leaves the identity prompt in charge (its own words and digits, filtered as

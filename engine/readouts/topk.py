@@ -20,8 +20,8 @@ class TopTokens:
     reads as `[(tok, prob), ...]` without touching the tokenizer again.
     """
 
-    ids: Int[Tensor, "... k"]
-    probs: Float[Tensor, "... k"]
+    ids: Int[Tensor, "... top"]
+    probs: Float[Tensor, "... top"]
     tokens: np.ndarray
 
     def __getitem__(self, index: Any) -> TopTokens:
