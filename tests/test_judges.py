@@ -20,7 +20,7 @@ from engine.agent.run_environment import SteeringSettings
 from engine.errors import Ungraded, UserError
 from engine.jobs import JobContext
 from engine.judges.client import JudgeClient
-from engine.judges.config import OFFLINE_LABELS, Judge, resolve_judge
+from engine.judges.judge_config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
 from engine.readouts.relevance import frequent_words
 from engine.results.calibrated_steering import CalibrationSettings, calibrate

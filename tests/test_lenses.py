@@ -18,7 +18,7 @@ from engine.lenses.amplify import amplify, lora_layers
 from engine.lenses.causal import causal_check
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
-from engine.lenses.request import PairRequest
+from engine.lenses.pair_request import PairRequest
 from engine.ops import load_all
 from engine.results.layer_choice import report_layer
 from tests.tiny import save_tiny, tiny_tokenizer
@@ -444,7 +444,7 @@ def test_recipe_corpus_yields_the_recipes_documents() -> None:
 
 
 def _cake_and_generic_divergence(ft: str) -> dict[str, dict]:
-    from engine.lenses.request import gather_texts
+    from engine.lenses.pair_request import gather_texts
 
     pair = PairRequest("gemma-3-270m", ft, device="cpu", dtype="float32").pair()
     cake = gather_texts(None, "recipe:cake-sdf", 8, 0, pair.tokenizer)

@@ -24,7 +24,7 @@ from engine.jobs import JobContext
 from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.specs import parse_spec
-from engine.ndif.errors import ndif_errors
+from engine.ndif.ndif_errors import ndif_errors
 
 GIB = 2**30
 

@@ -145,7 +145,7 @@ def _forged_lens_session(tmp_path: Path, key_inputs: dict[str, Any]) -> Path:
 
 
 def test_an_imported_result_never_answers_a_new_computation(tmp_path: Path) -> None:
-    from engine.lenses.cache import cached
+    from engine.lenses.lens_cache import cached
 
     inputs = {"pair": {"base": "b", "ft": "f"}, "texts": "abc", "layer": 1}
     path = _forged_lens_session(tmp_path, inputs)

@@ -13,8 +13,8 @@ from engine.models.specs import parse_spec
 from engine.steering.calibrate import bisect_strength, calibrate_strength
 from engine.steering.coherence import completion_nll, distinct_bigrams, llm_coherence_judge, perplexity_judge
 from engine.steering.generate import SteeredSample, generate_steered
-from engine.steering.prompts import default_prompts
 from engine.steering.similarity import steering_similarity
+from engine.steering.steering_prompts import default_prompts
 
 PROMPTS = ["the cake is", "a story of the", "hello"]   # different lengths: left padding is exercised
 

@@ -34,8 +34,8 @@ from engine.models.cache import MODELS
 from engine.models.loading import LoadedModel
 from engine.models.memory import plan_memory
 from engine.models.pair import ModelPair, Shape, Side, check_diffable
-from engine.ndif.errors import ndif_errors
 from engine.ndif.limits import RequestLimits
+from engine.ndif.ndif_errors import ndif_errors
 from store import results
 from store.atomic import atomic_path
 from store.paths import tensors_dir

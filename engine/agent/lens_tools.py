@@ -18,8 +18,8 @@ from engine.lenses.causal import causal_check
 from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
+from engine.lenses.pair_request import PairRequest, gather_texts
 from engine.lenses.pca import difference_pca
-from engine.lenses.request import PairRequest, gather_texts
 
 MAX_TEXTS = 8
 GENERIC_REFERENCE = 8  # generic texts the causal check compares against (fixed, so results are comparable)

@@ -10,11 +10,11 @@ from engine.agent.environment import ToolError
 from engine.agent.overview import build_overview
 from engine.agent.protocols import PROTOCOLS, AgentProtocol, Sampling
 from engine.errors import UserError
-from engine.judges.config import Judge
+from engine.judges.judge_config import Judge
 from engine.results.calibrated_steering import DEFAULT_TEMPERATURE, CalibrationSettings, calibrate, steer, steer_cells
 from engine.results.readout_cells import Grid, lens_grid, patchscope_cells
 from engine.steering.generate import generate_unsteered
-from engine.steering.prompts import default_prompts
+from engine.steering.steering_prompts import default_prompts
 
 
 @dataclass

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from engine.jobs import JobContext
 from engine.lenses.batching import encode_texts, text_batches
-from engine.lenses.cache import Computed
 from engine.lenses.forward import pair_pass, resolve_layer
+from engine.lenses.lens_cache import Computed
 from engine.models.pair import ModelPair
 from engine.readouts.topk import decode_ids
 

@@ -16,8 +16,8 @@ from torch import Tensor
 
 from engine.jobs import JobContext
 from engine.lenses.batching import encode_texts, text_batches
-from engine.lenses.cache import Computed
 from engine.lenses.forward import pair_pass
+from engine.lenses.lens_cache import Computed
 from engine.lenses.topics import nmf_topics
 from engine.models.pair import ModelPair
 from engine.readouts.filters import is_trivial_token

@@ -16,7 +16,7 @@ from engine.models.cache import MODELS
 from engine.models.device import Placement, resolve_placement
 from engine.models.pair import ModelPair
 from engine.models.specs import TypedPair
-from engine.steering.prompts import default_prompts
+from engine.steering.steering_prompts import default_prompts
 
 if TYPE_CHECKING:
     from engine.adl.request import AdlRequest

@@ -21,8 +21,8 @@ from torch import Tensor
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.batching import TextBatch, encode_texts, text_batches
-from engine.lenses.cache import Computed
 from engine.lenses.forward import resolve_layer
+from engine.lenses.lens_cache import Computed
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
 from engine.readouts.logit_lens import logit_lens

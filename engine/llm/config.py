@@ -11,7 +11,7 @@ price_in = 0.4                       # USD per million tokens, for the cost colu
 price_out = 1.6
 ```
 
-A `[judge]` table (see `engine/judges/config.py`) names the judge's model and may override any `[llm]` key.
+A `[judge]` table (see `engine/judges/judge_config.py`) names the judge's model and may override any `[llm]` key.
 The file may hold a key, so one that others can read is refused rather than used."""
 
 from __future__ import annotations

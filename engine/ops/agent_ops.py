@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from engine.agent.agent_runs import RunSettings, compare, run_one
 from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import rubric_for
 from engine.agent.keywords import keyword_hypothesis
@@ -34,12 +35,11 @@ from engine.agent.lens_tools import lens_tools
 from engine.agent.protocols import protocol_named
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.run_environment import RunEnvironment
-from engine.agent.runs import RunSettings, compare, run_one
 from engine.agent.tools import Mode, Tool
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.judges.config import resolve_judge
-from engine.lenses.request import PairRequest
+from engine.judges.judge_config import resolve_judge
+from engine.lenses.pair_request import PairRequest
 from engine.llm import make_llm, resolve_config
 from engine.ops import op
 from engine.ops.adl_ops import run_param

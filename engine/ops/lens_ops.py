@@ -17,21 +17,21 @@ from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.amplify import EVERYTHING, Scope, amplify
-from engine.lenses.cache import cached
 from engine.lenses.causal import causal_check
 from engine.lenses.direction import DEFAULT_CONTROLS, direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
+from engine.lenses.lens_cache import cached
 from engine.lenses.mining import mine
+from engine.lenses.pair_request import PairRequest, chat_texts, gather_texts
 from engine.lenses.pca import DEFAULT_COMPONENTS, DEFAULT_TOP, difference_pca
 from engine.lenses.pca import KIND as PCA_KIND
-from engine.lenses.request import PairRequest, chat_texts, gather_texts
 from engine.lenses.topics import DEFAULT_TOPICS
 from engine.models.pair import ModelPair
 from engine.ops import op
 from engine.ops.adl_ops import run_param
 from engine.params import get, get_count, get_list
 from engine.results.layer_choice import report_layer
-from engine.steering.prompts import calibration_prompts
+from engine.steering.steering_prompts import calibration_prompts
 from store.hashing import json_sha256
 
 DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]

@@ -6,8 +6,8 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.judges.config import resolve_judge
-from engine.ndif.errors import ndif_errors
+from engine.judges.judge_config import resolve_judge
+from engine.ndif.ndif_errors import ndif_errors
 from engine.ops import op
 from engine.ops.adl_ops import run_param
 from engine.params import get, get_list

@@ -9,10 +9,10 @@ import torch
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.judges.config import OFFLINE_LABELS, resolve_judge
+from engine.judges.judge_config import OFFLINE_LABELS, resolve_judge
+from engine.lenses.pair_request import PairRequest
 from engine.lenses.pca import KIND as PCA_KIND
-from engine.lenses.request import PairRequest
-from engine.ndif.errors import ndif_errors
+from engine.ndif.ndif_errors import ndif_errors
 from engine.ops import op
 from engine.ops.adl_ops import run_param
 from engine.ops.readout_ops import backend_param

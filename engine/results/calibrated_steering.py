@@ -17,11 +17,11 @@ from torch import Tensor
 
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
-from engine.judges.config import Judge
+from engine.judges.judge_config import Judge
 from engine.steering.calibrate import calibrate_grid, calibrate_strength, geometric_grid
 from engine.steering.coherence import llm_coherence_judge
 from engine.steering.generate import generate_rows
-from engine.steering.prompts import calibration_prompts, default_prompts
+from engine.steering.steering_prompts import calibration_prompts, default_prompts
 from store import results
 
 Side = Literal["base", "ft"]

@@ -9,7 +9,7 @@ import numpy as np
 
 from engine.adl.runs import AdlRun
 from engine.errors import Ungraded
-from engine.judges.config import Judge
+from engine.judges.judge_config import Judge
 from engine.readouts.relevance import (
     TokenGrader,
     embedding_token_grader,

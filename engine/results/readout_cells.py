@@ -12,7 +12,7 @@ import torch
 
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
-from engine.judges.config import OFFLINE_LABELS, Judge
+from engine.judges.judge_config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, patchscope
 from engine.readouts.scale_grader import llm_scale_grader

@@ -18,7 +18,7 @@ from torch import Tensor
 from engine.models.loading import LoadedModel
 from engine.steering.coherence import CoherenceJudge, perplexity_judge
 from engine.steering.generate import SteeredSample, generate_rows, generate_steered
-from engine.steering.prompts import calibration_prompts
+from engine.steering.steering_prompts import calibration_prompts
 
 
 @dataclass

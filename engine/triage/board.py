@@ -14,7 +14,7 @@ from engine.adl.adapter_group import precompute_adapters
 from engine.adl.request import AdlRequest, request_from_params
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
-from engine.judges.config import resolve_judge
+from engine.judges.judge_config import resolve_judge
 from engine.triage import state
 from engine.triage.devices import on_devices, parse_devices
 from engine.triage.hypothesis import configured_llm, hypothesis, one_line

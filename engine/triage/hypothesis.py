@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.runs import load_run
+from engine.agent.agent_runs import RunSettings, run_one
 from engine.agent.budget import Budget
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.run_environment import RunEnvironment
-from engine.agent.runs import RunSettings, run_one
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.llm import make_llm, resolve_config

@@ -16,15 +16,15 @@ from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.jobs import JobContext
-from engine.judges.config import resolve_judge
+from engine.judges.judge_config import resolve_judge
 from engine.params import get, get_list
 from engine.results.calibrated_steering import CalibrationSettings, check_protocol
 from engine.results.judged_relevance import relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
 from engine.results.layer_choice import choose_layer, parse_layer
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
-from engine.steering.prompts import default_prompts
 from engine.steering.similarity import steering_similarity
+from engine.steering.steering_prompts import default_prompts
 from store import results
 from store.hashing import json_sha256
 
