@@ -15,6 +15,7 @@ from engine.models.adapters import adapter_view
 from engine.models.device import Placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.pair import ModelPair
+from engine.models.remote import load_remote_model
 from engine.models.specs import ModelSpec
 
 
@@ -67,8 +68,6 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return self._models[key]
             if placement.backend == "ndif":
-                from engine.models.remote import load_remote_model
-
                 loaded = load_remote_model(spec)
             elif spec.adapter:
                 return adapter_view(self.model(spec.base, placement), spec.adapter)
