@@ -22,7 +22,7 @@ from engine.triage_board.order import count_loads, plan
 from engine.triage_board.pairs import PairEntry, load_board_file
 from engine.triage_board.score import trace_strength
 from tests.tiny import save_tiny
-from tui.report_html import index_page, pair_page, write_report
+from tui.render.report_html import index_page, pair_page, write_report
 
 FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
 # recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
@@ -269,9 +269,9 @@ def test_demo_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from tui.app import DiffLensApp
-    from tui.recorded import RecordedClient
     from tui.screens.start import StartScreen
     from tui.screens.workbench import WorkbenchScreen
+    from tui.sessions.recorded import RecordedClient
     from tui.state import Start
     from tui.widgets.pair_bar import PairBar
 

@@ -27,11 +27,11 @@ from tests.session_child import RECORDING, RUN, SIZE, dump, settle
 from tests.tui_helpers import mine_in_view
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
-from tui.recorded import RecordedClient
-from tui.rerun import rerun
 from tui.screens.compare import compare_table
 from tui.screens.session import SessionWorkbench
-from tui.session_source import load_source
+from tui.sessions.recorded import RecordedClient
+from tui.sessions.rerun import rerun
+from tui.sessions.source import load_source
 from tui.state import Start
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane

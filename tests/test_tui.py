@@ -18,15 +18,15 @@ from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.commands import WorkbenchCommands
-from tui.recorded import RecordedClient
+from tui.render.token_text import visible_token
 from tui.screens.keys import KeysScreen
 from tui.screens.start import StartScreen, compute_params
 from tui.screens.workbench import WorkbenchScreen
+from tui.sessions.recorded import RecordedClient
 from tui.state import HeatState, Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
 from tui.widgets.heatmap import Heatmap, scale_bounds
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
-from tui.widgets.token_text import visible_token
 from tui.widgets.tokens import TokensPane
 
 RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
@@ -58,7 +58,7 @@ async def settle(pilot: Any) -> None:
 
 
 def test_import_tui_app_does_not_import_torch() -> None:
-    code = ("import sys, tui.app, tui.recorded\n"
+    code = ("import sys, tui.app, tui.sessions.recorded\n"
             "bad = [m for m in ('torch', 'transformers', 'nnsight', 'engine.models') if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)

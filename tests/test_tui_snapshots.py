@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.app import DiffLensApp
-from tui.recorded import RecordedClient
+from tui.sessions.recorded import RecordedClient
 from tui.state import Start
 
 RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"

@@ -63,7 +63,7 @@ def render_board(result: dict[str, Any]) -> None:
 
 def write_html(directory: Path, result: dict[str, Any]) -> None:
     """Write the HTML pages (index + one per pair) and say where."""
-    from tui.report_html import write_report
+    from tui.render.report_html import write_report
 
     if directory.exists() and not directory.is_dir():
         fail(f"--html {directory} is a file — pass a directory")

@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from store.errors import StoreError
 from tui.app import DiffLensApp
-from tui.rerun import Step, rerun
 from tui.screens.compare import CompareApp
-from tui.session_client import SessionTap
-from tui.session_source import SessionSource, load_source
+from tui.sessions.client import SessionTap
+from tui.sessions.rerun import Step, rerun
+from tui.sessions.source import SessionSource, load_source
 
 
 def replay_app(ref: str | SessionSource) -> DiffLensApp:

@@ -45,7 +45,7 @@ def _guard(run: Any) -> Any:
 @sessions_app.command("list")
 def list_sessions(json: Json = False) -> None:
     """Sessions in the store, and session files in the sessions/ directory."""
-    from tui.session_files import saved_sessions
+    from tui.sessions.files import saved_sessions
 
     rows = _guard(saved_sessions)
     if json:
@@ -62,7 +62,7 @@ def list_sessions(json: Json = False) -> None:
 @sessions_app.command()
 def show(session: SessionRef, json: Json = False) -> None:
     """A session's actions, notes and saved view (a store session, or a .difflens file)."""
-    from tui.session_source import load_source
+    from tui.sessions.source import load_source
 
     source = _guard(lambda: load_source(session))
     if json:
@@ -103,7 +103,7 @@ def export(session: SessionRef,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="File or directory to write "
                                                        "(default: the sessions/ directory).")] = None) -> None:
     """Write a session and every result it shows into one self-contained .difflens file."""
-    from tui.session_files import sessions_dir
+    from tui.sessions.files import sessions_dir
 
     path = _guard(lambda: bundle.export_session(session, output or sessions_dir()))
     out.print(f"exported to {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
@@ -131,14 +131,14 @@ def replay(session: SessionRef,
     if not rerun:
         if base or ft:
             fail("--base/--ft only make sense with --rerun")
-        from tui.replay import replay_app
+        from tui.cli.replay import replay_app
 
         _guard(lambda: replay_app(session)).run()
         return
     if not base or not ft:
         fail("--rerun needs --base and --ft (the new pair)")
+    from tui.cli.replay import compare_app, rerun_steps
     from tui.client import EngineError
-    from tui.replay import compare_app, rerun_steps
 
     def step(i: int, total: int, method: str) -> None:
         err.print(f"[{i + 1}/{total}] {method}", highlight=False)

@@ -8,8 +8,8 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.widgets import Footer, Static
 
-from tui.compare import describe_call, summarize
-from tui.rerun import Step
+from tui.sessions.compare import describe_call, summarize
+from tui.sessions.rerun import Step
 
 
 def compare_table(steps: list[Step], old_label: str, new_label: str) -> Table:

@@ -15,8 +15,8 @@ from typing import Any
 
 from tui.client import EngineClient, EventCallback, NotificationCallback, UserFacingError
 from tui.link import ClientFactory
-from tui.session_recorder import SessionRecorder, is_recorded
-from tui.session_source import Answers, SessionSource
+from tui.sessions.recording import SessionRecorder, is_recorded
+from tui.sessions.source import Answers, SessionSource
 
 UNSAVED_LIMIT = 2000
 OFFLINE_FIX = "this is a replay with no engine: `difflens replay SESSION --rerun --base … --ft …` computes anew"

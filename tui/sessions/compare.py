@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from tui.render.token_text import visible_token
 from tui.state import token_pairs
-from tui.widgets.token_text import visible_token
 
 TOP = 8
 

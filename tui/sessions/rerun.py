@@ -19,9 +19,9 @@ from typing import Any
 from store import imported, jsonvalue, results, sessions
 from store.errors import StoreError
 from tui.client import EngineClient, EngineError, connect
-from tui.session_client import SessionClient, SessionTap
-from tui.session_recorder import SessionRecorder
-from tui.session_source import SessionSource
+from tui.sessions.client import SessionClient, SessionTap
+from tui.sessions.recording import SessionRecorder
+from tui.sessions.source import SessionSource
 
 REASKED = ("adl.", "readout.", "steer.", "lens.", "agent.")  # method prefixes a rerun may ask again
 SESSION_CHOSEN = ("trust_remote_code", "llm", "grader_llm")  # never taken from a session, only from the user
