@@ -27,8 +27,8 @@ from tests.session_child import RECORDING, RUN, SIZE, dump, settle
 from tests.tui_helpers import mine_in_view
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
-from tui.screens.compare import compare_table
 from tui.screens.session import SessionWorkbench
+from tui.sessions.compare import compare_table
 from tui.sessions.recorded import RecordedClient
 from tui.sessions.rerun import rerun
 from tui.sessions.source import load_source

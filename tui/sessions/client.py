@@ -13,8 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
-from tui.client import EngineClient, EventCallback, NotificationCallback, UserFacingError
-from tui.link import ClientFactory
+from tui.client import ClientFactory, EngineClient, EventCallback, NotificationCallback, UserFacingError
 from tui.sessions.recording import SessionRecorder, is_recorded
 from tui.sessions.source import Answers, SessionSource
 
