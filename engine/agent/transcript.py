@@ -29,11 +29,6 @@ class Transcript:
         self._t0 = time.monotonic()
         self._seq = 0
 
-    def add_secrets(self, secrets: tuple[str, ...] | list[str]) -> None:
-        """Secrets learnt after the transcript began (e.g. when the grader's LLM is made)."""
-        self.redactor = Redactor((*self.redactor.secrets, *secrets))
-        self._stream = StreamRedactor(self.redactor)
-
     def emit(self, kind: str, **fields: Any) -> Event:
         """Record (unless stream-only) and forward one event."""
         event = self.redactor.obj({"type": kind, "seq": self._seq,
