@@ -271,7 +271,7 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
     from tui.app import DiffLensApp
     from tui.screens.start import StartScreen
     from tui.screens.workbench import WorkbenchScreen
-    from tui.sessions.recorded import RecordedClient
+    from tui.sessions.replay import ReplayClient
     from tui.state import Start
     from tui.widgets.pair_bar import PairBar
 
@@ -282,9 +282,9 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
         {"name": "cake", "base": "gemma-3-270m", "ft": "demo", "score": 0.61, "hypothesis": "baking", "run": run},
         {"name": "gone", "base": "b", "ft": "/nope", "score": None, "error": "model path does not exist"}]}
     recording["calls"].append({"method": "triage.boards", "result": {"board": board}})
-    client = RecordedClient(recording)
+    client = ReplayClient.from_recording(recording)
 
-    async def factory() -> RecordedClient:
+    async def factory() -> ReplayClient:
         return client
 
     app = DiffLensApp(client_factory=factory, start=Start())
