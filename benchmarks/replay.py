@@ -2,7 +2,7 @@
 
 Marks, from the app's start (`run_test`, headless, 120×40): the session's workbench mounted and refreshed
 (`first_paint_s`), then the recorded run's heatmap painted with data (`data_paint_s`). `import_s` is the
-imports of `tui.replay` before that, `torch_loaded` proves replay stayed torch-free.
+imports of `tui.cli.replay` before that, `torch_loaded` proves replay stayed torch-free.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ TIMEOUT_S = 60.0
 
 
 async def _paint(session: Path) -> dict[str, float]:
-    from tui.replay import replay_app
+    from tui.cli.replay import replay_app
     from tui.screens.session import SessionWorkbench
     from tui.widgets.heatmap import Heatmap
 
@@ -43,7 +43,7 @@ async def _paint(session: Path) -> dict[str, float]:
 def first_paint(session: str | None = None) -> dict[str, Any]:
     """Open the session (default: the shipped demo) and time its first paints."""
     began = time.perf_counter()
-    import tui.replay  # noqa: F401  (the import cost is part of what a user waits for)
+    import tui.cli.replay  # noqa: F401  (the import cost is part of what a user waits for)
 
     imported = time.perf_counter() - began
     marks = asyncio.run(_paint(Path(session) if session else DEMO_SESSION))

@@ -60,7 +60,7 @@ async def settle(app: Any, pilot: Any, rounds: int = 3) -> None:
 
 
 async def replay(ref: str) -> None:
-    from tui.replay import replay_app
+    from tui.cli.replay import replay_app
 
     app = replay_app(ref)
     async with app.run_test(size=SIZE) as pilot:
@@ -73,11 +73,11 @@ async def replay(ref: str) -> None:
 
 async def record(name: str) -> None:
     from tui.app import DiffLensApp
-    from tui.recorded import RecordedClient
+    from tui.sessions.replay import ReplayClient
     from tui.state import Start
 
-    async def factory() -> RecordedClient:
-        return RecordedClient.from_file(RECORDING, event_delay_s=0.01)
+    async def factory() -> ReplayClient:
+        return ReplayClient.from_file(RECORDING, event_delay_s=0.01)
 
     app = DiffLensApp(client_factory=factory, start=Start(run=RUN), session=name)
     assert app.sessions.recorder is not None

@@ -22,7 +22,7 @@ from engine.triage.order import count_loads, plan
 from engine.triage.pairs import PairEntry, load_board_file
 from engine.triage.score import trace_strength
 from tests.tiny import save_tiny
-from tui.report_html import index_page, pair_page, write_report
+from tui.render.report_html import index_page, pair_page, write_report
 
 FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
 # recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
@@ -269,9 +269,9 @@ def test_demo_report_renders_in_headless_chromium(tmp_path: Path) -> None:
 async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from tui.app import DiffLensApp
-    from tui.recorded import RecordedClient
     from tui.screens.start import StartScreen
     from tui.screens.workbench import WorkbenchScreen
+    from tui.sessions.replay import ReplayClient
     from tui.state import Start
     from tui.widgets.pair_bar import PairBar
 
@@ -282,9 +282,9 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
         {"name": "cake", "base": "gemma-3-270m", "ft": "demo", "score": 0.61, "hypothesis": "baking", "run": run},
         {"name": "gone", "base": "b", "ft": "/nope", "score": None, "error": "model path does not exist"}]}
     recording["calls"].append({"method": "triage.boards", "result": {"board": board}})
-    client = RecordedClient(recording)
+    client = ReplayClient.from_recording(recording)
 
-    async def factory() -> RecordedClient:
+    async def factory() -> ReplayClient:
         return client
 
     app = DiffLensApp(client_factory=factory, start=Start())

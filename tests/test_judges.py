@@ -37,7 +37,7 @@ from tui.cli import app, readouts
 from tui.cli import triage as triage_cli
 from tui.cli.output import fail, out
 from tui.cli.triage import render_report
-from tui.report_html import pair_page
+from tui.render.report_html import pair_page
 from tui.state import TokensState, apply_patchscope
 
 KEY = "sk-judge-test-0123456789abcdef"

@@ -157,7 +157,7 @@ def test_cli_layer_option_reaches_the_report(tiny_dir: Path, tiny_ft_dir: Path,
 
 
 def test_html_report_shows_the_criterion_per_layer() -> None:
-    from tui.report_html import heatmap
+    from tui.render.report_html import heatmap
 
     cell = {"norm": 1.0, "rel_norm": 0.2, "logit_lens": [["cake", 0.5]]}
     report = {"k": 2, "layer": 1, "layers": {"0": {"0": cell, "1": cell}, "1": {"0": cell, "1": cell}},

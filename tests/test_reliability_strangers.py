@@ -156,7 +156,7 @@ def test_an_imported_result_never_answers_a_new_computation(tmp_path: Path) -> N
     payload, got, was_cached = cached("lens.kl", inputs, lambda: ({"honest": True}, {}))
     assert (payload, got, was_cached) == ({"honest": True}, key, False)
     assert results.lookup("lens.kl", inputs).meta["payload"] == {"honest": True}  # type: ignore[union-attr]
-    from tui.session_source import load_source
+    from tui.sessions.source import load_source
 
     assert load_source("planted").actions[0]["result"]["forged"] is True  # replay of that session still works
     again = bundle.export_session("planted", tmp_path / "again.difflens")
@@ -258,7 +258,7 @@ def test_a_bundle_that_expands_to_gigabytes_is_refused_in_bounded_memory_and_lea
 
 def test_listing_session_files_reads_no_result_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`sessions list` reads each file's manifest and session.json, not its results (a bomb lists quickly)."""
-    from tui.session_files import saved_sessions
+    from tui.sessions.files import saved_sessions
 
     shared = tmp_path / "shared"
     shared.mkdir()
@@ -363,8 +363,8 @@ def test_custom_code_runs_only_when_the_user_asks_now(planted_run: tuple[str, Pa
 
 
 def test_a_rerun_takes_models_code_and_llm_from_the_user_not_the_session(planted_run: tuple[str, Path, Path]) -> None:
-    from tui.rerun import compute_params, retarget
-    from tui.session_source import SessionSource
+    from tui.sessions.rerun import compute_params, retarget
+    from tui.sessions.source import SessionSource
 
     run, model, _ = planted_run
     source = SessionSource(id="s-x", name="x", run=run, base="", ft="", ui={}, actions=[])

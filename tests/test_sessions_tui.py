@@ -27,11 +27,11 @@ from tests.session_child import RECORDING, RUN, SIZE, dump, settle
 from tests.tui_helpers import mine_in_view
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
-from tui.recorded import RecordedClient
-from tui.rerun import rerun
-from tui.screens.compare import compare_table
 from tui.screens.session import SessionWorkbench
-from tui.session_source import load_source
+from tui.sessions.compare import compare_table
+from tui.sessions.replay import ReplayClient
+from tui.sessions.rerun import rerun
+from tui.sessions.source import load_source
 from tui.state import Start
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
@@ -62,8 +62,8 @@ def engine_has(method: str) -> bool:
 @pytest.mark.asyncio
 async def test_session_over_every_pane_replays_identically_without_torch() -> None:
     """Lens, Patchscope, scale, metric, α, steering and the agent: recorded, then replayed with torch blocked."""
-    async def factory() -> RecordedClient:
-        return RecordedClient.from_file(RECORDING)
+    async def factory() -> ReplayClient:
+        return ReplayClient.from_file(RECORDING)
 
     app = DiffLensApp(client_factory=factory, start=Start(run=RUN), session="every pane")
     async with app.run_test(size=SIZE) as pilot:
@@ -154,8 +154,8 @@ async def test_session_recorded_through_a_real_engine_replays_reruns_and_round_t
 
 @pytest.mark.asyncio
 async def test_opening_a_session_from_the_start_screen_restores_its_view() -> None:
-    async def factory() -> RecordedClient:
-        return RecordedClient.from_file(RECORDING)
+    async def factory() -> ReplayClient:
+        return ReplayClient.from_file(RECORDING)
 
     app = DiffLensApp(client_factory=factory, start=Start(run=RUN), session="to reopen")
     async with app.run_test(size=SIZE) as pilot:
@@ -207,8 +207,8 @@ def test_killing_the_tui_loses_at_most_the_action_in_flight() -> None:
 
 @pytest.mark.asyncio
 async def test_save_as_keeps_what_is_on_screen_and_notes_are_committed() -> None:
-    async def factory() -> RecordedClient:
-        return RecordedClient.from_file(RECORDING)
+    async def factory() -> ReplayClient:
+        return ReplayClient.from_file(RECORDING)
 
     app = DiffLensApp(client_factory=factory, start=Start(run=RUN))
     async with app.run_test(size=SIZE) as pilot:

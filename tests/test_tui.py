@@ -18,15 +18,15 @@ from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.commands import WorkbenchCommands
-from tui.recorded import RecordedClient
+from tui.render.token_text import visible_token
 from tui.screens.keys import KeysScreen
 from tui.screens.start import StartScreen, compute_params
 from tui.screens.workbench import WorkbenchScreen
+from tui.sessions.replay import Recording, ReplayClient
 from tui.state import HeatState, Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
 from tui.widgets.heatmap import Heatmap, scale_bounds
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
-from tui.widgets.token_text import visible_token
 from tui.widgets.tokens import TokensPane
 
 RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
@@ -37,11 +37,11 @@ def recording() -> dict[str, Any]:
     return json.loads(RECORDING.read_text(encoding="utf-8"))
 
 
-def make_app(client: RecordedClient, start: Start | None = None) -> tuple[DiffLensApp, list[int]]:
+def make_app(client: ReplayClient, start: Start | None = None) -> tuple[DiffLensApp, list[int]]:
     """An app over `client`; the list counts how often the app asked for a client (reconnects)."""
     made: list[int] = []
 
-    async def factory() -> RecordedClient:
+    async def factory() -> ReplayClient:
         made.append(1)
         return client
 
@@ -58,7 +58,7 @@ async def settle(pilot: Any) -> None:
 
 
 def test_import_tui_app_does_not_import_torch() -> None:
-    code = ("import sys, tui.app, tui.recorded\n"
+    code = ("import sys, tui.app, tui.sessions.replay\n"
             "bad = [m for m in ('torch', 'transformers', 'nnsight', 'engine.models') if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
@@ -113,7 +113,7 @@ def test_new_run_form_values_become_compute_params() -> None:
 
 @pytest.mark.asyncio
 async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
-    client = RecordedClient(recording())
+    client = ReplayClient.from_recording(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -133,7 +133,7 @@ async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
 
 @pytest.mark.asyncio
 async def test_changing_alpha_reruns_steering_and_shows_new_text() -> None:
-    client = RecordedClient(recording())
+    client = ReplayClient.from_recording(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -154,7 +154,7 @@ async def test_changing_alpha_reruns_steering_and_shows_new_text() -> None:
 
 @pytest.mark.asyncio
 async def test_calibration_marks_alpha_and_reruns() -> None:
-    client = RecordedClient(recording())
+    client = ReplayClient.from_recording(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -172,7 +172,7 @@ async def test_calibration_and_patchscope_name_their_judge() -> None:
     for call in data["calls"]:
         if call["method"] in ("steer.calibrate", "readout.patchscope"):
             call["result"] |= {"judge": "openai:judge-m", "ungraded": 3}
-    app, _ = make_app(RecordedClient(data))
+    app, _ = make_app(ReplayClient.from_recording(data))
     notes = record_notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -184,11 +184,12 @@ async def test_calibration_and_patchscope_name_their_judge() -> None:
         assert "· openai:judge-m" in plain(app.screen.query_one(TokensPane))
 
 
-class GatedClient(RecordedClient):
+class GatedClient(ReplayClient[Recording]):
     """Replays a job's progress, then holds it until the test opens the gate."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        super().__init__(data)
+        recording = Recording(data)
+        super().__init__(recording, recording.description)
         self.gate = asyncio.Event()
 
     async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
@@ -232,7 +233,7 @@ async def test_cancel_key_stops_the_running_job() -> None:
         assert "did not finish" in app.screen.query_one(Heatmap).heat.status
 
 
-class DyingClient(RecordedClient):
+class DyingClient(ReplayClient[Recording]):
     """An engine that dies in the middle of a steering job (after one progress event)."""
 
     async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
@@ -247,11 +248,11 @@ class DyingClient(RecordedClient):
 @pytest.mark.reliability
 @pytest.mark.asyncio
 async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
-    dying = DyingClient(recording())
-    healthy = RecordedClient(recording())
+    dying = DyingClient.from_recording(recording())
+    healthy = ReplayClient.from_recording(recording())
     clients = [dying, healthy]
 
-    async def factory() -> RecordedClient:
+    async def factory() -> ReplayClient:
         return clients.pop(0)
 
     app = DiffLensApp(client_factory=factory, start=Start(run=RUN))
@@ -282,7 +283,7 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
 @pytest.mark.reliability
 @pytest.mark.asyncio
 async def test_engine_that_cannot_start_is_a_notification_not_a_crash() -> None:
-    async def factory() -> RecordedClient:
+    async def factory() -> ReplayClient:
         raise EngineUnavailable("no engine answers on /run/difflens.sock")
 
     app = DiffLensApp(client_factory=factory, start=Start())
@@ -300,7 +301,7 @@ async def test_failed_calls_are_notifications() -> None:
     data = recording()
     data["calls"].append({"method": "readout.logit_lens", "params": {"layer": 13, "pos": 2, "source": "diff"},
                           "error": "layer 13 is not cached"})
-    app, _ = make_app(RecordedClient(data))
+    app, _ = make_app(ReplayClient.from_recording(data))
     notes = record_notifications(app)
     async with app.run_test(size=(100, 30)) as pilot:
         await settle(pilot)
@@ -315,7 +316,7 @@ async def test_failed_calls_are_notifications() -> None:
 
 @pytest.mark.asyncio
 async def test_patchscope_side_by_side_with_selectable_scale() -> None:
-    app, _ = make_app(RecordedClient(recording()))
+    app, _ = make_app(ReplayClient.from_recording(recording()))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("p")
@@ -341,7 +342,7 @@ async def test_negative_patchscope_scales_and_the_lens_head_render() -> None:
             call["result"] |= {"best_scale": -1.2, "best_by_sign": {"+": 1.2, "-": -1.2}, "selected": [" oven"],
                                "scales": [{"scale": -1.2, "tokens": [[" oven", 0.2]]},
                                           {"scale": 1.2, "tokens": [[" the", 0.1]]}]}
-    app, _ = make_app(RecordedClient(data))
+    app, _ = make_app(ReplayClient.from_recording(data))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("p")
@@ -354,7 +355,7 @@ async def test_negative_patchscope_scales_and_the_lens_head_render() -> None:
 
 @pytest.mark.asyncio
 async def test_agent_pane_streams_hypotheses_tool_calls_and_grade() -> None:
-    app, _ = make_app(RecordedClient(recording()))
+    app, _ = make_app(ReplayClient.from_recording(recording()))
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         await pilot.press("g")
@@ -372,7 +373,7 @@ async def test_agent_without_llm_says_how_to_configure() -> None:
     data = recording()
     data["calls"] = [c for c in data["calls"] if c["method"] != "agent.run"]
     data["calls"].append({"method": "agent.run", "params": {}, "error": "no LLM configured — set DIFFLENS_LLM_MODEL"})
-    app, _ = make_app(RecordedClient(data))
+    app, _ = make_app(ReplayClient.from_recording(data))
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
         assert "DIFFLENS_LLM_BASE_URL" in plain(app.screen.query_one("#agent"))
@@ -386,7 +387,7 @@ async def test_agent_without_llm_says_how_to_configure() -> None:
 async def test_start_screen_lists_runs_and_sessions_and_opens_a_run(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(tmp_path))  # no shipped session files: an empty list
-    client = RecordedClient(recording())
+    client = ReplayClient.from_recording(recording())
     app, _ = make_app(client, Start())
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
@@ -405,7 +406,7 @@ async def test_start_screen_lists_runs_and_sessions_and_opens_a_run(tmp_path: Pa
 
 @pytest.mark.asyncio
 async def test_palette_lists_every_action_and_keys_help_opens() -> None:
-    app, _ = make_app(RecordedClient(recording()))
+    app, _ = make_app(ReplayClient.from_recording(recording()))
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         titles = [hit.text async for hit in WorkbenchCommands(app.screen).discover()]
@@ -424,7 +425,7 @@ async def test_palette_lists_every_action_and_keys_help_opens() -> None:
 
 @pytest.mark.asyncio
 async def test_prompt_edit_reruns_with_the_new_prompt() -> None:
-    client = RecordedClient(recording())
+    client = ReplayClient.from_recording(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)

@@ -1,6 +1,6 @@
 """Layout regressions: the workbench's main screen at 80×24 and 160×48, painted from a recorded session.
 
-The recording (tests/data/workbench_recording.json) feeds a `RecordedClient`, so every run paints the same
+The recording (tests/data/workbench_recording.json) feeds a `ReplayClient`, so every run paints the same
 screen. After an intended layout change: `pytest tests/test_tui_snapshots.py --snapshot-update`, then look
 at the new SVGs under tests/__snapshots__/.
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tui.app import DiffLensApp
-from tui.recorded import RecordedClient
+from tui.sessions.replay import ReplayClient
 from tui.state import Start
 
 RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
@@ -19,8 +19,8 @@ RUN = "3f9c2a71e0b4d5c6"
 
 
 def recorded_app() -> DiffLensApp:
-    async def factory() -> RecordedClient:
-        return RecordedClient.from_file(RECORDING)
+    async def factory() -> ReplayClient:
+        return ReplayClient.from_file(RECORDING)
 
     return DiffLensApp(client_factory=factory, start=Start(run=RUN))
 

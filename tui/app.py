@@ -15,15 +15,15 @@ from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
 
-from tui.client import connect
+from tui.client import ClientFactory, connect
 from tui.commands import WorkbenchCommands
-from tui.link import ClientFactory, EngineLink
+from tui.link import EngineLink
 from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed, StatusReady
 from tui.screens.keys import KeysScreen
+from tui.screens.session_actions import ask_note, ask_save_as, open_session, session_tap, snapshot_ui
 from tui.screens.start import StartScreen
 from tui.screens.workbench import WorkbenchScreen
-from tui.session_app import ask_note, ask_save_as, open_session, session_tap, snapshot_ui
-from tui.session_client import SessionTap
+from tui.sessions.client import SessionTap
 from tui.state import EngineView, Start
 from tui.widgets.pair_bar import PairBar
 

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from textual.message import Message
 from textual.worker import NoActiveWorker, Worker, get_current_worker
 
-from tui.client import EngineClient, EngineUnavailable, JobCancelledError
+from tui.client import ClientFactory, EngineClient, EngineUnavailable, JobCancelledError
 from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed
 from tui.state import JobView
 
-ClientFactory = Callable[[], Awaitable[EngineClient]]
 EventSink = Callable[[dict[str, Any]], None]
 
 

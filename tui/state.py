@@ -241,19 +241,15 @@ def start_steering(steer: SteerState, layer: int, pos: int) -> SteerState:
 
 
 def apply_steer_partial(steer: SteerState, event: dict[str, Any]) -> SteerState:
-    """A streamed piece of one sample: `text` is the whole text so far for row `row`.
-
-    A partial names its column with `column` ("steered" | "unsteered"); without one, strength 0 means the
-    unsteered continuation and anything else the steered one.
-    """
+    """A streamed piece of one sample: `text` is the whole text so far for row `row` in `column`
+    ("steered" | "unsteered")."""
     i = int(event.get("row", 0))
     rows = list(steer.rows)
     while len(rows) <= i:
         rows.append(SteerRow(prompt=""))
-    column = event.get("column") or ("unsteered" if event.get("strength") == 0 else "steered")
     row = rows[i]
     prompt = str(event.get("prompt") or row.prompt)
-    rows[i] = replace(row, prompt=prompt, **{column: str(event.get("text", ""))})
+    rows[i] = replace(row, prompt=prompt, **{event["column"]: str(event.get("text", ""))})
     return replace(steer, rows=tuple(rows))
 
 
@@ -272,58 +268,53 @@ _AGENT_QUIET = frozenset({"token", "llm_call", "start", "assistant"})
 
 
 def _hypothesis(raw: dict[str, Any]) -> Hypothesis:
-    return Hypothesis(text=str(raw.get("text") or raw.get("hypothesis") or ""),
+    return Hypothesis(text=str(raw.get("hypothesis") or ""),
                       confidence=_maybe_float(raw.get("confidence")),
                       evidence=tuple(str(e) for e in raw.get("evidence") or ()))
 
 
 def apply_agent_event(agent: AgentState, event: dict[str, Any]) -> AgentState:
-    """One streamed agent event (`type` or `kind`: message, tool_call, tool_result, hypothesis, final, grade)."""
-    kind = event.get("kind") or event.get("type") or "message"
+    """One streamed agent event (`type`: message, tool_call, tool_result, hypothesis, final, grade, …)."""
+    kind = event.get("type") or "message"
     if kind in _AGENT_QUIET:
         return agent
     if kind == "hypothesis":
         return replace(agent, hypotheses=(*agent.hypotheses, _hypothesis(event)))
     if kind == "final":
-        return replace(agent, final=str(event.get("description") or event.get("text") or ""))
+        return replace(agent, final=str(event.get("description") or ""))
     if kind == "grade":
         return replace(agent, grade=_grade_text(event))
-    name = event.get("tool") or event.get("name") or "?"
+    name = event.get("name") or "?"
     if kind == "tool_call":
-        args = event.get("args", event.get("arguments")) or {}
+        args = event.get("arguments") or {}
         shown_args = ", ".join(f"{k}={v}" for k, v in args.items()) if isinstance(args, dict) else str(args)
         line = f"→ {name}({_short(shown_args)})"
     elif kind == "tool_result":
-        shown = {k: v for k, v in event.items() if k not in ("type", "kind", "seq", "t", "call_id", "name", "ok")}
-        line = f"← {name}: {_short(event.get('summary') or event.get('result') or shown)}"
+        shown = {k: v for k, v in event.items() if k not in ("type", "seq", "t", "call_id", "name", "ok")}
+        line = f"← {name}: {_short(event.get('result') or shown)}"
     elif kind in ("error", "protocol_error"):
         line = f"! {_short(event.get('message', ''), 200)}"
     else:
-        line = f"· {_short(event.get('text') or event.get('content') or '', 200)}"
+        line = f"· {_short(event.get('content') or '', 200)}"
     return replace(agent, log=(*agent.log, line))
 
 
 def apply_agent_result(agent: AgentState, result: dict[str, Any]) -> AgentState:
-    """The agent's final answer: description, hypotheses and grade replace what streamed.
-
-    Takes the flat shape (`description`, `hypotheses`, `grade`) or the engine's `{"runs": [summary]}` where
-    the summary holds `result` and `grade`.
-    """
-    grade = result.get("grade")
-    if result.get("runs"):
-        summary = result["runs"][0]
-        grade = summary.get("grade")
-        result = summary.get("result") or {}
-    hyps = tuple(_hypothesis(h) for h in result.get("hypotheses") or ()) or agent.hypotheses
+    """The agent's final answer (`{"runs": [summary]}`, the summary holding `result` and `grade`): its
+    description, hypotheses and grade replace what streamed."""
+    summary = (result.get("runs") or [{}])[0]
+    grade = summary.get("grade")
+    answer = summary.get("result") or {}
+    hyps = tuple(_hypothesis(h) for h in answer.get("hypotheses") or ()) or agent.hypotheses
     return replace(agent, status="done", note="", hypotheses=hyps,
-                   final=str(result.get("description") or agent.final),
-                   grade=_grade_text(grade) if isinstance(grade, dict) else (str(grade) if grade else agent.grade))
+                   final=str(answer.get("description") or agent.final),
+                   grade=_grade_text(grade) if grade else agent.grade)
 
 
 def _grade_text(event: dict[str, Any]) -> str:
-    score = event.get("score", event.get("grade"))
+    score = event.get("score")
     score = "?" if score is None else score
-    why = event.get("rationale") or event.get("reason") or ""
+    why = event.get("rationale") or ""
     return f"{score}/5" + (f" — {why}" if why else "")
 
 

@@ -12,6 +12,7 @@ from rich.text import Text
 from tui.cli.engine_call import call_engine
 from tui.cli.options import parse_layers
 from tui.cli.output import emit_json, fail, out
+from tui.render.report_html import write_report
 
 # CLI option → op param (only options the user typed are sent: the pairs file's settings fill the rest)
 BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
@@ -63,8 +64,6 @@ def render_board(result: dict[str, Any]) -> None:
 
 def write_html(directory: Path, result: dict[str, Any]) -> None:
     """Write the HTML pages (index + one per pair) and say where."""
-    from tui.report_html import write_report
-
     if directory.exists() and not directory.is_dir():
         fail(f"--html {directory} is a file — pass a directory")
     index = write_report(directory, result)

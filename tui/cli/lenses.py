@@ -9,7 +9,7 @@ import typer
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
-from tui.widgets.lens_views import (
+from tui.render.lens_views import (
     amplify_table,
     causal_view,
     divergence_view,

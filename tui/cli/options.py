@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from tui.cli.output import fail
+
 Json = Annotated[bool, typer.Option("--json", help="Emit machine-readable JSON on stdout.")]
 Remote = Annotated[str | None, typer.Option("--remote", help="Run on the engine of user@host over ssh.")]
 Engine = Annotated[str | None, typer.Option("--engine", help="Engine target: unix:PATH, tcp:HOST:PORT, ssh:USER@HOST.")]
@@ -49,8 +51,6 @@ def parse_layers(text: str | None) -> list[int] | None:
             lo, sep, hi = part.strip().partition("-")
             out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
     except ValueError:
-        from tui.cli.output import fail
-
         fail(f"cannot read --layers {text!r} — write e.g. 3,5,9 or 6-12")
     return out
 

@@ -11,7 +11,7 @@ from rich.text import Text
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
-from tui.widgets.token_text import prob_text, visible_token
+from tui.render.token_text import prob_text, visible_token
 
 Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the run's report layer, "
                                                           "chosen from the evidence; see README).")]

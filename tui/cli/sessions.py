@@ -16,8 +16,14 @@ from rich.table import Table
 from store import bundle, sessions
 from store.db import store_error
 from store.errors import ActionableError
+from tui.cli.engine_call import target_from
 from tui.cli.options import Engine, Json, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
+from tui.client import EngineError
+from tui.sessions.compare import compare_table
+from tui.sessions.files import saved_sessions, sessions_dir
+from tui.sessions.rerun import rerun_steps
+from tui.sessions.source import load_source
 
 sessions_app = typer.Typer(help="Saved analyses: list, show, rename, delete, export to a file, import one.",
                            no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -45,8 +51,6 @@ def _guard(run: Any) -> Any:
 @sessions_app.command("list")
 def list_sessions(json: Json = False) -> None:
     """Sessions in the store, and session files in the sessions/ directory."""
-    from tui.session_files import saved_sessions
-
     rows = _guard(saved_sessions)
     if json:
         emit_json(rows)
@@ -62,8 +66,6 @@ def list_sessions(json: Json = False) -> None:
 @sessions_app.command()
 def show(session: SessionRef, json: Json = False) -> None:
     """A session's actions, notes and saved view (a store session, or a .difflens file)."""
-    from tui.session_source import load_source
-
     source = _guard(lambda: load_source(session))
     if json:
         emit_json({"id": source.id, "name": source.name, "base": source.base, "ft": source.ft, "run": source.run,
@@ -103,8 +105,6 @@ def export(session: SessionRef,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="File or directory to write "
                                                        "(default: the sessions/ directory).")] = None) -> None:
     """Write a session and every result it shows into one self-contained .difflens file."""
-    from tui.session_files import sessions_dir
-
     path = _guard(lambda: bundle.export_session(session, output or sessions_dir()))
     out.print(f"exported to {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
 
@@ -126,19 +126,15 @@ def replay(session: SessionRef,
                                                     "of opening it.")] = False,
            trust_remote_code: TrustRemoteCode = False, remote: Remote = None, engine: Engine = None) -> None:
     """Open a saved session (name, id or .difflens file) with no engine; --rerun re-asks it on a new pair."""
-    from tui.cli.engine_call import target_from
-
     if not rerun:
         if base or ft:
             fail("--base/--ft only make sense with --rerun")
-        from tui.replay import replay_app
+        from tui.cli.replay import replay_app  # Textual: only `replay` pays its import
 
         _guard(lambda: replay_app(session)).run()
         return
     if not base or not ft:
         fail("--rerun needs --base and --ft (the new pair)")
-    from tui.client import EngineError
-    from tui.replay import compare_app, rerun_steps
 
     def step(i: int, total: int, method: str) -> None:
         err.print(f"[{i + 1}/{total}] {method}", highlight=False)
@@ -149,10 +145,10 @@ def replay(session: SessionRef,
     except EngineError as exc:
         fail(f"engine: {exc}", code=3)
     if print_only:
-        from tui.screens.compare import compare_table
-
         out.print(compare_table(steps, old, new))
     else:
+        from tui.cli.replay import compare_app  # Textual: only the interactive view pays its import
+
         compare_app(old, new, steps).run()
 
 

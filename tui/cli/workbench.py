@@ -16,7 +16,7 @@ def tui(run: Annotated[str | None, typer.Option("--run", help="Open this cached 
         session: Annotated[str | None, typer.Option("--session", help="Record into this named session.")] = None,
         remote: Remote = None, engine: Engine = None) -> None:
     """Open the workbench (start screen: cached runs, saved sessions)."""
-    from tui.app import run_workbench
+    from tui.app import run_workbench  # Textual: only the workbench commands pay its import
 
     try:
         run_workbench(target_from(remote, engine), run_id=run, session=session)
@@ -26,6 +26,6 @@ def tui(run: Annotated[str | None, typer.Option("--run", help="Open this cached 
 
 def demo(remote: Remote = None, engine: Engine = None) -> None:
     """Open the workbench on the embedded default pair (gemma-3-270m vs the cake demo organism)."""
-    from tui.app import run_workbench
+    from tui.app import run_workbench  # Textual: only the workbench commands pay its import
 
     run_workbench(target_from(remote, engine), demo=True)

@@ -5,15 +5,15 @@
 `EngineUnavailable` (no engine, or it went away), `JobCancelledError`, and `EngineError` for the rest.
 """
 
-from tui.client.base import EngineClient, EventCallback, NotificationCallback
+from tui.client.base import ClientFactory, EngineClient, EventCallback, NotificationCallback
 from tui.client.connect import DEFAULT_REMOTE_CMD, REMOTE_CMD_ENV, SSH_ENV, connect, run_sync
 from tui.client.errors import EngineError, EngineUnavailable, JobCancelledError, UserFacingError, error_from
 from tui.client.rpc import RpcClient
 from tui.client.transport import ProcessTransport, StreamTransport, Transport, child_env, engine_argv
 
 __all__ = [
-    "DEFAULT_REMOTE_CMD", "REMOTE_CMD_ENV", "SSH_ENV", "EngineClient", "EngineError", "EngineUnavailable",
-    "EventCallback", "JobCancelledError", "NotificationCallback", "ProcessTransport", "RpcClient",
+    "DEFAULT_REMOTE_CMD", "REMOTE_CMD_ENV", "SSH_ENV", "ClientFactory", "EngineClient", "EngineError",
+    "EngineUnavailable", "EventCallback", "JobCancelledError", "NotificationCallback", "ProcessTransport", "RpcClient",
     "StreamTransport", "Transport", "UserFacingError", "child_env", "connect", "engine_argv", "error_from",
     "run_sync",
 ]

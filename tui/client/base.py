@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 EventCallback = Callable[[dict[str, Any]], None]
@@ -44,3 +44,6 @@ class EngineClient(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Close the connection (a private engine exits; a shared engine's jobs run on). Idempotent."""
+
+
+ClientFactory = Callable[[], Awaitable[EngineClient]]

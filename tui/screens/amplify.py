@@ -19,8 +19,8 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
+from tui.render.lens_views import amplify_table
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import amplify_table
 
 PRESETS = (-1.0, 0.5, 2.0, 3.0)
 STEP = 0.5

@@ -19,8 +19,8 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
+from tui.render.lens_views import causal_view
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import causal_view
 
 MODES = {"base": "first k positions ← the base model's activations",
          "diff": "first k positions ← −mean diff of this run",

@@ -18,8 +18,8 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
+from tui.render.lens_views import divergence_view
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import divergence_view
 
 CORPUS_PREFIX = "@"
 CORPUS_TEXTS = 20

@@ -16,8 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Input
 
+from tui.render.lens_views import mining_table, topics_view
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import mining_table, topics_view
 
 DEFAULT_CORPUS = "generic:"
 DEFAULT_TEXTS = 40

@@ -19,8 +19,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
+from tui.render.lens_views import component_steering_view, pca_view
 from tui.screens.lens_screen import LensScreen
-from tui.widgets.lens_views import component_steering_view, pca_view
 
 DEFAULT_CORPUS = "generic:"
 DEFAULT_TEXTS = 256

@@ -13,8 +13,8 @@ from textual import work
 from tui.link import EngineLink
 from tui.messages import PatchscopeReady, SummaryReady
 from tui.screens.workbench import WorkbenchScreen
-from tui.session_source import SessionSource
-from tui.session_view import (
+from tui.sessions.source import SessionSource
+from tui.sessions.view import (
     apply_agent_settings,
     apply_heat_and_source,
     apply_scale,

@@ -19,7 +19,7 @@ from tui.link import EngineLink
 from tui.messages import EngineConnected, RunsListed, SessionsListed
 from tui.screens.form import Field, FormScreen
 from tui.screens.workbench import WorkbenchScreen
-from tui.session_files import saved_sessions
+from tui.sessions.files import saved_sessions
 from tui.state import DEMO_PAIR, Start
 from tui.widgets.board_table import BoardTable
 from tui.widgets.pair_bar import PairBar

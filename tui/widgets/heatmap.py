@@ -9,8 +9,8 @@ from textual.reactive import reactive
 from textual.widget import Widget
 
 from tui.messages import CellSelected
+from tui.render.palette import cell_style, fmt_value, legend_bar, step_for
 from tui.state import METRIC_LABELS, HeatState
-from tui.widgets.palette import cell_style, fmt_value, legend_bar, step_for
 
 _CURSOR = Style(bold=True, underline=True)
 _SCORE_W = 5  # the layer-criterion column: " .58★"

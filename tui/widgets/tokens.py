@@ -8,8 +8,8 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tui.render.token_text import prob_text, visible_token
 from tui.state import TokensState
-from tui.widgets.token_text import prob_text, visible_token
 
 
 def token_lines(tokens: tuple[tuple[str, float], ...], limit: int, highlight: tuple[str, ...] = ()) -> Text:

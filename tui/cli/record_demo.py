@@ -1,4 +1,4 @@
-"""Regenerate the shipped demo session: `python -m tui.record_demo` (then commit sessions/demo.difflens).
+"""Regenerate the shipped demo session: `python -m tui.cli.record_demo` (then commit sessions/demo.difflens).
 
 Drives the real workbench headless against an engine on the embedded pair (base gemma-3-270m, ft demo):
 computes the run, stays on the report layer the criterion chose (or moves to `--layer`), reads the logit lens
@@ -18,7 +18,7 @@ from store import bundle, sessions
 from store.errors import ActionableError, StoreError
 from tui.app import DiffLensApp
 from tui.client import connect
-from tui.session_files import sessions_dir
+from tui.sessions.files import sessions_dir
 from tui.state import DEMO_PAIR, Start
 from tui.widgets.pair_bar import PairBar
 
@@ -26,7 +26,7 @@ WAIT_S = 3600.0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tui.record_demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m tui.cli.record_demo", description=__doc__.splitlines()[0])
     p.add_argument("--name", default="gemma-3-270m demo", help="session name in the store")
     p.add_argument("--output", type=Path, default=None, help="file to write (default: sessions/demo.difflens)")
     p.add_argument("--base", default=DEMO_PAIR["base"])

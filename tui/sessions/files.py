@@ -14,7 +14,7 @@ from store import bundle, sessions
 from store.errors import ActionableError
 
 SESSIONS_DIR_ENV = "DIFFLENS_SESSIONS_DIR"
-_REPO = Path(__file__).resolve().parent.parent
+_REPO = Path(__file__).resolve().parents[2]
 
 
 def sessions_dir() -> Path:

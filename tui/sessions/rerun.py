@@ -11,6 +11,7 @@ custom model code or pick the agent's LLM (`SESSION_CHOSEN`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,9 @@ from typing import Any
 from store import imported, jsonvalue, results, sessions
 from store.errors import StoreError
 from tui.client import EngineClient, EngineError, connect
-from tui.session_client import SessionClient, SessionTap
-from tui.session_recorder import SessionRecorder
-from tui.session_source import SessionSource
+from tui.sessions.client import SessionClient, SessionTap
+from tui.sessions.recording import SessionRecorder
+from tui.sessions.source import SessionSource, load_source
 
 REASKED = ("adl.", "readout.", "steer.", "lens.", "agent.")  # method prefixes a rerun may ask again
 SESSION_CHOSEN = ("trust_remote_code", "llm", "grader_llm")  # never taken from a session, only from the user
@@ -136,3 +137,13 @@ async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | Non
             await live.close()
     recorder.save_ui(_swap(source.ui, old_run, new_run))
     return sessions.get(recorder.session.id), steps
+
+
+def rerun_steps(ref: str, base: str, ft: str, adapter: str | None, target: str | None,
+                on_step: Callable[[int, int, str], None] | None = None,
+                trust_remote_code: bool = False) -> tuple[str, str, list[Step]]:
+    """Rerun session `ref` on the new pair; (old label, new label, steps)."""
+    source = load_source(ref)
+    new, steps = asyncio.run(rerun(source, base, ft, adapter=adapter, target=target, on_step=on_step,
+                                   trust_remote_code=trust_remote_code))
+    return f"{source.name}: {source.base} → {source.ft}", f"{new.name}: {new.base} → {new.ft}", steps

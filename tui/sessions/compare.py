@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.table import Table
+
+from tui.render.token_text import visible_token
+from tui.sessions.rerun import Step
 from tui.state import token_pairs
-from tui.widgets.token_text import visible_token
 
 TOP = 8
 
@@ -76,3 +79,15 @@ def summarize_lens(method: str, result: dict[str, Any]) -> str:
         return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
                          for name, s in result.get("sets", {}).items())
     return _short(result)
+
+
+def compare_table(steps: list[Step], old_label: str, new_label: str) -> Table:
+    """A Rich table: question | old answer | new answer (also printed by `--print`)."""
+    table = Table(expand=True, show_lines=True)
+    table.add_column("question", ratio=1, style="bold")
+    table.add_column(old_label, ratio=2)
+    table.add_column(new_label, ratio=2)
+    for step in steps:
+        table.add_row(describe_call(step.method, step.params), summarize(step.method, step.old),
+                      summarize(step.method, step.new, step.error))
+    return table

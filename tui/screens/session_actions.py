@@ -14,10 +14,10 @@ from tui.link import EngineLink
 from tui.screens.form import Field, FormScreen
 from tui.screens.session import SessionWorkbench
 from tui.screens.workbench import WorkbenchScreen
-from tui.session_client import SessionTap
-from tui.session_recorder import SessionRecorder
-from tui.session_source import SessionSource, load_source
-from tui.session_view import cell, ui_snapshot
+from tui.sessions.client import SessionTap
+from tui.sessions.recording import SessionRecorder
+from tui.sessions.source import SessionSource, load_source
+from tui.sessions.view import cell, ui_snapshot
 
 
 def session_tap(session: str | SessionTap | None) -> SessionTap:

@@ -2,40 +2,44 @@
 
 `SessionTap` is the app's session state (what to replay, where to record); it outlives reconnects, and
 `tap.wrap(factory)` makes every new client a `SessionClient` over it. A call the opened session has answered
-before is answered from the recording (no engine, no torch); any other goes to the live engine, if there is
-one, and is recorded. With no engine (replay) an unrecorded call is a user-facing error, shown as a notice.
+before is answered by its `ReplayClient` (no engine, no torch); any other goes to the live engine, if there
+is one, and is recorded. With no engine (replay) an unrecorded call is a user-facing error, shown as a notice.
 """
 
 from __future__ import annotations
 
-import copy
+import contextlib
 import time
 from collections import deque
 from typing import Any
 
-from tui.client import EngineClient, EventCallback, NotificationCallback, UserFacingError
-from tui.link import ClientFactory
-from tui.session_recorder import SessionRecorder, is_recorded
-from tui.session_source import Answers, SessionSource
+from tui.client import ClientFactory, EngineClient, EventCallback, NotificationCallback, UserFacingError
+from tui.sessions.recording import SessionRecorder, is_recorded
+from tui.sessions.replay import OFFLINE_FIX, NotRecorded, ReplayClient
+from tui.sessions.source import Answers, SessionSource
 
 UNSAVED_LIMIT = 2000
-OFFLINE_FIX = "this is a replay with no engine: `difflens replay SESSION --rerun --base … --ft …` computes anew"
+
+
+def session_replay(source: SessionSource) -> ReplayClient[Answers]:
+    """The session's recorded answers as an engine client."""
+    return ReplayClient(Answers(source.actions), f"replay of {source.name} (no engine)")
 
 
 class SessionTap:
-    """What the app's client replays (`answers`) and records into (`recorder`); both optional."""
+    """What the app's client replays (`replay`) and records into (`recorder`); both optional."""
 
     def __init__(self, recorder: SessionRecorder | None = None, source: SessionSource | None = None) -> None:
         self.recorder = recorder
         self.source = source
-        self.answers = Answers(source.actions) if source is not None else None
+        self.replay = session_replay(source) if source is not None else None
         # Answers seen while no session records, so "save as" can still keep what is on screen.
         self.unsaved: deque[tuple[str, dict[str, Any], str, dict[str, Any], list[dict[str, Any]], float]] = deque(
             maxlen=UNSAVED_LIMIT)
 
     def open(self, source: SessionSource, recorder: SessionRecorder | None) -> None:
         """Switch to another session: answer from it, record into `recorder` (None: a file, not recorded)."""
-        self.source, self.answers, self.recorder = source, Answers(source.actions), recorder
+        self.source, self.replay, self.recorder = source, session_replay(source), recorder
 
     def start_recording(self, recorder: SessionRecorder) -> None:
         """Record from now on, starting with every answer seen so far in this app."""
@@ -72,21 +76,18 @@ class SessionClient(EngineClient):
             raise AttributeError(name)
         return getattr(live, name)
 
-    def _recorded(self, method: str, params: dict[str, Any]) -> dict[str, Any] | None:
-        return self.tap.answers.find(method, params) if self.tap.answers is not None else None
-
     def _offline(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method == "engine.status":
             return {"device": "replay", "models": []}
         if method == "adl.runs":
-            return {"runs": self.tap.answers.runs() if self.tap.answers is not None else []}
+            return {"runs": self.tap.replay.book.runs() if self.tap.replay is not None else []}
         raise UserFacingError(f"{method} with these settings is not in this session", OFFLINE_FIX)
 
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         params = params or {}
-        hit = self._recorded(method, params)
-        if hit is not None:
-            return hit["result"]
+        if self.tap.replay is not None:
+            with contextlib.suppress(NotRecorded):
+                return await self.tap.replay.call(method, params)
         if self.live is None:
             return self._offline(method, params)
         return await self._record(method, params, "call", None)
@@ -94,12 +95,9 @@ class SessionClient(EngineClient):
     async def run_job(self, method: str, params: dict[str, Any] | None = None,
                       on_event: EventCallback | None = None) -> dict[str, Any]:
         params = params or {}
-        hit = self._recorded(method, params)
-        if hit is not None:
-            for event in hit["events"]:
-                if on_event is not None:
-                    on_event(copy.deepcopy(event))
-            return hit["result"]
+        if self.tap.replay is not None:
+            with contextlib.suppress(NotRecorded):
+                return await self.tap.replay.run_job(method, params, on_event)
         if self.live is None:
             return self._offline(method, params)
         return await self._record(method, params, "job", on_event)

@@ -12,8 +12,8 @@ from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
-from tui.widgets.palette import cell_style, legend_bar, step_for
-from tui.widgets.token_text import visible_token
+from tui.render.palette import cell_style, legend_bar, step_for
+from tui.render.token_text import visible_token
 
 METRICS = {"kl": (1, "KL"), "diff_norm": (2, "‖diff‖")}  # index into a `[token, kl, diff_norm]` triple
 

@@ -1,0 +1,1 @@
+"""Rich renderables (no Textual) shared by the panes and the CLI, and the static HTML report."""

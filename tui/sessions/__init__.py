@@ -1,0 +1,1 @@
+"""Sessions below the screens: recording what was asked, session files, replaying and rerunning answers."""
