@@ -26,6 +26,10 @@ def run(step: str, args: dict[str, Any]) -> dict[str, Any]:
         from benchmarks.replay import first_paint
 
         return first_paint(args.get("session"))
+    if step == "tui_cached":
+        from benchmarks.workbench import cached_paint
+
+        return cached_paint(args["run"])
     _threads(args.pop("threads", None))
     if step == "load":
         from benchmarks.loads import load

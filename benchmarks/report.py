@@ -16,8 +16,10 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
                                            "baseline_ratio": r["adl"]["ratio"]["baseline_ratio"], **r["adl"]},
             "steering": {"batched_ratio": r["steering"]["batched_ratio"], **r["steering"]},
             "replay": r["replay"], "peak_memory_mb": r["peak_memory_mb"],
+            "triage": {"fresh_over_adl": r["triage"]["fresh_over_adl"],
+                       "cached_seconds": r["triage"]["cached_seconds"], **r["triage"]},
             **{key: value for key, value in r.items() if key not in ("device", "adl", "steering", "replay",
-                                                                      "peak_memory_mb")}}
+                                                                      "peak_memory_mb", "triage")}}
 
 
 def save(result: dict[str, Any], home: Path) -> Path:
@@ -71,6 +73,14 @@ def table(r: dict[str, Any]) -> str:
     p = r["replay"]
     _row(rows, "replay first paint (demo session)", f"{p['first_paint_s']:.2f} s",
          f"data {p['data_paint_s']:.2f} s, imports {p['import_s']:.2f} s", "")
+    t = r["triage"]
+    _row(rows, "triage, fresh (CLI, n=256, loads included)", f"{t['fresh_seconds']:.0f} s",
+         f"its ADL compute {t['adl_compute_seconds']:.1f} s", f"{t['fresh_over_adl']:.1f}x ADL")
+    w = t["tui_cached"]
+    _row(rows, "cached report: triage --json (CLI)", f"{t['cached_seconds']:.2f} s",
+         "fresh process, private engine", "" if t["cached_hit"] else "NOT a cache hit")
+    _row(rows, "cached report: TUI first paint of the run", f"{w['total_s']:.2f} s",
+         f"mounted {w['first_paint_s']:.2f} s, imports {w['import_s']:.2f} s", "")
     e = r["engine"]
     _row(rows, "engine.status round trip", f"unix {e['unix']['median_ms']:.2f} ms",
          f"stdio {e['stdio']['median_ms']:.2f} ms", "median")

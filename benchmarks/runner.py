@@ -145,6 +145,9 @@ def _steps(s: Settings, work: Path, runtime: Path, emit: Emit) -> dict[str, Any]
     from benchmarks.pair_steps import pair_steps
 
     result.update(pair_steps(s, placement, work, emit))
+    from benchmarks.cached import triage_rows
+
+    result["triage"] = triage_rows(s, work, runtime, emit, child)
     result["peak_memory_mb"] = _peaks(result)
     return result
 
@@ -163,4 +166,5 @@ def _peaks(r: dict[str, Any]) -> dict[str, float]:
     if r["load"]["cold"]:
         out["load_cold"] = r["load"]["cold"][rss]
     out["replay"] = r["replay"]["peak_rss_mb"]
+    out["tui_cached"] = r["triage"]["tui_cached"]["peak_rss_mb"]
     return out

@@ -9,9 +9,8 @@ import threading
 import time
 from pathlib import Path
 
-import sqlite_utils
-
 from store.errors import StoreError
+from store.lean_sqlite import sqlite_utils
 from store.paths import db_path
 
 _SCHEMA: dict[str, tuple[dict[str, type], str]] = {

@@ -12,9 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from store.db import connect, ensure_schema, register_table
+from store.lean_sqlite import sqlite_utils
 from store.paths import tensors_dir
 
 TABLE = "imported_results"

@@ -15,13 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from store import imported
 from store.bundle_schema import decode_json_columns
 from store.db import connect, ensure_schema, register_table
 from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
+from store.lean_sqlite import sqlite_utils
 
 SESSIONS, ACTIONS, NOTES = "sessions", "session_actions", "session_notes"
 SESSION_COLUMNS: dict[str, type] = {"id": str, "name": str, "created": float, "updated": float, "base": str,

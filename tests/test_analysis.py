@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from engine.agent.protocols import PROTOCOLS, Sampling
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.models.cache import MODELS
 from engine.ops.readout_ops import logit_lens_cell, logit_lens_grid
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import patchscope
@@ -24,6 +29,7 @@ from engine.results.readout_cells import lens_grid, patchscope_cells
 from engine.steering.generate import generate_steered
 from engine.triage.pair_triage import TriageOptions, triage
 from store import results
+from tests.engine_helpers import ROOT
 from tests.tiny import perturbed_copy
 
 PROMPTS = ["w1 w2 w3", "the cake", "a plan of"]
@@ -128,8 +134,41 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
         assert entry["strength"] >= 0
         assert all({"prompt", "steered", "unsteered"} <= set(p) for p in entry["prompts"])
     assert report["hypothesis"]["label"].startswith("keyword hypothesis")
-    again = triage(request, TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+    with MODELS.store_only():  # a full cache hit asks for no model: any model access raises NeedsModels
+        again = triage(request, TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
     assert again["cached"] and again["steering"] == report["steering"]
+    assert again["layers"] == report["layers"] and again["hypothesis"] == report["hypothesis"]
+
+
+_CACHED_TRIAGE = """
+import json, sys
+from engine.adl.request import AdlRequest
+from engine.analysis.environment import SteeringSettings
+from engine.analysis.triage import TriageOptions, triage
+from engine.models.cache import MODELS
+from engine.server.core import load_ops
+
+load_ops()
+base, ft = sys.argv[1:3]
+with MODELS.store_only():
+    report = triage(AdlRequest(base=base, ft=ft, corpus="self:", n=12, k=3),
+                    TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+print(json.dumps({"cached": report["cached"], "imported": sorted(m for m in ("transformers", "nnsight", "peft")
+                                                                   if m in sys.modules)}))
+"""
+
+
+def test_a_cached_triage_in_a_fresh_engine_process_imports_no_model_library(tiny_dir: Path, tiny_ft_dir: Path,
+                                                                            isolated_home: Path) -> None:
+    """What makes a cached report fast: the engine's ops and every stage's cache lookup run without
+    transformers, nnsight or peft (imported only when a model is loaded)."""
+    triage(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3),
+           TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+    done = subprocess.run([sys.executable, "-c", _CACHED_TRIAGE, str(tiny_dir), str(tiny_ft_dir)],
+                          env=os.environ | {"DIFFLENS_HOME": str(isolated_home), "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == {"cached": True, "imported": []}
 
 
 def test_environment_serves_the_agent_tools(run_id: str) -> None:

@@ -18,7 +18,8 @@ from tui.cli.bench import register
 
 ROOT = Path(__file__).resolve().parent.parent
 PEAK_KEYS = {"adl_difflens", "adl_floor", "adl_baseline", "adl_joint", "adl_sequential", "logit_lens", "patchscope",
-             "steering_batched", "steering_one_by_one", "load_cached", "replay", "board_single_pair", "board_shared"}
+             "steering_batched", "steering_one_by_one", "load_cached", "replay", "board_single_pair", "board_shared",
+             "tui_cached"}
 
 
 def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir: Path, isolated_home: Path) -> None:
@@ -37,6 +38,9 @@ def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir
     assert data["memory"]["max_abs_diff"] < 1e-5          # --sequential gives the joint mode's diff
     assert data["board"]["adapters"] == 4 and data["board"]["speedup"] > 0 and data["board"]["memory_ratio"] > 0
     assert data["board"]["max_abs_diff"] < 1e-5           # one base gives each pair's own diff
+    triage = data["triage"]
+    assert triage["fresh_over_adl"] > 0 and triage["cached_seconds"] > 0 and triage["cached_hit"] is True
+    assert triage["tui_cached"]["data_paint_s"] > 0 and triage["tui_cached"]["torch_loaded"] is False
     assert data["engine"]["unix"]["median_ms"] > 0 and data["engine"]["stdio"]["median_ms"] > 0
     saved = json.loads((isolated_home / "bench" / "latest.json").read_text())
     assert saved["device"] == data["device"]

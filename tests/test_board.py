@@ -323,10 +323,9 @@ class FakeHub:
 def test_hub_pairs_list_finetunes_and_adapters_write_a_board_file_and_respect_limit(
         monkeypatch: pytest.MonkeyPatch, isolated_home: Path) -> None:
     from engine.ops import board_ops as board_op
-    from engine.triage import hub
 
     fake = FakeHub()
-    monkeypatch.setattr(hub, "HfApi", lambda: fake)
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda: fake)  # hub.py imports it when it asks the hub
     ran: list[Any] = []
     monkeypatch.setattr(board_op, "run_board", lambda entries, settings, ctx, **kw: ran.append((entries, kw)) or {})
 

@@ -15,6 +15,8 @@ from engine.readouts.patchscope import (
     DEFAULT_SCALES,
     IDENTITY_PROMPTS,
     SCALE_MAGNITUDES,
+    _patched_top,
+    _patched_top_cached,
     identity_batch,
     inject_last,
     patchscope,
@@ -133,6 +135,22 @@ def test_patchscope_matches_a_hand_written_hook_over_three_prompts(llama: Loaded
     assert all(s in result.scales for s in result.best_scale)
     assert all(set(picks) == {"+", "-"} and picks["-"] < 0 < picks["+"] for picks in result.best_by_sign)
     assert result.best(0).ids.shape == (5,)
+
+
+@pytest.mark.parametrize("arch", ["llama", "gemma"])
+def test_patchscope_prefix_cache_gives_the_full_forward_distributions(arch: str, request: pytest.FixtureRequest
+                                                                      ) -> None:
+    """The local path (prompt prefixes once in a KV cache, one token per row) against the full forward of every
+    row (the NDIF path): same top tokens, probabilities within 1e-4, clean rows and several layers mixed."""
+    m: LoadedModel = request.getfixturevalue(arch)
+    torch.manual_seed(3)
+    batch = identity_batch(m, IDENTITY_PROMPTS)
+    patches = torch.cat([torch.zeros(1, m.d_model), torch.randn(6, m.d_model) * 0.3])
+    layers = torch.tensor([-1, 0, 1, 1, 2, 3, 3])
+    full = _patched_top(m, batch, patches, layers, top_k=8, set_k=40)
+    cached = _patched_top_cached(m, batch, patches, layers, top_k=8, set_k=40)
+    torch.testing.assert_close(cached.probs, full.probs, atol=1e-4, rtol=0)
+    assert torch.equal(cached.ids[full.probs > 1e-4], full.ids[full.probs > 1e-4])
 
 
 def test_patchscope_grid_and_llm_grader_hook(llama: LoadedModel) -> None:

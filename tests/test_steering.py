@@ -130,7 +130,8 @@ def test_steering_similarity_prefers_on_topic_samples() -> None:
 
 def test_grid_calibration_batches_vectors_and_finds_the_coherence_edge(tiny_dir: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fake judge calls a sample coherent iff its strength is ≤ 2: the edge is found per vector in one call."""
+    """A fake judge calls a sample coherent iff its strength is ≤ 2: the edge is found per vector, one call per
+    strength for all vectors, none past the edge."""
     from engine.models.cache import ModelCache
     from engine.steering import calibrate
 
@@ -146,6 +147,6 @@ def test_grid_calibration_batches_vectors_and_finds_the_coherence_edge(tiny_dir:
     out = calibrate.calibrate_grid(model, torch.randn(3, model.d_model), 1, calibrate.geometric_grid(8.0, 5),
                                    prompts=["w1 w2", "w3"], samples=2, max_new_tokens=4,
                                    judge=lambda samples: [s.strength <= 2.0 for s in samples])
-    assert len(calls) == 1
+    assert len(calls) == 4                             # 0.5, 1, 2 pass; 4 fails; 8 is never generated
     assert [c.strength for c in out] == [2.0, 2.0, 2.0]
-    assert out[0].coherence == [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 0.0), (8.0, 0.0)]
+    assert out[0].coherence == [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 0.0)]

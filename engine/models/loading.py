@@ -6,16 +6,18 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from engine.embedded import embedded_checkpoint
 from engine.errors import UserError
 from engine.models.adapters import adapter_view
 from engine.models.device import Placement
 from engine.models.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass
@@ -104,7 +106,12 @@ def _source_and_kwargs(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
 
 
 def load_model(spec: ModelSpec, placement: Placement) -> LoadedModel:
-    """Load `spec` (with its adapter attached in place, if any). Errors become one-line `UserError`s."""
+    """Load `spec` (with its adapter attached in place, if any). Errors become one-line `UserError`s.
+
+    transformers is imported here, not at module level: the engine starts and answers cached results
+    without paying its import (seconds), only a model load needs it."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     source, kwargs = _source_and_kwargs(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)

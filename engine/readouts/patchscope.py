@@ -14,6 +14,7 @@ import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,8 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
     if model.remote:
         max_rows = RequestLimits.current().rows_per_request(4 * (model.d_model + 2 * top_k), max_rows)
     groups = max(1, max_rows // n_prompts)
-    parts = [_patched_top(model, batch, patches[s:s + groups], group_layers[s:s + groups], top_k, set_k)
+    run_rows = _patched_top if model.remote else _patched_top_cached
+    parts = [run_rows(model, batch, patches[s:s + groups], group_layers[s:s + groups], top_k, set_k)
              for s in range(0, patches.shape[0], groups)]
     rows = concat(parts)
     clean, patched = rows[0], rows[1:]
@@ -203,6 +205,51 @@ def _patched_top(model: LoadedModel, batch: IdentityBatch, patches: Float[Tensor
         top_ids, top_probs = top.indices.cpu().save(), top.values.cpu().save()
     return TopTokens(ids=top_ids, probs=top_probs, tokens=decode_ids(model.tokenizer, top_ids))
 
+
+def _patched_top_cached(model: LoadedModel, batch: IdentityBatch, patches: Float[Tensor, "group d_model"],
+                        group_layers: Int[Tensor, " group"], top_k: int, set_k: int) -> TopTokens:
+    """`_patched_top` for a local model, one token per row: the prompts' prefixes (everything before the
+    patched `?`, identical in every row) run once into a KV cache, then only the last token of every group ×
+    prompt row runs through the model on top of it, patched by a forward hook. Same distributions as the full
+    forward (< 1e-4, tests/test_readouts.py), ~20× fewer tokens for the reference's 3 prompts × 121 rows."""
+    n_prompts, n_groups = batch.ids.shape[0], patches.shape[0]
+    device = model.input_device
+    ids, mask, positions = (t.to(device) for t in (batch.ids, batch.attention_mask, batch.position_ids))
+    hooks = []
+    with torch.inference_mode():
+        prefix = model.hf(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                          use_cache=True, logits_to_keep=1)
+        cache = prefix.cache
+        cache.batch_repeat_interleave(n_groups)          # row p * n_groups + g: prompt p, group g
+        row_layers = group_layers.repeat(n_prompts)
+        row_patches = patches.repeat(n_prompts, 1)
+        for layer in sorted(set(row_layers.tolist()) - {-1}):
+            rows = (row_layers == layer).nonzero().squeeze(1).to(device)
+            values = row_patches[rows.cpu()].to(device)
+            hooks.append(model.layers[layer].register_forward_hook(partial(_replace_last, rows, values)))
+        try:
+            out = model.hf(input_ids=ids[:, -1:].repeat_interleave(n_groups, dim=0),
+                           attention_mask=mask.repeat_interleave(n_groups, dim=0),
+                           position_ids=positions[:, -1:].repeat_interleave(n_groups, dim=0),
+                           cache=cache, use_cache=True)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        probs = torch.softmax(out.logits[:, -1, :].float(), dim=-1)
+        probs = probs.reshape(n_prompts, n_groups, -1).transpose(0, 1)                  # [group, prompt, vocab]
+        in_top = torch.zeros_like(probs, dtype=torch.bool)
+        in_top.scatter_(-1, probs.topk(min(set_k, probs.shape[-1]), dim=-1).indices, True)
+        mean = probs.mean(dim=1) * in_top.all(dim=1)
+        top = mean.topk(min(top_k, mean.shape[-1]), dim=-1)
+    top_ids, top_probs = top.indices.cpu(), top.values.cpu()
+    return TopTokens(ids=top_ids, probs=top_probs, tokens=decode_ids(model.tokenizer, top_ids))
+
+
+def _replace_last(rows: Int[Tensor, " n"], values: Float[Tensor, "n d_model"], module: torch.nn.Module,
+                  args: Any, output: Tensor) -> Tensor:
+    """Forward hook: the decoder layer's output (the residual after it) at the last position of `rows`."""
+    output[rows, -1, :] = values.to(output.dtype)
+    return output
 
 
 def injection_plan(model: LoadedModel, patches: Float[Tensor, "row d_model"], row_layers: Int[Tensor, " row"]

@@ -205,6 +205,7 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
               "threshold": threshold, "seed": seed, "side": side,
               "judge": "perplexity" if judge.offline else judge.identity}
     inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
+    inputs |= {"rounds": "until-incoherent"} if method == "grid" else {}  # one generate per strength, not one
     if (hit := results.lookup("calibration", inputs)) is not None:
         return hit.meta["positions"]
     vectors = steering_vectors(run, layer, positions)

@@ -1,5 +1,6 @@
 """Strength calibration: the largest steering strength whose samples stay coherent, by bisection
-(the reference) or on a geometric grid in one batched call (`calibrate_grid`, for many vectors at once).
+(the reference) or on a geometric grid, one batched call per strength for many vectors at once, stopping at
+each vector's first incoherent strength (`calibrate_grid`).
 
 Reference defaults: search [0, 100] in 12 halvings; at each midpoint sample 10 continuations per
 calibration prompt at temperature 1.2 (all in one generate call) and accept when >= 75 % are coherent.
@@ -98,8 +99,9 @@ def calibrate_strength(model: LoadedModel, vector: Float[Tensor, " d_model"], la
 
 @dataclass
 class GridCalibration:
-    """Coherence per grid strength for one vector; `strength` is the largest strength whose every smaller
-    grid strength also passes (coherence is taken to fall with strength, so one bad point ends the run)."""
+    """Coherence per grid strength for one vector, up to its first incoherent strength; `strength` is the
+    largest strength whose every smaller grid strength also passes (coherence is taken to fall with strength,
+    so one bad point ends the run)."""
 
     strength: float
     coherence: list[tuple[float, float]]
@@ -111,41 +113,49 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
                    strengths: Sequence[float], prompts: Sequence[str] | None = None,
                    judge: CoherenceJudge | None = None, samples: int = 4, temperature: float = 1.2,
                    threshold: float = 0.75, max_new_tokens: int = 48, seed: int = 0) -> list[GridCalibration]:
-    """Strength calibration of several vectors in ONE generate call: vectors × grid × prompts × samples rows,
-    plus the unsteered rows the offline judge is calibrated on.
+    """Strength calibration of several vectors, one generate call per grid strength, smallest first: each round
+    carries every vector still coherent × prompts × samples rows (the first round also the unsteered rows the
+    offline judge is calibrated on), and a vector leaves at its first incoherent strength.
 
-    The batched counterpart of `calibrate_strength`'s bisection: bisection needs 12 sequential generate
-    calls per vector; a geometric grid costs one call for all of them, which is what a CPU or a busy GPU
-    can afford for a triage of many pairs.
+    Why rounds: coherence is taken to fall with strength, so nothing past a vector's first failure can change
+    its strength; on a CPU a generate costs about its rows, and most rows of a single-call grid would lie past
+    the edge. The batched counterpart of `calibrate_strength`'s bisection (12 sequential calls per vector):
+    at most one call per grid strength for all vectors together.
     """
     prompts = list(prompts) if prompts else calibration_prompts()
     grid = sorted(float(s) for s in strengths)
-    rows = [(v, s, p) for v in range(vectors.shape[0]) for s in grid for p in prompts for _ in range(samples)]
-    reference_rows = [(p, n) for p in prompts for n in range(samples)]
-    addends = torch.stack([vectors[v].float() * s for v, s, _ in rows]
-                          + [torch.zeros(vectors.shape[1])] * len(reference_rows))
-    row_prompts = [p for _, _, p in rows] + [p for p, _ in reference_rows]
-    texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, addends, max_new_tokens,
-                                                      temperature, seed)
-    made = [SteeredSample(prompt=p, strength=0.0 if i >= len(rows) else rows[i][1], sample=0, text=t,
-                          prompt_ids=ids, completion_ids=c)
-            for i, (p, t, ids, c) in enumerate(zip(row_prompts, texts, prompt_ids, completion_ids, strict=True))]
-    steered, reference = made[: len(rows)], made[len(rows):]
-    verdicts = (judge or perplexity_judge(model, reference))(steered)
-    per_cell = len(prompts) * samples
-    out = []
-    for v in range(vectors.shape[0]):
-        coherence, examples, best, ungraded = [], [], 0.0, 0
-        for g, strength in enumerate(grid):
-            lo = (v * len(grid) + g) * per_cell
-            share, missing = coherent_share(verdicts[lo: lo + per_cell])
-            ungraded += missing
-            coherence.append((strength, share))
-            examples.append((strength, steered[lo].text))
-            if share >= threshold and best == (grid[g - 1] if g else 0.0):
-                best = strength
-        out.append(GridCalibration(strength=best, coherence=coherence, examples=examples, ungraded=ungraded))
-    return out
+    n_vectors, per_cell = vectors.shape[0], len(prompts) * samples
+    found = [GridCalibration(strength=0.0, coherence=[], examples=[]) for _ in range(n_vectors)]
+    alive = list(range(n_vectors))
+    for round_index, strength in enumerate(grid):
+        if not alive:
+            break
+        row_prompts = [p for _ in alive for p in prompts for _ in range(samples)]
+        addends = [vectors[v].float() * strength for v in alive for _ in range(per_cell)]
+        n_steered = len(row_prompts)
+        if judge is None:  # the offline judge's unsteered reference, drawn once with the first round
+            row_prompts += [p for p in prompts for _ in range(samples)]
+            addends += [torch.zeros(vectors.shape[1])] * per_cell
+        texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, torch.stack(addends),
+                                                          max_new_tokens, temperature, seed + round_index)
+        made = [SteeredSample(prompt=p, strength=strength if i < n_steered else 0.0, sample=0, text=t,
+                              prompt_ids=ids, completion_ids=c)
+                for i, (p, t, ids, c) in enumerate(zip(row_prompts, texts, prompt_ids, completion_ids, strict=True))]
+        if judge is None:
+            judge = perplexity_judge(model, made[n_steered:])
+        verdicts = judge(made[:n_steered])
+        still = []
+        for index, v in enumerate(alive):
+            share, missing = coherent_share(verdicts[index * per_cell: (index + 1) * per_cell])
+            cell = found[v]
+            cell.ungraded += missing
+            cell.coherence.append((strength, share))
+            cell.examples.append((strength, made[index * per_cell].text))
+            if share >= threshold:
+                cell.strength = strength
+                still.append(v)
+        alive = still
+    return found
 
 
 def geometric_grid(max_strength: float, n: int = 8, ratio: float = 2.0) -> list[float]:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
-from transformers.generation.streamers import BaseStreamer
 
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
@@ -143,8 +142,9 @@ def _strip(model: LoadedModel, completion: Int[Tensor, "batch new"]) -> list[lis
     return [row[:n].tolist() for row, n in zip(completion, lengths.tolist(), strict=True)]
 
 
-class _RowStreamer(BaseStreamer):
-    """Hands each decoding step's new text (one piece per row) to a callback; the first `put` is the prompt.
+class _RowStreamer:
+    """A transformers streamer (`put`/`end`, duck-typed so that transformers is not imported with this
+    module): hands each decoding step's new text (one piece per row) to a callback; the first `put` is the prompt.
 
     Each row's completion is re-decoded as a whole and the new suffix sent, so word spacing and multi-byte
     characters come out right whatever the tokenizer (a piece ending in a partial character waits).

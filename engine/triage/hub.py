@@ -11,13 +11,16 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
-from huggingface_hub import HfApi
 
 from engine.errors import UserError
 from engine.triage.pairs import PairEntry
 from store.atomic import write_text_atomic
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 PREFIX = "hub:"
 RELATIONS = ("finetune", "adapter")
@@ -42,7 +45,10 @@ class HubQuery:
 
 def hub_entries(query: HubQuery, limit: int | None = None, api: HfApi | None = None) -> list[PairEntry]:
     """The base's finetunes and adapters, most downloaded first, at most `limit`."""
-    api = api or HfApi()
+    if api is None:  # imported here: huggingface_hub costs ~0.5 s of every engine start, and only this asks the hub
+        from huggingface_hub import HfApi
+
+        api = HfApi()
     found: dict[str, tuple[int, PairEntry]] = {}
     try:
         for relation in RELATIONS:

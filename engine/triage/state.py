@@ -10,10 +10,9 @@ import json
 import time
 from typing import Any
 
-import sqlite_utils
-
 from store.db import connect, ensure_schema, register_table
 from store.hashing import canonical_json, content_key
+from store.lean_sqlite import sqlite_utils
 
 BOARDS, PAIRS = "boards", "board_pairs"
 DONE, ERROR = "done", "error"
