@@ -143,8 +143,8 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
 _CACHED_TRIAGE = """
 import json, sys
 from engine.adl.request import AdlRequest
-from engine.analysis.environment import SteeringSettings
-from engine.analysis.triage import TriageOptions, triage
+from engine.agent.run_environment import SteeringSettings
+from engine.triage.pair_triage import TriageOptions, triage
 from engine.models.cache import MODELS
 from engine.server.core import load_ops
 
