@@ -116,3 +116,13 @@ def test_the_eta_follows_the_current_count_and_stages_prefix_messages(monkeypatc
     ctx.progress(0, 10, "steps")  # a new count: its ETA does not use the old rate
     ctx.progress(1, 10, "steps")
     assert events[-1]["eta_s"] == 9.0 and events[-1]["message"] == "steps"
+
+
+def test_triage_names_the_phase_its_steps_belong_to(tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path,
+                                                    unthrottled: None) -> None:
+    events = _progress("triage.pair", {"base": str(tiny_dir), "ft": str(tiny_ft_dir), "corpus": "self:", "n": 8,
+                                       "k": 3, "n_prompts": 1, "device": "cpu", "dtype": "float32"})
+    messages = {e["message"] for e in events}
+    assert {"patchscope: scaled vectors read", "calibration: tokens", "steering: tokens"} <= messages, messages
+    phases = [e["done"] for e in events if e["total"] == 6]
+    assert phases == sorted(phases) and phases[-1] == 6
