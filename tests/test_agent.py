@@ -280,6 +280,8 @@ def test_op_transcript_is_complete_saved_and_free_of_the_key(
     assert calls == results and len(calls) == 3
     llm_calls = [e for e in saved["transcript"] if e["type"] == "llm_call"]
     assert sum(e["tokens_in"] for e in llm_calls) == run["result"]["usage"]["tokens_in"] == 300
+    progress = [e for e in emitted if e["type"] == "progress"]
+    assert [e["done"] for e in progress] == [1, 2, 3] and {e["total"] for e in progress} == {30}  # the LLM-call budget
     assert saved["environment"] == CAKE_ENV and saved["grade"]["score"] == 5
     assert "[redacted]" in json.dumps(saved)
     secret = KEY[3:20]

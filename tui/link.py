@@ -92,8 +92,10 @@ class EngineLink:
             return None
 
     async def job(self, label: str, method: str, params: dict[str, Any],
-                  on_partial: EventSink | None = None) -> dict[str, Any] | None:
-        """Run a long op, publishing its progress; partial results go to `on_partial`."""
+                  on_partial: EventSink | None = None,
+                  on_progress: EventSink | None = None) -> dict[str, Any] | None:
+        """Run a long op, publishing its progress (also to `on_progress`, for the pane that waits on it); partial
+        results go to `on_partial`."""
         client = await self._client()
         if client is None:
             return None
@@ -116,6 +118,8 @@ class EngineLink:
                 job.view = JobView(label=label, done=int(event.get("done") or 0), total=event.get("total"),
                                    message=str(event.get("message") or ""), eta_s=event.get("eta_s"))
                 self._publish()
+                if on_progress is not None:
+                    on_progress(event)
             elif event.get("type") == "partial" and on_partial is not None:
                 on_partial(event)
 

@@ -51,6 +51,15 @@ class JobChanged(Message):
         self.job = job
 
 
+class Progressed(Message):
+    """A job that a pane waits on progressed: `text` says its steps and ETA (`pane`: patch, steer or agent)."""
+
+    def __init__(self, pane: str, text: str) -> None:
+        super().__init__()
+        self.pane = pane
+        self.text = text
+
+
 class RunsListed(Message):
     """`adl.runs` answered."""
 

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from engine import jobs
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
@@ -169,14 +170,19 @@ def amplify(pair: ModelPair, prompts: Sequence[str], factors: Sequence[float], m
     if not prompts or not factors:
         raise UserError("amplification needs prompts and factors", "pass --prompt P and --factor F")
     columns: dict[str, list[str]] = {}
+    ctx, total = jobs.current(), 2 + len(factors)
+    ctx.progress(0, total, "columns (base)")
     with pair.use("base") as model:
         columns["base"] = generate(model, prompts, max_new_tokens, temperature, seed, chat)
+    ctx.progress(1, total, "columns (finetuned)")
     with pair.use("ft") as model:
         columns["ft"] = generate(model, prompts, max_new_tokens, temperature, seed, chat)
-        for factor in factors:
+        for index, factor in enumerate(factors):
+            ctx.progress(2 + index, total, f"columns (×{float(factor):g})")
             scaled = scaled_adapter(model, factor, scope) if lora else mixed_weights(pair, factor, scope)
             with scaled:
                 columns[f"{float(factor):g}"] = generate(model, prompts, max_new_tokens, temperature, seed, chat)
+    ctx.progress(total, total, "columns")
     return {"factors": [float(f) for f in factors], "temperature": temperature, "max_new_tokens": max_new_tokens,
             "method": "lora" if lora else "weights", "scope": scope.label(),
             "rows": [{"prompt": p, "base": columns["base"][i], "ft": columns["ft"][i],

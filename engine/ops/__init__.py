@@ -8,6 +8,7 @@ jobs (progress notifications, cancel); the rest answer at once. Each op validate
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -36,7 +37,13 @@ def op(name: str, *, long: bool = False) -> Callable[[OpFn], OpFn]:
     def register(fn: OpFn) -> OpFn:
         if name in REGISTRY:
             raise ValueError(f"op {name!r} registered twice")
-        REGISTRY[name] = Op(name=name, fn=fn, long=long, doc=(fn.__doc__ or "").strip().splitlines()[0])
+
+        @functools.wraps(fn)
+        def active(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+            with ctx.active():  # code below the op reports progress through `engine.jobs.current()`
+                return fn(params, ctx)
+
+        REGISTRY[name] = Op(name=name, fn=active, long=long, doc=(fn.__doc__ or "").strip().splitlines()[0])
         return fn
 
     return register

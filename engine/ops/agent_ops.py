@@ -127,13 +127,14 @@ def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     grader = (make_llm(resolve_config(grader_spec)) if grader_spec else llm) if graded else None
     header = {"environment": params["environment"]} if "environment" in params else {"adl_run": params.get("run")}
     calls = [0]
+    most = settings.budget.llm_calls * (2 * repeat if comparing else 1)  # an agent that ends early ends the count
 
     def sink_for(mode: Mode, index: int) -> Any:
         def forward(event: dict[str, Any]) -> None:
             ctx.partial({"run": index, "mode": mode, "event": event})
             if event["type"] == "llm_call":
                 calls[0] += 1
-                ctx.progress(calls[0], None, f"{mode} agent {index + 1}: LLM call {event['index']}")
+                ctx.progress(calls[0], most, f"{mode} agent {index + 1}: LLM calls of the budget")
         return forward
 
     if comparing:

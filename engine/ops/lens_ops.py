@@ -88,7 +88,6 @@ def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
               "max_new_tokens": get_count(params, "max_new_tokens", 48),
               "temperature": get(params, "temperature", float, 0.0), "seed": get(params, "seed", int, 0),
               "chat": get(params, "chat", bool, True)}
-    ctx.progress(0, None, "generating")
     inputs = {"pair": request.identity(), **method} | ({"scope": scope.label()} if scope != EVERYTHING else {})
     return _reply(*cached("lens.amplify", inputs, lambda: (amplify(pair, scope=scope, **method), {})))
 

@@ -76,9 +76,8 @@ def patchscope_cell(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     pos = run.check_position(get(params, "pos", int, 0))
     positions = list(range(run.mean_diff.shape[1]))
     backend, judge = backend_param(params), resolve_judge(get(params, "judge", str))
-    ctx.progress(0, 1, f"patchscope at layer {layer}" + (" on NDIF" if backend == "ndif" else ""))
-    with ndif_errors((backend or run.request.backend) == "ndif"):
+    with (ndif_errors((backend or run.request.backend) == "ndif"),
+          ctx.stage(f"patchscope at layer {layer}" + (" on NDIF" if backend == "ndif" else ""))):
         grid = patchscope_cells(run, layer, positions, scales=get_list(params, "scales", float), backend=backend,
                                 judge=judge)
-    ctx.progress(1, 1, "done")
     return patchscope_json(grid, positions.index(pos), get(params, "top_k", int, 20))

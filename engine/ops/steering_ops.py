@@ -44,9 +44,8 @@ def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     run = run_param(params)
     layer = report_layer(run, params.get("layer"))
     pos = run.check_position(get(params, "pos", int, 0))
-    ctx.progress(0, 1, f"calibrating layer {layer}")
-    cell = _calibrate(params, run, layer)[pos]
-    ctx.progress(1, 1, "done")
+    with ctx.stage(f"calibrating layer {layer}"):
+        cell = _calibrate(params, run, layer)[pos]
     return {"layer": layer, "pos": pos, "strength": cell["strength"], "history": cell["coherence"],
             "examples": cell["examples"], **_judged(cell)}
 
@@ -71,14 +70,15 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     direction = component_direction(params, run, layer)
     calibrated: dict[str, Any] = {}
     if not strengths:
-        cell = _calibrate(params, run, layer)[pos]
+        with ctx.stage(f"calibrating layer {layer}"):
+            cell = _calibrate(params, run, layer)[pos]
         if cell["strength"] <= 0:
             raise UserError(f"no coherent steering strength at layer {layer} position {pos}",
                             "pass --strength explicitly, or try another layer or position")
         # a component's sign is arbitrary: steer both ways at the mean diff's coherent strength
         strengths = [cell["strength"]] if direction is None else [cell["strength"], -cell["strength"]]
         calibrated = {"calibration": _judged(cell)}
-    with ndif_errors(remote):
+    with ndif_errors(remote), ctx.stage(f"steering layer {layer}"):
         samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
                         samples=get_count(params, "n_samples", 1, 1000),
                         max_new_tokens=get_count(params, "max_new_tokens", 64, 8192),

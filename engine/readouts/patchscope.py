@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from engine import jobs
 from engine.errors import Ungraded
 from engine.models.loading import LoadedModel
 from engine.ndif.limits import RequestLimits
@@ -105,8 +106,11 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
         max_rows = RequestLimits.current().rows_per_request(4 * (model.d_model + 2 * top_k), max_rows)
     groups = max(1, max_rows // n_prompts)
     run_rows = _patched_top if model.remote else _patched_top_cached
-    parts = [run_rows(model, batch, patches[s:s + groups], group_layers[s:s + groups], top_k, set_k)
-             for s in range(0, patches.shape[0], groups)]
+    ctx, parts = jobs.current(), []
+    for s in range(0, patches.shape[0], groups):
+        ctx.progress(s, patches.shape[0], "scaled vectors read")
+        parts.append(run_rows(model, batch, patches[s:s + groups], group_layers[s:s + groups], top_k, set_k))
+    ctx.progress(patches.shape[0], patches.shape[0], "scaled vectors read")
     rows = concat(parts)
     clean, patched = rows[0], rows[1:]
     k = patched.ids.shape[-1]
@@ -124,6 +128,7 @@ def patchscope(model: LoadedModel, vectors: Float[Tensor, "cell d_model"], layer
     chosen_by = ["stability"] * n_cells
     if grader is not None:
         for c in range(n_cells):  # an ungraded cell selects nothing: its reader sees every scale instead
+            ctx.progress(c, n_cells, "cells graded")
             try:
                 best_scale[c], selected[c] = _ask_grader(grader, scales, top[c])
                 chosen_by[c] = "llm"

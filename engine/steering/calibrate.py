@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from engine import jobs
 from engine.models.loading import LoadedModel
 from engine.steering.coherence import CoherenceJudge, perplexity_judge
 from engine.steering.generate import SteeredSample, generate_rows, generate_steered
@@ -88,8 +89,9 @@ def calibrate_strength(model: LoadedModel, vector: Float[Tensor, " d_model"], la
     def coherence_at(strength: float) -> tuple[float, list[str], int]:
         nonlocal probe
         probe += 1
-        batch = generate_steered(model, vector, layer, prompts, [strength], samples=samples,
-                                 max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + probe)
+        with jobs.current().stage(f"bisection step {probe}/{steps}"):
+            batch = generate_steered(model, vector, layer, prompts, [strength], samples=samples,
+                                     max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + probe)
         share, ungraded = coherent_share(judge(batch))
         return share, [s.text for s in batch[:: samples]], ungraded
 

@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from engine import jobs
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.ndif.limits import RequestLimits
@@ -83,13 +84,20 @@ def generate_rows(model: LoadedModel, layer: int, prompts: Sequence[str], addend
     if model.remote:  # NDIF: requests of bounded rows (each brings back prompt + completion ids)
         step = RequestLimits.current().rows_per_request(8 * (max(map(len, row_ids)) + max_new_tokens), step)
     completions: list[list[int]] = []
+    ctx, total = jobs.current(), len(row_ids) * max_new_tokens
+    ctx.progress(0, total, "tokens")
     for start in range(0, len(row_ids), step):
         chunk = row_ids[start:start + step]
         batch = model.tokenizer.pad({"input_ids": chunk}, padding=True, padding_side="left", return_tensors="pt")
+
+        def on_count(steps: int, start: int = start, rows: int = len(chunk)) -> None:
+            ctx.progress(start * max_new_tokens + steps * rows, total, "tokens")
+
         generated = _generate(model, batch["input_ids"], batch["attention_mask"], layer,
                               addends[start:start + step, None, :], max_new_tokens, temperature, seed,
-                              None if model.remote else on_step)
+                              None if model.remote else on_step, None if model.remote else on_count)
         completions += _strip(model, generated[:, batch["input_ids"].shape[1]:])
+        ctx.progress((start + len(chunk)) * max_new_tokens, total, "tokens")
     texts = model.tokenizer.batch_decode(completions, skip_special_tokens=True)
     if model.remote and on_step is not None:  # nothing streams back from NDIF: the whole text at once
         on_step(0, texts)
@@ -108,13 +116,14 @@ def check_context(model: LoadedModel, prompt_tokens: int, max_new_tokens: int) -
 
 def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention_mask: Int[Tensor, "batch seq"],
               layer: int, addend: Float[Tensor, "batch 1 d_model"], max_new_tokens: int, temperature: float,
-              seed: int, on_step: StepCallback | None) -> Int[Tensor, "batch total"]:
+              seed: int, on_step: StepCallback | None,
+              on_count: Callable[[int], None] | None = None) -> Int[Tensor, "batch total"]:
     device = model.input_device
     kwargs: dict[str, object] = dict(max_new_tokens=max_new_tokens, pad_token_id=model.tokenizer.pad_token_id)
     kwargs |= dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else \
         dict(do_sample=False, temperature=None, top_k=None, top_p=None)
-    if on_step is not None:
-        kwargs["streamer"] = _RowStreamer(model, on_step)
+    if on_step is not None or on_count is not None:
+        kwargs["streamer"] = _RowStreamer(model, on_step, on_count)
     envoy = model.nn_layer(layer)
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.inference_mode(), warnings.catch_warnings():
@@ -144,17 +153,19 @@ def _strip(model: LoadedModel, completion: Int[Tensor, "batch new"]) -> list[lis
 
 class _RowStreamer:
     """A transformers streamer (`put`/`end`, duck-typed so that transformers is not imported with this
-    module): hands each decoding step's new text (one piece per row) to a callback; the first `put` is the prompt.
+    module): hands each decoding step's new text (one piece per row) to `on_step` and the number of steps so far
+    to `on_count` (a counter only: no decoding); the first `put` is the prompt.
 
     Each row's completion is re-decoded as a whole and the new suffix sent, so word spacing and multi-byte
     characters come out right whatever the tokenizer (a piece ending in a partial character waits).
     """
 
-    def __init__(self, model: LoadedModel, on_step: StepCallback) -> None:
+    def __init__(self, model: LoadedModel, on_step: StepCallback | None,
+                 on_count: Callable[[int], None] | None = None) -> None:
         self.tokenizer = model.tokenizer
         eos = model.hf.generation_config.eos_token_id
         self.eos = set(eos if isinstance(eos, list) else [eos])
-        self.on_step = on_step
+        self.on_step, self.on_count = on_step, on_count
         self.step = -1
         self.ids: list[list[int]] = []
         self.sent: list[int] = []
@@ -166,6 +177,14 @@ class _RowStreamer:
             self.ids, self.sent, self.done = [[] for _ in range(rows)], [0] * rows, [False] * rows
             self.step = 0
             return
+        self.step += 1
+        if self.on_count is not None:
+            self.on_count(self.step)
+        if self.on_step is not None:
+            self._send(value, self.on_step)
+
+    def _send(self, value: Tensor, on_step: StepCallback) -> None:
+        """The new text piece of every row since the last step, to `on_step`."""
         for row, token in enumerate(value.reshape(-1).tolist()):
             if not self.done[row]:
                 self.done[row] = token in self.eos
@@ -176,8 +195,7 @@ class _RowStreamer:
             ready = text if not text.endswith("\ufffd") else text[: self.sent[row]]
             pieces.append(ready[self.sent[row]:])
             self.sent[row] = max(self.sent[row], len(ready))
-        self.on_step(self.step, pieces)
-        self.step += 1
+        on_step(self.step - 1, pieces)
 
     def end(self) -> None:
         """Nothing is held back past the last step except a never-completed character."""

@@ -156,7 +156,8 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
         request, options, outcome["key"] = _prepare(entry, settings, llm)
         if (stored := state.finished(outcome["key"])) is not None:
             return _from_store(outcome, stored, reports)
-        report = triage(request, options, ctx)
+        with ctx.active():  # steps counted below the triage read "pair (i/n): phase: tokens" on the board
+            report = triage(request, options, ctx)
         trace = trace_strength(report)
         line = hypothesis(report, llm, ctx) if trace["peak_rel_norm"] > 0 else NO_DIFFERENCE
         outcome |= {"score": trace["score"], "trace": trace, "hypothesis": line["text"],

@@ -4,6 +4,7 @@ finetune is known, and the keyword hypothesis."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -59,11 +60,16 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     timings: dict[str, float] = {}
     clock = time.monotonic()
 
+    stage = contextlib.ExitStack()  # the running phase names the steps reported inside it ("calibration: tokens")
+
     def phase(index: int) -> None:
         nonlocal clock
         timings[PHASES[index]] = round(time.monotonic() - clock, 3)
         clock = time.monotonic()
+        stage.close()
         ctx.progress(index + 1, len(PHASES), PHASES[index + 1] if index + 1 < len(PHASES) else "done")
+        if index + 1 < len(PHASES):
+            stage.enter_context(ctx.stage(PHASES[index + 1]))
 
     outcome = compute_adl(request, JobContext(emit=lambda e: ctx.emit({**e, "message": f"compute: {e['message']}"}),
                                               cancel_event=ctx.cancel_event))

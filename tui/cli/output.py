@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from store import jsonvalue
+from tui.progress_text import event_text
 
 out = Console()
 err = Console(stderr=True)
@@ -26,16 +28,23 @@ def emit_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
+PLAIN_INTERVAL_S = 10.0
+"""Off a terminal (a log, CI, a pipe), a progress line at most this often, or when another tenth is done."""
+
+
 class JobProgress:
-    """A Rich progress bar on stderr fed by engine progress events (quiet when stderr is not a TTY)."""
+    """Engine progress events on stderr: a Rich bar with an ETA on a terminal, else a plain line now and then
+    (`training: loss 0.4123 40/200, ETA 1m20s`), so a long job in a log is never silent for minutes."""
 
     def __init__(self, title: str) -> None:
         self.title = title
+        self.plain = not err.is_terminal
         self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                  TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[note]}"),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
-                                 disable=not err.is_terminal)
+                                 disable=self.plain)
         self.task = self.progress.add_task(title, total=None, note="")
+        self.last_line: tuple[float, int, int, Any] | None = None
 
     def __enter__(self) -> Callable[[dict[str, Any]], None]:
         self.progress.start()
@@ -45,6 +54,22 @@ class JobProgress:
         self.progress.stop()
 
     def on_event(self, event: dict[str, Any]) -> None:
-        if event.get("type") == "progress":
-            self.progress.update(self.task, completed=event.get("done") or 0, total=event.get("total"),
-                                 note=event.get("message", ""))
+        if event.get("type") != "progress":
+            return
+        if self.plain:
+            self._line(event)
+            return
+        self.progress.update(self.task, completed=event.get("done") or 0, total=event.get("total"),
+                             note=event.get("message", ""))
+
+    def _line(self, event: dict[str, Any]) -> None:
+        """A count's first event, then one line per `PLAIN_INTERVAL_S` or per tenth of the count done."""
+        now, done, total = time.monotonic(), int(event.get("done") or 0), event.get("total")
+        tenth = int(10 * done / total) if total else 0
+        if self.last_line is not None:
+            when, last_tenth, last_done, last_total = self.last_line
+            same_count = total == last_total and done >= last_done
+            if same_count and now - when < PLAIN_INTERVAL_S and tenth <= last_tenth:
+                return
+        self.last_line = (now, tenth, done, total)
+        err.print(f"{self.title}: {event_text(event)}", markup=False, highlight=False, soft_wrap=True)

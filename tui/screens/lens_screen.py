@@ -17,6 +17,7 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from tui.link import EngineLink
+from tui.progress_text import event_text
 
 
 class LensScreen(Screen[None]):
@@ -53,7 +54,9 @@ class LensScreen(Screen[None]):
         """Send `method` for this run (call from a `@work` worker); the answer lands in `result`."""
         answer = self.query_one("#answer", Static)
         answer.update(Text(waiting, style="dim"))
-        result = await self.link.job(label, method, {"run": self.run, **params})
+        result = await self.link.job(label, method, {"run": self.run, **params},
+                                     on_progress=lambda event: answer.update(Text(f"{waiting}\n{event_text(event)}",
+                                                                                  style="dim")))
         if result is None:
             answer.update(Text(f"{label} failed (the notification says why)", style="red"))
         else:

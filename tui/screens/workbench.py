@@ -8,6 +8,7 @@ and comes back as messages, so a slow engine never blocks a keypress.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,14 @@ from tui.messages import (
     EngineConnected,
     LensReady,
     PatchscopeReady,
+    Progressed,
     PromptSelected,
     RunReady,
     SteerDone,
     SteerPartial,
     SummaryReady,
 )
+from tui.progress_text import event_text
 from tui.screens.amplify import AmplifyScreen
 from tui.screens.causal import CausalScreen
 from tui.screens.divergence import DivergenceScreen
@@ -187,7 +190,7 @@ class WorkbenchScreen(Screen[None]):
         await asyncio.sleep(0.3)
         run = self.model.pair.run if self.model.pair else ""
         result = await self.link.job(f"Patchscope L{layer} p{pos}", "readout.patchscope",
-                                     {"run": run, "layer": layer, "pos": pos})
+                                     {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("patch"))
         if result is not None:
             self.post_message(PatchscopeReady(layer, pos, result))
 
@@ -198,7 +201,8 @@ class WorkbenchScreen(Screen[None]):
         result = None
         try:
             result = await self.link.job(f"steering α {alpha:g}", "steer.generate", params,
-                                         on_partial=lambda event: self.post_message(SteerPartial(event, tag)))
+                                         on_partial=lambda event: self.post_message(SteerPartial(event, tag)),
+                                         on_progress=self._progress("steer"))
         finally:  # also when cancelled (x, or a newer run replacing this one)
             self.post_message(SteerDone(result, tag))
 
@@ -206,7 +210,7 @@ class WorkbenchScreen(Screen[None]):
     async def run_calibration(self, layer: int, pos: int) -> None:
         run = self.model.pair.run if self.model.pair else ""
         result = await self.link.job(f"calibrating L{layer} p{pos}", "steer.calibrate",
-                                     {"run": run, "layer": layer, "pos": pos})
+                                     {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("steer"))
         if result is not None:
             self.post_message(CalibrateDone(float(result["strength"]), str(result.get("judge") or ""),
                                             int(result.get("ungraded") or 0)))
@@ -214,10 +218,26 @@ class WorkbenchScreen(Screen[None]):
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
         result = await self.link.job("agent", "agent.run", {"run": run},
-                                     on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))))
+                                     on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))),
+                                     on_progress=self._progress("agent"))
         self.post_message(AgentDone(result, "" if result is not None else "the agent did not finish"))
 
+    def _progress(self, pane: str) -> Callable[[dict[str, Any]], None]:
+        """Progress events of a job that `pane` waits on, as `Progressed` messages."""
+        return lambda event: self.post_message(Progressed(pane, event_text(event)))
+
     # ---- results ------------------------------------------------------------------------------------------
+
+    def on_progressed(self, message: Progressed) -> None:
+        """The pane that waits says how far its job is (steps, ETA); the pair bar shows only the newest job."""
+        m = self.model
+        if message.pane == "patch" and m.tokens.patch_status:
+            m.tokens = replace(m.tokens, patch_status=message.text)
+        elif message.pane == "steer":
+            m.steer = replace(m.steer, status=message.text)
+        elif message.pane == "agent" and m.agent.status == "running":
+            m.agent = replace(m.agent, note=message.text)
+        self._show()
 
     def on_run_ready(self, message: RunReady) -> None:
         self.load_run(message.run)

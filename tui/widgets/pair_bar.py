@@ -9,6 +9,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from tui.progress_text import eta_text
 from tui.state import EngineView, JobView, PairInfo
 
 
@@ -22,13 +23,6 @@ class PairBarView:
 
 def _size(n_bytes: int) -> str:
     return f"{n_bytes / 2**30:.1f} GiB" if n_bytes >= 2**30 else f"{n_bytes / 2**20:.0f} MiB"
-
-
-def _eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(seconds)
-    return f" ETA {s // 60}m{s % 60:02d}s" if s >= 60 else f" ETA {s}s"
 
 
 def job_text(job: JobView, width: int = 16) -> Text:
@@ -46,7 +40,8 @@ def job_text(job: JobView, width: int = 16) -> Text:
         out.append(f" {job.done}…")
     else:
         out.append(" …")
-    out.append(_eta(job.eta_s))
+    if job.eta_s is not None:
+        out.append(f" {eta_text(job.eta_s)}")
     if job.message:
         out.append(f" {job.message}", style="dim")
     if job.running > 1:

@@ -1,0 +1,79 @@
+"""The pane that waits on a job says its steps and ETA, as the pair bar does: steering, Patchscope and a lens view
+(mining) driven by Pilot over recorded answers, each job held open after one progress event."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from textual.widgets import Input, Static
+
+from tests.test_tui import make_app, recording, settle
+from tests.tui_helpers import plain
+from tui.recorded import RecordedClient
+from tui.screens.mining import MiningScreen
+from tui.widgets.pair_bar import PairBar
+from tui.widgets.steering import SteeringPane
+from tui.widgets.tokens import TokensPane
+
+PROGRESS = {
+    "steer.generate": ("steering layer 12: tokens", 40, 96, 3.0),
+    "readout.patchscope": ("patchscope at layer 12: scaled vectors read", 7, 41, 65.0),
+    "lens.mine": ("texts", 8, 20, 12.0),
+}
+
+
+class HeldClient(RecordedClient):
+    """Sends one progress event of the jobs in `PROGRESS`, then holds them until `gate` opens."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.gate = asyncio.Event()
+
+    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
+        if method in PROGRESS and on_event is not None:
+            message, done, total, eta = PROGRESS[method]
+            on_event({"job": "j1", "type": "progress", "done": done, "total": total, "message": message,
+                      "elapsed_s": 1.0, "eta_s": eta})
+            await self.gate.wait()
+        return await super().run_job(method, params, on_event)
+
+
+@pytest.mark.asyncio
+async def test_steering_and_patchscope_panes_show_steps_and_eta() -> None:
+    client = HeldClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        assert "steering layer 12: tokens 40/96, ETA 3s" in app.screen.query_one(SteeringPane).steer.status
+        assert "40/96 ETA 3s" in plain(app.screen.query_one(PairBar))
+        await pilot.press("p")
+        await pilot.pause(0.8)
+        tokens = app.screen.query_one(TokensPane)
+        assert "patchscope at layer 12: scaled vectors read 7/41, ETA 1m05s" in plain(tokens)
+        client.gate.set()
+        await settle(pilot)
+        assert "tokens 40/96" not in app.screen.query_one(SteeringPane).steer.status
+
+
+@pytest.mark.asyncio
+async def test_a_lens_view_shows_its_jobs_steps_and_eta() -> None:
+    client = HeldClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause(0.5)
+        await pilot.press("M")
+        await pilot.pause(0.3)
+        mining = app.screen
+        assert isinstance(mining, MiningScreen)
+        mining.query_one("#corpus", Input).value = "fineweb"
+        mining.query_one("#n", Input).value = "20"
+        mining.query_one("#corpus", Input).focus()
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert "texts 8/20, ETA 12s" in plain(mining.query_one("#answer", Static))
+        client.gate.set()
+        await settle(pilot)
