@@ -11,8 +11,8 @@ from textual.widgets import Input, Static
 
 from tests.test_tui import make_app, recording, settle
 from tests.tui_helpers import plain
-from tui.recorded import RecordedClient
 from tui.screens.mining import MiningScreen
+from tui.sessions.replay import Recording, ReplayClient
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
@@ -24,11 +24,12 @@ PROGRESS = {
 }
 
 
-class HeldClient(RecordedClient):
+class HeldClient(ReplayClient[Recording]):
     """Sends one progress event of the jobs in `PROGRESS`, then holds them until `gate` opens."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        super().__init__(data)
+        recording = Recording(data)
+        super().__init__(recording, recording.description)
         self.gate = asyncio.Event()
 
     async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
