@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.engine_helpers import until
 from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
@@ -131,25 +132,76 @@ async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
         assert client.asked[-1][1]["source"] == "base"
 
 
+def steering_recording() -> dict[str, Any]:
+    """The recording plus an answer at α = 2.5 × √2 (the `+` step from the calibrated 2.5)."""
+    data = recording()
+    calm = next(c for c in data["calls"] if c["method"] == "steer.generate" and c["params"] == {"strengths": [2.0]})
+    data["calls"].append({"method": "steer.generate", "params": {"strengths": [3.536]}, "result": calm["result"]})
+    return data
+
+
 @pytest.mark.asyncio
-async def test_changing_alpha_reruns_steering_and_shows_new_text() -> None:
-    client = RecordedClient(recording())
+async def test_alpha_starts_calibrated_and_steps_by_root_two_back_to_the_shown_result() -> None:
+    client = RecordedClient(steering_recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
         pane = app.screen.query_one(SteeringPane)
-        assert "frozen butter" in pane.steer.rows[0].steered
-        assert "hiking" in pane.steer.rows[0].unsteered
+        assert pane.steer.alpha == 0.3536 and "‖Δ‖/‖base‖ until calibrated" in plain(pane)  # rel norm 0.33
+        await pilot.press("r")  # first use calibrates the cell, then steers at its calibrated α
+        await settle(pilot)
+        assert [m for m, _ in client.asked if m.startswith("steer.")] == ["steer.calibrate", "steer.generate"]
+        assert pane.steer.alpha == 2.5 and "calibrated ◆" in plain(pane)
+        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
         await pilot.press("plus")
         await settle(pilot)
         steer_calls = [p for m, p in client.asked if m == "steer.generate"]
-        assert [c["strengths"] for c in steer_calls] == [[2.0], [2.5]]
+        assert [c["strengths"] for c in steer_calls] == [[2.5], [3.536]]
         assert steer_calls[1]["prompts"] == [r.prompt for r in pane.steer.rows]  # the prompts stay the same
-        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
-        assert "Cake cake bake" in plain(pane)
-        assert "α 2.5" in plain(pane)
+        assert "frozen butter" in pane.steer.rows[0].steered and "α 3.536" in plain(pane)
+        await pilot.press("minus")  # back to a (cell, α) already shown: painted at once, no new job
+        await settle(pilot)
+        assert len([m for m, _ in client.asked if m == "steer.generate"]) == 2
+        assert pane.steer.alpha == 2.5 and pane.steer.rows[0].steered.startswith("Cake cake bake")
+        await pilot.press("down", "up")  # off the cell and back: its α and samples come back with it
+        await settle(pilot)
+        assert pane.steer.alpha == 2.5 and pane.steer.rows[0].steered.startswith("Cake cake bake")
+        assert len([m for m, _ in client.asked if m == "steer.generate"]) == 2
+
+
+class HeldSteering(RecordedClient):
+    """Holds every steering job until the test opens the gate (to see a newer one replace it)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        super().__init__(data)
+        self.gate = asyncio.Event()
+        self.started: list[list[float]] = []
+        self.replaced: list[list[float]] = []
+
+    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
+        if method == "steer.generate":
+            self.started.append(params["strengths"])
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.replaced.append(params["strengths"])
+                raise
+        return await super().run_job(method, params, on_event)
+
+
+@pytest.mark.asyncio
+async def test_a_new_steering_job_cancels_the_one_it_replaces() -> None:
+    client = HeldSteering(steering_recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await until(lambda: client.started == [[2.5]], 5, "the first steering job")
+        await pilot.press("plus")
+        await until(lambda: client.replaced == [[2.5]], 5, "the superseded job cancelled")
+        client.gate.set()
+        await settle(pilot)
+        assert app.screen.query_one(SteeringPane).steer.alpha == 3.536
 
 
 @pytest.mark.asyncio
@@ -162,7 +214,7 @@ async def test_calibration_marks_alpha_and_reruns() -> None:
         await settle(pilot)
         pane = app.screen.query_one(SteeringPane)
         assert pane.steer.calibrated == 2.5 and pane.steer.alpha == 2.5
-        assert "calibrated 2.5 ◆" in plain(pane)
+        assert "α 2.5  calibrated ◆" in plain(pane)
         assert pane.steer.rows[0].steered.startswith("Cake cake bake")
 
 

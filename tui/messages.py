@@ -133,10 +133,13 @@ class SteerDone(Message):
 
 
 class CalibrateDone(Message):
-    """`steer.calibrate` found the largest coherent strength, judged by `judge` (`ungraded` samples had no verdict)."""
+    """`steer.calibrate` found the largest coherent strength at (`layer`, `pos`), judged by `judge` (`ungraded`
+    samples had no verdict)."""
 
-    def __init__(self, strength: float, judge: str = "", ungraded: int = 0) -> None:
+    def __init__(self, layer: int, pos: int, strength: float, judge: str = "", ungraded: int = 0) -> None:
         super().__init__()
+        self.layer = layer
+        self.pos = pos
         self.strength = strength
         self.judge = judge
         self.ungraded = ungraded
