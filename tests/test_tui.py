@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Input
 
 from tests.engine_helpers import until
 from tests.tui_helpers import plain, record_notifications
@@ -20,6 +21,7 @@ from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.commands import WorkbenchCommands
 from tui.recorded import RecordedClient
+from tui.screens.amplify import AmplifyScreen
 from tui.screens.keys import KeysScreen
 from tui.screens.start import StartScreen, compute_params
 from tui.screens.workbench import WorkbenchScreen
@@ -132,17 +134,9 @@ async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
         assert client.asked[-1][1]["source"] == "base"
 
 
-def steering_recording() -> dict[str, Any]:
-    """The recording plus an answer at α = 2.5 × √2 (the `+` step from the calibrated 2.5)."""
-    data = recording()
-    calm = next(c for c in data["calls"] if c["method"] == "steer.generate" and c["params"] == {"strengths": [2.0]})
-    data["calls"].append({"method": "steer.generate", "params": {"strengths": [3.536]}, "result": calm["result"]})
-    return data
-
-
 @pytest.mark.asyncio
 async def test_alpha_starts_calibrated_and_steps_by_root_two_back_to_the_shown_result() -> None:
-    client = RecordedClient(steering_recording())
+    client = RecordedClient(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -191,7 +185,7 @@ class HeldSteering(RecordedClient):
 
 @pytest.mark.asyncio
 async def test_a_new_steering_job_cancels_the_one_it_replaces() -> None:
-    client = HeldSteering(steering_recording())
+    client = HeldSteering(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
@@ -216,6 +210,23 @@ async def test_calibration_marks_alpha_and_reruns() -> None:
         assert pane.steer.calibrated == 2.5 and pane.steer.alpha == 2.5
         assert "α 2.5  calibrated ◆" in plain(pane)
         assert pane.steer.rows[0].steered.startswith("Cake cake bake")
+
+
+@pytest.mark.asyncio
+async def test_amplify_focuses_its_prompt_so_letters_are_typed_not_keys() -> None:
+    client = RecordedClient(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("A")
+        await settle(pilot)
+        assert isinstance(app.screen, AmplifyScreen)
+        prompt = app.screen.query_one("#prompt", Input)
+        assert app.focused is prompt
+        await pilot.press("r", "m", "4")
+        await settle(pilot)
+        assert prompt.value == "rm4" and app.screen.factor == 2.0
+        assert not any(m == "lens.amplify" for m, _ in client.asked)
 
 
 @pytest.mark.asyncio
