@@ -435,14 +435,19 @@ async def test_agent_without_llm_says_how_to_configure() -> None:
     data = recording()
     data["calls"] = [c for c in data["calls"] if c["method"] != "agent.run"]
     data["calls"].append({"method": "agent.run", "params": {}, "error": "no LLM configured — set DIFFLENS_LLM_MODEL"})
+    data["calls"].append({"method": "agent.keywords", "params": {},
+                          "result": {"summary": "The difference points to: cake, bake, butter."}})
     app, _ = make_app(RecordedClient(data))
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
-        assert "DIFFLENS_LLM_BASE_URL" in plain(app.screen.query_one("#agent"))
+        assert "needs an LLM" in plain(app.screen.query_one("#agent"))
+        assert app.screen.query_one("#agent-box").size.width < 40  # idle: steering keeps the width
         await pilot.press("g")
         await settle(pilot)
         text = plain(app.screen.query_one("#agent"))
         assert "failed" in text and "OPENAI_API_KEY" in text and "--llm local:SPEC" in text
+        assert "offline keyword hypothesis: The difference points to: cake" in text
+        assert f"difflens agent {RUN} --keywords" in text
 
 
 @pytest.mark.asyncio

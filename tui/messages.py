@@ -162,9 +162,12 @@ class AgentEvent(Message):
 
 
 class AgentDone(Message):
-    """The agent finished (`result`) or could not run (`error`)."""
+    """The agent finished (`result`) or could not run (`error`; then `keywords` is the offline `agent.keywords`
+    answer, None if that failed too)."""
 
-    def __init__(self, result: dict[str, Any] | None, error: str = "") -> None:
+    def __init__(self, result: dict[str, Any] | None, error: str = "", keywords: dict[str, Any] | None = None
+                 ) -> None:
         super().__init__()
         self.result = result
         self.error = error
+        self.keywords = keywords

@@ -146,11 +146,12 @@ class AgentState:
     """The agent's run: hypotheses, tool calls as they happen, final answer and grade."""
 
     status: str = "idle"
-    note: str = f"press g to run the agent; it needs an LLM: {LLM_HELP}"
+    note: str = "g runs the agent (it needs an LLM)"
     hypotheses: tuple[Hypothesis, ...] = ()
     log: tuple[str, ...] = ()
     final: str = ""
     grade: str = ""
+    keywords: str = ""                   # the offline keyword hypothesis, shown when the agent cannot run
 
 
 @dataclass
@@ -366,6 +367,14 @@ def apply_agent_result(agent: AgentState, result: dict[str, Any]) -> AgentState:
     return replace(agent, status="done", note="", hypotheses=hyps,
                    final=str(result.get("description") or agent.final),
                    grade=_grade_text(grade) if isinstance(grade, dict) else (str(grade) if grade else agent.grade))
+
+
+def agent_failed(agent: AgentState, run: str, keywords: dict[str, Any] | None) -> AgentState:
+    """The agent could not run (no LLM, most often): how to give it one, the offline keyword hypothesis in its
+    place, and CLI commands that work for this run."""
+    note = (f"the agent needs an LLM: {LLM_HELP}. From a shell: `difflens agent {run} --keywords` (offline), "
+            f"`difflens agent {run} --llm openai:MODEL`")
+    return replace(agent, status="failed", note=note, keywords=str((keywords or {}).get("summary") or ""))
 
 
 def _grade_text(event: dict[str, Any]) -> str:

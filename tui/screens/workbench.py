@@ -43,12 +43,12 @@ from tui.screens.mining import MiningScreen
 from tui.screens.pca import PcaScreen
 from tui.state import (
     LENS_SOURCES,
-    LLM_HELP,
     AgentState,
     Start,
     SteerKey,
     TokensState,
     WorkbenchModel,
+    agent_failed,
     apply_agent_event,
     apply_agent_result,
     apply_patchscope,
@@ -163,6 +163,7 @@ class WorkbenchScreen(Screen[None]):
         self.query_one(TokensPane).tokens = m.tokens
         self.query_one(SteeringPane).steer = m.steer
         self.query_one(AgentPane).agent = m.agent
+        self.set_class(m.agent.status == "idle", "-agent-idle")  # an idle agent pane leaves steering the width
 
     # ---- workers: engine calls; results come back as messages -------------------------------------------
 
@@ -233,7 +234,11 @@ class WorkbenchScreen(Screen[None]):
     async def run_agent(self, run: str) -> None:
         result = await self.link.job("agent", "agent.run", {"run": run},
                                      on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))))
-        self.post_message(AgentDone(result, "" if result is not None else "the agent did not finish"))
+        if result is not None:
+            self.post_message(AgentDone(result))
+            return
+        keywords = await self.link.call("agent.keywords", {"run": run}, quiet=True)
+        self.post_message(AgentDone(None, "the agent did not finish", keywords))
 
     # ---- results ------------------------------------------------------------------------------------------
 
@@ -319,8 +324,8 @@ class WorkbenchScreen(Screen[None]):
         if message.result is not None:
             self.model.agent = apply_agent_result(self.model.agent, message.result)
         else:
-            self.model.agent = replace(self.model.agent, status="failed",
-                                       note=f"{message.error}. If no LLM is configured: {LLM_HELP}.")
+            run = self.model.pair.run if self.model.pair else "RUN"
+            self.model.agent = agent_failed(self.model.agent, run, message.keywords)
         self._show()
 
     def on_engine_connected(self, message: EngineConnected) -> None:
