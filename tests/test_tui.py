@@ -9,6 +9,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,9 @@ from tui.commands import WorkbenchCommands
 from tui.recorded import RecordedClient
 from tui.screens.amplify import AmplifyScreen
 from tui.screens.keys import KeysScreen
-from tui.screens.start import StartScreen, compute_params
+from tui.screens.start import StartScreen, compute_params, readable_time
 from tui.screens.workbench import WorkbenchScreen
-from tui.state import HeatState, Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
+from tui.state import Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
 from tui.widgets.heatmap import Heatmap, scale_bounds
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
@@ -78,9 +79,14 @@ def test_summary_puts_cursor_on_chosen_layer_peak_and_keeps_pos0_off_scale() -> 
     heat = model.heat
     assert (heat.layer, heat.pos) == (12, 2)  # the recorded layer choice, not the middle layer (8)
     assert heat.chosen_layer == 12 and heat.layer_scores[12] == max(heat.layer_scores)
-    _, hi = scale_bounds(heat)
-    assert hi < 30 < min(row[0] for row in heat.grid)  # position 0 is shown but does not set the scale
-    _, hi0 = scale_bounds(HeatState(**{**heat.__dict__, "include_pos0": True}))
+    assert heat.metric == "rel_norm"  # ‖Δ‖/‖base‖ by default: early layers are not one colour
+    lo_rel, hi_rel = scale_bounds(heat)
+    early = [v for row in heat.grid[:11] for v in row[1:]]
+    assert (max(early) - min(early)) / (hi_rel - lo_rel) > 0.2
+    raw = replace(heat, metric="diff_norm")
+    _, hi = scale_bounds(raw)
+    assert hi < 30 < min(row[0] for row in raw.grid)  # position 0 is shown but does not set the scale
+    _, hi0 = scale_bounds(replace(raw, include_pos0=True))
     assert hi0 > 300
     assert move_cursor(heat, 100, 100).row == len(heat.layers) - 1
     assert move_cursor(heat, -100, -100).pos == 0
@@ -466,9 +472,12 @@ async def test_start_screen_lists_runs_and_sessions_and_opens_a_run(tmp_path: Pa
         await settle(pilot)
         assert isinstance(app.screen, WorkbenchScreen)
         assert app.screen.query_one(PairBar).view.pair.run == RUN
+        assert "connecting" not in plain(app.screen.query_one(PairBar))  # the bar knows the engine at once
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, StartScreen)
+        assert table.get_row_at(0)[-1] == "2025-11-25 16:00"
+        assert readable_time(1796189103.569).startswith("2026-")
 
 
 @pytest.mark.asyncio
@@ -481,7 +490,7 @@ async def test_palette_lists_every_action_and_keys_help_opens() -> None:
                       "Cancel job", "Reconnect", "Keys", "Runs and sessions", "Pos 0 in scale"):
             assert title in titles
         await pilot.press("m")
-        assert app.screen.query_one(Heatmap).heat.metric == "rel_norm"
+        assert app.screen.query_one(Heatmap).heat.metric == "diff_norm"  # from the default diff / base norm
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, KeysScreen)

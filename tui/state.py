@@ -10,8 +10,13 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-METRIC_LABELS = {"diff_norm": "diff norm", "rel_norm": "diff / base norm", "relevance": "token relevance"}
+METRIC_LABELS = {"rel_norm": "diff / base norm", "diff_norm": "diff norm", "relevance": "token relevance"}
 HEATMAP_METRICS = tuple(METRIC_LABELS)
+# ‖Δ‖/‖base‖ by default: the raw diff norm grows with depth (one late layer sets the scale and paints the early
+# ones a single colour); relative to the base activation every layer reads on the same scale.
+DEFAULT_METRIC = "rel_norm"
+RELEVANCE_MISSING = ("token relevance grades readouts against a known finetune's description "
+                     "(a triage of a known organism); this run has none")
 LENS_SOURCES = ("diff", "base", "ft")
 LLM_HELP = ("set DIFFLENS_LLM_BASE_URL, DIFFLENS_LLM_MODEL and OPENAI_API_KEY where the engine runs, "
             "or start the engine with --llm local:SPEC")
@@ -60,7 +65,7 @@ class HeatState:
     layers: tuple[int, ...] = ()
     k: int = 0
     metrics: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
-    metric: str = "diff_norm"
+    metric: str = DEFAULT_METRIC
     row: int = 0
     pos: int = 0
     include_pos0: bool = False
@@ -188,8 +193,8 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
     pos = 0
     if first and k > 1:
         pos = max(range(1, k), key=lambda p: first[row][p])
-    model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric="diff_norm" if "diff_norm" in metrics
-                           else next(iter(metrics), "diff_norm"), row=row, pos=pos,
+    model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric=DEFAULT_METRIC if DEFAULT_METRIC in metrics
+                           else next(iter(metrics), DEFAULT_METRIC), row=row, pos=pos,
                            include_pos0=model.heat.include_pos0, status="", layer_scores=layer_scores,
                            chosen_layer=choice.get("layer"))
     model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)

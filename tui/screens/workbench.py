@@ -43,6 +43,8 @@ from tui.screens.mining import MiningScreen
 from tui.screens.pca import PcaScreen
 from tui.state import (
     LENS_SOURCES,
+    METRIC_LABELS,
+    RELEVANCE_MISSING,
     AgentState,
     Start,
     SteerKey,
@@ -383,9 +385,11 @@ class WorkbenchScreen(Screen[None]):
             self.fetch_patchscope(heat.layer, heat.pos)
 
     def action_metric(self) -> None:
-        """Cycle diff norm → relative norm → relevance."""
+        """Cycle diff / base norm → diff norm → relevance (saying why when the run has no relevance)."""
         self.model.heat = next_metric(self.model.heat)
         self._show()
+        if self.model.heat.layers and "relevance" not in self.model.heat.metrics:
+            self.notify(f"showing {METRIC_LABELS[self.model.heat.metric]}; {RELEVANCE_MISSING}", timeout=6)
 
     def action_toggle_pos0(self) -> None:
         """Position 0 in or out of the colour scale (out by default: its huge norm flattens the rest)."""
