@@ -20,6 +20,7 @@ from tests.engine_helpers import until
 from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
+from tui.client.transport import closing_words
 from tui.commands import WorkbenchCommands
 from tui.recorded import RecordedClient
 from tui.screens.amplify import AmplifyScreen
@@ -90,6 +91,14 @@ def test_summary_puts_cursor_on_chosen_layer_peak_and_keeps_pos0_off_scale() -> 
     assert hi0 > 300
     assert move_cursor(heat, 100, 100).row == len(heat.layers) - 1
     assert move_cursor(heat, -100, -100).pos == 0
+
+
+def test_a_dead_engines_notice_quotes_its_error_not_its_routine_log() -> None:
+    log = ["2026-12-02 11:53:31,120 INFO difflens.engine: engine ready on stdio",
+           "2026-12-02 11:54:02,001 INFO difflens.engine: loaded gemma-3-270m"]
+    assert closing_words(-9, log) == "killed by signal 9"
+    assert closing_words(1, [*log, "Traceback (most recent call last):", "MemoryError"]) == (
+        "exit code 1; Traceback (most recent call last): | MemoryError")
 
 
 def test_tokens_are_made_visible() -> None:
