@@ -399,9 +399,9 @@ async def test_patchscope_side_by_side_with_selectable_scale() -> None:
         await pilot.press("p")
         await settle(pilot)
         pane = app.screen.query_one(TokensPane)
-        assert pane.tokens.best_scale == 1.2 and "×1.2★" in plain(pane)
+        assert pane.tokens.best_scale == 1.2 and "scale 1.2 (best)" in plain(pane)
         await pilot.press("right_square_bracket")
-        assert "×1.5" in plain(pane)
+        assert "scale 1.5 · 5 of 8 scales" in plain(pane)
         text = plain(pane)
         assert text.index("lens of diff") < text.index("Patchscope")  # one row: lens left, Patchscope right
         await pilot.press("down")  # Patchscope now follows the cursor
@@ -425,9 +425,9 @@ async def test_negative_patchscope_scales_and_the_lens_head_render() -> None:
         await pilot.press("p")
         await settle(pilot)
         pane = app.screen.query_one(TokensPane)
-        assert "×-1.2★" in plain(pane) and "oven" in plain(pane) and "lens of diff · ft head" in plain(pane)
+        assert "scale -1.2 (best)" in plain(pane) and "oven" in plain(pane) and "lens of diff · ft head" in plain(pane)
         await pilot.press("right_square_bracket")
-        assert "×1.2 2/2" in plain(pane)
+        assert "scale 1.2 · 2 of 2 scales" in plain(pane)
 
 
 @pytest.mark.asyncio
