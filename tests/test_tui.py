@@ -336,7 +336,7 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
     notes = record_notifications(app)
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("r")
+        await pilot.press("right", "r")
         await settle(pilot)
         lost = [(m, kw) for m, kw in notes if kw.get("severity") == "error"]
         assert lost and "closed the connection" in lost[0][0] and "ctrl+r" in lost[0][0]
@@ -352,6 +352,7 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
         assert not bar.view.engine.lost and bar.view.engine.connected
         assert any("reconnected" in m for m, _ in notes)
         assert ("adl.summary", {"run": RUN}) in healthy.asked  # the open run is reloaded on the new engine
+        assert (app.screen.query_one(Heatmap).heat.layer, app.screen.query_one(Heatmap).heat.pos) == (12, 3)
         await pilot.press("r")
         await settle(pilot)
         assert "frozen butter" in app.screen.query_one(SteeringPane).steer.rows[0].steered
