@@ -35,6 +35,9 @@ def alpha_line(steer: SteerState) -> Text:
     return line
 
 
+PROMPT_MIN = 16
+
+
 class SteeringPane(Widget, can_focus=True):
     """Up/down pick a prompt (to edit); the samples table shows each prompt steered and unsteered."""
 
@@ -54,10 +57,12 @@ class SteeringPane(Widget, can_focus=True):
     def render(self) -> RenderableType:
         steer = self.steer
         table = Table(expand=True, box=None, padding=(0, 1), show_edge=False, header_style="bold")
-        table.add_column("prompt", ratio=2, overflow="fold")
-        table.add_column("steered", ratio=3, overflow="fold")
-        table.add_column("unsteered", ratio=3, overflow="fold")
         rows = steer.rows or tuple(SteerRow(prompt=p) for p in steer.prompts)
+        # prompts are short: as wide as the longest (up to a third of the pane), the samples share the rest
+        widest = max((len(row.prompt) + 2 for row in rows), default=PROMPT_MIN)
+        table.add_column("prompt", width=max(PROMPT_MIN, min(widest, self.size.width // 3)), overflow="fold")
+        table.add_column("steered", ratio=1, overflow="fold")
+        table.add_column("unsteered", ratio=1, overflow="fold")
         for i, row in enumerate(rows):
             mark = "▸ " if i == steer.selected else "  "
             cursor = "▌" if steer.streaming else ""
