@@ -28,6 +28,7 @@ from tests.tui_helpers import mine_in_view
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.screens.session import SessionWorkbench
+from tui.sessions.client import SessionTap
 from tui.sessions.compare import compare_table
 from tui.sessions.replay import ReplayClient
 from tui.sessions.rerun import rerun
@@ -82,6 +83,36 @@ async def test_session_over_every_pane_replays_identically_without_torch() -> No
     assert "no engine" in again["description"]
     assert again["model"] == shown["model"]
     assert again["texts"] == shown["texts"]
+
+
+@pytest.mark.asyncio
+async def test_replay_keeps_a_recorded_cells_steering_and_says_what_was_never_recorded() -> None:
+    """Off the recorded cell and back: its steering comes back; an unrecorded cell says "not recorded"."""
+    async def factory() -> ReplayClient:
+        return ReplayClient.from_file(RECORDING)
+
+    app = DiffLensApp(client_factory=factory, start=Start(run=RUN), session="steered cell")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(app, pilot)
+        for key in ("p", "r"):
+            await pilot.press(key)
+            await settle(app, pilot)
+        await app.action_quit()
+    replay = DiffLensApp(client_factory=None, session=SessionTap(source=load_source("steered cell")))
+    async with replay.run_test(size=SIZE) as pilot:
+        await settle(replay, pilot)
+        steering = replay.screen.query_one(SteeringPane)
+        tokens = replay.screen.query_one(TokensPane)
+        recorded = steering.steer.rows
+        assert recorded and recorded[0].steered.startswith("Cake cake bake") and steering.steer.alpha == 2.5
+        await pilot.press("right")
+        await settle(replay, pilot)
+        assert tokens.tokens.patch_status == "not recorded in this session"
+        assert tokens.tokens.lens_status == "not recorded in this session"
+        await pilot.press("left")
+        await settle(replay, pilot)
+        assert steering.steer.rows == recorded and steering.steer.alpha == 2.5
+        assert tokens.tokens.scales
 
 
 @pytest.mark.asyncio

@@ -9,21 +9,26 @@ import asyncio
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from textual.widgets import Input
 
+from tests.engine_helpers import until
 from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
+from tui.client.transport import closing_words
 from tui.commands import WorkbenchCommands
 from tui.render.token_text import visible_token
+from tui.screens.amplify import AmplifyScreen
 from tui.screens.keys import KeysScreen
-from tui.screens.start import StartScreen, compute_params
+from tui.screens.start import StartScreen, compute_params, readable_time
 from tui.screens.workbench import WorkbenchScreen
 from tui.sessions.replay import Recording, ReplayClient
-from tui.state import HeatState, Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
+from tui.state import Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
 from tui.widgets.heatmap import Heatmap, scale_bounds
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
@@ -75,12 +80,25 @@ def test_summary_puts_cursor_on_chosen_layer_peak_and_keeps_pos0_off_scale() -> 
     heat = model.heat
     assert (heat.layer, heat.pos) == (12, 2)  # the recorded layer choice, not the middle layer (8)
     assert heat.chosen_layer == 12 and heat.layer_scores[12] == max(heat.layer_scores)
-    _, hi = scale_bounds(heat)
-    assert hi < 30 < min(row[0] for row in heat.grid)  # position 0 is shown but does not set the scale
-    _, hi0 = scale_bounds(HeatState(**{**heat.__dict__, "include_pos0": True}))
+    assert heat.metric == "rel_norm"  # ‖Δ‖/‖base‖ by default: early layers are not one colour
+    lo_rel, hi_rel = scale_bounds(heat)
+    early = [v for row in heat.grid[:11] for v in row[1:]]
+    assert (max(early) - min(early)) / (hi_rel - lo_rel) > 0.2
+    raw = replace(heat, metric="diff_norm")
+    _, hi = scale_bounds(raw)
+    assert hi < 30 < min(row[0] for row in raw.grid)  # position 0 is shown but does not set the scale
+    _, hi0 = scale_bounds(replace(raw, include_pos0=True))
     assert hi0 > 300
     assert move_cursor(heat, 100, 100).row == len(heat.layers) - 1
     assert move_cursor(heat, -100, -100).pos == 0
+
+
+def test_a_dead_engines_notice_quotes_its_error_not_its_routine_log() -> None:
+    log = ["2026-12-02 11:53:31,120 INFO difflens.engine: engine ready on stdio",
+           "2026-12-02 11:54:02,001 INFO difflens.engine: loaded gemma-3-270m"]
+    assert closing_words(-9, log) == "killed by signal 9"
+    assert closing_words(1, [*log, "Traceback (most recent call last):", "MemoryError"]) == (
+        "exit code 1; Traceback (most recent call last): | MemoryError")
 
 
 def test_tokens_are_made_visible() -> None:
@@ -132,24 +150,68 @@ async def test_moving_the_heatmap_cursor_updates_the_token_pane() -> None:
 
 
 @pytest.mark.asyncio
-async def test_changing_alpha_reruns_steering_and_shows_new_text() -> None:
+async def test_alpha_starts_calibrated_and_steps_by_root_two_back_to_the_shown_result() -> None:
     client = ReplayClient.from_recording(recording())
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
-        await pilot.press("r")
-        await settle(pilot)
         pane = app.screen.query_one(SteeringPane)
-        assert "frozen butter" in pane.steer.rows[0].steered
-        assert "hiking" in pane.steer.rows[0].unsteered
+        assert pane.steer.alpha == 0.3536 and "‖Δ‖/‖base‖ until calibrated" in plain(pane)  # rel norm 0.33
+        await pilot.press("r")  # first use calibrates the cell, then steers at its calibrated α
+        await settle(pilot)
+        assert [m for m, _ in client.asked if m.startswith("steer.")] == ["steer.calibrate", "steer.generate"]
+        assert pane.steer.alpha == 2.5 and "calibrated ◆" in plain(pane)
+        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
         await pilot.press("plus")
         await settle(pilot)
         steer_calls = [p for m, p in client.asked if m == "steer.generate"]
-        assert [c["strengths"] for c in steer_calls] == [[2.0], [2.5]]
+        assert [c["strengths"] for c in steer_calls] == [[2.5], [3.536]]
         assert steer_calls[1]["prompts"] == [r.prompt for r in pane.steer.rows]  # the prompts stay the same
-        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
-        assert "Cake cake bake" in plain(pane)
-        assert "α 2.5" in plain(pane)
+        assert "frozen butter" in pane.steer.rows[0].steered and "α 3.536" in plain(pane)
+        await pilot.press("minus")  # back to a (cell, α) already shown: painted at once, no new job
+        await settle(pilot)
+        assert len([m for m, _ in client.asked if m == "steer.generate"]) == 2
+        assert pane.steer.alpha == 2.5 and pane.steer.rows[0].steered.startswith("Cake cake bake")
+        await pilot.press("down", "up")  # off the cell and back: its α and samples come back with it
+        await settle(pilot)
+        assert pane.steer.alpha == 2.5 and pane.steer.rows[0].steered.startswith("Cake cake bake")
+        assert len([m for m, _ in client.asked if m == "steer.generate"]) == 2
+
+
+class HeldSteering(ReplayClient[Recording]):
+    """Holds every steering job until the test opens the gate (to see a newer one replace it)."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        recording = Recording(data)
+        super().__init__(recording, recording.description)
+        self.gate = asyncio.Event()
+        self.started: list[list[float]] = []
+        self.replaced: list[list[float]] = []
+
+    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
+        if method == "steer.generate":
+            self.started.append(params["strengths"])
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.replaced.append(params["strengths"])
+                raise
+        return await super().run_job(method, params, on_event)
+
+
+@pytest.mark.asyncio
+async def test_a_new_steering_job_cancels_the_one_it_replaces() -> None:
+    client = HeldSteering(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("c")
+        await until(lambda: client.started == [[2.5]], 5, "the first steering job")
+        await pilot.press("plus")
+        await until(lambda: client.replaced == [[2.5]], 5, "the superseded job cancelled")
+        client.gate.set()
+        await settle(pilot)
+        assert app.screen.query_one(SteeringPane).steer.alpha == 3.536
 
 
 @pytest.mark.asyncio
@@ -162,8 +224,25 @@ async def test_calibration_marks_alpha_and_reruns() -> None:
         await settle(pilot)
         pane = app.screen.query_one(SteeringPane)
         assert pane.steer.calibrated == 2.5 and pane.steer.alpha == 2.5
-        assert "calibrated 2.5 ◆" in plain(pane)
+        assert "α 2.5  calibrated ◆" in plain(pane)
         assert pane.steer.rows[0].steered.startswith("Cake cake bake")
+
+
+@pytest.mark.asyncio
+async def test_amplify_focuses_its_prompt_so_letters_are_typed_not_keys() -> None:
+    client = ReplayClient.from_recording(recording())
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("A")
+        await settle(pilot)
+        assert isinstance(app.screen, AmplifyScreen)
+        prompt = app.screen.query_one("#prompt", Input)
+        assert app.focused is prompt
+        await pilot.press("r", "m", "4")
+        await settle(pilot)
+        assert prompt.value == "rm4" and app.screen.factor == 2.0
+        assert not any(m == "lens.amplify" for m, _ in client.asked)
 
 
 @pytest.mark.asyncio
@@ -259,7 +338,7 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
     notes = record_notifications(app)
     async with app.run_test(size=(120, 30)) as pilot:
         await settle(pilot)
-        await pilot.press("r")
+        await pilot.press("right", "r")
         await settle(pilot)
         lost = [(m, kw) for m, kw in notes if kw.get("severity") == "error"]
         assert lost and "closed the connection" in lost[0][0] and "ctrl+r" in lost[0][0]
@@ -275,6 +354,7 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
         assert not bar.view.engine.lost and bar.view.engine.connected
         assert any("reconnected" in m for m, _ in notes)
         assert ("adl.summary", {"run": RUN}) in healthy.asked  # the open run is reloaded on the new engine
+        assert (app.screen.query_one(Heatmap).heat.layer, app.screen.query_one(Heatmap).heat.pos) == (12, 3)
         await pilot.press("r")
         await settle(pilot)
         assert "frozen butter" in app.screen.query_one(SteeringPane).steer.rows[0].steered
@@ -322,9 +402,9 @@ async def test_patchscope_side_by_side_with_selectable_scale() -> None:
         await pilot.press("p")
         await settle(pilot)
         pane = app.screen.query_one(TokensPane)
-        assert pane.tokens.best_scale == 1.2 and "×1.2★" in plain(pane)
+        assert pane.tokens.best_scale == 1.2 and "scale 1.2 (best)" in plain(pane)
         await pilot.press("right_square_bracket")
-        assert "×1.5" in plain(pane)
+        assert "scale 1.5 · 5 of 8 scales" in plain(pane)
         text = plain(pane)
         assert text.index("lens of diff") < text.index("Patchscope")  # one row: lens left, Patchscope right
         await pilot.press("down")  # Patchscope now follows the cursor
@@ -348,9 +428,9 @@ async def test_negative_patchscope_scales_and_the_lens_head_render() -> None:
         await pilot.press("p")
         await settle(pilot)
         pane = app.screen.query_one(TokensPane)
-        assert "×-1.2★" in plain(pane) and "oven" in plain(pane) and "lens of diff · ft head" in plain(pane)
+        assert "scale -1.2 (best)" in plain(pane) and "oven" in plain(pane) and "lens of diff · ft head" in plain(pane)
         await pilot.press("right_square_bracket")
-        assert "×1.2 2/2" in plain(pane)
+        assert "scale 1.2 · 2 of 2 scales" in plain(pane)
 
 
 @pytest.mark.asyncio
@@ -373,14 +453,19 @@ async def test_agent_without_llm_says_how_to_configure() -> None:
     data = recording()
     data["calls"] = [c for c in data["calls"] if c["method"] != "agent.run"]
     data["calls"].append({"method": "agent.run", "params": {}, "error": "no LLM configured — set DIFFLENS_LLM_MODEL"})
+    data["calls"].append({"method": "agent.keywords", "params": {},
+                          "result": {"summary": "The difference points to: cake, bake, butter."}})
     app, _ = make_app(ReplayClient.from_recording(data))
     async with app.run_test(size=(160, 48)) as pilot:
         await settle(pilot)
-        assert "DIFFLENS_LLM_BASE_URL" in plain(app.screen.query_one("#agent"))
+        assert "needs an LLM" in plain(app.screen.query_one("#agent"))
+        assert app.screen.query_one("#agent-box").size.width < 40  # idle: steering keeps the width
         await pilot.press("g")
         await settle(pilot)
         text = plain(app.screen.query_one("#agent"))
         assert "failed" in text and "OPENAI_API_KEY" in text and "--llm local:SPEC" in text
+        assert "offline keyword hypothesis: The difference points to: cake" in text
+        assert f"difflens agent {RUN} --keywords" in text
 
 
 @pytest.mark.asyncio
@@ -399,9 +484,12 @@ async def test_start_screen_lists_runs_and_sessions_and_opens_a_run(tmp_path: Pa
         await settle(pilot)
         assert isinstance(app.screen, WorkbenchScreen)
         assert app.screen.query_one(PairBar).view.pair.run == RUN
+        assert "connecting" not in plain(app.screen.query_one(PairBar))  # the bar knows the engine at once
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, StartScreen)
+        assert table.get_row_at(0)[-1] == "2025-11-25 16:00"
+        assert readable_time(1796189103.569).startswith("2026-")
 
 
 @pytest.mark.asyncio
@@ -414,7 +502,7 @@ async def test_palette_lists_every_action_and_keys_help_opens() -> None:
                       "Cancel job", "Reconnect", "Keys", "Runs and sessions", "Pos 0 in scale"):
             assert title in titles
         await pilot.press("m")
-        assert app.screen.query_one(Heatmap).heat.metric == "rel_norm"
+        assert app.screen.query_one(Heatmap).heat.metric == "diff_norm"  # from the default diff / base norm
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, KeysScreen)

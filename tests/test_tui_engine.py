@@ -260,6 +260,7 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         await opened(app)
         await pilot.press("A")
         await until(lambda: isinstance(app.screen, AmplifyScreen), 10, "the amplify screen")
+        await pilot.press("tab")  # out of the prompt line, which has the focus
         await pilot.press("4")
         await pilot.press("plus")
         assert app.screen.factor == 3.5

@@ -48,3 +48,8 @@ def test_main_screen_80x24(snap_compare: Any) -> None:
 def test_main_screen_160x48(snap_compare: Any) -> None:
     """Large terminal: every layer, logit lens | Patchscope, steering and the agent side by side."""
     assert snap_compare(recorded_app(), terminal_size=(160, 48), run_before=pressing("r", "p", "g"))
+
+
+def test_main_screen_160x48_idle_agent(snap_compare: Any) -> None:
+    """Large terminal before the agent runs: its idle pane stays narrow, steering keeps the width."""
+    assert snap_compare(recorded_app(), terminal_size=(160, 48), run_before=pressing("r"))

@@ -142,10 +142,13 @@ class SteerDone(Message):
 
 
 class CalibrateDone(Message):
-    """`steer.calibrate` found the largest coherent strength, judged by `judge` (`ungraded` samples had no verdict)."""
+    """`steer.calibrate` found the largest coherent strength at (`layer`, `pos`), judged by `judge` (`ungraded`
+    samples had no verdict)."""
 
-    def __init__(self, strength: float, judge: str = "", ungraded: int = 0) -> None:
+    def __init__(self, layer: int, pos: int, strength: float, judge: str = "", ungraded: int = 0) -> None:
         super().__init__()
+        self.layer = layer
+        self.pos = pos
         self.strength = strength
         self.judge = judge
         self.ungraded = ungraded
@@ -168,9 +171,12 @@ class AgentEvent(Message):
 
 
 class AgentDone(Message):
-    """The agent finished (`result`) or could not run (`error`)."""
+    """The agent finished (`result`) or could not run (`error`; then `keywords` is the offline `agent.keywords`
+    answer, None if that failed too)."""
 
-    def __init__(self, result: dict[str, Any] | None, error: str = "") -> None:
+    def __init__(self, result: dict[str, Any] | None, error: str = "", keywords: dict[str, Any] | None = None
+                 ) -> None:
         super().__init__()
         self.result = result
         self.error = error
+        self.keywords = keywords

@@ -6,11 +6,17 @@ pure functions below, so a replay of recorded results paints exactly the same pa
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-METRIC_LABELS = {"diff_norm": "diff norm", "rel_norm": "diff / base norm", "relevance": "token relevance"}
+METRIC_LABELS = {"rel_norm": "diff / base norm", "diff_norm": "diff norm", "relevance": "token relevance"}
 HEATMAP_METRICS = tuple(METRIC_LABELS)
+# ‖Δ‖/‖base‖ by default: the raw diff norm grows with depth (one late layer sets the scale and paints the early
+# ones a single colour); relative to the base activation every layer reads on the same scale.
+DEFAULT_METRIC = "rel_norm"
+RELEVANCE_MISSING = ("token relevance grades readouts against a known finetune's description "
+                     "(a triage of a known organism); this run has none")
 LENS_SOURCES = ("diff", "base", "ft")
 LLM_HELP = ("set DIFFLENS_LLM_BASE_URL, DIFFLENS_LLM_MODEL and OPENAI_API_KEY where the engine runs, "
             "or start the engine with --llm local:SPEC")
@@ -59,7 +65,7 @@ class HeatState:
     layers: tuple[int, ...] = ()
     k: int = 0
     metrics: dict[str, tuple[tuple[float, ...], ...]] = field(default_factory=dict)
-    metric: str = "diff_norm"
+    metric: str = DEFAULT_METRIC
     row: int = 0
     pos: int = 0
     include_pos0: bool = False
@@ -121,7 +127,8 @@ class SteerState:
 
     prompts: tuple[str, ...] = ()
     selected: int = 0
-    alpha: float = 2.0
+    alpha: float = 0.0
+    alpha_from: str = "norm"             # norm (the cell's ‖Δ‖/‖base‖ until calibrated) | calibrated | you
     calibrated: float | None = None
     layer: int | None = None
     pos: int | None = None
@@ -144,11 +151,12 @@ class AgentState:
     """The agent's run: hypotheses, tool calls as they happen, final answer and grade."""
 
     status: str = "idle"
-    note: str = f"press g to run the agent; it needs an LLM: {LLM_HELP}"
+    note: str = "g runs the agent (it needs an LLM)"
     hypotheses: tuple[Hypothesis, ...] = ()
     log: tuple[str, ...] = ()
     final: str = ""
     grade: str = ""
+    keywords: str = ""                   # the offline keyword hypothesis, shown when the agent cannot run
 
 
 @dataclass
@@ -185,12 +193,12 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
     pos = 0
     if first and k > 1:
         pos = max(range(1, k), key=lambda p: first[row][p])
-    model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric="diff_norm" if "diff_norm" in metrics
-                           else next(iter(metrics), "diff_norm"), row=row, pos=pos,
+    model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric=DEFAULT_METRIC if DEFAULT_METRIC in metrics
+                           else next(iter(metrics), DEFAULT_METRIC), row=row, pos=pos,
                            include_pos0=model.heat.include_pos0, status="", layer_scores=layer_scores,
                            chosen_layer=choice.get("layer"))
     model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)
-    model.steer = replace(model.steer, layer=model.heat.layer, pos=pos, rows=(),
+    model.steer = replace(follow_cell(model.steer, model.heat, None), rows=(),
                           status="press r to steer from the selected cell")
 
 
@@ -233,11 +241,57 @@ def apply_patchscope(tokens: TokensState, result: dict[str, Any]) -> TokensState
                    patch_status="" if scales else "Patchscope found nothing at this cell")
 
 
+# α steps multiplicatively: a coherent strength spans orders of magnitude across pairs and layers (the demo's
+# calibrated α is 0.125), so a fixed step is either too coarse there or too fine elsewhere.
+ALPHA_STEP = math.sqrt(2)
+
+
+def round_alpha(alpha: float) -> float:
+    """α to 4 significant digits, so stepping up then down lands on the same value (and the same memo key)."""
+    return float(f"{alpha:.4g}")
+
+
+def step_alpha(steer: SteerState, direction: int) -> SteerState:
+    """α times or divided by √2, chosen by the user from then on."""
+    return replace(steer, alpha=round_alpha(steer.alpha * ALPHA_STEP ** direction), alpha_from="you")
+
+
+def norm_alpha(heat: HeatState) -> float:
+    """A safe α before calibration answers: the cell's ‖Δ‖/‖base‖ (the steering vector is scaled to the layer's
+    activation norm, so α = that ratio adds the finetune's own shift), on the √2 scale. Without the ratio, 1/8
+    (the demo's calibrated strength)."""
+    ratio = heat.metrics.get("rel_norm")
+    if ratio and heat.pos < len(ratio[heat.row]) and ratio[heat.row][heat.pos] > 0:
+        return round_alpha(ALPHA_STEP ** round(math.log(ratio[heat.row][heat.pos], ALPHA_STEP)))
+    return 0.125
+
+
+SteerKey = tuple[int | None, int | None, float, tuple[str, ...]]
+
+
+def steer_key(steer: SteerState) -> SteerKey:
+    """What a steering result depends on here: cell, α and prompts (empty: the engine's defaults)."""
+    return steer.layer, steer.pos, round_alpha(steer.alpha), steer.prompts
+
+
+def follow_cell(steer: SteerState, heat: HeatState, calibrated: float | None, chosen: float | None = None
+                ) -> SteerState:
+    """Steering follows the cursor's cell: α is the one the user picked there, else its calibrated strength,
+    else the norm default."""
+    if chosen is not None:
+        alpha, source = chosen, "you"
+    elif calibrated is not None:
+        alpha, source = calibrated, "calibrated"
+    else:
+        alpha, source = norm_alpha(heat), "norm"
+    return replace(steer, layer=heat.layer, pos=heat.pos, calibrated=calibrated, alpha=alpha, alpha_from=source)
+
+
 def start_steering(steer: SteerState, layer: int, pos: int) -> SteerState:
     """Rows emptied (prompts kept) while a new steering run streams in."""
     rows = tuple(SteerRow(prompt=p) for p in steer.prompts)
     return replace(steer, layer=layer, pos=pos, rows=rows, streaming=True,
-                   status=f"steering L{layer} p{pos} at α {steer.alpha:g}…")
+                   status=f"steering L{layer} p{pos} at α {steer.alpha:.4g}…")
 
 
 def apply_steer_partial(steer: SteerState, event: dict[str, Any]) -> SteerState:
@@ -260,7 +314,7 @@ def apply_steer_result(steer: SteerState, result: dict[str, Any]) -> SteerState:
     prompts = tuple(dict.fromkeys(r.prompt for r in rows)) or steer.prompts
     selected = min(steer.selected, max(0, len(prompts) - 1))
     return replace(steer, rows=rows, prompts=prompts, selected=selected, streaming=False,
-                   status=f"{len(rows)} samples (+/- α, e edit, r re-run)")
+                   status=f"{len(rows)} samples (+/- α ×÷√2, e edit, r re-run)")
 
 
 # Agent events that only mark time (token streaming, bookkeeping) stay out of the tool-call log.
@@ -309,6 +363,14 @@ def apply_agent_result(agent: AgentState, result: dict[str, Any]) -> AgentState:
     return replace(agent, status="done", note="", hypotheses=hyps,
                    final=str(answer.get("description") or agent.final),
                    grade=_grade_text(grade) if grade else agent.grade)
+
+
+def agent_failed(agent: AgentState, run: str, keywords: dict[str, Any] | None) -> AgentState:
+    """The agent could not run (no LLM, most often): how to give it one, the offline keyword hypothesis in its
+    place, and CLI commands that work for this run."""
+    note = (f"the agent needs an LLM: {LLM_HELP}. From a shell: `difflens agent {run} --keywords` (offline), "
+            f"`difflens agent {run} --llm openai:MODEL`")
+    return replace(agent, status="failed", note=note, keywords=str((keywords or {}).get("summary") or ""))
 
 
 def _grade_text(event: dict[str, Any]) -> str:

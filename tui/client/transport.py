@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import sys
 from abc import ABC, abstractmethod
 from collections import deque
@@ -18,6 +19,9 @@ from engine import protocol
 from tui.client.errors import EngineUnavailable
 
 READ_LIMIT = protocol.MAX_MESSAGE_BYTES + 1
+# The engine's routine log lines (`2026-12-02 11:53:31,120 INFO difflens.engine: …`) say nothing about why it
+# ended; only warnings, errors and anything else (a traceback) are quoted.
+_ROUTINE_LOG = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (DEBUG|INFO) ")
 
 
 class Transport(ABC):
@@ -118,10 +122,7 @@ class ProcessTransport(StreamTransport):
                 self._stderr.append(line.decode("utf-8", "replace").rstrip())
 
     def why_closed(self) -> str:
-        lines = [line for line in self._stderr if line.strip()]
-        code = self.proc.returncode
-        said = " | ".join(lines[-5:])
-        return "; ".join(part for part in (f"exit code {code}" if code is not None else "", said) if part)
+        return closing_words(self.proc.returncode, list(self._stderr))
 
     async def close(self) -> None:
         await super().close()
@@ -138,6 +139,17 @@ class ProcessTransport(StreamTransport):
                 await self.proc.wait()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(self._stderr_task, timeout=2)
+
+
+def closing_words(returncode: int | None, stderr: list[str]) -> str:
+    """Why a child ended: killed by which signal or its exit code, and its last lines that are not routine
+    logging (so a killed engine's notice does not quote an unrelated "loaded model" line)."""
+    lines = [line for line in stderr if line.strip() and not _ROUTINE_LOG.match(line)]
+    if returncode is None:
+        code = ""
+    else:
+        code = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
+    return "; ".join(part for part in (code, " | ".join(lines[-5:])) if part)
 
 
 def engine_argv(*args: str) -> list[str]:

@@ -59,7 +59,8 @@ def divergence_view(result: dict[str, Any], snippets: bool = False, metric: str 
 
 def mining_table(result: dict[str, Any]) -> Table:
     """The mined tokens by count; each with the context it was most pushed up after (token appended, bold)."""
-    table = Table("token", "count", "share", "mean Δ log p", "where it was pushed up most", expand=True,
+    table = Table("token", "times in top-k", "share of positions", "mean Δ log p", "where it was pushed up most",
+                  expand=True,
                   title=f"top-{result.get('top_k', '?')} of finetuned − base over {result.get('n_positions', '?')} "
                         f"positions of {result.get('n_texts', '?')} texts", title_justify="left")
     for t in result.get("tokens", []):
@@ -76,6 +77,8 @@ def topics_view(result: dict[str, Any]) -> Text:
     """The NMF topics, most prevalent first: the share of positions each leads, its tokens (empty when topics
     were not asked for)."""
     out = Text()
+    if result.get("topics"):
+        out.append("topics: share of positions each leads, its tokens\n", style="bold")
     for topic in result.get("topics", []):
         out.append(f"{100 * topic.get('share', 0):>5.1f} %  ", style="bold")
         out.append(", ".join(visible_token(t).plain for t in topic["tokens"]) + "\n")

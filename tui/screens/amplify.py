@@ -40,7 +40,7 @@ class AmplifyScreen(LensScreen):
         Binding("r", "run", "Run"),
         Binding("e", "edit", "Edit prompt"),
     ]
-    AUTO_FOCUS = "VerticalScroll"  # the factor keys work at once; `e` moves into the prompt line
+    AUTO_FOCUS = "#prompt"  # typed letters go into the prompt, not to the keys; Enter or Tab leaves it
     factor: reactive[float] = reactive(2.0)
     modules: reactive[str] = reactive("all")
     layer_range: reactive[str] = reactive("all")
@@ -71,7 +71,7 @@ class AmplifyScreen(LensScreen):
         where = "all layers" if layers is None else f"layers {layers[0]}–{layers[1]}"
         self.query_one("#factor", Static).update(
             f"finetune's change × {self.factor:g} in {self.modules} modules, {where}   (0 = base, 1 = finetune; "
-            "m modules, l layers)")
+            "m modules, l layers; Tab leaves the prompt, e goes back)")
 
     def paint(self, result: dict[str, Any]) -> RenderableType:
         return amplify_table(result)

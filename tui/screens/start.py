@@ -47,6 +47,13 @@ def compute_params(values: dict[str, str]) -> dict[str, Any]:
     return params
 
 
+
+def readable_time(value: object) -> str:
+    """`2026-12-02 11:53` from an epoch (the store's) or an ISO string; empty when there is none."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(value))
+    return str(value or "")[:16].replace("T", " ")
+
 class StartScreen(Screen[None]):
     """Runs the engine has cached and saved sessions (from the store and `sessions/`); Enter opens either."""
 
@@ -96,7 +103,7 @@ class StartScreen(Screen[None]):
         for run in message.runs:
             table.add_row(str(run.get("run", ""))[:12], run.get("base", ""), run.get("ft", ""),
                           run.get("corpus", ""), str(run.get("n", "")), str(run.get("k", "")),
-                          str(run.get("created", ""))[:19], key=str(run.get("run")))
+                          readable_time(run.get("created")), key=str(run.get("run")))
         if not message.runs:
             table.add_row(Text("no cached runs yet: n computes one, d the demo pair", style="dim"),
                           "", "", "", "", "", "", key="")
@@ -108,7 +115,7 @@ class StartScreen(Screen[None]):
             if s.get("error"):
                 table.add_row(s["name"], Text(s["error"], style="red"), "", "", "", "", s["where"], key="")
                 continue
-            updated = time.strftime("%Y-%m-%d %H:%M", time.localtime(s["updated"])) if s.get("updated") else ""
+            updated = readable_time(s.get("updated"))
             table.add_row(Text(str(s["name"]), style="bold"), s.get("base", ""), s.get("ft", ""),
                           str(s.get("actions", "")), str(s.get("notes", "")), updated, s["where"], key=s["key"])
         if not message.sessions:

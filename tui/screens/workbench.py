@@ -46,20 +46,27 @@ from tui.screens.mining import MiningScreen
 from tui.screens.pca import PcaScreen
 from tui.state import (
     LENS_SOURCES,
-    LLM_HELP,
+    METRIC_LABELS,
+    RELEVANCE_MISSING,
     AgentState,
     Start,
+    SteerKey,
     TokensState,
     WorkbenchModel,
+    agent_failed,
     apply_agent_event,
     apply_agent_result,
     apply_patchscope,
     apply_steer_partial,
     apply_steer_result,
     apply_summary,
+    follow_cell,
     move_cursor,
     next_metric,
+    round_alpha,
     start_steering,
+    steer_key,
+    step_alpha,
     token_pairs,
 )
 from tui.widgets.agent import AgentPane
@@ -69,7 +76,6 @@ from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
-ALPHA_STEP = 0.5
 LENS_TOP_K = 20
 STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": 1.1}
 LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
@@ -115,6 +121,12 @@ class WorkbenchScreen(Screen[None]):
         self.model = WorkbenchModel()
         self._patch_follows = False
         self._steer_tag = 0
+        self._steer_asked: SteerKey | None = None           # what the newest steering job was asked for
+        self._shown: dict[SteerKey, dict[str, Any]] = {}    # steering results seen here, painted again at once
+        self._calibrated: dict[tuple[int, int], float] = {}  # calibrated α per (layer, pos)
+        self._chosen: dict[tuple[int, int], float] = {}      # the α the user picked per cell
+        self._calibrating: tuple[int, int] | None = None
+        self._steer_after_calibration = False
 
     def compose(self) -> ComposeResult:
         yield PairBar(id="pair-bar")
@@ -156,6 +168,7 @@ class WorkbenchScreen(Screen[None]):
         self.query_one(TokensPane).tokens = m.tokens
         self.query_one(SteeringPane).steer = m.steer
         self.query_one(AgentPane).agent = m.agent
+        self.set_class(m.agent.status == "idle", "-agent-idle")  # an idle agent pane leaves steering the width
 
     # ---- workers: engine calls; results come back as messages -------------------------------------------
 
@@ -184,6 +197,8 @@ class WorkbenchScreen(Screen[None]):
                                                              "top_k": LENS_TOP_K, "source": source})
         if result is not None:
             self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
+        else:
+            self._unanswered(layer, pos, lens=True)
 
     @work(group="patch", exclusive=True, exit_on_error=False)
     async def fetch_patchscope(self, layer: int, pos: int) -> None:
@@ -193,6 +208,8 @@ class WorkbenchScreen(Screen[None]):
                                      {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("patch"))
         if result is not None:
             self.post_message(PatchscopeReady(layer, pos, result))
+        else:
+            self._unanswered(layer, pos, lens=False)
 
     @work(group="steer", exclusive=True, exit_on_error=False)
     async def run_steering(self, tag: int, layer: int, pos: int, alpha: float, prompts: list[str] | None) -> None:
@@ -212,15 +229,23 @@ class WorkbenchScreen(Screen[None]):
         result = await self.link.job(f"calibrating L{layer} p{pos}", "steer.calibrate",
                                      {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("steer"))
         if result is not None:
-            self.post_message(CalibrateDone(float(result["strength"]), str(result.get("judge") or ""),
+            self.post_message(CalibrateDone(layer, pos, float(result["strength"]), str(result.get("judge") or ""),
                                             int(result.get("ungraded") or 0)))
+        elif self._calibrating == (layer, pos):
+            self._calibrating = None
+            self.model.steer = replace(self.model.steer, status="calibration did not finish (r steers at this α)")
+            self._show()
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
         result = await self.link.job("agent", "agent.run", {"run": run},
                                      on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))),
                                      on_progress=self._progress("agent"))
-        self.post_message(AgentDone(result, "" if result is not None else "the agent did not finish"))
+        if result is not None:
+            self.post_message(AgentDone(result))
+            return
+        keywords = await self.link.call("agent.keywords", {"run": run}, quiet=True)
+        self.post_message(AgentDone(None, "the agent did not finish", keywords))
 
     def _progress(self, pane: str) -> Callable[[dict[str, Any]], None]:
         """Progress events of a job that `pane` waits on, as `Progressed` messages."""
@@ -239,11 +264,28 @@ class WorkbenchScreen(Screen[None]):
             m.agent = replace(m.agent, note=message.text)
         self._show()
 
+    def unanswered_text(self) -> str:
+        """What a readout pane says when its call failed (instead of waiting forever)."""
+        return "no answer (the notification says why)"
+
+    def _unanswered(self, layer: int, pos: int, lens: bool) -> None:
+        t = self.model.tokens
+        if (t.layer, t.pos) == (layer, pos):
+            text = self.unanswered_text()
+            self.model.tokens = replace(t, lens_status=text) if lens else replace(t, patch_status=text)
+            self._show()
+
     def on_run_ready(self, message: RunReady) -> None:
         self.load_run(message.run)
 
     def on_summary_ready(self, message: SummaryReady) -> None:
+        """Paint the run; the same run again (a reconnect) keeps the cursor, metric and steering cell."""
+        before = self.model.heat if self.model.pair and self.model.pair.run == message.summary["run"] else None
         apply_summary(self.model, message.summary)
+        if before is not None:
+            self.model.heat = replace(self.model.heat, row=before.row, pos=before.pos, metric=before.metric,
+                                      include_pos0=before.include_pos0)
+        self._follow_cell()
         self._show()
         self._refetch_cell()
 
@@ -272,16 +314,29 @@ class WorkbenchScreen(Screen[None]):
         steer = self.model.steer
         if message.result is not None:
             self.model.steer = apply_steer_result(steer, message.result)
+            self.remember_steering(self._steer_asked, message.result)
         else:
             self.model.steer = replace(steer, streaming=False, status="steering stopped (r runs it again)")
         self._show()
 
     def on_calibrate_done(self, message: CalibrateDone) -> None:
-        self.model.steer = replace(self.model.steer, calibrated=message.strength, alpha=message.strength)
+        """α becomes the cell's calibrated strength and steering runs, if the cursor is still on that cell."""
+        cell = (message.layer, message.pos)
+        self._calibrated[cell] = message.strength
+        self._chosen.pop(cell, None)
+        if self._calibrating == cell:
+            self._calibrating = None
         judged = f", judged by {message.judge}" if message.judge else ""
         ungraded = f"; {message.ungraded} samples ungraded" if message.ungraded else ""
-        self.notify(f"calibrated α = {message.strength:g} (largest coherent strength{judged}{ungraded})")
-        self.action_steer()
+        where = f" at L{message.layer} p{message.pos}"
+        self.notify(f"calibrated α = {message.strength:.4g}{where} (largest coherent strength{judged}{ungraded})")
+        heat = self.model.heat
+        if (heat.layer, heat.pos) == cell:
+            self.model.steer = follow_cell(self.model.steer, heat, message.strength)
+            if self._steer_after_calibration:
+                self.action_steer()
+            else:
+                self._show()
 
     def on_agent_event(self, message: AgentEvent) -> None:
         self.model.agent = apply_agent_event(self.model.agent, message.event)
@@ -291,8 +346,8 @@ class WorkbenchScreen(Screen[None]):
         if message.result is not None:
             self.model.agent = apply_agent_result(self.model.agent, message.result)
         else:
-            self.model.agent = replace(self.model.agent, status="failed",
-                                       note=f"{message.error}. If no LLM is configured: {LLM_HELP}.")
+            run = self.model.pair.run if self.model.pair else "RUN"
+            self.model.agent = agent_failed(self.model.agent, run, message.keywords)
         self._show()
 
     def on_engine_connected(self, message: EngineConnected) -> None:
@@ -309,11 +364,32 @@ class WorkbenchScreen(Screen[None]):
         heat = move_cursor(self.model.heat, message.d_row, message.d_pos)
         if heat == self.model.heat:
             return
-        self.model.heat = heat
         steer = self.model.steer
-        note = f"cell changed: r steers at L{heat.layer} p{heat.pos}" if steer.rows else steer.status
-        self.model.steer = replace(steer, layer=heat.layer, pos=heat.pos, status=note)
+        if steer.alpha_from == "you" and steer.layer is not None and steer.pos is not None:
+            self._chosen[(steer.layer, steer.pos)] = steer.alpha
+        self.model.heat = heat
+        self._follow_cell()
         self._refetch_cell()
+
+    def _follow_cell(self) -> None:
+        """Steering moves to the cursor's cell: its α (picked, calibrated or the norm default), and the samples
+        already shown there at that α, painted at once."""
+        heat = self.model.heat
+        cell = (heat.layer, heat.pos)
+        steer = follow_cell(self.model.steer, heat, self._calibrated.get(cell), self._chosen.get(cell))
+        if (shown := self._shown.get(steer_key(steer))) is not None:
+            steer = replace(apply_steer_result(steer, shown), status=f"shown before at α {steer.alpha:.4g}")
+        elif steer.rows:
+            steer = replace(steer, status=f"cell changed: r steers at L{heat.layer} p{heat.pos}")
+        self.model.steer = steer
+
+    def remember_steering(self, asked: SteerKey | None, result: dict[str, Any]) -> None:
+        """Keep a steering result under what it was asked for and under its own prompts (which the list takes
+        on), so going back to that cell and α paints it with no new job."""
+        if asked is not None:
+            self._shown[asked] = result
+            prompts = tuple(dict.fromkeys(str(s["prompt"]) for s in result.get("samples", ())))
+            self._shown[(*asked[:3], prompts)] = result
 
     def _refetch_cell(self) -> None:
         """The cursor is on a new cell: empty the token pane and ask for its readouts."""
@@ -329,9 +405,11 @@ class WorkbenchScreen(Screen[None]):
             self.fetch_patchscope(heat.layer, heat.pos)
 
     def action_metric(self) -> None:
-        """Cycle diff norm → relative norm → relevance."""
+        """Cycle diff / base norm → diff norm → relevance (saying why when the run has no relevance)."""
         self.model.heat = next_metric(self.model.heat)
         self._show()
+        if self.model.heat.layers and "relevance" not in self.model.heat.metrics:
+            self.notify(f"showing {METRIC_LABELS[self.model.heat.metric]}; {RELEVANCE_MISSING}", timeout=6)
 
     def action_toggle_pos0(self) -> None:
         """Position 0 in or out of the colour scale (out by default: its huge norm flattens the rest)."""
@@ -364,20 +442,31 @@ class WorkbenchScreen(Screen[None]):
             self._show()
 
     def action_steer(self) -> None:
-        """(Re-)run steering at the selected cell with the current α and prompts."""
+        """Steer at the selected cell with the current α and prompts. Before the cell is calibrated, calibrate
+        first (cached calibrations answer at once); a result already shown is painted with no new job; a new
+        job replaces (cancels) the one still running."""
         steer, heat = self.model.steer, self.model.heat
         if self.model.pair is None or not heat.layers:
             self.notify("open a run first", severity="warning")
             return
+        if steer.alpha_from == "norm" and self._calibrating != (heat.layer, heat.pos):
+            self._start_calibration(steer_after=True)
+            return
+        self._steer_tag += 1
+        key = steer_key(replace(steer, layer=heat.layer, pos=heat.pos))
+        if (shown := self._shown.get(key)) is not None:
+            self.workers.cancel_group(self, "steer")
+            self.model.steer = replace(apply_steer_result(steer, shown), status=f"shown before at α {steer.alpha:.4g}")
+            self._show()
+            return
         self.model.steer = start_steering(steer, heat.layer, heat.pos)
         self._show()
-        self._steer_tag += 1
+        self._steer_asked = key
         self.run_steering(self._steer_tag, heat.layer, heat.pos, steer.alpha, list(steer.prompts) or None)
 
     def action_alpha(self, direction: int) -> None:
-        """Nudge α by one step and re-run."""
-        alpha = round(max(0.0, self.model.steer.alpha + direction * ALPHA_STEP), 4)
-        self.model.steer = replace(self.model.steer, alpha=alpha)
+        """Step α by ×√2 (or ÷√2) and steer."""
+        self.model.steer = step_alpha(self.model.steer, direction)
         self.action_steer()
 
     def action_use_calibrated(self) -> None:
@@ -385,15 +474,23 @@ class WorkbenchScreen(Screen[None]):
         if self.model.steer.calibrated is None:
             self.notify("no calibrated α yet: press c to calibrate", severity="warning")
             return
-        self.model.steer = replace(self.model.steer, alpha=self.model.steer.calibrated)
+        self.model.steer = replace(self.model.steer, alpha=self.model.steer.calibrated, alpha_from="calibrated")
+        self._chosen.pop((self.model.heat.layer, self.model.heat.pos), None)
         self.action_steer()
 
     def action_calibrate(self) -> None:
-        """Find the largest coherent α at the selected cell."""
+        """Find the largest coherent α at the selected cell, then steer with it."""
         if self.model.pair is not None:
-            self.model.steer = replace(self.model.steer, status="calibrating…")
-            self._show()
-            self.run_calibration(self.model.heat.layer, self.model.heat.pos)
+            self._start_calibration(steer_after=True)
+
+    def _start_calibration(self, steer_after: bool) -> None:
+        heat = self.model.heat
+        self._calibrating = (heat.layer, heat.pos)
+        self._steer_after_calibration = steer_after
+        self.model.steer = replace(self.model.steer, status=f"calibrating α at L{heat.layer} p{heat.pos}… "
+                                                             f"(r steers now at α {self.model.steer.alpha:.4g})")
+        self._show()
+        self.run_calibration(heat.layer, heat.pos)
 
     def action_edit_alpha(self) -> None:
         """Type an α; submitting re-runs steering."""
@@ -405,7 +502,7 @@ class WorkbenchScreen(Screen[None]):
             except ValueError:
                 self.notify(f"α must be a number, got {values['alpha']!r}", severity="error")
                 return
-            self.model.steer = replace(self.model.steer, alpha=alpha)
+            self.model.steer = replace(self.model.steer, alpha=round_alpha(alpha), alpha_from="you")
             self.action_steer()
 
         self.app.push_screen(FormScreen("steering strength α", [Field("alpha", "α", f"{self.model.steer.alpha:g}")]),

@@ -21,7 +21,8 @@ def ui_snapshot(model: WorkbenchModel, show_agent: bool = False) -> dict[str, An
         "heat": {"row": h.row, "pos": h.pos, "metric": h.metric, "include_pos0": h.include_pos0},
         "tokens": {"source": t.source, "scale_index": t.scale_index,
                    "patch_follows": t.patch_status != TokensState.patch_status},
-        "steer": {"prompts": list(s.prompts), "selected": s.selected, "alpha": s.alpha, "calibrated": s.calibrated,
+        "steer": {"prompts": list(s.prompts), "selected": s.selected, "alpha": s.alpha,
+                  "alpha_from": s.alpha_from, "calibrated": s.calibrated,
                   "layer": s.layer, "pos": s.pos, "status": s.status},
         "agent": {"status": a.status, "note": a.note},
         "show_agent": show_agent,
@@ -57,6 +58,7 @@ def apply_steer_settings(model: WorkbenchModel, ui: dict[str, Any]) -> None:
     calibrated = steer.get("calibrated")
     model.steer = replace(model.steer, prompts=tuple(str(p) for p in steer.get("prompts") or ()),
                           selected=int(steer.get("selected", 0)), alpha=float(steer.get("alpha", model.steer.alpha)),
+                          alpha_from=str(steer.get("alpha_from", "you")),  # older sessions: α as the user set it
                           calibrated=None if calibrated is None else float(calibrated),
                           layer=steer.get("layer"), pos=steer.get("pos"),
                           status=str(steer.get("status", model.steer.status)), streaming=False)

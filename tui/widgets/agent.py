@@ -34,6 +34,8 @@ class AgentPane(Widget):
         parts.append(head)
         if agent.note:
             parts.append(Text(agent.note, style="yellow" if agent.status in ("unavailable", "failed") else "dim"))
+        if agent.keywords:
+            parts.append(Text.assemble(("offline keyword hypothesis: ", "bold"), agent.keywords))
         if agent.final:
             parts.append(Text.assemble(("answer: ", "bold"), agent.final))
         if agent.grade:

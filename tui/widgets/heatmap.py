@@ -113,7 +113,7 @@ class Heatmap(Widget, can_focus=True):
         note.append(f"{label} ", style="bold")
         note.append(f"L{heat.layer} p{heat.pos} = {fmt_value(value)}")
         if not heat.include_pos0 and heat.k > 1:
-            note.append("  p0 off scale", style="dim")
+            note.append("  p0 off scale (0 adds it)", style="dim")
         if not two_lines or width >= len(line) + len(note) + 2:
             return line + Text("  ") + note
         return line + Text("\n") + note

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -54,6 +54,13 @@ class PairBar(Widget):
     """Two lines at the top of every screen."""
 
     view: reactive[PairBarView] = reactive(PairBarView)
+
+    def on_mount(self) -> None:
+        """A bar on a screen opened later starts from the app's engine view (else it says "connecting…" until
+        the engine view next changes, which may be never)."""
+        engine = getattr(self.app, "engine_view", None)
+        if isinstance(engine, EngineView):
+            self.view = replace(self.view, engine=engine)
 
     def watch_view(self) -> None:
         self.refresh()

@@ -46,8 +46,9 @@ class TokensPane(Widget):
         else:
             scale = state.scales[idx][0]
             best = state.best_scale is not None and abs(scale - state.best_scale) < 1e-9
-            patch_head = Text.assemble(("Patchscope", "bold"), f" ×{scale:g}", ("★" if best else "", "green"),
-                                       (f" {idx + 1}/{len(state.scales)}", "dim"),
+            patch_head = Text.assemble(("Patchscope", "bold"), f" scale {scale:g}",
+                                       (" (best)" if best else "", "green"),
+                                       (f" · {idx + 1} of {len(state.scales)} scales, [ ] pick", "dim"),
                                        (f" · {state.patch_judge}" if state.patch_judge else "", "dim"))
         lens = token_lines(state.lens, limit) if state.lens else Text(state.lens_status, style="dim")
         if idx is None:
