@@ -549,7 +549,7 @@ def test_cli_compare_prints_both_grades_side_by_side_and_as_json(llm_env: None,
     assert rows["model interactions"] == ["1 used of 5"] * 2 and rows["LLM calls"] == ["2 used of 100"] * 2
     assert "ADL agent" in shown.stdout and "baseline agent" in shown.stdout
     assert printed.exit_code == 0, printed.output
-    document = json.loads(printed.stdout[printed.stdout.index("{"):])
+    document = json.loads(printed.stdout)
     assert (document["adl"]["grade"], document["baseline"]["grade"]) == (5, 1)
     assert document["adl"]["budget"]["model_interactions"] == document["baseline"]["budget"]["model_interactions"] == 0
 
