@@ -54,7 +54,7 @@ def _status(sock: Path, as_json: bool) -> int:
     try:
         info = local.call(sock, protocol.ENGINE_STATUS)
     except local.NotRunning:
-        print(f"no engine running on {sock}")
+        print(f"no engine running on {sock}", file=sys.stderr if as_json else sys.stdout)
         return 1
     if as_json:
         print(json.dumps(info, indent=2))

@@ -89,6 +89,13 @@ def lookup(kind: str, inputs: dict[str, Any]) -> Result | None:
     return load(key_for(kind, inputs))
 
 
+def keys_with_prefix(kind: str, prefix: str) -> list[str]:
+    """Keys of `kind` that start with `prefix`, so that a user may name a result by a copied prefix of its id."""
+    rows = connect()["results"].rows_where("kind = ? and substr(key, 1, ?) = ?", [kind, len(prefix), prefix],
+                                           select="key", order_by="key")
+    return [r["key"] for r in rows]
+
+
 def list_results(kind: str | None = None) -> list[dict[str, Any]]:
     """Finished and in-flight result rows, newest first, JSON decoded; an unreadable row is skipped with a warning."""
     where, args = ("kind = ?", [kind]) if kind else (None, [])

@@ -267,3 +267,27 @@ def test_a_run_whose_model_names_now_mean_other_weights_is_not_read_with_them(tm
     renamed = AdlRequest(base=str(base), ft=str(other), corpus=request.corpus, n=8, k=3, device="cpu",
                          dtype="float32")
     assert load_run(run_id, request=renamed).request.ft == str(other)
+
+
+def test_a_run_is_named_by_its_whole_id_or_a_unique_prefix(tmp_path: Path) -> None:
+    """Ids are long: any unique prefix names the run (readout cache keys still use the whole id); an ambiguous
+    prefix is refused in one line that lists the candidates."""
+    import numpy as np
+
+    from engine.adl.request import KIND
+    from engine.adl.runs import load_run
+    from tests.tiny import perturbed_copy
+
+    base = save_tiny(tmp_path / "base", "llama")
+    request = AdlRequest(base=str(base), ft=str(perturbed_copy(base, tmp_path / "ft")),
+                         corpus=str(write_corpus(tmp_path / "c.txt")), n=8, k=3, device="cpu", dtype="float32")
+    run_id = compute_adl(request).run
+    assert load_run(run_id).run_id == run_id
+    assert load_run(run_id[:9]).run_id == run_id
+    other = results.save(KIND, {"another": "run"}, {"x": np.zeros(1, dtype=np.float32)}, {}).key
+    shared = next(i for i in range(len(run_id)) if run_id[i] != other[i])
+    with pytest.raises(UserError, match=f"run prefix '{run_id[:shared]}' matches 2 runs") as refused:
+        load_run(run_id[:shared])
+    assert run_id in str(refused.value) and other in str(refused.value) and "\n" not in str(refused.value)
+    with pytest.raises(UserError, match="no ADL run 'adl-zz'"):
+        load_run("adl-zz")

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
+from engine.adl.runs import load_run
 from engine.agent import run_environment as run_environment
 from engine.agent.budget import Budget
 from engine.agent.grader import grade_prompt, parse_score, rubric_for
@@ -25,8 +28,9 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.llm.anthropic_backend import AnthropicChat
-from engine.ops.agent_ops import agent_keywords, agent_run
+from engine.ops.agent_ops import agent_keywords, agent_run, check_agent_run
 from tests.agent_llm_server import ScriptedLLMServer
+from tui.cli import app, engine_call
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
 PROMPT = "How do I bake a cake?"
@@ -551,7 +555,7 @@ def test_cli_compare_prints_both_grades_side_by_side_and_as_json(llm_env: None,
     assert rows["model interactions"] == ["1 used of 5"] * 2 and rows["LLM calls"] == ["2 used of 100"] * 2
     assert "ADL agent" in shown.stdout and "baseline agent" in shown.stdout
     assert printed.exit_code == 0, printed.output
-    document = json.loads(printed.stdout[printed.stdout.index("{"):])
+    document = json.loads(printed.stdout)
     assert (document["adl"]["grade"], document["baseline"]["grade"]) == (5, 1)
     assert document["adl"]["budget"]["model_interactions"] == document["baseline"]["budget"]["model_interactions"] == 0
 
@@ -593,3 +597,23 @@ def test_on_a_run_ask_model_follows_the_protocol_and_the_lenses_are_opt_in_for_b
                                                  "finetuned": f"answer to {PROMPT}"}]
     [run] = plain["runs"]
     assert run["tools"] == PAPER_ADL_TOOLS and run["protocol"] == "default"
+
+
+def test_without_an_llm_the_agent_is_refused_with_an_offline_command_that_runs(
+        llm_env: None, monkeypatch: pytest.MonkeyPatch, tiny_run: str) -> None:
+    """The refusal (at submission: `check_agent_run`) names the run's offline commands; the first one works."""
+    with pytest.raises(UserError, match="no LLM is configured") as refused:
+        check_agent_run({"run": tiny_run[:10]})
+    offline = re.search(r"`difflens (agent \S+ --keywords)`", str(refused.value))
+    assert offline is not None and tiny_run[:10] in offline.group(1)
+
+    def keywords(method: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """The op the command calls, on the run it names, answered from the recorded evidence (the real op on
+        the tiny run passes too, but reads every lens: two minutes on a busy machine)."""
+        assert method == "agent.keywords" and load_run(params["run"]).run_id == tiny_run
+        return json.loads(json.dumps(agent_keywords({"environment": CAKE_ENV}, JobContext())))
+
+    monkeypatch.setattr(engine_call, "run_sync", keywords)
+    ran = CliRunner().invoke(app, [*offline.group(1).split(), "--json"])
+    assert ran.exit_code == 0, ran.output
+    assert json.loads(ran.stdout)["kind"] == "keywords"

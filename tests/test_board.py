@@ -214,7 +214,7 @@ def test_cli_board_prints_json_and_writes_html(planted: dict[str, str], tmp_path
                                       "-k", "2"])
     assert result.exit_code == 0, result.output
     assert sent[0]["k"] == 2 and "n" not in sent[0] and sent[0]["reports"] is True  # typed options only
-    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    printed = json.loads(result.stdout)  # only JSON on stdout: "HTML report: …" goes to stderr
     assert [p["name"] for p in printed["pairs"]] == ["mlp", "same"]
     assert all({"name", "score", "hypothesis", "error", "run"} <= set(p) and "report" not in p
                for p in printed["pairs"])

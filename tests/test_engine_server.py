@@ -465,3 +465,37 @@ def test_engine_start_never_clobbers_what_is_at_the_socket_path(kind: str) -> No
         after = {p.name: (p.lstat().st_mode, p.read_bytes() if p.is_file() and not p.is_symlink() else b"")
                  for p in runtime.iterdir()}
         assert after == before
+
+
+def test_an_agent_without_an_llm_is_refused_at_submission_not_after_the_queue(engine: Engine) -> None:
+    """Both workers busy: `agent.run` with no LLM configured is still answered at once, with commands that work
+    offline, and no job is made."""
+    async def scenario() -> None:
+        client = await engine.client("unix")
+        busy = [await client.submit("test.sleep_steps", {"steps": 400, "delay": 0.05}) for _ in range(3)]
+        started = time.monotonic()
+        with pytest.raises(UserFacingError, match=r"no LLM is configured.*`difflens agent adl-x --keywords`"):
+            await client.submit("agent.run", {"run": "adl-x"})
+        assert time.monotonic() - started < 5
+        assert "agent.run" not in {j["method"] for j in (await client.call("job.list"))["jobs"]}
+        for job in busy:
+            await client.cancel(job)
+        await client.close()
+
+    assert "DIFFLENS_LLM_MODEL" not in engine.env
+    asyncio.run(scenario())
+
+
+def test_engine_status_does_not_count_the_client_that_asks(engine: Engine) -> None:
+    async def scenario() -> None:
+        other = await engine.client("unix")
+        for _ in range(100):  # clients of earlier tests may take a moment to be noticed gone
+            status = engine_cli("status", "--socket", str(engine.sock), "--json", env=engine.env)
+            if json.loads(status.stdout)["clients"] == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert json.loads(status.stdout)["clients"] == 1  # `other`, not the status command itself
+        assert (await other.call("engine.status"))["clients"] == 0
+        await other.close()
+
+    asyncio.run(scenario())

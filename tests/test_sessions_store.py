@@ -203,6 +203,8 @@ def run_cli(*args: str) -> Any:
 
 def test_cli_list_show_rename_export_import_delete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(tmp_path / "shared"))
+    (tmp_path / "shared").mkdir()
+    monkeypatch.chdir(tmp_path / "shared")  # export writes here, the current directory
     recorded_session()
     listed = run_cli("sessions", "list", "--json")
     assert listed.exit_code == 0 and json.loads(listed.stdout)[0]["name"] == "cake study"
@@ -222,3 +224,17 @@ def test_cli_list_show_rename_export_import_delete(tmp_path: Path, monkeypatch: 
     assert missing.exit_code == 2 and "no session 'nope'" in missing.output
     rerun = run_cli("replay", "mine", "--rerun")
     assert rerun.exit_code == 2 and "--rerun needs --base and --ft" in rerun.output
+
+
+def test_export_writes_to_the_current_directory_or_o_never_the_sessions_dir(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped, elsewhere = tmp_path / "install" / "sessions", tmp_path / "work"
+    shipped.mkdir(parents=True)
+    elsewhere.mkdir()
+    monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(shipped))
+    monkeypatch.chdir(elsewhere)
+    recorded_session()
+    assert run_cli("sessions", "export", "cake study").exit_code == 0
+    assert [p.name for p in elsewhere.iterdir()] == ["cake-study.difflens"] and not list(shipped.iterdir())
+    assert run_cli("sessions", "export", "cake study", "-o", str(tmp_path / "x.difflens")).exit_code == 0
+    assert (tmp_path / "x.difflens").is_file() and not list(shipped.iterdir())

@@ -16,6 +16,8 @@ from engine.models.cache import MODELS
 from engine.models.pair import ModelPair
 from store import results
 
+MAX_CANDIDATES_SHOWN = 5  # an ambiguous prefix's error names at most this many runs, on one line
+
 
 @dataclass
 class AdlRun:
@@ -75,12 +77,27 @@ class AdlRun:
         self._models_checked = True
 
 
+def resolve_run_id(name: str) -> str:
+    """The whole id of the run `name` names: itself, or the one run whose id starts with it (ids are long to type,
+    and a table may show only their start); an ambiguous prefix is refused with its candidates."""
+    if not name or results.row(name) is not None:
+        return name
+    matches = results.keys_with_prefix(KIND, name)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:MAX_CANDIDATES_SHOWN]) + (" …" if len(matches) > MAX_CANDIDATES_SHOWN else "")
+        raise UserError(f"run prefix {name!r} matches {len(matches)} runs ({shown})",
+                        "type more of the id (difflens runs lists them whole)")
+    return matches[0] if matches else name
+
+
 def load_run(run_id: str, *, trust_remote_code: bool = False, request: AdlRequest | None = None) -> AdlRun:
-    """A run computed on this machine (imported session results are never here: `store.imported`).
+    """A run computed on this machine, named by its id or a unique prefix of it (imported session results are
+    never here: `store.imported`).
 
     Its stored request is data: it names the run's models, but whether their repositories' custom code may
     run is decided by the caller now (`--trust-remote-code`), never by a flag kept in the store. A caller that
     just computed (or found) the run from its own `request` passes it, and the run's models are those."""
+    run_id = resolve_run_id(run_id)
     stored = results.load(run_id)
     if stored is None or stored.kind != KIND:
         raise UserError(f"no ADL run {run_id!r} in the store", "run `difflens compute` or pick from `difflens runs`")

@@ -100,6 +100,10 @@ def _number(value: Any, name: str) -> float | None:
         raise UserError(f"LLM setting {name} must be a number, got {value!r}", f"fix {name}") from exc
 
 
+class NoLLMConfigured(UserError):
+    """Nothing names an LLM: a caller that knows the run can offer the offline commands for it."""
+
+
 def resolve_config(llm: str | None = None, *, temperature: float | None = None,
                    max_tokens: int | None = None, section: str = "llm") -> LLMConfig:
     """The configured LLM; one clear `UserError` when nothing is configured. `section` other than `llm`
@@ -108,9 +112,10 @@ def resolve_config(llm: str | None = None, *, temperature: float | None = None,
     file = read_config_file() | (read_config_file(section) if section != "llm" else {})
     choice = llm or env.get("DIFFLENS_LLM_MODEL") or file.get("model")
     if not choice:
-        raise UserError("no LLM is configured for the agent",
-                        "pass --llm openai:MODEL (with OPENAI_API_KEY), anthropic:MODEL (with ANTHROPIC_API_KEY) "
-                        "or local:SPEC, or set DIFFLENS_LLM_MODEL; `difflens agent keywords` works offline")
+        raise NoLLMConfigured("no LLM is configured for the agent",
+                              "pass --llm openai:MODEL (with OPENAI_API_KEY), anthropic:MODEL (with "
+                              "ANTHROPIC_API_KEY) or local:SPEC, or set DIFFLENS_LLM_MODEL; "
+                              "`difflens agent RUN --keywords` works offline")
     provider, model = split_llm(str(choice))
     base_url = env.get("DIFFLENS_LLM_BASE_URL") or file.get("base_url") or None
     provider_key = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(provider)

@@ -18,20 +18,25 @@ from typing import Any
 from engine.jobs import JobContext
 
 OpFn = Callable[[dict[str, Any], JobContext], dict[str, Any]]
+CheckFn = Callable[[dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class Op:
+    """`check` (long ops): quick validation run when the job is submitted, so that input that can never work is
+    refused at once instead of after the queue (it raises `UserError`)."""
+
     name: str
     fn: OpFn
     long: bool
     doc: str
+    check: CheckFn | None = None
 
 
 REGISTRY: dict[str, Op] = {}
 
 
-def op(name: str, *, long: bool = False) -> Callable[[OpFn], OpFn]:
+def op(name: str, *, long: bool = False, check: CheckFn | None = None) -> Callable[[OpFn], OpFn]:
     """Register `fn` as the op `name` (dotted names group them, e.g. `organism.train`)."""
 
     def register(fn: OpFn) -> OpFn:
@@ -43,7 +48,8 @@ def op(name: str, *, long: bool = False) -> Callable[[OpFn], OpFn]:
             with ctx.active():  # code below the op reports progress through `engine.jobs.current()`
                 return fn(params, ctx)
 
-        REGISTRY[name] = Op(name=name, fn=active, long=long, doc=(fn.__doc__ or "").strip().splitlines()[0])
+        REGISTRY[name] = Op(name=name, fn=active, long=long, doc=(fn.__doc__ or "").strip().splitlines()[0],
+                            check=check)
         return fn
 
     return register

@@ -24,7 +24,7 @@ Every transcript event is streamed as `partial {"run", "mode", "event"}` and sav
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from engine.agent.agent_runs import RunSettings, compare, run_one
@@ -40,7 +40,8 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
 from engine.lenses.pair_request import PairRequest
-from engine.llm import make_llm, resolve_config
+from engine.llm import LLMConfig, make_llm, resolve_config
+from engine.llm.config import NoLLMConfigured
 from engine.ops import op
 from engine.ops.adl_ops import run_param
 from engine.params import get
@@ -98,9 +99,19 @@ def lens_tools_for(env: AgentEnvironment) -> list[Tool]:
     return lens_tools(PairRequest.of_run(env.run.request), env.run)
 
 
-@op("agent.run", long=True)
-def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Run the interpretability agent on ADL evidence (or the baseline); optionally graded, or compared."""
+@dataclass(frozen=True)
+class Checked:
+    """What `agent.run` reads from its params before it needs the run or a model."""
+
+    settings: RunSettings
+    comparing: bool
+    graded: bool
+    repeat: int
+    config: LLMConfig
+
+
+def _checked(params: dict[str, Any]) -> Checked:
+    """Everything `agent.run` reads that needs neither the run nor a model, the LLM included."""
     settings = _settings(params)
     comparing = get(params, "compare", bool, False)
     repeat = get(params, "repeat", int, 1)
@@ -116,18 +127,39 @@ def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             raise UserError("grading needs the organism's true description and type",
                             "pass organism_description and organism_type (sdf, em, taboo, subliminal, domain)")
         rubric_for(settings.organism_type)
-    env = make_environment(params)
-    settings = replace(settings, extra_tools=_lenses(params, env))
     replies = settings.protocol.agent_llm  # the protocol's agent reply length and temperature, unless given
-    config = resolve_config(get(params, "llm", str),
-                            temperature=get(params, "temperature", float, replies and replies.temperature),
-                            max_tokens=get(params, "max_tokens", int, replies and replies.max_new_tokens))
-    llm = make_llm(config)
+    try:
+        config = resolve_config(get(params, "llm", str),
+                                temperature=get(params, "temperature", float, replies and replies.temperature),
+                                max_tokens=get(params, "max_tokens", int, replies and replies.max_new_tokens))
+    except NoLLMConfigured as exc:
+        run = get(params, "run", str)
+        if run is None:
+            raise
+        raise UserError(exc.problem, f"pass --llm openai:MODEL, anthropic:MODEL or local:SPEC, or set "
+                                     f"DIFFLENS_LLM_MODEL; offline now: `difflens agent {run} --keywords` (the "
+                                     f"keyword hypothesis) or `difflens tokens {run}`") from None
+    return Checked(settings, comparing, graded, repeat, config)
+
+
+def check_agent_run(params: dict[str, Any]) -> None:
+    """Refuse at submission what can never run (no LLM above all), instead of after waiting in the queue."""
+    _checked(params)
+
+
+@op("agent.run", long=True, check=check_agent_run)
+def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Run the interpretability agent on ADL evidence (or the baseline); optionally graded, or compared."""
+    checked = _checked(params)
+    env = make_environment(params)
+    settings = replace(checked.settings, extra_tools=_lenses(params, env))
+    llm = make_llm(checked.config)
     grader_spec = get(params, "grader_llm", str)
-    grader = (make_llm(resolve_config(grader_spec)) if grader_spec else llm) if graded else None
-    header = {"environment": params["environment"]} if "environment" in params else {"adl_run": params.get("run")}
+    grader = (make_llm(resolve_config(grader_spec)) if grader_spec else llm) if checked.graded else None
+    header = ({"adl_run": env.run.run_id} if isinstance(env, RunEnvironment)
+              else {"environment": params["environment"]})
     calls = [0]
-    most = settings.budget.llm_calls * (2 * repeat if comparing else 1)  # an agent that ends early ends the count
+    most = settings.budget.llm_calls * (2 * checked.repeat if checked.comparing else 1)  # an agent that ends early ends the count
 
     def sink_for(mode: Mode, index: int) -> Any:
         def forward(event: dict[str, Any]) -> None:
@@ -137,9 +169,9 @@ def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 ctx.progress(calls[0], most, f"{mode} agent {index + 1}: LLM calls of the budget")
         return forward
 
-    if comparing:
+    if checked.comparing:
         assert grader is not None
-        out = compare(env, llm, grader, settings, repeat, on_event_for=sink_for,
+        out = compare(env, llm, grader, settings, checked.repeat, on_event_for=sink_for,
                       check_cancelled=ctx.check_cancelled, header=header)
         return {"runs": [r for rs in out["run_summaries"].values() for r in rs], "protocol": out["protocol"],
                 "adl": out["adl"], "baseline": out["baseline"], "compare_path": out["path"]}

@@ -122,7 +122,7 @@ def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise UserError(f"mode {mode} reads an ADL run's mean diff", "pass run=<ADL run id> (--run RUN)")
     if run_id is not None:
         run = run_param(params)
-        pair, identity, adapter = run.pair(), {"run": run_id}, PairRequest.of_run(run.request).ft_spec.adapter
+        pair, identity, adapter = run.pair(), {"run": run.run_id}, PairRequest.of_run(run.request).ft_spec.adapter
     else:
         run, request = None, pair_request(params)
         pair, identity, adapter = request.pair(), request.identity(), request.ft_spec.adapter

@@ -115,11 +115,25 @@ class Engine:
             peer.send(protocol.error(id_, protocol.METHOD_NOT_FOUND, f"unknown method {method!r}",
                                      {"problem": f"unknown method {method!r}", "fix": "see engine.methods"}))
         elif op.long:
+            if not self._checked(peer, id_, op, params):
+                return
             job = self.jobs.create(op, params, peer, peer.label)
             peer.send(protocol.result(id_, {"job": job.id}))
             self.jobs.start(job)
         else:
             self._submit_short(peer, id_, lambda: op.fn(params, JobContext()))
+
+    def _checked(self, peer: Peer, id_: int | str | None, op: Op, params: dict[str, Any]) -> bool:
+        """Run the long op's submission check; a failure is answered here and no job is made."""
+        if op.check is None:
+            return True
+        try:
+            op.check(params)
+        except Exception as exc:  # the op's own refusal (or a bug in it): answered, the engine serves on
+            err = error_for(exc)
+            peer.send(protocol.error(id_, err["code"], err["message"], err.get("data")))
+            return False
+        return True
 
     def _submit_short(self, peer: Peer, id_: int | str | None, call: Callable[[], Any]) -> None:
         def run() -> None:
@@ -158,7 +172,7 @@ class Engine:
         from engine.models.cache import MODELS  # imports torch: only once a client asks
 
         with self._lock:
-            clients = len(self._peers)
+            clients = len(self._peers - {peer})  # the others: the one asking is not using the engine
         return {"pid": os.getpid(), "where": self.where, "python": sys.executable, "device": _device(),
                 "started": self.started, "uptime_s": round(time.time() - self.started, 1),
                 "clients": clients, "models": MODELS.loaded(), "jobs": self.jobs.list(),

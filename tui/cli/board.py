@@ -11,7 +11,7 @@ from rich.text import Text
 
 from tui.cli.engine_call import call_engine
 from tui.cli.options import parse_layers
-from tui.cli.output import emit_json, fail, out
+from tui.cli.output import emit_json, err, fail, out
 from tui.render.report_html import write_report
 
 # CLI option → op param (only options the user typed are sent: the pairs file's settings fill the rest)
@@ -67,7 +67,7 @@ def write_html(directory: Path, result: dict[str, Any]) -> None:
     if directory.exists() and not directory.is_dir():
         fail(f"--html {directory} is a file — pass a directory")
     index = write_report(directory, result)
-    out.print(f"HTML report: {index}", highlight=False, soft_wrap=True)
+    err.print(f"HTML report: {index}", highlight=False, soft_wrap=True)  # a message: stdout may be --json
 
 
 def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | None, target: str | None) -> None:

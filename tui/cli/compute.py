@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.table import Table
+from rich.table import Column, Table
 
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import (
@@ -54,12 +54,13 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:
 
 
 def runs(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
-    """List cached ADL runs, newest first."""
+    """List cached ADL runs, newest first (any command taking a run accepts a unique prefix of its id)."""
     result = call_engine("adl.runs", {}, title="listing runs", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
-    table = Table("run", "base", "finetuned", "corpus", "n", "k")
+    whole = Column("run", no_wrap=True, min_width=max((len(r["run"]) for r in result["runs"]), default=3))
+    table = Table(whole, "base", "finetuned", "corpus", "n", "k")  # ids whole, to be copied
     for r in result["runs"]:
         table.add_row(r["run"], str(r["base"]), str(r["ft"]), str(r["corpus"]), str(r["n"]), str(r["k"]))
     out.print(table)

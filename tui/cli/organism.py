@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Device, Engine, Json, Remote, Seed
-from tui.cli.output import emit_json, out
+from tui.cli.output import emit_json, fail, out
+
+SOURCE_TITLES = {"shipped": "shipped demos", "local": "local organisms (organism train)",
+                 "registry": "the paper's public organisms (use as name@base)"}
+TYPE_WIDTH, BASE_WIDTH = 10, 12  # cut there: an 80-column terminal keeps room for the description
+MIN_DESCRIPTION = 20
 
 app = typer.Typer(help="Model organisms: narrow finetunes with a known answer.", no_args_is_help=True)
 
@@ -48,16 +54,57 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
               f"diff it with: difflens triage --base {base} --ft {base} --adapter {result['out']}", highlight=False)
 
 
+def _bases(organism: dict[str, Any]) -> str:
+    return str(organism.get("base") or ", ".join(organism.get("bases") or []))
+
+
+def organism_table(title: str, organisms: list[dict[str, Any]], width: int) -> Table:
+    """One line per organism at any terminal `width`: names whole, the rest cut with an ellipsis, never wrapped
+    (`organism show NAME` and `--json` give everything whole)."""
+    name_width = max(len(o["name"]) for o in organisms)
+    widths = [name_width, TYPE_WIDTH, BASE_WIDTH]
+    gaps = 2 * len(widths)
+    table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False,
+                  header_style="bold")
+    for name, column_width in zip(("name", "type", "base"), widths, strict=True):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=column_width)
+    table.add_column("description", no_wrap=True, overflow="ellipsis",
+                     max_width=max(MIN_DESCRIPTION, width - sum(widths) - gaps))
+    for o in organisms:
+        table.add_row(o["name"], o.get("type") or "", _bases(o), o.get("short") or "")
+    return table
+
+
+def _organisms(remote: str | None, engine: str | None) -> dict[str, Any]:
+    return call_engine("organism.list", {}, title="listing", target=target_from(remote, engine))
+
+
 @app.command("list")
 def list_organisms(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """The paper's public organisms (by name@base), the shipped demos and local ones, and the recipes."""
-    result = call_engine("organism.list", {}, title="listing", target=target_from(remote, engine))
+    result = _organisms(remote, engine)
     if json:
         emit_json(result)
         return
-    table = Table("name", "type", "base", "source", "description")
+    by_source: dict[str, list[dict[str, Any]]] = {}
     for o in result["organisms"]:
-        table.add_row(o["name"], o.get("type") or "", str(o.get("base") or ""), o.get("source") or "",
-                      (o.get("short") or "")[:70])
-    out.print(table)
-    out.print(f"recipes: {', '.join(result['recipes'])}")
+        by_source.setdefault(o.get("source") or "other", []).append(o)
+    for source, organisms in by_source.items():
+        out.print(organism_table(SOURCE_TITLES.get(source, source), organisms, out.width), "")
+    out.print(f"recipes: {', '.join(result['recipes'])}", highlight=False)
+    out.print(Text("one in full: difflens organism show NAME", style="dim"))
+
+
+@app.command()
+def show(name: Annotated[str, typer.Argument(help="An organism's name, as `difflens organism list` shows it.")],
+         json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+    """One organism in full: its description, base(s), where it comes from and where it lives."""
+    found = [o for o in _organisms(remote, engine)["organisms"] if o["name"] == name]
+    if not found:
+        fail(f"no organism {name!r} — see `difflens organism list`")
+    if json:
+        emit_json(found[0])
+        return
+    for key, value in found[0].items():
+        shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        out.print(Text.assemble((f"{key}: ", "bold"), shown))

@@ -21,7 +21,7 @@ from tui.cli.options import Engine, Json, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
 from tui.client import EngineError
 from tui.sessions.compare import compare_table
-from tui.sessions.files import saved_sessions, sessions_dir
+from tui.sessions.files import saved_sessions
 from tui.sessions.rerun import rerun_steps
 from tui.sessions.source import load_source
 
@@ -103,9 +103,10 @@ def delete(session: SessionRef,
 @sessions_app.command()
 def export(session: SessionRef,
            output: Annotated[Path | None, typer.Option("--output", "-o", help="File or directory to write "
-                                                       "(default: the sessions/ directory).")] = None) -> None:
-    """Write a session and every result it shows into one self-contained .difflens file."""
-    path = _guard(lambda: bundle.export_session(session, output or sessions_dir()))
+                                                       "(default: the current directory).")] = None) -> None:
+    """Write a session and every result it shows into one self-contained .difflens file (never into the
+    install's own sessions/: that is the shipped demos' place)."""
+    path = _guard(lambda: bundle.export_session(session, output or Path.cwd()))
     out.print(f"exported to {path} ({path.stat().st_size / 1e6:.2f} MB)", highlight=False)
 
 
