@@ -159,7 +159,8 @@ def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     header = ({"adl_run": env.run.run_id} if isinstance(env, RunEnvironment)
               else {"environment": params["environment"]})
     calls = [0]
-    most = settings.budget.llm_calls * (2 * checked.repeat if checked.comparing else 1)  # an agent that ends early ends the count
+    # an agent that ends early ends the count
+    most = settings.budget.llm_calls * (2 * checked.repeat if checked.comparing else 1)
 
     def sink_for(mode: Mode, index: int) -> Any:
         def forward(event: dict[str, Any]) -> None:
