@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from engine import protocol
 from engine.adl.request import AdlRequest
 from engine.errors import JobCancelled, UserError
 from engine.ops.params import get, get_count, get_list
+from engine.protocol import wire
 from store import jsonvalue
 from tests.engine_helpers import ROOT
 
@@ -48,12 +48,12 @@ def test_counts_of_lens_and_steering_params_are_bounded() -> None:
 
 
 def test_json_for_other_programs_never_holds_nan_or_infinity() -> None:
-    line = protocol.encode(protocol.result(1, {"a": math.inf, "b": [math.nan, 1.5]}))
+    line = wire.encode(wire.result(1, {"a": math.inf, "b": [math.nan, 1.5]}))
     assert b"Infinity" not in line and b"NaN" not in line
     assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in output"))["result"] == {
         "a": None, "b": [None, 1.5]}
-    with pytest.raises(protocol.ProtocolError, match="not a JSON number"):
-        protocol.decode(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"s":NaN}}')
+    with pytest.raises(wire.ProtocolError, match="not a JSON number"):
+        wire.decode(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"s":NaN}}')
     assert jsonvalue.first_non_finite({"strengths": [1.0, math.inf]}) == "strengths.1"
 
 
@@ -108,7 +108,7 @@ def test_a_long_job_does_not_starve_a_job_the_store_can_answer(tiny_dir: Path, t
             self.done: dict[str, threading.Event] = {}
 
         def send(self, message: dict[str, Any]) -> None:
-            if message.get("method") in (protocol.JOB_DONE, protocol.JOB_FAILED):
+            if message.get("method") in (wire.JOB_DONE, wire.JOB_FAILED):
                 self.done.setdefault(message["params"]["job"], threading.Event()).set()
 
         def wait(self, job_id: str) -> bool:

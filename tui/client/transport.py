@@ -14,10 +14,10 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 
-from engine import protocol
+from engine.protocol import wire
 from tui.client.errors import EngineUnavailable
 
-READ_LIMIT = protocol.MAX_MESSAGE_BYTES + 1
+READ_LIMIT = wire.MAX_MESSAGE_BYTES + 1
 
 
 class Transport(ABC):
@@ -149,6 +149,6 @@ def engine_argv(*args: str) -> list[str]:
 def child_env() -> dict[str, str]:
     """The environment for a local engine child: this checkout importable even when not installed."""
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(protocol.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(wire.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env
