@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from engine.ops import EXTRA_OPS_ENV
 from engine.protocol import wire
-from engine.server.core import EXTRA_OPS_ENV, Engine
+from engine.server.core import Engine
 from engine.server.peer import Peer
 
 pytestmark = pytest.mark.reliability

@@ -14,8 +14,9 @@ import pytest
 
 from engine.adl.request import AdlRequest
 from engine.errors import JobCancelled, UserError
-from engine.ops.params import get, get_count, get_list
 from engine.protocol import wire
+from engine.protocol.methods import SteerGenerate
+from engine.protocol.params import ParamsError
 from store import jsonvalue
 from tests.engine_helpers import ROOT
 
@@ -24,11 +25,11 @@ pytestmark = pytest.mark.reliability
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e308, -2e6])
 def test_every_float_param_refuses_non_numbers_and_absurd_magnitudes(value: float) -> None:
-    with pytest.raises(UserError, match="finite number of magnitude at most"):
-        get({"strength": value}, "strength", float)
-    with pytest.raises(UserError, match="finite number"):
-        get_list({"strengths": [1.0, value]}, "strengths", float)
-    assert get({"strength": 120.0}, "strength", float) == 120.0
+    with pytest.raises(ParamsError, match="finite number of magnitude at most"):
+        SteerGenerate.from_json({"run": "r", "max_strength": value})
+    with pytest.raises(ParamsError, match="finite number"):
+        SteerGenerate.from_json({"run": "r", "strengths": [1.0, value]})
+    assert SteerGenerate.from_json({"run": "r", "max_strength": 120.0}).max_strength == 120.0
 
 
 @pytest.mark.parametrize(("field", "value", "expect"), [
@@ -41,10 +42,10 @@ def test_sampling_sizes_are_bounded_before_anything_loads(field: str, value: int
 
 
 def test_counts_of_lens_and_steering_params_are_bounded() -> None:
-    with pytest.raises(UserError, match="top_k must be at most"):
-        get_count({"top_k": 10**9}, "top_k", 20)
-    with pytest.raises(UserError, match="must be positive"):
-        get_count({"n_samples": 0}, "n_samples", 1, 1000)
+    with pytest.raises(ParamsError, match="max_new_tokens must be at most"):
+        SteerGenerate.from_json({"run": "r", "max_new_tokens": 10**9})
+    with pytest.raises(ParamsError, match="must be positive"):
+        SteerGenerate.from_json({"run": "r", "n_samples": 0})
 
 
 def test_json_for_other_programs_never_holds_nan_or_infinity() -> None:

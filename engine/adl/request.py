@@ -10,6 +10,7 @@ from engine.errors import UserError
 from engine.models.device import Placement
 from engine.models.pair_placement import PairPlacement, resolve_pair_placement
 from engine.models.specs import TypedPair
+from engine.protocol.methods import AdlSettings
 from store.results import key_for
 
 KIND = "adl"
@@ -25,19 +26,19 @@ class AdlRequest(TypedPair):
     base: str
     ft: str
     adapter: str | None = None
-    corpus: str = "self:"
-    n: int = 256
-    k: int = 5
-    seed: int = 0
+    corpus: str = AdlSettings.corpus
+    n: int = AdlSettings.n
+    k: int = AdlSettings.k
+    seed: int = AdlSettings.seed
     layers: tuple[int, ...] | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 32
-    trust_remote_code: bool = False
-    sequential: bool = False
+    device: str = AdlSettings.device
+    dtype: str = AdlSettings.dtype
+    batch_size: int = AdlSettings.batch_size
+    trust_remote_code: bool = AdlSettings.trust_remote_code
+    sequential: bool = AdlSettings.sequential
     device_map: str | None = None
     place: str | None = None
-    backend: str = "local"
+    backend: str = AdlSettings.backend
     max_request_rows: int | None = None
 
     def validate(self) -> None:

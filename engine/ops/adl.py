@@ -11,35 +11,30 @@ from engine.analysis.layer_choice import choose_layer
 from engine.errors import ActionableError
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.ops.params import get, get_list
+from engine.protocol import methods
+from engine.protocol.methods import AdlSettings
 from store import results
 
 
-def request_from_params(params: dict[str, Any]) -> AdlRequest:
-    """The AdlRequest named by JSON params (shared by every op that computes or reuses a run)."""
-    layers = get_list(params, "layers", int)
+def request_for(params: AdlSettings) -> AdlRequest:
+    """The AdlRequest named by params (shared by every op that computes or reuses a run)."""
     return AdlRequest(
-        base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
-        adapter=get(params, "adapter", str), corpus=get(params, "corpus", str, "self:"),
-        n=get(params, "n", int, 256), k=get(params, "k", int, 5), seed=get(params, "seed", int, 0),
-        layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
-        dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
-        trust_remote_code=get(params, "trust_remote_code", bool, False),
-        sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
-        place=get(params, "place", str), backend=get(params, "backend", str, "local"),
-        max_request_rows=get(params, "max_request_rows", int))
+        base=params.base, ft=params.ft, adapter=params.adapter, corpus=params.corpus, n=params.n, k=params.k,
+        seed=params.seed, layers=tuple(params.layers) if params.layers is not None else None,
+        device=params.device, dtype=params.dtype, batch_size=params.batch_size,
+        trust_remote_code=params.trust_remote_code, sequential=params.sequential, device_map=params.device_map,
+        place=params.place, backend=params.backend, max_request_rows=params.max_request_rows)
 
 
-def run_param(params: dict[str, Any]) -> AdlRun:
-    """The cached run named by `run`; custom model code only if these params ask for it now."""
-    return load_run(get(params, "run", str, required=True),
-                    trust_remote_code=get(params, "trust_remote_code", bool, False))
+def run_of(run: str, trust_remote_code: bool) -> AdlRun:
+    """The cached run named `run`; custom model code only if the params ask for it now."""
+    return load_run(run, trust_remote_code=trust_remote_code)
 
 
-@op("adl.compute", long=True)
-def compute(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Mean activation difference (ft − base) on the first k tokens of a corpus, cached by content."""
-    outcome = compute_adl(request_from_params(params), ctx)
+@op(methods.ADL_COMPUTE)
+def compute(params: methods.AdlCompute, ctx: JobContext) -> dict[str, Any]:
+    """Cached by content: the same settings and weights give the same run."""
+    outcome = compute_adl(request_for(params), ctx)
     meta = outcome.result.meta
     return {"run": outcome.run, "cached": outcome.cached, "shape": list(outcome.result.tensors["mean_diff"].shape),
             "n_layers": meta["n_layers"], "k": meta["k"], "d_model": meta["d_model"], "layers": meta["layers"],
@@ -48,18 +43,18 @@ def compute(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             "file": str(results.file_for(outcome.run))}
 
 
-@op("adl.runs")
-def runs(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Cached ADL runs, newest first."""
+@op(methods.ADL_RUNS)
+def runs(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
+    """What the run picker lists."""
     return {"runs": list_runs()}
 
 
-@op("adl.summary")
-def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+@op(methods.ADL_SUMMARY)
+def summary(params: methods.RunParams, ctx: JobContext) -> dict[str, Any]:
     """Per layer × position norms of one run (the heatmap's metrics) and the report layer with every layer's
     score under the layer criterion (cached; computed from the logit lens on first use). A run whose models
     cannot be loaded here still gets its heatmap: `layer_choice` is then None and `layer_choice_error` says why."""
-    run = run_param(params)
+    run = run_of(params.run, params.trust_remote_code)
     try:
         choice, why_not = choose_layer(run).to_json(), None
     except ActionableError as exc:

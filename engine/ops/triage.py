@@ -8,19 +8,19 @@ from engine.analysis.layer_choice import parse_layer
 from engine.analysis.triage import TriageOptions, triage
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.ops.adl import request_from_params
-from engine.ops.params import get, get_list
+from engine.ops.adl import request_for
+from engine.protocol import methods
+from engine.protocol.methods import TriagePair
 
 
-def options_from_params(params: dict[str, Any]) -> TriageOptions:
-    return TriageOptions(layer=parse_layer(params.get("layer")), positions=get_list(params, "positions", int),
-                         description=get(params, "description", str), top_k=get(params, "top_k", int, 20),
-                         steer=get(params, "steer", bool, True), n_prompts=get(params, "n_prompts", int, 6),
-                         max_strength=get(params, "max_strength", float), judge=get(params, "judge", str),
-                         protocol=get(params, "protocol", str))
+def options_for(params: TriagePair) -> TriageOptions:
+    """What the report reads beside the ADL run."""
+    return TriageOptions(layer=parse_layer(params.layer), positions=params.positions, description=params.description,
+                         top_k=params.top_k, steer=params.steer, n_prompts=params.n_prompts,
+                         max_strength=params.max_strength, judge=params.judge, protocol=params.protocol)
 
 
-@op("triage.pair", long=True)
-def triage_pair(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Compute + logit lens + Patchscope + calibrated steering + relevance + keyword hypothesis for a pair."""
-    return triage(request_from_params(params), options_from_params(params), ctx)
+@op(methods.TRIAGE_PAIR)
+def triage_pair(params: TriagePair, ctx: JobContext) -> dict[str, Any]:
+    """Every stage is cached: a second triage of the same pair reads the store."""
+    return triage(request_for(params), options_for(params), ctx)

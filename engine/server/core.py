@@ -7,10 +7,8 @@ that a slow one never blocks the reader. Bad messages get JSON-RPC errors and th
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
 import os
-import pkgutil
 import sys
 import threading
 import time
@@ -28,24 +26,7 @@ from engine.server.peer import Peer
 
 log = logging.getLogger("difflens.engine")
 
-EXTRA_OPS_ENV = "DIFFLENS_EXTRA_OPS"   # comma-separated modules that register more ops (tests, plugins)
-
 Handler = Callable[[Peer, dict[str, Any]], dict[str, Any]]
-
-
-def load_ops() -> dict[str, str]:
-    """Import every op module (and `DIFFLENS_EXTRA_OPS`); a module that fails to import is reported by
-    `engine.status` instead of taking the whole engine down."""
-    failures: dict[str, str] = {}
-    names = [f"{ops.__name__}.{info.name}" for info in pkgutil.iter_modules(ops.__path__)]
-    names += [n.strip() for n in os.environ.get(EXTRA_OPS_ENV, "").split(",") if n.strip()]
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # one broken module must not hide the others
-            log.exception("could not load ops from %s", name)
-            failures[name] = f"{type(exc).__name__}: {exc}"
-    return failures
 
 
 class Engine:
@@ -54,7 +35,7 @@ class Engine:
     def __init__(self, *, workers: int = 1, where: str = "") -> None:
         self.where = where
         self.started = time.time()
-        self.op_errors = load_ops()
+        self.op_errors = _load_ops()
         self.jobs = JobManager(workers)
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="op")
@@ -211,6 +192,12 @@ def _job_id(params: dict[str, Any], required: bool = True) -> str | None:
         raise wire.ProtocolError(wire.INVALID_PARAMS, problem,
                                      {"problem": problem, "fix": "pass a job id from job.list"})
     return value
+
+
+def _load_ops() -> dict[str, str]:
+    """Every op module imported; the ones that failed, by module (a copy: the engine reports them)."""
+    ops.load_all()
+    return dict(ops.LOAD_ERRORS)
 
 
 def _op_name(op: Op) -> str:

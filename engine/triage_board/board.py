@@ -16,8 +16,9 @@ from engine.analysis.triage import TriageOptions, triage
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.judges.config import resolve_judge
-from engine.ops.adl import request_from_params
-from engine.ops.triage import options_from_params
+from engine.ops.adl import request_for
+from engine.ops.triage import options_for
+from engine.protocol.methods import TriagePair
 from engine.triage_board import state
 from engine.triage_board.devices import on_devices, parse_devices
 from engine.triage_board.hypothesis import configured_llm, hypothesis, one_line
@@ -101,7 +102,7 @@ def _mixed_adapter_runs(order: list[Planned], settings: dict[str, Any], ctx: Job
     requests = []
     for item in order:
         with contextlib.suppress(ActionableError):
-            requests.append(request_from_params(_params(item.entry, settings)))
+            requests.append(request_for(TriagePair.from_json(_params(item.entry, settings))))
     try:
         precompute_adapters(requests, ctx)
     except JobCancelled:
@@ -129,7 +130,8 @@ def _pair_context(ctx: JobContext, name: str, index: int, total: int) -> JobCont
 def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlRequest, TriageOptions, str]:
     """The pair's request, report options and key (raises a UserError when its specs do not resolve)."""
     params = _params(entry, settings)
-    request = request_from_params(params)
+    typed = TriagePair.from_json(params)
+    request = request_for(typed)
     request.validate()
     key = state.pair_key({
         "base": request.base_spec.identity(), "ft": request.ft_spec.identity(), "corpus": request.corpus,
@@ -138,7 +140,7 @@ def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlR
         "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
         "llm": llm.label() if llm is not None else None}
         | {k: params.get(k) for k, defaults in JUDGING_DEFAULTS.items() if params.get(k) not in defaults})
-    return request, options_from_params(params), key
+    return request, options_for(typed), key
 
 
 def _needs_work(entry: PairEntry, settings: dict[str, Any], llm: Any) -> bool:
