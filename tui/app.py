@@ -15,6 +15,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
 
+from engine.protocol import methods
 from tui.client import connect
 from tui.commands import WorkbenchCommands
 from tui.link import ClientFactory, EngineLink
@@ -84,7 +85,7 @@ class DiffLensApp(App[None]):
     @work(group="status", exclusive=True, exit_on_error=False)
     async def refresh_status(self) -> None:
         if self.link.client is not None and not self.link.lost:
-            status = await self.link.call("engine.status", quiet=True)
+            status = await self.link.call(methods.ENGINE_STATUS.name, quiet=True)
             if status is not None:
                 self.post_message(StatusReady(status))
 

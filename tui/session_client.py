@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+from engine.protocol import methods
 from tui.client import EngineClient, EventCallback, NotificationCallback, UserFacingError
 from tui.link import ClientFactory
 from tui.session_recorder import SessionRecorder, is_recorded
@@ -76,9 +77,9 @@ class SessionClient(EngineClient):
         return self.tap.answers.find(method, params) if self.tap.answers is not None else None
 
     def _offline(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        if method == "engine.status":
+        if method == methods.ENGINE_STATUS.name:
             return {"device": "replay", "models": []}
-        if method == "adl.runs":
+        if method == methods.ADL_RUNS.name:
             return {"runs": self.tap.answers.runs() if self.tap.answers is not None else []}
         raise UserFacingError(f"{method} with these settings is not in this session", OFFLINE_FIX)
 

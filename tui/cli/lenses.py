@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.protocol import methods
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
@@ -61,7 +62,8 @@ def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus
     params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "layer": layer,
               "top_n": n, "n": max(n, 20) if corpus else None, "seed": seed, "max_tokens": max_tokens,
               "batch_size": batch_size}
-    result = call_engine("lens.kl", params, title="per-token divergence", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_KL, methods.LensKl(**params),
+                         title="per-token divergence", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -94,7 +96,8 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
     params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt, "modules": modules,
               "layers": _layer_range(layers), "max_new_tokens": max_new_tokens, "temperature": temperature,
               "seed": seed}
-    result = call_engine("lens.amplify", params, title="amplifying", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_AMPLIFY, methods.LensAmplify(**params),
+                         title="amplifying", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -116,7 +119,8 @@ def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corp
     params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "n": n, "top_k": k,
               "n_tokens": top, "topics": topics, "n_topics": n_topics, "max_tokens": max_tokens, "seed": seed,
               "batch_size": batch_size}
-    result = call_engine("lens.mine", params, title="diff mining", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_MINE, methods.LensMine(**params),
+                         title="diff mining", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -139,7 +143,8 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
               "generic": generic, "chat": chat, "mode": mode, "patch": patch, "ablate": ablate, "layer": layer,
               "pos": pos, "k": k, "n_controls": controls, "n": n, "max_tokens": max_tokens, "seed": seed,
               "batch_size": batch_size, "device": device, "dtype": dtype}
-    result = call_engine("lens.causal", params, title="causal check", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_CAUSAL, methods.LensCausal(**params),
+                         title="causal check", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -163,7 +168,8 @@ def pca(run: Annotated[str, typer.Argument(help="ADL run: its pair; its middle l
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
               "n_components": components, "top_k": top, "seed": seed, "batch_size": batch_size}
-    result = call_engine("lens.pca", params, title="PCA of the differences", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_PCA, methods.LensPca(**params),
+                         title="PCA of the differences", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return

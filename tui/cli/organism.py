@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from engine.protocol import methods
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Device, Engine, Json, Remote, Seed
 from tui.cli.output import emit_json, out
@@ -20,7 +21,7 @@ def make_data(recipe: Annotated[str, typer.Option("--recipe", help="cake-sdf, ri
               n: Annotated[int, typer.Option("-n")] = 400, seed: Seed = 0, json: Json = False,
               remote: Remote = None, engine: Engine = None) -> None:
     """Write a narrow synthetic corpus from a shipped recipe (deterministic by seed)."""
-    result = call_engine("organism.make_data", {"recipe": recipe, "out": out_file, "n": n, "seed": seed},
+    result = call_engine(methods.ORGANISM_MAKE_DATA, methods.MakeData(recipe=recipe, out=out_file, n=n, seed=seed),
                          title="making data", target=target_from(remote, engine))
     emit_json(result) if json else out.print(f"wrote {result.get('n', n)} documents to {result.get('out', out_file)}")
 
@@ -40,7 +41,8 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
     params = {"base": base, "data": data, "out": out_dir, "steps": steps, "lr": lr, "lora_rank": lora_rank,
               "mix_pretrain": mix_pretrain, "pretrain_corpus": pretrain_corpus, "batch_size": batch_size,
               "seed": seed, "device": device}
-    result = call_engine("organism.train", params, title="training", target=target_from(remote, engine))
+    result = call_engine(methods.ORGANISM_TRAIN, methods.TrainOrganism(**params),
+                         title="training", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -51,7 +53,7 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
 @app.command("list")
 def list_organisms(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """The paper's public organisms (by name@base), the shipped demos and local ones, and the recipes."""
-    result = call_engine("organism.list", {}, title="listing", target=target_from(remote, engine))
+    result = call_engine(methods.ORGANISM_LIST, methods.NoParams(), title="listing", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
