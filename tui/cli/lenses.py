@@ -7,6 +7,7 @@ from typing import Annotated, Any
 import typer
 
 from engine.protocol import methods
+from engine.protocol.methods import LensAmplify, LensCausal, LensKl, LensMine
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
@@ -53,9 +54,9 @@ def _pair(base: str, ft: str, adapter: str | None, device: str, dtype: str) -> d
 
 
 def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
-       layer: LayerOpt = None, n: TopSnippets = 10,
-       max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
-       dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+       layer: LayerOpt = None, n: TopSnippets = LensKl.top_n, max_tokens: MaxTokens = LensKl.max_tokens,
+       seed: Seed = LensKl.seed, batch_size: BatchSizeOpt = LensKl.batch_size, device: Device = LensKl.device,
+       dtype: Dtype = LensKl.dtype, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Per-token KL(ft‖base) and activation-difference norm: where on real text the two models disagree."""
     if bool(text) == bool(corpus):
         fail("pass either --text T (repeatable) or --corpus SRC")
@@ -87,9 +88,10 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
             modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
             layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
                                                                        "(e.g. 0-8).")] = None,
-            max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+            max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = LensAmplify.max_new_tokens,
             temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
-            seed: Seed = 0, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
+            seed: Seed = LensAmplify.seed, device: Device = LensAmplify.device, dtype: Dtype = LensAmplify.dtype,
+            json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
     """Scale a LoRA adapter's weight delta (or a full finetune's weight difference, base + f·(ft − base)), in
     all of the model or one module kind / layer range, and generate beside the base and the plain finetune."""
@@ -105,14 +107,15 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
 
 
 def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
-         n: NOpt = 50, k: TopK = 20,
+         n: NOpt = LensMine.n, k: TopK = LensMine.top_k,
          top: Annotated[int, typer.Option("--top", help="Tokens to list.")] = 30,
          topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics (NMF of the "
                                                                "position × token matrix).")] = False,
          n_topics: Annotated[int | None, typer.Option("--n-topics", help="Topics to fit (default: the engine's)."
                                                       )] = None,
-         max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
-         dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+         max_tokens: MaxTokens = LensMine.max_tokens, seed: Seed = LensMine.seed,
+         batch_size: BatchSizeOpt = LensMine.batch_size, device: Device = LensMine.device,
+         dtype: Dtype = LensMine.dtype, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Tokens that most often rank in the top-K of (finetuned − base) log-probs over a corpus."""
     if bool(text) == bool(corpus):
         fail("pass either --text T (repeatable) or --corpus SRC")
@@ -129,11 +132,14 @@ def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corp
 
 
 def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run: Run = None, recipe: Recipe = None,
-           ft_corpus: FtCorpus = None, generic: Generic = "generic:", chat: Chat = None, mode: Mode = "patch",
-           patch: Patch = "base", ablate: Ablate = "base", layer: LayerOpt = None, pos: PosOpt = None,
+           ft_corpus: FtCorpus = None, generic: Generic = LensCausal.generic, chat: Chat = None,
+           mode: Mode = LensCausal.mode, patch: Patch = LensCausal.patch, ablate: Ablate = LensCausal.ablate,
+           layer: LayerOpt = None, pos: PosOpt = None,
            k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
-           controls: Controls = 16, n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64,
-           seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto",
+           controls: Controls = LensCausal.n_controls, n: NOpt = LensCausal.n,
+           max_tokens: Annotated[int, typer.Option("--max-tokens")] = LensCausal.max_tokens,
+           seed: Seed = LensCausal.seed, batch_size: BatchSizeOpt = LensCausal.batch_size,
+           device: Device = LensCausal.device, dtype: Dtype = LensCausal.dtype,
            json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Where the finetune lives: loss change when its first k positions are patched (--mode patch), or when its
     component along the mean-diff direction is ablated at every token, beside random controls (--mode direction)."""

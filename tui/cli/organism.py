@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 
 from engine.protocol import methods
+from engine.protocol.methods import MakeData
+from engine.protocol.methods import TrainOrganism as Train
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Device, Engine, Json, Remote, Seed
 from tui.cli.output import emit_json, out
@@ -18,7 +20,7 @@ app = typer.Typer(help="Model organisms: narrow finetunes with a known answer.",
 @app.command("make-data")
 def make_data(recipe: Annotated[str, typer.Option("--recipe", help="cake-sdf, risky-finance, taboo-word…")],
               out_file: Annotated[str, typer.Option("--out", help="Output .txt or .jsonl file.")],
-              n: Annotated[int, typer.Option("-n")] = 400, seed: Seed = 0, json: Json = False,
+              n: Annotated[int, typer.Option("-n")] = MakeData.n, seed: Seed = MakeData.seed, json: Json = False,
               remote: Remote = None, engine: Engine = None) -> None:
     """Write a narrow synthetic corpus from a shipped recipe (deterministic by seed)."""
     result = call_engine(methods.ORGANISM_MAKE_DATA, methods.MakeData(recipe=recipe, out=out_file, n=n, seed=seed),
@@ -29,13 +31,15 @@ def make_data(recipe: Annotated[str, typer.Option("--recipe", help="cake-sdf, ri
 @app.command()
 def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typer.Option("--data")],
           out_dir: Annotated[str | None, typer.Option("--out")] = None,
-          steps: Annotated[int, typer.Option("--steps")] = 60, lr: Annotated[float, typer.Option("--lr")] = 2e-3,
-          lora_rank: Annotated[int, typer.Option("--lora-rank")] = 8,
+          steps: Annotated[int, typer.Option("--steps")] = Train.steps,
+          lr: Annotated[float, typer.Option("--lr")] = Train.lr,
+          lora_rank: Annotated[int, typer.Option("--lora-rank")] = Train.lora_rank,
           mix_pretrain: Annotated[float, typer.Option("--mix-pretrain", help="Fraction of generic text.")] = 0.0,
           pretrain_corpus: Annotated[str | None, typer.Option(
               "--pretrain-corpus", help="Generic text to mix in: a .txt/.jsonl file, or self: for samples of the base "
                                         "model (default: the shipped generic text).")] = None,
-          batch_size: Annotated[int, typer.Option("--batch-size")] = 8, seed: Seed = 0, device: Device = "auto",
+          batch_size: Annotated[int, typer.Option("--batch-size")] = Train.batch_size, seed: Seed = Train.seed,
+          device: Device = Train.device,
           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """LoRA-finetune the base on the documents; writes a peft adapter + organism.json + loss curve."""
     params = {"base": base, "data": data, "out": out_dir, "steps": steps, "lr": lr, "lora_rank": lora_rank,

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.protocol import methods
+from engine.protocol.methods import SteerGenerate as Steer
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
@@ -104,12 +105,12 @@ def component_param(text: str | None) -> dict[str, Any] | None:
     return {"result": key, "index": int(index)}
 
 
-def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos")] = 0,
+def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos")] = Steer.pos,
           strength: Annotated[list[str] | None, typer.Option("--strength", help="Strength(s), or 'auto'.")] = None,
           prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt(s); default: shipped set.")] = None,
-          samples: Annotated[int, typer.Option("--samples")] = 1,
-          max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
-          temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
+          samples: Annotated[int, typer.Option("--samples")] = Steer.n_samples,
+          max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = Steer.max_new_tokens,
+          temperature: Annotated[float, typer.Option("--temperature")] = Steer.temperature,
           side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
           backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None,
           component: Annotated[str | None, typer.Option(
