@@ -25,10 +25,10 @@ from engine.lenses.cache import Computed
 from engine.lenses.forward import resolve_layer
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
-from engine.protocol.methods import LensPca
+from engine.protocol.methods import LENS_PCA, LensPca
 from engine.readouts.logit_lens import logit_lens
 
-KIND = "lens.pca"  # the op and its cached results (steering reads a component back by this kind)
+KIND = LENS_PCA.name  # the op and its cached results (steering reads a component back by this kind)
 DEFAULT_COMPONENTS = LensPca.n_components
 DEFAULT_TOP = LensPca.top_k
 

@@ -40,11 +40,11 @@ REGISTRY: dict[str, Op] = {}
 LOAD_ERRORS: dict[str, str] = {}   # op module -> why it failed to import (shown by engine.status)
 
 
-def op(method: Method[P]) -> Callable[[Callable[[P, JobContext], dict[str, Any]]],
-                                      Callable[[P, JobContext], dict[str, Any]]]:
-    """Register `fn` as the op serving `method`; it is called with the method's parsed params."""
+def op(method: Method[P]) -> Callable[[Callable[[P, JobContext], dict[str, Any]]], OpFn]:
+    """Register `fn` as the op serving `method`: the op takes the JSON params, parses them into the method's
+    params class and calls `fn` with them; the decorated name is the op as served (JSON params in)."""
 
-    def register(fn: Callable[[P, JobContext], dict[str, Any]]) -> Callable[[P, JobContext], dict[str, Any]]:
+    def register(fn: Callable[[P, JobContext], dict[str, Any]]) -> OpFn:
         if method.name in REGISTRY:
             raise ValueError(f"op {method.name!r} registered twice")
 
@@ -56,7 +56,7 @@ def op(method: Method[P]) -> Callable[[Callable[[P, JobContext], dict[str, Any]]
             return fn(typed, ctx)
 
         REGISTRY[method.name] = Op(name=method.name, fn=call, long=method.long, doc=method.doc)
-        return fn
+        return call
 
     return register
 

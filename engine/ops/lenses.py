@@ -71,8 +71,8 @@ def kl(params: methods.LensKl, ctx: JobContext) -> dict[str, Any]:
               "window": params.window}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
     batch_size = params.batch_size
-    return _reply(*cached("lens.kl", inputs, lambda: per_token_divergence(pair, texts, batch_size=batch_size,
-                                                                           ctx=ctx, **method)))
+    return _reply(*cached(methods.LENS_KL.name, inputs,
+                          lambda: per_token_divergence(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
 
 
 @op(methods.LENS_AMPLIFY)
@@ -91,7 +91,7 @@ def amplify_op(params: methods.LensAmplify, ctx: JobContext) -> dict[str, Any]:
               "chat": params.chat}
     ctx.progress(0, None, "generating")
     inputs = {"pair": request.identity(), **method} | ({"scope": scope.label()} if scope != EVERYTHING else {})
-    return _reply(*cached("lens.amplify", inputs, lambda: (amplify(pair, scope=scope, **method), {})))
+    return _reply(*cached(methods.LENS_AMPLIFY.name, inputs, lambda: (amplify(pair, scope=scope, **method), {})))
 
 
 @op(methods.LENS_MINE)
@@ -105,7 +105,8 @@ def mine_op(params: methods.LensMine, ctx: JobContext) -> dict[str, Any]:
               "max_tokens": params.max_tokens, "n_topics": params.n_topics if params.topics else 0}
     batch_size = params.batch_size
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    return _reply(*cached("lens.mine", inputs, lambda: mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
+    return _reply(*cached(methods.LENS_MINE.name, inputs,
+                          lambda: mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
 
 
 @op(methods.LENS_CAUSAL)
@@ -143,7 +144,7 @@ def causal_op(params: methods.LensCausal, ctx: JobContext) -> dict[str, Any]:
         layer = report_layer(run, params.layer)
         diff, k = torch.as_tensor(run.mean_diff[run.layer_index(layer)]), run.request.k
     method = {"layer": layer, "k": params.k or k, "mode": patch, "max_tokens": params.max_tokens}
-    return _reply(*cached("lens.causal", inputs | method, lambda: (
+    return _reply(*cached(methods.LENS_CAUSAL.name, inputs | method, lambda: (
         causal_check(pair, ft_texts, generic, diff=diff, batch_size=batch_size, ctx=ctx, **method), {})))
 
 
@@ -176,7 +177,7 @@ def _direction(params: methods.LensCausal, run: AdlRun, pair: ModelPair, sets: d
         return {"pos": pos, "n_controls": count, **out}, {name: v.numpy() for name, v in controls.items()}
 
     inputs = inputs | {"chat": json_sha256(sets["chat"])} | method
-    return _reply(*cached("lens.causal", inputs, compute))
+    return _reply(*cached(methods.LENS_CAUSAL.name, inputs, compute))
 
 
 @op(methods.LENS_PCA)
