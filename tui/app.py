@@ -85,7 +85,7 @@ class DiffLensApp(App[None]):
     @work(group="status", exclusive=True, exit_on_error=False)
     async def refresh_status(self) -> None:
         if self.link.client is not None and not self.link.lost:
-            status = await self.link.call(methods.ENGINE_STATUS.name, quiet=True)
+            status = await self.link.call(methods.ENGINE_STATUS, quiet=True)
             if status is not None:
                 self.post_message(StatusReady(status))
 

@@ -101,4 +101,4 @@ class AmplifyScreen(LensScreen):
     async def amplify(self, prompt: str) -> None:
         params: dict[str, Any] = {"factors": [self.factor], "modules": self.modules, "layers": self._layers()}
         params |= {"prompts": [prompt]} if prompt.strip() else {}
-        await self.ask("amplify", methods.LENS_AMPLIFY.name, params, "generating…")
+        await self.ask("amplify", methods.LENS_AMPLIFY, params, "generating…")

@@ -79,4 +79,4 @@ class CausalScreen(LensScreen):
             params["pos"] = self.at_pos
         waiting = "ablating the direction and the controls…" if self.mode == "direction" else \
             f"patching the first {k or 'k'} positions…"
-        await self.ask("causal check", methods.LENS_CAUSAL.name, params, waiting)
+        await self.ask("causal check", methods.LENS_CAUSAL, params, waiting)

@@ -69,4 +69,4 @@ class DivergenceScreen(LensScreen):
     @work(exclusive=True)
     async def divergence(self, params: dict[str, Any]) -> None:
         self.result = None
-        await self.ask("divergence", methods.LENS_KL.name, params, "computing per-token divergence…")
+        await self.ask("divergence", methods.LENS_KL, params, "computing per-token divergence…")

@@ -52,5 +52,5 @@ class MiningScreen(LensScreen):
 
     @work(exclusive=True)
     async def mine(self, corpus: str, n: int) -> None:
-        await self.ask("diff mining", methods.LENS_MINE.name, {"corpus": corpus, "n": n, "topics": True},
+        await self.ask("diff mining", methods.LENS_MINE, {"corpus": corpus, "n": n, "topics": True},
                        f"mining {n} texts of {corpus}…")

@@ -63,7 +63,7 @@ class SessionWorkbench(WorkbenchScreen):
         """The last steering samples and agent run, asked for with their recorded params."""
         last = self.source.last
         if steer := last.get(methods.STEER_GENERATE.name):
-            result = await self.link.job("steering", methods.STEER_GENERATE.name, steer["params"])
+            result = await self.link.job("steering", methods.STEER_GENERATE, steer["params"])
             if result is not None:
                 settings = self.model.steer
                 self.model.steer = apply_steer_result(settings, result)
@@ -72,7 +72,7 @@ class SessionWorkbench(WorkbenchScreen):
             def on_event(event: dict[str, Any]) -> None:
                 self.model.agent = apply_agent_event(self.model.agent, event.get("event", event))
 
-            result = await self.link.job("agent", methods.AGENT_RUN.name, agent["params"], on_partial=on_event)
+            result = await self.link.job("agent", methods.AGENT_RUN, agent["params"], on_partial=on_event)
             if result is not None:
                 self.model.agent = apply_agent_result(self.model.agent, result)
                 apply_agent_settings(self.model, self.source.ui)

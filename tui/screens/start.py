@@ -85,10 +85,10 @@ class StartScreen(Screen[None]):
 
     @work(group="lists", exclusive=True, exit_on_error=False)
     async def load_lists(self) -> None:
-        runs = await self.link.call(methods.ADL_RUNS.name)
+        runs = await self.link.call(methods.ADL_RUNS)
         self.post_message(RunsListed(list((runs or {}).get("runs", []))))
         self.post_message(SessionsListed(saved_sessions()))
-        board = await self.link.call(methods.TRIAGE_BOARDS.name, quiet=True)
+        board = await self.link.call(methods.TRIAGE_BOARDS, quiet=True)
         self.query_one("#board", BoardTable).show((board or {}).get("board"))
 
     def on_runs_listed(self, message: RunsListed) -> None:

@@ -161,7 +161,7 @@ class WorkbenchScreen(Screen[None]):
     async def compute_run(self, params: dict[str, Any]) -> None:
         result = None
         try:
-            result = await self.link.job("computing ADL", methods.ADL_COMPUTE.name, params)
+            result = await self.link.job("computing ADL", methods.ADL_COMPUTE, params)
         finally:
             if result is None:
                 self.model.heat = replace(self.model.heat, status="the compute did not finish (cancelled or failed)")
@@ -170,7 +170,7 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="run", exclusive=True, exit_on_error=False)
     async def load_run(self, run: str) -> None:
-        summary = await self.link.call(methods.ADL_SUMMARY.name, {"run": run})
+        summary = await self.link.call(methods.ADL_SUMMARY, {"run": run})
         if summary is not None:
             self.post_message(SummaryReady(summary))
 
@@ -178,8 +178,8 @@ class WorkbenchScreen(Screen[None]):
     async def fetch_lens(self, layer: int, pos: int, source: str) -> None:
         await asyncio.sleep(0.05)  # a held arrow key asks once it settles, not once per cell
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.call(methods.LOGIT_LENS.name, {"run": run, "layer": layer, "pos": pos,
-                                                             "top_k": LENS_TOP_K, "source": source})
+        result = await self.link.call(methods.LOGIT_LENS, {"run": run, "layer": layer, "pos": pos,
+                                                        "top_k": LENS_TOP_K, "source": source})
         if result is not None:
             self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
 
@@ -187,7 +187,7 @@ class WorkbenchScreen(Screen[None]):
     async def fetch_patchscope(self, layer: int, pos: int) -> None:
         await asyncio.sleep(0.3)
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.job(f"Patchscope L{layer} p{pos}", methods.PATCHSCOPE.name,
+        result = await self.link.job(f"Patchscope L{layer} p{pos}", methods.PATCHSCOPE,
                                      {"run": run, "layer": layer, "pos": pos})
         if result is not None:
             self.post_message(PatchscopeReady(layer, pos, result))
@@ -198,7 +198,7 @@ class WorkbenchScreen(Screen[None]):
         params = {"run": run, "layer": layer, "pos": pos, "strengths": [alpha], "prompts": prompts, **STEER_DEFAULTS}
         result = None
         try:
-            result = await self.link.job(f"steering α {alpha:g}", methods.STEER_GENERATE.name, params,
+            result = await self.link.job(f"steering α {alpha:g}", methods.STEER_GENERATE, params,
                                          on_partial=lambda event: self.post_message(SteerPartial(event, tag)))
         finally:  # also when cancelled (x, or a newer run replacing this one)
             self.post_message(SteerDone(result, tag))
@@ -206,7 +206,7 @@ class WorkbenchScreen(Screen[None]):
     @work(group="calibrate", exclusive=True, exit_on_error=False)
     async def run_calibration(self, layer: int, pos: int) -> None:
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.job(f"calibrating L{layer} p{pos}", methods.STEER_CALIBRATE.name,
+        result = await self.link.job(f"calibrating L{layer} p{pos}", methods.STEER_CALIBRATE,
                                      {"run": run, "layer": layer, "pos": pos})
         if result is not None:
             self.post_message(CalibrateDone(float(result["strength"]), str(result.get("judge") or ""),
@@ -214,7 +214,7 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
-        result = await self.link.job("agent", methods.AGENT_RUN.name, {"run": run},
+        result = await self.link.job("agent", methods.AGENT_RUN, {"run": run},
                                      on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))))
         self.post_message(AgentDone(result, "" if result is not None else "the agent did not finish"))
 
