@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import protocol
+from engine.protocol import wire
 from tui.client import connect
 from tui.client.transport import child_env, engine_argv
 
@@ -23,12 +23,12 @@ async def _round_trips(target: str, calls: int) -> dict[str, Any]:
     start = time.perf_counter()
     client = await connect(target)
     try:
-        await client.call(protocol.ENGINE_STATUS)
+        await client.call(wire.ENGINE_STATUS)
         ready = time.perf_counter() - start
         times = []
         for _ in range(calls):
             began = time.perf_counter()
-            await client.call(protocol.ENGINE_STATUS)
+            await client.call(wire.ENGINE_STATUS)
             times.append(1000 * (time.perf_counter() - began))
     finally:
         await client.close()

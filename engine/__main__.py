@@ -8,8 +8,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import protocol
 from engine.errors import UserError
+from engine.protocol import paths, wire
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,14 +52,14 @@ def _status(sock: Path, as_json: bool) -> int:
     from engine.server import local
 
     try:
-        info = local.call(sock, protocol.ENGINE_STATUS)
+        info = local.call(sock, wire.ENGINE_STATUS)
     except local.NotRunning:
         print(f"no engine running on {sock}", file=sys.stderr if as_json else sys.stdout)
         return 1
     if as_json:
         print(json.dumps(info, indent=2))
         return 0
-    running = [j for j in info["jobs"] if j["state"] not in protocol.FINISHED_STATES]
+    running = [j for j in info["jobs"] if j["state"] not in wire.FINISHED_STATES]
     print(f"engine pid {info['pid']} on {sock}, up {info['uptime_s']:.0f} s, device {info['device']}, "
           f"{info['clients']} client(s)")
     for model in info["models"]:
@@ -74,7 +74,7 @@ def _status(sock: Path, as_json: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        sock = (args.socket or protocol.default_socket_path()).absolute()
+        sock = (args.socket or paths.default_socket_path()).absolute()
         if args.command == "serve":
             from engine.server.run import serve
 

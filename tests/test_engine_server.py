@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from engine import protocol
+from engine.protocol import wire
 from engine.server import daemon
 from tests.engine_helpers import (
     PY,
@@ -154,10 +154,10 @@ def test_a_watcher_of_every_job_sees_jobs_started_later(engine: Engine) -> None:
         seen = job_events(watcher)
         assert "jobs" in await watcher.call("job.subscribe")
         job_id = await worker.submit("test.sleep_steps", {"steps": 3})
-        done = await until(lambda: [p for m, p in seen if m == protocol.JOB_DONE and p["job"] == job_id],
+        done = await until(lambda: [p for m, p in seen if m == wire.JOB_DONE and p["job"] == job_id],
                            what="job.done at the watcher")
         assert done[0]["result"] == {"steps": 3}
-        assert sum(m == protocol.JOB_PROGRESS and p["job"] == job_id for m, p in seen) >= 2
+        assert sum(m == wire.JOB_PROGRESS and p["job"] == job_id for m, p in seen) >= 2
         methods = {m["name"]: m for m in (await watcher.call("engine.methods"))["methods"]}
         assert methods["test.sleep_steps"]["long"] is True and methods["test.echo"]["long"] is False
         assert methods["adl.compute"]["long"] is True and "job.cancel" in methods
@@ -172,7 +172,7 @@ def test_killing_a_client_mid_job_leaves_the_job_finishing(engine: Engine) -> No
         first = await engine.client("attach")
         seen = job_events(first)
         job_id = await first.submit("test.sleep_steps", {"steps": 20, "delay": 0.05})
-        await until(lambda: any(m == protocol.JOB_PROGRESS and p["done"] >= 1 for m, p in seen), what="progress")
+        await until(lambda: any(m == wire.JOB_PROGRESS and p["done"] >= 1 for m, p in seen), what="progress")
         assert isinstance(first.transport, ProcessTransport)
         first.transport.proc.kill()   # the bridge dies as it would when an ssh connection drops
         with pytest.raises(EngineUnavailable):
@@ -224,7 +224,7 @@ def raw_exchange(sock_path: Path, lines: list[bytes], expect: int) -> list[dict[
 
 def test_bad_messages_get_jsonrpc_errors_and_the_engine_keeps_serving(engine: Engine) -> None:
     too_big = b'{"jsonrpc":"2.0","id":99,"method":"test.echo","params":{"x":"' \
-        + b"x" * (protocol.MAX_MESSAGE_BYTES + 10) + b'"}}\n'
+        + b"x" * (wire.MAX_MESSAGE_BYTES + 10) + b'"}}\n'
     lines = [
         b"{this is not json\n",
         b"[1, 2, 3]\n",
@@ -240,18 +240,18 @@ def test_bad_messages_get_jsonrpc_errors_and_the_engine_keeps_serving(engine: En
     answers = raw_exchange(engine.sock, lines, expect=10)
     by_id = {a["id"]: a for a in answers if a["id"] is not None}
     anonymous = sorted(a["error"]["code"] for a in answers if a["id"] is None)
-    assert anonymous == sorted([protocol.PARSE_ERROR, protocol.INVALID_REQUEST, protocol.MESSAGE_TOO_LARGE])
-    assert by_id[1]["error"]["code"] == protocol.INVALID_REQUEST
-    assert by_id[2]["error"]["code"] == protocol.METHOD_NOT_FOUND
-    assert by_id[3]["error"]["code"] == protocol.USER_ERROR
+    assert anonymous == sorted([wire.PARSE_ERROR, wire.INVALID_REQUEST, wire.MESSAGE_TOO_LARGE])
+    assert by_id[1]["error"]["code"] == wire.INVALID_REQUEST
+    assert by_id[2]["error"]["code"] == wire.METHOD_NOT_FOUND
+    assert by_id[3]["error"]["code"] == wire.USER_ERROR
     assert by_id[3]["error"]["data"] == {"problem": "parameter 'n' must be int, got str", "fix": "pass n as a int"}
-    assert by_id[4]["error"]["code"] == protocol.INVALID_PARAMS
-    assert by_id[5]["error"]["code"] == protocol.INTERNAL_ERROR and "kaboom" in by_id[5]["error"]["message"]
-    assert by_id[6]["error"]["code"] == protocol.JOB_NOT_FOUND
+    assert by_id[4]["error"]["code"] == wire.INVALID_PARAMS
+    assert by_id[5]["error"]["code"] == wire.INTERNAL_ERROR and "kaboom" in by_id[5]["error"]["message"]
+    assert by_id[6]["error"]["code"] == wire.JOB_NOT_FOUND
     assert by_id[7]["result"] == {"n": 42}
     assert 99 not in by_id
     # the same connection-less engine still answers new clients
-    assert raw_exchange(engine.sock, [protocol.encode(protocol.request(1, "test.echo", {"a": 1}))], 1)[0][
+    assert raw_exchange(engine.sock, [wire.encode(wire.request(1, "test.echo", {"a": 1}))], 1)[0][
         "result"] == {"echo": {"a": 1}}
 
 
@@ -274,13 +274,13 @@ def test_a_slow_short_op_does_not_block_other_requests(engine: Engine) -> None:
 def test_tcp_without_the_token_is_refused(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     assert stat.S_IMODE(engine.token_file.stat().st_mode) == 0o600
     host, port = engine.tcp.split(":")
-    for first_line in (protocol.encode(protocol.request(1, "test.echo", {"a": 1})),
-                       protocol.encode(protocol.request(1, protocol.ENGINE_AUTH, {"token": "wrong" * 8}))):
+    for first_line in (wire.encode(wire.request(1, "test.echo", {"a": 1})),
+                       wire.encode(wire.request(1, wire.ENGINE_AUTH, {"token": "wrong" * 8}))):
         with socket.create_connection((host, int(port)), timeout=10) as conn:
-            conn.sendall(first_line + protocol.encode(protocol.request(2, "test.echo", {"a": 2})))
+            conn.sendall(first_line + wire.encode(wire.request(2, "test.echo", {"a": 2})))
             reader = conn.makefile("rb")
             answer = json.loads(reader.readline())
-            assert answer["error"]["code"] == protocol.UNAUTHORIZED
+            assert answer["error"]["code"] == wire.UNAUTHORIZED
             assert reader.readline() == b""   # and the connection is closed: request 2 never ran
 
     async def scenario() -> None:
@@ -367,7 +367,7 @@ def test_private_stdio_engine_streams_cancels_and_rejects_bad_input(monkeypatch:
             assert info.value.problem == "parameter 'n' must be int, got float"
             with pytest.raises(EngineError) as unknown:
                 await client.call("no.such.method")
-            assert unknown.value.code == protocol.METHOD_NOT_FOUND
+            assert unknown.value.code == wire.METHOD_NOT_FOUND
             assert await client.call("test.noisy") == {"ok": True}   # stray stdout did not break the stream
             assert await client.call("test.echo", {"still": "here"}) == {"echo": {"still": "here"}}
             proc = client.transport.proc
@@ -382,13 +382,13 @@ def test_private_stdio_engine_rejects_raw_garbage_and_oversized_lines() -> None:
         proc = subprocess.Popen([PY, "-m", "engine", "serve", "--stdio"], env=engine_env(runtime), cwd=ROOT,
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(b"garbage\n" + b"{" * (protocol.MAX_MESSAGE_BYTES + 1) + b"\n"
-                         + protocol.encode(protocol.request(1, "test.echo", {"ok": 1})))
+        proc.stdin.write(b"garbage\n" + b"{" * (wire.MAX_MESSAGE_BYTES + 1) + b"\n"
+                         + wire.encode(wire.request(1, "test.echo", {"ok": 1})))
         proc.stdin.close()
         answers = [json.loads(line) for line in proc.stdout]
         assert proc.wait(60) == 0
-        assert [a.get("error", {}).get("code") for a in answers[:2]] == [protocol.PARSE_ERROR,
-                                                                        protocol.MESSAGE_TOO_LARGE]
+        assert [a.get("error", {}).get("code") for a in answers[:2]] == [wire.PARSE_ERROR,
+                                                                        wire.MESSAGE_TOO_LARGE]
         assert answers[2]["result"] == {"echo": {"ok": 1}}
 
 
@@ -419,7 +419,7 @@ def test_an_unauthenticated_tcp_client_is_dropped_after_a_few_kib(engine: Engine
         except OSError:
             pass  # the engine hung up: what it should do
         assert sent < 60 << 20, "the engine kept reading an unauthenticated 60 MB line"
-    shallow = raw_exchange(engine.sock, [protocol.encode(protocol.request(1, protocol.ENGINE_STATUS))], 1)
+    shallow = raw_exchange(engine.sock, [wire.encode(wire.request(1, wire.ENGINE_STATUS))], 1)
     assert "result" in shallow[0]
 
 
@@ -427,9 +427,9 @@ def test_json_nested_200000_deep_gets_an_error_reply_and_the_connection_serves_o
     deep = b"[" * 200_000 + b"]" * 200_000 + b"\n"
     nested_params = b'{"jsonrpc":"2.0","id":7,"method":"test.echo","params":{"a":' + b"[" * 100 + b"]" * 100 + b"}}\n"
     answers = raw_exchange(engine.sock, [deep, nested_params,
-                                         protocol.encode(protocol.request(8, "test.echo", {"a": 1}))], 3)
+                                         wire.encode(wire.request(8, "test.echo", {"a": 1}))], 3)
     errors = sorted((a.get("id"), a["error"]["code"]) for a in answers if "error" in a)
-    assert errors == [(None, protocol.PARSE_ERROR)] * 2  # no id: the line was not parsed
+    assert errors == [(None, wire.PARSE_ERROR)] * 2  # no id: the line was not parsed
     assert any("nested deeper" in a["error"]["message"] for a in answers if "error" in a)
     assert [a["result"] for a in answers if a.get("id") == 8] == [{"echo": {"a": 1}}]
 

@@ -245,11 +245,10 @@ def test_paper_protocol_bisects_per_prompt_and_averages(request_: AdlRequest, se
     assert CalibrationSettings.paper().samples >= 10 and CalibrationSettings.paper().temperature == 1.2
 
 
-def in_process(method: str, params: dict[str, Any], **_: Any) -> dict[str, Any]:
+def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
     """The CLI's engine call, run here: an actionable error is the CLI's one-line failure."""
     try:
-        return json.loads(json.dumps(load_all()[method].fn({k: v for k, v in params.items() if v is not None},
-                                                            JobContext())))
+        return json.loads(json.dumps(load_all()[method.name].fn(params.to_json(), JobContext())))
     except ActionableError as exc:
         fail(str(exc))
 

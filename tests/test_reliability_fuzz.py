@@ -16,8 +16,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from engine import protocol
-from engine.server.core import EXTRA_OPS_ENV, Engine
+from engine.ops import EXTRA_OPS_ENV
+from engine.protocol import wire
+from engine.server.core import Engine
 from engine.server.peer import Peer
 
 pytestmark = pytest.mark.reliability
@@ -42,12 +43,12 @@ messages = st.fixed_dictionaries({}, optional={
     "jsonrpc": st.sampled_from(["2.0", "1.0"]) | json_values, "id": ids,
     "method": st.sampled_from(METHODS) | st.text(max_size=16), "params": params})
 lines = st.lists(st.one_of(
-    messages.map(lambda m: protocol.encode(m).rstrip(b"\n")),
+    messages.map(lambda m: wire.encode(m).rstrip(b"\n")),
     json_values.map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")),
 ), min_size=1, max_size=8)
 
-PROBE = protocol.encode(protocol.request("probe", "test.echo", {"alive": True})).rstrip(b"\n")
+PROBE = wire.encode(wire.request("probe", "test.echo", {"alive": True})).rstrip(b"\n")
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +110,9 @@ def test_read_frame_keeps_any_byte_stream_in_sync(data: bytes, limit: int) -> No
     stream, frames = io.BytesIO(data), []
     while True:
         try:
-            frame = protocol.read_frame(stream.readline, limit)
-        except protocol.ProtocolError as exc:
-            assert exc.code == protocol.MESSAGE_TOO_LARGE
+            frame = wire.read_frame(stream.readline, limit)
+        except wire.ProtocolError as exc:
+            assert exc.code == wire.MESSAGE_TOO_LARGE
             frames.append(None)
             continue
         if frame is None:
@@ -129,9 +130,9 @@ def test_read_frame_keeps_any_byte_stream_in_sync(data: bytes, limit: int) -> No
 @given(line=st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_decode_returns_an_object_or_a_protocol_error(line: bytes) -> None:
     try:
-        assert isinstance(protocol.decode(line), dict)
-    except protocol.ProtocolError as exc:
-        assert exc.code in (protocol.PARSE_ERROR, protocol.INVALID_REQUEST)
+        assert isinstance(wire.decode(line), dict)
+    except wire.ProtocolError as exc:
+        assert exc.code in (wire.PARSE_ERROR, wire.INVALID_REQUEST)
 
 
 @FUZZ
@@ -141,7 +142,7 @@ def test_the_engine_answers_every_request_and_keeps_serving(engine: Engine, sent
     assert all(is_response(a) for a in answers), answers
     assert len(answers) == sum(map(answers_expected, sent)) + 1
     assert [a["result"] for a in answers if a["id"] == "probe"] == [{"echo": {"alive": True}}]
-    internal = [a for a in answers if "error" in a and a["error"]["code"] == protocol.INTERNAL_ERROR]
+    internal = [a for a in answers if "error" in a and a["error"]["code"] == wire.INTERNAL_ERROR]
     assert all("kaboom" in a["error"]["message"] for a in internal), internal   # only test.boom's own bug
 
 
@@ -153,7 +154,7 @@ TOKEN = secrets.token_hex(16)
 def test_without_the_token_nothing_is_served(engine: Engine, sent: list[bytes]) -> None:
     answers = exchange(engine, [*sent, PROBE], token=TOKEN)
     assert all(is_response(a) and "error" in a for a in answers), answers
-    refused = [a for a in answers if a["error"]["code"] == protocol.UNAUTHORIZED]
+    refused = [a for a in answers if a["error"]["code"] == wire.UNAUTHORIZED]
     assert len(refused) == 1 and answers[-1] is refused[0], "the first request is refused and the line hung up"
-    assert exchange(engine, [protocol.encode(protocol.request(1, "engine.auth", {"token": TOKEN})).rstrip(),
+    assert exchange(engine, [wire.encode(wire.request(1, "engine.auth", {"token": TOKEN})).rstrip(),
                              PROBE], token=TOKEN)[-1]["result"] == {"echo": {"alive": True}}

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from engine import protocol
 from engine.adl.request import AdlRequest
 from engine.errors import JobCancelled, UserError
-from engine.params import get, get_count, get_list
+from engine.protocol import wire
+from engine.protocol.methods import SteerGenerate
+from engine.protocol.params import ParamsError
 from store import jsonvalue
 from tests.engine_helpers import ROOT
 
@@ -24,11 +25,11 @@ pytestmark = pytest.mark.reliability
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e308, -2e6])
 def test_every_float_param_refuses_non_numbers_and_absurd_magnitudes(value: float) -> None:
-    with pytest.raises(UserError, match="finite number of magnitude at most"):
-        get({"strength": value}, "strength", float)
-    with pytest.raises(UserError, match="finite number"):
-        get_list({"strengths": [1.0, value]}, "strengths", float)
-    assert get({"strength": 120.0}, "strength", float) == 120.0
+    with pytest.raises(ParamsError, match="finite number of magnitude at most"):
+        SteerGenerate.from_json({"run": "r", "max_strength": value})
+    with pytest.raises(ParamsError, match="finite number"):
+        SteerGenerate.from_json({"run": "r", "strengths": [1.0, value]})
+    assert SteerGenerate.from_json({"run": "r", "max_strength": 120.0}).max_strength == 120.0
 
 
 @pytest.mark.parametrize(("field", "value", "expect"), [
@@ -41,19 +42,19 @@ def test_sampling_sizes_are_bounded_before_anything_loads(field: str, value: int
 
 
 def test_counts_of_lens_and_steering_params_are_bounded() -> None:
-    with pytest.raises(UserError, match="top_k must be at most"):
-        get_count({"top_k": 10**9}, "top_k", 20)
-    with pytest.raises(UserError, match="must be positive"):
-        get_count({"n_samples": 0}, "n_samples", 1, 1000)
+    with pytest.raises(ParamsError, match="max_new_tokens must be at most"):
+        SteerGenerate.from_json({"run": "r", "max_new_tokens": 10**9})
+    with pytest.raises(ParamsError, match="must be positive"):
+        SteerGenerate.from_json({"run": "r", "n_samples": 0})
 
 
 def test_json_for_other_programs_never_holds_nan_or_infinity() -> None:
-    line = protocol.encode(protocol.result(1, {"a": math.inf, "b": [math.nan, 1.5]}))
+    line = wire.encode(wire.result(1, {"a": math.inf, "b": [math.nan, 1.5]}))
     assert b"Infinity" not in line and b"NaN" not in line
     assert json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in output"))["result"] == {
         "a": None, "b": [None, 1.5]}
-    with pytest.raises(protocol.ProtocolError, match="not a JSON number"):
-        protocol.decode(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"s":NaN}}')
+    with pytest.raises(wire.ProtocolError, match="not a JSON number"):
+        wire.decode(b'{"jsonrpc":"2.0","id":1,"method":"x","params":{"s":NaN}}')
     assert jsonvalue.first_non_finite({"strengths": [1.0, math.inf]}) == "strengths.1"
 
 
@@ -108,7 +109,7 @@ def test_a_long_job_does_not_starve_a_job_the_store_can_answer(tiny_dir: Path, t
             self.done: dict[str, threading.Event] = {}
 
         def send(self, message: dict[str, Any]) -> None:
-            if message.get("method") in (protocol.JOB_DONE, protocol.JOB_FAILED):
+            if message.get("method") in (wire.JOB_DONE, wire.JOB_FAILED):
                 self.done.setdefault(message["params"]["job"], threading.Event()).set()
 
         def wait(self, job_id: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from engine import protocol
+from engine.protocol import wire
 from tests.engine_helpers import PY, ROOT, TEST_OPS, engine_cli, engine_env, free_port, short_dir, until
 from tui.client import DEFAULT_REMOTE_CMD, EngineUnavailable, ProcessTransport, RpcClient, connect
 
@@ -124,7 +124,7 @@ def test_a_job_over_ssh_streams_and_survives_a_dropped_connection(ssh_env: Remot
         assert await first.run_job("test.sleep_steps", {"steps": 3}, events.append) == {"steps": 3}
         assert sum(e["type"] == "progress" and e["done"] > 0 for e in events) == 3
         assert ssh_env.sock.exists()
-        status = await first.call(protocol.ENGINE_STATUS)
+        status = await first.call(wire.ENGINE_STATUS)
         assert status["where"] == f"unix:{ssh_env.sock}"
 
         seen: list[tuple[str, dict[str, Any]]] = []
@@ -142,7 +142,7 @@ def test_a_job_over_ssh_streams_and_survives_a_dropped_connection(ssh_env: Remot
         listed = {j["job"]: j for j in (await second.call("job.list"))["jobs"]}
         assert listed[job_id]["method"] == "test.sleep_steps"
         assert await second.follow(job_id) == {"steps": 20}
-        assert (await second.call(protocol.ENGINE_STATUS))["pid"] == status["pid"]
+        assert (await second.call(wire.ENGINE_STATUS))["pid"] == status["pid"]
         await second.close()
 
     asyncio.run(scenario())

@@ -17,6 +17,7 @@ from textual.app import App
 from textual.binding import Binding
 from textual.reactive import reactive
 
+from engine.protocol import methods
 from tui.client import ClientFactory, connect
 from tui.commands import WorkbenchCommands
 from tui.link import EngineLink
@@ -89,7 +90,7 @@ class DiffLensApp(App[None]):
     @work(group="status", exclusive=True, exit_on_error=False)
     async def refresh_status(self) -> None:
         if self.link.client is not None and not self.link.lost:
-            status = await self.link.call("engine.status", quiet=True)
+            status = await self.link.call(methods.ENGINE_STATUS, quiet=True)
             if status is not None:
                 self.post_message(StatusReady(status))
 

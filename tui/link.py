@@ -16,6 +16,7 @@ from typing import Any
 from textual.message import Message
 from textual.worker import NoActiveWorker, Worker, get_current_worker
 
+from engine.protocol.methods import Method
 from tui.client import ClientFactory, EngineClient, EngineUnavailable, JobCancelledError
 from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed
 from tui.state import JobView
@@ -79,19 +80,19 @@ class EngineLink:
         elif not quiet and not isinstance(exc, JobCancelledError):  # a cancel was asked for and announced
             self._post(OpFailed(method, error_text(exc)))
 
-    async def call(self, method: str, params: dict[str, Any] | None = None, *, quiet: bool = False
+    async def call(self, method: Method[Any], params: dict[str, Any] | None = None, *, quiet: bool = False
                    ) -> dict[str, Any] | None:
         """A short op's result, or None after reporting the failure (`quiet`: report only a lost engine)."""
         client = await self._client()
         if client is None:
             return None
         try:
-            return await client.call(method, params or {})
+            return await client.call(method.name, params or {})
         except Exception as exc:
-            self._failed(method, exc, quiet)
+            self._failed(method.name, exc, quiet)
             return None
 
-    async def job(self, label: str, method: str, params: dict[str, Any],
+    async def job(self, label: str, method: Method[Any], params: dict[str, Any],
                   on_partial: EventSink | None = None,
                   on_progress: EventSink | None = None) -> dict[str, Any] | None:
         """Run a long op, publishing its progress (also to `on_progress`, for the pane that waits on it); partial
@@ -124,9 +125,9 @@ class EngineLink:
                 on_partial(event)
 
         try:
-            return await client.run_job(method, params, on_event)
+            return await client.run_job(method.name, params, on_event)
         except Exception as exc:
-            self._failed(method, exc)
+            self._failed(method.name, exc)
             return None
         finally:
             self._jobs.pop(key, None)

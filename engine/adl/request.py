@@ -10,7 +10,7 @@ from engine.errors import UserError
 from engine.models.device import Placement
 from engine.models.pair_placement import PairPlacement, resolve_pair_placement
 from engine.models.specs import TypedPair
-from engine.params import get, get_list
+from engine.protocol.methods import AdlSettings
 from store.results import key_for
 
 KIND = "adl"
@@ -26,19 +26,19 @@ class AdlRequest(TypedPair):
     base: str
     ft: str
     adapter: str | None = None
-    corpus: str = "self:"
-    n: int = 256
-    k: int = 5
-    seed: int = 0
+    corpus: str = AdlSettings.corpus
+    n: int = AdlSettings.n
+    k: int = AdlSettings.k
+    seed: int = AdlSettings.seed
     layers: tuple[int, ...] | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int = 32
-    trust_remote_code: bool = False
-    sequential: bool = False
+    device: str = AdlSettings.device
+    dtype: str = AdlSettings.dtype
+    batch_size: int = AdlSettings.batch_size
+    trust_remote_code: bool = AdlSettings.trust_remote_code
+    sequential: bool = AdlSettings.sequential
     device_map: str | None = None
     place: str | None = None
-    backend: str = "local"
+    backend: str = AdlSettings.backend
     max_request_rows: int | None = None
 
     def validate(self) -> None:
@@ -99,16 +99,11 @@ class AdlRequest(TypedPair):
         return cls(**fields)
 
 
-def request_from_params(params: dict[str, Any]) -> AdlRequest:
-    """The AdlRequest named by JSON params (shared by every op that computes or reuses a run)."""
-    layers = get_list(params, "layers", int)
+def request_for(params: AdlSettings) -> AdlRequest:
+    """The AdlRequest named by typed params (shared by every op that computes or reuses a run, and the board)."""
     return AdlRequest(
-        base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
-        adapter=get(params, "adapter", str), corpus=get(params, "corpus", str, "self:"),
-        n=get(params, "n", int, 256), k=get(params, "k", int, 5), seed=get(params, "seed", int, 0),
-        layers=tuple(layers) if layers is not None else None, device=get(params, "device", str, "auto"),
-        dtype=get(params, "dtype", str, "auto"), batch_size=get(params, "batch_size", int, 32),
-        trust_remote_code=get(params, "trust_remote_code", bool, False),
-        sequential=get(params, "sequential", bool, False), device_map=get(params, "device_map", str),
-        place=get(params, "place", str), backend=get(params, "backend", str, "local"),
-        max_request_rows=get(params, "max_request_rows", int))
+        base=params.base, ft=params.ft, adapter=params.adapter, corpus=params.corpus, n=params.n, k=params.k,
+        seed=params.seed, layers=tuple(params.layers) if params.layers is not None else None,
+        device=params.device, dtype=params.dtype, batch_size=params.batch_size,
+        trust_remote_code=params.trust_remote_code, sequential=params.sequential, device_map=params.device_map,
+        place=params.place, backend=params.backend, max_request_rows=params.max_request_rows)

@@ -25,11 +25,12 @@ from engine.lenses.forward import resolve_layer
 from engine.lenses.lens_cache import Computed
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
+from engine.protocol.methods import LENS_PCA, LensPca
 from engine.readouts.logit_lens import logit_lens
 
-KIND = "lens.pca"  # the op and its cached results (steering reads a component back by this kind)
-DEFAULT_COMPONENTS = 5
-DEFAULT_TOP = 10
+KIND = LENS_PCA.name  # the op and its cached results (steering reads a component back by this kind)
+DEFAULT_COMPONENTS = LensPca.n_components
+DEFAULT_TOP = LensPca.top_k
 
 
 @dataclass

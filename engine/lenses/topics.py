@@ -18,10 +18,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from engine.protocol.methods import LensMine
 from engine.readouts.filters import is_trivial_token
 from engine.readouts.topk import decode_ids
 
-DEFAULT_TOPICS = 5
+DEFAULT_TOPICS = LensMine.n_topics
 NMF_ITERATIONS = 200
 TOKENS_PER_TOPIC = 8
 _EPS = 1e-9

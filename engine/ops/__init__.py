@@ -1,24 +1,32 @@
 """The engine's operations: one registry that the JSON-RPC server, the CLI and the agent all call.
 
-An op takes JSON-able params and a `JobContext` and returns a JSON-able dict. Ops marked `long` run as
-jobs (progress notifications, cancel); the rest answer at once. Each op validates its params and raises
-`UserError` with a one-line fix for bad input. Modules in this package register ops at import time;
-`load_all()` imports them.
+Each op serves one `engine.protocol.methods.Method`: the registry parses the JSON params into the method's
+params dataclass (bad types become a one-line `UserError`) and the op reads typed fields; cross-field checks
+stay in the op. Ops marked `long` run as jobs (progress notifications, cancel); the rest answer at once.
+Modules in this package register ops at import time; `load_all()` imports them.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
+import logging
+import os
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.errors import UserError
 from engine.jobs import JobContext
+from engine.protocol.methods import Method
+from engine.protocol.params import Params, ParamsError
 
+log = logging.getLogger("difflens.engine")
+
+P = TypeVar("P", bound=Params)
 OpFn = Callable[[dict[str, Any], JobContext], dict[str, Any]]
 CheckFn = Callable[[dict[str, Any]], None]
+EXTRA_OPS_ENV = "DIFFLENS_EXTRA_OPS"   # comma-separated modules that register more ops (tests, plugins)
 
 
 @dataclass(frozen=True)
@@ -34,29 +42,54 @@ class Op:
 
 
 REGISTRY: dict[str, Op] = {}
+LOAD_ERRORS: dict[str, str] = {}   # op module -> why it failed to import (shown by engine.status)
 
 
-def op(name: str, *, long: bool = False, check: CheckFn | None = None) -> Callable[[OpFn], OpFn]:
-    """Register `fn` as the op `name` (dotted names group them, e.g. `organism.train`)."""
+def _typed(method: Method[P], params: dict[str, Any]) -> P:
+    """The method's params dataclass; a bad type is a one-line `UserError`."""
+    try:
+        return method.params.from_json(params)
+    except ParamsError as exc:
+        raise UserError(exc.problem, exc.fix) from None
 
-    def register(fn: OpFn) -> OpFn:
-        if name in REGISTRY:
-            raise ValueError(f"op {name!r} registered twice")
 
-        @functools.wraps(fn)
-        def active(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-            with ctx.active():  # code below the op reports progress through `engine.jobs.current()`
-                return fn(params, ctx)
+def op(method: Method[P], *, check: Callable[[P], None] | None = None,
+       ) -> Callable[[Callable[[P, JobContext], dict[str, Any]]], OpFn]:
+    """Register `fn` as the op serving `method`: the op takes the JSON params, parses them into the method's
+    params class and calls `fn` with them inside the job's context (code below the op reports progress
+    through `engine.jobs.current()`); the decorated name is the op as served (JSON params in). `check` (long
+    ops) runs at submission, before the job is queued."""
 
-        REGISTRY[name] = Op(name=name, fn=active, long=long, doc=(fn.__doc__ or "").strip().splitlines()[0],
-                            check=check)
-        return fn
+    def register(fn: Callable[[P, JobContext], dict[str, Any]]) -> OpFn:
+        if method.name in REGISTRY:
+            raise ValueError(f"op {method.name!r} registered twice")
+
+        def call(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+            typed = _typed(method, params)
+            with ctx.active():
+                return fn(typed, ctx)
+
+        def checked(params: dict[str, Any]) -> None:
+            assert check is not None
+            check(_typed(method, params))
+
+        REGISTRY[method.name] = Op(name=method.name, fn=call, long=method.long, doc=method.doc,
+                                   check=checked if check is not None else None)
+        return call
 
     return register
 
 
 def load_all() -> dict[str, Op]:
-    """Import every op module in this package so that the registry is complete."""
-    for info in pkgutil.iter_modules(__path__):
-        importlib.import_module(f"{__name__}.{info.name}")
+    """Import every op module of this package and of `DIFFLENS_EXTRA_OPS`; a module that fails to import is
+    logged and kept in `LOAD_ERRORS` (reported by `engine.status`) instead of hiding the others."""
+    LOAD_ERRORS.clear()
+    names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
+    names += [n.strip() for n in os.environ.get(EXTRA_OPS_ENV, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # one broken module must not hide the others
+            log.exception("could not load ops from %s", name)
+            LOAD_ERRORS[name] = f"{type(exc).__name__}: {exc}"
     return REGISTRY

@@ -5,26 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 from engine.adl.compute import compute_adl
-from engine.adl.request import request_from_params
+from engine.adl.request import request_for
 from engine.adl.runs import AdlRun, list_runs, load_run
 from engine.errors import ActionableError
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.params import get
+from engine.protocol import methods
 from engine.results.layer_choice import choose_layer
 from store import results
 
 
-def run_param(params: dict[str, Any]) -> AdlRun:
-    """The cached run named by `run`; custom model code only if these params ask for it now."""
-    return load_run(get(params, "run", str, required=True),
-                    trust_remote_code=get(params, "trust_remote_code", bool, False))
+def run_of(run: str, trust_remote_code: bool) -> AdlRun:
+    """The cached run named `run` (its whole id or a unique prefix); custom model code only if the params ask
+    for it now."""
+    return load_run(run, trust_remote_code=trust_remote_code)
 
 
-@op("adl.compute", long=True)
-def compute(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Mean activation difference (ft − base) on the first k tokens of a corpus, cached by content."""
-    outcome = compute_adl(request_from_params(params), ctx)
+@op(methods.ADL_COMPUTE)
+def compute(params: methods.AdlCompute, ctx: JobContext) -> dict[str, Any]:
+    """Cached by content: the same settings and weights give the same run."""
+    outcome = compute_adl(request_for(params), ctx)
     meta = outcome.result.meta
     return {"run": outcome.run, "cached": outcome.cached, "shape": list(outcome.result.tensors["mean_diff"].shape),
             "n_layers": meta["n_layers"], "k": meta["k"], "d_model": meta["d_model"], "layers": meta["layers"],
@@ -33,18 +33,18 @@ def compute(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             "file": str(results.file_for(outcome.run))}
 
 
-@op("adl.runs")
-def runs(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Cached ADL runs, newest first."""
+@op(methods.ADL_RUNS)
+def runs(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
+    """What the run picker lists."""
     return {"runs": list_runs()}
 
 
-@op("adl.summary")
-def summary(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+@op(methods.ADL_SUMMARY)
+def summary(params: methods.RunParams, ctx: JobContext) -> dict[str, Any]:
     """Per layer × position norms of one run (the heatmap's metrics) and the report layer with every layer's
     score under the layer criterion (cached; computed from the logit lens on first use). A run whose models
     cannot be loaded here still gets its heatmap: `layer_choice` is then None and `layer_choice_error` says why."""
-    run = run_param(params)
+    run = run_of(params.run, params.trust_remote_code)
     try:
         choice, why_not = choose_layer(run).to_json(), None
     except ActionableError as exc:

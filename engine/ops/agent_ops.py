@@ -43,47 +43,46 @@ from engine.lenses.pair_request import PairRequest
 from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.llm.config import NoLLMConfigured
 from engine.ops import op
-from engine.ops.adl_ops import run_param
-from engine.params import get
+from engine.ops.adl_ops import run_of
+from engine.protocol import methods
+from engine.protocol.methods import AgentKeywords, AgentRun, EvidenceParams
 from engine.results.layer_choice import report_layer
 
 MAX_REPEAT = 100
 
 
-def make_environment(params: dict[str, Any]) -> AgentEnvironment:
+def make_environment(params: EvidenceParams) -> AgentEnvironment:
     """The environment an agent works in: a cached ADL run (`run`, readouts filled on demand) or a
     recorded-environment dict (`environment`, for replay and tests)."""
-    environment = params.get("environment")
+    environment = params.environment
     if environment is not None:
         if not isinstance(environment, dict):
             raise UserError("parameter 'environment' must be a JSON object",
                             "pass the recorded-environment dict described in engine/agent/recorded.py")
         return RecordedEnvironment(environment)
-    if get(params, "run", str) is not None:
-        adl = run_param(params)
+    if params.run is not None:
+        adl = run_of(params.run, params.trust_remote_code)
         positions = list(range(min(5, adl.mean_diff.shape[1])))
-        return RunEnvironment(adl, report_layer(adl, params.get("layer")), positions,
-                              protocol=protocol_named(get(params, "protocol", str)),
-                              judge=resolve_judge(get(params, "judge", str)))
+        return RunEnvironment(adl, report_layer(adl, params.layer), positions,
+                              protocol=protocol_named(params.protocol), judge=resolve_judge(params.judge))
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 
-def _settings(params: dict[str, Any]) -> RunSettings:
+def _settings(params: AgentRun) -> RunSettings:
     """Everything about a run but its lenses (which need the environment), checked before any model loads."""
-    tool_calling = get(params, "tool_calling", str, "auto")
+    tool_calling = params.tool_calling
     if tool_calling not in ("auto", "native", "text"):
         raise UserError(f"unknown tool calling {tool_calling!r}", "pass tool_calling auto, native or text")
-    protocol = protocol_named(get(params, "protocol", str))
-    budget = protocol.budget(get(params, "budget", int), get(params, "llm_calls", int),
-                             get(params, "token_budget", int))
+    protocol = protocol_named(params.protocol)
+    budget = protocol.budget(params.budget, params.llm_calls, params.token_budget)
     return RunSettings(budget=budget, protocol=protocol, tool_calling=tool_calling,  # type: ignore[arg-type]
-                       stream=get(params, "stream", bool, True), organism=get(params, "organism_description", str),
-                       organism_type=get(params, "organism_type", str))
+                       stream=params.stream, organism=params.organism_description,
+                       organism_type=params.organism_type)
 
 
-def _lenses(params: dict[str, Any], env: AgentEnvironment) -> tuple[Tool, ...]:
+def _lenses(params: AgentRun, env: AgentEnvironment) -> tuple[Tool, ...]:
     """The lens tools when asked for (`lenses`); the same tuple goes to the ADL agent and the baseline."""
-    if not get(params, "lenses", bool, False):
+    if not params.lenses:
         return ()
     tools = tuple(lens_tools_for(env))
     if not tools:
@@ -110,54 +109,53 @@ class Checked:
     config: LLMConfig
 
 
-def _checked(params: dict[str, Any]) -> Checked:
+def _checked(params: AgentRun) -> Checked:
     """Everything `agent.run` reads that needs neither the run nor a model, the LLM included."""
     settings = _settings(params)
-    comparing = get(params, "compare", bool, False)
-    repeat = get(params, "repeat", int, 1)
+    comparing = params.compare
+    repeat = params.repeat
     if not 1 <= repeat <= MAX_REPEAT:
         raise UserError(f"repeat must be between 1 and {MAX_REPEAT}", "pass a smaller --repeat")
     if repeat > 1 and not comparing:
         raise UserError("--repeat is the number of agents per side of --compare", "add --compare")
-    if comparing and get(params, "baseline", bool, False):
+    if comparing and params.baseline:
         raise UserError("--compare already runs the baseline beside the ADL agent", "drop --baseline")
-    graded = get(params, "grade", bool, False) or comparing
+    graded = params.grade or comparing
     if graded:
         if not settings.organism or not settings.organism_type:
             raise UserError("grading needs the organism's true description and type",
                             "pass organism_description and organism_type (sdf, em, taboo, subliminal, domain)")
         rubric_for(settings.organism_type)
     replies = settings.protocol.agent_llm  # the protocol's agent reply length and temperature, unless given
+    temperature = params.temperature if params.temperature is not None else replies and replies.temperature
+    max_tokens = params.max_tokens if params.max_tokens is not None else replies and replies.max_new_tokens
     try:
-        config = resolve_config(get(params, "llm", str),
-                                temperature=get(params, "temperature", float, replies and replies.temperature),
-                                max_tokens=get(params, "max_tokens", int, replies and replies.max_new_tokens))
+        config = resolve_config(params.llm, temperature=temperature, max_tokens=max_tokens)
     except NoLLMConfigured as exc:
-        run = get(params, "run", str)
-        if run is None:
+        if params.run is None:
             raise
         raise UserError(exc.problem, f"pass --llm openai:MODEL, anthropic:MODEL or local:SPEC, or set "
-                                     f"DIFFLENS_LLM_MODEL; offline now: `difflens agent {run} --keywords` (the "
-                                     f"keyword hypothesis) or `difflens tokens {run}`") from None
+                                     f"DIFFLENS_LLM_MODEL; offline now: `difflens agent {params.run} --keywords` "
+                                     f"(the keyword hypothesis) or `difflens tokens {params.run}`") from None
     return Checked(settings, comparing, graded, repeat, config)
 
 
-def check_agent_run(params: dict[str, Any]) -> None:
+def check_agent_run(params: AgentRun) -> None:
     """Refuse at submission what can never run (no LLM above all), instead of after waiting in the queue."""
     _checked(params)
 
 
-@op("agent.run", long=True, check=check_agent_run)
-def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Run the interpretability agent on ADL evidence (or the baseline); optionally graded, or compared."""
+@op(methods.AGENT_RUN, check=check_agent_run)
+def agent_run(params: AgentRun, ctx: JobContext) -> dict[str, Any]:
+    """Every transcript event is streamed as a partial and saved under the store's agent folder."""
     checked = _checked(params)
     env = make_environment(params)
     settings = replace(checked.settings, extra_tools=_lenses(params, env))
     llm = make_llm(checked.config)
-    grader_spec = get(params, "grader_llm", str)
+    grader_spec = params.grader_llm
     grader = (make_llm(resolve_config(grader_spec)) if grader_spec else llm) if checked.graded else None
     header = ({"adl_run": env.run.run_id} if isinstance(env, RunEnvironment)
-              else {"environment": params["environment"]})
+              else {"environment": params.environment})
     calls = [0]
     # an agent that ends early ends the count
     most = settings.budget.llm_calls * (2 * checked.repeat if checked.comparing else 1)
@@ -176,16 +174,16 @@ def agent_run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                       check_cancelled=ctx.check_cancelled, header=header)
         return {"runs": [r for rs in out["run_summaries"].values() for r in rs], "protocol": out["protocol"],
                 "adl": out["adl"], "baseline": out["baseline"], "compare_path": out["path"]}
-    mode: Mode = "baseline" if get(params, "baseline", bool, False) else "adl"
+    mode: Mode = "baseline" if params.baseline else "adl"
     summary = run_one(env, llm, mode, settings, grader=grader, on_event=sink_for(mode, 0),
                       check_cancelled=ctx.check_cancelled, header=header)
     return {"runs": [summary], "protocol": settings.protocol.name, "compare_path": None}
 
 
-@op("agent.keywords")
-def agent_keywords(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """The offline keyword hypothesis from the ADL evidence (no LLM; not an agent)."""
-    top = get(params, "top", int, 12)
+@op(methods.AGENT_KEYWORDS)
+def agent_keywords(params: AgentKeywords, ctx: JobContext) -> dict[str, Any]:
+    """The `top` keywords of the evidence, grouped into a one-line hypothesis."""
+    top = params.top
     if not 1 <= top <= 100:
         raise UserError("top must be between 1 and 100", "pass a smaller --top")
     return keyword_hypothesis(make_environment(params), top=top)

@@ -22,7 +22,7 @@ from typing import Any
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.params import get
+from engine.protocol import methods
 from engine.triage import state
 from engine.triage.board import run_board
 from engine.triage.hub import PREFIX as HUB_PREFIX
@@ -31,10 +31,10 @@ from engine.triage.pairs import SETTINGS, load_board_file, validate_pairs
 from store.paths import home
 
 
-@op("triage.board", long=True)
-def triage_board(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs skipped."""
-    pairs, limit = params.get("pairs"), get(params, "limit", int)
+@op(methods.TRIAGE_BOARD)
+def triage_board(params: methods.TriageBoard, ctx: JobContext) -> dict[str, Any]:
+    """Given settings override the board file's; pairs finished before are read from the store."""
+    pairs, limit = params.pairs, params.limit
     if limit is not None and limit <= 0:
         raise UserError(f"limit must be positive, got {limit}", "pass --limit 20 or leave it out")
     if isinstance(pairs, str) and pairs.startswith(HUB_PREFIX):
@@ -44,16 +44,16 @@ def triage_board(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         board = load_board_file(pairs)
         entries, settings, source, name = board.pairs, board.settings, board.source, Path(pairs).stem
     elif isinstance(pairs, list):
-        entries, settings, source, name = validate_pairs(pairs, "pairs"), {}, "", get(params, "name", str, "pairs")
+        entries, settings, source, name = validate_pairs(pairs, "pairs"), {}, "", params.name
     else:
         raise UserError("parameter 'pairs' must be a file path or a list of pairs",
                         "pass pairs=pairs.yaml or pairs=[{name, base, ft}]")
-    settings = {**settings, **{k: v for k, v in params.items() if k in SETTINGS | {"description"} and v is not None}}
+    settings = {**settings, **{k: v for k, v in params.to_json().items() if k in SETTINGS | {"description"}}}
     entries = entries[:limit] if limit is not None else entries
-    return run_board(entries, settings, ctx, name=name, source=source, reports=get(params, "reports", bool, False))
+    return run_board(entries, settings, ctx, name=name, source=source, reports=params.reports)
 
 
-@op("triage.boards")
-def triage_boards(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """The latest triage board from the store (pairs by score, without reports); `board` null when none."""
+@op(methods.TRIAGE_BOARDS)
+def triage_boards(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
+    """What the board view opens with."""
     return {"board": state.latest_board()}

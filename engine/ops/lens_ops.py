@@ -18,150 +18,154 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.amplify import EVERYTHING, Scope, amplify
 from engine.lenses.causal import causal_check
-from engine.lenses.direction import DEFAULT_CONTROLS, direction_effect, random_diffs, random_vectors, strongest_position
+from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.lens_cache import cached
 from engine.lenses.mining import mine
 from engine.lenses.pair_request import PairRequest, chat_texts, gather_texts
-from engine.lenses.pca import DEFAULT_COMPONENTS, DEFAULT_TOP, difference_pca
 from engine.lenses.pca import KIND as PCA_KIND
-from engine.lenses.topics import DEFAULT_TOPICS
+from engine.lenses.pca import difference_pca
 from engine.models.pair import ModelPair
 from engine.ops import op
-from engine.ops.adl_ops import run_param
-from engine.params import get, get_count, get_list
+from engine.ops.adl_ops import run_of
+from engine.protocol import methods
+from engine.protocol.methods import LensKl, LensMine, PairParams
 from engine.results.layer_choice import report_layer
 from engine.steering.steering_prompts import calibration_prompts
 from store.hashing import json_sha256
 
 DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
 CAUSAL_MODES = ("patch", "direction")
-PCA_TEXTS = 256  # texts of the corpus whose differences the PCA reads (the demo runs' n)
+CAUSAL_K = 5  # positions patched when no run names its k
 
 
-def pair_request(params: dict[str, Any]) -> PairRequest:
+def pair_request(params: PairParams) -> PairRequest:
     """The pair named by `base`/`ft`[/`adapter`], or by the cached ADL `run` (the TUI sends only the run)."""
-    if "base" not in params and get(params, "run", str) is not None:
-        return PairRequest.of_run(run_param(params).request)
-    return PairRequest(base=get(params, "base", str, required=True), ft=get(params, "ft", str, required=True),
-                       adapter=get(params, "adapter", str), device=get(params, "device", str, "auto"),
-                       dtype=get(params, "dtype", str, "auto"),
-                       trust_remote_code=get(params, "trust_remote_code", bool, False))
+    if params.base is None and params.run is not None:
+        return PairRequest.of_run(run_of(params.run, params.trust_remote_code).request)
+    return PairRequest(base=_required(params.base, "base"), ft=_required(params.ft, "ft"), adapter=params.adapter,
+                       device=params.device, dtype=params.dtype, trust_remote_code=params.trust_remote_code)
 
 
-def _texts(params: dict[str, Any], tokenizer: Any, n_default: int) -> list[str]:
-    return gather_texts(get_list(params, "texts", str), get(params, "corpus", str), get(params, "n", int, n_default),
-                        get(params, "seed", int, 0), tokenizer)
+def _required(value: str | None, name: str) -> str:
+    if value is None:
+        raise UserError(f"missing parameter {name!r}", f"pass {name}")
+    return value
+
+
+def _texts(params: LensKl | LensMine, tokenizer: Any) -> list[str]:
+    return gather_texts(params.texts, params.corpus, params.n, params.seed, tokenizer)
 
 
 def _reply(payload: dict[str, Any], key: str, was_cached: bool) -> dict[str, Any]:
     return {"result": key, "cached": was_cached, **payload}
 
 
-@op("lens.kl", long=True)
-def kl(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Per-token KL(ft‖base) and activation-difference norm on texts; the top max-divergence snippets."""
+@op(methods.LENS_KL)
+def kl(params: methods.LensKl, ctx: JobContext) -> dict[str, Any]:
+    """Cached by the pair, the texts and the method's settings."""
     request = pair_request(params)
     pair = request.pair()
-    texts = _texts(params, pair.tokenizer, 20)
-    method = {"layer": get(params, "layer", int), "top_n": get_count(params, "top_n", 10),
-              "max_tokens": get_count(params, "max_tokens", 128), "window": get_count(params, "window", 12)}
+    texts = _texts(params, pair.tokenizer)
+    method = {"layer": params.layer, "top_n": params.top_n, "max_tokens": params.max_tokens,
+              "window": params.window}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    batch_size = get_count(params, "batch_size", 4)
-    return _reply(*cached("lens.kl", inputs, lambda: per_token_divergence(pair, texts, batch_size=batch_size,
-                                                                           ctx=ctx, **method)))
+    batch_size = params.batch_size
+    return _reply(*cached(methods.LENS_KL.name, inputs,
+                          lambda: per_token_divergence(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
 
 
-@op("lens.amplify", long=True)
-def amplify_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Generate with the finetune's change (a LoRA adapter's delta, or a full finetune's weight difference)
-    scaled by each factor, beside base and plain finetune; `modules` (all | attention | mlp) and `layers`
-    ([first, last]) limit the scaling to part of the model."""
+@op(methods.LENS_AMPLIFY)
+def amplify_op(params: methods.LensAmplify, ctx: JobContext) -> dict[str, Any]:
+    """The change is a LoRA adapter's delta or a full finetune's weight difference; `modules` (all | attention |
+    mlp) and `layers` ([first, last]) limit the scaling to part of the model."""
     request = pair_request(params)
     pair = request.pair()
-    layers = get_list(params, "layers", int)
+    layers = params.layers
     if layers is not None and len(layers) != 2:
         raise UserError(f"layers takes [first, last], got {layers}", "pass --layers FIRST-LAST, e.g. 0-8")
-    scope = Scope(get(params, "modules", str, "all"), (layers[0], layers[1]) if layers else None)
-    method = {"prompts": get_list(params, "prompts", str) or calibration_prompts(3),
-              "factors": [float(f) for f in (get_list(params, "factors", float) or DEFAULT_FACTORS)],
-              "max_new_tokens": get_count(params, "max_new_tokens", 48),
-              "temperature": get(params, "temperature", float, 0.0), "seed": get(params, "seed", int, 0),
-              "chat": get(params, "chat", bool, True)}
+    scope = Scope(params.modules, (layers[0], layers[1]) if layers else None)
+    method = {"prompts": params.prompts or calibration_prompts(3),
+              "factors": [float(f) for f in (params.factors or DEFAULT_FACTORS)],
+              "max_new_tokens": params.max_new_tokens, "temperature": params.temperature, "seed": params.seed,
+              "chat": params.chat}
     inputs = {"pair": request.identity(), **method} | ({"scope": scope.label()} if scope != EVERYTHING else {})
-    return _reply(*cached("lens.amplify", inputs, lambda: (amplify(pair, scope=scope, **method), {})))
+    return _reply(*cached(methods.LENS_AMPLIFY.name, inputs, lambda: (amplify(pair, scope=scope, **method), {})))
 
 
-@op("lens.mine", long=True)
-def mine_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Tokens most often in the top-K of (ft − base) log-probs over a corpus, with contexts; with `topics`, grouped
-    into `n_topics` topics by a non-negative factorisation of the position × token matrix."""
+@op(methods.LENS_MINE)
+def mine_op(params: methods.LensMine, ctx: JobContext) -> dict[str, Any]:
+    """With `topics`, the tokens are grouped into `n_topics` topics by a non-negative factorisation of the
+    position × token matrix."""
     request = pair_request(params)
     pair = request.pair()
-    texts = _texts(params, pair.tokenizer, 50)
-    method = {"top_k": get_count(params, "top_k", 20), "n_tokens": get_count(params, "n_tokens", 30),
-              "examples": get_count(params, "examples", 3), "max_tokens": get_count(params, "max_tokens", 128),
-              "n_topics": get_count(params, "n_topics", DEFAULT_TOPICS) if get(params, "topics", bool, False) else 0}
-    batch_size = get_count(params, "batch_size", 4)
+    texts = _texts(params, pair.tokenizer)
+    method = {"top_k": params.top_k, "n_tokens": params.n_tokens, "examples": params.examples,
+              "max_tokens": params.max_tokens, "n_topics": params.n_topics if params.topics else 0}
+    batch_size = params.batch_size
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    return _reply(*cached("lens.mine", inputs, lambda: mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
+    return _reply(*cached(methods.LENS_MINE.name, inputs,
+                          lambda: mine(pair, texts, batch_size=batch_size, ctx=ctx, **method)))
 
 
-@op("lens.causal", long=True)
-def causal_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+@op(methods.LENS_CAUSAL)
+def causal_op(params: methods.LensCausal, ctx: JobContext) -> dict[str, Any]:
     """`mode` patch (default): loss change when the finetuned model's first k positions get the base activations
     (`patch` base) or −mean diff (`patch` diff). `mode` direction: the paper's test, the finetune's component along
     a run's mean diff set to the base's (`ablate` base) or removed (`ablate` zero) at every token, against random
     controls. With a `run`, k defaults to the run's k and the layer to its report layer
     (engine/results/layer_choice.py)."""
-    mode = get(params, "mode", str, "patch")
+    mode = params.mode
     if mode not in CAUSAL_MODES:
         raise UserError(f"unknown mode {mode!r}", f"pass mode {' or '.join(CAUSAL_MODES)}")
-    run_id = get(params, "run", str)
-    if run_id is None and (mode == "direction" or get(params, "patch", str) == "diff"):
+    run_id = params.run
+    if run_id is None and (mode == "direction" or params.patch == "diff"):
         raise UserError(f"mode {mode} reads an ADL run's mean diff", "pass run=<ADL run id> (--run RUN)")
     if run_id is not None:
-        run = run_param(params)
+        run = run_of(run_id, params.trust_remote_code)
         pair, identity, adapter = run.pair(), {"run": run.run_id}, PairRequest.of_run(run.request).ft_spec.adapter
     else:
         run, request = None, pair_request(params)
         pair, identity, adapter = request.pair(), request.identity(), request.ft_spec.adapter
-        layer = get(params, "layer", int)
-    n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
-    ft_texts = gather_texts(None, finetuning_corpus(params, adapter), n, seed, pair.tokenizer)
-    generic = gather_texts(None, get(params, "generic", str, "generic:"), n, seed, pair.tokenizer)
+    n, seed = params.n, params.seed
+    ft_texts = gather_texts(None, finetuning_corpus(params.recipe, params.ft_corpus, adapter), n, seed, pair.tokenizer)
+    generic = gather_texts(None, params.generic, n, seed, pair.tokenizer)
     inputs = {"pair": identity, "ft_texts": json_sha256(ft_texts), "generic": json_sha256(generic)}
-    batch_size = get_count(params, "batch_size", 4)
+    batch_size = params.batch_size
     if mode == "direction":
         assert run is not None
         return _direction(params, run, pair, {"finetuning": ft_texts, "generic": generic}, inputs, batch_size, ctx)
-    patch = get(params, "patch", str, "base")
+    patch = params.patch
     if patch not in ("base", "diff"):
         raise UserError(f"unknown patch {patch!r}", "pass patch base or diff")
-    layer, k, diff = get(params, "layer", int), 5, None
+    layer, k, diff = _int_layer(params.layer), CAUSAL_K, None
     if run is not None:
-        layer = report_layer(run, params.get("layer"))
+        layer = report_layer(run, params.layer)
         diff, k = torch.as_tensor(run.mean_diff[run.layer_index(layer)]), run.request.k
-    method = {"layer": layer, "k": get_count(params, "k", k), "mode": patch,
-              "max_tokens": get_count(params, "max_tokens", 64)}
-    return _reply(*cached("lens.causal", inputs | method, lambda: (
+    method = {"layer": layer, "k": params.k or k, "mode": patch, "max_tokens": params.max_tokens}
+    return _reply(*cached(methods.LENS_CAUSAL.name, inputs | method, lambda: (
         causal_check(pair, ft_texts, generic, diff=diff, batch_size=batch_size, ctx=ctx, **method), {})))
 
 
-def _direction(params: dict[str, Any], run: AdlRun, pair: ModelPair, sets: dict[str, list[str]], inputs: dict[str, Any],
-               batch_size: int, ctx: JobContext) -> dict[str, Any]:
+def _int_layer(layer: int | str | None) -> int | None:
+    """A layer number: without a run there is no report layer or middle to name."""
+    if layer is None or isinstance(layer, int):
+        return layer
+    raise UserError(f"parameter 'layer' must be int, got {type(layer).__name__}", "pass layer as a int")
+
+
+def _direction(params: methods.LensCausal, run: AdlRun, pair: ModelPair, sets: dict[str, list[str]],
+               inputs: dict[str, Any], batch_size: int, ctx: JobContext) -> dict[str, Any]:
     """The direction test on the finetuning, generic and chat texts (`chat`: a corpus; default: neutral chats)."""
-    n, seed = get(params, "n", int, 20), get(params, "seed", int, 0)
-    chat_source = get(params, "chat", str)
+    n, seed = params.n, params.seed
+    chat_source = params.chat
     sets["chat"] = (gather_texts(None, chat_source, n, seed, pair.tokenizer) if chat_source
                     else chat_texts(n, seed, pair.tokenizer))
-    layer = report_layer(run, params.get("layer"))
+    layer = report_layer(run, params.layer)
     row = run.mean_diff[run.layer_index(layer)]
-    pos = get(params, "pos", int)
-    pos = strongest_position(row) if pos is None else run.check_position(pos)
-    method = {"mode": "direction", "layer": layer, "pos": pos, "ablation": get(params, "ablate", str, "base"),
-              "n_controls": get_count(params, "n_controls", DEFAULT_CONTROLS),
-              "max_tokens": get_count(params, "max_tokens", 64), "seed": seed}
+    pos = strongest_position(row) if params.pos is None else run.check_position(params.pos)
+    method = {"mode": "direction", "layer": layer, "pos": pos, "ablation": params.ablate,
+              "n_controls": params.n_controls, "max_tokens": params.max_tokens, "seed": seed}
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
         count, max_tokens = method["n_controls"], method["max_tokens"]
@@ -172,37 +176,35 @@ def _direction(params: dict[str, Any], run: AdlRun, pair: ModelPair, sets: dict[
         return {"pos": pos, "n_controls": count, **out}, {name: v.numpy() for name, v in controls.items()}
 
     inputs = inputs | {"chat": json_sha256(sets["chat"])} | method
-    return _reply(*cached("lens.causal", inputs, compute))
+    return _reply(*cached(methods.LENS_CAUSAL.name, inputs, compute))
 
 
-@op(PCA_KIND, long=True)
-def pca_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Principal components of the per-text (ft − base) differences at (`layer`, `pos`) over `texts` or a
-    `corpus` (default: the shipped generic text), each read through the logit lens. With a `run`, the layer
-    defaults to its report layer and the position to its longest mean diff after the first."""
+@op(methods.LENS_PCA)
+def pca_op(params: methods.LensPca, ctx: JobContext) -> dict[str, Any]:
+    """Over `texts` or a `corpus` (default: the shipped generic text). With a `run`, the layer defaults to its
+    report layer and the position to its longest mean diff after the first."""
     request = pair_request(params)
-    run_id, layer, pos = get(params, "run", str), get(params, "layer", int), get(params, "pos", int)
+    run_id, pos = params.run, params.pos
+    layer = _int_layer(params.layer) if run_id is None else None
     if run_id is not None:
-        run = run_param(params)
-        layer = report_layer(run, params.get("layer"))
+        run = run_of(run_id, params.trust_remote_code)
+        layer = report_layer(run, params.layer)
         pos = strongest_position(run.mean_diff[run.layer_index(layer)]) if pos is None else pos
     elif pos is None:
         raise UserError("name the position to read", "pass pos (--pos P), or a run whose strongest position is used")
     pair = request.pair()
-    typed = get_list(params, "texts", str)
-    texts = gather_texts(typed, get(params, "corpus", str, None if typed else "generic:"),
-                         get(params, "n", int, PCA_TEXTS), get(params, "seed", int, 0), pair.tokenizer)
-    method = {"layer": layer, "pos": pos, "n_components": get_count(params, "n_components", DEFAULT_COMPONENTS),
-              "top_k": get_count(params, "top_k", DEFAULT_TOP)}
+    typed = params.texts
+    corpus = params.corpus if params.corpus is not None or typed else "generic:"
+    texts = gather_texts(typed, corpus, params.n, params.seed, pair.tokenizer)
+    method = {"layer": layer, "pos": pos, "n_components": params.n_components, "top_k": params.top_k}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
-    batch_size = get_count(params, "batch_size", 8)
+    batch_size = params.batch_size
     return _reply(*cached(PCA_KIND, inputs, lambda: difference_pca(pair, texts, batch_size=batch_size, ctx=ctx,
                                                                       **method)))
 
 
-def finetuning_corpus(params: dict[str, Any], adapter: str | None) -> str:
+def finetuning_corpus(recipe: str | None, corpus: str | None, adapter: str | None) -> str:
     """The finetuning texts as a corpus source: `recipe`, `ft_corpus`, or the recipe the adapter was trained on."""
-    recipe, corpus = get(params, "recipe", str), get(params, "ft_corpus", str)
     if recipe and corpus:
         raise UserError("name the finetuning texts once", "pass either --recipe NAME or --ft-corpus SRC")
     if recipe or corpus:

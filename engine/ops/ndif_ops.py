@@ -7,9 +7,10 @@ from typing import Any
 from engine.jobs import JobContext
 from engine.ndif.access import host, served_models
 from engine.ops import op
+from engine.protocol import methods
 
 
-@op("ndif.models")
-def models(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Models NDIF has deployed (RUNNING ones answer now); a one-line error when NDIF cannot be reached."""
+@op(methods.NDIF_MODELS)
+def models(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
+    """Asks NDIF each time: what it serves changes."""
     return {"host": host(), "models": [d.to_json() for d in served_models()]}

@@ -9,37 +9,31 @@ from engine.jobs import JobContext
 from engine.ops import op
 from engine.organisms.make_data import list_recipes, write_recipe_data
 from engine.organisms.registry import list_organisms, local_dir
-from engine.params import get, get_list
+from engine.protocol import methods
 from engine.training.organism_training import SELF_CORPUS, train_organism
 
 
-@op("organism.make_data")
-def make_data_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Write a recipe's synthetic corpus (.txt or .jsonl) and its description sidecar."""
-    out = Path(get(params, "out", str, required=True)).expanduser()
-    return write_recipe_data(get(params, "recipe", str, required=True), out,
-                             n=get(params, "n", int, 400), seed=get(params, "seed", int, 0))
+@op(methods.ORGANISM_MAKE_DATA)
+def make_data_op(params: methods.MakeData, ctx: JobContext) -> dict[str, Any]:
+    """A recipe's synthetic corpus (.txt or .jsonl) beside its description sidecar."""
+    return write_recipe_data(params.recipe, Path(params.out).expanduser(), n=params.n, seed=params.seed)
 
 
-@op("organism.train", long=True)
-def train_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """LoRA-finetune a base model on narrow documents; writes a peft adapter dir + organism.json."""
-    data = Path(get(params, "data", str, required=True)).expanduser()
-    out_param = get(params, "out", str)
-    out = Path(out_param).expanduser() if out_param else local_dir() / data.name.split(".")[0]
-    corpus = get(params, "pretrain_corpus", str)
+@op(methods.ORGANISM_TRAIN)
+def train_op(params: methods.TrainOrganism, ctx: JobContext) -> dict[str, Any]:
+    """The adapter goes to `out`, else to the local organisms folder under the data file's name."""
+    data = Path(params.data).expanduser()
+    out = Path(params.out).expanduser() if params.out else local_dir() / data.name.split(".")[0]
+    corpus = params.pretrain_corpus
     pretrain = corpus if corpus in (None, SELF_CORPUS) else Path(corpus).expanduser()
     organism = train_organism(
-        get(params, "base", str, required=True), data, out, ctx=ctx,
-        steps=get(params, "steps", int, 60), lr=get(params, "lr", float, 2e-3),
-        lora_rank=get(params, "lora_rank", int, 8), mix_pretrain=get(params, "mix_pretrain", float, 0.0),
-        pretrain_corpus=pretrain, seed=get(params, "seed", int, 0),
-        batch_size=get(params, "batch_size", int, 8), max_length=get(params, "max_length", int, 64),
-        target_modules=get_list(params, "target_modules", str), device=get(params, "device", str, "auto"))
+        params.base, data, out, ctx=ctx, steps=params.steps, lr=params.lr, lora_rank=params.lora_rank,
+        mix_pretrain=params.mix_pretrain, pretrain_corpus=pretrain, seed=params.seed, batch_size=params.batch_size,
+        max_length=params.max_length, target_modules=params.target_modules, device=params.device)
     return {"out": str(out.resolve()), **organism}
 
 
-@op("organism.list")
-def list_op(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """The paper's registry organisms, the shipped demos, local organisms and the data recipes."""
+@op(methods.ORGANISM_LIST)
+def list_op(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
+    """What `difflens organism list` shows."""
     return {"organisms": list_organisms(), "recipes": list_recipes()}

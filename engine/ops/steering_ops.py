@@ -14,36 +14,35 @@ from engine.lenses.pair_request import PairRequest
 from engine.lenses.pca import KIND as PCA_KIND
 from engine.ndif.ndif_errors import ndif_errors
 from engine.ops import op
-from engine.ops.adl_ops import run_param
-from engine.ops.readout_ops import backend_param
-from engine.params import get, get_count, get_list
+from engine.ops.adl_ops import run_of
+from engine.ops.readout_ops import checked_backend
+from engine.protocol import methods
+from engine.protocol.methods import CalibrationParams
 from engine.results.calibrated_steering import CalibrationSettings, Direction, calibrate, steer
 from engine.results.layer_choice import report_layer
 from store import results
 
 
-def _side(params: dict[str, Any]) -> str:
-    side = get(params, "side", str, "ft")
+def _side(side: str) -> str:
     if side not in ("base", "ft"):
         raise UserError(f"unknown side {side!r}", "steer the ft (default) or the base model")
     return side
 
 
-def _calibrate(params: dict[str, Any], run: AdlRun, layer: int) -> list[dict[str, Any]]:
+def _calibrate(params: CalibrationParams, run: AdlRun, layer: int) -> list[dict[str, Any]]:
     """Every position of `layer` calibrated under the params' `protocol`, `method`, `max_strength` and `judge`."""
-    settings = CalibrationSettings.for_device(run.request.placement.device, protocol=get(params, "protocol", str),
-                                              method=get(params, "method", str),
-                                              max_strength=get(params, "max_strength", float))
-    return calibrate(run, layer, list(range(run.mean_diff.shape[1])), settings, side=_side(params),  # type: ignore[arg-type]
-                     judge=resolve_judge(get(params, "judge", str)))
+    settings = CalibrationSettings.for_device(run.request.placement.device, protocol=params.protocol,
+                                              method=params.method, max_strength=params.max_strength)
+    return calibrate(run, layer, list(range(run.mean_diff.shape[1])), settings, side=_side(params.side),  # type: ignore[arg-type]
+                     judge=resolve_judge(params.judge))
 
 
-@op("steer.calibrate", long=True)
-def steer_calibrate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one batch."""
-    run = run_param(params)
-    layer = report_layer(run, params.get("layer"))
-    pos = run.check_position(get(params, "pos", int, 0))
+@op(methods.STEER_CALIBRATE)
+def steer_calibrate(params: methods.SteerCalibrate, ctx: JobContext) -> dict[str, Any]:
+    """The cell's coherence history and examples come with its strength."""
+    run = run_of(params.run, params.trust_remote_code)
+    layer = report_layer(run, params.layer)
+    pos = run.check_position(params.pos)
     with ctx.stage(f"calibrating layer {layer}"):
         cell = _calibrate(params, run, layer)[pos]
     return {"layer": layer, "pos": pos, "strength": cell["strength"], "history": cell["coherence"],
@@ -55,19 +54,19 @@ def _judged(cell: dict[str, Any]) -> dict[str, Any]:
     return {"judge": cell.get("judge", OFFLINE_LABELS["coherence"]), "ungraded": cell.get("ungraded", 0)}
 
 
-@op("steer.generate", long=True)
-def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Steered beside unsteered text for prompts × strengths, one generate call, streamed as it comes."""
-    run = run_param(params)
-    layer = report_layer(run, params.get("layer"))
-    pos = run.check_position(get(params, "pos", int, 0))
-    strengths = get_list(params, "strengths", float)
-    backend = backend_param(params)
+@op(methods.STEER_GENERATE)
+def steer_generate(params: methods.SteerGenerate, ctx: JobContext) -> dict[str, Any]:
+    """No strengths: the cell's calibrated one (± for a principal component, whose sign is arbitrary)."""
+    run = run_of(params.run, params.trust_remote_code)
+    layer = report_layer(run, params.layer)
+    pos = run.check_position(params.pos)
+    strengths = params.strengths
+    backend = checked_backend(params.backend)
     remote = (backend or run.request.backend) == "ndif"
     if not strengths and remote:
         raise UserError("automatic strength calibration scores samples with local weights, which NDIF keeps",
                         "pass --strength S with --backend ndif")
-    direction = component_direction(params, run, layer)
+    direction = component_direction(params.component, run, layer)
     calibrated: dict[str, Any] = {}
     if not strengths:
         with ctx.stage(f"calibrating layer {layer}"):
@@ -79,20 +78,17 @@ def steer_generate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         strengths = [cell["strength"]] if direction is None else [cell["strength"], -cell["strength"]]
         calibrated = {"calibration": _judged(cell)}
     with ndif_errors(remote), ctx.stage(f"steering layer {layer}"):
-        samples = steer(run, layer, pos, strengths, get_list(params, "prompts", str),
-                        samples=get_count(params, "n_samples", 1, 1000),
-                        max_new_tokens=get_count(params, "max_new_tokens", 64, 8192),
-                        temperature=get(params, "temperature", float, 0.0), seed=get(params, "seed", int, 0),
-                        side=_side(params), on_partial=ctx.partial, backend=backend,  # type: ignore[arg-type]
+        samples = steer(run, layer, pos, strengths, params.prompts, samples=params.n_samples,
+                        max_new_tokens=params.max_new_tokens, temperature=params.temperature, seed=params.seed,
+                        side=_side(params.side), on_partial=ctx.partial, backend=backend,  # type: ignore[arg-type]
                         direction=direction)
     return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples, **calibrated,
             **({"component": direction.key} if direction is not None else {})}
 
 
-def component_direction(params: dict[str, Any], run: AdlRun, layer: int) -> Direction | None:
+def component_direction(spec: object, run: AdlRun, layer: int) -> Direction | None:
     """`component` = {"result": a `lens.pca` result key, "index": i}: that principal component as the steering
     vector, refused unless the PCA was read on this run's pair at this layer (None: the run's mean diff)."""
-    spec = params.get("component")
     if spec is None:
         return None
     if not (isinstance(spec, dict) and isinstance(spec.get("result"), str) and isinstance(spec.get("index"), int)

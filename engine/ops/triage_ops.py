@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.adl.request import request_from_params
+from engine.adl.request import request_for
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.triage.pair_triage import options_from_params, triage
+from engine.protocol import methods
+from engine.protocol.methods import TriagePair
+from engine.triage.pair_triage import options_for, triage
 
 
-@op("triage.pair", long=True)
-def triage_pair(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Compute + logit lens + Patchscope + calibrated steering + relevance + keyword hypothesis for a pair."""
-    return triage(request_from_params(params), options_from_params(params), ctx)
+@op(methods.TRIAGE_PAIR)
+def triage_pair(params: TriagePair, ctx: JobContext) -> dict[str, Any]:
+    """Every stage is cached: a second triage of the same pair reads the store."""
+    return triage(request_for(params), options_for(params), ctx)

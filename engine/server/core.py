@@ -7,10 +7,8 @@ that a slow one never blocks the reader. Bad messages get JSON-RPC errors and th
 from __future__ import annotations
 
 import hmac
-import importlib
 import logging
 import os
-import pkgutil
 import sys
 import threading
 import time
@@ -18,33 +16,17 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from engine import ops, protocol
+from engine import ops
 from engine.jobs import JobContext
 from engine.ops import REGISTRY, Op
+from engine.protocol import wire
 from engine.server.failures import checked_result, error_for
 from engine.server.job_queue import JobManager
 from engine.server.peer import Peer
 
 log = logging.getLogger("difflens.engine")
 
-EXTRA_OPS_ENV = "DIFFLENS_EXTRA_OPS"   # comma-separated modules that register more ops (tests, plugins)
-
 Handler = Callable[[Peer, dict[str, Any]], dict[str, Any]]
-
-
-def load_ops() -> dict[str, str]:
-    """Import every op module (and `DIFFLENS_EXTRA_OPS`); a module that fails to import is reported by
-    `engine.status` instead of taking the whole engine down."""
-    failures: dict[str, str] = {}
-    names = [f"{ops.__name__}.{info.name}" for info in pkgutil.iter_modules(ops.__path__)]
-    names += [n.strip() for n in os.environ.get(EXTRA_OPS_ENV, "").split(",") if n.strip()]
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # one broken module must not hide the others
-            log.exception("could not load ops from %s", name)
-            failures[name] = f"{type(exc).__name__}: {exc}"
-    return failures
 
 
 class Engine:
@@ -53,19 +35,19 @@ class Engine:
     def __init__(self, *, workers: int = 1, where: str = "") -> None:
         self.where = where
         self.started = time.time()
-        self.op_errors = load_ops()
+        self.op_errors = _load_ops()
         self.jobs = JobManager(workers)
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="op")
         self._peers: set[Peer] = set()
         self._lock = threading.Lock()
         self._builtins: dict[str, Handler] = {
-            protocol.ENGINE_STATUS: self._status, protocol.ENGINE_METHODS: self._methods,
-            protocol.ENGINE_SHUTDOWN: self._shutdown, protocol.ENGINE_AUTH: self._auth_again,
-            protocol.JOB_LIST: lambda peer, params: {"jobs": self.jobs.list()},
-            protocol.JOB_CANCEL: lambda peer, params: self.jobs.cancel(str(_job_id(params))),
-            protocol.JOB_RESULT: lambda peer, params: self.jobs.get(str(_job_id(params))).summary(full=True),
-            protocol.JOB_SUBSCRIBE: lambda peer, params: self.jobs.subscribe(peer, _job_id(params, required=False)),
+            wire.ENGINE_STATUS: self._status, wire.ENGINE_METHODS: self._methods,
+            wire.ENGINE_SHUTDOWN: self._shutdown, wire.ENGINE_AUTH: self._auth_again,
+            wire.JOB_LIST: lambda peer, params: {"jobs": self.jobs.list()},
+            wire.JOB_CANCEL: lambda peer, params: self.jobs.cancel(str(_job_id(params))),
+            wire.JOB_RESULT: lambda peer, params: self.jobs.get(str(_job_id(params))).summary(full=True),
+            wire.JOB_SUBSCRIBE: lambda peer, params: self.jobs.subscribe(peer, _job_id(params, required=False)),
         }
 
     # ---- clients ----
@@ -84,16 +66,16 @@ class Engine:
     def handle(self, peer: Peer, line: bytes) -> None:
         """Serve one line from `peer` (called on its reader thread; never raises)."""
         try:
-            message = protocol.decode(line)
-        except protocol.ProtocolError as exc:
-            peer.send(protocol.error(None, exc.code, exc.message))
+            message = wire.decode(line)
+        except wire.ProtocolError as exc:
+            peer.send(wire.error(None, exc.code, exc.message))
             return
         id_ = message.get("id")
         method = message.get("method")
         params = message.get("params", {})
-        if (message.get("jsonrpc") != protocol.JSONRPC or not isinstance(method, str)
+        if (message.get("jsonrpc") != wire.JSONRPC or not isinstance(method, str)
                 or not isinstance(id_, str | int | None) or isinstance(id_, bool)):
-            peer.send(protocol.error(id_ if isinstance(id_, str | int) else None, protocol.INVALID_REQUEST,
+            peer.send(wire.error(id_ if isinstance(id_, str | int) else None, wire.INVALID_REQUEST,
                                      "invalid request: need jsonrpc '2.0', a string method and an id"))
             return
         if "id" not in message:
@@ -104,21 +86,21 @@ class Engine:
         if params is None:
             params = {}
         if not isinstance(params, dict):
-            peer.send(protocol.error(id_, protocol.INVALID_PARAMS, "params must be a JSON object"))
+            peer.send(wire.error(id_, wire.INVALID_PARAMS, "params must be a JSON object"))
             return
         if self.stopping.is_set():
-            peer.send(protocol.error(id_, protocol.SHUTTING_DOWN, "the engine is shutting down"))
+            peer.send(wire.error(id_, wire.SHUTTING_DOWN, "the engine is shutting down"))
             return
         if method in self._builtins:
             self._submit_short(peer, id_, lambda: self._builtins[method](peer, params))
         elif (op := REGISTRY.get(method)) is None:
-            peer.send(protocol.error(id_, protocol.METHOD_NOT_FOUND, f"unknown method {method!r}",
+            peer.send(wire.error(id_, wire.METHOD_NOT_FOUND, f"unknown method {method!r}",
                                      {"problem": f"unknown method {method!r}", "fix": "see engine.methods"}))
         elif op.long:
             if not self._checked(peer, id_, op, params):
                 return
             job = self.jobs.create(op, params, peer, peer.label)
-            peer.send(protocol.result(id_, {"job": job.id}))
+            peer.send(wire.result(id_, {"job": job.id}))
             self.jobs.start(job)
         else:
             self._submit_short(peer, id_, lambda: op.fn(params, JobContext()))
@@ -131,17 +113,17 @@ class Engine:
             op.check(params)
         except Exception as exc:  # the op's own refusal (or a bug in it): answered, the engine serves on
             err = error_for(exc)
-            peer.send(protocol.error(id_, err["code"], err["message"], err.get("data")))
+            peer.send(wire.error(id_, err["code"], err["message"], err.get("data")))
             return False
         return True
 
     def _submit_short(self, peer: Peer, id_: int | str | None, call: Callable[[], Any]) -> None:
         def run() -> None:
             try:
-                peer.send(protocol.result(id_, checked_result(call())))
+                peer.send(wire.result(id_, checked_result(call())))
             except BaseException as exc:  # every failure is answered, the engine serves on
                 err = error_for(exc)
-                peer.send(protocol.error(id_, err["code"], err["message"], err.get("data")))
+                peer.send(wire.error(id_, err["code"], err["message"], err.get("data")))
             finally:
                 peer.end()
 
@@ -150,18 +132,18 @@ class Engine:
             self._pool.submit(run)
         except RuntimeError:  # pool shut down: the engine is stopping
             peer.end()
-            peer.send(protocol.error(id_, protocol.SHUTTING_DOWN, "the engine is shutting down"))
+            peer.send(wire.error(id_, wire.SHUTTING_DOWN, "the engine is shutting down"))
 
     def _authenticate(self, peer: Peer, id_: int | str | None, method: str, params: Any) -> None:
         token = params.get("token") if isinstance(params, dict) else None
-        if method == protocol.ENGINE_AUTH and isinstance(token, str) and peer.token is not None \
+        if method == wire.ENGINE_AUTH and isinstance(token, str) and peer.token is not None \
                 and hmac.compare_digest(token.encode(), peer.token.encode()):
             peer.authenticated = True
             peer.on_authenticated()
-            peer.send(protocol.result(id_, {"ok": True}))
+            peer.send(wire.result(id_, {"ok": True}))
             return
         log.warning("client %s refused: no valid token", peer.label)
-        peer.send(protocol.error(id_, protocol.UNAUTHORIZED, "a valid token is required",
+        peer.send(wire.error(id_, wire.UNAUTHORIZED, "a valid token is required",
                                  {"problem": "the engine refused the connection: no valid token",
                                   "fix": "send engine.auth with the token from the engine's 0600 token file"}))
         peer.close()
@@ -221,9 +203,15 @@ def _job_id(params: dict[str, Any], required: bool = True) -> str | None:
         return None
     if not isinstance(value, str):
         problem = "parameter 'job' must be a job id string"
-        raise protocol.ProtocolError(protocol.INVALID_PARAMS, problem,
+        raise wire.ProtocolError(wire.INVALID_PARAMS, problem,
                                      {"problem": problem, "fix": "pass a job id from job.list"})
     return value
+
+
+def _load_ops() -> dict[str, str]:
+    """Every op module imported; the ones that failed, by module (a copy: the engine reports them)."""
+    ops.load_all()
+    return dict(ops.LOAD_ERRORS)
 
 
 def _op_name(op: Op) -> str:

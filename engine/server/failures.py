@@ -6,9 +6,9 @@ import logging
 import sqlite3
 from typing import Any
 
-from engine import protocol
 from engine.errors import JobCancelled
 from engine.llm.redact import url_credentials
+from engine.protocol import wire
 from store import jsonvalue
 from store.db import store_error
 from store.errors import ActionableError, StoreError
@@ -21,14 +21,14 @@ def error_for(exc: BaseException) -> dict[str, Any]:
     exc = _store_fault(exc) or exc
     if isinstance(exc, ActionableError):
         problem, fix = url_credentials(exc.problem), url_credentials(exc.fix)
-        return protocol.error_object(protocol.USER_ERROR, f"{problem} — {fix}" if fix else problem,
+        return wire.error_object(wire.USER_ERROR, f"{problem} — {fix}" if fix else problem,
                                      {"problem": problem, "fix": fix})
     if isinstance(exc, JobCancelled):
-        return protocol.error_object(protocol.JOB_CANCELLED, "job cancelled")
-    if isinstance(exc, protocol.ProtocolError):
-        return protocol.error_object(exc.code, exc.message, exc.data)
+        return wire.error_object(wire.JOB_CANCELLED, "job cancelled")
+    if isinstance(exc, wire.ProtocolError):
+        return wire.error_object(exc.code, exc.message, exc.data)
     log.error("op failed", exc_info=exc)
-    return protocol.error_object(protocol.INTERNAL_ERROR, url_credentials(f"{type(exc).__name__}: {exc}"),
+    return wire.error_object(wire.INTERNAL_ERROR, url_credentials(f"{type(exc).__name__}: {exc}"),
                                  {"type": type(exc).__name__})
 
 
@@ -42,12 +42,12 @@ def checked_result(value: Any) -> dict[str, Any]:
     """`value` if it can travel as one message; else a `ProtocolError` (so the caller gets an error, not
     a dropped connection)."""
     if not isinstance(value, dict):
-        raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op returned {type(value).__name__}, not a dict")
+        raise wire.ProtocolError(wire.INTERNAL_ERROR, f"op returned {type(value).__name__}, not a dict")
     try:
         size = len(jsonvalue.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
     except (TypeError, ValueError) as exc:
-        raise protocol.ProtocolError(protocol.INTERNAL_ERROR, f"op result is not JSON: {exc}") from None
-    if size > protocol.MAX_MESSAGE_BYTES - 4096:
-        raise protocol.ProtocolError(protocol.MESSAGE_TOO_LARGE,
-                                     f"op result is {size} bytes, over the {protocol.MAX_MESSAGE_BYTES} limit")
+        raise wire.ProtocolError(wire.INTERNAL_ERROR, f"op result is not JSON: {exc}") from None
+    if size > wire.MAX_MESSAGE_BYTES - 4096:
+        raise wire.ProtocolError(wire.MESSAGE_TOO_LARGE,
+                                     f"op result is {size} bytes, over the {wire.MAX_MESSAGE_BYTES} limit")
     return value

@@ -18,11 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from engine import protocol
 from engine.errors import JobCancelled
 from engine.jobs import JobContext
 from engine.models.cache import MODELS
 from engine.ops import Op
+from engine.protocol import wire
 from engine.server.failures import checked_result, error_for
 
 log = logging.getLogger("difflens.engine")
@@ -123,7 +123,7 @@ class JobManager:
     def get(self, job_id: str) -> Job:
         with self._lock:
             if job_id not in self._jobs:
-                raise protocol.ProtocolError(protocol.JOB_NOT_FOUND, f"no job {job_id!r}",
+                raise wire.ProtocolError(wire.JOB_NOT_FOUND, f"no job {job_id!r}",
                                              {"problem": f"no job {job_id!r}", "fix": "see job.list"})
             return self._jobs[job_id]
 
@@ -159,13 +159,13 @@ class JobManager:
 
     def cancel_all(self) -> None:
         with self._lock:
-            ids = [job.id for job in self._jobs.values() if job.state not in protocol.FINISHED_STATES]
+            ids = [job.id for job in self._jobs.values() if job.state not in wire.FINISHED_STATES]
         for job_id in ids:
             self.cancel(job_id)
 
     def active(self) -> int:
         with self._lock:
-            return sum(job.state not in protocol.FINISHED_STATES for job in self._jobs.values())
+            return sum(job.state not in wire.FINISHED_STATES for job in self._jobs.values())
 
     # ---- running ----
 
@@ -176,13 +176,13 @@ class JobManager:
                     self._unfinished -= 1
                     continue
                 job.state, job.started = "running", time.time()
-            self._broadcast(job, protocol.JOB_PROGRESS,
+            self._broadcast(job, wire.JOB_PROGRESS,
                             {"type": "progress", "done": 0, "total": None, "message": "started"})
             try:
                 value = checked_result(job.op.fn(job.params, job.ctx))
             except BaseException as exc:  # every failure becomes a job.failed notification
                 error = error_for(exc)
-                state = "cancelled" if error["code"] == protocol.JOB_CANCELLED else "failed"
+                state = "cancelled" if error["code"] == wire.JOB_CANCELLED else "failed"
                 with self._lock:
                     self._unfinished -= 1
                     self._finish(job, state, error=error)
@@ -196,9 +196,9 @@ class JobManager:
         job.state, job.finished, job.result, job.error = state, time.time(), result, error
         log.info("job %s (%s) %s", job.id, job.op.name, state)
         if state == "done":
-            self._broadcast(job, protocol.JOB_DONE, {"result": result})
+            self._broadcast(job, wire.JOB_DONE, {"result": result})
         else:
-            self._broadcast(job, protocol.JOB_FAILED, {"error": error})
+            self._broadcast(job, wire.JOB_FAILED, {"error": error})
 
     def _emit(self, job: Job, event: dict[str, Any]) -> None:
         kind = event.get("type")
@@ -208,17 +208,17 @@ class JobManager:
                 del job.partials[:-MAX_PARTIALS_KEPT]
             else:
                 job.progress = event
-            self._broadcast(job, protocol.JOB_PARTIAL if kind == "partial" else protocol.JOB_PROGRESS, event)
+            self._broadcast(job, wire.JOB_PARTIAL if kind == "partial" else wire.JOB_PROGRESS, event)
 
     def _broadcast(self, job: Job, method: str, params: dict[str, Any]) -> None:
-        message = protocol.notification(method, {"job": job.id, **params})
+        message = wire.notification(method, {"job": job.id, **params})
         with self._lock:
             targets = job.subscribers | self._watch_all
         for sub in targets:
             sub.send(message)
 
     def _forget_old(self) -> None:
-        finished = [j.id for j in self._jobs.values() if j.state in protocol.FINISHED_STATES]
+        finished = [j.id for j in self._jobs.values() if j.state in wire.FINISHED_STATES]
         for job_id in finished[: max(0, len(finished) - MAX_FINISHED_KEPT)]:
             del self._jobs[job_id]
 

@@ -13,8 +13,8 @@ import sys
 import threading
 from pathlib import Path
 
-from engine import protocol
 from engine.errors import UserError
+from engine.protocol import paths
 from engine.server.core import Engine
 from engine.server.peer import Peer
 
@@ -98,8 +98,8 @@ def bind_unix(path: Path) -> socket.socket:
     """A listening socket at `path` with mode 0600, in the private runtime dir by default (a directory
     made for `--socket` is 0700 too). The caller has checked that no live engine owns `path`
     (`daemon.claim_socket`)."""
-    if path.parent == protocol.default_socket_path().parent:
-        protocol.private_dir(path.parent)
+    if path.parent == paths.default_socket_path().parent:
+        paths.private_dir(path.parent)
     else:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():

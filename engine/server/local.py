@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from engine import protocol
+from engine.protocol import wire
 
 _ids = itertools.count(1)
 
@@ -41,17 +41,17 @@ def call(path: Path, method: str, params: dict[str, Any] | None = None, timeout:
     sock = connect(path, timeout)
     try:
         id_ = next(_ids)
-        sock.sendall(protocol.encode(protocol.request(id_, method, params)))
+        sock.sendall(wire.encode(wire.request(id_, method, params)))
         reader = sock.makefile("rb")
-        while (line := protocol.read_frame(reader.readline)) is not None:
-            message = protocol.decode(line)
+        while (line := wire.read_frame(reader.readline)) is not None:
+            message = wire.decode(line)
             if message.get("id") != id_:
                 continue  # a notification
             if "error" in message:
                 raise RuntimeError(message["error"].get("message", "engine error"))
             return message["result"]
         raise NotRunning(f"the engine on {path} closed the connection")
-    except (OSError, protocol.ProtocolError) as exc:
+    except (OSError, wire.ProtocolError) as exc:
         raise NotRunning(f"the engine on {path} stopped answering ({exc})") from None
     finally:
         sock.close()

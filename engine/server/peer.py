@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from engine import protocol
+from engine.protocol import wire
 
 if TYPE_CHECKING:
     from engine.server.core import Engine
@@ -48,10 +48,10 @@ class Peer:
             while not self._closed.is_set():
                 trusted = self.authenticated  # a client without its token gets a few KiB, not 64 MiB
                 try:
-                    line = protocol.read_frame(self._readline, protocol.MAX_MESSAGE_BYTES if trusted
-                                               else protocol.MAX_AUTH_MESSAGE_BYTES, drain=trusted)
-                except protocol.ProtocolError as exc:
-                    self.send(protocol.error(None, exc.code, exc.message))
+                    line = wire.read_frame(self._readline, wire.MAX_MESSAGE_BYTES if trusted
+                                               else wire.MAX_AUTH_MESSAGE_BYTES, drain=trusted)
+                except wire.ProtocolError as exc:
+                    self.send(wire.error(None, exc.code, exc.message))
                     if not trusted:
                         break
                     continue
@@ -73,7 +73,7 @@ class Peer:
             log.warning("client %s is not reading; dropping it", self.label)
             self.close()
             return
-        self._outbox.put(protocol.encode(message))
+        self._outbox.put(wire.encode(message))
 
     def begin(self) -> None:
         with self._idle:

@@ -8,7 +8,7 @@ import signal
 import sys
 from pathlib import Path
 
-from engine import protocol
+from engine.protocol import paths
 from engine.server import daemon
 from engine.server.core import Engine
 from engine.server.listen import Listener, bind_tcp, bind_unix, ensure_token, serve_stdio
@@ -27,7 +27,7 @@ def serve(*, stdio: bool = False, socket_path: Path | None = None, tcp: str | No
         serve_stdio(engine)
         engine.wait()
         return 0
-    path = socket_path or protocol.default_socket_path()
+    path = socket_path or paths.default_socket_path()
     lock = daemon.claim_socket(path)
     listeners: list[Listener] = []
     try:
@@ -35,7 +35,7 @@ def serve(*, stdio: bool = False, socket_path: Path | None = None, tcp: str | No
         _on_signals(engine)
         listeners.append(Listener(engine, bind_unix(path), "unix").start())
         if tcp:
-            token = ensure_token(token_file or protocol.default_token_path())
+            token = ensure_token(token_file or paths.default_token_path())
             listeners.append(Listener(engine, bind_tcp(tcp), "tcp", token=token).start())
         log.info("engine pid %d serving on %s%s", os.getpid(), path, f" and tcp {tcp}" if tcp else "")
         engine.wait()

@@ -11,15 +11,16 @@ from collections.abc import Iterator
 from typing import Any
 
 from engine.adl.adapter_group import precompute_adapters
-from engine.adl.request import AdlRequest, request_from_params
+from engine.adl.request import AdlRequest, request_for
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
+from engine.protocol.methods import TriagePair
 from engine.triage import state
 from engine.triage.devices import on_devices, parse_devices
 from engine.triage.hypothesis import configured_llm, hypothesis, one_line
 from engine.triage.order import Planned, count_loads, plan
-from engine.triage.pair_triage import TriageOptions, options_from_params, triage
+from engine.triage.pair_triage import TriageOptions, options_for, triage
 from engine.triage.pairs import PairEntry
 from engine.triage.ray_board import on_ray
 from engine.triage.score import README, trace_strength
@@ -99,7 +100,7 @@ def _mixed_adapter_runs(order: list[Planned], settings: dict[str, Any], ctx: Job
     requests = []
     for item in order:
         with contextlib.suppress(ActionableError):
-            requests.append(request_from_params(_params(item.entry, settings)))
+            requests.append(request_for(TriagePair.from_json(_params(item.entry, settings))))
     try:
         precompute_adapters(requests, ctx)
     except JobCancelled:
@@ -127,7 +128,8 @@ def _pair_context(ctx: JobContext, name: str, index: int, total: int) -> JobCont
 def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlRequest, TriageOptions, str]:
     """The pair's request, report options and key (raises a UserError when its specs do not resolve)."""
     params = _params(entry, settings)
-    request = request_from_params(params)
+    typed = TriagePair.from_json(params)
+    request = request_for(typed)
     request.validate()
     key = state.pair_key({
         "base": request.base_spec.identity(), "ft": request.ft_spec.identity(), "corpus": request.corpus,
@@ -136,7 +138,7 @@ def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlR
         "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
         "llm": llm.label() if llm is not None else None}
         | {k: params.get(k) for k, defaults in JUDGING_DEFAULTS.items() if params.get(k) not in defaults})
-    return request, options_from_params(params), key
+    return request, options_for(typed), key
 
 
 def _needs_work(entry: PairEntry, settings: dict[str, Any], llm: Any) -> bool:

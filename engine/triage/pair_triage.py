@@ -18,7 +18,7 @@ from engine.agent.keywords import keyword_hypothesis
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
-from engine.params import get, get_list
+from engine.protocol.methods import TriagePair
 from engine.results.calibrated_steering import CalibrationSettings, check_protocol
 from engine.results.judged_relevance import relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
@@ -164,10 +164,8 @@ def _similarity(steering: dict[str, Any], known: KnownFinetune) -> dict[str, Any
     return out
 
 
-def options_from_params(params: dict[str, Any]) -> TriageOptions:
-    """The TriageOptions named by JSON params (the triage op and the board read them alike)."""
-    return TriageOptions(layer=parse_layer(params.get("layer")), positions=get_list(params, "positions", int),
-                         description=get(params, "description", str), top_k=get(params, "top_k", int, 20),
-                         steer=get(params, "steer", bool, True), n_prompts=get(params, "n_prompts", int, 6),
-                         max_strength=get(params, "max_strength", float), judge=get(params, "judge", str),
-                         protocol=get(params, "protocol", str))
+def options_for(params: TriagePair) -> TriageOptions:
+    """What the report reads beside the ADL run (the triage op and the board read it alike)."""
+    return TriageOptions(layer=parse_layer(params.layer), positions=params.positions, description=params.description,
+                         top_k=params.top_k, steer=params.steer, n_prompts=params.n_prompts,
+                         max_strength=params.max_strength, judge=params.judge, protocol=params.protocol)

@@ -8,6 +8,7 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
+from engine.protocol import methods
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Engine, Json, JudgeSpec, Remote
 from tui.cli.output import emit_json, err, fail, out
@@ -74,13 +75,13 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
     if keywords:
         if compare or baseline or lenses:
             fail("--keywords is the offline keyword hypothesis, not an agent — drop --compare, --baseline, --lenses")
-        result = call_engine("agent.keywords", {"run": run}, title="keywords", target=target)
+        result = call_engine(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), title="keywords", target=target)
         emit_json(result) if json else out.print(Panel(result["summary"], title=result["label"]))
         return
     params = {"run": run, "llm": llm, "protocol": protocol, "budget": budget, "lenses": lenses, "baseline": baseline,
               "compare": compare, "grade": grade, "repeat": repeat, "organism_description": description,
               "organism_type": organism_type, "judge": judge}
-    result = call_engine("agent.run", params, title="agent", target=target, on_event=_show)
+    result = call_engine(methods.AGENT_RUN, methods.AgentRun(**params), title="agent", target=target, on_event=_show)
     if json:
         emit_json(result)
         return

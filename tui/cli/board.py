@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from tui.cli.engine_call import call_engine
+from engine.protocol import methods
+from tui.cli.engine_call import call_engine, typed
 from tui.cli.options import parse_layers
 from tui.cli.output import emit_json, err, fail, out
 from tui.render.report_html import write_report
@@ -73,7 +74,8 @@ def write_html(directory: Path, result: dict[str, Any]) -> None:
 def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | None, target: str | None) -> None:
     """Triage every pair of the file (or of a `hub:` query) through the engine, then print or write the board."""
     source = pairs if pairs.startswith(HUB) else str(Path(pairs).expanduser().resolve())
-    result = call_engine("triage.board", {**params, "pairs": source, "reports": html is not None},
+    result = call_engine(methods.TRIAGE_BOARD,
+                         typed(methods.TRIAGE_BOARD, {**params, "pairs": source, "reports": html is not None}),
                          title="triage board", target=target)
     if html is not None:
         write_html(html, result)
@@ -89,7 +91,8 @@ def single_pair_board(params: dict[str, Any], html: Path, target: str | None) ->
     pair = {"name": Path(named).name or named, "base": params["base"], "ft": params["ft"],
             "adapter": params.get("adapter"), "description": params.get("description")}
     settings = {k: v for k, v in params.items() if k not in ("base", "ft", "adapter", "description")}
-    result = call_engine("triage.board", {**settings, "pairs": [pair], "name": pair["name"], "reports": True},
+    result = call_engine(methods.TRIAGE_BOARD, typed(methods.TRIAGE_BOARD, {
+        **settings, "pairs": [pair], "name": pair["name"], "reports": True}),
                          title="triage", target=target)
     entry = result["pairs"][0]
     if entry.get("error"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from rich.table import Column, Table
 
+from engine.protocol import methods
+from engine.protocol.methods import AdlCompute as Adl
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import (
     Adapter,
@@ -31,16 +33,18 @@ from tui.cli.options import (
 from tui.cli.output import emit_json, out
 
 
-def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:", n: N = 256, k: K = 5,
-            seed: Seed = 0, layers: Layers = None, device: Device = "auto", dtype: Dtype = "auto",
-            batch_size: BatchSize = 32, trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
+def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = Adl.corpus, n: N = Adl.n, k: K = Adl.k,
+            seed: Seed = Adl.seed, layers: Layers = None, device: Device = Adl.device, dtype: Dtype = Adl.dtype,
+            batch_size: BatchSize = Adl.batch_size, trust_remote_code: TrustRemoteCode = False,
+            sequential: Sequential = False,
             device_map: DeviceMap = None, place: Place = None, backend: Backend = None,
             ndif_max_rows: NdifMaxRows = None, json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
     """Compute (or fetch from the cache) the mean activation difference of a model pair."""
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential, device_map, place, backend, ndif_max_rows)
-    result = call_engine("adl.compute", params, title="computing mean diff", target=target_from(remote, engine))
+    result = call_engine(methods.ADL_COMPUTE, methods.AdlCompute(**params),
+                         title="computing mean diff", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -55,7 +59,8 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = "self:
 
 def runs(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """List cached ADL runs, newest first (any command taking a run accepts a unique prefix of its id)."""
-    result = call_engine("adl.runs", {}, title="listing runs", target=target_from(remote, engine))
+    result = call_engine(methods.ADL_RUNS, methods.NoParams(), title="listing runs",
+                         target=target_from(remote, engine))
     if json:
         emit_json(result)
         return

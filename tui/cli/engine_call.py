@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.protocol.methods import Method
+from engine.protocol.params import Params, ParamsError
 from store import jsonvalue
 from tui.cli.output import JobProgress, fail
 from tui.client import EngineError, EngineUnavailable, UserFacingError, run_sync
@@ -17,10 +19,21 @@ def target_from(remote: str | None, engine: str | None) -> str | None:
     return f"ssh:{remote}" if remote else engine
 
 
-def call_engine(method: str, params: dict[str, Any], *, title: str, target: str | None = None,
+P = TypeVar("P", bound=Params)
+
+
+def typed(method: Method[P], params: dict[str, Any]) -> P:
+    """Params gathered as a dict (board settings the user typed) as the method's params; bad ones fail in one line."""
+    try:
+        return method.params.from_json(params)
+    except ParamsError as exc:
+        fail(str(exc))
+
+
+def call_engine(method: Method[P], params: P, *, title: str, target: str | None = None,
                 on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """The method's result; engine errors become one-line messages and exit code 2."""
-    clean = {k: v for k, v in params.items() if v is not None}
+    clean = params.to_json()
     if (where := jsonvalue.first_non_finite(clean)) is not None:
         fail(f"{where.split('.')[0]} is not a finite number — pass a number such as 1.5 (not nan or inf)")
     try:
@@ -30,7 +43,7 @@ def call_engine(method: str, params: dict[str, Any], *, title: str, target: str 
                 if on_event is not None:
                     on_event(event)
 
-            return run_sync(method, clean, target=target, on_event=both)
+            return run_sync(method.name, clean, target=target, on_event=both, long=method.long)
     except UserFacingError as exc:
         fail(str(exc))
     except EngineUnavailable as exc:

@@ -6,6 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
+from engine.protocol import methods
+from engine.protocol.methods import LensAmplify, LensCausal, LensKl, LensMine
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
@@ -52,16 +54,17 @@ def _pair(base: str, ft: str, adapter: str | None, device: str, dtype: str) -> d
 
 
 def kl(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
-       layer: LayerOpt = None, n: TopSnippets = 10,
-       max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
-       dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+       layer: LayerOpt = None, n: TopSnippets = LensKl.top_n, max_tokens: MaxTokens = LensKl.max_tokens,
+       seed: Seed = LensKl.seed, batch_size: BatchSizeOpt = LensKl.batch_size, device: Device = LensKl.device,
+       dtype: Dtype = LensKl.dtype, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Per-token KL(ft‖base) and activation-difference norm: where on real text the two models disagree."""
     if bool(text) == bool(corpus):
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "layer": layer,
               "top_n": n, "n": max(n, 20) if corpus else None, "seed": seed, "max_tokens": max_tokens,
               "batch_size": batch_size}
-    result = call_engine("lens.kl", params, title="per-token divergence", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_KL, methods.LensKl(**params),
+                         title="per-token divergence", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -85,16 +88,18 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
             modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
             layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
                                                                        "(e.g. 0-8).")] = None,
-            max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 48,
+            max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = LensAmplify.max_new_tokens,
             temperature: Annotated[float, typer.Option("--temperature", help="0 = greedy.")] = 0.0,
-            seed: Seed = 0, device: Device = "auto", dtype: Dtype = "auto", json: Json = False,
+            seed: Seed = LensAmplify.seed, device: Device = LensAmplify.device, dtype: Dtype = LensAmplify.dtype,
+            json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
     """Scale a LoRA adapter's weight delta (or a full finetune's weight difference, base + f·(ft − base)), in
     all of the model or one module kind / layer range, and generate beside the base and the plain finetune."""
     params = {**_pair(base, ft, adapter, device, dtype), "factors": factor, "prompts": prompt, "modules": modules,
               "layers": _layer_range(layers), "max_new_tokens": max_new_tokens, "temperature": temperature,
               "seed": seed}
-    result = call_engine("lens.amplify", params, title="amplifying", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_AMPLIFY, methods.LensAmplify(**params),
+                         title="amplifying", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -102,21 +107,23 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
 
 
 def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corpus: CorpusOpt = None,
-         n: NOpt = 50, k: TopK = 20,
+         n: NOpt = LensMine.n, k: TopK = LensMine.top_k,
          top: Annotated[int, typer.Option("--top", help="Tokens to list.")] = 30,
          topics: Annotated[bool, typer.Option("--topics", help="Group the tokens into topics (NMF of the "
                                                                "position × token matrix).")] = False,
          n_topics: Annotated[int | None, typer.Option("--n-topics", help="Topics to fit (default: the engine's)."
                                                       )] = None,
-         max_tokens: MaxTokens = 128, seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto",
-         dtype: Dtype = "auto", json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
+         max_tokens: MaxTokens = LensMine.max_tokens, seed: Seed = LensMine.seed,
+         batch_size: BatchSizeOpt = LensMine.batch_size, device: Device = LensMine.device,
+         dtype: Dtype = LensMine.dtype, json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Tokens that most often rank in the top-K of (finetuned − base) log-probs over a corpus."""
     if bool(text) == bool(corpus):
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {**_pair(base, ft, adapter, device, dtype), "texts": text, "corpus": corpus, "n": n, "top_k": k,
               "n_tokens": top, "topics": topics, "n_topics": n_topics, "max_tokens": max_tokens, "seed": seed,
               "batch_size": batch_size}
-    result = call_engine("lens.mine", params, title="diff mining", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_MINE, methods.LensMine(**params),
+                         title="diff mining", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -125,11 +132,14 @@ def mine(base: Base, ft: Ft, adapter: Adapter = None, text: TextOpt = None, corp
 
 
 def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run: Run = None, recipe: Recipe = None,
-           ft_corpus: FtCorpus = None, generic: Generic = "generic:", chat: Chat = None, mode: Mode = "patch",
-           patch: Patch = "base", ablate: Ablate = "base", layer: LayerOpt = None, pos: PosOpt = None,
+           ft_corpus: FtCorpus = None, generic: Generic = LensCausal.generic, chat: Chat = None,
+           mode: Mode = LensCausal.mode, patch: Patch = LensCausal.patch, ablate: Ablate = LensCausal.ablate,
+           layer: LayerOpt = None, pos: PosOpt = None,
            k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
-           controls: Controls = 16, n: NOpt = 20, max_tokens: Annotated[int, typer.Option("--max-tokens")] = 64,
-           seed: Seed = 0, batch_size: BatchSizeOpt = 4, device: Device = "auto", dtype: Dtype = "auto",
+           controls: Controls = LensCausal.n_controls, n: NOpt = LensCausal.n,
+           max_tokens: Annotated[int, typer.Option("--max-tokens")] = LensCausal.max_tokens,
+           seed: Seed = LensCausal.seed, batch_size: BatchSizeOpt = LensCausal.batch_size,
+           device: Device = LensCausal.device, dtype: Dtype = LensCausal.dtype,
            json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Where the finetune lives: loss change when its first k positions are patched (--mode patch), or when its
     component along the mean-diff direction is ablated at every token, beside random controls (--mode direction)."""
@@ -139,7 +149,8 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
               "generic": generic, "chat": chat, "mode": mode, "patch": patch, "ablate": ablate, "layer": layer,
               "pos": pos, "k": k, "n_controls": controls, "n": n, "max_tokens": max_tokens, "seed": seed,
               "batch_size": batch_size, "device": device, "dtype": dtype}
-    result = call_engine("lens.causal", params, title="causal check", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_CAUSAL, methods.LensCausal(**params),
+                         title="causal check", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return
@@ -163,7 +174,8 @@ def pca(run: Annotated[str, typer.Argument(help="ADL run: its pair; its middle l
         fail("pass either --text T (repeatable) or --corpus SRC")
     params = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
               "n_components": components, "top_k": top, "seed": seed, "batch_size": batch_size}
-    result = call_engine("lens.pca", params, title="PCA of the differences", target=target_from(remote, engine))
+    result = call_engine(methods.LENS_PCA, methods.LensPca(**params),
+                         title="PCA of the differences", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return

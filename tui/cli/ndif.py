@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.table import Table
 
+from engine.protocol import methods
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Engine, Json, Remote
 from tui.cli.output import emit_json, out
@@ -16,7 +17,8 @@ app = typer.Typer(help="NDIF: run the traces on the National Deep Inference Fabr
 @app.command()
 def models(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """List the models NDIF has deployed; RUNNING ones answer now."""
-    result = call_engine("ndif.models", {}, title="asking NDIF", target=target_from(remote, engine))
+    result = call_engine(methods.NDIF_MODELS, methods.NoParams(),
+                         title="asking NDIF", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return

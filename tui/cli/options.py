@@ -63,4 +63,4 @@ def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int,
     return {"base": base, "ft": ft, "adapter": adapter, "corpus": corpus, "n": n, "k": k, "seed": seed,
             "layers": parse_layers(layers), "device": device, "dtype": dtype, "batch_size": batch_size,
             "trust_remote_code": trust_remote_code, "sequential": sequential, "device_map": device_map,
-            "place": place, "backend": backend or "local", "max_request_rows": ndif_max_rows}
+            "place": place, "backend": backend, "max_request_rows": ndif_max_rows}

@@ -8,6 +8,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from engine.protocol import methods
+from engine.protocol.methods import SteerGenerate as Steer
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
@@ -53,8 +55,8 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     target = target_from(remote, engine)
     trust = {"trust_remote_code": trust_remote_code}
     if method == "patchscope":
-        result = call_engine("readout.patchscope", {"run": run, "layer": layer, "pos": pos or 0, "top_k": top_k,
-                                                    "backend": backend, "judge": judge, **trust}, title="patchscope",
+        result = call_engine(methods.PATCHSCOPE, methods.Patchscope(
+            run=run, layer=layer, pos=pos or 0, top_k=top_k, backend=backend, judge=judge, **trust), title="patchscope",
                              target=target)
         if json:
             emit_json(result)
@@ -70,8 +72,8 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     if method != "logit-lens":
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
-        result = call_engine("readout.logit_lens", {"run": run, "layer": layer, "pos": pos, "top_k": top_k,
-                                                    "source": source, "head": head, "backend": backend, **trust},
+        result = call_engine(methods.LOGIT_LENS, methods.LogitLens(
+            run=run, layer=layer, pos=pos, top_k=top_k, source=source, head=head, backend=backend, **trust),
                              title="logit lens", target=target)
         if json:
             emit_json(result)
@@ -79,10 +81,9 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         out.print(f"logit lens of {source} ({result['head']} head), layer {layer} position {pos}:")
         out.print(tokens_text(result["tokens"], with_probs=True))
         return
-    result = call_engine("readout.lens_grid", {"run": run, "source": source, "head": head, "top_k": top_k,
-                                               "layers": [layer] if layer is not None else None,
-                                               "positions": [pos] if pos is not None else None,
-                                               "backend": backend, **trust},
+    result = call_engine(methods.LENS_GRID, methods.LensGrid(
+        run=run, source=source, head=head, top_k=top_k, layers=[layer] if layer is not None else None,
+        positions=[pos] if pos is not None else None, backend=backend, **trust),
                          title="logit lens", target=target)
     if json:
         emit_json(result)
@@ -104,12 +105,12 @@ def component_param(text: str | None) -> dict[str, Any] | None:
     return {"result": key, "index": int(index)}
 
 
-def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos")] = 0,
+def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos")] = Steer.pos,
           strength: Annotated[list[str] | None, typer.Option("--strength", help="Strength(s), or 'auto'.")] = None,
           prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt(s); default: shipped set.")] = None,
-          samples: Annotated[int, typer.Option("--samples")] = 1,
-          max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 64,
-          temperature: Annotated[float, typer.Option("--temperature")] = 0.0,
+          samples: Annotated[int, typer.Option("--samples")] = Steer.n_samples,
+          max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = Steer.max_new_tokens,
+          temperature: Annotated[float, typer.Option("--temperature")] = Steer.temperature,
           side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
           backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None,
           component: Annotated[str | None, typer.Option(
@@ -128,7 +129,8 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
               "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
               "backend": backend, "judge": judge, "protocol": protocol, "trust_remote_code": trust_remote_code,
               "component": component_param(component)}
-    result = call_engine("steer.generate", params, title="steering", target=target_from(remote, engine))
+    result = call_engine(methods.STEER_GENERATE, methods.SteerGenerate(**params),
+                         title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)
         return

@@ -10,6 +10,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from engine.protocol import methods
+from engine.protocol.methods import TriagePair as Pair
 from tui.cli.board import run_board, single_pair_board, typed_params
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import (
@@ -94,14 +96,15 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
 
 def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base")] = None,
            ft: Annotated[str | None, typer.Option("--ft")] = None, adapter: Adapter = None,
-           corpus: Corpus = "self:", n: N = 256, k: K = 5, seed: Seed = 0, layers: Layers = None,
-           device: Device = "auto", dtype: Dtype = "auto", batch_size: BatchSize = 32,
+           corpus: Corpus = Pair.corpus, n: N = Pair.n, k: K = Pair.k, seed: Seed = Pair.seed, layers: Layers = None,
+           device: Device = Pair.device, dtype: Dtype = Pair.dtype, batch_size: BatchSize = Pair.batch_size,
            trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
            layer: Annotated[str | None, typer.Option("--layer", help="Report layer: N or 'middle' (default: "
                                                      "chosen from the evidence, see README).")] = None,
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
-           prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")] = 6,
+           prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")]
+           = Pair.n_prompts,
            pairs: Annotated[str | None, typer.Option("--pairs", help="Triage the pairs of a .yaml/.csv file "
                                                      "(name,base,ft[,adapter,description]) as a board, or "
                                                      "hub:BASE_ID[?TEXT]: the base's finetunes and adapters "
@@ -133,7 +136,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
     if html is not None:
         report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
     else:
-        report = call_engine("triage.pair", params, title="triage", target=target_from(remote, engine))
+        report = call_engine(methods.TRIAGE_PAIR, Pair(**params), title="triage", target=target_from(remote, engine))
     if json:
         emit_json(report)
     else:

@@ -18,7 +18,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from engine import protocol
+from engine.protocol import paths, wire
 from tui.client.base import EngineClient, EventCallback
 from tui.client.errors import EngineError, EngineUnavailable, UserFacingError
 from tui.client.rpc import RpcClient
@@ -47,7 +47,7 @@ async def connect(target: str | None = None) -> EngineClient:
 
 async def _connect(target: str | None) -> EngineClient:
     if target is None:
-        sock = protocol.default_socket_path()
+        sock = paths.default_socket_path()
         if sock.exists():
             try:
                 return RpcClient(await _unix(sock))
@@ -104,7 +104,7 @@ async def _tcp(address: str) -> EngineClient:
     if not sep or not port.isdigit():
         raise UserFacingError(f"bad TCP address {address!r}", "use tcp:127.0.0.1:PORT")
     try:
-        token = protocol.read_token()
+        token = paths.read_token()
     except OSError as exc:
         raise UserFacingError(f"no token for the TCP engine: {exc}",
                               "set DIFFLENS_TOKEN or DIFFLENS_TOKEN_FILE to the engine's token") from None
@@ -115,7 +115,7 @@ async def _tcp(address: str) -> EngineClient:
         raise EngineUnavailable(f"no engine answers on tcp {address}: {exc}") from None
     client = RpcClient(StreamTransport(reader, writer, f"tcp {address}"))
     try:
-        await client.call(protocol.ENGINE_AUTH, {"token": token})
+        await client.call(wire.ENGINE_AUTH, {"token": token})
     except EngineError:
         await client.close()
         raise

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from engine import protocol
+from engine.protocol import wire
 from tui.client.base import EngineClient, EventCallback, NotificationCallback
 from tui.client.errors import EngineError, EngineUnavailable, error_from
 from tui.client.transport import Transport
@@ -50,11 +50,11 @@ class RpcClient(EngineClient):
     async def submit(self, method: str, params: dict[str, Any] | None = None) -> str:
         answer = await self._request(method, params)
         if not isinstance(answer.get("job"), str):
-            raise EngineError(f"{method} is not a long op; use call()", protocol.INVALID_REQUEST)
+            raise EngineError(f"{method} is not a long op; use call()", wire.INVALID_REQUEST)
         return answer["job"]
 
     async def cancel(self, job_id: str) -> None:
-        await self._request(protocol.JOB_CANCEL, {"job": job_id})
+        await self._request(wire.JOB_CANCEL, {"job": job_id})
 
     def on_notification(self, callback: NotificationCallback) -> None:
         self._callbacks.append(callback)
@@ -73,11 +73,11 @@ class RpcClient(EngineClient):
         return its result (or raise its error)."""
         self._jobs.setdefault(job_id, asyncio.Queue())  # before asking: events may overtake the answer
         try:
-            state = await self._request(protocol.JOB_SUBSCRIBE, {"job": job_id})
+            state = await self._request(wire.JOB_SUBSCRIBE, {"job": job_id})
         except BaseException:
             self._jobs.pop(job_id, None)
             raise
-        if state["state"] in protocol.FINISHED_STATES:
+        if state["state"] in wire.FINISHED_STATES:
             self._jobs.pop(job_id, None)
             if state["state"] == "done":
                 return state["result"]
@@ -90,7 +90,7 @@ class RpcClient(EngineClient):
     async def methods(self) -> dict[str, dict[str, Any]]:
         """The engine's methods by name (`long`, `doc`), asked once per connection."""
         if self._methods is None:
-            listed = await self._request(protocol.ENGINE_METHODS)
+            listed = await self._request(wire.ENGINE_METHODS)
             self._methods = {m["name"]: m for m in listed["methods"]}
         return self._methods
 
@@ -104,10 +104,10 @@ class RpcClient(EngineClient):
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[id_] = (future, hook)
         try:
-            line = json.dumps(protocol.request(id_, method, params), ensure_ascii=False, separators=(",", ":"))
+            line = json.dumps(wire.request(id_, method, params), ensure_ascii=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             self._pending.pop(id_, None)
-            raise EngineError(f"params for {method} are not JSON: {exc}", protocol.INVALID_PARAMS) from None
+            raise EngineError(f"params for {method} are not JSON: {exc}", wire.INVALID_PARAMS) from None
         try:
             await self.transport.send(line)
             return await future
@@ -116,7 +116,7 @@ class RpcClient(EngineClient):
 
     def _track(self, result: dict[str, Any]) -> None:
         job_id = result.get("job")
-        if isinstance(job_id, str) and result.get("state") not in protocol.FINISHED_STATES:
+        if isinstance(job_id, str) and result.get("state") not in wire.FINISHED_STATES:
             self._jobs.setdefault(job_id, asyncio.Queue())
 
     async def _follow(self, job_id: str, on_event: EventCallback | None) -> dict[str, Any]:
@@ -127,9 +127,9 @@ class RpcClient(EngineClient):
                 if item is None:
                     raise self._closed or EngineUnavailable(f"connection to {self.description} closed")
                 method, params = item
-                if method == protocol.JOB_DONE:
+                if method == wire.JOB_DONE:
                     return params.get("result") or {}
-                if method == protocol.JOB_FAILED:
+                if method == wire.JOB_FAILED:
                     raise error_from(params.get("error"))
                 if on_event is not None:
                     on_event(params)
@@ -156,8 +156,8 @@ class RpcClient(EngineClient):
 
     def _dispatch(self, line: str) -> None:
         try:
-            message = protocol.decode(line)
-        except protocol.ProtocolError as exc:
+            message = wire.decode(line)
+        except wire.ProtocolError as exc:
             log.warning("unreadable message from %s: %s", self.description, exc.message)
             return
         if "method" in message:

@@ -15,10 +15,10 @@ from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 
-from engine import protocol
+from engine.protocol import wire
 from tui.client.errors import EngineUnavailable
 
-READ_LIMIT = protocol.MAX_MESSAGE_BYTES + 1
+READ_LIMIT = wire.MAX_MESSAGE_BYTES + 1
 # The engine's routine log lines (`2026-12-02 11:53:31,120 INFO difflens.engine: …`) say nothing about why it
 # ended; only warnings, errors and anything else (a traceback) are quoted.
 _ROUTINE_LOG = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (DEBUG|INFO) ")
@@ -161,6 +161,6 @@ def engine_argv(*args: str) -> list[str]:
 def child_env() -> dict[str, str]:
     """The environment for a local engine child: this checkout importable even when not installed."""
     env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(protocol.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(wire.__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     return env

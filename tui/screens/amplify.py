@@ -19,6 +19,7 @@ from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
+from engine.protocol import methods
 from tui.render.lens_views import amplify_table
 from tui.screens.lens_screen import LensScreen
 
@@ -100,4 +101,4 @@ class AmplifyScreen(LensScreen):
     async def amplify(self, prompt: str) -> None:
         params: dict[str, Any] = {"factors": [self.factor], "modules": self.modules, "layers": self._layers()}
         params |= {"prompts": [prompt]} if prompt.strip() else {}
-        await self.ask("amplify", "lens.amplify", params, "generating…")
+        await self.ask("amplify", methods.LENS_AMPLIFY, params, "generating…")

@@ -19,6 +19,7 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
+from engine.protocol import methods
 from tui.render.lens_views import causal_view
 from tui.screens.lens_screen import LensScreen
 
@@ -78,4 +79,4 @@ class CausalScreen(LensScreen):
             params["pos"] = self.at_pos
         waiting = "ablating the direction and the controls…" if self.mode == "direction" else \
             f"patching the first {k or 'k'} positions…"
-        await self.ask("causal check", "lens.causal", params, waiting)
+        await self.ask("causal check", methods.LENS_CAUSAL, params, waiting)

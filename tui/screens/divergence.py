@@ -18,6 +18,7 @@ from textual.binding import Binding
 from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
+from engine.protocol import methods
 from tui.render.lens_views import divergence_view
 from tui.screens.lens_screen import LensScreen
 
@@ -68,4 +69,4 @@ class DivergenceScreen(LensScreen):
     @work(exclusive=True)
     async def divergence(self, params: dict[str, Any]) -> None:
         self.result = None
-        await self.ask("divergence", "lens.kl", params, "computing per-token divergence…")
+        await self.ask("divergence", methods.LENS_KL, params, "computing per-token divergence…")

@@ -16,6 +16,7 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Input, Static
 
+from engine.protocol.methods import Method
 from tui.link import EngineLink
 from tui.progress_text import event_text
 
@@ -50,7 +51,7 @@ class LensScreen(Screen[None]):
         if result is not None:
             self.query_one("#answer", Static).update(self.paint(result))
 
-    async def ask(self, label: str, method: str, params: dict[str, Any], waiting: str) -> None:
+    async def ask(self, label: str, method: Method[Any], params: dict[str, Any], waiting: str) -> None:
         """Send `method` for this run (call from a `@work` worker); the answer lands in `result`."""
         answer = self.query_one("#answer", Static)
         answer.update(Text(waiting, style="dim"))

@@ -16,6 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Footer, Input
 
+from engine.protocol import methods
 from tui.render.lens_views import mining_table, topics_view
 from tui.screens.lens_screen import LensScreen
 
@@ -51,5 +52,5 @@ class MiningScreen(LensScreen):
 
     @work(exclusive=True)
     async def mine(self, corpus: str, n: int) -> None:
-        await self.ask("diff mining", "lens.mine", {"corpus": corpus, "n": n, "topics": True},
+        await self.ask("diff mining", methods.LENS_MINE, {"corpus": corpus, "n": n, "topics": True},
                        f"mining {n} texts of {corpus}…")

@@ -19,6 +19,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
+from engine.protocol import methods
 from tui.render.lens_views import component_steering_view, pca_view
 from tui.screens.lens_screen import LensScreen
 
@@ -71,7 +72,7 @@ class PcaScreen(LensScreen):
         params: dict[str, Any] = {"run": self.run, "layer": read["layer"], "pos": read["pos"],
                                   "component": {"result": read["result"], "index": index}, "max_new_tokens": 48}
         self.notify(f"steering with component {index}…")
-        self.steered = await self.link.job("steer", "steer.generate", params)
+        self.steered = await self.link.job("steer", methods.STEER_GENERATE, params)
 
     def action_pick(self, step: int) -> None:
         count = len((self.result or {}).get("components", []))
@@ -90,4 +91,4 @@ class PcaScreen(LensScreen):
         params: dict[str, Any] = {"corpus": corpus, "n": n}
         params |= {"layer": self.at_layer} if self.at_layer is not None else {}
         params |= {"pos": self.at_pos} if self.at_pos is not None else {}
-        await self.ask("PCA", "lens.pca", params, f"reading the differences of {n} texts of {corpus}…")
+        await self.ask("PCA", methods.LENS_PCA, params, f"reading the differences of {n} texts of {corpus}…")

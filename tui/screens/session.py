@@ -10,6 +10,7 @@ from typing import Any
 
 from textual import work
 
+from engine.protocol import methods
 from tui.link import EngineLink
 from tui.messages import PatchscopeReady, SummaryReady
 from tui.screens.workbench import WorkbenchScreen
@@ -59,9 +60,9 @@ class SessionWorkbench(WorkbenchScreen):
             if result is None or params.get("layer") is None or params.get("pos") is None:
                 continue
             cell = (int(params["layer"]), int(params["pos"]))
-            if action["method"] == "steer.calibrate":
+            if action["method"] == methods.STEER_CALIBRATE.name:
                 self._calibrated[cell] = float(result["strength"])
-            elif action["method"] == "steer.generate" and len(params.get("strengths") or ()) == 1:
+            elif action["method"] == methods.STEER_GENERATE.name and len(params.get("strengths") or ()) == 1:
                 alpha = round_alpha(float(params["strengths"][0]))
                 self.remember_steering((*cell, alpha, tuple(params.get("prompts") or ())), result)
                 self._chosen[cell] = alpha
@@ -88,17 +89,17 @@ class SessionWorkbench(WorkbenchScreen):
     async def restore_lower(self) -> None:
         """The last steering samples and agent run, asked for with their recorded params."""
         last = self.source.last
-        if steer := last.get("steer.generate"):
-            result = await self.link.job("steering", "steer.generate", steer["params"])
+        if steer := last.get(methods.STEER_GENERATE.name):
+            result = await self.link.job("steering", methods.STEER_GENERATE, steer["params"])
             if result is not None:
                 settings = self.model.steer
                 self.model.steer = apply_steer_result(settings, result)
                 apply_steer_settings(self.model, self.source.ui)
-        if agent := last.get("agent.run"):
+        if agent := last.get(methods.AGENT_RUN.name):
             def on_event(event: dict[str, Any]) -> None:
                 self.model.agent = apply_agent_event(self.model.agent, event.get("event", event))
 
-            result = await self.link.job("agent", "agent.run", agent["params"], on_partial=on_event)
+            result = await self.link.job("agent", methods.AGENT_RUN, agent["params"], on_partial=on_event)
             if result is not None:
                 self.model.agent = apply_agent_result(self.model.agent, result)
                 apply_agent_settings(self.model, self.source.ui)

@@ -15,6 +15,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label
 
+from engine.protocol import methods
 from tui.link import EngineLink
 from tui.messages import EngineConnected, RunsListed, SessionsListed
 from tui.screens.form import Field, FormScreen
@@ -91,10 +92,10 @@ class StartScreen(Screen[None]):
 
     @work(group="lists", exclusive=True, exit_on_error=False)
     async def load_lists(self) -> None:
-        runs = await self.link.call("adl.runs")
+        runs = await self.link.call(methods.ADL_RUNS)
         self.post_message(RunsListed(list((runs or {}).get("runs", []))))
         self.post_message(SessionsListed(saved_sessions()))
-        board = await self.link.call("triage.boards", quiet=True)
+        board = await self.link.call(methods.TRIAGE_BOARDS, quiet=True)
         self.query_one("#board", BoardTable).show((board or {}).get("board"))
 
     def on_runs_listed(self, message: RunsListed) -> None:

@@ -20,6 +20,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from engine.protocol import methods
 from tui.link import EngineLink
 from tui.messages import (
     AgentDone,
@@ -176,7 +177,7 @@ class WorkbenchScreen(Screen[None]):
     async def compute_run(self, params: dict[str, Any]) -> None:
         result = None
         try:
-            result = await self.link.job("computing ADL", "adl.compute", params)
+            result = await self.link.job("computing ADL", methods.ADL_COMPUTE, params)
         finally:
             if result is None:
                 self.model.heat = replace(self.model.heat, status="the compute did not finish (cancelled or failed)")
@@ -185,7 +186,7 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="run", exclusive=True, exit_on_error=False)
     async def load_run(self, run: str) -> None:
-        summary = await self.link.call("adl.summary", {"run": run})
+        summary = await self.link.call(methods.ADL_SUMMARY, {"run": run})
         if summary is not None:
             self.post_message(SummaryReady(summary))
 
@@ -193,8 +194,8 @@ class WorkbenchScreen(Screen[None]):
     async def fetch_lens(self, layer: int, pos: int, source: str) -> None:
         await asyncio.sleep(0.05)  # a held arrow key asks once it settles, not once per cell
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.call("readout.logit_lens", {"run": run, "layer": layer, "pos": pos,
-                                                             "top_k": LENS_TOP_K, "source": source})
+        result = await self.link.call(methods.LOGIT_LENS, {"run": run, "layer": layer, "pos": pos,
+                                                        "top_k": LENS_TOP_K, "source": source})
         if result is not None:
             self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
         else:
@@ -204,7 +205,7 @@ class WorkbenchScreen(Screen[None]):
     async def fetch_patchscope(self, layer: int, pos: int) -> None:
         await asyncio.sleep(0.3)
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.job(f"Patchscope L{layer} p{pos}", "readout.patchscope",
+        result = await self.link.job(f"Patchscope L{layer} p{pos}", methods.PATCHSCOPE,
                                      {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("patch"))
         if result is not None:
             self.post_message(PatchscopeReady(layer, pos, result))
@@ -217,7 +218,7 @@ class WorkbenchScreen(Screen[None]):
         params = {"run": run, "layer": layer, "pos": pos, "strengths": [alpha], "prompts": prompts, **STEER_DEFAULTS}
         result = None
         try:
-            result = await self.link.job(f"steering α {alpha:g}", "steer.generate", params,
+            result = await self.link.job(f"steering α {alpha:g}", methods.STEER_GENERATE, params,
                                          on_partial=lambda event: self.post_message(SteerPartial(event, tag)),
                                          on_progress=self._progress("steer"))
         finally:  # also when cancelled (x, or a newer run replacing this one)
@@ -226,7 +227,7 @@ class WorkbenchScreen(Screen[None]):
     @work(group="calibrate", exclusive=True, exit_on_error=False)
     async def run_calibration(self, layer: int, pos: int) -> None:
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.job(f"calibrating L{layer} p{pos}", "steer.calibrate",
+        result = await self.link.job(f"calibrating L{layer} p{pos}", methods.STEER_CALIBRATE,
                                      {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("steer"))
         if result is not None:
             self.post_message(CalibrateDone(layer, pos, float(result["strength"]), str(result.get("judge") or ""),
@@ -238,13 +239,13 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
-        result = await self.link.job("agent", "agent.run", {"run": run},
+        result = await self.link.job("agent", methods.AGENT_RUN, {"run": run},
                                      on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))),
                                      on_progress=self._progress("agent"))
         if result is not None:
             self.post_message(AgentDone(result))
             return
-        keywords = await self.link.call("agent.keywords", {"run": run}, quiet=True)
+        keywords = await self.link.call(methods.AGENT_KEYWORDS, {"run": run}, quiet=True)
         self.post_message(AgentDone(None, "the agent did not finish", keywords))
 
     def _progress(self, pane: str) -> Callable[[dict[str, Any]], None]:

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+from engine.protocol import methods
 from tui.client import ClientFactory, EngineClient, EventCallback, NotificationCallback, UserFacingError
 from tui.sessions.recording import SessionRecorder, is_recorded
 from tui.sessions.replay import OFFLINE_FIX, NotRecorded, ReplayClient
@@ -77,9 +78,9 @@ class SessionClient(EngineClient):
         return getattr(live, name)
 
     def _offline(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        if method == "engine.status":
+        if method == methods.ENGINE_STATUS.name:
             return {"device": "replay", "models": []}
-        if method == "adl.runs":
+        if method == methods.ADL_RUNS.name:
             return {"runs": self.tap.replay.book.runs() if self.tap.replay is not None else []}
         raise UserFacingError(f"{method} with these settings is not in this session", OFFLINE_FIX)
 

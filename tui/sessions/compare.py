@@ -6,6 +6,7 @@ from typing import Any
 
 from rich.table import Table
 
+from engine.protocol import methods
 from tui.render.token_text import visible_token
 from tui.sessions.rerun import Step
 from tui.state import token_pairs
@@ -34,21 +35,21 @@ def summarize(method: str, result: dict[str, Any] | None, error: str = "") -> st
     """The answer in a few lines (the same gist a pane would show)."""
     if result is None:
         return f"(no answer: {error})" if error else "(no answer)"
-    if method in ("adl.compute", "adl.summary"):
+    if method in (methods.ADL_COMPUTE.name, methods.ADL_SUMMARY.name):
         r = result
         return f"{r.get('base')} → {r.get('ft')}\nrun {r.get('run')}  n={r.get('n')} k={r.get('k')}"
-    if method == "readout.logit_lens":
+    if method == methods.LOGIT_LENS.name:
         return _tokens(result.get("tokens"))
-    if method == "readout.patchscope":
+    if method == methods.PATCHSCOPE.name:
         scales = result.get("scales") or []
         best = result.get("best_scale")
         at = min(scales, key=lambda s: abs(float(s["scale"]) - float(best or 0))) if scales else None
         return f"best scale {best}: " + (_tokens(at["tokens"]) if at else "")
-    if method == "steer.generate":
+    if method == methods.STEER_GENERATE.name:
         return "\n".join(f"[{i}] {_short(s.get('steered', ''))}" for i, s in enumerate(result.get("samples", [])[:3]))
-    if method == "steer.calibrate":
+    if method == methods.STEER_CALIBRATE.name:
         return f"α = {result.get('strength')}"
-    if method == "agent.run":
+    if method == methods.AGENT_RUN.name:
         run = (result.get("runs") or [result])[0]
         answer = (run.get("result") or run).get("description", "")
         grade = run.get("grade")
@@ -61,21 +62,21 @@ def summarize(method: str, result: dict[str, Any] | None, error: str = "") -> st
 
 def summarize_lens(method: str, result: dict[str, Any]) -> str:
     """The gist of a `lens.*` answer: peak divergence, mined tokens, amplified text, or the loss shares."""
-    if method == "lens.kl":
+    if method == methods.LENS_KL.name:
         stats, top = result.get("stats") or {}, (result.get("top") or [{}])[0].get("max") or {}
         return (f"mean KL {stats.get('mean_kl', 0):.3f}, max {stats.get('max_kl', 0):.2f} after "
                 f"{top.get('token', '')!r} (finetuned → {', '.join(repr(t[0]) for t in top.get('ft_top', [])[:3])})")
-    if method == "lens.mine":
+    if method == methods.LENS_MINE.name:
         return "  ".join(f"{visible_token(t['token']).plain} {t['count']}" for t in result.get("tokens", [])
                          if not t.get("trivial"))[:300]
-    if method == "lens.amplify":
+    if method == methods.LENS_AMPLIFY.name:
         return "\n".join(f"×{f}: {_short(text)}" for row in result.get("rows", [])[:2]
                          for f, text in row.get("amplified", {}).items())
-    if method == "lens.causal" and result.get("mode") == "direction":
+    if method == methods.LENS_CAUSAL.name and result.get("mode") == "direction":
         return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} "
                          f"(random vectors ±{s['spread']['random_vector']['std']})"
                          for name, s in result.get("sets", {}).items())
-    if method == "lens.causal":
+    if method == methods.LENS_CAUSAL.name:
         return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
                          for name, s in result.get("sets", {}).items())
     return _short(result)

@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from engine.protocol import methods
 from store import sessions
 from store.errors import ActionableError
 from store.hashing import canonical_json
 
 # Analysis actions only: status polls and list refreshes are not part of the analysis.
-RECORDED_PREFIXES = ("adl.compute", "adl.summary", "readout.", "steer.", "agent.run", "lens.")
+RECORDED_PREFIXES = (methods.ADL_COMPUTE.name, methods.ADL_SUMMARY.name, "readout.", "steer.", methods.AGENT_RUN.name,
+                     "lens.")
 
 
 def is_recorded(method: str) -> bool:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.protocol import methods
 from store import imported, jsonvalue, results, sessions
 from store.errors import StoreError
 from tui.client import EngineClient, EngineError, connect
@@ -68,7 +69,7 @@ def compute_params(source: SessionSource, base: str, ft: str, adapter: str | Non
                    trust_remote_code: bool = False) -> tuple[str, dict[str, Any]]:
     """The old run id and the `adl.compute` params that make its counterpart on the new pair."""
     for action in source.actions:
-        if action["method"] == "adl.compute":
+        if action["method"] == methods.ADL_COMPUTE.name:
             old_run, params = str(action["result"]["run"]), dict(action["params"])
             break
     else:
@@ -112,12 +113,12 @@ async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | Non
     steps: list[Step] = []
     try:
         if on_step:
-            on_step(0, len(source.actions) + 1, "adl.compute")
-        computed = await engine.run_job("adl.compute", compute)
-        old_compute = next((a["result"] for a in source.actions if a["method"] == "adl.compute"), None)
-        steps.append(Step("adl.compute", compute, old_compute, computed))
+            on_step(0, len(source.actions) + 1, methods.ADL_COMPUTE.name)
+        computed = await engine.run_job(methods.ADL_COMPUTE.name, compute)
+        old_compute = next((a["result"] for a in source.actions if a["method"] == methods.ADL_COMPUTE.name), None)
+        steps.append(Step(methods.ADL_COMPUTE.name, compute, old_compute, computed))
         new_run = str(computed["run"])
-        todo = [a for a in source.actions if a["method"] != "adl.compute"]
+        todo = [a for a in source.actions if a["method"] != methods.ADL_COMPUTE.name]
         for i, action in enumerate(todo, 1):
             method = action["method"]
             params = retarget(_swap(action["params"], old_run, new_run), base, ft, adapter, trust_remote_code)

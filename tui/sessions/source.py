@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.protocol import methods
 from store import bundle, sessions
 from store.hashing import canonical_json
 
@@ -72,7 +73,7 @@ class Answers:
             if action.get("result") is None:
                 continue
             self._by_call[(action["method"], canonical_json(action["params"]))] = action
-            if action["method"] == "adl.summary":
+            if action["method"] == methods.ADL_SUMMARY.name:
                 self._summaries[str(action["result"].get("run"))] = action["result"]
 
     def find(self, method: str, params: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -1,0 +1,443 @@
+"""Every engine method: its name, its typed params (each default written here once), whether it runs as a job.
+
+The engine registers one op per `Method` (`engine.ops.op`); the CLI and the TUI build the params dataclass
+and call the `Method`, so no method name or default is spelled anywhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from engine.protocol import wire
+from engine.protocol.params import Params, count
+
+P = TypeVar("P", bound=Params, covariant=True)
+
+
+@dataclass(frozen=True)
+class Method(Generic[P]):
+    """One engine method: `long` ones run as jobs (progress, cancel), the rest answer at once."""
+
+    name: str
+    params: type[P]
+    long: bool
+    doc: str
+
+
+# ---- params shared by several methods ----
+
+@dataclass(frozen=True, kw_only=True)
+class NoParams(Params):
+    """A method that takes nothing."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunParams(Params):
+    """A cached ADL run; custom model code only if these params ask for it now."""
+
+    run: str
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellParams(RunParams):
+    """A (layer, pos) cell of a run; `layer` a number, digits or `middle` (None: chosen from the evidence)."""
+
+    layer: int | str | None = None
+    pos: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdlSettings(Params):
+    """What an ADL run is computed from (a run's id is a content key of these)."""
+
+    base: str
+    ft: str
+    adapter: str | None = None
+    corpus: str = "self:"
+    n: int = 256
+    k: int = 5
+    seed: int = 0
+    layers: list[int] | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int = 32
+    trust_remote_code: bool = False
+    sequential: bool = False
+    device_map: str | None = None
+    place: str | None = None
+    backend: str = "local"
+    max_request_rows: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationParams(CellParams):
+    """How steering strengths are calibrated (None: the protocol's, the device's and the configured judge's)."""
+
+    side: str = "ft"
+    protocol: str | None = None
+    method: str | None = None
+    max_strength: float | None = None
+    judge: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairParams(Params):
+    """A model pair for the lenses: `base`/`ft`[/`adapter`], or the pair of a cached ADL `run`."""
+
+    base: str | None = None
+    ft: str | None = None
+    adapter: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    run: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvidenceParams(Params):
+    """What an agent reads: a cached ADL `run` or a recorded-environment dict (`environment`)."""
+
+    environment: object = None
+    run: str | None = None
+    trust_remote_code: bool = False
+    layer: int | str | None = None
+    protocol: str | None = None
+    judge: str | None = None
+
+
+# ---- one params class per method ----
+
+@dataclass(frozen=True, kw_only=True)
+class AdlCompute(AdlSettings):
+    """adl.compute"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteerCalibrate(CalibrationParams):
+    """steer.calibrate"""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SteerGenerate(CalibrationParams):
+    """steer.generate: `component` = {"result": a lens.pca result, "index": i} steers along that component."""
+
+    strengths: list[float] | None = None
+    prompts: list[str] | None = None
+    n_samples: int = count(1, 1000)
+    max_new_tokens: int = count(64, 8192)
+    temperature: float = 0.0
+    seed: int = 0
+    backend: str | None = None
+    component: object = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LogitLens(CellParams):
+    """readout.logit_lens"""
+
+    top_k: int = 20
+    source: str = "diff"
+    head: str | None = None
+    backend: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensGrid(RunParams):
+    """readout.lens_grid (None layers/positions: all of the run's)"""
+
+    top_k: int = 10
+    layers: list[int] | None = None
+    positions: list[int] | None = None
+    source: str = "diff"
+    head: str | None = None
+    backend: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Patchscope(CellParams):
+    """readout.patchscope"""
+
+    top_k: int = 20
+    scales: list[float] | None = None
+    backend: str | None = None
+    judge: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriagePair(AdlSettings):
+    """triage.pair"""
+
+    layer: int | str | None = None
+    positions: list[int] | None = None
+    description: str | None = None
+    top_k: int = 20
+    steer: bool = True
+    n_prompts: int = 6
+    max_strength: float | None = None
+    judge: str | None = None
+    protocol: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriageBoard(Params):
+    """triage.board: `pairs` a pairs file, a list of pairs or hub:BASE_ID[?TEXT]; the triage settings given
+    here (None: the file's, else triage's defaults) are passed through to every pair."""
+
+    pairs: object = None
+    limit: int | None = None
+    name: str = "pairs"
+    reports: bool = False
+    description: str | None = None
+    corpus: str | None = None
+    n: int | None = None
+    k: int | None = None
+    seed: int | None = None
+    layers: list[int] | None = None
+    device: str | None = None
+    dtype: str | None = None
+    batch_size: int | None = None
+    trust_remote_code: bool | None = None
+    sequential: bool | None = None
+    layer: int | str | None = None
+    positions: list[int] | None = None
+    top_k: int | None = None
+    steer: bool | None = None
+    n_prompts: int | None = None
+    max_strength: float | None = None
+    llm: str | None = None
+    judge: str | None = None
+    protocol: str | None = None
+    devices: object = None
+    ray: object = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MakeData(Params):
+    """organism.make_data"""
+
+    recipe: str
+    out: str
+    n: int = 400
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOrganism(Params):
+    """organism.train (`out` None: the local organisms folder, named after the data file)"""
+
+    base: str
+    data: str
+    out: str | None = None
+    pretrain_corpus: str | None = None
+    steps: int = 60
+    lr: float = 2e-3
+    lora_rank: int = 8
+    mix_pretrain: float = 0.0
+    seed: int = 0
+    batch_size: int = 8
+    max_length: int = 64
+    target_modules: list[str] | None = None
+    device: str = "auto"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TextsParams(PairParams):
+    """Texts for a lens: `texts`, or `n` texts of a `corpus` drawn with `seed`."""
+
+    texts: list[str] | None = None
+    corpus: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensKl(TextsParams):
+    """lens.kl"""
+
+    n: int = 20
+    layer: int | None = None
+    top_n: int = count(10)
+    max_tokens: int = count(128)
+    window: int = count(12)
+    batch_size: int = count(4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensAmplify(PairParams):
+    """lens.amplify (`layers` [first, last]; None prompts: the calibration prompts)"""
+
+    layers: list[int] | None = None
+    modules: str = "all"
+    prompts: list[str] | None = None
+    factors: list[float] | None = None
+    max_new_tokens: int = count(48)
+    temperature: float = 0.0
+    seed: int = 0
+    chat: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensMine(TextsParams):
+    """lens.mine"""
+
+    n: int = 50
+    top_k: int = count(20)
+    n_tokens: int = count(30)
+    examples: int = count(3)
+    max_tokens: int = count(128)
+    topics: bool = False
+    n_topics: int = count(5)
+    batch_size: int = count(4)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensCausal(PairParams):
+    """lens.causal (`k` None: the run's k, else 5; `chat` a corpus for the direction test's chat texts)"""
+
+    mode: str = "patch"
+    patch: str = "base"
+    layer: int | str | None = None
+    k: int | None = count(None)
+    n: int = 20
+    seed: int = 0
+    generic: str = "generic:"
+    recipe: str | None = None
+    ft_corpus: str | None = None
+    max_tokens: int = count(64)
+    batch_size: int = count(4)
+    chat: str | None = None
+    pos: int | None = None
+    ablate: str = "base"
+    n_controls: int = count(16)  # of each kind (the toolkit samples 64 random diffs; 16 keeps a CPU run in minutes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LensPca(TextsParams):
+    """lens.pca (`corpus` None: the shipped generic text unless `texts` are given)"""
+
+    n: int = 256
+    layer: int | str | None = None
+    pos: int | None = None
+    n_components: int = count(5)
+    top_k: int = count(10)
+    batch_size: int = count(8)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentRun(EvidenceParams):
+    """agent.run (None budgets, temperature and max_tokens: the protocol's)"""
+
+    llm: str | None = None
+    tool_calling: str = "auto"
+    budget: int | None = None
+    llm_calls: int | None = None
+    token_budget: int | None = None
+    stream: bool = True
+    organism_description: str | None = None
+    organism_type: str | None = None
+    lenses: bool = False
+    baseline: bool = False
+    compare: bool = False
+    repeat: int = 1
+    grade: bool = False
+    grader_llm: str | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentKeywords(EvidenceParams):
+    """agent.keywords"""
+
+    top: int = 12
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobRef(Params):
+    """A job by id."""
+
+    job: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobFollow(Params):
+    """A job by id, or None: every job."""
+
+    job: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Auth(Params):
+    """The TCP token."""
+
+    token: str
+
+
+ADL_COMPUTE = Method("adl.compute", AdlCompute, True,
+                     "Mean activation difference (ft − base) on the first k tokens of a corpus, cached by content.")
+ADL_RUNS = Method("adl.runs", NoParams, False, "Cached ADL runs, newest first.")
+ADL_SUMMARY = Method("adl.summary", RunParams, False,
+                     "Per layer × position norms of one run (the heatmap's metrics) and its report layer with "
+                     "every layer's score.")
+STEER_CALIBRATE = Method("steer.calibrate", SteerCalibrate, True,
+                         "Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one "
+                         "batch.")
+STEER_GENERATE = Method("steer.generate", SteerGenerate, True,
+                        "Steered beside unsteered text for prompts × strengths, one generate call, streamed as it "
+                        "comes.")
+LOGIT_LENS = Method("readout.logit_lens", LogitLens, False,
+                    "Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached).")
+LENS_GRID = Method("readout.lens_grid", LensGrid, False,
+                   "Logit-lens top tokens of every layer × position (or the given layers) of diff, base or ft.")
+PATCHSCOPE = Method("readout.patchscope", Patchscope, True,
+                    "Patchscope of the diff at one layer, every position in one batch (cached); returns `pos`'s "
+                    "scales.")
+TRIAGE_PAIR = Method("triage.pair", TriagePair, True,
+                     "Compute + logit lens + Patchscope + calibrated steering + relevance + keyword hypothesis for a "
+                     "pair.")
+TRIAGE_BOARD = Method("triage.board", TriageBoard, True,
+                      "Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs "
+                      "skipped.")
+TRIAGE_BOARDS = Method("triage.boards", NoParams, False,
+                       "The latest triage board from the store (pairs by score, without reports); `board` null when "
+                       "none.")
+NDIF_MODELS = Method("ndif.models", NoParams, False,
+                     "Models NDIF has deployed (RUNNING ones answer now); a one-line error when NDIF cannot be "
+                     "reached.")
+ORGANISM_MAKE_DATA = Method("organism.make_data", MakeData, False,
+                            "Write a recipe's synthetic corpus (.txt or .jsonl) and its description sidecar.")
+ORGANISM_TRAIN = Method("organism.train", TrainOrganism, True,
+                        "LoRA-finetune a base model on narrow documents; writes a peft adapter dir + organism.json.")
+ORGANISM_LIST = Method("organism.list", NoParams, False,
+                       "The paper's registry organisms, the shipped demos, local organisms and the data recipes.")
+LENS_KL = Method("lens.kl", LensKl, True,
+                 "Per-token KL(ft‖base) and activation-difference norm on texts; the top max-divergence snippets.")
+LENS_AMPLIFY = Method("lens.amplify", LensAmplify, True,
+                      "Generate with the finetune's change scaled by each factor, beside base and plain finetune.")
+LENS_MINE = Method("lens.mine", LensMine, True,
+                   "Tokens most often in the top-K of (ft − base) log-probs over a corpus, with contexts and topics.")
+LENS_CAUSAL = Method("lens.causal", LensCausal, True,
+                     "Loss change when the finetune's first k positions are patched, or the paper's direction test.")
+LENS_PCA = Method("lens.pca", LensPca, True,
+                  "Principal components of the per-text (ft − base) differences at (layer, pos), read by the logit "
+                  "lens.")
+AGENT_RUN = Method("agent.run", AgentRun, True,
+                   "Run the interpretability agent on ADL evidence (or the baseline); optionally graded, or compared.")
+AGENT_KEYWORDS = Method("agent.keywords", AgentKeywords, False,
+                        "The offline keyword hypothesis from the ADL evidence (no LLM; not an agent).")
+
+OPS: tuple[Method[Params], ...] = (
+    ADL_COMPUTE, ADL_RUNS, ADL_SUMMARY, STEER_CALIBRATE, STEER_GENERATE, LOGIT_LENS, LENS_GRID, PATCHSCOPE,
+    TRIAGE_PAIR, TRIAGE_BOARD, TRIAGE_BOARDS, NDIF_MODELS, ORGANISM_MAKE_DATA, ORGANISM_TRAIN, ORGANISM_LIST,
+    LENS_KL, LENS_AMPLIFY, LENS_MINE, LENS_CAUSAL, LENS_PCA, AGENT_RUN, AGENT_KEYWORDS)
+
+# Built-in methods the engine answers itself (see `wire` for what they return).
+ENGINE_AUTH = Method(wire.ENGINE_AUTH, Auth, False, "built-in")
+ENGINE_STATUS = Method(wire.ENGINE_STATUS, NoParams, False, "built-in")
+ENGINE_METHODS = Method(wire.ENGINE_METHODS, NoParams, False, "built-in")
+ENGINE_SHUTDOWN = Method(wire.ENGINE_SHUTDOWN, NoParams, False, "built-in")
+JOB_LIST = Method(wire.JOB_LIST, NoParams, False, "built-in")
+JOB_CANCEL = Method(wire.JOB_CANCEL, JobRef, False, "built-in")
+JOB_RESULT = Method(wire.JOB_RESULT, JobRef, False, "built-in")
+JOB_SUBSCRIBE = Method(wire.JOB_SUBSCRIBE, JobFollow, False, "built-in")
