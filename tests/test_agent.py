@@ -29,6 +29,7 @@ from engine.jobs import JobContext
 from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.llm.anthropic_backend import AnthropicChat
 from engine.ops.agent_ops import agent_keywords, agent_run, check_agent_run
+from engine.protocol.methods import AgentRun
 from tests.agent_llm_server import ScriptedLLMServer
 from tui.cli import app, engine_call
 
@@ -603,7 +604,7 @@ def test_without_an_llm_the_agent_is_refused_with_an_offline_command_that_runs(
         llm_env: None, monkeypatch: pytest.MonkeyPatch, tiny_run: str) -> None:
     """The refusal (at submission: `check_agent_run`) names the run's offline commands; the first one works."""
     with pytest.raises(UserError, match="no LLM is configured") as refused:
-        check_agent_run({"run": tiny_run[:10]})
+        check_agent_run(AgentRun.from_json({"run": tiny_run[:10]}))
     offline = re.search(r"`difflens (agent \S+ --keywords)`", str(refused.value))
     assert offline is not None and tiny_run[:10] in offline.group(1)
 

@@ -146,9 +146,9 @@ from engine.adl.request import AdlRequest
 from engine.agent.run_environment import SteeringSettings
 from engine.triage.pair_triage import TriageOptions, triage
 from engine.models.cache import MODELS
-from engine.server.core import load_ops
+from engine import ops
 
-load_ops()
+ops.load_all()
 base, ft = sys.argv[1:3]
 with MODELS.store_only():
     report = triage(AdlRequest(base=base, ft=ft, corpus="self:", n=12, k=3),
