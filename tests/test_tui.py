@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -112,7 +113,7 @@ async def test_closing_a_child_that_ignores_eof_and_sigterm_kills_and_reaps_it()
     started = asyncio.get_running_loop().time()
     await transport.close()
     waited = asyncio.get_running_loop().time() - started
-    assert transport.proc.returncode == -9
+    assert transport.proc.returncode == -signal.SIGKILL
     assert EXIT_GRACE_S + TERM_GRACE_S <= waited < EXIT_GRACE_S + TERM_GRACE_S + 5
     assert not Path(f"/proc/{transport.proc.pid}").exists()   # reaped, not a zombie
 
