@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -20,7 +21,7 @@ from tests.engine_helpers import until
 from tests.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
-from tui.client.transport import closing_words
+from tui.client.transport import EXIT_GRACE_S, TERM_GRACE_S, ProcessTransport, closing_words
 from tui.commands import WorkbenchCommands
 from tui.render.token_text import visible_token
 from tui.screens.amplify import AmplifyScreen
@@ -99,6 +100,22 @@ def test_a_dead_engines_notice_quotes_its_error_not_its_routine_log() -> None:
     assert closing_words(-9, log) == "killed by signal 9"
     assert closing_words(1, [*log, "Traceback (most recent call last):", "MemoryError"]) == (
         "exit code 1; Traceback (most recent call last): | MemoryError")
+
+
+@pytest.mark.asyncio
+async def test_closing_a_child_that_ignores_eof_and_sigterm_kills_and_reaps_it() -> None:
+    """A private engine or ssh bridge that lingers after its stdin closes is terminated, then killed, and
+    reaped before close returns: no child outlives the event loop that watches it."""
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True);"
+                " time.sleep(60)")
+    transport = await ProcessTransport.spawn([sys.executable, "-c", stubborn], "stubborn child")
+    assert await transport.receive() == "ready\n"
+    started = asyncio.get_running_loop().time()
+    await transport.close()
+    waited = asyncio.get_running_loop().time() - started
+    assert transport.proc.returncode == -signal.SIGKILL
+    assert EXIT_GRACE_S + TERM_GRACE_S <= waited < EXIT_GRACE_S + TERM_GRACE_S + 5
+    assert not Path(f"/proc/{transport.proc.pid}").exists()   # reaped, not a zombie
 
 
 def test_tokens_are_made_visible() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -279,3 +280,22 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         await pilot.press("r")
         await until(lambda: screen.result.get("scope", "").startswith("mlp layers 0–"), 120, "the MLP-only column")
         assert "scaled in mlp layers" in plain(screen.query_one("#answer"), width=140)
+
+
+@pytest.mark.asyncio
+async def test_q_mid_job_quits_at_once_and_reaps_the_private_engine(tiny_dir: Path, tiny_ft_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    """q while a steering job runs: the engine cancels it and exits by itself (exit code 0, not killed), and
+    the app waits for it, so no child is left running or unreaped (a regression guard; it takes well under a
+    second here)."""
+    corpus = write_corpus(tmp_path / "c.txt", n=48)
+    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(app)
+        proc = app.link.client.transport.proc  # type: ignore[union-attr]
+        await pilot.press("r")
+        pressed = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - pressed < 5
+    assert proc.returncode == 0
+    assert not Path(f"/proc/{proc.pid}").exists()

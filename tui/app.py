@@ -7,8 +7,6 @@ recording; None replays with no engine), what to open first and the session to r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,9 +30,6 @@ from tui.widgets.pair_bar import PairBar
 
 STATUS_EVERY_S = 5.0
 SAVE_UI_EVERY_S = 0.5
-# Quitting closes the engine link but waits no longer than this: a private engine child has its EOF and winds
-# down (torch teardown takes seconds) on its own after the app is gone.
-QUIT_WAIT_S = 0.5
 
 
 class DiffLensApp(App[None]):
@@ -159,8 +154,7 @@ class DiffLensApp(App[None]):
         self.exit()
 
     async def on_unmount(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.link.close(), QUIT_WAIT_S)
+        await self.link.close()  # bounded: a private engine child that lingers is terminated, then killed
 
 
 def run_workbench(target: str | None = None, run_id: str | None = None, demo: bool = False,

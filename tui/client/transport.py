@@ -22,6 +22,11 @@ READ_LIMIT = wire.MAX_MESSAGE_BYTES + 1
 # The engine's routine log lines (`2026-12-02 11:53:31,120 INFO difflens.engine: …`) say nothing about why it
 # ended; only warnings, errors and anything else (a traceback) are quoted.
 _ROUTINE_LOG = re.compile(r"^\d{4}-\d\d-\d\d [\d:,.]+ (DEBUG|INFO) ")
+# A private engine exits a fraction of a second after its stdin closes (a running job stops at its next
+# cancellation check); one still there after EXIT_GRACE_S is terminated, then killed after TERM_GRACE_S.
+# Its store writes are atomic, so a kill leaves nothing half-written.
+EXIT_GRACE_S = 2.0
+TERM_GRACE_S = 1.0
 
 
 class Transport(ABC):
@@ -125,20 +130,25 @@ class ProcessTransport(StreamTransport):
         return closing_words(self.proc.returncode, list(self._stderr))
 
     async def close(self) -> None:
+        """Close its stdin (a private engine cancels its jobs and exits; ssh hangs up), then terminate and at
+        last kill it if it lingers, and reap it: a child must not outlive the event loop that watches it."""
         await super().close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout=10)
-        except TimeoutError:
+        if not await self._exited(EXIT_GRACE_S):
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
-            try:
-                await asyncio.wait_for(self.proc.wait(), timeout=5)
-            except TimeoutError:
+            if not await self._exited(TERM_GRACE_S):
                 with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
                 await self.proc.wait()
         with contextlib.suppress(TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(self._stderr_task, timeout=2)
+
+    async def _exited(self, within_s: float) -> bool:
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=within_s)
+        except TimeoutError:
+            return False
+        return True
 
 
 def closing_words(returncode: int | None, stderr: list[str]) -> str:
