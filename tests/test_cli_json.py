@@ -67,7 +67,7 @@ def test_every_json_command_is_covered() -> None:
 
 
 def fake_engine(method: str, params: dict[str, Any], *, target: str | None,
-                on_event: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+                on_event: Callable[[dict[str, Any]], None], long: bool = False) -> dict[str, Any]:
     """Answers like the engine: progress first, an agent's transcript events, then a result."""
     on_event({"type": "progress", "done": 1, "total": 2, "message": "halfway"})
     on_event({"type": "partial", "run": 0, "mode": "adl",

@@ -11,7 +11,8 @@ from engine.agent.overview import build_overview
 from engine.agent.protocols import PROTOCOLS, AgentProtocol, Sampling
 from engine.errors import UserError
 from engine.judges.judge_config import Judge
-from engine.results.calibrated_steering import DEFAULT_TEMPERATURE, CalibrationSettings, calibrate, steer, steer_cells
+from engine.protocol.methods import DEFAULT_TEMPERATURE
+from engine.results.calibrated_steering import CalibrationSettings, calibrate, steer, steer_cells
 from engine.results.readout_cells import Grid, lens_grid, patchscope_cells
 from engine.steering.generate import generate_unsteered
 from engine.steering.steering_prompts import default_prompts

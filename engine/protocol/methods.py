@@ -25,6 +25,18 @@ class Method(Generic[P]):
     doc: str
 
 
+# ---- steering temperatures (the engine calibrates and samples at them; the workbench steers at them) ----
+
+# The default protocol samples cooler than the reference (calibration at T = 1.2, final samples at T = 1.1): at
+# those temperatures a small model's own unsteered text is already word salad, which the offline coherence judge
+# cannot tell from steering damage. On Gemma 3 270M the demo's calibration passed nothing above α = 0.125 at
+# T = 1.2 (4 samples of salad at every strength) and α = 0.25 at every position at T = 0.7, where its unsteered
+# text reads as English. `--protocol paper` keeps the reference's temperatures.
+DEFAULT_TEMPERATURE = 0.7
+PAPER_CALIBRATION_TEMPERATURE = 1.2
+PAPER_SAMPLE_TEMPERATURE = 1.1
+
+
 # ---- params shared by several methods ----
 
 @dataclass(frozen=True, kw_only=True)

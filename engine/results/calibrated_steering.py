@@ -18,6 +18,7 @@ from torch import Tensor
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.judges.judge_config import Judge
+from engine.protocol.methods import DEFAULT_TEMPERATURE, PAPER_CALIBRATION_TEMPERATURE, PAPER_SAMPLE_TEMPERATURE
 from engine.steering.calibrate import calibrate_grid, calibrate_strength, geometric_grid
 from engine.steering.coherence import llm_coherence_judge
 from engine.steering.generate import generate_rows
@@ -125,17 +126,6 @@ def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: li
     table = steer_cells(run, layer, [(pos, s) for s in strengths], prompts, samples, max_new_tokens, temperature,
                         seed, side, on_partial, backend, direction)
     return [sample for cell in sorted(table) for sample in table[cell]]
-
-
-# The default protocol samples cooler than the reference (calibration at T = 1.2, final samples at T = 1.1): at
-# those temperatures a small model's own unsteered text is already word salad, which the offline coherence judge
-# cannot tell from steering damage. On Gemma 3 270M the demo's calibration passed nothing above α = 0.125 at
-# T = 1.2 (4 samples of salad at every strength) and α = 0.25 at every position at T = 0.7, where its unsteered
-# text reads as English. `--protocol paper` keeps the reference's temperatures.
-DEFAULT_TEMPERATURE = 0.7
-PAPER_CALIBRATION_TEMPERATURE = 1.2
-PAPER_SAMPLE_TEMPERATURE = 1.1
-
 
 @dataclass(frozen=True)
 class CalibrationSettings:

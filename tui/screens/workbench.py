@@ -78,7 +78,8 @@ from tui.widgets.tokens import TokensPane
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 LENS_TOP_K = 20
-STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": 1.1}
+# the default protocol's sampling temperature: the one the calibrated α was found at
+STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": methods.DEFAULT_TEMPERATURE}
 LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
                                              "mining": MiningScreen, "causal": CausalScreen, "pca": PcaScreen}
 
