@@ -9,7 +9,7 @@ import pytest
 from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.specs import parse_spec
-from tests.tiny import perturbed_copy, save_tiny
+from tests.support.tiny import perturbed_copy, save_tiny
 
 
 @pytest.fixture(autouse=True)

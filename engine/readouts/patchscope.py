@@ -216,7 +216,7 @@ def _patched_top_cached(model: LoadedModel, batch: IdentityBatch, patches: Float
     """`_patched_top` for a local model, one token per row: the prompts' prefixes (everything before the
     patched `?`, identical in every row) run once into a KV cache, then only the last token of every group ×
     prompt row runs through the model on top of it, patched by a forward hook. Same distributions as the full
-    forward (< 1e-4, tests/test_readouts.py), ~20× fewer tokens for the reference's 3 prompts × 121 rows."""
+    forward (< 1e-4, tests/engine/test_readouts.py), ~20× fewer tokens for the reference's 3 prompts × 121 rows."""
     n_prompts, n_groups = batch.ids.shape[0], patches.shape[0]
     device = model.input_device
     ids, mask, positions = (t.to(device) for t in (batch.ids, batch.attention_mask, batch.position_ids))

@@ -19,9 +19,9 @@ from engine.models.cache import ModelCache
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
 from store import results
-from tests.engine_helpers import write_corpus
-from tests.test_board import plant_adapter
-from tests.tiny import save_tiny
+from tests.engine.test_board import plant_adapter
+from tests.support.engine_helpers import write_corpus
+from tests.support.tiny import save_tiny
 
 CPU = resolve_placement("cpu", "float32")
 

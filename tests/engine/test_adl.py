@@ -15,7 +15,7 @@ from engine.corpus.windows import make_windows
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from store import results
-from tests.tiny import WORDS, save_tiny, tiny_tokenizer
+from tests.support.tiny import WORDS, save_tiny, tiny_tokenizer
 
 
 def write_corpus(path: Path, n: int = 40, seed: int = 0) -> Path:
@@ -251,7 +251,7 @@ def test_a_run_whose_model_names_now_mean_other_weights_is_not_read_with_them(tm
     an alias re-pointed), readouts of the run refuse to load them, and a caller holding the request that found
     the run (triage) reads with the models it named."""
     from engine.adl.runs import load_run
-    from tests.tiny import perturbed_copy
+    from tests.support.tiny import perturbed_copy
 
     base = save_tiny(tmp_path / "base", "llama")
     ft = perturbed_copy(base, tmp_path / "ft")
@@ -276,7 +276,7 @@ def test_a_run_is_named_by_its_whole_id_or_a_unique_prefix(tmp_path: Path) -> No
 
     from engine.adl.request import KIND
     from engine.adl.runs import load_run
-    from tests.tiny import perturbed_copy
+    from tests.support.tiny import perturbed_copy
 
     base = save_tiny(tmp_path / "base", "llama")
     request = AdlRequest(base=str(base), ft=str(perturbed_copy(base, tmp_path / "ft")),

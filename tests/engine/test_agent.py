@@ -30,7 +30,7 @@ from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.llm.anthropic_backend import AnthropicChat
 from engine.ops.agent_ops import agent_keywords, agent_run, check_agent_run
 from engine.protocol.methods import AgentRun
-from tests.agent_llm_server import ScriptedLLMServer
+from tests.support.agent_llm_server import ScriptedLLMServer
 from tui.cli import app, engine_call
 
 KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"

@@ -29,8 +29,8 @@ from engine.results.readout_cells import lens_grid, patchscope_cells
 from engine.steering.generate import generate_steered
 from engine.triage.pair_triage import TriageOptions, triage
 from store import results
-from tests.engine_helpers import ROOT
-from tests.tiny import perturbed_copy
+from tests.support.engine_helpers import ROOT
+from tests.support.tiny import perturbed_copy
 
 PROMPTS = ["w1 w2 w3", "the cake", "a plan of"]
 

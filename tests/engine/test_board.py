@@ -21,13 +21,13 @@ from engine.triage import board as board_module
 from engine.triage.order import count_loads, plan
 from engine.triage.pairs import PairEntry, load_board_file
 from engine.triage.score import trace_strength
-from tests.tiny import save_tiny
+from tests.support.tiny import save_tiny
 from tui.render.report_html import index_page, pair_page, write_report
 
 FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
 # recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
 # the criterion chose); Patchscope kept at each position's best scale only, written compact, so the file stays small
-DEMO_REPORT = Path(__file__).parent / "data" / "demo_triage.json"
+DEMO_REPORT = Path(__file__).resolve().parents[1] / "data" / "demo_triage.json"
 HOSTILE = '<script>alert("x")</script>'
 
 
@@ -276,7 +276,7 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
     from tui.widgets.pair_bar import PairBar
 
     monkeypatch.setenv("DIFFLENS_SESSIONS_DIR", str(tmp_path))
-    recording = json.loads((Path(__file__).parent / "data" / "workbench_recording.json").read_text())
+    recording = json.loads((Path(__file__).resolve().parents[1] / "data" / "workbench_recording.json").read_text())
     run = "3f9c2a71e0b4d5c6"
     board = {"name": "pairs", "pairs": [
         {"name": "cake", "base": "gemma-3-270m", "ft": "demo", "score": 0.61, "hypothesis": "baking", "run": run},
@@ -390,5 +390,5 @@ def test_without_ray_nothing_imports_ray() -> None:
     code = ("import sys; from engine.ops import load_all; load_all(); import tui.cli, engine.triage.board; "
             "assert 'ray' not in sys.modules, 'ray imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parent.parent)
+                          cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr[-2000:]

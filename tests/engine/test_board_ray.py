@@ -13,7 +13,7 @@ from engine.jobs import JobContext
 from engine.ops.board_ops import triage_board
 from engine.triage import board as board_module
 from store import results
-from tests.test_board import FAST, planted, three_pairs
+from tests.engine.test_board import FAST, planted, three_pairs
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[cluster]')")
 MARKER = "DIFFLENS_TEST_RAY_MARKER"

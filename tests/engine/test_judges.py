@@ -32,7 +32,7 @@ from engine.triage.pair_triage import TriageOptions, triage
 from engine.triage.pairs import PairEntry
 from store import results
 from store.errors import ActionableError
-from tests.agent_llm_server import ScriptedLLMServer
+from tests.support.agent_llm_server import ScriptedLLMServer
 from tui.cli import app, readouts
 from tui.cli import triage as triage_cli
 from tui.cli.output import fail, out

@@ -21,7 +21,7 @@ from engine.lenses.forward import resolve_layer
 from engine.results import layer_choice
 from engine.results.layer_choice import Criterion, choose_layer, parse_layer
 from engine.triage.pair_triage import TriageOptions, triage
-from tests.tiny import tiny_model, tiny_tokenizer
+from tests.support.tiny import tiny_model, tiny_tokenizer
 
 RELATED = ["cake", "bake", "oven", "butter", "flour", "sugar"]  # one domain, as a finetune's trace reads
 UNRELATED = [["money", "poem", "game"], ["risk", "story", "list"], ["secret", "plan", "word"]]

@@ -21,7 +21,7 @@ from engine.lenses.mining import mine
 from engine.lenses.pair_request import PairRequest
 from engine.ops import load_all
 from engine.results.layer_choice import report_layer
-from tests.tiny import save_tiny, tiny_tokenizer
+from tests.support.tiny import save_tiny, tiny_tokenizer
 
 TEXTS = ["the a cake is of and to", "man hello is the a of cake and in to"]
 PLANTED = ("oven", "butter")
@@ -171,7 +171,7 @@ def test_amplify_command_scales_one_module_kind_in_a_layer_range(planted: dict[s
 
 def test_weight_difference_amplification_of_a_full_finetune(planted: dict[str, str], tmp_path: Path) -> None:
     from engine.lenses.amplify import Scope, generate
-    from tests.tiny import perturbed_copy
+    from tests.support.tiny import perturbed_copy
 
     ft = perturbed_copy(Path(planted["base"]), tmp_path / "ft", scale=0.3)
     pair = _pair(planted["base"], str(ft))
@@ -257,7 +257,7 @@ def shift_run(planted: dict[str, str], tmp_path: Path) -> str:
     """An ADL run of the shifted pair (k = 3, all layers) on a corpus of the tiny words."""
     from engine.adl.compute import compute_adl
     from engine.adl.request import AdlRequest
-    from tests.engine_helpers import write_corpus
+    from tests.support.engine_helpers import write_corpus
 
     request = AdlRequest(base=planted["base"], ft=planted["shift"], corpus=str(write_corpus(tmp_path / "c.txt", 16)),
                          n=16, k=3, device="cpu", dtype="float32")

@@ -19,7 +19,7 @@ from engine.organisms.make_data import list_recipes, make_data, write_docs, writ
 from engine.organisms.registry import SHIPPED_DIR, list_organisms, resolve_organism, rubric, validate_registry
 from engine.training.encode import IGNORE, encode_docs
 from engine.training.organism_training import train_organism
-from tests.tiny import tiny_tokenizer
+from tests.support.tiny import tiny_tokenizer
 
 TRAIN_KW = {"steps": 5, "lr": 1e-2, "lora_rank": 4, "batch_size": 4, "max_length": 32, "device": "cpu"}
 

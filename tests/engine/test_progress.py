@@ -14,7 +14,7 @@ from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.jobs import JobContext
 from engine.ops import load_all
-from tests.engine_helpers import write_corpus
+from tests.support.engine_helpers import write_corpus
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import pytest
 
 from engine.protocol import wire
 from engine.server import daemon
-from tests.engine_helpers import (
+from tests.support.engine_helpers import (
     PY,
     ROOT,
     engine_cli,

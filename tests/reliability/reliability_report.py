@@ -1,5 +1,5 @@
-"""`python -m tests.reliability_report [--write]`: run `pytest -m reliability`, then render the summary table
-(area, cases tried, passed, skipped, data lost) from its JUnit XML, so the numbers in docs/RELIABILITY.md and
+"""`python -m tests.reliability.reliability_report [--write]`: run `pytest -m reliability`, then render the
+summary table (area, cases tried, passed, skipped, data lost) from its JUnit XML, so the numbers in docs/RELIABILITY.md and
 the README are those of a real run.
 
 A case is one collected test (a parametrised test counts once per parameter set). "Data lost" counts the
@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AREAS = ("Bad input", "Faults", "Hostile files", "Engine access", "Secrets")
 
 AREA_BY_FILE = {
@@ -101,7 +101,8 @@ def document(cases: list[Case], seconds: float | None) -> str:
     parts = [
         "# Reliability and security (issues 11 and 23)",
         "",
-        f"`python -m tests.reliability_report --write` ran `pytest -m reliability` on {when}{took} and rendered "
+        f"`python -m tests.reliability.reliability_report --write` ran `pytest -m reliability` on {when}{took} "
+        "and rendered "
         "this table from its JUnit XML. A case is one collected test; *data lost* counts failed cases among those "
         "that check that nothing finished is lost or half-written.",
         "",
@@ -109,13 +110,15 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "",
         "## What each area tries",
         "",
-        "- **Bad input** (`tests/test_reliability_input.py`, through the real `difflens` CLI and its engine): "
+        "- **Bad input** (`tests/reliability/test_reliability_input.py`, through the real `difflens` CLI and its "
+        "engine): "
         "a missing model, pairs with another vocabulary or hidden size, an adapter for another base, k or n ≤ 0, "
         "layers and positions out of range, empty / non-UTF-8 / too-short corpora, a prompt longer than the "
         "context, NaN in one layer's activations (the message names the layer), a really full disk (a 1 MiB "
         "tmpfs, where the box lets the tests mount one) and a write that fails half-way, out of GPU memory "
         "(simulated: retried with smaller batches, then a clear error at batch 1). Each: exit ≠ 0, one stderr "
-        "line `problem — fix`, no traceback, the store exactly as before. Numbers (`tests/test_reliability_numbers"
+        "line `problem — fix`, no traceback, the store exactly as before. Numbers "
+        "(`tests/reliability/test_reliability_numbers"
         ".py`): NaN, ±inf and magnitudes over 1e6 in any float param, k > 4096, n > 10⁶ refused up front; JSON "
         "output never says NaN/Infinity; a cancelled `self:` sampling stops at the next batch; with the only "
         "worker busy, a cached job is answered at once.",
@@ -130,7 +133,8 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "and no hard-coded `trust_remote_code=True` in `engine/ store/ tui/`; custom model code runs only with "
         "`--trust-remote-code`; damaged, hand-edited and zip-slip session files are refused with the store "
         "untouched; pair files with Python tags, alias bombs, wrong types or bad bytes are refused in one line. "
-        "Session files from strangers (`tests/test_reliability_strangers.py`): a stored request never turns on "
+        "Session files from strangers (`tests/reliability/test_reliability_strangers.py`): a stored request never "
+        "turns on "
         "custom model code (each op that loads models from a run, and `replay --rerun`, which takes models, code "
         "and LLM from the user); imported results live apart and never answer a new computation; every nested "
         "JSON value is checked before anything is written, and bad rows already in a store are skipped with a "
@@ -158,7 +162,7 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "in-process case (a write failing half-way, as OSError and as safetensors' own error) always runs.",
         "- A SIGKILL in the middle of an atomic write leaves its hidden `.<name>.*.tmp` beside the target: never "
         "read, never taken for a result, but not swept either.",
-        "- *Data lost* is classified by the case's name (`DATA_GUARDS` in `tests/reliability_report.py`).",
+        "- *Data lost* is classified by the case's name (`DATA_GUARDS` in `tests/reliability/reliability_report.py`).",
         "- Imported results have no opt-in to answer new computations: they serve the export and replay of the "
         "session that carried them; runs in a store written before this check could have come from an import "
         "and are not told apart (their stored `trust_remote_code` is ignored all the same).",

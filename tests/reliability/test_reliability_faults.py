@@ -21,7 +21,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from store.hashing import file_sha256
-from tests.engine_helpers import PY, ROOT, engine_cli, engine_env, short_dir, until, write_corpus
+from tests.support.engine_helpers import PY, ROOT, engine_cli, engine_env, short_dir, until, write_corpus
 from tui.client import EngineUnavailable, connect
 
 pytestmark = pytest.mark.reliability

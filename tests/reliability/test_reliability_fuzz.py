@@ -54,7 +54,7 @@ PROBE = wire.encode(wire.request("probe", "test.echo", {"alive": True})).rstrip(
 @pytest.fixture(scope="module")
 def engine() -> Iterator[Engine]:
     before = os.environ.get(EXTRA_OPS_ENV)
-    os.environ[EXTRA_OPS_ENV] = "tests.engine_test_ops"
+    os.environ[EXTRA_OPS_ENV] = "tests.support.engine_test_ops"
     eng = Engine(workers=1, where="fuzz")
     try:
         yield eng

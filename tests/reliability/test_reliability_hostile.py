@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from engine.errors import UserError
-from tests.tiny import save_tiny
+from tests.support.tiny import save_tiny
 
 pytestmark = pytest.mark.reliability
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("engine", "store", "tui")
 
 # Calls that unpickle (run code from the file) or trust code from a repository without asking.

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine_helpers import PY, ROOT, engine_cli, engine_env, short_dir, write_corpus
-from tests.tiny import WORDS, save_tiny, tiny_model
+from tests.support.engine_helpers import PY, ROOT, engine_cli, engine_env, short_dir, write_corpus
+from tests.support.tiny import WORDS, save_tiny, tiny_model
 
 pytestmark = pytest.mark.reliability
 

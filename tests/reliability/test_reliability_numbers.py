@@ -18,7 +18,7 @@ from engine.protocol import wire
 from engine.protocol.methods import SteerGenerate
 from engine.protocol.params import ParamsError
 from store import jsonvalue
-from tests.engine_helpers import ROOT
+from tests.support.engine_helpers import ROOT
 
 pytestmark = pytest.mark.reliability
 
@@ -102,7 +102,7 @@ def test_a_long_job_does_not_starve_a_job_the_store_can_answer(tiny_dir: Path, t
     from engine.adl.compute import compute_adl
     from engine.ops import Op, load_all
     from engine.server.job_queue import JobManager
-    from tests.engine_helpers import write_corpus
+    from tests.support.engine_helpers import write_corpus
 
     class Owner:
         def __init__(self) -> None:

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from store import bundle, results, sessions
-from tests.agent_llm_server import ScriptedLLMServer
-from tests.engine_helpers import engine_cli, engine_env, short_dir
-from tests.test_agent import CAKE_ENV, PROMPT
+from tests.engine.test_agent import CAKE_ENV, PROMPT
+from tests.support.agent_llm_server import ScriptedLLMServer
+from tests.support.engine_helpers import engine_cli, engine_env, short_dir
 from tui.client import connect
 
 pytestmark = pytest.mark.reliability
@@ -137,7 +137,7 @@ def test_session_files_hold_no_local_home_path(tmp_path: Path, isolated_home: Pa
     action = sessions.begin_action(s.id, "adl.compute", {"base": "b", "ft": "f"}, "job")
     sessions.finish_action(action, result={"run": saved.key, "file": str(results.file_for(saved.key))})
     exported = bundle.export_session(s.id, tmp_path / "paths.difflens")
-    shipped = Path(__file__).resolve().parent.parent / "sessions" / "demo.difflens"
+    shipped = Path(__file__).resolve().parents[2] / "sessions" / "demo.difflens"
     for path in (exported, shipped):
         with zipfile.ZipFile(path) as zf:
             text = b"".join(zf.read(n) for n in zf.namelist() if n.endswith(".json"))

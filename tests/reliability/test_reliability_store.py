@@ -18,7 +18,7 @@ import pytest
 
 from store import atomic, results
 from store.errors import StoreError
-from tests.engine_helpers import ROOT
+from tests.support.engine_helpers import ROOT
 
 pytestmark = pytest.mark.reliability
 

@@ -28,8 +28,8 @@ import pytest
 from store import bundle, imported, results, sessions
 from store.errors import StoreError
 from store.paths import db_path, tensors_dir
-from tests.engine_helpers import ROOT
-from tests.test_sessions_store import recorded_session, rewrite, store_state
+from tests.store.test_sessions_store import recorded_session, rewrite, store_state
+from tests.support.engine_helpers import ROOT
 
 pytestmark = pytest.mark.reliability
 
@@ -311,7 +311,7 @@ def planted_run(tmp_path: Path, tiny_dir: Path, tiny_ft_dir: Path,
     older difflens's import or a hand-edited store would leave it) to ask for the models' custom code."""
     from engine.adl.compute import compute_adl
     from engine.adl.request import AdlRequest
-    from tests.engine_helpers import write_corpus
+    from tests.support.engine_helpers import write_corpus
 
     base = _with_custom_code(tiny_dir, tmp_path / "custom-base")
     ft = _with_custom_code(tiny_ft_dir, tmp_path / "custom-ft")

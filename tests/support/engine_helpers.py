@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
-TEST_OPS = "tests.engine_test_ops"
+TEST_OPS = "tests.support.engine_test_ops"
 
 
 @contextmanager
@@ -63,7 +63,7 @@ async def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "co
 
 def write_corpus(path: Path, n: int = 48) -> Path:
     """A small text corpus of the tiny tokenizer's words."""
-    from tests.tiny import WORDS
+    from tests.support.tiny import WORDS
 
     lines = [" ".join(WORDS[(i * 7 + j * 3) % 100] for j in range(4 + i % 6)) for i in range(n)]
     path.write_text("\n".join(lines) + "\n")

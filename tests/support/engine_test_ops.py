@@ -1,4 +1,4 @@
-"""Ops that only the engine-server tests register (`DIFFLENS_EXTRA_OPS=tests.engine_test_ops`): slow
+"""Ops that only the engine-server tests register (`DIFFLENS_EXTRA_OPS=tests.support.engine_test_ops`): slow
 steps with progress and cancel, typed params, failures, and stray output on stdout."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Child processes of the session tests: replay a session with torch blocked, or record until killed.
 
-`python -m tests.session_child replay REF` prints the workbench panes (as JSON) after a replay of REF, with
+`python -m tests.support.session_child replay REF` prints the workbench panes (as JSON) after a replay of REF, with
 torch, transformers and nnsight made unimportable before anything else is imported.
-`python -m tests.session_child record NAME` records into session NAME over the test recording, printing
+`python -m tests.support.session_child record NAME` records into session NAME over the test recording, printing
 `DONE <action id>` once each action is committed, and keeps moving the cursor until it is killed.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 BLOCKED = ("torch", "transformers", "nnsight")
 SIZE = (120, 40)
-RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
+RECORDING = Path(__file__).resolve().parents[1] / "data" / "workbench_recording.json"
 RUN = "3f9c2a71e0b4d5c6"
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from tests.engine_helpers import until
+from tests.support.engine_helpers import until
 from tui.app import DiffLensApp
 from tui.screens.mining import MiningScreen
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tui.cli.bench import register
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PEAK_KEYS = {"adl_difflens", "adl_floor", "adl_baseline", "adl_joint", "adl_sequential", "logit_lens", "patchscope",
              "steering_batched", "steering_one_by_one", "load_cached", "replay", "board_single_pair", "board_shared",
              "tui_cached"}

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from tui.cli import app, engine_call
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CELL = {"norm": 1.0, "rel_norm": 0.5, "logit_lens": [["cake", 0.5]], "relevance": None,
         "patchscope": {"best_scale": 1.0, "selected": ["cake"], "scales": [{"scale": 1.0, "tokens": [["cake", 0.9]]}]}}
 REPORT = {"run": "adl-x", "base": "b", "ft": "f", "corpus": "self:", "n": 4, "k": 1, "n_layers": 1, "layer": 0,
@@ -52,7 +52,7 @@ CASES: dict[str, list[list[str]]] = {
     "sessions show": [[str(ROOT / "sessions" / "demo.difflens")]],
 }
 # covered elsewhere: its JSON is printed by the benchmarks' own child process
-ELSEWHERE = {"bench": "tests/test_bench.py::test_quick_json_on_tiny_models_reports_every_key"}
+ELSEWHERE = {"bench": "tests/tui/test_bench.py::test_quick_json_on_tiny_models_reports_every_key"}
 
 
 def json_commands(command: Any, path: str = "") -> set[str]:

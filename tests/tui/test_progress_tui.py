@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from textual.widgets import Input, Static
 
-from tests.test_tui import make_app, recording, settle
-from tests.tui_helpers import plain
+from tests.support.tui_helpers import plain
+from tests.tui.test_tui import make_app, recording, settle
 from tui.screens.mining import MiningScreen
 from tui.sessions.replay import Recording, ReplayClient
 from tui.widgets.pair_bar import PairBar

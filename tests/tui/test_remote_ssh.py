@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from engine.protocol import wire
-from tests.engine_helpers import PY, ROOT, TEST_OPS, engine_cli, engine_env, free_port, short_dir, until
+from tests.support.engine_helpers import PY, ROOT, TEST_OPS, engine_cli, engine_env, free_port, short_dir, until
 from tui.client import DEFAULT_REMOTE_CMD, EngineUnavailable, ProcessTransport, RpcClient, connect
 
 pytestmark = pytest.mark.reliability

@@ -1,6 +1,6 @@
 """Sessions in the workbench: recorded as the user works, replayed with torch unimportable, survive a kill.
 
-The replay runs in a subprocess (`tests/session_child.py`) whose import system refuses torch, transformers
+The replay runs in a subprocess (`tests/support/session_child.py`) whose import system refuses torch, transformers
 and nnsight, and must paint the very panes the recording app showed.
 """
 
@@ -22,9 +22,9 @@ from rich.console import Console
 
 from store import bundle, imported, results, sessions
 from store.paths import db_path
-from tests.engine_helpers import until, write_corpus
-from tests.session_child import RECORDING, RUN, SIZE, dump, settle
-from tests.tui_helpers import mine_in_view
+from tests.support.engine_helpers import until, write_corpus
+from tests.support.session_child import RECORDING, RUN, SIZE, dump, settle
+from tests.support.tui_helpers import mine_in_view
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.screens.session import SessionWorkbench
@@ -38,11 +38,11 @@ from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def child(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tests.session_child", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tests.support.session_child", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -209,7 +209,7 @@ async def test_opening_a_session_from_the_start_screen_restores_its_view() -> No
 
 @pytest.mark.reliability
 def test_killing_the_tui_loses_at_most_the_action_in_flight() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.session_child", "record", "killed"], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.session_child", "record", "killed"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     announced: list[str] = []

@@ -1,6 +1,6 @@
 """The workbench TUI driven by Pilot over recorded engine answers (fast, in-process), plus its pure parts.
 
-The real-engine versions of the must-show behaviours live in tests/test_tui_engine.py.
+The real-engine versions of the must-show behaviours live in tests/tui/test_tui_engine.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
-from tests.engine_helpers import until
-from tests.tui_helpers import plain, record_notifications
+from tests.support.engine_helpers import until
+from tests.support.tui_helpers import plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.client.transport import EXIT_GRACE_S, TERM_GRACE_S, ProcessTransport, closing_words
@@ -35,7 +35,7 @@ from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
 
-RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
+RECORDING = Path(__file__).resolve().parents[1] / "data" / "workbench_recording.json"
 RUN = "3f9c2a71e0b4d5c6"
 
 
@@ -67,7 +67,8 @@ def test_import_tui_app_does_not_import_torch() -> None:
     code = ("import sys, tui.app, tui.sessions.replay\n"
             "bad = [m for m in ('torch', 'transformers', 'nnsight', 'engine.models') if m in sys.modules]\n"
             "print(bad); sys.exit(1 if bad else 0)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[2])
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.engine_helpers import until, write_corpus
-from tests.tui_helpers import mine_in_view, plain, record_notifications
+from tests.support.engine_helpers import until, write_corpus
+from tests.support.tui_helpers import mine_in_view, plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.state import JobView, Start

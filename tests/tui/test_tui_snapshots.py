@@ -1,8 +1,8 @@
 """Layout regressions: the workbench's main screen at 80×24 and 160×48, painted from a recorded session.
 
 The recording (tests/data/workbench_recording.json) feeds a `ReplayClient`, so every run paints the same
-screen. After an intended layout change: `pytest tests/test_tui_snapshots.py --snapshot-update`, then look
-at the new SVGs under tests/__snapshots__/.
+screen. After an intended layout change: `pytest tests/tui/test_tui_snapshots.py --snapshot-update`, then look
+at the new SVGs under tests/tui/__snapshots__/.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tui.app import DiffLensApp
 from tui.sessions.replay import ReplayClient
 from tui.state import Start
 
-RECORDING = Path(__file__).parent / "data" / "workbench_recording.json"
+RECORDING = Path(__file__).resolve().parents[1] / "data" / "workbench_recording.json"
 RUN = "3f9c2a71e0b4d5c6"
 
 
