@@ -1,6 +1,6 @@
 """`python -m tests.reliability.reliability_report [--write]`: run `pytest -m reliability`, then render the
-summary table (area, cases tried, passed, skipped, data lost) from its JUnit XML, so the numbers in docs/RELIABILITY.md and
-the README are those of a real run.
+summary table (area, cases tried, passed, skipped, data lost) from its JUnit XML, so the numbers in
+docs/RELIABILITY.md and the README are those of a real run.
 
 A case is one collected test (a parametrised test counts once per parameter set). "Data lost" counts the
 failed cases among those that check that nothing finished is lost or half-written (`DATA_GUARDS`)."""
