@@ -138,8 +138,9 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
         if judge is None:  # the offline judge's unsteered reference, drawn once with the first round
             row_prompts += [p for p in prompts for _ in range(samples)]
             addends += [torch.zeros(vectors.shape[1])] * per_cell
-        texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, torch.stack(addends),
-                                                          max_new_tokens, temperature, seed + round_index)
+        with jobs.current().stage(f"strength {round_index + 1} of at most {len(grid)} (α {strength:g})"):
+            texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, torch.stack(addends),
+                                                              max_new_tokens, temperature, seed + round_index)
         made = [SteeredSample(prompt=p, strength=strength if i < n_steered else 0.0, sample=0, text=t,
                               prompt_ids=ids, completion_ids=c)
                 for i, (p, t, ids, c) in enumerate(zip(row_prompts, texts, prompt_ids, completion_ids, strict=True))]

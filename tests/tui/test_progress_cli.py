@@ -46,7 +46,8 @@ def test_plain_lines_come_per_tenth_or_per_interval(monkeypatch: pytest.MonkeyPa
 
 def test_organism_train_off_a_terminal_prints_lines_on_stderr_and_only_json_on_stdout(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    def run_sync(method: str, params: dict[str, Any], *, target: Any, on_event: Any) -> dict[str, Any]:
+    def run_sync(method: str, params: dict[str, Any], *, target: Any, on_event: Any,
+                 long: bool = False) -> dict[str, Any]:
         on_event({"type": "progress", "done": 0, "total": None, "message": "started"})
         for event in _events(60)[1:]:
             on_event(event)
