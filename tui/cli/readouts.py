@@ -125,11 +125,11 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
             strengths = [float(s) for s in strength]
         except ValueError:
             fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
-    params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
-              "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
-              "backend": backend, "judge": judge, "protocol": protocol, "trust_remote_code": trust_remote_code,
-              "component": component_param(component)}
-    result = call_engine(methods.STEER_GENERATE, methods.SteerGenerate(**params),
+    params = methods.SteerGenerate(run=run, layer=layer, pos=pos, strengths=strengths, prompts=prompt or None,
+                                   n_samples=samples, max_new_tokens=max_new_tokens, temperature=temperature, side=side,
+                                   backend=backend, judge=judge, protocol=protocol, trust_remote_code=trust_remote_code,
+                                   component=component_param(component))
+    result = call_engine(methods.STEER_GENERATE, params,
                          title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)
