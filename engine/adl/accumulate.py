@@ -65,7 +65,8 @@ class Sums:
     def add_pair(self, pair: ModelPair, batch: Batch, layers: list[int]) -> None:
         """Both sides on one batch (joint mode); nothing is added unless both ran, so a retry after an
         out-of-memory on the finetuned side repeats the batch for both sides."""
-        acts = {}
+        acts: dict[Side, Tensor] = {}
+        side: Side
         for side in ("base", "ft"):
             with pair.use(side) as model:
                 acts[side] = read_positions(model, batch, layers)
