@@ -83,7 +83,7 @@ def _layer_range(text: str | None) -> list[int] | None:
 
 def amplify(base: Base, ft: Ft, adapter: Adapter = None,
             factor: Annotated[list[float], typer.Option("--factor", help="Scale of the finetune's change "
-                                                                         "(repeatable).")] = ...,
+                                                                         "(repeatable).")] = ...,  # type: ignore[assignment]  # typer: required
             prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
             modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
             layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
