@@ -27,7 +27,7 @@ def _bare(model: LoadedModel, prompts: list[str], rows: int, max_new_tokens: int
     ids = [format_prompt(model, p) for p in prompts for _ in range(rows // len(prompts))]
     batch = model.tokenizer.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
     with torch.inference_mode():
-        out = model.hf.generate(# type: ignore[operator]  # generate is on the causal-LM class (GenerationMixin), not PreTrainedModel
+        out = model.hf.generate(  # type: ignore[operator]  # GenerationMixin, not on PreTrainedModel
             batch["input_ids"].to(model.input_device),
                                 attention_mask=batch["attention_mask"].to(model.input_device),
                                 max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,

@@ -30,7 +30,7 @@ def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float
     rows = torch.arange(ids.shape[0]).unsqueeze(1)
     envoys = [model.nn_layer(layer) for layer in layers]
     with torch.inference_mode(), model.nn.trace(ids, attention_mask=mask, remote=model.remote) as tracer:
-        grabbed = list().save()  # type: ignore[attr-defined]  # nnsight's traced values have .save()
+        grabbed = list().save()  # type: ignore[attr-defined]  # nnsight's .save()
         for envoy in envoys:
             out = envoy.output
             grabbed.append(out[rows.to(out.device), positions.to(out.device)].float())

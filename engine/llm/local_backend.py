@@ -71,7 +71,7 @@ class LocalChat:
         temperature = self.config.temperature
         sample = temperature is not None and temperature > 0
         with torch.inference_mode(), adapter_enabled(self.model, True):
-            output = self.model.hf.generate(  # type: ignore[operator]  # generate is on the causal-LM class (GenerationMixin), not PreTrainedModel
+            output = self.model.hf.generate(  # type: ignore[operator]  # GenerationMixin, not on PreTrainedModel
                 **inputs, max_new_tokens=self.config.max_tokens, do_sample=sample,
                 temperature=temperature if sample else None, top_p=None, top_k=None,
                 pad_token_id=tokenizer.pad_token_id,
