@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,10 @@ def ratio(pair: ModelPair, layers: list[int], s: Settings, gauge: Gauge) -> dict
     rounds: list[dict[str, Callable[[], Any]]] = []
     for i, batch in enumerate(dl_batches):
         methods: dict[str, Callable[[], Any]] = {
-            "floor": lambda b=batch: floor_pass(pair, b),
-            "difflens": lambda b=batch: sums.add_pair(pair, b, layers)}
+            "floor": partial(floor_pass, pair, batch),
+            "difflens": partial(sums.add_pair, pair, batch, layers)}
         if i < len(encoded):
-            methods["baseline"] = lambda e=encoded[i]: baseline_pass(pair, e, s.k, totals)
+            methods["baseline"] = partial(baseline_pass, pair, encoded[i], s.k, totals)
         rounds.append(methods)
     floor_pass(pair, dl_batches[0])  # warm-up: first-call allocations and lazy inits of both paths
     Sums.zeros(len(layers), s.k, pair.d_model).add_pair(pair, dl_batches[0], layers)
@@ -92,8 +93,9 @@ def scale_k(pair: ModelPair, layers: list[int], s: Settings) -> list[dict[str, A
     for k in s.ks:
         dl_batches, n_windows = _split(pair, texts, k, s.batch_size)
         sums = Sums.zeros(len(layers), k, pair.d_model)
-        rounds = [{"floor": lambda b=b: floor_pass(pair, b),
-                   "difflens": lambda b=b, sums=sums: sums.add_pair(pair, b, layers)} for b in dl_batches]
+        rounds: list[dict[str, Callable[[], Any]]] = [
+            {"floor": partial(floor_pass, pair, b), "difflens": partial(sums.add_pair, pair, b, layers)}
+            for b in dl_batches]
         seconds = interleaved(rounds)
         rates = _rates({"floor": n_windows, "difflens": n_windows}, seconds)
         out.append({"k": k, "texts": n_windows, "texts_per_s": rates,
@@ -108,8 +110,9 @@ def scale_batch(pair: ModelPair, layers: list[int], s: Settings) -> list[dict[st
     for size in s.batch_sizes:
         dl_batches, n_windows = _split(pair, texts, s.k, size)
         sums = Sums.zeros(len(layers), s.k, pair.d_model)
-        rounds = [{"floor": lambda b=b: floor_pass(pair, b),
-                   "difflens": lambda b=b, sums=sums: sums.add_pair(pair, b, layers)} for b in dl_batches]
+        rounds: list[dict[str, Callable[[], Any]]] = [
+            {"floor": partial(floor_pass, pair, b), "difflens": partial(sums.add_pair, pair, b, layers)}
+            for b in dl_batches]
         seconds = interleaved(rounds)
         rates = _rates({"floor": n_windows, "difflens": n_windows}, seconds)
         traces = 2 * len(dl_batches)
@@ -126,7 +129,7 @@ def scale_n(s: Settings, workdir: Path, on_result: Callable[[Any], None] | None 
         corpus = write_corpus(workdir / f"corpus-{n}.txt", n)
         request = AdlRequest(base=s.base, ft=s.ft, adapter=s.adapter, corpus=str(corpus), n=n, k=s.k,
                              device=s.device, dtype=s.dtype, batch_size=s.batch_size, seed=0)
-        seconds, outcome = clock(lambda r=request: compute_adl(r))
+        seconds, outcome = clock(partial(compute_adl, request))
         if on_result is not None:
             on_result(outcome.result)
         out.append({"n": n, "seconds": round(seconds, 2), "texts_per_s": round(n / seconds, 2)})

@@ -73,7 +73,7 @@ def make_adapters(base: str, count: int, out: str) -> dict[str, Any]:
                 if "lora_B" in name:
                     p.copy_(0.01 * torch.randn(p.shape, generator=generator))
         path = Path(out) / f"lora-{index}"
-        peft_model.save_pretrained(path)
+        peft_model.save_pretrained(str(path))
         paths.append(str(path))
     return {"adapters": paths}
 

@@ -27,6 +27,7 @@ PATCH_ROUNDS = 1
 def _unembed_only(model: LoadedModel, flat: torch.Tensor, chunk: int = 64) -> None:
     """softmax(lm_head(final_norm(h))) in the lens's chunks, straight through the torch modules."""
     weight = model.lm_head.weight
+    assert isinstance(weight, torch.Tensor)
     with torch.inference_mode():
         for start in range(0, flat.shape[0], chunk):
             normed = model.final_norm(flat[start:start + chunk].to(weight.device, weight.dtype))

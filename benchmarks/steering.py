@@ -27,7 +27,8 @@ def _bare(model: LoadedModel, prompts: list[str], rows: int, max_new_tokens: int
     ids = [format_prompt(model, p) for p in prompts for _ in range(rows // len(prompts))]
     batch = model.tokenizer.pad({"input_ids": ids}, padding=True, padding_side="left", return_tensors="pt")
     with torch.inference_mode():
-        out = model.hf.generate(batch["input_ids"].to(model.input_device),
+        out = model.hf.generate(  # type: ignore[operator]  # GenerationMixin, not on PreTrainedModel
+            batch["input_ids"].to(model.input_device),
                                 attention_mask=batch["attention_mask"].to(model.input_device),
                                 max_new_tokens=max_new_tokens, do_sample=False, temperature=None, top_p=None,
                                 top_k=None, pad_token_id=model.tokenizer.pad_token_id)

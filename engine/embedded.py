@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from engine.errors import UserError
 from store.paths import cache_dir
@@ -44,7 +44,7 @@ def embedded_checkpoint() -> Path:
         model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name,
                                                      dtype=torch.float32)
     # The weights are dequantised to float32 already; drop the GGUF marker so they save as plain safetensors.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers types it without None
     model.config.quantization_config = None
     if hasattr(model.config, "_pre_quantization_dtype"):
         del model.config._pre_quantization_dtype
@@ -76,7 +76,7 @@ def _one_gguf_parse() -> Iterator[None]:
     original = gguf.GGUFReader
     readers: dict[str, Any] = {}
 
-    def shared(path: Any, mode: str = "r") -> Any:
+    def shared(path: Any, mode: Literal["r", "r+", "c"] = "r") -> Any:
         if mode != "r":
             return original(path, mode)
         key = str(Path(path).resolve())
@@ -84,8 +84,8 @@ def _one_gguf_parse() -> Iterator[None]:
             readers[key] = original(path, mode)
         return readers[key]
 
-    gguf.GGUFReader = shared
+    gguf.GGUFReader = shared  # type: ignore[misc, assignment]  # the class swapped for a caching factory
     try:
         yield
     finally:
-        gguf.GGUFReader = original
+        gguf.GGUFReader = original  # type: ignore[misc]

@@ -83,7 +83,7 @@ def export_session(ref: str, target: Path) -> Path:
                              "recompute it (open its run again) and export again")
         result_rows.append(row)
         members.append(_member(result_member(key), data))
-    body = {"session": {**dict(database[sessions.SESSIONS].get(session.id)), "ui": canonical_json(session.ui)},
+    body = {"session": {**dict(database.table(sessions.SESSIONS).get(session.id)), "ui": canonical_json(session.ui)},
             "actions": actions, "notes": notes, "results": result_rows}
     members.insert(0, _member(SESSION_JSON, json.dumps(body, indent=1, ensure_ascii=False,
                                                        sort_keys=True).encode("utf-8")))

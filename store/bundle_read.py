@@ -88,8 +88,8 @@ def read_bundle(path: Path, *, results: bool = True, stage_in: Path | None = Non
                         sink.flush()
                         os.fsync(sink.fileno())
     except BaseException as exc:
-        for tmp in staged.values():
-            tmp.unlink(missing_ok=True)
+        for staged_file in staged.values():
+            staged_file.unlink(missing_ok=True)
         if isinstance(exc, FileNotFoundError) and exc.filename == str(path):
             raise StoreError(f"no session file at {shown}", "check the path") from None
         if isinstance(exc, zipfile.BadZipFile | zipfile.LargeZipFile | EOFError | NotImplementedError

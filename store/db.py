@@ -69,11 +69,11 @@ def ensure_schema(db: sqlite_utils.Database) -> None:
     for name, (columns, pk) in _SCHEMA.items():
         if not db[name].exists():
             try:
-                db[name].create(columns, pk=pk, if_not_exists=True)
+                db.table(name).create(columns, pk=pk, if_not_exists=True)
             except sqlite3.OperationalError:
                 time.sleep(0.05)
-                db[name].create(columns, pk=pk, if_not_exists=True)
-    db["results"].create_index(["kind"], if_not_exists=True)
+                db.table(name).create(columns, pk=pk, if_not_exists=True)
+    db.table("results").create_index(["kind"], if_not_exists=True)
 
 
 def columns(table: str) -> dict[str, type]:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import importlib
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+__all__ = ["sqlite_utils"]
 
 
 def _without_pandas() -> ModuleType:
@@ -19,4 +22,7 @@ def _without_pandas() -> ModuleType:
         del sys.modules["pandas"]  # pandas stays importable for whoever needs it (datasets)
 
 
-sqlite_utils = _without_pandas()
+if TYPE_CHECKING:
+    import sqlite_utils  # the checker reads the real module's types
+else:
+    sqlite_utils = _without_pandas()

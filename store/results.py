@@ -54,7 +54,7 @@ def save(kind: str, inputs: dict[str, Any], tensors: dict[str, np.ndarray], meta
     with atomic_path(target) as tmp:
         save_file(contiguous, str(tmp), metadata={"key": key, "kind": kind})
     now = time.time()
-    connect()["results"].upsert({
+    connect().table("results").upsert({
         "key": key, "kind": kind, "status": "done", "file": target.name, "sha256": file_sha256(target),
         "bytes": target.stat().st_size, "inputs": canonical_json(inputs), "meta": canonical_json(meta),
         "created": now, "updated": now, "seconds": seconds}, pk="key")

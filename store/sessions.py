@@ -44,9 +44,9 @@ def db() -> sqlite_utils.Database:
     database = connect()
     if id(database) not in _ready:
         ensure_schema(database)
-        database[ACTIONS].create_index(["session", "seq"], unique=True, if_not_exists=True)
-        database[NOTES].create_index(["session", "seq"], unique=True, if_not_exists=True)
-        database[SESSIONS].create_index(["name"], unique=True, if_not_exists=True)
+        database.table(ACTIONS).create_index(["session", "seq"], unique=True, if_not_exists=True)
+        database.table(NOTES).create_index(["session", "seq"], unique=True, if_not_exists=True)
+        database.table(SESSIONS).create_index(["name"], unique=True, if_not_exists=True)
         _ready.add(id(database))
     return database
 
@@ -94,7 +94,7 @@ def create(name: str, origin: str = "") -> Session:
     now = time.time()
     row = {"id": f"s-{uuid.uuid4().hex[:12]}", "name": name, "created": now, "updated": now, "base": "", "ft": "",
            "run": "", "ui": "{}", "origin": origin}
-    db()[SESSIONS].insert(row)
+    db().table(SESSIONS).insert(row)
     return Session.from_row(row)
 
 
@@ -128,7 +128,7 @@ def rename(ref: str, new_name: str) -> Session:
     new_name = check_name(new_name)
     if find(new_name) is not None:
         raise StoreError(f"a session named {new_name!r} already exists", "pick another name")
-    db()[SESSIONS].update(session.id, {"name": new_name, "updated": time.time()})
+    db().table(SESSIONS).update(session.id, {"name": new_name, "updated": time.time()})
     return get(session.id)
 
 
@@ -159,7 +159,7 @@ def begin_action(session_id: str, method: str, params: dict[str, Any], kind: str
     """Commit a `running` row before the engine is asked: a crash leaves it marked as the one in flight."""
     seq = _next_seq(ACTIONS, session_id)
     action_id = f"{session_id}/{seq:06d}"
-    db()[ACTIONS].insert({"id": action_id, "session": session_id, "seq": seq, "t": time.time(), "method": method,
+    db().table(ACTIONS).insert({"id": action_id, "session": session_id, "seq": seq, "t": time.time(), "method": method,
                           "kind": kind, "params": canonical_json(params), "status": RUNNING, "result": "",
                           "error": "", "events": "[]", "refs": "[]", "seconds": 0.0})
     return action_id
@@ -169,15 +169,15 @@ def finish_action(action_id: str, *, result: dict[str, Any] | None = None, error
                   events: list[dict[str, Any]] | None = None, seconds: float = 0.0) -> None:
     """Commit the outcome of an action: its result JSON (so replay needs no engine) and its result keys."""
     database = db()
-    refs = referenced_keys([result, json.loads(database[ACTIONS].get(action_id)["params"])]) if result else []
-    database[ACTIONS].update(action_id, {
+    refs = referenced_keys([result, json.loads(database.table(ACTIONS).get(action_id)["params"])]) if result else []
+    database.table(ACTIONS).update(action_id, {
         "status": DONE if result is not None else FAILED, "result": canonical_json(result) if result else "",
         "error": error, "events": canonical_json(events or []), "refs": canonical_json(refs), "seconds": seconds})
     session_id = action_id.split("/", 1)[0]
     changes: dict[str, Any] = {"updated": time.time()}
     if result is not None and result.get("run") and result.get("base"):
         changes.update(run=str(result["run"]), base=str(result["base"]), ft=str(result.get("ft", "")))
-    database[SESSIONS].update(session_id, changes)
+    database.table(SESSIONS).update(session_id, changes)
 
 
 def actions(session_id: str, *, done_only: bool = True) -> list[dict[str, Any]]:
@@ -204,9 +204,9 @@ def readable(table: str, rows: Iterable[dict[str, Any]], decode: Any) -> list[di
 
 def add_note(session_id: str, text: str, cell: dict[str, Any] | None = None) -> None:
     seq = _next_seq(NOTES, session_id)
-    db()[NOTES].insert({"id": f"{session_id}/n{seq:05d}", "session": session_id, "seq": seq, "t": time.time(),
+    db().table(NOTES).insert({"id": f"{session_id}/n{seq:05d}", "session": session_id, "seq": seq, "t": time.time(),
                         "text": text, "cell": canonical_json(cell or {})})
-    db()[SESSIONS].update(session_id, {"updated": time.time()})
+    db().table(SESSIONS).update(session_id, {"updated": time.time()})
 
 
 def notes(session_id: str) -> list[dict[str, Any]]:
@@ -219,7 +219,7 @@ def decode_note(row: dict[str, Any]) -> dict[str, Any]:
 
 def save_ui(session_id: str, ui: dict[str, Any]) -> None:
     """The latest UI state (selected cell, pane settings): one row update, committed at once."""
-    db()[SESSIONS].update(session_id, {"ui": canonical_json(ui), "updated": time.time()})
+    db().table(SESSIONS).update(session_id, {"ui": canonical_json(ui), "updated": time.time()})
 
 
 def referenced_keys(values: Iterable[Any]) -> list[str]:

@@ -21,7 +21,7 @@ from tui.client import ClientFactory, EngineClient, EngineUnavailable, JobCancel
 from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed
 from tui.state import JobView
 
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[dict[str, Any]], object]  # what it returns is ignored
 
 
 @dataclass

@@ -107,9 +107,10 @@ class TokensState:
         if self.scale_index is not None:
             return max(0, min(self.scale_index, len(self.scales) - 1))
         values = [s for s, _ in self.scales]
-        if self.best_scale is None:
+        best = self.best_scale
+        if best is None:
             return 0
-        return min(range(len(values)), key=lambda i: abs(values[i] - self.best_scale))
+        return min(range(len(values)), key=lambda i: abs(values[i] - best))
 
 
 @dataclass(frozen=True)

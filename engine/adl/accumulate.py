@@ -30,7 +30,7 @@ def read_positions(model: LoadedModel, batch: Batch, layers: list[int]) -> Float
     rows = torch.arange(ids.shape[0]).unsqueeze(1)
     envoys = [model.nn_layer(layer) for layer in layers]
     with torch.inference_mode(), model.nn.trace(ids, attention_mask=mask, remote=model.remote) as tracer:
-        grabbed = list().save()
+        grabbed = list().save()  # type: ignore[attr-defined]  # nnsight's .save()
         for envoy in envoys:
             out = envoy.output
             grabbed.append(out[rows.to(out.device), positions.to(out.device)].float())
@@ -65,7 +65,8 @@ class Sums:
     def add_pair(self, pair: ModelPair, batch: Batch, layers: list[int]) -> None:
         """Both sides on one batch (joint mode); nothing is added unless both ran, so a retry after an
         out-of-memory on the finetuned side repeats the batch for both sides."""
-        acts = {}
+        acts: dict[Side, Tensor] = {}
+        side: Side
         for side in ("base", "ft"):
             with pair.use(side) as model:
                 acts[side] = read_positions(model, batch, layers)

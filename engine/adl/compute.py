@@ -192,7 +192,8 @@ def _sequential(request: AdlRequest, base_shape: Shape, windows: list[Window], l
                 run_id: str, ctx: JobContext) -> None:
     """Base pass, then finetuned pass; separate models are swapped in the cache, never held together."""
     total = 2 * len(windows)
-    for index, side in enumerate(("base", "ft")):
+    sides: tuple[Side, Side] = ("base", "ft")
+    for index, side in enumerate(sides):
         if sums.counts[index] >= len(windows):
             continue
         if side == "ft" and not _adapter_pair(request):

@@ -93,7 +93,7 @@ def score_stats(scores: list[float | None]) -> dict[str, Any]:
     """Median (`grade`), mean ± sample sd of the grades that were read (ungraded runs counted apart)."""
     read = [s for s in scores if s is not None]
     mean = sum(read) / len(read) if read else None
-    sd = (math.sqrt(sum((s - mean) ** 2 for s in read) / (len(read) - 1)) if len(read) > 1
+    sd = (math.sqrt(sum((s - mean) ** 2 for s in read) / (len(read) - 1)) if mean is not None and len(read) > 1
           else 0.0 if read else None)
     return {"grade": statistics.median(read) if read else None, "grades": scores, "n": len(read),
             "ungraded": len(scores) - len(read), "mean": None if mean is None else round(mean, 3),

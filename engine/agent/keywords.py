@@ -82,7 +82,7 @@ def keyword_hypothesis(env: AgentEnvironment, top: int = 12, k: int = 20) -> dic
             for text in sample["unsteered"]:
                 unsteered.update(stems_of(_text_words(text)))
 
-    ranked = []
+    ranked: list[dict[str, Any]] = []
     for stem in set(cells) | set(steered):
         excess = steered[stem] - unsteered[stem]
         if cells[stem] >= 2 or excess >= 2 or (cells[stem] and excess >= 1):

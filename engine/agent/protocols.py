@@ -49,8 +49,10 @@ class AgentProtocol:
             if llm_calls is not None or tokens is not None:
                 raise UserError(f"--protocol {self.name} fixes the agent's LLM budget ({self.limits.llm_calls} "
                                 f"calls, {self.limits.tokens:,} tokens)", "drop llm_calls and token_budget")
-        chosen = {"model_interactions": model_interactions, "llm_calls": llm_calls, "tokens": tokens}
-        return replace(self.limits, **{k: v for k, v in chosen.items() if v is not None})
+        limits = self.limits
+        return replace(limits, model_interactions=limits.model_interactions if model_interactions is None
+                       else model_interactions, llm_calls=limits.llm_calls if llm_calls is None else llm_calls,
+                       tokens=limits.tokens if tokens is None else tokens)
 
 
 PROTOCOLS = {

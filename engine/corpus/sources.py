@@ -100,7 +100,7 @@ def _file_examples(path: Path, column: str | None) -> list[Example]:
             import pyarrow.parquet as pq
 
             table = pq.read_table(path)
-            return [_example(row, column) for row in table.to_pylist() if _example(row, column)]
+            return [example for row in table.to_pylist() if (example := _example(row, column))]
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"corpus file {str(path)!r} is not UTF-8 text", "convert it to UTF-8") from exc

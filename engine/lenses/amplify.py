@@ -143,8 +143,8 @@ def generate(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int, te
           warnings.catch_warnings()):
         warnings.filterwarnings("ignore", message=".*generation flags.*")
         torch.manual_seed(seed)
-        out = model.hf.generate(batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                                **kwargs)
+        out = model.hf.generate(  # type: ignore[operator]  # GenerationMixin, not on PreTrainedModel
+            batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device), **kwargs)
     return tok.batch_decode(_until_eos(model, out[:, batch["input_ids"].shape[1]:].cpu()), skip_special_tokens=True)
 
 

@@ -94,7 +94,11 @@ def set_effect(pair: ModelPair, texts: list[str], layer: int, k: int, mode: Mode
     for batch in text_batches(encoded, start, batch_size, tokenizer.pad_token_id):
         with pair.use("base") as model:
             nll_base, base_acts = nll_and_acts(model, batch, layer, start, k)
-        patch = base_acts if mode == "base" else -diff.unsqueeze(0).expand(batch.ids.shape[0], -1, -1)
+        if mode == "base":
+            patch = base_acts
+        else:
+            assert diff is not None  # causal_check refuses the diff mode without one
+            patch = -diff.unsqueeze(0).expand(batch.ids.shape[0], -1, -1)
         with pair.use("ft") as model:
             nll_ft, nll_patched = _ft_pass(model, batch, layer, start, k, patch, mode)
         scored = scored_tokens(batch)
@@ -123,6 +127,7 @@ def causal_check(pair: ModelPair, ft_texts: list[str], generic_texts: list[str],
     if mode == "diff" and (diff is None or diff.shape[0] < k):
         raise UserError("the −diff mode needs an ADL run's mean diff at k positions", "pass --run RUN with k ≥ -k")
     if mode == "diff":
+        assert diff is not None  # checked just above
         diff = diff[:k].float()
     sets = {name: set_effect(pair, texts, layer, k, mode, diff, max_tokens, batch_size, ctx, name)
             for name, texts in (("finetuning", ft_texts), ("generic", generic_texts))}

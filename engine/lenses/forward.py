@@ -42,6 +42,7 @@ def pair_pass(pair: ModelPair, batch: TextBatch, layer: int
               ) -> dict[Side, tuple[Float[Tensor, "batch seq vocab"], Float[Tensor, "batch seq d_model"]]]:
     """`side_pass` of both sides on the same batch."""
     out = {}
+    side: Side
     for side in ("base", "ft"):
         with pair.use(side) as model:
             out[side] = side_pass(model, batch, layer)

@@ -73,8 +73,8 @@ def per_token_divergence(pair: ModelPair, texts: list[str], layer: int | None = 
     parts: list[BatchDivergence] = []
     for batch in text_batches(encoded, start, batch_size, tokenizer.pad_token_id):
         sides = pair_pass(pair, batch, layer)
-        parts.append(batch_divergence(*[sides[s][0] for s in ("base", "ft")],
-                                      *[sides[s][1] for s in ("base", "ft")], batch.valid))
+        parts.append(batch_divergence(sides["base"][0], sides["ft"][0], sides["base"][1], sides["ft"][1],
+                                      batch.valid))
         ctx.progress(min(batch.lo + batch_size, len(texts)), len(texts), "texts")
     lengths = torch.tensor([len(ids) for ids in encoded])
     width = max(p.kl.shape[1] for p in parts)

@@ -70,7 +70,8 @@ def mine(pair: ModelPair, texts: list[str], top_k: int = 20, n_tokens: int = 30,
     out = []
     for i, token in enumerate(strings):
         found = example_vals[i] > float("-inf")
-        contexts = [_context(tokenizer, encoded, *where[p].tolist(), start, context) | {"diff": round(float(v), 4)}
+        contexts = [_context(tokenizer, encoded, int(where[p, 0]), int(where[p, 1]), start, context)
+                    | {"diff": round(float(v), 4)}
                     for p, v in zip(example_pos[i][found].tolist(), example_vals[i][found].tolist(), strict=True)]
         out.append({"token": token, "id": int(tokens[i]), "count": int(counts[i]),
                     "share": round(int(counts[i]) / len(top_ids), 4), "mean_diff": round(float(sums[i] / counts[i]), 4),

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 TokenSink = Callable[[str], None]
-EventSink = Callable[[dict[str, Any]], None]
+EventSink = Callable[[dict[str, Any]], object]  # what it returns is ignored
 
 
 @dataclass(frozen=True)

@@ -71,12 +71,13 @@ class LocalChat:
         temperature = self.config.temperature
         sample = temperature is not None and temperature > 0
         with torch.inference_mode(), adapter_enabled(self.model, True):
-            output = self.model.hf.generate(
+            output = self.model.hf.generate(  # type: ignore[operator]  # GenerationMixin, not on PreTrainedModel
                 **inputs, max_new_tokens=self.config.max_tokens, do_sample=sample,
                 temperature=temperature if sample else None, top_p=None, top_k=None,
                 pad_token_id=tokenizer.pad_token_id,
                 streamer=_Stream(tokenizer, on_token) if on_token else None)
         new_ids = output[0, inputs["input_ids"].shape[1]:]
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
+        assert isinstance(text, str)  # one sequence decodes to one string
         return LLMReply(text=text, tokens_in=int(inputs["input_ids"].shape[1]), tokens_out=int(new_ids.numel()),
                         cost_usd=0.0)

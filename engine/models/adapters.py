@@ -61,10 +61,11 @@ def _attach(model: LoadedModel, adapter: str, name: str) -> None:
         added = {n for n, p in model.hf.named_parameters() if id(p) not in before}
         state = {key.removeprefix("base_model.model."): value
                  for key, value in peft.utils.load_peft_weights(adapter, device="cpu").items()}
-        loaded = set_peft_model_state_dict(model.hf, state, adapter_name=name)
-        missing = [key for key in loaded.missing_keys if key in added]
-        if missing or loaded.unexpected_keys:
-            raise ValueError(f"weights with no place: {(list(loaded.unexpected_keys) or missing)[:3]}")
+        missing_keys, unexpected_keys = set_peft_model_state_dict(  # type: ignore[attr-defined]  # torch's untyped result
+            model.hf, state, adapter_name=name)
+        missing = [key for key in missing_keys if key in added]
+        if missing or unexpected_keys:
+            raise ValueError(f"weights with no place: {(list(unexpected_keys) or missing)[:3]}")
     except (ValueError, KeyError, RuntimeError, OSError) as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
         detail = next((line for line in lines if "size mismatch" in line), lines[0])  # torch puts it on line 2

@@ -67,6 +67,7 @@ class ModelCache:
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
+            loaded: LoadedModel
             if placement.backend == "ndif":
                 loaded = load_remote_model(spec)
             elif spec.adapter:

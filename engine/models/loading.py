@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
@@ -47,7 +47,7 @@ class LoadedModel:
 
     @property
     def layers(self) -> torch.nn.ModuleList:
-        return self.hf.get_submodule(self.layers_path)
+        return cast(torch.nn.ModuleList, self.hf.get_submodule(self.layers_path))
 
     @property
     def final_norm(self) -> torch.nn.Module:
@@ -76,7 +76,9 @@ class LoadedModel:
 
     @property
     def input_device(self) -> torch.device:
-        return self.hf.get_input_embeddings().weight.device
+        weight = self.hf.get_input_embeddings().weight
+        assert isinstance(weight, torch.Tensor)
+        return weight.device
 
     @cached_property
     def nn(self) -> Any:
@@ -126,7 +128,7 @@ def load_model(spec: ModelSpec, placement: Placement) -> LoadedModel:
                             "pass --trust-remote-code if you trust it") from exc
         raise
     if placement.device_map is None:
-        hf.to(placement.device)
+        hf.to(placement.device)  # type: ignore[arg-type]  # transformers' `to` wrapper hides torch's signature
     hf.eval()
     hf.requires_grad_(False)
     if tokenizer.pad_token is None:

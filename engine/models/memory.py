@@ -128,9 +128,10 @@ class MemoryPlan:
         needed = self.needed
         if needed is None or needed <= self.available:
             return
+        assert self.base is not None and self.ft is not None  # `needed` is known only when both sizes are
         ways = ["--dtype bfloat16"]
         if not self.shared and not self.sequential:
-            ways.insert(0, f"--sequential (needs {int(max(self.base, self.ft) * HEADROOM) / GIB:.1f} GiB)")  # type: ignore[type-var]
+            ways.insert(0, f"--sequential (needs {int(max(self.base, self.ft) * HEADROOM) / GIB:.1f} GiB)")
         ways.append("more GPUs (device_map=auto shards across them)")
         raise UserError(f"the pair does not fit: {self.describe()}", "use " + ", or ".join(ways))
 

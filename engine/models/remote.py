@@ -79,7 +79,8 @@ def load_remote_model(spec: ModelSpec) -> RemoteModel:
                         "check the id (and network access to huggingface.co)") from exc
     hf = root._module
     with contextlib.suppress(OSError, ValueError):  # without one, the config's own defaults (eos) stand
-        hf.generation_config = GenerationConfig.from_pretrained(spec.path, revision=spec.revision)
+        hf.generation_config = GenerationConfig.from_pretrained(
+            spec.path, revision=spec.revision)  # type: ignore[arg-type]  # None means the default branch
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return RemoteModel(spec=spec, hf=hf, tokenizer=tokenizer, placement=ndif_placement(), root=root,

@@ -127,8 +127,8 @@ def _checked(params: AgentRun) -> Checked:
                             "pass organism_description and organism_type (sdf, em, taboo, subliminal, domain)")
         rubric_for(settings.organism_type)
     replies = settings.protocol.agent_llm  # the protocol's agent reply length and temperature, unless given
-    temperature = params.temperature if params.temperature is not None else replies and replies.temperature
-    max_tokens = params.max_tokens if params.max_tokens is not None else replies and replies.max_new_tokens
+    temperature = params.temperature if params.temperature is not None else replies.temperature if replies else None
+    max_tokens = params.max_tokens if params.max_tokens is not None else replies.max_new_tokens if replies else None
     try:
         config = resolve_config(params.llm, temperature=temperature, max_tokens=max_tokens)
     except NoLLMConfigured as exc:

@@ -67,7 +67,7 @@ def kl(params: methods.LensKl, ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer)
-    method = {"layer": params.layer, "top_n": params.top_n, "max_tokens": params.max_tokens,
+    method: dict[str, Any] = {"layer": params.layer, "top_n": params.top_n, "max_tokens": params.max_tokens,
               "window": params.window}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
     batch_size = params.batch_size
@@ -85,7 +85,7 @@ def amplify_op(params: methods.LensAmplify, ctx: JobContext) -> dict[str, Any]:
     if layers is not None and len(layers) != 2:
         raise UserError(f"layers takes [first, last], got {layers}", "pass --layers FIRST-LAST, e.g. 0-8")
     scope = Scope(params.modules, (layers[0], layers[1]) if layers else None)
-    method = {"prompts": params.prompts or calibration_prompts(3),
+    method: dict[str, Any] = {"prompts": params.prompts or calibration_prompts(3),
               "factors": [float(f) for f in (params.factors or DEFAULT_FACTORS)],
               "max_new_tokens": params.max_new_tokens, "temperature": params.temperature, "seed": params.seed,
               "chat": params.chat}
@@ -100,7 +100,7 @@ def mine_op(params: methods.LensMine, ctx: JobContext) -> dict[str, Any]:
     request = pair_request(params)
     pair = request.pair()
     texts = _texts(params, pair.tokenizer)
-    method = {"top_k": params.top_k, "n_tokens": params.n_tokens, "examples": params.examples,
+    method: dict[str, Any] = {"top_k": params.top_k, "n_tokens": params.n_tokens, "examples": params.examples,
               "max_tokens": params.max_tokens, "n_topics": params.n_topics if params.topics else 0}
     batch_size = params.batch_size
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
@@ -142,7 +142,7 @@ def causal_op(params: methods.LensCausal, ctx: JobContext) -> dict[str, Any]:
     if run is not None:
         layer = report_layer(run, params.layer)
         diff, k = torch.as_tensor(run.mean_diff[run.layer_index(layer)]), run.request.k
-    method = {"layer": layer, "k": params.k or k, "mode": patch, "max_tokens": params.max_tokens}
+    method: dict[str, Any] = {"layer": layer, "k": params.k or k, "mode": patch, "max_tokens": params.max_tokens}
     return _reply(*cached(methods.LENS_CAUSAL.name, inputs | method, lambda: (
         causal_check(pair, ft_texts, generic, diff=diff, batch_size=batch_size, ctx=ctx, **method), {})))
 
@@ -164,7 +164,7 @@ def _direction(params: methods.LensCausal, run: AdlRun, pair: ModelPair, sets: d
     layer = report_layer(run, params.layer)
     row = run.mean_diff[run.layer_index(layer)]
     pos = strongest_position(row) if params.pos is None else run.check_position(params.pos)
-    method = {"mode": "direction", "layer": layer, "pos": pos, "ablation": params.ablate,
+    method: dict[str, Any] = {"mode": "direction", "layer": layer, "pos": pos, "ablation": params.ablate,
               "n_controls": params.n_controls, "max_tokens": params.max_tokens, "seed": seed}
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -196,7 +196,7 @@ def pca_op(params: methods.LensPca, ctx: JobContext) -> dict[str, Any]:
     typed = params.texts
     corpus = params.corpus if params.corpus is not None or typed else "generic:"
     texts = gather_texts(typed, corpus, params.n, params.seed, pair.tokenizer)
-    method = {"layer": layer, "pos": pos, "n_components": params.n_components, "top_k": params.top_k}
+    method: dict[str, Any] = {"layer": layer, "pos": pos, "n_components": params.n_components, "top_k": params.top_k}
     inputs = {"pair": request.identity(), "texts": json_sha256(texts), **method}
     batch_size = params.batch_size
     return _reply(*cached(PCA_KIND, inputs, lambda: difference_pca(pair, texts, batch_size=batch_size, ctx=ctx,

@@ -32,7 +32,7 @@ def unembed_top(model: LoadedModel, hidden: Float[Tensor, "n d_model"], top_k: i
         if cap:
             logits = torch.tanh(logits / cap) * cap
         top = torch.softmax(logits, dim=-1).topk(min(top_k, logits.shape[-1]), dim=-1)
-        ids, probs = top.indices.cpu().save(), top.values.cpu().save()
+        ids, probs = top.indices.cpu().save(), top.values.cpu().save()  # type: ignore[attr-defined]  # nnsight's .save()
         tracer.stop()
     return ids, probs
 

@@ -207,7 +207,7 @@ def _patched_top(model: LoadedModel, batch: IdentityBatch, patches: Float[Tensor
         in_top.scatter_(-1, probs.topk(min(set_k, probs.shape[-1]), dim=-1).indices, True)
         mean = probs.mean(dim=1) * in_top.all(dim=1)
         top = mean.topk(min(top_k, mean.shape[-1]), dim=-1)
-        top_ids, top_probs = top.indices.cpu().save(), top.values.cpu().save()
+        top_ids, top_probs = top.indices.cpu().save(), top.values.cpu().save()  # type: ignore[attr-defined]  # nnsight's .save()
     return TopTokens(ids=top_ids, probs=top_probs, tokens=decode_ids(model.tokenizer, top_ids))
 
 

@@ -30,7 +30,7 @@ looks less related than it is.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ from engine.results.readout_cells import Grid, default_head, lens_grid
 from store import results
 
 KIND = "layerchoice"
-MIDDLE = "middle"
+MIDDLE: Final = "middle"
 By = Literal["criterion", "user", "middle"]
 
 

@@ -82,9 +82,12 @@ class Listener:
                     conn.shutdown(socket.SHUT_RDWR)
                 conn.close()
 
+            def authenticated(conn: socket.socket = conn) -> None:
+                conn.settimeout(None)
+
             peer = Peer(self.engine, label=f"{self.kind}-{self._count}", readline=reader.readline,
                         write=conn.sendall, close=close, token=self.token,
-                        on_authenticated=lambda conn=conn: conn.settimeout(None))
+                        on_authenticated=authenticated)
             self.engine.attach(peer)
             threading.Thread(target=peer.serve, name=f"peer-{peer.label}", daemon=True).start()
 

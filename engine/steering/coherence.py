@@ -40,7 +40,9 @@ def completion_nll(model: LoadedModel, samples: Sequence[SteeredSample],
     if not scored:
         return out
     keep = max(len(samples[i].completion_ids) for i in scored) + 1
-    vocab = model.lm_head.weight.shape[0]
+    weight = model.lm_head.weight
+    assert isinstance(weight, torch.Tensor)
+    vocab = weight.shape[0]
     chunk = max(1, max_logits // (keep * vocab))
     trim = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
     for start in range(0, len(scored), chunk):

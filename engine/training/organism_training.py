@@ -97,7 +97,7 @@ def _generic_docs(corpus: Path | str | None, count: int, loaded: LoadedModel, ma
         return [], {"pretrain_corpus": None, "pretrain_sha256": None}
     if str(corpus) == SELF_CORPUS:
         windows = sample_self(loaded, count, max_length, seed, batch_size=min(64, count))
-        texts = loaded.tokenizer.batch_decode([w.ids[w.start:] for w in windows], skip_special_tokens=True)
+        texts = loaded.tokenizer.batch_decode([list(w.ids[w.start:]) for w in windows], skip_special_tokens=True)
         pool = [{"text": " ".join(t.split())} for t in texts if t.strip()]
         return pool, {"pretrain_corpus": SELF_CORPUS, "pretrain_sha256": json_sha256([d["text"] for d in pool])}
     path = Path(corpus) if corpus else None
@@ -186,8 +186,10 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
         raise UserError(f"no trainable tokens in {data.name}", "check the documents are not empty")
     torch.manual_seed(seed)
     alpha = settings.lora_alpha or 2 * lora_rank
-    lora = LoraConfig(r=lora_rank, lora_alpha=alpha, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
+    lora = LoraConfig(r=lora_rank, lora_alpha=alpha,  # type: ignore[arg-type]  # peft scales by alpha / r: any number
+                      lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
                       target_modules=_target_spec(loaded.hf, target_modules))
+    assert lora.target_modules is not None  # set just above
     model = get_peft_model(loaded.hf, lora)
     losses = _train_loop(model, encoded, loaded.tokenizer.pad_token_id, loaded.input_device, settings,
                          ctx)

@@ -75,7 +75,7 @@ def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None 
             raise UserError(f"{label} is not a mapping of name/base/ft", FIX)
         if unknown := sorted(set(map(str, row)) - set(COLUMNS)):
             raise UserError(f"{label}: unknown field(s) {', '.join(unknown)}", f"allowed: {', '.join(COLUMNS)}")
-        values = {}
+        values: dict[str, Any] = {}
         for key in COLUMNS:
             value = row.get(key)
             if value is not None and not isinstance(value, str | int | float):

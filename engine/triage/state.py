@@ -45,7 +45,7 @@ def finished(key: str) -> dict[str, Any] | None:
 
 def save_pair(key: str, outcome: dict[str, Any], report: dict[str, Any] | None, seconds: float) -> None:
     """Record a pair's outcome (done or error) as one row."""
-    _db()[PAIRS].upsert({
+    _db().table(PAIRS).upsert({
         "key": key, "name": outcome["name"], "base": outcome["base"], "ft": outcome["ft"],
         "adapter": outcome.get("adapter"), "status": ERROR if outcome.get("error") else DONE,
         "score": outcome.get("score"), "trace": canonical_json(outcome.get("trace")),
@@ -58,7 +58,7 @@ def save_pair(key: str, outcome: dict[str, Any], report: dict[str, Any] | None, 
 def save_board(bid: str, name: str, source: str, keys: list[dict[str, str]], settings: dict[str, Any],
                status: str) -> None:
     """Record the board (its pairs by name and key) so the TUI can show the latest one."""
-    table = _db()[BOARDS]
+    table = _db().table(BOARDS)
     now = time.time()
     created = next(iter(table.rows_where("id = ?", [bid], limit=1)), {}).get("created", now)
     table.upsert({"id": bid, "name": name, "source": source, "pairs": canonical_json(keys),

@@ -78,10 +78,10 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
         result = call_engine(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), title="keywords", target=target)
         emit_json(result) if json else out.print(Panel(result["summary"], title=result["label"]))
         return
-    params = {"run": run, "llm": llm, "protocol": protocol, "budget": budget, "lenses": lenses, "baseline": baseline,
-              "compare": compare, "grade": grade, "repeat": repeat, "organism_description": description,
-              "organism_type": organism_type, "judge": judge}
-    result = call_engine(methods.AGENT_RUN, methods.AgentRun(**params), title="agent", target=target, on_event=_show)
+    params = methods.AgentRun(run=run, llm=llm, protocol=protocol, budget=budget, lenses=lenses, baseline=baseline,
+                              compare=compare, grade=grade, repeat=repeat, organism_description=description,
+                              organism_type=organism_type, judge=judge)
+    result = call_engine(methods.AGENT_RUN, params, title="agent", target=target, on_event=_show)
     if json:
         emit_json(result)
         return

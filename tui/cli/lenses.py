@@ -83,7 +83,7 @@ def _layer_range(text: str | None) -> list[int] | None:
 
 def amplify(base: Base, ft: Ft, adapter: Adapter = None,
             factor: Annotated[list[float], typer.Option("--factor", help="Scale of the finetune's change "
-                                                                         "(repeatable).")] = ...,
+                                                                         "(repeatable).")] = ...,  # type: ignore[assignment]  # typer: required
             prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
             modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
             layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
@@ -145,11 +145,11 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
     component along the mean-diff direction is ablated at every token, beside random controls (--mode direction)."""
     if run is None and not (base and ft):
         fail("pass --base and --ft, or --run RUN")
-    params = {"base": base, "ft": ft, "adapter": adapter, "run": run, "recipe": recipe, "ft_corpus": ft_corpus,
-              "generic": generic, "chat": chat, "mode": mode, "patch": patch, "ablate": ablate, "layer": layer,
-              "pos": pos, "k": k, "n_controls": controls, "n": n, "max_tokens": max_tokens, "seed": seed,
-              "batch_size": batch_size, "device": device, "dtype": dtype}
-    result = call_engine(methods.LENS_CAUSAL, methods.LensCausal(**params),
+    params = methods.LensCausal(base=base, ft=ft, adapter=adapter, run=run, recipe=recipe, ft_corpus=ft_corpus,
+                                generic=generic, chat=chat, mode=mode, patch=patch, ablate=ablate, layer=layer,
+                                pos=pos, k=k, n_controls=controls, n=n, max_tokens=max_tokens, seed=seed,
+                                batch_size=batch_size, device=device, dtype=dtype)
+    result = call_engine(methods.LENS_CAUSAL, params,
                          title="causal check", target=target_from(remote, engine))
     if json:
         emit_json(result)
@@ -172,8 +172,9 @@ def pca(run: Annotated[str, typer.Argument(help="ADL run: its pair; its middle l
     logit lens both ways (unset options take the engine's defaults)."""
     if text and corpus:
         fail("pass either --text T (repeatable) or --corpus SRC")
-    params = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
-              "n_components": components, "top_k": top, "seed": seed, "batch_size": batch_size}
+    # None leaves a field to the engine's default (`Params.to_json` drops it)
+    params: dict[str, Any] = {"run": run, "layer": layer, "pos": pos, "corpus": corpus, "texts": text, "n": n,
+                              "n_components": components, "top_k": top, "seed": seed, "batch_size": batch_size}
     result = call_engine(methods.LENS_PCA, methods.LensPca(**params),
                          title="PCA of the differences", target=target_from(remote, engine))
     if json:

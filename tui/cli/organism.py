@@ -48,10 +48,10 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
           device: Device = Train.device,
           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """LoRA-finetune the base on the documents; writes a peft adapter + organism.json + loss curve."""
-    params = {"base": base, "data": data, "out": out_dir, "steps": steps, "lr": lr, "lora_rank": lora_rank,
-              "mix_pretrain": mix_pretrain, "pretrain_corpus": pretrain_corpus, "batch_size": batch_size,
-              "seed": seed, "device": device}
-    result = call_engine(methods.ORGANISM_TRAIN, methods.TrainOrganism(**params),
+    params = methods.TrainOrganism(base=base, data=data, out=out_dir, steps=steps, lr=lr, lora_rank=lora_rank,
+                                   mix_pretrain=mix_pretrain, pretrain_corpus=pretrain_corpus, batch_size=batch_size,
+                                   seed=seed, device=device)
+    result = call_engine(methods.ORGANISM_TRAIN, params,
                          title="training", target=target_from(remote, engine))
     if json:
         emit_json(result)

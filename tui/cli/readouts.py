@@ -53,11 +53,10 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
            engine: Engine = None) -> None:
     """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
     target = target_from(remote, engine)
-    trust = {"trust_remote_code": trust_remote_code}
     if method == "patchscope":
         result = call_engine(methods.PATCHSCOPE, methods.Patchscope(
-            run=run, layer=layer, pos=pos or 0, top_k=top_k, backend=backend, judge=judge, **trust), title="patchscope",
-                             target=target)
+            run=run, layer=layer, pos=pos or 0, top_k=top_k, backend=backend, judge=judge,
+            trust_remote_code=trust_remote_code), title="patchscope", target=target)
         if json:
             emit_json(result)
             return
@@ -73,7 +72,8 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
         result = call_engine(methods.LOGIT_LENS, methods.LogitLens(
-            run=run, layer=layer, pos=pos, top_k=top_k, source=source, head=head, backend=backend, **trust),
+            run=run, layer=layer, pos=pos, top_k=top_k, source=source, head=head, backend=backend,
+            trust_remote_code=trust_remote_code),
                              title="logit lens", target=target)
         if json:
             emit_json(result)
@@ -83,7 +83,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         return
     result = call_engine(methods.LENS_GRID, methods.LensGrid(
         run=run, source=source, head=head, top_k=top_k, layers=[layer] if layer is not None else None,
-        positions=[pos] if pos is not None else None, backend=backend, **trust),
+        positions=[pos] if pos is not None else None, backend=backend, trust_remote_code=trust_remote_code),
                          title="logit lens", target=target)
     if json:
         emit_json(result)
@@ -125,11 +125,11 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
             strengths = [float(s) for s in strength]
         except ValueError:
             fail(f"cannot read --strength {strength} — pass numbers or 'auto'")
-    params = {"run": run, "layer": layer, "pos": pos, "strengths": strengths, "prompts": prompt or None,
-              "n_samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature, "side": side,
-              "backend": backend, "judge": judge, "protocol": protocol, "trust_remote_code": trust_remote_code,
-              "component": component_param(component)}
-    result = call_engine(methods.STEER_GENERATE, methods.SteerGenerate(**params),
+    params = methods.SteerGenerate(run=run, layer=layer, pos=pos, strengths=strengths, prompts=prompt or None,
+                                   n_samples=samples, max_new_tokens=max_new_tokens, temperature=temperature, side=side,
+                                   backend=backend, judge=judge, protocol=protocol, trust_remote_code=trust_remote_code,
+                                   component=component_param(component))
+    result = call_engine(methods.STEER_GENERATE, params,
                          title="steering", target=target_from(remote, engine))
     if json:
         emit_json(result)

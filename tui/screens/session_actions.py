@@ -5,6 +5,8 @@ Kept out of `tui/app.py` so the app stays a thin wiring of screens and keys.
 
 from __future__ import annotations
 
+from typing import Any
+
 from textual.app import App
 from textual.screen import Screen
 
@@ -37,7 +39,7 @@ def snapshot_ui(tap: SessionTap, screen: Screen[object]) -> None:
         tap.save_ui(ui_snapshot(screen.model, screen.has_class("-show-agent")))
 
 
-def open_session(app: App[object], tap: SessionTap, link: EngineLink, ref: str | SessionSource) -> None:
+def open_session(app: App[Any], tap: SessionTap, link: EngineLink, ref: str | SessionSource) -> None:
     """Open a saved session on its view. By name/id/file (the start screen) a store session keeps recording;
     a `SessionSource` (the app's own session, or a replay) keeps the tap's recorder as it is."""
     if isinstance(ref, SessionSource):
@@ -58,7 +60,7 @@ def open_session(app: App[object], tap: SessionTap, link: EngineLink, ref: str |
     app.push_screen(SessionWorkbench(source, link))
 
 
-def ask_note(app: App[object], tap: SessionTap) -> None:
+def ask_note(app: App[Any], tap: SessionTap) -> None:
     """A note at the selected cell, committed to the recording session at once."""
     if tap.recorder is None:
         app.notify("no session is recording: ctrl+s names one first", severity="warning")
@@ -75,7 +77,7 @@ def ask_note(app: App[object], tap: SessionTap) -> None:
     app.push_screen(FormScreen(f"note for session {recorder.session.name}", [Field("note", "note")]), done)
 
 
-def ask_save_as(app: App[object], tap: SessionTap) -> None:
+def ask_save_as(app: App[Any], tap: SessionTap) -> None:
     """Name the analysis: everything asked so far is written to a new session, and recording goes on."""
     if tap.recorder is not None:
         app.notify(f"recording into session {tap.recorder.session.name!r}")

@@ -183,7 +183,8 @@ class WorkbenchScreen(Screen[None]):
             if result is None:
                 self.model.heat = replace(self.model.heat, status="the compute did not finish (cancelled or failed)")
                 self._show()
-        self.post_message(RunReady(str(result["run"])))
+        if result is not None:  # a cancelled or failed compute returns None: there is no run to show
+            self.post_message(RunReady(str(result["run"])))
 
     @work(group="run", exclusive=True, exit_on_error=False)
     async def load_run(self, run: str) -> None:
@@ -249,7 +250,7 @@ class WorkbenchScreen(Screen[None]):
         keywords = await self.link.call(methods.AGENT_KEYWORDS, {"run": run}, quiet=True)
         self.post_message(AgentDone(None, "the agent did not finish", keywords))
 
-    def _progress(self, pane: str) -> Callable[[dict[str, Any]], None]:
+    def _progress(self, pane: str) -> Callable[[dict[str, Any]], object]:
         """Progress events of a job that `pane` waits on, as `Progressed` messages."""
         return lambda event: self.post_message(Progressed(pane, event_text(event)))
 

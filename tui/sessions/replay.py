@@ -71,7 +71,7 @@ class ReplayClient(EngineClient, Generic[BookT]):
     @classmethod
     def from_recording(cls, data: dict[str, Any], *, event_delay_s: float = 0.0) -> ReplayClient[Recording]:
         recording = Recording(data)
-        return cls(recording, recording.description, event_delay_s=event_delay_s)
+        return ReplayClient(recording, recording.description, event_delay_s=event_delay_s)
 
     @classmethod
     def from_file(cls, path: str | Path, *, event_delay_s: float = 0.0) -> ReplayClient[Recording]:
