@@ -135,7 +135,8 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
            ft_corpus: FtCorpus = None, generic: Generic = LensCausal.generic, chat: Chat = None,
            mode: Mode = LensCausal.mode, patch: Patch = LensCausal.patch, ablate: Ablate = LensCausal.ablate,
            layer: LayerOpt = None, pos: PosOpt = None,
-           k: Annotated[int, typer.Option("-k", help="Positions patched after BOS.")] = 5,
+           k: Annotated[int | None, typer.Option("-k", help="Positions patched after BOS (default: the run's k, "
+                                                "else 5).")] = LensCausal.k,
            controls: Controls = LensCausal.n_controls, n: NOpt = LensCausal.n,
            max_tokens: Annotated[int, typer.Option("--max-tokens")] = LensCausal.max_tokens,
            seed: Seed = LensCausal.seed, batch_size: BatchSizeOpt = LensCausal.batch_size,
