@@ -12,6 +12,8 @@ import sys
 import time
 from typing import Any
 
+from benchmarks.replay import paint_marks
+
 TIMEOUT_S = 120.0
 
 
@@ -20,24 +22,9 @@ async def _paint(run: str) -> dict[str, float]:
     from tui.client import connect
     from tui.screens.workbench import WorkbenchScreen
     from tui.state import Start
-    from tui.widgets.heatmap import Heatmap
 
     app = DiffLensApp(client_factory=lambda: connect(None), start=Start(run=run))
-    marks: dict[str, float] = {}
-    start = time.perf_counter()
-    async with app.run_test(size=(120, 40)) as pilot:
-        while time.perf_counter() - start < TIMEOUT_S:
-            screen = app.screen
-            if "first_paint_s" not in marks and isinstance(screen, WorkbenchScreen) and screen.is_mounted:
-                await pilot.pause()
-                marks["first_paint_s"] = time.perf_counter() - start
-            if "first_paint_s" in marks and screen.query(Heatmap) and screen.query_one(Heatmap).heat.grid:
-                await pilot.pause()
-                marks["data_paint_s"] = time.perf_counter() - start
-                break
-            await pilot.pause(0.005)
-        await app.action_quit()
-    return marks
+    return await paint_marks(app, WorkbenchScreen, TIMEOUT_S)
 
 
 def cached_paint(run: str) -> dict[str, Any]:

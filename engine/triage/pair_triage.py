@@ -41,9 +41,9 @@ class TriageOptions:
     layer: int | Literal["middle"] | None = None
     positions: list[int] | None = None
     description: str | None = None
-    top_k: int = 20
-    steer: bool = True
-    n_prompts: int = 6
+    top_k: int = TriagePair.top_k
+    steer: bool = TriagePair.steer
+    n_prompts: int = TriagePair.n_prompts
     max_strength: float | None = None
     steering: SteeringSettings = field(default_factory=lambda: SteeringSettings(max_new_tokens=48))
     judge: str | None = None
