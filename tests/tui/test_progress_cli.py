@@ -27,9 +27,10 @@ def _events(total: int) -> list[dict[str, Any]]:
 
 def test_plain_lines_come_per_tenth_or_per_interval(monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    now = [0.0]
+    now = [-output.PLAIN_QUIET_S]
     monkeypatch.setattr(output.time, "monotonic", lambda: now[0])
     with JobProgress("training") as on_event:
+        now[0] = 0.0  # past the quiet start
         for event in _events(200):  # 201 events within one second: the first and one per tenth
             on_event(event)
         now[0] = 1.0
@@ -46,8 +47,12 @@ def test_plain_lines_come_per_tenth_or_per_interval(monkeypatch: pytest.MonkeyPa
 
 def test_organism_train_off_a_terminal_prints_lines_on_stderr_and_only_json_on_stdout(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr(output.time, "monotonic", lambda: now[0])
+
     def run_sync(method: str, params: dict[str, Any], *, target: Any, on_event: Any,
                  long: bool = False) -> dict[str, Any]:
+        now[0] = output.PLAIN_QUIET_S  # a job long enough to report
         on_event({"type": "progress", "done": 0, "total": None, "message": "started"})
         for event in _events(60)[1:]:
             on_event(event)
@@ -60,3 +65,14 @@ def test_organism_train_off_a_terminal_prints_lines_on_stderr_and_only_json_on_s
     lines = result.stderr.splitlines()
     assert lines[0] == "training: started" and lines[-1] == "training: steps 60/60, ETA 0s"
     assert len(lines) == 12  # "started", the first step (a new count), then each tenth
+
+
+def test_a_job_that_fails_at_once_prints_no_progress_line(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad input is refused in one stderr line: the progress of a job shorter than the quiet start stays unsaid."""
+    now = [0.0]
+    monkeypatch.setattr(output.time, "monotonic", lambda: now[0])
+    with JobProgress("computing mean diff") as on_event:
+        now[0] = output.PLAIN_QUIET_S / 2
+        on_event({"type": "progress", "done": 0, "total": None, "message": "started"})
+    assert capsys.readouterr().err == ""

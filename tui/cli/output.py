@@ -29,6 +29,7 @@ def emit_json(payload: Any) -> None:
 
 
 PLAIN_INTERVAL_S = 10.0
+PLAIN_QUIET_S = 2.0   # a job that ends (or fails) sooner prints no progress: its error stays one line
 """Off a terminal (a log, CI, a pipe), a progress line at most this often, or when another tenth is done."""
 
 
@@ -45,6 +46,7 @@ class JobProgress:
                                  disable=self.plain)
         self.task = self.progress.add_task(title, total=None, note="")
         self.last_line: tuple[float, int, int, Any] | None = None
+        self.began = time.monotonic()
 
     def __enter__(self) -> Callable[[dict[str, Any]], None]:
         self.progress.start()
@@ -63,8 +65,11 @@ class JobProgress:
                              note=event.get("message", ""))
 
     def _line(self, event: dict[str, Any]) -> None:
-        """A count's first event, then one line per `PLAIN_INTERVAL_S` or per tenth of the count done."""
+        """Once the job has run `PLAIN_QUIET_S`: a count's first event, then one line per `PLAIN_INTERVAL_S` or
+        per tenth of the count done."""
         now, done, total = time.monotonic(), int(event.get("done") or 0), event.get("total")
+        if now - self.began < PLAIN_QUIET_S:
+            return
         tenth = int(10 * done / total) if total else 0
         if self.last_line is not None:
             when, last_tenth, last_done, last_total = self.last_line
