@@ -141,11 +141,15 @@ def store_state(home: Path) -> tuple[list[str], list[str]]:
     return files, keys
 
 
-def assert_refused(proc: subprocess.CompletedProcess[str], expect: str) -> str:
-    """Exit ≠ 0, nothing on stdout, exactly one stderr line `error: problem — fix` matching `expect`."""
+def assert_refused(proc: subprocess.CompletedProcess[str], expect: str, after_progress: str | None = None) -> str:
+    """Exit ≠ 0, nothing on stdout, exactly one stderr line `error: problem — fix` matching `expect`. A job that
+    ran for seconds before failing (`after_progress`: its CLI title) may have logged its progress lines first."""
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode != 0, proc.stdout
     assert "Traceback" not in proc.stderr + proc.stdout
+    if after_progress is not None:
+        assert all(line.startswith(f"{after_progress}: ") for line in lines[:-1]), proc.stderr
+        lines = lines[-1:]
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("error: ") and " — " in lines[0], lines[0]
     assert re.search(expect, lines[0]), lines[0]
@@ -245,7 +249,8 @@ def test_a_really_full_disk_is_one_line_and_keeps_the_finished_run(full_tmpfs: P
         kept = store_state(full_tmpfs / "home")
         fill(full_tmpfs / "filler")
         line = assert_refused(difflens(*compute(paths, "--seed", "1"), env=env),
-                              r"(disk full|disk is full).*— free space or point DIFFLENS_HOME")
+                              r"(disk full|disk is full).*— free space or point DIFFLENS_HOME",
+                              after_progress="computing mean diff")
         assert "engine error" not in line
         assert store_state(full_tmpfs / "home") == kept
         assert_nothing_half_written(full_tmpfs / "home")

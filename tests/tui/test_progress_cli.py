@@ -30,6 +30,7 @@ def test_plain_lines_come_per_tenth_or_per_interval(monkeypatch: pytest.MonkeyPa
     now = [-output.PLAIN_QUIET_S]
     monkeypatch.setattr(output.time, "monotonic", lambda: now[0])
     with JobProgress("training") as on_event:
+        on_event({"type": "progress", "done": 0, "total": None, "message": "started"})  # the job starts: quiet
         now[0] = 0.0  # past the quiet start
         for event in _events(200):  # 201 events within one second: the first and one per tenth
             on_event(event)
@@ -52,8 +53,8 @@ def test_organism_train_off_a_terminal_prints_lines_on_stderr_and_only_json_on_s
 
     def run_sync(method: str, params: dict[str, Any], *, target: Any, on_event: Any,
                  long: bool = False) -> dict[str, Any]:
-        now[0] = output.PLAIN_QUIET_S  # a job long enough to report
         on_event({"type": "progress", "done": 0, "total": None, "message": "started"})
+        now[0] = output.PLAIN_QUIET_S  # a job long enough to report
         for event in _events(60)[1:]:
             on_event(event)
         return {"out": "/tmp/adapter", "final_loss": 0.5}
@@ -63,8 +64,8 @@ def test_organism_train_off_a_terminal_prints_lines_on_stderr_and_only_json_on_s
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"out": "/tmp/adapter", "final_loss": 0.5}
     lines = result.stderr.splitlines()
-    assert lines[0] == "training: started" and lines[-1] == "training: steps 60/60, ETA 0s"
-    assert len(lines) == 12  # "started", the first step (a new count), then each tenth
+    assert lines[0] == "training: steps 1/60, ETA 59s" and lines[-1] == "training: steps 60/60, ETA 0s"
+    assert len(lines) == 11  # the first step after the quiet start (a new count), then each tenth
 
 
 def test_a_job_that_fails_at_once_prints_no_progress_line(monkeypatch: pytest.MonkeyPatch,
@@ -73,6 +74,7 @@ def test_a_job_that_fails_at_once_prints_no_progress_line(monkeypatch: pytest.Mo
     now = [0.0]
     monkeypatch.setattr(output.time, "monotonic", lambda: now[0])
     with JobProgress("computing mean diff") as on_event:
-        now[0] = output.PLAIN_QUIET_S / 2
         on_event({"type": "progress", "done": 0, "total": None, "message": "started"})
+        now[0] = output.PLAIN_QUIET_S / 2
+        on_event({"type": "progress", "done": 4, "total": 8, "message": "texts"})
     assert capsys.readouterr().err == ""

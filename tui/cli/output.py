@@ -29,7 +29,8 @@ def emit_json(payload: Any) -> None:
 
 
 PLAIN_INTERVAL_S = 10.0
-PLAIN_QUIET_S = 2.0   # a job that ends (or fails) sooner prints no progress: its error stays one line
+# a job that ends (or fails) this soon after it starts prints no progress: its error stays one line
+PLAIN_QUIET_S = 5.0
 """Off a terminal (a log, CI, a pipe), a progress line at most this often, or when another tenth is done."""
 
 
@@ -46,7 +47,7 @@ class JobProgress:
                                  disable=self.plain)
         self.task = self.progress.add_task(title, total=None, note="")
         self.last_line: tuple[float, int, int, Any] | None = None
-        self.began = time.monotonic()
+        self.began: float | None = None   # the job's first event (a private engine's start does not count)
 
     def __enter__(self) -> Callable[[dict[str, Any]], None]:
         self.progress.start()
@@ -68,6 +69,8 @@ class JobProgress:
         """Once the job has run `PLAIN_QUIET_S`: a count's first event, then one line per `PLAIN_INTERVAL_S` or
         per tenth of the count done."""
         now, done, total = time.monotonic(), int(event.get("done") or 0), event.get("total")
+        if self.began is None:
+            self.began = now
         if now - self.began < PLAIN_QUIET_S:
             return
         tenth = int(10 * done / total) if total else 0
