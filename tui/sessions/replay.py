@@ -71,7 +71,8 @@ class ReplayClient(EngineClient, Generic[BookT]):
     @classmethod
     def from_recording(cls, data: dict[str, Any], *, event_delay_s: float = 0.0) -> ReplayClient[Recording]:
         recording = Recording(data)
-        return ReplayClient(recording, recording.description, event_delay_s=event_delay_s)
+        # `cls`, so a subclass (a test's scripted engine) gets an instance of itself
+        return cls(recording, recording.description, event_delay_s=event_delay_s)  # type: ignore[arg-type,return-value]
 
     @classmethod
     def from_file(cls, path: str | Path, *, event_delay_s: float = 0.0) -> ReplayClient[Recording]:
