@@ -92,3 +92,28 @@ def current() -> JobContext:
     """The running op's context, for code deep below an op (a generate loop) that counts steps without a `ctx`
     parameter threaded through every caller; outside a job a silent one."""
     return _CURRENT.get() or JobContext()
+
+
+class NeedsModels(Exception):
+    """Raised on a thread that answers only from the store (`store_only`) when it reaches a model."""
+
+
+_STORE_ONLY = threading.local()
+
+
+@contextmanager
+def store_only() -> Iterator[None]:
+    """On this thread, asking for any model (loaded or not) raises `NeedsModels`: what runs here can only answer
+    from stored results, so it never competes with a job that is using the models (the model cache asks
+    `refuse_models`)."""
+    _STORE_ONLY.on = True
+    try:
+        yield
+    finally:
+        _STORE_ONLY.on = False
+
+
+def refuse_models(what: str) -> None:
+    """Raise `NeedsModels` if this thread answers only from the store; `what` names the model asked for."""
+    if getattr(_STORE_ONLY, "on", False):
+        raise NeedsModels(what)

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
 
 import psutil
 import torch
 
+from engine.jobs import refuse_models
 from engine.models.adapters import adapter_view
 from engine.models.device import Placement
 from engine.models.loading import LoadedModel, load_model
@@ -33,10 +32,6 @@ def _size_bytes(model: LoadedModel) -> int:
     return sum(p.numel() * p.element_size() for p in model.hf.parameters() if p.device.type != "meta")
 
 
-class NeedsModels(Exception):
-    """Raised on a thread that answers only from the store (`ModelCache.store_only`) when it reaches a model."""
-
-
 class ModelCache:
     """Loads each (spec, placement) once; evicts least recently used models past the budget.
 
@@ -47,21 +42,9 @@ class ModelCache:
         self.budget = budget_bytes if budget_bytes is not None else _budget_bytes()
         self._models: OrderedDict[tuple[ModelSpec, Placement], LoadedModel] = OrderedDict()
         self._lock = threading.RLock()
-        self._store_only = threading.local()
-
-    @contextlib.contextmanager
-    def store_only(self) -> Iterator[None]:
-        """On this thread, asking for any model (loaded or not) raises `NeedsModels`: what runs here can only
-        answer from stored results, so it never competes with a job that is using the models."""
-        self._store_only.on = True
-        try:
-            yield
-        finally:
-            self._store_only.on = False
 
     def model(self, spec: ModelSpec, placement: Placement) -> LoadedModel:
-        if getattr(self._store_only, "on", False):
-            raise NeedsModels(spec.label())
+        refuse_models(spec.label())
         key = (spec, placement)
         with self._lock:
             if key in self._models:

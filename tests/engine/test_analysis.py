@@ -19,8 +19,7 @@ from engine.adl.runs import load_run
 from engine.agent.protocols import PROTOCOLS, Sampling
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.errors import UserError
-from engine.jobs import JobContext
-from engine.models.cache import MODELS
+from engine.jobs import JobContext, store_only
 from engine.ops.readout_ops import logit_lens_cell, logit_lens_grid
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import patchscope
@@ -134,7 +133,7 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
         assert entry["strength"] >= 0
         assert all({"prompt", "steered", "unsteered"} <= set(p) for p in entry["prompts"])
     assert report["hypothesis"]["label"].startswith("keyword hypothesis")
-    with MODELS.store_only():  # a full cache hit asks for no model: any model access raises NeedsModels
+    with store_only():  # a full cache hit asks for no model: any model access raises NeedsModels
         again = triage(request, TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
     assert again["cached"] and again["steering"] == report["steering"]
     assert again["layers"] == report["layers"] and again["hypothesis"] == report["hypothesis"]
@@ -145,12 +144,12 @@ import json, sys
 from engine.adl.request import AdlRequest
 from engine.agent.run_environment import SteeringSettings
 from engine.triage.pair_triage import TriageOptions, triage
-from engine.models.cache import MODELS
+from engine.jobs import store_only
 from engine import ops
 
 ops.load_all()
 base, ft = sys.argv[1:3]
-with MODELS.store_only():
+with store_only():
     report = triage(AdlRequest(base=base, ft=ft, corpus="self:", n=12, k=3),
                     TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
 print(json.dumps({"cached": report["cached"], "imported": sorted(m for m in ("transformers", "nnsight", "peft")
