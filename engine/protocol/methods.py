@@ -443,11 +443,13 @@ OPS: tuple[Method[Params], ...] = (
     ADL_COMPUTE, ADL_RUNS, ADL_SUMMARY, STEER_CALIBRATE, STEER_GENERATE, LOGIT_LENS, LENS_GRID, PATCHSCOPE,
     TRIAGE_PAIR, TRIAGE_BOARD, TRIAGE_BOARDS, NDIF_MODELS, ORGANISM_MAKE_DATA, ORGANISM_TRAIN, ORGANISM_LIST,
     LENS_KL, LENS_AMPLIFY, LENS_MINE, LENS_CAUSAL, LENS_PCA, AGENT_RUN, AGENT_KEYWORDS)
+BY_NAME: dict[str, Method[Params]] = {method.name: method for method in OPS}
 
 # Built-in methods the engine answers itself (see `wire` for what they return).
 ENGINE_AUTH = Method(wire.ENGINE_AUTH, Auth, False, "built-in")
 ENGINE_STATUS = Method(wire.ENGINE_STATUS, NoParams, False, "built-in")
 ENGINE_METHODS = Method(wire.ENGINE_METHODS, NoParams, False, "built-in")
+ENGINE_HELLO = Method(wire.ENGINE_HELLO, NoParams, False, "built-in")
 ENGINE_SHUTDOWN = Method(wire.ENGINE_SHUTDOWN, NoParams, False, "built-in")
 JOB_LIST = Method(wire.JOB_LIST, NoParams, False, "built-in")
 JOB_CANCEL = Method(wire.JOB_CANCEL, JobRef, False, "built-in")

@@ -46,6 +46,7 @@ UNAVAILABLE = -32010         # client side only: cannot connect, or the transpor
 ENGINE_AUTH = "engine.auth"            # {"token"} -> {"ok": true}; TCP only, must come first
 ENGINE_STATUS = "engine.status"        # -> {"pid", "device", "models", "jobs", "socket", ...}
 ENGINE_METHODS = "engine.methods"      # -> {"methods": [{"name", "long", "doc"}]}
+ENGINE_HELLO = "engine.hello"          # -> {"pid", "where", "ops_loaded"}; at once, even while ops still load
 ENGINE_SHUTDOWN = "engine.shutdown"    # -> {"ok": true}; running jobs are cancelled
 JOB_LIST = "job.list"                  # -> {"jobs": [job summary]}
 JOB_CANCEL = "job.cancel"              # {"job"} -> {"job", "state"}

@@ -1,8 +1,11 @@
 """The engine: dispatches each request to a built-in method or an op from the registry.
 
-Long ops become jobs (answer `{"job": id}` at once, then notifications); short ops run on a thread pool so
-that a slow one never blocks the reader. Bad messages get JSON-RPC errors and the engine keeps serving.
-"""
+Long ops become jobs (answer `{"job": id}` at once, then notifications); every request is served on a thread
+pool so that a slow one never blocks the reader. Bad messages get JSON-RPC errors and the engine keeps serving.
+
+The op modules (and torch with them) are imported on a thread of their own, at start (`preload`, a long-lived
+engine) or when the first request needs them (a private engine): a request whose answer was kept whole
+(`engine.answers`) is answered without them, and without competing with their import for the interpreter."""
 
 from __future__ import annotations
 
@@ -14,12 +17,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from engine import ops
+from engine.answers import memo
 from engine.jobs import JobContext
 from engine.ops import REGISTRY, Op
-from engine.protocol import wire
+from engine.protocol import methods, wire
 from engine.server.failures import checked_result, error_for
 from engine.server.job_queue import JobManager
 from engine.server.peer import Peer
@@ -29,20 +34,34 @@ log = logging.getLogger("difflens.engine")
 Handler = Callable[[Peer, dict[str, Any]], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What a pooled request sends back, and what to do once it is sent (start the job it names, keep the
+    answer)."""
+
+    value: dict[str, Any]
+    then: Callable[[], None] | None = None
+
+
 class Engine:
     """Shared by every transport and client of this process."""
 
-    def __init__(self, *, workers: int = 1, where: str = "") -> None:
+    def __init__(self, *, workers: int = 1, where: str = "", preload: bool = True) -> None:
         self.where = where
         self.started = time.time()
-        self.op_errors = _load_ops()
+        self.op_errors: dict[str, str] = {}
+        self._ops_loaded = threading.Event()
+        self._ops_loader: threading.Thread | None = None
+        self._loader_lock = threading.Lock()
+        if preload:
+            self._start_loading_ops()
         self.jobs = JobManager(workers)
         self.stopping = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="op")
         self._peers: set[Peer] = set()
         self._lock = threading.Lock()
         self._builtins: dict[str, Handler] = {
-            wire.ENGINE_STATUS: self._status, wire.ENGINE_METHODS: self._methods,
+            wire.ENGINE_STATUS: self._status, wire.ENGINE_METHODS: self._methods, wire.ENGINE_HELLO: self._hello,
             wire.ENGINE_SHUTDOWN: self._shutdown, wire.ENGINE_AUTH: self._auth_again,
             wire.JOB_LIST: lambda peer, params: {"jobs": self.jobs.list()},
             wire.JOB_CANCEL: lambda peer, params: self.jobs.cancel(str(_job_id(params))),
@@ -92,40 +111,57 @@ class Engine:
             peer.send(wire.error(id_, wire.SHUTTING_DOWN, "the engine is shutting down"))
             return
         if method in self._builtins:
-            self._submit_short(peer, id_, lambda: self._builtins[method](peer, params))
-        elif (op := REGISTRY.get(method)) is None:
-            peer.send(wire.error(id_, wire.METHOD_NOT_FOUND, f"unknown method {method!r}",
-                                     {"problem": f"unknown method {method!r}", "fix": "see engine.methods"}))
-        elif op.long:
-            if not self._checked(peer, id_, op, params):
-                return
-            job = self.jobs.create(op, params, peer, peer.label)
-            peer.send(wire.result(id_, {"job": job.id}))
-            self.jobs.start(job)
+            self._submit(peer, id_, lambda: Reply(self._builtins[method](peer, params)))
         else:
-            self._submit_short(peer, id_, lambda: op.fn(params, JobContext()))
+            self._submit(peer, id_, lambda: self._serve_op(peer, method, params))
 
-    def _checked(self, peer: Peer, id_: int | str | None, op: Op, params: dict[str, Any]) -> bool:
-        """Run the long op's submission check; a failure is answered here and no job is made."""
-        if op.check is None:
-            return True
-        try:
-            op.check(params)
-        except Exception as exc:  # the op's own refusal (or a bug in it): answered, the engine serves on
-            err = error_for(exc)
-            peer.send(wire.error(id_, err["code"], err["message"], err.get("data")))
-            return False
-        return True
+    def _serve_op(self, peer: Peer, method: str, params: dict[str, Any]) -> Reply:
+        """A kept answer if there is one (no op needed), else the op: run here if short, queued as a job if long
+        (after its submission check); a fresh complete answer is kept for next time."""
+        ticket = memo.ticket(method, params)
+        if ticket is not None and (answer := memo.recall(ticket)) is not None:
+            log.info("%s answered from the memo", method)
+            return self._recalled(peer, method, params, answer)
+        op = self._op(method)
+        keep = (lambda value: memo.keep(ticket, value)) if ticket is not None else None
+        if not op.long:
+            value = op.fn(params, JobContext())
+            return Reply(value, then=(lambda: keep(value)) if keep is not None else None)
+        if op.check is not None:
+            op.check(params)  # the op's refusal is the answer; no job is made
+        job = self.jobs.create(op, params, peer, peer.label, on_done=keep)
+        return Reply({"job": job.id}, then=lambda: self.jobs.start(job))
 
-    def _submit_short(self, peer: Peer, id_: int | str | None, call: Callable[[], Any]) -> None:
+    def _recalled(self, peer: Peer, method: str, params: dict[str, Any], answer: dict[str, Any]) -> Reply:
+        """A kept answer, given as the method gives it: as is, or as a job that is done at once."""
+        if not methods.BY_NAME[method].long:
+            return Reply(answer)
+        job = self.jobs.create(Op(name=method, fn=lambda params, ctx: answer, long=True, doc="a kept answer"),
+                               params, peer, peer.label)
+        return Reply({"job": job.id}, then=lambda: self.jobs.finish_now(job))
+
+    def _op(self, method: str) -> Op:
+        """The registered op, once the op modules are loaded."""
+        self._wait_for_ops()
+        if (op := REGISTRY.get(method)) is None:
+            problem = f"unknown method {method!r}"
+            raise wire.ProtocolError(wire.METHOD_NOT_FOUND, problem, {"problem": problem, "fix": "see engine.methods"})
+        return op
+
+    def _submit(self, peer: Peer, id_: int | str | None, call: Callable[[], Reply]) -> None:
         def run() -> None:
+            then = None
             try:
-                peer.send(wire.result(id_, checked_result(call())))
+                reply = call()
+                peer.send(wire.result(id_, checked_result(reply.value)))
+                then = reply.then
             except BaseException as exc:  # every failure is answered, the engine serves on
                 err = error_for(exc)
                 peer.send(wire.error(id_, err["code"], err["message"], err.get("data")))
             finally:
                 peer.end()
+            if then is not None:
+                then()
 
         peer.begin()
         try:
@@ -150,17 +186,43 @@ class Engine:
 
     # ---- built-in methods ----
 
-    def _status(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
-        from engine.models.cache import MODELS  # imports torch: only once a client asks
+    def _start_loading_ops(self) -> None:
+        with self._loader_lock:
+            if self._ops_loader is None:
+                self._ops_loader = threading.Thread(target=self._load_ops, name="ops-loader", daemon=True)
+                self._ops_loader.start()
 
+    def _load_ops(self) -> None:
+        try:
+            self.op_errors = _load_ops()
+        finally:
+            self._ops_loaded.set()
+
+    def _wait_for_ops(self) -> None:
+        self._start_loading_ops()
+        self._ops_loaded.wait()
+
+    def _status(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        """A private engine that has only given kept answers has loaded no ops (nor torch): it says so
+        (`ops_loaded` false, no device or models yet) rather than load them to answer."""
         with self._lock:
             clients = len(self._peers - {peer})  # the others: the one asking is not using the engine
-        return {"pid": os.getpid(), "where": self.where, "python": sys.executable, "device": _device(),
-                "started": self.started, "uptime_s": round(time.time() - self.started, 1),
-                "clients": clients, "models": MODELS.loaded(), "jobs": self.jobs.list(),
-                "op_errors": self.op_errors}
+        out = {"pid": os.getpid(), "where": self.where, "python": sys.executable, "started": self.started,
+               "uptime_s": round(time.time() - self.started, 1), "clients": clients, "jobs": self.jobs.list(),
+               "ops_loaded": False, "device": "", "models": [], "op_errors": {}}
+        if self._ops_loader is None:
+            return out
+        self._ops_loaded.wait()
+        from engine.models.cache import MODELS  # imports torch: the ops have already
+
+        return out | {"ops_loaded": True, "device": _device(), "models": MODELS.loaded(), "op_errors": self.op_errors}
+
+    def _hello(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        """A first round trip that needs nothing loaded: the engine is up and speaks the protocol."""
+        return {"pid": os.getpid(), "where": self.where, "ops_loaded": self._ops_loaded.is_set()}
 
     def _methods(self, peer: Peer, params: dict[str, Any]) -> dict[str, Any]:
+        self._wait_for_ops()
         listed = [{"name": op.name, "long": op.long, "doc": op.doc} for op in sorted(REGISTRY.values(),
                                                                                        key=_op_name)]
         listed += [{"name": name, "long": False, "doc": "built-in", "builtin": True} for name in self._builtins]

@@ -2,7 +2,7 @@
 event broadcast to the clients that follow the job (a client leaving never stops a job).
 
 A long job never starves a cached one: while every worker is busy, a newly queued analysis job is also tried
-on a side thread where models are off limits (`ModelCache.store_only`); if it can answer from the store, it
+on a side thread where models are off limits (`engine.jobs.store_only`); if it can answer from the store, it
 is done at once, otherwise it waits its turn in the queue as before."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import queue
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.errors import JobCancelled
-from engine.jobs import JobContext
-from engine.models.cache import MODELS
+from engine.jobs import JobContext, store_only
 from engine.ops import Op
 from engine.protocol import wire
 from engine.server.failures import checked_result, error_for
@@ -52,6 +52,7 @@ class Job:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     subscribers: set[Subscriber] = field(default_factory=set)
+    on_done: Callable[[dict[str, Any]], None] | None = None  # given the result once the job is done (answer memo)
 
     def summary(self, *, full: bool = False) -> dict[str, Any]:
         """What `job.list` shows; `full` adds the params, partials and the result or error."""
@@ -81,16 +82,24 @@ class JobManager:
 
     # ---- submitting and following ----
 
-    def create(self, op: Op, params: dict[str, Any], owner: Subscriber, client: str) -> Job:
+    def create(self, op: Op, params: dict[str, Any], owner: Subscriber, client: str,
+               on_done: Callable[[dict[str, Any]], None] | None = None) -> Job:
         """A queued job followed by `owner`; call `start` once its id has been sent to the owner."""
-        job = Job(id=f"j{next(self._ids)}", op=op, params=params,
-                  client=client, ctx=JobContext())
+        job = Job(id=f"j{next(self._ids)}", op=op, params=params, client=client, ctx=JobContext(), on_done=on_done)
         job.ctx.emit = lambda event: self._emit(job, event)
         job.subscribers.add(owner)
         with self._lock:
             self._jobs[job.id] = job
             self._forget_old()
         return job
+
+    def finish_now(self, job: Job) -> None:
+        """Run a created job's op here and now instead of queueing it: for an op that only gives back a kept
+        answer (`engine.answers`), which is done at once even while every worker is busy."""
+        value = checked_result(job.op.fn(job.params, job.ctx))
+        with self._lock:
+            job.state, job.started = "running", time.time()
+            self._finish(job, "done", result=value)
 
     def start(self, job: Job) -> None:
         with self._lock:
@@ -106,7 +115,7 @@ class JobManager:
         if it needs a model or fails, nothing happened and the queued run answers in turn."""
         events: list[dict[str, Any]] = []
         try:
-            with MODELS.store_only():
+            with store_only():
                 value = checked_result(job.op.fn(job.params, JobContext(emit=events.append,
                                                                         cancel_event=job.ctx.cancel_event)))
         except BaseException:  # needs the models, or fails: the queued run does it and reports
@@ -119,6 +128,7 @@ class JobManager:
             self._emit(job, event)
         with self._lock:
             self._finish(job, "done", result=value)
+        _done(job, value)
 
     def get(self, job_id: str) -> Job:
         with self._lock:
@@ -190,6 +200,7 @@ class JobManager:
                 with self._lock:
                     self._unfinished -= 1
                     self._finish(job, "done", result=value)
+                _done(job, value)
 
     def _finish(self, job: Job, state: str, *, result: dict[str, Any] | None = None,
                 error: dict[str, Any] | None = None) -> None:
@@ -233,3 +244,12 @@ class JobManager:
         for worker in self._workers:
             worker.join(max(0.0, deadline - time.monotonic()))
 
+
+def _done(job: Job, value: dict[str, Any]) -> None:
+    """Hand a done job's result to its `on_done` (a failure there is logged: the job's answer was given)."""
+    if job.on_done is None:
+        return
+    try:
+        job.on_done(value)
+    except Exception:
+        log.exception("after job %s (%s)", job.id, job.op.name)

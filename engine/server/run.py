@@ -23,7 +23,7 @@ def serve(*, stdio: bool = False, socket_path: Path | None = None, tcp: str | No
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("DIFFLENS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if stdio:
-        engine = Engine(workers=workers, where="stdio")
+        engine = Engine(workers=workers, where="stdio", preload=False)  # one client: ops load when it needs them
         _on_signals(engine)
         serve_stdio(engine)
         engine.wait()

@@ -138,9 +138,10 @@ async def _ssh(destination: str) -> Transport:
 
 
 async def _handshake(client: RpcClient) -> RpcClient:
-    """Ask for the methods so that a child that cannot start (ssh refused, import error) fails here."""
+    """One round trip, so that a child that cannot start (ssh refused, import error) fails here; `engine.hello`
+    answers before the engine's ops have loaded, so a kept answer is not held up by the torch import."""
     try:
-        await client.methods()
+        await client.call(wire.ENGINE_HELLO)
     except EngineError:
         await client.close()
         raise
