@@ -1,8 +1,9 @@
 """Driving and reading a Textual app in tests: what a widget paints as plain text, the notifications it raised,
-and the diff-mining view asked one question."""
+the diff-mining view asked one question, and a replay whose jobs are held open until the test lets them end."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from typing import Any
 
@@ -13,6 +14,34 @@ from textual.widgets import Input
 from tests.support.engine_helpers import until
 from tui.app import DiffLensApp
 from tui.screens.mining import MiningScreen
+from tui.sessions.replay import Recording, ReplayClient
+
+
+class HeldReplay(ReplayClient[Recording]):
+    """Replays `data`, but holds each job of a method in `held` open until `gate` is set: it first sends that
+    method's progress event (if one is given), and records the params of every held job as it starts
+    (`started`) and of every one cancelled while held (`cancelled`, e.g. replaced by a newer job)."""
+
+    def __init__(self, data: dict[str, Any], held: dict[str, dict[str, Any] | None]) -> None:
+        recording = Recording(data)
+        super().__init__(recording, recording.description)
+        self.held = held
+        self.gate = asyncio.Event()
+        self.started: list[dict[str, Any]] = []
+        self.cancelled: list[dict[str, Any]] = []
+
+    async def run_job(self, method: str, params: dict[str, Any] | None = None,
+                      on_event: Any = None) -> dict[str, Any]:
+        if method in self.held:
+            self.started.append(params or {})
+            if (event := self.held[method]) is not None and on_event is not None:
+                on_event({"job": "j1", "type": "progress", **event})
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled.append(params or {})
+                raise
+        return await super().run_job(method, params, on_event)
 
 
 def plain(widget: Any, width: int = 160) -> str:

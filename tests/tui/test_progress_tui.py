@@ -3,47 +3,27 @@
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
 import pytest
 from textual.widgets import Input, Static
 
-from tests.support.tui_helpers import plain
+from tests.support.tui_helpers import HeldReplay, plain
 from tests.tui.test_tui import make_app, recording, settle
 from tui.screens.mining import MiningScreen
-from tui.sessions.replay import Recording, ReplayClient
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
 
 PROGRESS = {
-    "steer.generate": ("steering layer 12: tokens", 40, 96, 3.0),
-    "readout.patchscope": ("patchscope at layer 12: scaled vectors read", 7, 41, 65.0),
-    "lens.mine": ("texts", 8, 20, 12.0),
+    "steer.generate": {"message": "steering layer 12: tokens", "done": 40, "total": 96, "elapsed_s": 1.0, "eta_s": 3.0},
+    "readout.patchscope": {"message": "patchscope at layer 12: scaled vectors read", "done": 7, "total": 41,
+                           "elapsed_s": 1.0, "eta_s": 65.0},
+    "lens.mine": {"message": "texts", "done": 8, "total": 20, "elapsed_s": 1.0, "eta_s": 12.0},
 }
-
-
-class HeldClient(ReplayClient[Recording]):
-    """Sends one progress event of the jobs in `PROGRESS`, then holds them until `gate` opens."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        recording = Recording(data)
-        super().__init__(recording, recording.description)
-        self.gate = asyncio.Event()
-
-    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
-        if method in PROGRESS and on_event is not None:
-            message, done, total, eta = PROGRESS[method]
-            on_event({"job": "j1", "type": "progress", "done": done, "total": total, "message": message,
-                      "elapsed_s": 1.0, "eta_s": eta})
-            await self.gate.wait()
-        return await super().run_job(method, params, on_event)
 
 
 @pytest.mark.asyncio
 async def test_steering_and_patchscope_panes_show_steps_and_eta() -> None:
-    client = HeldClient(recording())
+    client = HeldReplay(recording(), PROGRESS)
     app, _ = make_app(client)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.5)
@@ -62,7 +42,7 @@ async def test_steering_and_patchscope_panes_show_steps_and_eta() -> None:
 
 @pytest.mark.asyncio
 async def test_a_lens_view_shows_its_jobs_steps_and_eta() -> None:
-    client = HeldClient(recording())
+    client = HeldReplay(recording(), PROGRESS)
     app, _ = make_app(client)
     async with app.run_test(size=(160, 48)) as pilot:
         await pilot.pause(0.5)

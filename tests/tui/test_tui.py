@@ -18,7 +18,7 @@ import pytest
 from textual.widgets import Input
 
 from tests.support.engine_helpers import until
-from tests.support.tui_helpers import plain, record_notifications
+from tests.support.tui_helpers import HeldReplay, plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.client.transport import EXIT_GRACE_S, TERM_GRACE_S, ProcessTransport, closing_words
@@ -196,37 +196,16 @@ async def test_alpha_starts_calibrated_and_steps_by_root_two_back_to_the_shown_r
         assert len([m for m, _ in client.asked if m == "steer.generate"]) == 2
 
 
-class HeldSteering(ReplayClient[Recording]):
-    """Holds every steering job until the test opens the gate (to see a newer one replace it)."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        recording = Recording(data)
-        super().__init__(recording, recording.description)
-        self.gate = asyncio.Event()
-        self.started: list[list[float]] = []
-        self.replaced: list[list[float]] = []
-
-    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
-        if method == "steer.generate":
-            self.started.append(params["strengths"])
-            try:
-                await self.gate.wait()
-            except asyncio.CancelledError:
-                self.replaced.append(params["strengths"])
-                raise
-        return await super().run_job(method, params, on_event)
-
-
 @pytest.mark.asyncio
 async def test_a_new_steering_job_cancels_the_one_it_replaces() -> None:
-    client = HeldSteering(recording())
+    client = HeldReplay(recording(), {"steer.generate": None})
     app, _ = make_app(client)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("c")
-        await until(lambda: client.started == [[2.5]], 5, "the first steering job")
+        await until(lambda: [p["strengths"] for p in client.started] == [[2.5]], 5, "the first steering job")
         await pilot.press("plus")
-        await until(lambda: client.replaced == [[2.5]], 5, "the superseded job cancelled")
+        await until(lambda: [p["strengths"] for p in client.cancelled] == [[2.5]], 5, "the superseded job cancelled")
         client.gate.set()
         await settle(pilot)
         assert app.screen.query_one(SteeringPane).steer.alpha == 3.536
@@ -281,26 +260,10 @@ async def test_calibration_and_patchscope_name_their_judge() -> None:
         assert "· openai:judge-m" in plain(app.screen.query_one(TokensPane))
 
 
-class GatedClient(ReplayClient[Recording]):
-    """Replays a job's progress, then holds it until the test opens the gate."""
-
-    def __init__(self, data: dict[str, Any]) -> None:
-        recording = Recording(data)
-        super().__init__(recording, recording.description)
-        self.gate = asyncio.Event()
-
-    async def run_job(self, method: str, params: dict[str, Any], on_event: Any = None) -> dict[str, Any]:
-        if method != "adl.compute":
-            return await super().run_job(method, params, on_event)
-        on_event({"job": "j7", "type": "progress", "done": 3, "total": 10, "message": "batches",
-                  "elapsed_s": 3.0, "eta_s": 7.0})
-        await self.gate.wait()
-        return await super().run_job(method, params, on_event)
-
-
 @pytest.mark.asyncio
 async def test_job_progress_reaches_the_pair_bar() -> None:
-    client = GatedClient(recording())
+    client = HeldReplay(recording(), {"adl.compute": {"done": 3, "total": 10, "message": "batches", "elapsed_s": 3.0,
+                                                     "eta_s": 7.0}})
     app, _ = make_app(client, Start.demo())
     async with app.run_test(size=(120, 30)) as pilot:
         await pilot.pause(0.2)
@@ -318,7 +281,8 @@ async def test_job_progress_reaches_the_pair_bar() -> None:
 
 @pytest.mark.asyncio
 async def test_cancel_key_stops_the_running_job() -> None:
-    client = GatedClient(recording())
+    client = HeldReplay(recording(), {"adl.compute": {"done": 3, "total": 10, "message": "batches", "elapsed_s": 3.0,
+                                                     "eta_s": 7.0}})
     app, _ = make_app(client, Start.demo())
     notes = record_notifications(app)
     async with app.run_test(size=(120, 30)) as pilot:
