@@ -17,6 +17,7 @@ import pytest
 from engine.answers import memo
 from engine.protocol import wire
 from store import results
+from store.db import connect
 from tests.support.engine_helpers import ROOT
 
 ENGINE = [sys.executable, "-m", "engine", "serve", "--stdio"]
@@ -130,3 +131,12 @@ def test_requests_that_are_not_kept(method: str, params: dict[str, Any]) -> None
     _run_result()
     results.save("adl", {"test": "another"}, {"x": np.zeros(1, np.float32)}, {})
     assert memo.ticket(method, params) is None
+
+
+def test_a_damaged_kept_answer_is_a_miss() -> None:
+    run = _run_result()
+    ticket = memo.ticket("adl.summary", {"run": run})
+    assert ticket is not None
+    memo.keep(ticket, {"run": run, "layer_choice": {"layer": 1}})
+    connect()["answers"].update(ticket.key, {"answer": "{not json"})
+    assert memo.recall(ticket) is None
