@@ -16,7 +16,8 @@ from typing import Any
 from engine.adl.accumulate import Sums, check_finite, read_positions
 from engine.adl.base_pass import load_base_pass
 from engine.adl.compute import AdlOutcome, compute_adl, finish_run
-from engine.adl.request import KIND, AdlRequest
+from engine.adl.request import AdlRequest
+from engine.adl.stored_runs import KIND
 from engine.corpus.windows import Batch, batches
 from engine.errors import UserError
 from engine.jobs import JobContext

@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 
 from engine.adl.accumulate import Sums, check_finite, read_positions
 from engine.adl.base_pass import BasePass, load_base_pass, save_base_pass
-from engine.adl.request import KIND, AdlRequest
+from engine.adl.request import AdlRequest
+from engine.adl.stored_runs import KIND
 from engine.corpus.sources import load_examples
 from engine.corpus.windows import Window, batches, make_windows, sample_self
 from engine.errors import JobCancelled, UserError

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.adl.stored_runs import KIND
 from engine.corpus.sources import CorpusSpec, parse_corpus
 from engine.errors import UserError
 from engine.models.device import Placement
@@ -13,7 +14,6 @@ from engine.models.specs import TypedPair
 from engine.protocol.methods import AdlSettings
 from store.results import key_for
 
-KIND = "adl"
 MAX_N = 1_000_000       # texts: the paper reads 10,000; a GPU box 16k+
 MAX_K = 4096            # positions after BOS: beyond any reasonable context share
 MAX_BATCH = 65_536

@@ -10,13 +10,12 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from engine.adl.depth import middle_layer
-from engine.adl.request import KIND, AdlRequest
+from engine.adl.request import AdlRequest
+from engine.adl.stored_runs import KIND, resolve_run_id
 from engine.errors import UserError
 from engine.models.cache import MODELS
 from engine.models.pair import ModelPair
 from store import results
-
-MAX_CANDIDATES_SHOWN = 5  # an ambiguous prefix's error names at most this many runs, on one line
 
 
 @dataclass
@@ -77,19 +76,6 @@ class AdlRun:
         self._models_checked = True
 
 
-def resolve_run_id(name: str) -> str:
-    """The whole id of the run `name` names: itself, or the one run whose id starts with it (ids are long to type,
-    and a table may show only their start); an ambiguous prefix is refused with its candidates."""
-    if not name or results.row(name) is not None:
-        return name
-    matches = results.keys_with_prefix(KIND, name)
-    if len(matches) > 1:
-        shown = ", ".join(matches[:MAX_CANDIDATES_SHOWN]) + (" …" if len(matches) > MAX_CANDIDATES_SHOWN else "")
-        raise UserError(f"run prefix {name!r} matches {len(matches)} runs ({shown})",
-                        "type more of the id (difflens runs lists them whole)")
-    return matches[0] if matches else name
-
-
 def load_run(run_id: str, *, trust_remote_code: bool = False, request: AdlRequest | None = None) -> AdlRun:
     """A run computed on this machine, named by its id or a unique prefix of it (imported session results are
     never here: `store.imported`).
@@ -111,9 +97,3 @@ def load_run(run_id: str, *, trust_remote_code: bool = False, request: AdlReques
     return AdlRun(run_id=run_id, request=request, meta=stored.meta,
                   mean_diff=t["mean_diff"], mean_base=t["mean_base"], base_norm=t["base_norm"],
                   ft_norm=t["ft_norm"], layers=t["layers"], inputs=stored.inputs)
-
-
-def list_runs() -> list[dict[str, Any]]:
-    return [{"run": r["key"], "base": r["meta"].get("base_label"), "ft": r["meta"].get("ft_label"),
-             "corpus": r["meta"].get("corpus_label"), "n": r["meta"].get("n_texts"), "k": r["meta"].get("k"),
-             "created": r["created"], "seconds": r["seconds"]} for r in results.list_results(KIND)]

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from engine.adl.stored_runs import KIND
 from engine.corpus.sources import parse_corpus
 from engine.models.specs import parse_spec
 from engine.protocol import methods
@@ -19,7 +20,6 @@ from engine.protocol.params import Params, ParamsError
 from store import results
 from store.errors import ActionableError
 
-ADL = "adl"
 Answer = dict[str, Any]
 
 
@@ -48,7 +48,7 @@ def _pair(params: AdlSettings) -> dict[str, Any] | None:
 
 def _run(params: RunParams) -> dict[str, Any] | None:
     """The whole id of the run the params name (a unique prefix of it is enough, as for the op)."""
-    found = results.keys_with_prefix(ADL, params.run.strip())
+    found = results.keys_with_prefix(KIND, params.run.strip())
     return {"run": found[0]} if len(found) == 1 else None
 
 

@@ -3,7 +3,9 @@
 Each op serves one `engine.protocol.methods.Method`: the registry parses the JSON params into the method's
 params dataclass (bad types become a one-line `UserError`) and the op reads typed fields; cross-field checks
 stay in the op. Ops marked `long` run as jobs (progress notifications, cancel); the rest answer at once.
-Modules in this package register ops at import time; `load_all()` imports them.
+Modules in this package register ops at import time; `load_all()` imports them. The `LIGHT` ones import no
+torch (a contract in pyproject.toml holds them to it): an engine loads those at start (`load_light()`) and the
+rest on a thread, so that listing runs never waits for torch.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import importlib
 import logging
 import os
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -27,6 +29,7 @@ P = TypeVar("P", bound=Params)
 OpFn = Callable[[dict[str, Any], JobContext], dict[str, Any]]
 CheckFn = Callable[[dict[str, Any]], None]
 EXTRA_OPS_ENV = "DIFFLENS_EXTRA_OPS"   # comma-separated modules that register more ops (tests, plugins)
+LIGHT = (f"{__name__}.catalog_ops",)
 
 
 @dataclass(frozen=True)
@@ -80,16 +83,25 @@ def op(method: Method[P], *, check: Callable[[P], None] | None = None,
     return register
 
 
+def load_light() -> dict[str, Op]:
+    """Import the op modules that import no torch (`LIGHT`)."""
+    _load(LIGHT)
+    return REGISTRY
+
+
 def load_all() -> dict[str, Op]:
     """Import every op module of this package and of `DIFFLENS_EXTRA_OPS`; a module that fails to import is
     logged and kept in `LOAD_ERRORS` (reported by `engine.status`) instead of hiding the others."""
     LOAD_ERRORS.clear()
     names = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
-    names += [n.strip() for n in os.environ.get(EXTRA_OPS_ENV, "").split(",") if n.strip()]
+    _load([*names, *(n.strip() for n in os.environ.get(EXTRA_OPS_ENV, "").split(",") if n.strip())])
+    return REGISTRY
+
+
+def _load(names: Sequence[str]) -> None:
     for name in names:
         try:
             importlib.import_module(name)
         except Exception as exc:  # one broken module must not hide the others
             log.exception("could not load ops from %s", name)
             LOAD_ERRORS[name] = f"{type(exc).__name__}: {exc}"
-    return REGISTRY

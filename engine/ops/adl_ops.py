@@ -1,4 +1,4 @@
-"""Ops for ADL step 1: compute a pair's mean difference, list runs, summarise one run."""
+"""Ops for ADL step 1: compute a pair's mean difference, summarise one run (the list of runs: `catalog_ops`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import request_for
-from engine.adl.runs import AdlRun, list_runs, load_run
+from engine.adl.runs import AdlRun, load_run
 from engine.errors import ActionableError
 from engine.jobs import JobContext
 from engine.ops import op
@@ -31,12 +31,6 @@ def compute(params: methods.AdlCompute, ctx: JobContext) -> dict[str, Any]:
             "base": meta["base_label"], "ft": meta["ft_label"], "corpus": meta["corpus_label"],
             "n": meta["n_texts"], "seconds": meta["seconds"], "memory_plan": outcome.memory_plan,
             "file": str(results.file_for(outcome.run))}
-
-
-@op(methods.ADL_RUNS)
-def runs(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
-    """What the run picker lists."""
-    return {"runs": list_runs()}
 
 
 @op(methods.ADL_SUMMARY)

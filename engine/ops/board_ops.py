@@ -1,4 +1,5 @@
-"""Board ops: `triage.board` triages many pairs into a ranked board; `triage.boards` reads the latest one.
+"""The board op: `triage.board` triages many pairs into a ranked board (`triage.boards`, the latest one, is in
+`catalog_ops`).
 
 `triage.board` params:
   pairs      path of a pairs.yaml / pairs.csv, a list of {name, base, ft, adapter?, description?}, or
@@ -23,7 +24,6 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops import op
 from engine.protocol import methods
-from engine.triage import state
 from engine.triage.board import run_board
 from engine.triage.hub import PREFIX as HUB_PREFIX
 from engine.triage.hub import HubQuery, hub_entries, write_hub_board
@@ -52,8 +52,3 @@ def triage_board(params: methods.TriageBoard, ctx: JobContext) -> dict[str, Any]
     entries = entries[:limit] if limit is not None else entries
     return run_board(entries, settings, ctx, name=name, source=source, reports=params.reports)
 
-
-@op(methods.TRIAGE_BOARDS)
-def triage_boards(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
-    """What the board view opens with."""
-    return {"board": state.latest_board()}

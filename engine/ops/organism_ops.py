@@ -1,4 +1,4 @@
-"""Organism ops: make a narrow corpus from a recipe, train a LoRA organism on it, list known organisms."""
+"""Organism ops: make a narrow corpus from a recipe, train a LoRA organism on it (the list: `catalog_ops`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 
 from engine.jobs import JobContext
 from engine.ops import op
-from engine.organisms.make_data import list_recipes, write_recipe_data
-from engine.organisms.registry import list_organisms, local_dir
+from engine.organisms.make_data import write_recipe_data
+from engine.organisms.registry import local_dir
 from engine.protocol import methods
 from engine.training.organism_training import SELF_CORPUS, train_organism
 
@@ -32,8 +32,3 @@ def train_op(params: methods.TrainOrganism, ctx: JobContext) -> dict[str, Any]:
         max_length=params.max_length, target_modules=params.target_modules, device=params.device)
     return {"out": str(out.resolve()), **organism}
 
-
-@op(methods.ORGANISM_LIST)
-def list_op(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
-    """What `difflens organism list` shows."""
-    return {"organisms": list_organisms(), "recipes": list_recipes()}

@@ -5,7 +5,8 @@ pool so that a slow one never blocks the reader. Bad messages get JSON-RPC error
 
 The op modules (and torch with them) are imported on a thread of their own, at start (`preload`, a long-lived
 engine) or when the first request needs them (a private engine): a request whose answer was kept whole
-(`engine.answers`) is answered without them, and without competing with their import for the interpreter."""
+(`engine.answers`) is answered without them, and without competing with their import for the interpreter; so
+are the light ops (`ops.LIGHT`: runs, boards, organisms), loaded at start."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ class Engine:
         self._ops_loaded = threading.Event()
         self._ops_loader: threading.Thread | None = None
         self._loader_lock = threading.Lock()
+        ops.load_light()
         if preload:
             self._start_loading_ops()
         self.jobs = JobManager(workers)
@@ -141,9 +143,11 @@ class Engine:
         return Reply({"job": job.id}, then=lambda: self.jobs.finish_now(job))
 
     def _op(self, method: str) -> Op:
-        """The registered op, once the op modules are loaded."""
-        self._wait_for_ops()
+        """The registered op: a light one (`ops.LIGHT`) at once, the others once the op modules are loaded."""
         if (op := REGISTRY.get(method)) is None:
+            self._wait_for_ops()
+            op = REGISTRY.get(method)
+        if op is None:
             problem = f"unknown method {method!r}"
             raise wire.ProtocolError(wire.METHOD_NOT_FOUND, problem, {"problem": problem, "fix": "see engine.methods"})
         return op

@@ -1,5 +1,6 @@
 """Kept answers (`engine/answers`): a cached report is given back whole by an engine that imports no torch, and
-only while nothing it depends on has changed (params, model weights, settings, the run it was built from)."""
+only while nothing it depends on has changed (params, model weights, settings, the run it was built from); the
+light ops (runs, boards, organisms) answer without torch too."""
 
 from __future__ import annotations
 
@@ -67,9 +68,10 @@ def test_a_cached_report_comes_back_whole_from_an_engine_that_imports_no_torch(
     (fresh,), _ = _serve([("triage.pair", pair)], env)
     assert not fresh["cached"]
 
-    (again, status), imports = _serve([("triage.pair", pair), (wire.ENGINE_STATUS, {})], env,
-                                      [sys.executable, "-X", "importtime", *ENGINE[1:]])
+    (again, listed, status), imports = _serve([("triage.pair", pair), ("adl.runs", {}), (wire.ENGINE_STATUS, {})],
+                                              env, [sys.executable, "-X", "importtime", *ENGINE[1:]])
     assert again == {**fresh, "cached": True, "timings": dict.fromkeys(fresh["timings"], 0.0)}
+    assert [r["run"] for r in listed["runs"]] == [fresh["run"]]  # a light op: answered before the others load
     assert status["ops_loaded"] is False
     imported = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time")}
     assert "engine.server.core" in imported and not imported & {"torch", "transformers", "engine.ops.triage_ops"}

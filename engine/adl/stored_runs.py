@@ -1,0 +1,32 @@
+"""ADL runs in the store, without their tensors: their result kind, naming a run by a prefix of its id, and the
+list the run picker shows. Plain Python (no torch), so an engine answers these before its ops have loaded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.errors import UserError
+from store import results
+
+KIND = "adl"
+MAX_CANDIDATES_SHOWN = 5  # an ambiguous prefix's error names at most this many runs, on one line
+
+
+def resolve_run_id(name: str) -> str:
+    """The whole id of the run `name` names: itself, or the one run whose id starts with it (ids are long to type,
+    and a table may show only their start); an ambiguous prefix is refused with its candidates."""
+    if not name or results.row(name) is not None:
+        return name
+    matches = results.keys_with_prefix(KIND, name)
+    if len(matches) > 1:
+        shown = ", ".join(matches[:MAX_CANDIDATES_SHOWN]) + (" …" if len(matches) > MAX_CANDIDATES_SHOWN else "")
+        raise UserError(f"run prefix {name!r} matches {len(matches)} runs ({shown})",
+                        "type more of the id (difflens runs lists them whole)")
+    return matches[0] if matches else name
+
+
+def list_runs() -> list[dict[str, Any]]:
+    """Every stored run, newest first, as the run picker and `difflens runs` list them."""
+    return [{"run": r["key"], "base": r["meta"].get("base_label"), "ft": r["meta"].get("ft_label"),
+             "corpus": r["meta"].get("corpus_label"), "n": r["meta"].get("n_texts"), "k": r["meta"].get("k"),
+             "created": r["created"], "seconds": r["seconds"]} for r in results.list_results(KIND)]
