@@ -1,14 +1,17 @@
 """Recall and keep whole answers: `ticket` makes the key of one request (None: the method is not kept, or its
-params cannot be resolved here), `recall` gives the kept answer back as served, `keep` stores a fresh one."""
+params cannot be resolved here), `recall` gives the kept answer back as served, `keep` stores a fresh one, and
+`prefill` keeps the answer to a request that is about to come (the workbench opening a run just triaged)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from engine.answers import fingerprint
 from engine.answers.rules import Answer, Rule, rule_for, typed
+from engine.protocol.methods import Method
 from engine.protocol.params import Params
 from store import answers
 from store.errors import ActionableError
@@ -63,3 +66,9 @@ def keep(ticket: Ticket, answer: Answer) -> None:
         answers.put(ticket.key, ticket.method, answer, ticket.rule.deps(ticket.params, answer))
     except ActionableError as exc:
         log.warning("answer of %s not kept: %s", ticket.method, exc)
+
+
+def prefill(method: Method[Any], params: dict[str, Any], answer: Callable[[], Answer]) -> None:
+    """Keep `answer()` as the answer to `method(params)` unless one is kept already (it is not computed then)."""
+    if (found := ticket(method.name, params)) is not None and recall(found) is None:
+        keep(found, answer())

@@ -7,11 +7,10 @@ from typing import Any
 from engine.adl.compute import compute_adl
 from engine.adl.request import request_for
 from engine.adl.runs import AdlRun, load_run
-from engine.errors import ActionableError
 from engine.jobs import JobContext
 from engine.ops import op
 from engine.protocol import methods
-from engine.results.layer_choice import choose_layer
+from engine.results.run_summary import run_summary
 from store import results
 
 
@@ -35,21 +34,5 @@ def compute(params: methods.AdlCompute, ctx: JobContext) -> dict[str, Any]:
 
 @op(methods.ADL_SUMMARY)
 def summary(params: methods.RunParams, ctx: JobContext) -> dict[str, Any]:
-    """Per layer × position norms of one run (the heatmap's metrics) and the report layer with every layer's
-    score under the layer criterion (cached; computed from the logit lens on first use). A run whose models
-    cannot be loaded here still gets its heatmap: `layer_choice` is then None and `layer_choice_error` says why."""
-    run = run_of(params.run, params.trust_remote_code)
-    try:
-        choice, why_not = choose_layer(run).to_json(), None
-    except ActionableError as exc:
-        choice, why_not = None, str(exc)
-    diff_norm = run.mean_diff.norm(dim=-1)
-    rel = diff_norm / run.base_norm.clamp_min(1e-12)
-    meta = run.meta
-    return {"run": run.run_id, "base": meta["base_label"], "ft": meta["ft_label"], "corpus": meta["corpus_label"],
-            "n": meta["n_texts"], "k": meta["k"], "n_layers": meta["n_layers"], "d_model": meta["d_model"],
-            "layers": run.layers.tolist(), "middle_layer": run.middle_layer,
-            "layer_choice": choice, "layer_choice_error": why_not,
-            "metrics": {"diff_norm": diff_norm.tolist(), "rel_norm": rel.tolist(),
-                        "base_norm": run.base_norm.tolist(), "ft_norm": run.ft_norm.tolist()},
-            "sample_windows": meta.get("sample_windows", [])}
+    """Per layer × position norms of one run (the heatmap's metrics) and the report layer (`run_summary`)."""
+    return run_summary(run_of(params.run, params.trust_remote_code))

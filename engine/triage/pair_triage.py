@@ -16,14 +16,17 @@ from engine.adl.request import AdlRequest
 from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
+from engine.answers import memo
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
+from engine.protocol import methods
 from engine.protocol.methods import TriagePair
 from engine.results.calibrated_steering import CalibrationSettings, check_protocol
 from engine.results.judged_relevance import relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
 from engine.results.layer_choice import choose_layer, parse_layer
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
+from engine.results.run_summary import run_summary
 from engine.steering.similarity import steering_similarity
 from engine.steering.steering_prompts import default_prompts
 from store import results
@@ -94,6 +97,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     known = known_finetune(request.ft_spec, options.description)
     relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known else None
     similarity = _similarity(steering, known) if known and steering else None
+    memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run))  # the workbench opens at once
     phase(5)
     return {
         "run": run.run_id, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
