@@ -16,7 +16,8 @@ import torch
 
 from engine.errors import UserError
 from engine.jobs import JobContext
-from engine.ops.board_ops import triage_board, triage_boards
+from engine.ops.board_ops import triage_board
+from engine.ops.catalog_ops import triage_boards
 from engine.triage import board as board_module
 from engine.triage.order import count_loads, plan
 from engine.triage.pairs import PairEntry, load_board_file
