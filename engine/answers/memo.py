@@ -69,6 +69,13 @@ def keep(ticket: Ticket, answer: Answer) -> None:
 
 
 def prefill(method: Method[Any], params: dict[str, Any], answer: Callable[[], Answer]) -> None:
-    """Keep `answer()` as the answer to `method(params)` unless one is kept already (it is not computed then)."""
-    if (found := ticket(method.name, params)) is not None and recall(found) is None:
-        keep(found, answer())
+    """Keep `answer()` as the answer to `method(params)` unless one is kept already (it is not computed then).
+    Only a speed-up for the request to come: if `answer()` fails, that request computes it and says why."""
+    if (found := ticket(method.name, params)) is None or recall(found) is not None:
+        return
+    try:
+        value = answer()
+    except Exception as exc:  # e.g. a model needed where only the store may be read: the request will do it
+        log.info("not kept ahead for %s: %s: %s", method.name, type(exc).__name__, exc)
+        return
+    keep(found, value)

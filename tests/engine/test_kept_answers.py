@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from engine.answers import memo
-from engine.protocol import wire
+from engine.protocol import methods, wire
 from store import results
 from store.db import connect
 from tests.support.engine_helpers import ROOT
@@ -144,3 +144,16 @@ def test_a_damaged_kept_answer_is_a_miss() -> None:
     memo.keep(ticket, {"run": run, "layer_choice": {"layer": 1}})
     connect()["answers"].update(ticket.key, {"answer": "{not json"})
     assert memo.recall(ticket) is None
+
+
+def test_keeping_an_answer_ahead_never_fails_the_caller() -> None:
+    run = _run_result()
+
+    def needs_a_model() -> dict[str, Any]:
+        raise RuntimeError("a model is needed here")
+
+    memo.prefill(methods.ADL_SUMMARY, {"run": run}, needs_a_model)
+    ticket = memo.ticket("adl.summary", {"run": run})
+    assert ticket is not None and memo.recall(ticket) is None
+    memo.prefill(methods.ADL_SUMMARY, {"run": run}, lambda: {"run": run, "layer_choice": {"layer": 0}})
+    assert memo.recall(ticket) == {"run": run, "layer_choice": {"layer": 0}}
