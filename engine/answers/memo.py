@@ -12,7 +12,6 @@ from typing import Any
 from engine.answers import fingerprint
 from engine.answers.rules import Answer, Rule, rule_for, typed
 from engine.protocol.methods import Method
-from engine.protocol.params import Params
 from store import answers
 from store.errors import ActionableError
 from store.hashing import content_key
@@ -27,7 +26,7 @@ class Ticket:
 
     key: str
     method: str
-    params: Params
+    inputs: dict[str, Any]
     rule: Rule
 
 
@@ -45,7 +44,7 @@ def ticket(method: str, params: dict[str, Any]) -> Ticket | None:
         return None
     key = content_key(KIND, {"method": method, "params": parsed.to_json(), "inputs": inputs,
                              "code": fingerprint.code(), "environment": fingerprint.environment()})
-    return Ticket(key, method, parsed, rule)
+    return Ticket(key, method, inputs, rule)
 
 
 def recall(ticket: Ticket) -> Answer | None:
@@ -63,7 +62,7 @@ def keep(ticket: Ticket, answer: Answer) -> None:
     if not ticket.rule.complete(answer):
         return
     try:
-        answers.put(ticket.key, ticket.method, answer, ticket.rule.deps(ticket.params, answer))
+        answers.put(ticket.key, ticket.method, answer, ticket.rule.deps(ticket.inputs, answer))
     except ActionableError as exc:
         log.warning("answer of %s not kept: %s", ticket.method, exc)
 

@@ -26,12 +26,12 @@ Answer = dict[str, Any]
 @dataclass(frozen=True)
 class Rule:
     """How one method's answers are kept. `inputs(params)`: what the answer depends on beyond params and store
-    (None: do not keep or recall this one); `deps(params, answer)`: the stored results it was built from (it is
+    (None: do not keep or recall this one); `deps(inputs, answer)`: the stored results it was built from (it is
     recalled only while they are all there); `complete(answer)`: worth keeping (an answer that says a part is
     missing is not); `served(answer)`: the answer as recalled (e.g. marked cached, with no stage timings)."""
 
     inputs: Callable[[Any], dict[str, Any] | None]
-    deps: Callable[[Any, Answer], list[str]]
+    deps: Callable[[dict[str, Any], Answer], list[str]]
     complete: Callable[[Answer], bool] = lambda answer: True
     served: Callable[[Answer], Answer] = lambda answer: answer
 
@@ -57,13 +57,12 @@ def _lens(params: LogitLens) -> dict[str, Any] | None:
     return _run(params) if params.head is None else None
 
 
-def _its_run(params: Any, answer: Answer) -> list[str]:
+def _its_run(inputs: dict[str, Any], answer: Answer) -> list[str]:
     return [str(answer["run"])]
 
 
-def _named_run(params: RunParams, answer: Answer) -> list[str]:
-    resolved = _run(params)
-    return [resolved["run"]] if resolved else []
+def _named_run(inputs: dict[str, Any], answer: Answer) -> list[str]:
+    return [str(inputs["run"])]
 
 
 def _cached_report(answer: Answer) -> Answer:
