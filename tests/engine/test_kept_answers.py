@@ -68,12 +68,14 @@ def test_a_cached_report_comes_back_whole_from_an_engine_that_imports_no_torch(
     (fresh,), _ = _serve([("triage.pair", pair)], env)
     assert not fresh["cached"]
 
-    (again, listed, summary, status), imports = _serve(
-        [("triage.pair", pair), ("adl.runs", {}), ("adl.summary", {"run": fresh["run"]}), (wire.ENGINE_STATUS, {})],
-        env, [sys.executable, "-X", "importtime", *ENGINE[1:]])
+    computed = {name: pair[name] for name in ("base", "ft", "n", "k")}
+    (again, listed, opened, summary, status), imports = _serve(
+        [("triage.pair", pair), ("adl.runs", {}), ("adl.compute", computed), ("adl.summary", {"run": fresh["run"]}),
+         (wire.ENGINE_STATUS, {})], env, [sys.executable, "-X", "importtime", *ENGINE[1:]])
     assert again == {**fresh, "cached": True, "timings": dict.fromkeys(fresh["timings"], 0.0)}
     assert [r["run"] for r in listed["runs"]] == [fresh["run"]]  # a light op: answered before the others load
-    assert summary["layer_choice"] == fresh["layer_choice"]  # kept by the triage: the workbench opens at once
+    assert opened["run"] == fresh["run"] and opened["cached"]  # kept by the triage: the workbench opens at once
+    assert summary["layer_choice"] == fresh["layer_choice"]
     assert status["ops_loaded"] is False
     imported = {line.rsplit("|", 1)[-1].strip() for line in imports.splitlines() if line.startswith("import time")}
     assert "engine.server.core" in imported and not imported & {"torch", "transformers", "engine.ops.triage_ops"}
