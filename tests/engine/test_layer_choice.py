@@ -180,6 +180,7 @@ def test_ops_default_to_the_chosen_layer_and_score_only_when_asked_to_choose(ide
 def test_summary_carries_the_choice_and_keeps_its_heatmap_when_no_model_loads(identical: AdlRun,
                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.ops import adl_ops
+    from engine.results import run_summary
 
     shown = adl_ops.summary({"run": identical.run_id}, JobContext())
     assert shown["layer_choice"]["layer"] == shown["middle_layer"] == 1 and shown["layer_choice_error"] is None
@@ -187,6 +188,6 @@ def test_summary_carries_the_choice_and_keeps_its_heatmap_when_no_model_loads(id
     def unloadable(*_: Any, **__: Any) -> Any:
         raise UserError("model 'gone' is not reachable", "check the path")
 
-    monkeypatch.setattr(adl_ops, "choose_layer", unloadable)
+    monkeypatch.setattr(run_summary, "choose_layer", unloadable)
     shown = adl_ops.summary({"run": identical.run_id}, JobContext())
     assert shown["layer_choice"] is None and "not reachable" in shown["layer_choice_error"] and shown["metrics"]
