@@ -52,11 +52,29 @@ def dump(app: Any) -> dict[str, Any]:
                                                                                  "agent")}}
 
 
-async def settle(app: Any, pilot: Any, rounds: int = 3) -> None:
+async def settle(app: Any, pilot: Any, rounds: int = 3, steady_tries: int = 20) -> None:
+    """Until the workers are done and the workbench paints the same twice in a row: a layout pass (a pane's width
+    after a class change) can land a frame after the last worker, and a loaded machine makes that frame late."""
     for _ in range(rounds):
         await pilot.pause()
         await app.workers.wait_for_complete()
     await pilot.pause()
+    previous = _painted(app)
+    for _ in range(steady_tries):
+        await pilot.pause(0.05)
+        if (now := _painted(app)) == previous:
+            return
+        previous = now
+
+
+def _painted(app: Any) -> dict[str, Any] | None:
+    """`dump(app)`, or None on a screen without the workbench's panes."""
+    from textual.css.query import NoMatches
+
+    try:
+        return dump(app)
+    except NoMatches:
+        return None
 
 
 async def replay(ref: str) -> None:
