@@ -24,7 +24,6 @@ from store import imported, sessions
 from store.atomic import atomic_path
 from store.bundle_read import Bundle, read_bundle
 from store.bundle_schema import FORMAT, MANIFEST, SESSION_JSON, VERSION, bad, decode_json_columns, result_member
-from store.db import connect
 from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
 from store.paths import home, tensors_dir
@@ -46,7 +45,7 @@ def _result_source(session_id: str, key: str) -> tuple[dict[str, Any], Path] | N
     """A finished result row (results table shape) and its file: the one the session was imported with, else the
     one computed here (None, with a warning, for a row that does not decode)."""
     found = imported.row(key, session_id)
-    rows = [] if found else list(connect()["results"].rows_where("key = ? AND status = 'done'", [key], limit=1))
+    rows = [] if found else list(sessions.db()["results"].rows_where("key = ? AND status = 'done'", [key], limit=1))
     source = (imported.as_result_row(found), imported.file_for(found["sha256"])) if found else (
         (dict(rows[0]), tensors_dir() / rows[0]["file"]) if rows else None)
     if source is not None:
@@ -61,7 +60,7 @@ def _result_source(session_id: str, key: str) -> tuple[dict[str, Any], Path] | N
 def export_session(ref: str, target: Path) -> Path:
     """Write session `ref` and its referenced results to `target` (a file, or a directory to put it in)."""
     session = sessions.get(ref)
-    database = connect()
+    database = sessions.db()
     if target.is_dir() or not target.suffix:
         target = target / f"{_file_stem(session.name)}{EXTENSION}"
     actions = sessions.readable(sessions.ACTIONS, database[sessions.ACTIONS].rows_where(
@@ -135,7 +134,7 @@ def _file_stem(name: str) -> str:
 
 def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
     """Verify `path`, then add its session and (apart from local results) its results in one step."""
-    conn = connect().conn  # a store that cannot take the import is said before the file is read
+    conn = imported.db().conn  # a store that cannot take the import is said before the file is read
     bundle = read_bundle(path, stage_in=imported.directory())
     placed: list[Path] = []  # files this import created; a failure removes exactly these
     try:

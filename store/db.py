@@ -7,28 +7,15 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from store.errors import StoreError
 from store.lean_sqlite import sqlite_utils
 from store.paths import db_path
 
-
-@dataclass(frozen=True)
-class Table:
-    """A store table: its columns, primary key and indexes (columns, unique)."""
-
-    columns: dict[str, type]
-    pk: str
-    indexes: tuple[tuple[tuple[str, ...], bool], ...] = ()
-
-
-_SCHEMA: dict[str, Table] = {
-    "results": Table({"key": str, "kind": str, "status": str, "file": str, "sha256": str, "bytes": int,
-                      "inputs": str, "meta": str, "created": float, "updated": float, "seconds": float}, "key",
-                     ((("kind",), False),)),
+_SCHEMA: dict[str, tuple[dict[str, type], str]] = {
+    "results": ({"key": str, "kind": str, "status": str, "file": str, "sha256": str, "bytes": int,
+                 "inputs": str, "meta": str, "created": float, "updated": float, "seconds": float}, "key"),
 }
 
 _local = threading.local()
@@ -38,10 +25,9 @@ def connect(path: Path | None = None) -> sqlite_utils.Database:
     """A per-thread connection (sqlite3 connections must not cross threads) with WAL and a busy timeout.
 
     A new database is created 0600 (its WAL and shared-memory files take the same mode); a damaged,
-    unreadable or misplaced one is a one-line `StoreError` (`store_error`). Every registered table exists on
-    it, also one registered after the connection was made (`register_table`)."""
+    unreadable or misplaced one is a one-line `StoreError` (`store_error`)."""
     path = path or db_path()
-    cache: dict[str, tuple[sqlite_utils.Database, int]] = _local.__dict__.setdefault("dbs", {})
+    cache: dict[str, sqlite_utils.Database] = _local.__dict__.setdefault("dbs", {})
     key = str(path)
     if key not in cache:
         if path.is_dir():
@@ -53,17 +39,12 @@ def connect(path: Path | None = None) -> sqlite_utils.Database:
             conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA busy_timeout=30000")
+            db = sqlite_utils.Database(conn)
+            ensure_schema(db)
         except (sqlite3.Error, OSError) as exc:
             raise store_error(exc, path) from None
-        cache[key] = (sqlite_utils.Database(conn), 0)
-    db, tables_ensured = cache[key]
-    if tables_ensured != len(_SCHEMA):
-        try:
-            _ensure_schema(db)
-        except (sqlite3.Error, OSError) as exc:
-            raise store_error(exc, path) from None
-        cache[key] = (db, len(_SCHEMA))
-    return db
+        cache[key] = db
+    return cache[key]
 
 
 _FULL_OR_READ_ONLY = ("disk i/o error", "database or disk is full", "readonly database", "unable to open database",
@@ -84,25 +65,22 @@ def store_error(exc: BaseException, path: Path | None = None) -> StoreError:
     return StoreError(f"the store's database {path} failed ({exc})", "check DIFFLENS_HOME and the disk")
 
 
-def _ensure_schema(db: sqlite_utils.Database) -> None:
-    for name, table in list(_SCHEMA.items()):
+def ensure_schema(db: sqlite_utils.Database) -> None:
+    for name, (columns, pk) in _SCHEMA.items():
         if not db[name].exists():
             try:
-                db.table(name).create(table.columns, pk=table.pk, if_not_exists=True)
-            except sqlite3.OperationalError:  # another process is creating it: wait for its lock once
+                db.table(name).create(columns, pk=pk, if_not_exists=True)
+            except sqlite3.OperationalError:
                 time.sleep(0.05)
-                db.table(name).create(table.columns, pk=table.pk, if_not_exists=True)
-        for index, unique in table.indexes:
-            db.table(name).create_index(list(index), unique=unique, if_not_exists=True)
+                db.table(name).create(columns, pk=pk, if_not_exists=True)
+    db.table("results").create_index(["kind"], if_not_exists=True)
 
 
 def columns(table: str) -> dict[str, type]:
     """The declared columns of a store table."""
-    return dict(_SCHEMA[table].columns)
+    return dict(_SCHEMA[table][0])
 
 
-def register_table(name: str, columns: dict[str, type], pk: str,
-                   indexes: Sequence[tuple[Sequence[str], bool]] = ()) -> None:
-    """Declare a table of another module (sessions, boards, answers…): `connect()` creates it, and its indexes
-    (columns, unique), on every connection, also on one made before this call."""
-    _SCHEMA[name] = Table(columns, pk, tuple((tuple(cols), unique) for cols, unique in indexes))
+def register_table(name: str, columns: dict[str, type], pk: str) -> None:
+    """Let other store modules (sessions, jobs) declare their tables before first use."""
+    _SCHEMA[name] = (columns, pk)

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from store.db import connect, register_table
+from store.db import connect, ensure_schema, register_table
+from store.lean_sqlite import sqlite_utils
 from store.paths import tensors_dir
 
 TABLE = "imported_results"
@@ -20,6 +21,16 @@ COLUMNS: dict[str, type] = {"id": str, "session": str, "key": str, "kind": str, 
                             "sha256": str, "bytes": int, "inputs": str, "meta": str, "created": float,
                             "updated": float, "seconds": float}
 register_table(TABLE, COLUMNS, "id")
+_ready: set[int] = set()
+
+
+def db() -> sqlite_utils.Database:
+    """The store connection with this table (created even if the connection predates this module)."""
+    database = connect()
+    if id(database) not in _ready:
+        ensure_schema(database)
+        _ready.add(id(database))
+    return database
 
 
 def directory() -> Path:
@@ -40,7 +51,7 @@ def row_for(session: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def rows(session: str, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The imported result rows of `session` (all, or those with the given keys), as stored."""
-    table = connect()[TABLE]
+    table = db()[TABLE]
     found = [dict(r) for r in table.rows_where("session = ?", [session], order_by="key")]
     wanted = set(keys) if keys is not None else None
     return [r for r in found if wanted is None or r["key"] in wanted]

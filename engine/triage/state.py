@@ -10,8 +10,9 @@ import json
 import time
 from typing import Any
 
-from store.db import connect, register_table
+from store.db import connect, ensure_schema, register_table
 from store.hashing import canonical_json, content_key
+from store.lean_sqlite import sqlite_utils
 
 BOARDS, PAIRS = "boards", "board_pairs"
 DONE, ERROR = "done", "error"
@@ -20,6 +21,12 @@ register_table(BOARDS, {"id": str, "name": str, "source": str, "pairs": str, "se
 register_table(PAIRS, {"key": str, "name": str, "base": str, "ft": str, "adapter": str, "status": str,
                        "score": float, "trace": str, "hypothesis": str, "hypothesis_source": str, "run": str,
                        "error": str, "report": str, "seconds": float, "updated": float}, "key")
+
+
+def _db() -> sqlite_utils.Database:
+    db = connect()
+    ensure_schema(db)
+    return db
 
 
 def pair_key(inputs: dict[str, Any]) -> str:
@@ -32,13 +39,13 @@ def board_id(source: str, names: list[str]) -> str:
 
 def finished(key: str) -> dict[str, Any] | None:
     """The stored outcome of a finished pair (None when never run or when it failed)."""
-    rows = list(connect()[PAIRS].rows_where("key = ? and status = ?", [key, DONE], limit=1))
+    rows = list(_db()[PAIRS].rows_where("key = ? and status = ?", [key, DONE], limit=1))
     return _decode(rows[0]) if rows else None
 
 
 def save_pair(key: str, outcome: dict[str, Any], report: dict[str, Any] | None, seconds: float) -> None:
     """Record a pair's outcome (done or error) as one row."""
-    connect().table(PAIRS).upsert({
+    _db().table(PAIRS).upsert({
         "key": key, "name": outcome["name"], "base": outcome["base"], "ft": outcome["ft"],
         "adapter": outcome.get("adapter"), "status": ERROR if outcome.get("error") else DONE,
         "score": outcome.get("score"), "trace": canonical_json(outcome.get("trace")),
@@ -51,7 +58,7 @@ def save_pair(key: str, outcome: dict[str, Any], report: dict[str, Any] | None, 
 def save_board(bid: str, name: str, source: str, keys: list[dict[str, str]], settings: dict[str, Any],
                status: str) -> None:
     """Record the board (its pairs by name and key) so the TUI can show the latest one."""
-    table = connect().table(BOARDS)
+    table = _db().table(BOARDS)
     now = time.time()
     created = next(iter(table.rows_where("id = ?", [bid], limit=1)), {}).get("created", now)
     table.upsert({"id": bid, "name": name, "source": source, "pairs": canonical_json(keys),
@@ -61,7 +68,7 @@ def save_board(bid: str, name: str, source: str, keys: list[dict[str, str]], set
 
 def latest_board() -> dict[str, Any] | None:
     """The most recently updated board with its pairs' stored outcomes (no reports), sorted by score."""
-    db = connect()
+    db = _db()
     rows = list(db[BOARDS].rows_where(order_by="updated desc", limit=1))
     if not rows:
         return None
