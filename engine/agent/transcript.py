@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.llm.redact import Redactor, StreamRedactor
+from engine.protocol.redact import Redactor, StreamRedactor
 from store.atomic import write_text_atomic
 
 Event = dict[str, Any]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from engine.errors import JobCancelled, Ungraded
 from engine.llm.base import ChatLLM
-from engine.llm.redact import Redactor
+from engine.protocol.redact import Redactor
 
 MAX_FAILURES = 3
 

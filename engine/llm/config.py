@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from engine.errors import UserError
-from engine.llm.redact import url_credentials
+from engine.protocol.redact import remember, url_credentials, without_userinfo
 from store import paths
 
 PROVIDERS = ("openai", "anthropic", "local")
@@ -43,6 +43,15 @@ class LLMConfig:
     max_tokens: int = 2048
     price_in: float | None = None
     price_out: float | None = None
+
+    def __post_init__(self) -> None:
+        remember(self.secrets)  # no log record of this process may show them, whichever library logs
+
+    @property
+    def client_url(self) -> str | None:
+        """The base URL an HTTP client gets: no `user:password@` (it would be sent as Basic auth in place of
+        the configured key, and logged with every request)."""
+        return without_userinfo(self.base_url) if self.base_url else None
 
     def label(self) -> str:
         where = f" @ {url_credentials(self.base_url)}" if self.base_url else ""

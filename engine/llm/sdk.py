@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from engine.errors import UserError
 from engine.llm.base import EventSink
 from engine.llm.config import LLMConfig
-from engine.llm.redact import Redactor
 from engine.llm.retry import Transient, with_retries
+from engine.protocol.redact import Redactor
 
 T = TypeVar("T")
 FIXES = {401: "check the API key", 403: "check the API key and its permissions",
@@ -32,7 +32,7 @@ class SdkChat:
         self.label = config.label()
         self.secrets = config.secrets
         self._redactor = Redactor(self.secrets)
-        self._client = self.client_class(api_key=config.api_key or "not-needed", base_url=config.base_url,
+        self._client = self.client_class(api_key=config.api_key or "not-needed", base_url=config.client_url,
                                          timeout=config.timeout_s, max_retries=0)
 
     def _with_retries(self, call: Callable[[], T], on_event: EventSink | None) -> T:

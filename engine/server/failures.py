@@ -7,8 +7,8 @@ import sqlite3
 from typing import Any
 
 from engine.errors import JobCancelled
-from engine.llm.redact import url_credentials
 from engine.protocol import wire
+from engine.protocol.redact import url_credentials
 from store import jsonvalue
 from store.db import store_error
 from store.errors import ActionableError, StoreError

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from engine.protocol import paths
+from engine.protocol.redact import redact_logs
 from engine.server import daemon
 from engine.server.core import Engine
 from engine.server.listen import Listener, bind_tcp, bind_unix, ensure_token, serve_stdio
@@ -20,6 +21,7 @@ log = logging.getLogger("difflens.engine")
 def serve(*, stdio: bool = False, socket_path: Path | None = None, tcp: str | None = None,
           token_file: Path | None = None, workers: int = 1) -> int:
     """Serve over stdio (a private engine for one client) or a Unix socket (plus TCP if asked)."""
+    redact_logs()  # before any record: httpx and the SDKs log request URLs at INFO
     logging.basicConfig(stream=sys.stderr, level=os.environ.get("DIFFLENS_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if stdio:

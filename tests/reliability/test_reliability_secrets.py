@@ -7,7 +7,11 @@ in the engine's log or runtime files, not in what the client received. The in-pr
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ import pytest
 from store import bundle, results, sessions
 from tests.engine.test_agent import CAKE_ENV, PROMPT
 from tests.support.agent_llm_server import ScriptedLLMServer
-from tests.support.engine_helpers import engine_cli, engine_env, short_dir
+from tests.support.engine_helpers import ROOT, engine_cli, engine_env, short_dir
 from tui.client import connect
 
 pytestmark = pytest.mark.reliability
@@ -90,7 +94,7 @@ SECRET_URL = f"http://someone:{URL_PASSWORD}@127.0.0.1:9/v1?api-key={URL_KEY}&re
 
 def test_credentials_inside_the_llm_base_url_are_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.llm.config import resolve_config
-    from engine.llm.redact import Redactor, url_credentials
+    from engine.protocol.redact import Redactor, url_credentials
 
     monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", SECRET_URL)
     config = resolve_config("openai:scripted")
@@ -145,3 +149,76 @@ def test_session_files_hold_no_local_home_path(tmp_path: Path, isolated_home: Pa
             assert home.encode() not in text, (path, home)
     [answer] = bundle.read_bundle(exported).actions
     assert json.loads(answer["result"])["file"] == f"$DIFFLENS_HOME/tensors/{saved.key}.safetensors"
+
+
+BASIC = base64.b64encode(f"someone:{URL_PASSWORD}".encode()).decode()
+
+
+def test_credentials_in_the_base_url_never_authenticate_or_reach_the_engine_log() -> None:
+    """The URL's user:password is not sent (the configured key authenticates); httpx and the SDK log every
+    request (DEBUG here: headers and options too), and an echoed `Basic` value comes back in a reply: the
+    engine's log holds none of the key, the URL's password or api-key, or the Basic value."""
+    echo = [{"text": f"Your header was Basic {BASIC} and api-key={URL_KEY}.\nFINAL(description: \"cakes\")"}]
+    with short_dir() as runtime, ScriptedLLMServer(echo) as server:
+        url = server.base_url.replace("http://", f"http://someone:{URL_PASSWORD}@") + f"?api-key={URL_KEY}"
+        env = engine_env(runtime, DIFFLENS_LLM_BASE_URL=url, OPENAI_API_KEY=CANARY, DIFFLENS_LOG_LEVEL="DEBUG")
+        for name in ("ANTHROPIC_API_KEY", "DIFFLENS_LLM_API_KEY", "DIFFLENS_LLM_MODEL"):
+            env.pop(name, None)
+        sock = runtime / "engine.sock"
+        assert engine_cli("start", "--socket", str(sock), env=env).returncode == 0
+
+        async def run_agent() -> dict[str, Any]:
+            client = await connect(f"unix:{sock}")
+            try:
+                return await client.run_job("agent.run", {"environment": CAKE_ENV, "llm": "openai:scripted"})
+            finally:
+                await client.close()
+
+        try:
+            result = asyncio.run(run_agent())
+        finally:
+            engine_cli("stop", "--socket", str(sock), env=env)
+        assert server.requests and all(r["headers"]["authorization"] == f"Bearer {CANARY}" for r in server.requests)
+        log = (runtime / "engine.log").read_text()
+        assert "HTTP Request" in log  # the client's own request line was logged, redacted
+        for secret in (CANARY, URL_PASSWORD, URL_KEY, BASIC):
+            assert secret not in log and secret not in json.dumps(result), secret
+        assert leaks([Path(env["DIFFLENS_HOME"]), runtime]) == []
+
+
+LIBRARY_LOGS = """\
+import io, logging
+from engine.protocol.redact import redact_logs, remember
+redact_logs()
+remember(("canary-remembered-0a1b2c",))
+stream = io.StringIO()
+lib = logging.getLogger("some.library")
+lib.addHandler(logging.StreamHandler(stream))    # a handler of the library's own, added afterwards
+lib.setLevel(logging.DEBUG)
+lib.info("HTTP Request: POST %s", "http://someone:hunter2-pw@host/v1/chat?api-key=k-123456&x=1")
+lib.debug("Request options: %r", {"headers": {"Authorization": "Basic c29tZW9uZTpodW50ZXIyLXB3"}})
+lib.warning("retrying %s", {"authorization": "Bearer tok-abcdef-123456"})
+try:
+    raise RuntimeError("upstream said canary-remembered-0a1b2c")
+except RuntimeError:
+    lib.exception("call failed")
+print(stream.getvalue())
+"""
+
+
+def test_every_log_record_is_redacted_whatever_library_logs_it() -> None:
+    done = subprocess.run([sys.executable, "-P", "-c", LIBRARY_LOGS], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    for secret in ("hunter2-pw", "k-123456", "c29tZW9uZTpodW50ZXIyLXB3", "tok-abcdef-123456",
+                   "canary-remembered-0a1b2c"):
+        assert secret not in done.stdout, (secret, done.stdout)
+    assert "x=1" in done.stdout and "call failed" in done.stdout and "RuntimeError" in done.stdout
+
+
+def test_the_client_gets_the_base_url_without_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.llm.config import resolve_config
+
+    monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", SECRET_URL)
+    config = resolve_config("openai:scripted")
+    assert config.client_url == f"http://127.0.0.1:9/v1?api-key={URL_KEY}&region=eu"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from engine.protocol.redact import redact_logs
 from tui.cli import (
     agent,
     bench,
@@ -38,4 +39,5 @@ sessions.register(app)
 
 
 def main() -> None:
+    redact_logs()
     app()
