@@ -68,7 +68,8 @@ class AdlRequest(TypedPair):
             return list(range(n_layers))
         out = sorted({layer + n_layers if layer < 0 else layer for layer in self.layers})
         if not out or out[0] < 0 or out[-1] >= n_layers:
-            raise UserError(f"layers {list(self.layers)} out of range for a {n_layers}-layer model",
+            named = f"{list(self.layers)}" if len(self.layers) <= 16 else f"{out[0]}…{out[-1]} ({len(out)} layers)"
+            raise UserError(f"layers {named} out of range for a {n_layers}-layer model",
                             f"pass layers between 0 and {n_layers - 1}")
         return out
 

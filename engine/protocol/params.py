@@ -2,7 +2,8 @@
 
 `from_json` checks a request's params against the field types the way every op needs them checked (ints
 accepted for floats, bools never for numbers, no NaN, ±inf or absurd magnitudes, counts between 1 and a
-bound), so that bad input becomes one `ParamsError` (problem + fix) before anything loads or is cached.
+bound, lists of at most `MAX_LIST_ITEMS`), so that bad input becomes one `ParamsError` (problem + fix)
+before anything loads or is cached.
 Unknown keys are ignored; a null value means "not given".
 """
 
@@ -19,6 +20,7 @@ from store.errors import ActionableError
 
 MAX_MAGNITUDE = 1e6   # no strength, scale, temperature or factor difflens reads comes near this
 MAX_COUNT = 1_000_000
+MAX_LIST_ITEMS = 100_000  # items of any list param (layers, texts, prompts, pairs): far past any real use
 _MOST = "most"
 
 
@@ -96,6 +98,9 @@ def _is(value: Any, kind: type) -> bool:
 
 
 def _checked_list(name: str, item: type, value: Any) -> list[Any]:
+    if isinstance(value, list) and len(value) > MAX_LIST_ITEMS:
+        raise ParamsError(f"parameter {name!r} has {len(value):,} items, more than {MAX_LIST_ITEMS:,}",
+                          f"pass at most {MAX_LIST_ITEMS:,} {name}")
     if not isinstance(value, list) or not all(isinstance(v, item) and not isinstance(v, bool) for v in value):
         raise ParamsError(f"parameter {name!r} must be a list of {item.__name__}",
                           f"pass {name} as a JSON list of {item.__name__}")

@@ -12,12 +12,14 @@ Short ops answer with their result. Long ops (jobs) answer `{"job": id}` at once
 subscribed to the job and receives `job.progress` / `job.partial` notifications, then exactly one of
 `job.done` (`{"job", "result"}`) or `job.failed` (`{"job", "error": {code, message, data}}`). Other clients
 see jobs through `job.list` and follow them with `job.subscribe`. Lines longer than `MAX_MESSAGE_BYTES` are
-discarded and answered with `MESSAGE_TOO_LARGE`. Over TCP the first request must be `engine.auth` with the
-token; anything else closes the connection. Batches are not supported.
+discarded and answered with `MESSAGE_TOO_LARGE`, and a line that is not JSON with `PARSE_ERROR`, each under
+the request's id when it can be read from the line's head (`request_id`). Over TCP the first request must be
+`engine.auth` with the token; anything else closes the connection. Batches are not supported.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -63,14 +65,34 @@ JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED_STATES = ("done", "failed", "cancelled")
 
 
-class ProtocolError(Exception):
-    """A message that cannot be served; carries the JSON-RPC error to answer with."""
+# The id of a request whose line cannot be parsed (too large, cut, broken): a top-level "id" that comes before
+# "params", as every request that `request` builds has it; an "id" inside params is never taken for it.
+_HEAD_ID = re.compile(rb'\A\s*\{(?:\s*"(?:jsonrpc|method)"\s*:\s*"[^"\\]{0,200}"\s*,)*\s*"id"\s*:\s*'
+                      rb'(-?[0-9]{1,18}|"[^"\\]{1,200}")\s*[,}]')
+HEAD_BYTES = 4096
 
-    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None) -> None:
+
+class ProtocolError(Exception):
+    """A message that cannot be served; carries the JSON-RPC error to answer with, and the id of the request
+    when it could be read."""
+
+    def __init__(self, code: int, message: str, data: dict[str, Any] | None = None,
+                 id_: int | str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.data = data
+        self.id = id_
+
+
+def request_id(line: bytes | str) -> int | str | None:
+    """The id of the request on `line`, read from its head only (no parse of the whole); None if unclear."""
+    head = line[:HEAD_BYTES]
+    found = _HEAD_ID.match(head.encode("utf-8", "replace") if isinstance(head, str) else head)
+    if found is None:
+        return None
+    raw = found.group(1)
+    return raw[1:-1].decode("utf-8", "replace") if raw.startswith(b'"') else int(raw)
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -82,11 +104,12 @@ def encode(message: dict[str, Any]) -> bytes:
 def decode(line: bytes | str) -> dict[str, Any]:
     """Parse one line into a message object; raises `ProtocolError` for anything that is not one."""
     if len(line) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(MESSAGE_TOO_LARGE, f"message larger than {MAX_MESSAGE_BYTES} bytes")
+        raise ProtocolError(MESSAGE_TOO_LARGE, too_large(MAX_MESSAGE_BYTES), too_large_data(MAX_MESSAGE_BYTES),
+                            id_=request_id(line))
     try:
         message = jsonvalue.loads(line)
     except jsonvalue.JsonValueError as exc:
-        raise ProtocolError(PARSE_ERROR, f"parse error: {exc}") from None
+        raise ProtocolError(PARSE_ERROR, f"parse error: {exc}", id_=request_id(line)) from None
     if not isinstance(message, dict):
         raise ProtocolError(INVALID_REQUEST, "a message must be a JSON object (batches are not supported)")
     return message
@@ -128,6 +151,17 @@ def read_frame(readline: Callable[[int], bytes], limit: int = MAX_MESSAGE_BYTES,
         return None
     if len(line) <= limit or line.endswith(b"\n"):
         return line
+    id_ = request_id(line)
     while drain and line and not line.endswith(b"\n"):
         line = readline(1 << 16)
-    raise ProtocolError(MESSAGE_TOO_LARGE, f"message larger than {limit} bytes")
+    raise ProtocolError(MESSAGE_TOO_LARGE, too_large(limit), too_large_data(limit), id_=id_)
+
+
+def too_large(limit: int) -> str:
+    """The one wording of a message over the size limit (engine and client)."""
+    return f"message larger than {limit:,} bytes (the engine's limit)"
+
+
+def too_large_data(limit: int) -> dict[str, str]:
+    return {"problem": too_large(limit),
+            "fix": "ask for less at once (fewer layers, texts or prompts), or pass long inputs as a file"}

@@ -89,7 +89,7 @@ class Engine:
         try:
             message = wire.decode(line)
         except wire.ProtocolError as exc:
-            peer.send(wire.error(None, exc.code, exc.message))
+            peer.send(wire.error(exc.id, exc.code, exc.message, exc.data))
             return
         id_ = message.get("id")
         method = message.get("method")

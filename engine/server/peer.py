@@ -51,7 +51,7 @@ class Peer:
                     line = wire.read_frame(self._readline, wire.MAX_MESSAGE_BYTES if trusted
                                                else wire.MAX_AUTH_MESSAGE_BYTES, drain=trusted)
                 except wire.ProtocolError as exc:
-                    self.send(wire.error(None, exc.code, exc.message))
+                    self.send(wire.error(exc.id, exc.code, exc.message, exc.data))
                     if not trusted:
                         break
                     continue

@@ -8,6 +8,8 @@ import typer
 
 from engine.protocol import methods
 from engine.protocol.methods import LensAmplify, LensCausal, LensKl, LensMine
+from engine.protocol.params import ParamsError
+from engine.protocol.ranges import span
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Adapter, Base, Device, Dtype, Engine, Ft, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
@@ -75,10 +77,10 @@ def _layer_range(text: str | None) -> list[int] | None:
     """`FIRST-LAST` (e.g. `0-8`) as [first, last]; None for every layer."""
     if text is None:
         return None
-    first, sep, last = text.partition("-")
-    if not (sep and first.strip().isdigit() and last.strip().isdigit()):
-        fail(f"--layers takes FIRST-LAST (e.g. 0-8), got {text!r}")
-    return [int(first), int(last)]
+    try:
+        return span(text, "--layers")
+    except ParamsError as exc:
+        fail(str(exc))
 
 
 def amplify(base: Base, ft: Ft, adapter: Adapter = None,

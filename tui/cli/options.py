@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from engine.protocol.params import ParamsError
+from engine.protocol.ranges import MAX_LAYERS, int_list
 from tui.cli.output import fail
 
 Json = Annotated[bool, typer.Option("--json", help="Emit machine-readable JSON on stdout.")]
@@ -42,17 +44,13 @@ Protocol = Annotated[str | None, typer.Option(
 
 
 def parse_layers(text: str | None) -> list[int] | None:
-    """`3,5,9` or `6-12` or a mix; None for all layers."""
+    """`3,5,9` or `6-12` or a mix (counted before it is expanded); None for all layers."""
     if not text:
         return None
-    out: list[int] = []
     try:
-        for part in text.split(","):
-            lo, sep, hi = part.strip().partition("-")
-            out.extend(range(int(lo), int(hi) + 1) if sep and lo else [int(part)])
-    except ValueError:
-        fail(f"cannot read --layers {text!r} — write e.g. 3,5,9 or 6-12")
-    return out
+        return int_list(text, "--layers", most=MAX_LAYERS)
+    except ParamsError as exc:
+        fail(str(exc))
 
 
 def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,

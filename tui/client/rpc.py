@@ -12,7 +12,7 @@ from typing import Any
 
 from engine.protocol import wire
 from tui.client.base import EngineClient, EventCallback, NotificationCallback
-from tui.client.errors import EngineError, EngineUnavailable, error_from
+from tui.client.errors import EngineError, EngineUnavailable, UserFacingError, error_from
 from tui.client.transport import Transport
 
 log = logging.getLogger("difflens.client")
@@ -108,6 +108,11 @@ class RpcClient(EngineClient):
         except (TypeError, ValueError) as exc:
             self._pending.pop(id_, None)
             raise EngineError(f"params for {method} are not JSON: {exc}", wire.INVALID_PARAMS) from None
+        if len(line) > wire.MAX_MESSAGE_BYTES // 4 and len(line.encode("utf-8")) > wire.MAX_MESSAGE_BYTES:
+            self._pending.pop(id_, None)
+            data = wire.too_large_data(wire.MAX_MESSAGE_BYTES)
+            raise UserFacingError(f"the {method} request is a {data['problem']}", data["fix"],
+                                  code=wire.MESSAGE_TOO_LARGE)
         try:
             await self.transport.send(line)
             return await future
@@ -166,7 +171,9 @@ class RpcClient(EngineClient):
         id_ = message.get("id")
         future, hook = self._pending.get(id_, (None, None)) if isinstance(id_, int) else (None, None)
         if future is None:
-            if "error" in message:
+            if "error" in message and id_ is None:
+                self._fail_unnamed(error_from(message["error"]))
+            elif "error" in message:
                 log.warning("engine error for no request: %s", message["error"])
             return
         if future.done():
@@ -189,6 +196,15 @@ class RpcClient(EngineClient):
                 callback(method, params)
             except Exception:  # a buggy listener must not stop the reader
                 log.exception("notification callback failed")
+
+    def _fail_unnamed(self, exc: EngineError) -> None:
+        """An error the engine could not name a request for (it could not read the id of the line): it
+        answers one of the calls waiting here, and which one cannot be told, so each fails with it rather
+        than one of them waiting forever."""
+        log.warning("engine error for a request it could not name: %s", exc)
+        for future, _ in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(exc)
 
     def _fail_all(self, exc: EngineUnavailable) -> None:
         if self._closed is None:
