@@ -10,43 +10,90 @@ task whose worker dies is retried once by Ray, then its pairs are reported faile
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
+from engine.protocol.redact import redact_logs
 from engine.triage import state
 from engine.triage.devices import Failed, GroupRunner, base_groups
 from engine.triage.order import Planned
 from store import results
 
+CONNECT_TIMEOUT_S = 30.0   # ray.init against a cluster that accepts the connection but never answers
+PROBE_TIMEOUT_S = 5.0      # the TCP connect that finds an address where nothing listens
+RAY_FIX = "start one (`ray start --head`) or pass --ray HOST:6379 / ray://HOST:10001"
 Exported = tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any], float]],
                  dict[str, Any]]
 
 
-def connect(address: str) -> Any:
+def connect(address: str, ctx: JobContext) -> Any:
     """The `ray` module, connected: an existing `ray.init` in this process, else the cluster at `address`
-    (`auto`: the one `ray start` made on this machine or the job's)."""
+    (`auto`: the one `ray start` made on this machine or the job's). A cluster that is not there fails within
+    `CONNECT_TIMEOUT_S` naming the address, and a cancel is heard while Ray is still connecting."""
     try:
         import ray
     except ImportError as exc:
         raise UserError("--ray needs Ray, which is not installed", "pip install 'difflens[cluster]'") from exc
-    if not ray.is_initialized():
+    if ray.is_initialized():
+        return ray
+    if address != "auto":
+        _probe(address)
+    # Ray puts the driver's working directory first on every worker's sys.path unless the job has a
+    # working_dir: an empty one keeps the user's folders (an `engine/` of theirs) out of our tasks.
+    runtime_env = {"working_dir": tempfile.mkdtemp(prefix="difflens-ray-job-")}
+    outcome: dict[str, BaseException | None] = {}
+
+    def init() -> None:
         try:
-            ray.init(address=address, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise UserError(f"cannot reach a Ray cluster at {address!r}: {str(exc).splitlines()[0][:160]}",
-                            "start one (`ray start --head`) or pass --ray HOST:6379 / ray://HOST:10001") from exc
+            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
+            outcome["error"] = None
+        except BaseException as exc:  # handed to the job's thread below
+            outcome["error"] = exc
+
+    threading.Thread(target=init, name="ray-connect", daemon=True).start()
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    try:
+        while "error" not in outcome:
+            ctx.check_cancelled()
+            if time.monotonic() > deadline:
+                raise UserError(f"no Ray cluster answered at {address!r} within {CONNECT_TIMEOUT_S:.0f} s",
+                                RAY_FIX)
+            time.sleep(0.1)
+        if (error := outcome["error"]) is not None:
+            first = (str(error).splitlines() or [type(error).__name__])[0][:160]
+            raise UserError(f"cannot reach a Ray cluster at {address!r}: {first}", RAY_FIX) from error
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.rmdir(runtime_env["working_dir"])
+        raise
     return ray
+
+
+def _probe(address: str) -> None:
+    """Fail at once, in one line, when nothing listens at a `HOST:PORT` or `ray://HOST:PORT` address."""
+    where = address.removeprefix("ray://")
+    host, sep, port = where.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--ray {address!r} is not auto, HOST:PORT or ray://HOST:PORT", RAY_FIX)
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"no Ray cluster at {address!r}: {exc.strerror or exc}", RAY_FIX) from None
 
 
 def on_ray(order: list[Planned], settings: dict[str, Any], address: str, reports: bool, ctx: JobContext,
            run_group: GroupRunner, failed: Failed, needs_work: Callable[[Planned], bool],
            local: Callable[[Planned], dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """Outcomes of every pair: finished ones (and unresolvable ones) from `local`, the rest from Ray tasks."""
-    ray = connect(address)
+    ray = connect(address, ctx)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(max_retries=1, retry_exceptions=False, num_gpus=gpus)(triage_in_private_store)
     todo = [item for item in order if needs_work(item)]
@@ -76,6 +123,7 @@ def on_ray(order: list[Planned], settings: dict[str, Any], address: str, reports
 def triage_in_private_store(run_group: GroupRunner, entries: list[dict[str, Any]], settings: dict[str, Any],
                             reports: bool) -> Exported:
     """On the worker: triage the group in a fresh store; return the outcomes, every result, and the reports."""
+    redact_logs()
     with tempfile.TemporaryDirectory(prefix="difflens-ray-") as home:
         previous = os.environ.get("DIFFLENS_HOME")
         os.environ["DIFFLENS_HOME"] = home
