@@ -6,20 +6,19 @@ fully cached call; then the TUI's first paint of that cached run (`benchmarks.wo
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.config import Emit, Settings
+from engine.protocol.spawn import child_env, python_argv
 
 CLI = "from tui.cli import main; main()"
 
 
 def _cli_triage(s: Settings, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
-    argv = [sys.executable, "-c", CLI, "triage", "--base", s.base, "--ft", s.ft, "--device", s.device,
+    argv = [*python_argv("-c", CLI), "triage", "--base", s.base, "--ft", s.ft, "--device", s.device,
             "--dtype", s.dtype, "--json", *(["--adapter", s.adapter] if s.adapter else [])]
     began = time.perf_counter()
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
@@ -32,10 +31,8 @@ def _cli_triage(s: Settings, env: dict[str, str]) -> tuple[float, dict[str, Any]
 def triage_rows(s: Settings, work: Path, runtime: Path, emit: Emit, child: Any) -> dict[str, Any]:
     """Fresh triage, the same command cached, and the workbench opened on the cached run; in a store of its
     own (the other steps' ADL runs must not make the fresh triage a cache hit)."""
-    root = str(Path(__file__).resolve().parent.parent)
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p),
-                        "DIFFLENS_HOME": str(work / "home-triage"),
-                        "DIFFLENS_RUNTIME_DIR": str(runtime / "triage")}  # a private engine, never the user's
+    env = child_env() | {"DIFFLENS_HOME": str(work / "home-triage"),
+                         "DIFFLENS_RUNTIME_DIR": str(runtime / "triage")}  # a private engine, never the user's
     if s.threads:
         env["OMP_NUM_THREADS"] = str(s.threads)
     emit("triage: fresh report through the CLI (calibration, steering included)…")

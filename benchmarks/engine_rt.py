@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from engine.protocol import wire
+from engine.protocol.spawn import child_env
 from tui.client import connect
-from tui.client.transport import child_env, engine_argv
+from tui.client.transport import engine_argv
 
 READY_TIMEOUT_S = 120.0
 

@@ -10,7 +10,6 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from benchmarks.board import board
 from benchmarks.child import PREFIX
 from benchmarks.config import Emit, Settings
 from benchmarks.corpus import write_corpus
+from engine.protocol.spawn import child_env, module_argv
 
 
 def cpu_name() -> str:
@@ -42,11 +42,9 @@ def describe_device(device: str, threads: int | None) -> str:
 
 
 def child(step: str, args: dict[str, Any], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run `python -m benchmarks.child` and return its result line."""
-    root = str(Path(__file__).resolve().parent.parent)
-    merged = os.environ | {"PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    done = subprocess.run([sys.executable, "-m", "benchmarks.child", step, json.dumps(args)], cwd=root,
-                          env=merged | (env or {}), capture_output=True, text=True, check=False)
+    """Run `python -P -m benchmarks.child` and return its result line."""
+    done = subprocess.run(module_argv("benchmarks.child", step, json.dumps(args)), env=child_env() | (env or {}),
+                          capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(PREFIX)]
     if done.returncode != 0 or not lines:
         tail = (done.stderr or done.stdout).strip().splitlines()[-5:]

@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-import engine
 from engine.errors import UserError
+from engine.protocol.spawn import child_env, module_argv
 from engine.server import local
 
 START_TIMEOUT_S = 180.0
@@ -122,14 +122,6 @@ def read_pid(sock: Path) -> int | None:
         return None
 
 
-def engine_env() -> dict[str, str]:
-    """The environment for a child engine: this checkout importable even when difflens is not installed."""
-    env = dict(os.environ)
-    root = str(Path(engine.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
-
-
 def start(sock: Path, serve_args: list[str] | None = None, timeout: float = START_TIMEOUT_S) -> int:
     """Start a detached engine on `sock` (logging to `<sock>.log`) and wait until it answers; its pid."""
     if local.is_running(sock):
@@ -138,12 +130,12 @@ def start(sock: Path, serve_args: list[str] | None = None, timeout: float = STAR
     check_paths(sock)
     _runtime_dir(sock)
     log = log_path(sock)
-    cmd = [sys.executable, "-m", "engine", "serve", "--socket", str(sock), *(serve_args or [])]
+    cmd = module_argv("engine", "serve", "--socket", str(sock), *(serve_args or []))
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     os.fchmod(fd, 0o600)
     with os.fdopen(fd, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=engine_env(), close_fds=True)
+                                start_new_session=True, env=child_env(), close_fds=True)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if local.is_running(sock):

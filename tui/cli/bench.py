@@ -1,4 +1,4 @@
-"""`difflens bench [--quick] [--json]`: the benchmarks (`python -m benchmarks`) in a child process.
+"""`difflens bench [--quick] [--json]`: the benchmarks (`python -P -m benchmarks`) in a child process.
 
 The CLI never imports torch; the benchmarks need it, so they run as their own process with this checkout
 importable, printing their table (or JSON) straight to this terminal.
@@ -7,12 +7,11 @@ importable, printing their table (or JSON) straight to this terminal.
 from __future__ import annotations
 
 import subprocess
-import sys
 from typing import Annotated
 
 import typer
 
-from tui.client.transport import child_env
+from engine.protocol.spawn import child_env, module_argv
 
 
 def bench(quick: Annotated[bool, typer.Option("--quick", help="Small sizes (about 2 minutes on a CPU).")] = False,
@@ -25,7 +24,7 @@ def bench(quick: Annotated[bool, typer.Option("--quick", help="Small sizes (abou
           threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads (default 1).")] = None,
           n: Annotated[str | None, typer.Option("--n", help="End-to-end sizes, e.g. 256,1024,4096.")] = None) -> None:
     """Time every step beside the straightforward way and its floor; prints the ratio table."""
-    argv = [sys.executable, "-m", "benchmarks", "--device", device, "--dtype", dtype]
+    argv = module_argv("benchmarks", "--device", device, "--dtype", dtype)
     argv += ["--quick"] * quick + ["--json"] * json
     for flag, value in (("--base", base), ("--ft", ft), ("--adapter", adapter), ("--threads", threads),
                         ("--n", n)):

@@ -5,11 +5,12 @@
 `EngineUnavailable` (no engine, or it went away), `JobCancelledError`, and `EngineError` for the rest.
 """
 
+from engine.protocol.spawn import child_env
 from tui.client.base import ClientFactory, EngineClient, EventCallback, NotificationCallback
 from tui.client.connect import DEFAULT_REMOTE_CMD, REMOTE_CMD_ENV, SSH_ENV, connect, run_sync
 from tui.client.errors import EngineError, EngineUnavailable, JobCancelledError, UserFacingError, error_from
 from tui.client.rpc import RpcClient
-from tui.client.transport import ProcessTransport, StreamTransport, Transport, child_env, engine_argv
+from tui.client.transport import ProcessTransport, StreamTransport, Transport, engine_argv
 
 __all__ = [
     "DEFAULT_REMOTE_CMD", "REMOTE_CMD_ENV", "SSH_ENV", "ClientFactory", "EngineClient", "EngineError",

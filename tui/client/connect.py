@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.protocol import paths, wire
+from engine.protocol.spawn import child_env
 from tui.client.base import EngineClient, EventCallback
 from tui.client.errors import EngineError, EngineUnavailable, UserFacingError
 from tui.client.rpc import RpcClient
@@ -27,7 +28,6 @@ from tui.client.transport import (
     ProcessTransport,
     StreamTransport,
     Transport,
-    child_env,
     engine_argv,
 )
 

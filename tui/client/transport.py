@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
-import sys
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
 
 from engine.protocol import wire
+from engine.protocol.spawn import module_argv
 from tui.client.errors import EngineUnavailable
 
 READ_LIMIT = wire.MAX_MESSAGE_BYTES + 1
@@ -163,14 +162,6 @@ def closing_words(returncode: int | None, stderr: list[str]) -> str:
 
 
 def engine_argv(*args: str) -> list[str]:
-    """The command line of a local engine (`python -m engine ...`): `difflens engine ...` execs this with
+    """The command line of a local engine (`python -P -m engine ...`): `difflens engine ...` execs this with
     `child_env()`, since the TUI may not import the engine itself."""
-    return [sys.executable, "-m", "engine", *args]
-
-
-def child_env() -> dict[str, str]:
-    """The environment for a local engine child: this checkout importable even when not installed."""
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(wire.__file__)))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
-    return env
+    return module_argv("engine", *args)
