@@ -240,7 +240,8 @@ def test_bad_messages_get_jsonrpc_errors_and_the_engine_keeps_serving(engine: En
     answers = raw_exchange(engine.sock, lines, expect=10)
     by_id = {a["id"]: a for a in answers if a["id"] is not None}
     anonymous = sorted(a["error"]["code"] for a in answers if a["id"] is None)
-    assert anonymous == sorted([wire.PARSE_ERROR, wire.INVALID_REQUEST, wire.MESSAGE_TOO_LARGE])
+    assert anonymous == sorted([wire.PARSE_ERROR, wire.INVALID_REQUEST])
+    assert by_id[99]["error"]["code"] == wire.MESSAGE_TOO_LARGE   # answered under the id its head names
     assert by_id[1]["error"]["code"] == wire.INVALID_REQUEST
     assert by_id[2]["error"]["code"] == wire.METHOD_NOT_FOUND
     assert by_id[3]["error"]["code"] == wire.USER_ERROR
