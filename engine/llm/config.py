@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from engine.errors import UserError
 from engine.protocol.redact import remember, url_credentials, without_userinfo
@@ -50,8 +50,14 @@ class LLMConfig:
     @property
     def client_url(self) -> str | None:
         """The base URL an HTTP client gets: no `user:password@` (it would be sent as Basic auth in place of
-        the configured key, and logged with every request)."""
-        return without_userinfo(self.base_url) if self.base_url else None
+        the configured key, and logged with every request) and no query (see `client_query`)."""
+        return urlunsplit(urlsplit(without_userinfo(self.base_url))._replace(query="")) if self.base_url else None
+
+    @property
+    def client_query(self) -> dict[str, str] | None:
+        """The base URL's query params (e.g. an endpoint's `api-key`), sent with every request: the SDKs join
+        paths onto the base URL as text, so a query left in it would end up inside the path."""
+        return dict(parse_qsl(urlsplit(self.base_url).query)) or None if self.base_url else None
 
     def label(self) -> str:
         where = f" @ {url_credentials(self.base_url)}" if self.base_url else ""

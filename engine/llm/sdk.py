@@ -33,6 +33,7 @@ class SdkChat:
         self.secrets = config.secrets
         self._redactor = Redactor(self.secrets)
         self._client = self.client_class(api_key=config.api_key or "not-needed", base_url=config.client_url,
+                                         default_query=config.client_query,
                                          timeout=config.timeout_s, max_retries=0)
 
     def _with_retries(self, call: Callable[[], T], on_event: EventSink | None) -> T:

@@ -179,6 +179,7 @@ def test_credentials_in_the_base_url_never_authenticate_or_reach_the_engine_log(
         finally:
             engine_cli("stop", "--socket", str(sock), env=env)
         assert server.requests and all(r["headers"]["authorization"] == f"Bearer {CANARY}" for r in server.requests)
+        assert all(r["path"] == f"/v1/chat/completions?api-key={URL_KEY}" for r in server.requests)
         log = (runtime / "engine.log").read_text()
         assert "HTTP Request" in log  # the client's own request line was logged, redacted
         for secret in (CANARY, URL_PASSWORD, URL_KEY, BASIC):
@@ -221,4 +222,5 @@ def test_the_client_gets_the_base_url_without_its_credentials(monkeypatch: pytes
 
     monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", SECRET_URL)
     config = resolve_config("openai:scripted")
-    assert config.client_url == f"http://127.0.0.1:9/v1?api-key={URL_KEY}&region=eu"
+    assert config.client_url == "http://127.0.0.1:9/v1"
+    assert config.client_query == {"api-key": URL_KEY, "region": "eu"}
