@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.yaml_text import load_yaml
 
 REQUIRED = ("name", "base", "ft")
 OPTIONAL = ("adapter", "description")
@@ -105,14 +106,7 @@ def _relative_to(spec: str | None, base_dir: Path) -> str | None:
 
 
 def _yaml_rows(text: str, name: str) -> tuple[list[Any], dict[str, Any]]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{name}: not valid YAML{where}", "fix the YAML syntax") from exc
+    data = load_yaml(text, name)
     if isinstance(data, list):
         return data, {}
     if not isinstance(data, dict) or not isinstance(data.get("pairs"), list):
