@@ -123,6 +123,8 @@ def replay(session: SessionRef,
            base: Annotated[str | None, typer.Option("--base", help="Base model for --rerun.")] = None,
            ft: Annotated[str | None, typer.Option("--ft", help="Finetuned model for --rerun.")] = None,
            adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter for --rerun's --ft.")] = None,
+           corpus: Annotated[str | None, typer.Option("--corpus", help="Corpus for --rerun (default: self: for "
+                                                      "the diff, generic: for a lens; never the session's).")] = None,
            print_only: Annotated[bool, typer.Option("--print", help="Print the side-by-side table instead "
                                                     "of opening it.")] = False,
            trust_remote_code: TrustRemoteCode = False, remote: Remote = None, engine: Engine = None) -> None:
@@ -142,7 +144,7 @@ def replay(session: SessionRef,
 
     try:
         old, new, steps = _guard(lambda: rerun_steps(session, base, ft, adapter, target_from(remote, engine), step,
-                                                          trust_remote_code))
+                                                          trust_remote_code, corpus))
     except EngineError as exc:
         fail(f"engine: {exc}", code=3)
     if print_only:
