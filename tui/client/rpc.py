@@ -33,7 +33,6 @@ class RpcClient(EngineClient):
         self._callbacks: list[NotificationCallback] = []
         self._methods: dict[str, dict[str, Any]] | None = None
         self._closed: EngineUnavailable | None = None
-        self._last_word = ""   # an error the engine sent for no request (say, that it is full) before hanging up
         self._reader = asyncio.create_task(self._read())
 
     # ---- the door ----
@@ -151,7 +150,7 @@ class RpcClient(EngineClient):
             raise
         except Exception as exc:  # a broken transport ends the connection, not the app
             log.warning("reading from %s failed: %s", self.description, exc)
-        why = self.transport.why_closed() or self._last_word
+        why = self.transport.why_closed()
         self._fail_all(EngineUnavailable(f"the engine at {self.description} closed the connection"
                                          + (f" ({why})" if why else "")))
 
@@ -169,7 +168,6 @@ class RpcClient(EngineClient):
         if future is None:
             if "error" in message:
                 log.warning("engine error for no request: %s", message["error"])
-                self._last_word = str(error_from(message["error"]))
             return
         if future.done():
             return
