@@ -9,17 +9,15 @@ place text from outside enters Rich's output; the TUI's tables and notifications
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from rich.console import Console, ConsoleOptions, RenderableType
 from rich.segment import Segment
 from rich.text import Text
 
+from store.printable import UNSAFE
+
 REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
-# C0 but tab and newline, DEL, C1 (NEL and CSI among them), bidi embeddings, overrides and isolates, and the
-# line/paragraph separators: each can move the cursor, hide or reorder what follows, or talk to the terminal.
-UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
