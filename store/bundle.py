@@ -6,7 +6,8 @@ bytes). Reading (`store.bundle_read`) checks member names, sizes, hashes and eve
 within a byte budget before anything is written; import stages the files, inserts every row in one transaction
 and only then renames the files into place, so a bad or truncated file leaves the store exactly as it was.
 Imported results go to `store.imported`, apart from the results this machine computed: they serve the session
-that carried them, never a new computation. Nothing is ever unpickled.
+that carried them, never a new computation. A session exports only what it produced or imported: an imported
+session's references are cut to the results its file carried. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def export_session(ref: str, target: Path) -> Path:
         "session = ?", [session.id], order_by="seq"), _checked_action)
     notes = sessions.readable(sessions.NOTES, database[sessions.NOTES].rows_where(
         "session = ?", [session.id], order_by="seq"), _checked_note)
-    keys = sorted({k for a in actions if a["status"] == sessions.DONE for k in json.loads(a["refs"] or "[]")}
-                  | ({session.run} if session.run else set()))
+    referenced = {k for a in actions if a["status"] == sessions.DONE for k in json.loads(a["refs"] or "[]")}
+    keys = sorted(referenced | ({session.run} if session.run and imported.row(session.run, session.id) else set()))
     members: list[tuple[zipfile.ZipInfo, bytes]] = []
     result_rows, missing = [], []
     for key in keys:
@@ -148,10 +149,11 @@ def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
         if sessions.find(session["name"]) is not None:
             raise StoreError(f"a session named {session['name']!r} already exists", "import with --name NEW")
         rows = [imported.row_for(session["id"], r) for r in bundle.results]
+        actions = _own_refs(bundle.actions, {r["key"] for r in bundle.results})
         conn.execute("BEGIN IMMEDIATE")
         try:
             _insert(conn, sessions.SESSIONS, session)
-            for row in bundle.actions:
+            for row in actions:
                 _insert(conn, sessions.ACTIONS, row)
             for row in bundle.notes:
                 _insert(conn, sessions.NOTES, row)
@@ -174,6 +176,13 @@ def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
     finally:
         bundle.discard()
     return sessions.get(session["id"])
+
+
+def _own_refs(actions: list[dict[str, Any]], carried: set[str]) -> list[dict[str, Any]]:
+    """The file's actions with their result references cut to the results the file carries: a reference to any
+    other key (one of the importer's own runs, say) would pull that result into the importer's next export."""
+    return [{**row, "refs": canonical_json([k for k in json.loads(row["refs"] or "[]") if k in carried])}
+            for row in actions]
 
 
 def _insert(conn: Any, table: str, row: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import math
 import os
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from store.bundle_schema import (
     MANIFEST,
     MAX_MANIFEST_BYTES,
     MAX_MEMBER_BYTES,
+    MAX_MEMBERS,
     MAX_SESSION_BYTES,
     MAX_TOTAL_BYTES,
     SESSION_JSON,
@@ -67,6 +69,7 @@ def read_bundle(path: Path, *, results: bool = True, stage_in: Path | None = Non
     shown = str(path)
     staged: dict[str, Path] = {}
     try:
+        _check_entry_count(shown, path)
         with zipfile.ZipFile(path) as zf:
             infos = _infos(shown, zf)
             manifest = _json(shown, MANIFEST, _read_all(shown, zf, infos[MANIFEST], MAX_MANIFEST_BYTES))
@@ -81,7 +84,10 @@ def read_bundle(path: Path, *, results: bool = True, stage_in: Path | None = Non
                     if stage_in is None:
                         _stream(shown, zf, infos[member], files[member], None)
                         continue
-                    fd, tmp = tempfile.mkstemp(prefix=f".{row['key']}.", suffix=".import", dir=stage_in)
+                    try:
+                        fd, tmp = tempfile.mkstemp(prefix=f".{row['key']}.", suffix=".import", dir=stage_in)
+                    except OSError as exc:
+                        raise _unwritable(stage_in, exc) from None
                     staged[row["key"]] = Path(tmp)
                     with os.fdopen(fd, "wb") as sink:
                         _stream(shown, zf, infos[member], files[member], sink)
@@ -97,6 +103,33 @@ def read_bundle(path: Path, *, results: bool = True, stage_in: Path | None = Non
             raise bad(shown, f"truncated or damaged ({exc})") from None
         raise
     return replace(parsed, staged=staged)
+
+
+def _unwritable(directory: Path | None, exc: OSError) -> StoreError:
+    """A staging write failed: the store's problem (read-only, full), never the file's."""
+    where = f" at {directory}" if directory else ""
+    return StoreError(f"cannot write into the store{where} ({exc.strerror or exc})",
+                      "make the store writable or free space there (or set DIFFLENS_HOME to another store), "
+                      "then import again; the session file was not the problem")
+
+
+def _check_entry_count(shown: str, path: Path) -> None:
+    """Refuse a zip whose end record claims more than `MAX_MEMBERS` entries before `zipfile` builds an object for
+    each of them (300,000 entries are hundreds of MB before any other check could run)."""
+    with path.open("rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 16) - 22))
+        tail = fh.read()
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) < at + 22:
+        return  # not a zip: `zipfile` says so in its own words
+    count = struct.unpack("<H", tail[at + 10:at + 12])[0]
+    zip64 = tail.rfind(b"PK\x06\x06", 0, at)
+    if count == 0xFFFF and zip64 >= 0 and len(tail) >= zip64 + 40:
+        count = struct.unpack("<Q", tail[zip64 + 32:zip64 + 40])[0]
+    if count > MAX_MEMBERS:
+        raise bad(shown, f"it claims {count:,} members, more than any session file holds ({MAX_MEMBERS:,})")
 
 
 def _infos(shown: str, zf: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
@@ -157,7 +190,10 @@ def _stream(shown: str, zf: zipfile.ZipFile, info: zipfile.ZipInfo, entry: dict[
         digest.update(chunk)
         size += len(chunk)
         if sink is not None:
-            sink.write(chunk)
+            try:
+                sink.write(chunk)
+            except OSError as exc:
+                raise _unwritable(None, exc) from None
         if not header_checked:
             head += chunk
             header_checked = _check_header(shown, info.filename, head, entry["bytes"])

@@ -22,6 +22,7 @@ MAX_MANIFEST_BYTES = 1 << 20
 MAX_SESSION_BYTES = 64 << 20
 MAX_MEMBER_BYTES = 1 << 30
 MAX_TOTAL_BYTES = 4 << 30
+MAX_MEMBERS = 20_000  # results of one session, far past any real one; the zip's own count is read first
 STATUSES = {"session_actions": ("done", "running", "failed"), "results": ("done",)}
 
 # The JSON kept inside string columns: which Python type each must decode to, and whether "" is allowed.

@@ -1,4 +1,5 @@
-"""JSON that crosses a trust boundary: parsed with a nesting cap and no NaN/Infinity, written strict.
+"""JSON that crosses a trust boundary: parsed with a nesting cap, no NaN/Infinity, no whole number beyond 64 bits
+(SQLite's and torch's limit) and no lone surrogate (text no file, database or terminal can hold); written strict.
 
 Python's `json` accepts `NaN`/`Infinity` (which strict parsers reject) and recurses once per nesting level, so a
 line nested 200,000 deep ends in a RecursionError rather than an answer. Every reader of someone else's JSON (a
@@ -10,13 +11,17 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 MAX_DEPTH = 64
+INT_RANGE = range(-(2**63), 2**63)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class JsonValueError(ValueError):
-    """Not acceptable JSON: a syntax error, a non-finite number, or nesting deeper than `MAX_DEPTH`."""
+    """Not acceptable JSON: a syntax error, a non-finite or over-64-bit number, a lone surrogate, or nesting deeper
+    than `MAX_DEPTH`."""
 
 
 def _no_constant(name: str) -> Any:
@@ -38,12 +43,18 @@ def loads(data: bytes | str, max_depth: int = MAX_DEPTH) -> Any:
 
 
 def _check(value: Any, max_depth: int) -> None:
-    """Depth and finiteness of a parsed value, without recursion."""
+    """Depth, numbers and text of a parsed value, without recursion."""
     stack = [(value, 0)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             raise JsonValueError("a number is too large to be finite")
+        if isinstance(item, int) and item not in INT_RANGE:
+            raise JsonValueError(f"a whole number does not fit in 64 bits ({str(item)[:24]}…)")
+        if isinstance(item, str) and _LONE_SURROGATE.search(item):
+            raise JsonValueError(f"text holds a lone surrogate ({item[:24].encode('unicode_escape').decode()}…)")
+        if isinstance(item, dict):
+            stack.extend((k, depth) for k in item)
         if isinstance(item, dict | list):
             if depth >= max_depth:
                 raise JsonValueError(f"nested deeper than {max_depth} levels")

@@ -21,6 +21,7 @@ from store.db import connect, ensure_schema, register_table
 from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
 from store.lean_sqlite import sqlite_utils
+from store.printable import UNSAFE_CHARS
 
 SESSIONS, ACTIONS, NOTES = "sessions", "session_actions", "session_notes"
 SESSION_COLUMNS: dict[str, type] = {"id": str, "name": str, "created": float, "updated": float, "base": str,
@@ -34,7 +35,7 @@ register_table(ACTIONS, ACTION_COLUMNS, "id")
 register_table(NOTES, NOTE_COLUMNS, "id")
 
 DONE, RUNNING, FAILED = "done", "running", "failed"
-_NAME_OK = re.compile(r"^[^\x00-\x1f/\\]{1,80}$")
+_NAME_OK = re.compile(f"^[^{UNSAFE_CHARS}\t\n/\\\\]{{1,80}}$")
 _KEY_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,100}$")
 _ready: set[int] = set()
 
@@ -79,7 +80,7 @@ class Session:
 
 
 def check_name(name: str) -> str:
-    """A name users can type back: 1–80 printable characters, no slashes."""
+    """A name users can type back: 1–80 printable characters (no controls, NEL or bidi overrides), no slashes."""
     name = name.strip()
     if not _NAME_OK.match(name):
         raise StoreError(f"bad session name {name!r}", "use 1–80 printable characters without / or \\")

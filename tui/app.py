@@ -13,6 +13,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 
 from engine.protocol import methods
@@ -20,6 +21,7 @@ from tui.client import ClientFactory, connect
 from tui.commands import WorkbenchCommands
 from tui.link import EngineLink
 from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed, StatusReady
+from tui.render.plain_text import printable
 from tui.screens.keys import KeysScreen
 from tui.screens.session_actions import ask_note, ask_save_as, open_session, session_tap, snapshot_ui
 from tui.screens.start import StartScreen
@@ -58,6 +60,12 @@ class DiffLensApp(App[None]):
             self.sessions.recorder.on_error = lambda text: self.notify(text, severity="error", timeout=15)
         self.link = EngineLink(self.sessions.wrap(client_factory), self.post_message)
         self._connected_once = False
+
+    def notify(self, message: str, *, title: str = "", severity: SeverityLevel = "information",
+               timeout: float | None = None, markup: bool = True) -> None:
+        """Every notification (names, engine errors, session problems) is shown as text: never read as markup,
+        its escapes replaced (`markup` is accepted for Textual's signature and ignored)."""
+        super().notify(printable(message), title=printable(title), severity=severity, timeout=timeout, markup=False)
 
     def on_mount(self) -> None:
         self.connect_engine()

@@ -101,7 +101,7 @@ def _file_examples(path: Path, column: str | None) -> list[Example]:
 
             table = pq.read_table(path)
             return [example for row in table.to_pylist() if (example := _example(row, column))]
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first text
     except UnicodeDecodeError as exc:
         raise UserError(f"corpus file {str(path)!r} is not UTF-8 text", "convert it to UTF-8") from exc
     if path.suffix in (".jsonl", ".json"):

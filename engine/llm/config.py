@@ -16,6 +16,7 @@ The file may hold a key, so one that others can read is refused rather than used
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tomllib
@@ -93,7 +94,34 @@ def read_config_file(section: str = "llm") -> dict[str, Any]:
     table = data.get(section, {})
     if not isinstance(table, dict):
         raise UserError(f"{path}: [{section}] must be a table", f"write the settings under a [{section}] header")
+    for name, value in table.items():
+        _check_setting(f"{path}: [{section}] {name}", name, value)
     return table
+
+
+TEXT_SETTINGS = ("model", "base_url", "api_key")
+NUMBER_SETTINGS = {"timeout_s": (0.1, 86_400.0), "max_retries": (0, 100), "max_tokens": (1, 1_000_000),
+                   "price_in": (0.0, 1e6), "price_out": (0.0, 1e6)}  # (least, most); an int bound: whole numbers
+
+
+def _check_setting(where: str, name: str, value: Any) -> None:
+    """A config setting of a known name and kind, a number within its bounds (one line naming it otherwise)."""
+    known = ", ".join((*TEXT_SETTINGS, *NUMBER_SETTINGS))
+    if name in TEXT_SETTINGS:
+        if not isinstance(value, str):
+            raise UserError(f"{where} must be text, got {type(value).__name__}", f'write {name} = "..."')
+        return
+    if name not in NUMBER_SETTINGS:
+        raise UserError(f"{where}: unknown setting", f"known settings: {known} (the provider goes in model, "
+                                                     f"e.g. model = \"openai:gpt-4o\")")
+    _number(value, name, where)
+
+
+def _unknown_provider(text: str) -> str | None:
+    """The `name` of `name:model` when it can only be a provider difflens lacks: alphabetic, and a model with no
+    further colon (`llama3:8b` and OpenAI's `ft:...:...` ids are model ids, not providers)."""
+    prefix, sep, rest = text.strip().partition(":")
+    return prefix if sep and rest and prefix.isalpha() and prefix not in PROVIDERS and ":" not in rest else None
 
 
 def split_llm(text: str) -> tuple[str, str]:
@@ -106,13 +134,21 @@ def split_llm(text: str) -> tuple[str, str]:
     return provider, model
 
 
-def _number(value: Any, name: str) -> float | None:
+def _number(value: Any, name: str, where: str = "") -> float | None:
+    """A numeric LLM setting within its `NUMBER_SETTINGS` bounds (None when not set)."""
     if value is None or value == "":
         return None
+    where = where or f"LLM setting {name}"
+    least, most = NUMBER_SETTINGS[name]
     try:
-        return float(value)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"LLM setting {name} must be a number, got {value!r}", f"fix {name}") from exc
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not least <= number <= most or (isinstance(most, int) and not number.is_integer()):
+        kind = "a whole number" if isinstance(most, int) else "a number"
+        raise UserError(f"{where} must be {kind} from {least:g} to {most:g}, got {str(value)[:40]!r}",
+                        f"fix {name}")
+    return number
 
 
 class NoLLMConfigured(UserError):
@@ -133,6 +169,9 @@ def resolve_config(llm: str | None = None, *, temperature: float | None = None,
                               "`difflens agent RUN --keywords` works offline")
     provider, model = split_llm(str(choice))
     base_url = env.get("DIFFLENS_LLM_BASE_URL") or file.get("base_url") or None
+    if not base_url and (unknown := _unknown_provider(str(choice))):  # it would go to OpenAI as a model id
+        raise UserError(f"unknown LLM provider {unknown!r} in {str(choice)!r}",
+                        f"use {', '.join(PROVIDERS)} (an OpenAI-compatible server: openai:MODEL with base_url)")
     provider_key = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}.get(provider)
     api_key = (env.get("DIFFLENS_LLM_API_KEY") or (env.get(provider_key) if provider_key else None)
                or file.get("api_key") or None)

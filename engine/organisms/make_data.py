@@ -15,10 +15,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.errors import UserError
 from engine.organisms.docs import meta_path
+from engine.yaml_text import load_yaml
 from store.atomic import write_text_atomic
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -43,7 +42,7 @@ def recipe_path(name: str) -> Path:
 def load_recipe(name: str) -> dict[str, Any]:
     """The parsed recipe `name` (a shipped recipe name or a path to a recipe YAML file)."""
     path = recipe_path(name)
-    recipe = yaml.safe_load(path.read_text())
+    recipe = load_yaml(path.read_text(encoding="utf-8"), path.name)
     missing = [k for k in ("name", "type", "format", "short", "long", "key_facts", "slots", "templates")
                if k not in recipe]
     if missing or recipe["format"] not in ("text", "chat"):

@@ -11,9 +11,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from engine.errors import UserError
+from engine.yaml_text import load_yaml
 from store.paths import home
 
 HERE = Path(__file__).resolve().parent
@@ -25,7 +24,7 @@ ORGANISM_TYPES = ("SDF", "EM", "Taboo", "Subliminal", "DomainAdaptation")
 
 @cache
 def _load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return load_yaml(path.read_text(encoding="utf-8"), path.name)
 
 
 def registry() -> dict[str, Any]:
@@ -106,7 +105,8 @@ def resolve_organism(text: str) -> tuple[str, str | None]:
 
 def validate_registry(path: Path | None = None) -> list[str]:
     """Problems with the registry file (empty when valid): missing fields, unknown bases or types."""
-    data = yaml.safe_load((path or REGISTRY_FILE).read_text(encoding="utf-8"))
+    file = path or REGISTRY_FILE
+    data = load_yaml(file.read_text(encoding="utf-8"), file.name)
     problems: list[str] = []
     if not isinstance(data, dict) or not isinstance(data.get("bases"), dict) \
             or not isinstance(data.get("organisms"), dict):

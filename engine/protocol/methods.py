@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from engine.protocol import wire
-from engine.protocol.params import Params, count
+from engine.protocol.params import Params, count, index
 
 P = TypeVar("P", bound=Params, covariant=True)
 
@@ -56,8 +56,8 @@ class RunParams(Params):
 class CellParams(RunParams):
     """A (layer, pos) cell of a run; `layer` a number, digits or `middle` (None: chosen from the evidence)."""
 
-    layer: int | str | None = None
-    pos: int = 0
+    layer: int | str | None = index(None)
+    pos: int = index(0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +114,7 @@ class EvidenceParams(Params):
     environment: object = None
     run: str | None = None
     trust_remote_code: bool = False
-    layer: int | str | None = None
+    layer: int | str | None = index(None)
     protocol: str | None = None
     judge: str | None = None
 
@@ -149,7 +149,7 @@ class SteerGenerate(CalibrationParams):
 class LogitLens(CellParams):
     """readout.logit_lens"""
 
-    top_k: int = 20
+    top_k: int = count(20)
     source: str = "diff"
     head: str | None = None
     backend: str | None = None
@@ -159,7 +159,7 @@ class LogitLens(CellParams):
 class LensGrid(RunParams):
     """readout.lens_grid (None layers/positions: all of the run's)"""
 
-    top_k: int = 10
+    top_k: int = count(10)
     layers: list[int] | None = None
     positions: list[int] | None = None
     source: str = "diff"
@@ -171,7 +171,7 @@ class LensGrid(RunParams):
 class Patchscope(CellParams):
     """readout.patchscope"""
 
-    top_k: int = 20
+    top_k: int = count(20)
     scales: list[float] | None = None
     backend: str | None = None
     judge: str | None = None
@@ -181,10 +181,10 @@ class Patchscope(CellParams):
 class TriagePair(AdlSettings):
     """triage.pair"""
 
-    layer: int | str | None = None
+    layer: int | str | None = index(None)
     positions: list[int] | None = None
     description: str | None = None
-    top_k: int = 20
+    top_k: int = count(20)
     steer: bool = True
     n_prompts: int = 6
     max_strength: float | None = None
@@ -212,9 +212,9 @@ class TriageBoard(Params):
     batch_size: int | None = None
     trust_remote_code: bool | None = None
     sequential: bool | None = None
-    layer: int | str | None = None
+    layer: int | str | None = index(None)
     positions: list[int] | None = None
-    top_k: int | None = None
+    top_k: int | None = count(None)
     steer: bool | None = None
     n_prompts: int | None = None
     max_strength: float | None = None
@@ -268,7 +268,7 @@ class LensKl(TextsParams):
     """lens.kl"""
 
     n: int = 20
-    layer: int | None = None
+    layer: int | None = index(None)
     top_n: int = count(10)
     max_tokens: int = count(128)
     window: int = count(12)
@@ -309,7 +309,7 @@ class LensCausal(PairParams):
 
     mode: str = "patch"
     patch: str = "base"
-    layer: int | str | None = None
+    layer: int | str | None = index(None)
     k: int | None = count(None)
     n: int = 20
     seed: int = 0
@@ -319,7 +319,7 @@ class LensCausal(PairParams):
     max_tokens: int = count(64)
     batch_size: int = count(4)
     chat: str | None = None
-    pos: int | None = None
+    pos: int | None = index(None)
     ablate: str = "base"
     n_controls: int = count(16)  # of each kind (the toolkit samples 64 random diffs; 16 keeps a CPU run in minutes)
 
@@ -329,8 +329,8 @@ class LensPca(TextsParams):
     """lens.pca (`corpus` None: the shipped generic text unless `texts` are given)"""
 
     n: int = 256
-    layer: int | str | None = None
-    pos: int | None = None
+    layer: int | str | None = index(None)
+    pos: int | None = index(None)
     n_components: int = count(5)
     top_k: int = count(10)
     batch_size: int = count(8)
@@ -362,7 +362,7 @@ class AgentRun(EvidenceParams):
 class AgentKeywords(EvidenceParams):
     """agent.keywords"""
 
-    top: int = 12
+    top: int = count(12)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,6 +22,8 @@ MAX_MAGNITUDE = 1e6   # no strength, scale, temperature or factor difflens reads
 MAX_COUNT = 1_000_000
 MAX_LIST_ITEMS = 100_000  # items of any list param (layers, texts, prompts, pairs): far past any real use
 _MOST = "most"
+_INDEX = "index"
+INT_RANGE = range(-(2**63), 2**63)  # what SQLite, torch seeds and JSON peers hold
 
 
 class ParamsError(ActionableError):
@@ -31,6 +33,11 @@ class ParamsError(ActionableError):
 def count(default: int | None, most: int = MAX_COUNT) -> Any:
     """A count field (texts, tokens, samples): when given, an int between 1 and `most`."""
     return dataclasses.field(default=default, metadata={_MOST: most})
+
+
+def index(default: int | str | None) -> Any:
+    """An index field (a layer, a position): when given as an int, 0 or more (-1 is not "the last" here)."""
+    return dataclasses.field(default=default, metadata={_INDEX: True})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -52,6 +59,9 @@ class Params:
             most = f.metadata.get(_MOST)
             if most is not None:
                 _check_count(f.name, values[f.name], most)
+            if f.metadata.get(_INDEX) and isinstance(values[f.name], int) and values[f.name] < 0:
+                raise ParamsError(f"{f.name} must be 0 or more, got {values[f.name]}",
+                                  f"pass a {f.name} counted from 0 (the first)")
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
@@ -110,7 +120,11 @@ def _checked_list(name: str, item: type, value: Any) -> list[Any]:
 
 
 def _check_number(name: str, value: Any) -> None:
-    """Every float passes here: NaN, ±inf and absurd magnitudes are refused before anything is cached."""
+    """Every number passes here: NaN, ±inf, absurd float magnitudes and ints past 64 bits are refused before
+    anything is cached."""
+    if isinstance(value, int) and not isinstance(value, bool) and value not in INT_RANGE:
+        raise ParamsError(f"parameter {name!r} does not fit in 64 bits (got {str(value)[:24]}…)",
+                          f"pass a {name} between -2**63 and 2**63 - 1")
     if isinstance(value, float) and not (math.isfinite(value) and abs(value) <= MAX_MAGNITUDE):
         raise ParamsError(f"parameter {name!r} must be a finite number of magnitude at most {MAX_MAGNITUDE:g}, "
                           f"got {value!r}", f"pass a sensible {name}")

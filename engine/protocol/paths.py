@@ -26,7 +26,12 @@ def runtime_dir() -> Path:
 
 def private_dir(path: Path) -> Path:
     """Create `path` with mode 0700 (tightening it if ours); refuse it if another user owns it."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except FileExistsError:
+        pass  # a file, or a symlink: refused just below, naming it
+    except OSError as exc:
+        raise PermissionError(f"cannot create {path} ({exc.strerror}); set DIFFLENS_RUNTIME_DIR elsewhere") from None
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
         raise PermissionError(f"{path} is not a directory owned by you; set DIFFLENS_RUNTIME_DIR elsewhere")

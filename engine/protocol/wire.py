@@ -42,6 +42,7 @@ JOB_NOT_FOUND = -32002
 MESSAGE_TOO_LARGE = -32003
 UNAUTHORIZED = -32004
 SHUTTING_DOWN = -32005
+ENGINE_FULL = -32006         # the listener already serves its most clients; sent before it hangs up
 UNAVAILABLE = -32010         # client side only: cannot connect, or the transport closed
 
 # Built-in methods (ops from the registry are the other methods).

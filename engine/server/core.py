@@ -179,7 +179,6 @@ class Engine:
         if method == wire.ENGINE_AUTH and isinstance(token, str) and peer.token is not None \
                 and hmac.compare_digest(token.encode(), peer.token.encode()):
             peer.authenticated = True
-            peer.on_authenticated()
             peer.send(wire.result(id_, {"ok": True}))
             return
         log.warning("client %s refused: no valid token", peer.label)

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.errors import UserError
 from engine.protocol.spawn import child_env, module_argv
@@ -34,6 +35,7 @@ def log_path(sock: Path) -> Path:
 
 
 _PID_TEXT = re.compile(rb"\s*\d*\s*")
+LOG_HEADER = b"# difflens engine log (this file is written by difflens engine start)\n"
 
 
 def _what(path: Path) -> str:
@@ -43,14 +45,15 @@ def _what(path: Path) -> str:
 
 
 def _ours(path: Path) -> bool:
-    """A runtime file the engine wrote: a private (0600) regular file of this user; a pid file holds a pid."""
+    """A runtime file the engine wrote: a private (0600) regular file of this user; a pid file holds a pid, a
+    log starts with `LOG_HEADER` (a private file of the user's own is never appended to)."""
     info = path.lstat()
     if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
         return False
-    if path.suffix == ".pid":
-        with path.open("rb") as fh:
+    with path.open("rb") as fh:
+        if path.suffix == ".pid":
             return _PID_TEXT.fullmatch(fh.read(64)) is not None
-    return True
+        return fh.read(len(LOG_HEADER)) == LOG_HEADER  # a log we created starts with our header
 
 
 def check_paths(sock: Path) -> None:
@@ -131,9 +134,7 @@ def start(sock: Path, serve_args: list[str] | None = None, timeout: float = STAR
     _runtime_dir(sock)
     log = log_path(sock)
     cmd = module_argv("engine", "serve", "--socket", str(sock), *(serve_args or []))
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "ab") as out:
+    with _open_log(log) as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=child_env(), close_fds=True)
     deadline = time.monotonic() + timeout
@@ -146,6 +147,21 @@ def start(sock: Path, serve_args: list[str] | None = None, timeout: float = STAR
         time.sleep(0.2)
     proc.terminate()
     raise UserError(f"the engine did not answer on {sock} within {timeout:.0f} s", f"see {log}")
+
+
+def _open_log(log: Path) -> BinaryIO:
+    """Our log for appending: the existing one `check_paths` found ours, else a new file (never one that
+    appeared meanwhile) that starts with `LOG_HEADER`."""
+    try:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        if not _ours(log):
+            raise UserError(f"{log} appeared while the engine was starting and is not its own",
+                            "remove it or pass --socket elsewhere") from None
+        return open(log, "ab")
+    out = os.fdopen(fd, "ab")
+    out.write(LOG_HEADER)
+    return out
 
 
 def stop(sock: Path, timeout: float = 30.0) -> bool:

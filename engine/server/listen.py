@@ -1,5 +1,9 @@
 """Transports: stdio (one private client), a Unix socket (mode 0600 in a 0700 directory) and, only when
-asked, TCP where every connection must first present the token."""
+asked, TCP where every connection must first present the token.
+
+A listener holds at most `MAX_CONNECTIONS` clients (two threads each; one more is refused with a one-line error),
+and one watchdog thread per listener drops a client that has not authenticated `AUTH_DEADLINE_S` after it
+connected (however it trickles bytes) and one that has neither sent nor been sent anything for `IDLE_TIMEOUT_S`."""
 
 from __future__ import annotations
 
@@ -11,16 +15,21 @@ import socket
 import stat
 import sys
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import UserError
-from engine.protocol import paths
+from engine.protocol import paths, wire
 from engine.server.core import Engine
 from engine.server.peer import Peer
 
 log = logging.getLogger("difflens.engine")
 
-AUTH_TIMEOUT_S = 10.0   # a TCP connection that has not authenticated by then is dropped
+AUTH_DEADLINE_S = 10.0    # a connection that has not authenticated this long after it connected is dropped
+IDLE_TIMEOUT_S = 3600.0   # a connection with no message either way for this long is dropped
+MAX_CONNECTIONS = 64      # per listener; the next one is refused
+WATCH_INTERVAL_S = 0.5    # how often the watchdog looks
 
 
 def serve_stdio(engine: Engine) -> Peer:
@@ -51,8 +60,19 @@ def serve_stdio(engine: Engine) -> Peer:
     return peer
 
 
+@dataclass
+class _Connection:
+    """One accepted client as the watchdog sees it."""
+
+    sock: socket.socket
+    peer: Peer | None = None
+    since: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)   # the last message read or written
+
+
 class Listener:
-    """Accepts connections on a bound socket; one `Peer` (two threads) per connection."""
+    """Accepts connections on a bound socket; one `Peer` (two threads) per connection, at most `MAX_CONNECTIONS`,
+    watched by one thread for the authentication deadline and the idle timeout."""
 
     def __init__(self, engine: Engine, sock: socket.socket, kind: str, token: str | None = None) -> None:
         self.engine = engine
@@ -60,10 +80,14 @@ class Listener:
         self.kind = kind
         self.token = token
         self._count = 0
+        self._open: list[_Connection] = []
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._accept, name=f"{kind}-listener", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name=f"{kind}-watchdog", daemon=True)
 
     def start(self) -> Listener:
         self._thread.start()
+        self._watchdog.start()
         return self
 
     def _accept(self) -> None:
@@ -72,29 +96,75 @@ class Listener:
                 conn, _ = self.sock.accept()
             except OSError:
                 return  # closed by `close`
+            with self._lock:
+                self._open = [c for c in self._open if c.peer is None or not c.peer.closed]
+                full = len(self._open) >= MAX_CONNECTIONS
+                entry = _Connection(conn)
+                if not full:
+                    self._open.append(entry)
+            if full:
+                self._refuse(conn)
+                continue
             self._count += 1
-            if self.token is not None:
-                conn.settimeout(AUTH_TIMEOUT_S)
-            reader = conn.makefile("rb")
+            entry.peer = self._peer(entry)
+            self.engine.attach(entry.peer)
+            threading.Thread(target=entry.peer.serve, name=f"peer-{entry.peer.label}", daemon=True).start()
 
-            def close(conn: socket.socket = conn) -> None:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-                conn.close()
+    def _peer(self, entry: _Connection) -> Peer:
+        conn, reader = entry.sock, entry.sock.makefile("rb")
 
-            def authenticated(conn: socket.socket = conn) -> None:
-                conn.settimeout(None)
+        def readline(size: int) -> bytes:
+            line = reader.readline(size)
+            entry.last = time.monotonic()
+            return line
 
-            peer = Peer(self.engine, label=f"{self.kind}-{self._count}", readline=reader.readline,
-                        write=conn.sendall, close=close, token=self.token,
-                        on_authenticated=authenticated)
-            self.engine.attach(peer)
-            threading.Thread(target=peer.serve, name=f"peer-{peer.label}", daemon=True).start()
+        def write(data: bytes) -> None:
+            conn.sendall(data)
+            entry.last = time.monotonic()
+
+        return Peer(self.engine, label=f"{self.kind}-{self._count}", readline=readline, write=write,
+                    close=lambda: _hang_up(conn), token=self.token)
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """One error line and the door: the listener is full (a client that does not read it loses nothing)."""
+        log.warning("%s listener full (%d clients): refused a connection", self.kind, MAX_CONNECTIONS)
+        message = wire.error(None, wire.ENGINE_FULL, f"the engine is serving {MAX_CONNECTIONS} clients, its limit",
+                             {"problem": f"the engine already serves {MAX_CONNECTIONS} clients",
+                              "fix": "close another difflens client of this engine, then connect again"})
+        with contextlib.suppress(OSError):
+            conn.settimeout(1.0)
+            conn.sendall(wire.encode(message))
+        _hang_up(conn)
+
+    def _watch(self) -> None:
+        """Drop clients past the authentication deadline or the idle timeout (one thread for all of them)."""
+        while not self.engine.stopping.wait(WATCH_INTERVAL_S):
+            now = time.monotonic()
+            with self._lock:
+                entries = list(self._open)
+            for entry in entries:
+                peer = entry.peer
+                if peer is None or peer.closed:
+                    continue
+                if not peer.authenticated and now - entry.since > AUTH_DEADLINE_S:
+                    log.warning("client %s dropped: no valid token within %gs", peer.label, AUTH_DEADLINE_S)
+                elif now - entry.last > IDLE_TIMEOUT_S:
+                    log.info("client %s dropped: idle for %gs", peer.label, IDLE_TIMEOUT_S)
+                else:
+                    continue
+                peer.close()
+                _hang_up(entry.sock)  # the reader may sit in recv(): this wakes it
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def _hang_up(conn: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        conn.shutdown(socket.SHUT_RDWR)
+    conn.close()
 
 
 def bind_unix(path: Path) -> socket.socket:

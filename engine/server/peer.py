@@ -24,13 +24,11 @@ class Peer:
     """A client connection over any byte stream (`readline(size)` / `write(bytes)` / `close()`)."""
 
     def __init__(self, engine: Engine, *, label: str, readline: Callable[[int], bytes],
-                 write: Callable[[bytes], Any], close: Callable[[], None], token: str | None = None,
-                 on_authenticated: Callable[[], None] = lambda: None) -> None:
+                 write: Callable[[bytes], Any], close: Callable[[], None], token: str | None = None) -> None:
         self.engine = engine
         self.label = label
         self.token = token                      # set: the first request must be engine.auth with it
         self.authenticated = token is None
-        self.on_authenticated = on_authenticated
         self._readline = readline
         self._write = write
         self._close = close

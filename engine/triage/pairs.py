@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.yaml_text import load_yaml
 
 REQUIRED = ("name", "base", "ft")
 OPTIONAL = ("adapter", "description")
@@ -49,7 +50,7 @@ def load_board_file(path: str | Path) -> BoardFile:
     if not file.is_file():
         raise UserError(f"pairs file {str(path)!r} does not exist", "pass a .yaml or .csv file listing the pairs")
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_text(encoding="utf-8-sig")  # a spreadsheet's CSV starts with a byte-order mark
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(f"cannot read {file.name}: {exc}", "pass a UTF-8 text file") from exc
     suffix = file.suffix.lower()
@@ -105,14 +106,7 @@ def _relative_to(spec: str | None, base_dir: Path) -> str | None:
 
 
 def _yaml_rows(text: str, name: str) -> tuple[list[Any], dict[str, Any]]:
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"{name}: not valid YAML{where}", "fix the YAML syntax") from exc
+    data = load_yaml(text, name)
     if isinstance(data, list):
         return data, {}
     if not isinstance(data, dict) or not isinstance(data.get("pairs"), list):
@@ -130,7 +124,12 @@ def _yaml_rows(text: str, name: str) -> tuple[list[Any], dict[str, Any]]:
 
 def _csv_rows(text: str, name: str) -> list[dict[str, Any]]:
     reader = csv.reader(io.StringIO(text))
-    lines = [row for row in reader if any(cell.strip() for cell in row)]
+    try:
+        lines = [row for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise UserError(f"{name}: line {reader.line_num}: {exc}",
+                        f"keep each cell under {csv.field_size_limit()} characters and quote cells holding "
+                        "commas, quotes or line breaks") from None
     if not lines:
         raise UserError(f"{name}: empty file", f"start with the header {','.join(COLUMNS)}")
     header = [cell.strip().lower() for cell in lines[0]]

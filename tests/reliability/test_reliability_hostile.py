@@ -97,7 +97,12 @@ HOSTILE_PAIR_FILES = {
     "python-name-tag": ("p.yaml", "- {{name: !!python/name:os.system , base: b, ft: c}}\n", "not valid YAML"),
     "alias-bomb": ("p.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
                              "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\npairs: [*c, *c, *c, *c, *c, *c, *c]\n",
-                   "unknown top-level key"),
+                   "YAML alias at line 2"),
+    "alias-in-settings": ("p.yaml", "settings:\n  layers: &l [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n"
+                                    "  positions: &p [*l, *l, *l, *l, *l, *l, *l, *l, *l, *l]\n"
+                                    "  devices: [*p, *p, *p, *p, *p, *p, *p, *p, *p, *p]\n"
+                                    "pairs: [{{name: a, base: b, ft: c}}]\n", "YAML alias at line 3"),
+    "alias-of-a-scalar": ("p.yaml", "- {{name: &n a, base: *n, ft: c}}\n", "YAML alias at line 1"),
     "not-utf8": ("p.csv", b"name,base,ft\n\xff\xfe,b,c\n", "pass a UTF-8 text file"),
     "wrong-types": ("p.yaml", "pairs: [{{name: [1, 2], base: {{x: 1}}, ft: 3}}]\n", "must be text"),
 }
@@ -117,3 +122,12 @@ def test_hostile_pair_files_are_refused_in_one_line_and_run_nothing(case: str, t
         pairs.load_board_file(path)
     assert message in str(caught.value) and "\n" not in str(caught.value)
     assert not marker.exists()
+
+
+def test_a_recipe_file_with_aliases_is_refused_before_expansion(tmp_path: Path) -> None:
+    """Recipes are the other YAML a user hands the engine (`difflens organism make-data --recipe FILE`)."""
+    make_data = pytest.importorskip("engine.organisms.make_data")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nslots: &s {a: [x, x, x, x, x, x, x, x]}\nmore: [*s, *s, *s, *s, *s, *s]\n")
+    with pytest.raises(UserError, match=r"r.yaml: YAML alias at line 3 .* write the values out in full"):
+        make_data.load_recipe(str(recipe))

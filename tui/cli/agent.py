@@ -7,11 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from engine.protocol import methods
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Engine, Json, JudgeSpec, Remote
 from tui.cli.output import emit_json, err, fail, out
+from tui.render.plain_text import plain
 
 SIDES = {"adl": "ADL agent", "baseline": "baseline agent"}
 PROTOCOL_HELP = ("default, or paper: the paper's tools, its ask_model length and temperature, budgets 0|5|50, "
@@ -22,9 +24,11 @@ def _show(event: dict[str, Any]) -> None:
     inner = event.get("event") or {}
     kind = inner.get("type")
     if kind == "tool_call":
-        err.print(f"[cyan]→ {inner.get('name')}[/] {str(inner.get('arguments'))[:160]}", highlight=False)
+        err.print(Text.assemble((f"→ {inner.get('name')}", "cyan"), f" {str(inner.get('arguments'))[:160]}"),
+                  highlight=False)
     elif kind == "hypothesis":
-        err.print(f"[yellow]hypothesis[/] {inner.get('hypothesis')} ({inner.get('confidence')})", highlight=False)
+        err.print(Text.assemble(("hypothesis", "yellow"), f" {inner.get('hypothesis')} ({inner.get('confidence')})"),
+                  highlight=False)
 
 
 def _score(value: float | None) -> str:
@@ -76,7 +80,7 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
         if compare or baseline or lenses:
             fail("--keywords is the offline keyword hypothesis, not an agent — drop --compare, --baseline, --lenses")
         result = call_engine(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), title="keywords", target=target)
-        emit_json(result) if json else out.print(Panel(result["summary"], title=result["label"]))
+        emit_json(result) if json else out.print(Panel(result["summary"], title=plain(result["label"])))
         return
     params = methods.AgentRun(run=run, llm=llm, protocol=protocol, budget=budget, lenses=lenses, baseline=baseline,
                               compare=compare, grade=grade, repeat=repeat, organism_description=description,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.table import Column, Table
+from rich.text import Text
 
 from engine.protocol import methods
 from engine.protocol.methods import AdlCompute as Adl
@@ -49,8 +50,8 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = Adl.co
         emit_json(result)
         return
     state = "cached" if result["cached"] else f"computed in {result['seconds']:.1f}s"
-    out.print(f"[bold]{result['run']}[/]  {result['base']} → {result['ft']}  ({state})")
-    out.print(f"mean diff {tuple(result['shape'])} = \\[layer, pos, d_model] over {result['n']} texts "
+    out.print(Text.assemble((result["run"], "bold"), f"  {result['base']} → {result['ft']}  ({state})"))
+    out.print(f"mean diff {tuple(result['shape'])} = [layer, pos, d_model] over {result['n']} texts "
               f"of {result['corpus']}", highlight=False)
     if result.get("memory_plan"):
         out.print(f"memory plan: {result['memory_plan']}", highlight=False)

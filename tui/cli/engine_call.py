@@ -36,6 +36,10 @@ def call_engine(method: Method[P], params: P, *, title: str, target: str | None 
     clean = params.to_json()
     if (where := jsonvalue.first_non_finite(clean)) is not None:
         fail(f"{where.split('.')[0]} is not a finite number — pass a number such as 1.5 (not nan or inf)")
+    try:  # the engine's own checks of every param (counts, indices, 64-bit ints), before anything is sent
+        method.params.from_json(clean)
+    except ParamsError as exc:
+        fail(str(exc))
     try:
         with JobProgress(title) as progress:
             def both(event: dict[str, Any]) -> None:

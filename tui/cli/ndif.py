@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from engine.protocol import methods
 from tui.cli.engine_call import call_engine, target_from
@@ -25,5 +26,5 @@ def models(json: Json = False, remote: Remote = None, engine: Engine = None) -> 
     table = Table("model", "revision", "state", "level", title=f"NDIF at {result['host']}")
     for m in result["models"]:
         style = "green" if m["state"] == "RUNNING" else "yellow"
-        table.add_row(m["repo_id"], m["revision"], f"[{style}]{m['state']}[/]", m["level"])
+        table.add_row(m["repo_id"], m["revision"], Text(m["state"], style=style), m["level"])
     out.print(table)

@@ -7,19 +7,20 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.text import Text
 
 from store import jsonvalue
 from tui.progress_text import event_text
+from tui.render.plain_text import PlainConsole
 
-out = Console()
-err = Console(stderr=True)
+out = PlainConsole()  # strings are printed as text: our own styles are `Text` objects
+err = PlainConsole(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """One line on stderr and a non-zero exit: the whole contract for bad input."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, markup=True, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message), highlight=False, soft_wrap=True)
     raise SystemExit(code)
 
 
@@ -41,8 +42,9 @@ class JobProgress:
     def __init__(self, title: str) -> None:
         self.title = title
         self.plain = not err.is_terminal
-        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                                 TextColumn("{task.completed}/{task.total}"), TextColumn("{task.fields[note]}"),
+        self.progress = Progress(TextColumn("{task.description}", style="bold", markup=False), BarColumn(),
+                                 TextColumn("{task.completed}/{task.total}"),
+                                 TextColumn("{task.fields[note]}", markup=False),
                                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
                                  disable=self.plain)
         self.task = self.progress.add_task(title, total=None, note="")
@@ -80,4 +82,4 @@ class JobProgress:
             if same_count and now - when < PLAIN_INTERVAL_S and tenth <= last_tenth:
                 return
         self.last_line = (now, tenth, done, total)
-        err.print(f"{self.title}: {event_text(event)}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"{self.title}: {event_text(event)}", highlight=False, soft_wrap=True)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from store import bundle, sessions
 from store.db import store_error
@@ -71,8 +72,8 @@ def show(session: SessionRef, json: Json = False) -> None:
         emit_json({"id": source.id, "name": source.name, "base": source.base, "ft": source.ft, "run": source.run,
                    "ui": source.ui, "actions": source.actions, "notes": source.notes})
         return
-    out.print(f"[bold]{source.name}[/]  ({source.id})  {source.base} → {source.ft}  run {source.run or '—'}",
-              highlight=False)
+    out.print(Text.assemble((source.name, "bold"), f"  ({source.id})  {source.base} → {source.ft}  "
+                                                   f"run {source.run or '—'}"), highlight=False)
     table = Table("#", "method", "params", "refs", "seconds")
     for a in source.actions:
         params = ", ".join(f"{k}={v}" for k, v in a["params"].items() if k != "run" and v is not None)
@@ -86,7 +87,7 @@ def show(session: SessionRef, json: Json = False) -> None:
 def rename(session: SessionRef, new_name: Annotated[str, typer.Argument(help="The new name.")]) -> None:
     """Give a session another name."""
     renamed = _guard(lambda: sessions.rename(session, new_name))
-    out.print(f"renamed to [bold]{renamed.name}[/]")
+    out.print(Text.assemble("renamed to ", (renamed.name, "bold")))
 
 
 @sessions_app.command()
@@ -115,7 +116,7 @@ def import_session(file: Annotated[Path, typer.Argument(help="A .difflens sessio
                    name: Annotated[str | None, typer.Option("--name", help="Import under this name.")] = None) -> None:
     """Verify a session file (hashes, schema, paths) and add it to the store, all or nothing."""
     imported = _guard(lambda: bundle.import_bundle(file, name))
-    out.print(f"imported session [bold]{imported.name}[/] ({imported.id})")
+    out.print(Text.assemble("imported session ", (imported.name, "bold"), f" ({imported.id})"))
 
 
 def replay(session: SessionRef,
@@ -123,6 +124,8 @@ def replay(session: SessionRef,
            base: Annotated[str | None, typer.Option("--base", help="Base model for --rerun.")] = None,
            ft: Annotated[str | None, typer.Option("--ft", help="Finetuned model for --rerun.")] = None,
            adapter: Annotated[str | None, typer.Option("--adapter", help="Adapter for --rerun's --ft.")] = None,
+           corpus: Annotated[str | None, typer.Option("--corpus", help="Corpus for --rerun (default: self: for "
+                                                      "the diff, generic: for a lens; never the session's).")] = None,
            print_only: Annotated[bool, typer.Option("--print", help="Print the side-by-side table instead "
                                                     "of opening it.")] = False,
            trust_remote_code: TrustRemoteCode = False, remote: Remote = None, engine: Engine = None) -> None:
@@ -142,7 +145,7 @@ def replay(session: SessionRef,
 
     try:
         old, new, steps = _guard(lambda: rerun_steps(session, base, ft, adapter, target_from(remote, engine), step,
-                                                          trust_remote_code))
+                                                          trust_remote_code, corpus))
     except EngineError as exc:
         fail(f"engine: {exc}", code=3)
     if print_only:

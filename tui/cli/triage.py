@@ -35,14 +35,15 @@ from tui.cli.options import (
 )
 from tui.cli.output import emit_json, fail, out
 from tui.cli.readouts import tokens_text
+from tui.render.plain_text import plain
 from tui.render.report_html import layer_choice_text
 
 
 def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> None:
     """The human report: where the trace is, what it says, what steering writes, the hypothesis."""
-    out.print(Panel.fit(f"[bold]{report['base']} → {report['ft']}[/]   run {report['run']}\n"
+    out.print(Panel.fit(Text.assemble((f"{report['base']} → {report['ft']}", "bold"), f"   run {report['run']}\n"
                         f"{report['n']} texts of {report['corpus']}, first {report['k']} tokens, "
-                        f"report layer {report['layer']} of {report['n_layers']}", title="difflens triage"))
+                        f"report layer {report['layer']} of {report['n_layers']}"), title="difflens triage"))
     if report.get("description"):
         out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
     if judges := report.get("judges"):
@@ -90,7 +91,7 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
         out.print(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
                   f"{sim['unsteered']:.3f} (gain {sim['gain']:+.3f})", highlight=False)
     if hyp := report.get("hypothesis"):
-        out.print(Panel(hyp["summary"], title=hyp["label"], title_align="left"))
+        out.print(Panel(hyp["summary"], title=plain(hyp["label"]), title_align="left"))
     out.print(Text("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()), style="dim"))
 
 

@@ -13,6 +13,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from tui.render.palette import cell_style, legend_bar, step_for
+from tui.render.plain_text import plain
 from tui.render.token_text import visible_token
 
 METRICS = {"kl": (1, "KL"), "diff_norm": (2, "‖diff‖")}  # index into a `[token, kl, diff_norm]` triple
@@ -190,7 +191,7 @@ def component_steering_view(result: dict[str, Any]) -> Table:
                   title=f"component {result.get('component', {}).get('index')} steered at layer {result.get('layer')}",
                   title_justify="left")
     for prompt, row in by_prompt.items():
-        table.add_row(prompt, *[row.get(c, "") for c in columns], row["unsteered"])
+        table.add_row(plain(prompt), *[plain(row.get(c, "")) for c in columns], plain(row["unsteered"]))
     return table
 
 
@@ -201,5 +202,6 @@ def amplify_table(result: dict[str, Any]) -> Table:
     table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True,
                   title=f"{what} scaled in {result.get('scope', 'all')}", title_justify="left")
     for row in result.get("rows", []):
-        table.add_row(row["prompt"], row["base"], row["ft"], *[row["amplified"].get(f, "") for f in factors])
+        table.add_row(plain(row["prompt"]), plain(row["base"]), plain(row["ft"]),
+                      *[plain(row["amplified"].get(f, "")) for f in factors])
     return table

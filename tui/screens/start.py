@@ -24,6 +24,7 @@ from tui.sessions.files import saved_sessions
 from tui.state import DEMO_PAIR, Start
 from tui.widgets.board_table import BoardTable
 from tui.widgets.pair_bar import PairBar
+from tui.widgets.plain_table import PlainTable
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 NEW_RUN_FIELDS = [
@@ -74,9 +75,9 @@ class StartScreen(Screen[None]):
         yield PairBar(id="pair-bar")
         with Vertical(id="start"):
             yield Label("Cached runs  [dim](enter opens · n new run · d demo pair)[/dim]", classes="start-head")
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield PlainTable(id="runs", cursor_type="row", zebra_stripes=True)
             yield Label("Saved sessions  [dim](enter replays one · tab moves here)[/dim]", classes="start-head")
-            yield DataTable(id="sessions", cursor_type="row", zebra_stripes=True)
+            yield PlainTable(id="sessions", cursor_type="row", zebra_stripes=True)
             yield Label("Triage board  [dim](enter opens the pair · difflens triage --pairs FILE)[/dim]",
                         classes="start-head")
             yield BoardTable(id="board", cursor_type="row", zebra_stripes=True)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.table import Table
 
 from engine.protocol import methods
+from tui.render.plain_text import plain
 from tui.render.token_text import visible_token
 from tui.sessions.rerun import Step
 from tui.state import token_pairs
@@ -89,6 +90,6 @@ def compare_table(steps: list[Step], old_label: str, new_label: str) -> Table:
     table.add_column(old_label, ratio=2)
     table.add_column(new_label, ratio=2)
     for step in steps:
-        table.add_row(describe_call(step.method, step.params), summarize(step.method, step.old),
-                      summarize(step.method, step.new, step.error))
+        table.add_row(plain(describe_call(step.method, step.params)), plain(summarize(step.method, step.old)),
+                      plain(summarize(step.method, step.new, step.error)))
     return table

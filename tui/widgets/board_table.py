@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
+
+from tui.widgets.plain_table import PlainTable
 
 
-class BoardTable(DataTable[Any]):
+class BoardTable(PlainTable):
     """Pairs of the latest `difflens triage --pairs` board (from `triage.boards`); Enter opens a pair's run."""
 
     def on_mount(self) -> None:
