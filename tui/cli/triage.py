@@ -35,7 +35,7 @@ from tui.cli.options import (
 )
 from tui.cli.output import emit_json, fail, out
 from tui.cli.readouts import tokens_text
-from tui.render.report_html import layer_choice_text
+from tui.render.report_data import layer_choice_text
 
 
 def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> None:
