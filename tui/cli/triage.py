@@ -129,7 +129,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            device: Device = Pair.device, dtype: Dtype = Pair.dtype, batch_size: BatchSize = Pair.batch_size,
            trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
            layer: Annotated[str | None, typer.Option("--layer", help="Report layer: N or 'middle' (default: "
-                                                     "chosen from the evidence, see README).")] = None,
+                                                     "chosen from the evidence, see docs/method.md).")] = None,
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")]
