@@ -22,6 +22,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mkdocs build --strict --quiet
 
 test: lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -3,11 +3,15 @@ HTML escaping, the CLI, and the demo report rendered by headless Chromium."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,8 @@ from tui.render.report_html import index_page, pair_page, write_report
 
 FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
 # recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
-# the criterion chose); Patchscope kept at each position's best scale only, written compact, so the file stays small
+# the criterion chose); Patchscope at the report layer replaced by `difflens tokens RUN --layer 15 --pos P --method
+# patchscope --json` from the same run's cache (every scale, top 8 tokens each), written compact
 DEMO_REPORT = Path(__file__).resolve().parents[1] / "data" / "demo_triage.json"
 HOSTILE = '<script>alert("x")</script>'
 
@@ -187,7 +192,7 @@ def test_html_escapes_hostile_tokens_and_names(tmp_path: Path) -> None:
     for page in (pair_page(entry), pair_page(failed), index_page(board, ["01-evil.html", "02-broken.html"])):
         assert "<script>" not in page and "<img" not in page and "<evil>" not in page
     page = pair_page(entry)
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page and "&lt;img src=x" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page and "&lt;img src=x" in page
     assert 'id="heatmap"' in page and "http" not in page  # nothing fetched
     index = write_report(tmp_path / "out", board)
     assert sorted(p.name for p in index.parent.iterdir()) == ["01-evil.html", "02-broken.html", "index.html"]
@@ -235,35 +240,94 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+class ConnectionLog:
+    """A local port that records every connection made to it and closes it at once: pointed at as the browser's
+    proxy, it sees every http(s) request a page makes (file:// pages and nothing else go direct)."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.server.settimeout(0.2)
+        self.port = self.server.getsockname()[1]
+        self.seen: list[bytes] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.server.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.settimeout(1)
+                with contextlib.suppress(OSError):
+                    self.seen.append(conn.recv(512))
+
+    def page_requests(self) -> list[bytes]:
+        """What was asked for, less Chromium's own calls home (network time, accounts) that any page gets."""
+        return [r for r in self.seen if r and not re.match(rb"\S+ (http://)?[a-z0-9.]*google\.com[:/]", r)]
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.server.close()
+
+
 @pytest.mark.skipif(chromium() is None, reason="Debian's chromium is not installed (apt-get install chromium)")
-def test_demo_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+def test_demo_report_and_board_render_in_headless_chromium_with_no_network(tmp_path: Path) -> None:
     report = json.loads(DEMO_REPORT.read_text())
     trace = trace_strength(report)
     entry = {"name": "demo", "base": report["base"], "ft": report["ft"], "score": trace["score"], "trace": trace,
              "hypothesis": report["hypothesis"]["summary"], "hypothesis_source": "keywords", "run": report["run"],
              "error": None, "report": report}
-    write_report(tmp_path, {"name": "demo", "pairs": [entry]})
+    failed = {"name": "gone", "base": "b", "ft": "/nope", "score": None, "error": "model path does not exist"}
+    write_report(tmp_path, {"name": "demo", "pairs": [entry, failed]})
     page = tmp_path / "01-demo.html"
+    log = ConnectionLog()
     flags = [chromium() or "", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--proxy-server=http://127.0.0.1:{log.port}", "--proxy-bypass-list=<-loopback>",
              "--window-size=1280,2000"]
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")
+    fetching = tmp_path / "fetching.html"  # the control: a page that does fetch is seen
+    fetching.write_text('<!DOCTYPE html><html><body><img src="http://difflens.invalid/x.png"></body></html>')
 
     def browse(url: str, *args: str) -> str:
         with tempfile.TemporaryDirectory() as profile:
             return subprocess.run([*flags, f"--user-data-dir={profile}", *args, url], check=True,
                                   capture_output=True, text=True, timeout=120).stdout
 
-    browse(page.as_uri(), f"--screenshot={tmp_path / 'demo.png'}")
-    browse(blank.as_uri(), f"--screenshot={tmp_path / 'blank.png'}")
-    dom = browse(page.as_uri(), "--dump-dom")
+    try:
+        browse(page.as_uri(), f"--screenshot={tmp_path / 'demo.png'}")
+        browse(blank.as_uri(), f"--screenshot={tmp_path / 'blank.png'}")
+        dom = browse(page.as_uri(), "--dump-dom")
+        board = browse((tmp_path / "index.html").as_uri(), "--dump-dom")
+        assert log.page_requests() == []  # neither page asked the network for anything
+        browse(fetching.as_uri(), "--dump-dom")
+    finally:
+        log.close()
+    assert any(b"difflens.invalid" in request for request in log.page_requests())
     shot, empty = (tmp_path / "demo.png").read_bytes(), (tmp_path / "blank.png").read_bytes()
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and shot[16:24] == (1280).to_bytes(4, "big") + (2000).to_bytes(4, "big")
     assert len(shot) > 10 * len(empty)  # a white page compresses to almost nothing: this one has content
     assert 'id="heatmap"' in dom and dom.count("<td style=\"background:") == report["n_layers"] * report["k"]
     steered = next(s["steered"] for cell in report["steering"].values() for s in cell["prompts"])
     assert 'class="txt steered"' in dom and steered.split()[0] in dom
+    # the per-layer profile: three lines over every layer, the report layer marked
+    profile = dom[dom.index('<svg id="layer-profile"'):]
+    profile = profile[:profile.index("</svg>")]
+    assert profile.count('class="series"') == 3 and profile.count("<circle") == 3 * report["n_layers"]
+    assert f"report layer {report['layer']}" in profile and 'class="marker"' in profile
+    # Patchscope across scales at every position, the chosen scale marked; steering's bars; the board's ranking
+    positive = [s for s in report["layers"]["15"]["1"]["patchscope"]["scales"] if s["scale"] > 0]
+    scope = dom[dom.index('<svg id="patchscope-pos-1"'):]
+    scope = scope[:scope.index("</svg>")]
+    assert len(positive) > 20 and "␣cake" in scope and "chosen 40" in scope
+    assert all(f'id="patchscope-pos-{p}"' in dom for p in range(report["k"]))
+    assert 'id="steering-similarity"' in dom and dom.count('class="bar"') >= 3
+    assert 'id="board-ranking"' in board and "1. demo" in board and "failed" in board
 
 
 @pytest.mark.asyncio

@@ -36,10 +36,44 @@ from tui.cli.options import (
 from tui.cli.output import emit_json, fail, out
 from tui.cli.readouts import tokens_text
 from tui.render.plain_text import plain
-from tui.render.report_html import layer_choice_text
+from tui.render.report_data import layer_choice_text, layer_profile
 
 
-def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> None:
+def layer_table(report: dict[str, Any]) -> Table:
+    """Per layer: the criterion (with a bar), mean ‖Δ‖/‖base‖ and relevance; the report layer in bold."""
+    table = Table("layer", "criterion", "", "‖Δ‖/‖base‖", "relevance", title_justify="left",
+                  title="where the trace is, per layer (positions ≥ 1)")
+    for row in layer_profile(report):
+        score = row.criterion
+        table.add_row(str(row.layer), "—" if score is None else f"{score:.2f}",
+                      Text("█" * round(20 * (score or 0.0)), style="cyan"), f"{row.rel_norm:.3f}",
+                      "—" if row.relevance is None else f"{row.relevance:.2f}",
+                      style="bold" if row.layer == report["layer"] else "")
+    return table
+
+
+def chosen_layer_tokens(report: dict[str, Any], positions: list[str], n: int = 8) -> Table:
+    """The top logit-lens tokens of the mean diff at the report layer, one row per position."""
+    row = report["layers"][str(report["layer"])]
+    table = Table("pos", "‖Δ‖/‖base‖", "top tokens", title_justify="left",
+                  title=f"logit lens of the mean diff at layer {report['layer']} ({report['lens_heads']['diff']} head;"
+                        " every layer: --grid)")
+    for p in positions:
+        table.add_row(p, f"{row[p]['rel_norm']:.3f}", tokens_text(row[p]["logit_lens"][:n]))
+    return table
+
+
+def token_grid(report: dict[str, Any], positions: list[str], cells: int) -> Table:
+    """Every layer × position: the top tokens of the mean diff."""
+    table = Table("layer", *[f"pos {p}" for p in positions], title_justify="left",
+                  title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
+    for layer, row in report["layers"].items():
+        table.add_row(layer, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
+                      style="bold" if int(layer) == report["layer"] else "")
+    return table
+
+
+def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2, grid: bool = False) -> None:
     """The human report: where the trace is, what it says, what steering writes, the hypothesis."""
     out.print(Panel.fit(Text.assemble((f"{report['base']} → {report['ft']}", "bold"), f"   run {report['run']}\n"
                         f"{report['n']} texts of {report['corpus']}, first {report['k']} tokens, "
@@ -49,16 +83,11 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2) -> N
     if judges := report.get("judges"):
         out.print(Text("judges: " + "; ".join(f"{kind} by {who}" for kind, who in judges.items()), style="dim"))
     positions = [str(p) for p in range(report["k"])]
-    scores = (report.get("layer_choice") or {}).get("scores", {})
-    table = Table("layer", "criterion", "‖Δ‖/‖base‖", *[f"pos {p}" for p in positions], title_justify="left",
-                  title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
-    for layer, row in report["layers"].items():
-        norms = " ".join(f"{row[p]['rel_norm']:.2f}" for p in positions)
-        style = "bold" if int(layer) == report["layer"] else ""
-        score = f"{scores[layer]:.2f}" if layer in scores else "—"
-        table.add_row(layer, score, norms, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
-                      style=style)
-    out.print(table)
+    out.print(layer_table(report))
+    if grid:
+        out.print(token_grid(report, positions, cells))
+    else:
+        out.print(chosen_layer_tokens(report, positions))
     if choice := report.get("layer_choice"):
         out.print(Text(layer_choice_text(choice), style="dim"))
     scope = Table("pos", "scale", "Patchscope selected tokens", title=f"Patchscope at layer {report['layer']}",
@@ -101,7 +130,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            device: Device = Pair.device, dtype: Dtype = Pair.dtype, batch_size: BatchSize = Pair.batch_size,
            trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
            layer: Annotated[str | None, typer.Option("--layer", help="Report layer: N or 'middle' (default: "
-                                                     "chosen from the evidence, see README).")] = None,
+                                                     "chosen from the evidence, see docs/method.md).")] = None,
            description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
            no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")]
@@ -120,7 +149,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            html: Annotated[Path | None, typer.Option("--html", help="Also write static HTML pages to DIR.")] = None,
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,
-           judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
+           grid: Annotated[bool, typer.Option("--grid", help="Print the full layer × position token grid.")]
+           = False, judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
            engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
     if pairs is not None:
@@ -141,4 +171,4 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
     if json:
         emit_json(report)
     else:
-        render_report(report)
+        render_report(report, grid=grid)

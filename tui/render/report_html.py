@@ -1,20 +1,25 @@
 """Static, self-contained HTML triage reports: an index page and one page per pair.
 
 Rendered from the JSON the engine returns (`triage.board` with `reports`), so this module needs no torch.
-No scripts, fonts or stylesheets are fetched: the page reads offline. Every string from a model or a
-file (tokens, steered text, names, errors) is HTML-escaped. The heatmap's palette is viridis (readable
-with the common colour-vision deficiencies, and in greyscale), scaled over positions ≥ 1 so that
-position 0's outsized vector does not flatten the rest (it is clipped and marked ▲).
+The pages are Jinja2 templates (`templates/`) with autoescape on: every string from a model or a file (tokens,
+steered text, names, errors) is escaped by the template, and control characters are made visible first. Charts
+are inline SVG (`svg_plots`); no scripts, fonts or stylesheets are fetched: the page reads offline. The heatmap's
+palette is viridis (readable with the common colour-vision deficiencies, and in greyscale), scaled over positions
+≥ 1 so that position 0's outsized vector does not flatten the rest (it is clipped and marked ▲).
 """
 
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
 from store.atomic import write_text_atomic
+from tui.render.report_charts import board_chart, layer_profile_chart, patchscope_charts, steering_chart
+from tui.render.report_data import layer_choice_text, read_positions
 
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
            "#fde725"]
@@ -36,18 +41,28 @@ td.txt{white-space:pre-wrap;overflow-wrap:anywhere;font:12px ui-monospace,Menlo,
 .legend{display:inline-block;width:240px;height:12px;vertical-align:middle;border:1px solid #999;
 background:linear-gradient(90deg,GRADIENT)}
 .dim{color:#777}td.score{white-space:nowrap}
+figure{margin:8px 0}svg.chart{max-width:100%;height:auto;display:block}
 """.replace("GRADIENT", ",".join(VIRIDIS))
+STYLE = Markup(CSS)  # our own constant, inside <style>: escaping it would break the CSS's quoted font names
 
 
-def esc(value: Any) -> str:
-    """Text for HTML: escaped, quotes included, NULs and other C0 controls (but tab/newline) made visible."""
-    text = re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "\ufffd", str(value))
-    return html.escape(text, quote=True)
 
 
-def token(text: Any) -> str:
-    """A token as code, with newlines visible (tokens are often whitespace)."""
-    return f"<code>{esc(str(text).replace(chr(10), '↵'))}</code>"
+def _visible(value: Any) -> Any:
+    """Every value a template prints: NULs and other C0 controls (but tab/newline) made visible."""
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "\ufffd", value)
+
+
+def _token(text: Any) -> str:
+    """A token with its newlines visible (tokens are often whitespace)."""
+    return str(text).replace("\n", "↵")
+
+
+PAGES = Environment(loader=PackageLoader("tui.render", "templates"), autoescape=select_autoescape(["html"]),
+                    finalize=_visible)
+PAGES.filters["tok"] = _token
 
 
 def colour(t: float) -> tuple[str, str]:
@@ -67,153 +82,88 @@ def page_name(index: int, name: str) -> str:
     return f"{index + 1:02d}-{slug}.html"
 
 
-def _page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n")
-
-
 def _score(value: Any) -> str:
     return "—" if value is None else f"{float(value):.3f}"
 
 
-def heatmap(report: dict[str, Any]) -> str:
+def heatmap(report: dict[str, Any]) -> Markup:
     """Layer × position table of ‖Δ‖/‖base‖, coloured, with each cell's top logit-lens token, and each layer's
     score under the layer criterion."""
     positions = [str(p) for p in range(int(report["k"]))]
-    rows = report["layers"]
+    layers = report["layers"]
     choice = report.get("layer_choice") or {}
     scores = choice.get("scores", {})
-    scaled = [p for p in positions if p != "0"] or positions
-    top = max((float(rows[lay][p]["rel_norm"]) for lay in rows for p in scaled), default=0.0) or 1.0
-    head = "".join(f"<th>pos {esc(p)}</th>" for p in positions)
-    lines = [f'<table class="heat" id="heatmap"><tr><th>layer</th><th>criterion</th>{head}</tr>']
-    for layer, row in rows.items():
-        cls = ' class="report"' if int(layer) == int(report["layer"]) else ""
-        cells = [f'<td class="crit">{_score(scores.get(layer))}</td>']
+    top = max((float(layers[lay][p]["rel_norm"]) for lay in layers for p in read_positions(report)),
+              default=0.0) or 1.0
+    rows = []
+    for layer, row in layers.items():
+        cells = []
         for p in positions:
-            cell = row[p]
-            value = float(cell["rel_norm"])
+            value = float(row[p]["rel_norm"])
             bg, fg = colour(value / top)
-            lens = cell.get("logit_lens") or []
-            word = esc(str(lens[0][0]).replace("\n", "↵")) if lens else ""
-            clipped = " ▲" if value > top else ""
-            cells.append(f'<td style="background:{bg};color:{fg}" title="‖Δ‖ {esc(cell["norm"])}">'
-                         f"{value:.3f}{clipped}<br>{word}</td>")
-        lines.append(f"<tr{cls}><th>{esc(layer)}</th>{''.join(cells)}</tr>")
-    lines.append("</table>")
-    legend = (f'<p class="dim">‖Δ‖/‖base‖, colour 0 <span class="legend"></span> {top:.3f} (max over positions ≥ 1;'
-              f" larger values clipped ▲); outlined row: report layer {esc(report['layer'])}; text: top logit-lens"
-              " token of the mean diff.</p>")
-    if choice:
-        legend += f'<p class="dim" id="layer-choice">{esc(layer_choice_text(choice))}</p>'
-    return "\n".join(lines) + legend
+            lens = row[p].get("logit_lens") or []
+            cells.append({"bg": bg, "fg": fg, "norm": row[p]["norm"], "value": value, "clipped": value > top,
+                          "word": _token(lens[0][0]) if lens else ""})
+        rows.append({"layer": layer, "report": int(layer) == int(report["layer"]),
+                     "criterion": _score(scores.get(layer)), "cells": cells})
+    return Markup(PAGES.get_template("heatmap.html").render(
+        positions=positions, rows=rows, top=top, layer=report["layer"],
+        choice_text=layer_choice_text(choice) if choice else ""))
 
 
-def judges(report: dict[str, Any]) -> str:
-    """Which judge produced the coherence, relevance and Patchscope numbers (reports before judges: none)."""
-    named = report.get("judges") or {}
-    items = " · ".join(f"{esc(kind)} by {esc(who)}" for kind, who in named.items())
-    return f'<p class="meta" id="judges">judges: {items}</p>' if items else ""
-
-
-def layer_choice_text(choice: dict[str, Any]) -> str:
-    """Why the report reads the layer it reads (the HTML page and the terminal report say the same)."""
-    why = {"criterion": "chosen by the layer criterion (the highest score; near-ties go to the middle layer)",
-           "user": "given with --layer", "middle": "the middle layer (relative depth 0.5)"}[choice["by"]]
-    scores = {int(layer): float(score) for layer, score in choice["scores"].items()}
-    best = max(scores, key=lambda layer: scores[layer], default=None)
-    tail = f"; best score {scores[best]:.2f} at layer {best}" if best is not None else ""
-    return f"report layer {choice['layer']}: {why}; middle layer {choice['middle']}{tail}."
-
-
-def top_tokens(report: dict[str, Any], n: int = 10) -> str:
+def _top_tokens(report: dict[str, Any], n: int = 10) -> list[dict[str, Any]]:
     """Logit lens and Patchscope tokens at the report layer, per position."""
     row = report["layers"][str(report["layer"])]
-    lines = ['<table id="top-tokens"><tr><th>pos</th><th>logit lens of the mean diff</th>'
-             "<th>Patchscope (selected)</th></tr>"]
+    out = []
     for p in [str(p) for p in report["positions"]]:
-        lens = " ".join(f"{token(t)}&nbsp;{float(q):.2f}" for t, q in row[p]["logit_lens"][:n])
         scope = row[p].get("patchscope")
-        chosen = " ".join(token(t) for t in scope["selected"][:n]) if scope else ""
-        if scope and str(scope.get("chosen_by", "")).startswith("ungraded"):
-            chosen = f'<span class="err">{esc(scope["chosen_by"])}</span>'
-        lines.append(f"<tr><td>{esc(p)}</td><td>{lens}</td><td>{chosen or '—'}</td></tr>")
-    return "\n".join(lines) + "</table>"
+        ungraded = str(scope.get("chosen_by", "")) if scope else ""
+        out.append({"pos": p, "lens": [(t, float(q)) for t, q in row[p]["logit_lens"][:n]],
+                    "scope": scope["selected"][:n] if scope else [],
+                    "ungraded": ungraded if ungraded.startswith("ungraded") else ""})
+    return out
 
 
-def steering(report: dict[str, Any], samples: int = 3) -> str:
+def _steering(report: dict[str, Any], samples: int = 3) -> list[dict[str, Any]]:
     """Steered vs unsteered samples at each position's calibrated strength."""
-    cells = report.get("steering") or {}
-    if not cells:
-        return '<p class="dim">No steering in this report (steering off, or a zero difference).</p>'
-    parts = []
-    for p, cell in cells.items():
-        parts.append(f"<h3>position {esc(p)} · α = {float(cell['strength']):.3g}</h3>")
-        if not cell["prompts"]:
-            parts.append('<p class="dim">no coherent steering strength found</p>')
-            continue
-        parts.append('<table class="steer"><tr><th>prompt</th><th>steered</th><th>unsteered</th></tr>')
-        for s in cell["prompts"][:samples]:
-            parts.append(f'<tr><td class="txt">{esc(s["prompt"])}</td><td class="txt steered">{esc(s["steered"])}'
-                         f'</td><td class="txt">{esc(s["unsteered"])}</td></tr>')
-        parts.append("</table>")
-    return "\n".join(parts)
-
-
-def _hypothesis(entry: dict[str, Any]) -> str:
-    if not entry.get("hypothesis"):
-        return ""
-    source = f'<div class="src">{esc(entry.get("hypothesis_source") or "")}</div>'
-    return f'<div class="hyp" id="hypothesis"><b>Hypothesis:</b> {esc(entry["hypothesis"])}{source}</div>'
+    return [{"pos": p, "strength": float(cell["strength"]), "prompts": cell["prompts"][:samples]}
+            for p, cell in (report.get("steering") or {}).items()]
 
 
 def pair_page(entry: dict[str, Any], definition: str = "") -> str:
-    """One pair: score, hypothesis, heatmap, top tokens, steering (or its error)."""
+    """One pair: score, hypothesis, per-layer profile and heatmap, top tokens and Patchscope across scales,
+    steering's similarity gain and samples (or the pair's error)."""
     title = f"{entry['name']}: {entry['base']} → {entry['ft']}"
-    head = f'<p><a href="index.html">← board</a></p><h1>{esc(title)}</h1>'
+    page = PAGES.get_template("pair.html")
     if entry.get("error"):
-        return _page(title, f'{head}<div class="err"><b>failed:</b> {esc(entry["error"])}</div>')
+        return page.render(title=title, css=STYLE, error=entry["error"])
     report = entry["report"]
     trace = entry.get("trace") or {}
-    meta = (f'<p class="meta">run <code>{esc(report["run"])}</code> · {esc(report["n"])} texts of '
-            f'{esc(report["corpus"])} · first {esc(report["k"])} tokens · report layer {esc(report["layer"])} of '
-            f'{esc(report["n_layers"])}</p>')
-    known = f'<p class="meta">known finetune: {esc(entry.get("description") or report.get("description"))}</p>' \
-        if entry.get("description") or report.get("description") else ""
-    known += judges(report)
-    parts = [f"<b>trace strength {_score(entry.get('score'))}</b>"]
-    if trace:
-        parts += [f"peak ‖Δ‖/‖base‖ {_score(trace.get('peak_rel_norm'))}",
-                  f"concentration {_score(trace.get('concentration'))}",
-                  f"coherence {_score(trace.get('coherence'))}",
-                  "recurring tokens " + (" ".join(token(t) for t in trace.get("tokens") or []) or "—")]
-    score = f'<p id="score">{" · ".join(parts)}</p>' + (f'<p class="dim">{esc(definition)}</p>' if definition else "")
-    body = [head, meta, known, score, _hypothesis(entry), "<h2>Where the difference is</h2>", heatmap(report),
-            f"<h2>What it reads as (layer {esc(report['layer'])})</h2>", top_tokens(report),
-            "<h2>Steering: steered vs unsteered</h2>", steering(report)]
-    return _page(title, "\n".join(body))
+    parts = [f"peak ‖Δ‖/‖base‖ {_score(trace.get('peak_rel_norm'))}",
+             f"concentration {_score(trace.get('concentration'))}",
+             f"coherence {_score(trace.get('coherence'))}"] if trace else []
+    return page.render(
+        title=title, css=STYLE, report=report, description=entry.get("description") or report.get("description"),
+        judges=report.get("judges") or {}, score=_score(entry.get("score")), trace_parts=parts,
+        trace_tokens=(trace.get("tokens") or []) if trace else None, definition=definition,
+        hypothesis=entry.get("hypothesis"), hypothesis_source=entry.get("hypothesis_source") or "",
+        profile_chart=Markup(layer_profile_chart(report)), heatmap=heatmap(report), top_tokens=_top_tokens(report),
+        patchscope_charts=[Markup(c) for c in patchscope_charts(report)],
+        steering_chart=Markup(steering_chart(report)), steering=_steering(report))
 
 
 def index_page(board: dict[str, Any], pages: list[str | None]) -> str:
-    """The board: pairs by score with links to their pages."""
+    """The board: a bar chart of the ranking, then the pairs by score with links to their pages."""
     top = max((float(p["score"]) for p in board["pairs"] if p.get("score") is not None), default=0.0) or 1.0
-    lines = ['<table id="board"><tr><th>#</th><th>pair</th><th>base</th><th>finetuned</th><th>score</th>'
-             "<th>hypothesis</th></tr>"]
-    for rank, (pair, page) in enumerate(zip(board["pairs"], pages, strict=True), start=1):
-        ft = pair["ft"] + (f" + {pair['adapter']}" if pair.get("adapter") else "")
-        if pair.get("error"):
-            cell = f'<td colspan="2" class="err">{esc(pair["error"])}</td>'
-        else:
-            width = round(80 * float(pair["score"]) / top)
-            cell = (f'<td class="score">{_score(pair["score"])} <span class="bar" style="width:{width}px"></span></td>'
-                    f"<td>{esc(pair.get('hypothesis') or '')}</td>")
-        name = f'<a href="{esc(page)}">{esc(pair["name"])}</a>' if page else esc(pair["name"])
-        lines.append(f"<tr><td>{rank}</td><td>{name}</td><td>{esc(pair['base'])}</td><td>{esc(ft)}</td>{cell}</tr>")
-    lines.append("</table>")
-    definition = f'<p class="dim">{esc(board["score_definition"])}</p>' if board.get("score_definition") else ""
+    rows = [{"rank": rank, "page": page, "name": pair["name"], "base": pair["base"],
+             "ft": pair["ft"] + (f" + {pair['adapter']}" if pair.get("adapter") else ""), "error": pair.get("error"),
+             "score": _score(pair.get("score")), "hypothesis": pair.get("hypothesis") or "",
+             "width": round(80 * float(pair["score"]) / top) if pair.get("score") is not None else 0}
+            for rank, (pair, page) in enumerate(zip(board["pairs"], pages, strict=True), start=1)]
     title = f"difflens triage board: {board.get('name') or 'pairs'}"
-    return _page(title, f"<h1>{esc(title)}</h1>{definition}" + "\n".join(lines))
+    return PAGES.get_template("index.html").render(title=title, css=STYLE, rows=rows,
+                                                   definition=board.get("score_definition"),
+                                                   ranking_chart=Markup(board_chart(board)))
 
 
 def write_report(directory: Path, board: dict[str, Any]) -> Path:

@@ -14,6 +14,8 @@ from tui.state import METRIC_LABELS, HeatState
 
 _CURSOR = Style(bold=True, underline=True)
 _SCORE_W = 5  # the layer-criterion column: " .58★"
+_SPARK_W = 7  # the criterion's sparkline beside it: " ████▌ " (drawn only where the cells keep their values)
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
 def scale_bounds(heat: HeatState) -> tuple[float, float]:
@@ -25,7 +27,8 @@ def scale_bounds(heat: HeatState) -> tuple[float, float]:
 
 class Heatmap(Widget, can_focus=True):
     """Layers down, positions across, colour = the chosen metric; arrow keys move the cursor. A last column
-    shows each layer's score under the layer criterion, ★ on the layer the report reads."""
+    shows each layer's score under the layer criterion, ★ on the layer the report reads, and a sparkline of the
+    scores (bars relative to the best layer's) where the width allows."""
 
     BINDINGS = [
         Binding("up,k", "move(-1, 0)", "Layer up", show=False),
@@ -51,7 +54,8 @@ class Heatmap(Widget, can_focus=True):
         lo, hi = scale_bounds(heat)
         label_w = len(f"L{max(heat.layers)}") + 1
         score_w = _SCORE_W if heat.layer_scores else 0
-        cell_w = max(3, min(9, (width - label_w - score_w) // max(1, heat.k)))
+        spark_w = _SPARK_W if score_w and (width - label_w - score_w - _SPARK_W) // max(1, heat.k) >= 5 else 0
+        cell_w = max(3, min(9, (width - label_w - score_w - spark_w) // max(1, heat.k)))
         show_values = cell_w >= 5
         legend = self._legend(heat, lo, hi, width, two_lines=height >= 8)
         avail = max(1, height - 1 - len(legend.split("\n")))
@@ -73,6 +77,8 @@ class Heatmap(Widget, can_focus=True):
                 out.append_text(self._cell(value, lo, hi, cell_w, show_values, cursor=(row, p) == (heat.row, heat.pos)))
             if score_w:
                 out.append_text(self._score(heat, row, score_w))
+            if spark_w:
+                out.append_text(self._spark(heat, row, spark_w))
         out.append("\n")
         out.append_text(legend)
         return out
@@ -98,6 +104,15 @@ class Heatmap(Widget, can_focus=True):
         chosen = heat.layers[row] == heat.chosen_layer
         body = ("—" if score is None else f"{score:.2f}".removeprefix("0")) + ("★" if chosen else " ")
         return Text(body.rjust(width), style="bold" if chosen else "dim")
+
+    @staticmethod
+    def _spark(heat: HeatState, row: int, width: int) -> Text:
+        """One layer's criterion score as a bar in eighths of a cell, the best layer's filling `width - 2`."""
+        best = max((s for s in heat.layer_scores if s is not None), default=0.0) or 1.0
+        eighths = round(8 * (width - 2) * max(0.0, heat.layer_scores[row] or 0.0) / best)
+        bar = "█" * (eighths // 8) + (_EIGHTHS[eighths % 8] if eighths % 8 else "")
+        chosen = heat.layers[row] == heat.chosen_layer
+        return Text(" " + bar.ljust(width - 1), style="bold cyan" if chosen else "cyan")
 
     @staticmethod
     def _legend(heat: HeatState, lo: float, hi: float, width: int, *, two_lines: bool) -> Text:

@@ -1,0 +1,81 @@
+"""What the triage report's renderers (terminal, HTML) read out of the engine's report JSON, written once.
+
+Reports before a field existed (no layer choice, no relevance, no steering) give None where the field is missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One layer of the per-layer profile: the criterion's score, the mean ‖Δ‖/‖base‖ over the read positions
+    (positions ≥ 1, as the criterion and the heatmap's colour scale read them) and the mean token relevance."""
+
+    layer: int
+    criterion: float | None
+    rel_norm: float
+    relevance: float | None
+
+
+def read_positions(report: dict[str, Any]) -> list[str]:
+    """Positions ≥ 1 (position 0's outsized vector only when k = 1)."""
+    positions = [str(p) for p in range(int(report["k"]))]
+    return [p for p in positions if p != "0"] or positions
+
+
+def layer_profile(report: dict[str, Any]) -> list[LayerRow]:
+    """The per-layer picture of where the trace is and why the report layer was chosen."""
+    scores = (report.get("layer_choice") or {}).get("scores", {})
+    relevance = (report.get("relevance_summary") or {}).get("per_layer_mean", {})
+    read = read_positions(report)
+    return [LayerRow(layer=int(layer), criterion=_number(scores.get(layer)),
+                     rel_norm=sum(float(row[p]["rel_norm"]) for p in read) / len(read),
+                     relevance=_number(relevance.get(layer)))
+            for layer, row in report["layers"].items()]
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def layer_choice_text(choice: dict[str, Any]) -> str:
+    """Why the report reads the layer it reads (the HTML page and the terminal report say the same)."""
+    why = {"criterion": "chosen by the layer criterion (the highest score; near-ties go to the middle layer)",
+           "user": "given with --layer", "middle": "the middle layer (relative depth 0.5)"}[choice["by"]]
+    scores = {int(layer): float(score) for layer, score in choice["scores"].items()}
+    best = max(scores, key=lambda layer: scores[layer], default=None)
+    tail = f"; best score {scores[best]:.2f} at layer {best}" if best is not None else ""
+    return f"report layer {choice['layer']}: {why}; middle layer {choice['middle']}{tail}."
+
+
+@dataclass(frozen=True)
+class ScaleCurve:
+    """One Patchscope position: each selected token's probability at every positive scale (None where the token
+    is not among that scale's listed top tokens), and the scale the chooser took."""
+
+    pos: str
+    scales: list[float]
+    tokens: dict[str, list[float | None]]
+    best_scale: float | None
+
+
+def patchscope_curves(report: dict[str, Any], n_tokens: int = 5) -> list[ScaleCurve]:
+    """Patchscope at the report layer across its positive scales (the side the chooser reports), per position."""
+    row = report["layers"][str(report["layer"])]
+    curves = []
+    for p in [str(p) for p in report.get("positions", range(int(report["k"])))]:
+        cell = row[p].get("patchscope")
+        if not cell or not cell.get("selected"):
+            continue
+        scales = sorted((s for s in cell["scales"] if float(s["scale"]) > 0), key=lambda s: float(s["scale"]))
+        if not scales:
+            continue
+        chosen = cell["selected"][:n_tokens]
+        probs = [dict((str(t), float(q)) for t, q in s["tokens"]) for s in scales]
+        curves.append(ScaleCurve(pos=p, scales=[float(s["scale"]) for s in scales],
+                                 tokens={t: [pr.get(t) for pr in probs] for t in chosen},
+                                 best_scale=_number(cell.get("best_scale"))))
+    return curves
