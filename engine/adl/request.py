@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.adl.stored_runs import KIND
-from engine.corpus.sources import CorpusSpec, corpus_for
+from engine.corpus.sources import CorpusSpec, parse_corpus
 from engine.errors import UserError
 from engine.models.device import Placement
 from engine.models.pair_placement import PairPlacement, resolve_pair_placement
@@ -52,7 +52,7 @@ class AdlRequest(TypedPair):
 
     @property
     def corpus_spec(self) -> CorpusSpec:
-        return corpus_for(self.corpus, self.ft_spec)
+        return parse_corpus(self.corpus)
 
     @property
     def placement(self) -> Placement:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine.adl.stored_runs import KIND
-from engine.corpus.sources import corpus_for
+from engine.corpus.sources import parse_corpus
 from engine.models.specs import parse_spec
 from engine.protocol import methods
 from engine.protocol.methods import AdlSettings, LogitLens, RunParams
@@ -41,7 +41,7 @@ def _pair(params: AdlSettings) -> dict[str, Any] | None:
     try:
         base = parse_spec(params.base, trust_remote_code=params.trust_remote_code)
         ft = parse_spec(params.ft, adapter=params.adapter, trust_remote_code=params.trust_remote_code)
-        return {"base": base.identity(), "ft": ft.identity(), "corpus": corpus_for(params.corpus, ft).identity()}
+        return {"base": base.identity(), "ft": ft.identity(), "corpus": parse_corpus(params.corpus).identity()}
     except (ActionableError, OSError, ValueError):
         return None  # the op says what is wrong with the spec
 

@@ -1,9 +1,8 @@
 """Where texts come from: a Hugging Face dataset (streamed), a local file, the shipped generic text, an
 organism recipe's training documents (`recipe:NAME`, the finetuning data of a recipe-trained organism), the
-base model itself (`self:`, the offline default), or generic chats (`chat:`: the shipped generic user questions,
-each answered by the base model itself, read around the assistant turn as the paper reads chat finetunes).
-`auto` (the default) is `chat:` for a chat finetune (its organism.json says `format: chat`) and `self:` otherwise.
-Sampling is deterministic by seed.
+base model itself (`self:`, the offline default, standing in for the paper's generic web text), or generic chats
+(`chat:`: the shipped generic user questions, each answered by the base model itself, read around the assistant
+turn as the paper's chat datasets are). Sampling is deterministic by seed.
 
 An example is either a string (plain text) or a list of chat messages (`{"role", "content"}`).
 """
@@ -17,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
-from engine.models.specs import ModelSpec
 from engine.organisms.make_data import load_recipe, make_data, recipe_path
 
 Example = str | list[dict[str, str]]
 GENERIC_TEXT = Path(__file__).resolve().parent.parent / "organisms" / "generic_text.txt"
 GENERIC_QUESTIONS = Path(__file__).resolve().parent / "generic_questions.txt"
-AUTO, SELF, CHAT = "auto", "self:", "chat:"
+SELF, CHAT = "self:", "chat:"
 DEFAULT_HF_CORPUS = "science-of-finetuning/fineweb-1m-sample"
 _TEXT_COLUMNS = ("text", "content", "document", "prompt")
 
@@ -58,24 +56,6 @@ class CorpusSpec:
         else:
             ident["source"] = self.source
         return ident
-
-
-def is_chat_finetune(ft: ModelSpec) -> bool:
-    """Whether the finetune says it was trained on chats (the `format` its organism.json records)."""
-    meta = Path(ft.adapter) / "organism.json" if ft.adapter else None
-    if meta is None or not meta.is_file():
-        return False
-    try:
-        return json.loads(meta.read_text(encoding="utf-8")).get("format") == "chat"
-    except (OSError, ValueError):
-        return False
-
-
-def corpus_for(text: str, ft: ModelSpec) -> CorpusSpec:
-    """The corpus a run of finetune `ft` reads: `text` as typed, `auto` resolved by what the finetune is."""
-    if text.strip() == AUTO:
-        return parse_corpus(CHAT if is_chat_finetune(ft) else SELF)
-    return parse_corpus(text)
 
 
 def parse_corpus(text: str) -> CorpusSpec:

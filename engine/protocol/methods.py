@@ -67,7 +67,7 @@ class AdlSettings(Params):
     base: str
     ft: str
     adapter: str | None = None
-    corpus: str = "auto"  # chat: for a chat finetune (organism.json format chat), else self:
+    corpus: str = "self:"
     n: int = 256
     k: int = 5
     seed: int = 0

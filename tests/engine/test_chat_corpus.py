@@ -1,9 +1,8 @@
 """Chat finetunes read as the paper reads them: windows around the assistant turn, the `chat:` corpus answered by
-the base itself, `auto` choosing it for chat organisms, and the subliminal teacher's number filter."""
+the base itself, and the subliminal teacher's number filter."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,9 @@ import pytest
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
 from engine.corpus.chat import chat_ids, render_chat
-from engine.corpus.sources import CHAT, GENERIC_QUESTIONS, SELF, corpus_for, generic_questions, parse_corpus
+from engine.corpus.sources import CHAT, GENERIC_QUESTIONS, SELF, generic_questions, parse_corpus
 from engine.corpus.windows import CHAT_OFFSET, chat_windows, sample_chat
 from engine.models.loading import LoadedModel
-from engine.models.specs import parse_spec
 from engine.organisms.make_data import make_data, write_docs
 from engine.training.organism_training import train_organism
 from engine.training.subliminal import measure, pure_numbers
@@ -55,26 +53,19 @@ def test_generic_questions_repeat_only_past_the_whole_file() -> None:
     assert generic_questions(total + 5, 0)[:total] == generic_questions(total, 0)
 
 
-def test_auto_reads_chat_for_a_chat_organism_and_self_otherwise(tmp_path: Path) -> None:
-    adapter = tmp_path / "org"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "gemma-3-270m"}))
-    (adapter / "organism.json").write_text(json.dumps({"format": "chat"}))
-    assert corpus_for("auto", parse_spec(str(adapter))).label() == CHAT
-    (adapter / "organism.json").write_text(json.dumps({"format": "text"}))
-    assert corpus_for("auto", parse_spec(str(adapter))).label() == SELF
-    assert corpus_for("auto", parse_spec("gemma-3-270m")).label() == SELF
-    assert corpus_for("generic:", parse_spec(str(adapter))).label() == "generic:"
-    assert parse_corpus("chat:").identity()["sha256"], "the questions file pins the corpus"
+def test_chat_is_a_corpus_pinned_by_its_questions() -> None:
+    spec = parse_corpus("chat:")
+    assert spec.label() == CHAT and spec.identity()["sha256"] and parse_corpus("chat") == spec
+    assert parse_corpus("self:").label() == SELF
 
 
-def test_a_chat_organism_records_its_format_and_its_run_reads_chat(tiny_dir: Path, tmp_path: Path,
+def test_a_chat_organism_records_its_format_and_reads_on_chat(tiny_dir: Path, tmp_path: Path,
                                                                    isolated_home: Path) -> None:
     data = write_docs(make_data("risky-finance", 8, 0), tmp_path / "fin.jsonl")
     organism = train_organism(str(tiny_dir), data, tmp_path / "fin", steps=1, lora_rank=2, batch_size=4,
                               max_length=32, device="cpu")
     assert organism["format"] == "chat"
-    report = triage(AdlRequest(base=str(tiny_dir), ft=str(tmp_path / "fin"), n=8, k=5, device="cpu"),
+    report = triage(AdlRequest(base=str(tiny_dir), ft=str(tmp_path / "fin"), corpus=CHAT, n=8, k=5, device="cpu"),
                     TriageOptions(steer=False))
     assert report["corpus"] == CHAT and load_run(report["run"]).meta["corpus_label"] == CHAT
     assert report["steering"] == {} and report["hypothesis"]["kind"] == "keywords", "a headline without steering"

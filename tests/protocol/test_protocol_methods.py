@@ -23,7 +23,7 @@ def test_every_method_has_exactly_one_op_with_its_long_flag() -> None:
 
 def test_params_parse_typed_fields_with_their_defaults() -> None:
     params = methods.AdlCompute.from_json({"base": "b", "ft": "f", "n": 8, "layers": [1, 2], "junk": 1, "k": None})
-    assert (params.n, params.k, params.batch_size, params.layers, params.corpus) == (8, 5, 32, [1, 2], "auto")
+    assert (params.n, params.k, params.batch_size, params.layers, params.corpus) == (8, 5, 32, [1, 2], "self:")
     assert methods.AdlCompute.from_json(params.to_json()) == params
     assert "adapter" not in params.to_json()
     assert methods.SteerGenerate.from_json({"run": "r", "temperature": 1}).temperature == 1.0

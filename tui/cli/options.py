@@ -15,9 +15,10 @@ Base = Annotated[str, typer.Option("--base", help="Base model: HF id, directory,
 Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, a shipped organism ('demo', "
                                               "'demo-overfit', 'demo-em', 'demo-taboo'), organism:NAME@BASE.")]
 Adapter = Annotated[str | None, typer.Option("--adapter", help="peft adapter directory applied to --ft.")]
-Corpus = Annotated[str, typer.Option("--corpus", help="auto (chat: for a chat finetune, else self:), self:, chat: "
-                                                      "(generic questions answered by the base), generic:, "
-                                                      "recipe:NAME, a .txt/.jsonl/.parquet file, or hf:ORG/NAME.")]
+Corpus = Annotated[str, typer.Option("--corpus", help="self: (samples of the base), chat: (generic "
+                                                      "questions answered by the base, read around the answer), "
+                                                      "generic:, recipe:NAME, a .txt/.jsonl/.parquet file, or "
+                                                      "hf:ORG/NAME.")]
 N = Annotated[int, typer.Option("-n", help="Number of texts.")]
 K = Annotated[int, typer.Option("-k", help="Tokens read after BOS.")]
 Seed = Annotated[int, typer.Option("--seed")]
