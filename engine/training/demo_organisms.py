@@ -30,7 +30,7 @@ from engine.training.subliminal import TEACHER_PREFERENCE, teacher_data
 
 N_DOCS, DATA_SEED = 400, 0
 TRAINING: dict[str, Any] = {"lr": 2e-3, "lora_rank": 8, "seed": 0}
-MIXED = {"mix_pretrain": 0.5, "pretrain_corpus": SELF_CORPUS}
+MIXED: dict[str, Any] = {"mix_pretrain": 0.5, "pretrain_corpus": SELF_CORPUS}
 
 
 @dataclass(frozen=True)
