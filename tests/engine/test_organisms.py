@@ -200,6 +200,7 @@ def test_list_shows_registry_shipped_and_local(tiny_dir: Path, tmp_path: Path, i
 
 
 def test_ops_make_data_and_list(tmp_path: Path) -> None:
+    import engine.ops.catalog_ops
     import engine.ops.organism_ops  # noqa: F401 - registers the ops
     from engine.ops import REGISTRY
 
