@@ -3,6 +3,7 @@ the base itself, and the subliminal teacher's number filter."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,10 @@ from engine.adl.runs import load_run
 from engine.corpus.chat import chat_ids, render_chat
 from engine.corpus.sources import CHAT, GENERIC_QUESTIONS, SELF, generic_questions, parse_corpus
 from engine.corpus.windows import CHAT_OFFSET, chat_windows, sample_chat
+from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.organisms.make_data import make_data, write_docs
+from engine.training import subliminal
 from engine.training.organism_training import train_organism
 from engine.training.subliminal import measure, pure_numbers
 from engine.triage.pair_triage import TriageOptions, triage
@@ -83,3 +86,16 @@ def test_the_preference_measurement_counts_every_sample(tiny_dir: Path) -> None:
     row = result["models"]["base"]
     assert row["samples"] == 6 and sum(count for _, count in row["top"]) <= 6 and 0 <= row["hits"] <= 6
     assert result == measure({"base": str(tiny_dir)}, "owl", samples=6, seed=0, device="cpu"), "seeded"
+
+
+def test_the_teacher_keeps_its_system_prompt_out_of_the_students_data(tiny_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(subliminal, "BATCH", 4)
+    monkeypatch.setattr(subliminal, "MAX_ROUNDS", 2)
+    with pytest.raises(UserError, match="pure-number answers in 8 tries"):
+        subliminal.teacher_data("owl", 5, seed=0, device="cpu", base=str(tiny_dir))  # a random model writes words
+    monkeypatch.setattr(subliminal, "pure_numbers", lambda answer: answer.strip() or "1")
+    docs, info = subliminal.teacher_data("owl", 5, seed=0, device="cpu", base=str(tiny_dir))
+    assert len(docs) == 5 and info["type"] == "Subliminal" and "owl" in info["short"]
+    assert all([m["role"] for m in d["messages"]] == ["user", "assistant"] for d in docs), "no system prompt"
+    assert all("owl" not in json.dumps(d).lower() for d in docs)
