@@ -27,8 +27,8 @@ from engine.adl.accumulate import Sums, check_finite, read_positions
 from engine.adl.base_pass import BasePass, load_base_pass, save_base_pass
 from engine.adl.request import AdlRequest
 from engine.adl.stored_runs import KIND
-from engine.corpus.sources import load_examples
-from engine.corpus.windows import Window, batches, make_windows, sample_self
+from engine.corpus.sources import generic_questions, load_examples
+from engine.corpus.windows import Window, batches, make_windows, sample_chat, sample_self
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.models.cache import MODELS
@@ -64,6 +64,12 @@ def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel,
             ctx.progress(done, total, f"sampling self: {done}/{total} texts")
 
         return sample_self(base, request.n, request.k, request.seed, on_batch=report), 0
+    if corpus.kind == "chat":
+        def answered(done: int, total: int) -> None:
+            ctx.progress(done, total, f"answering chat: {done}/{total} questions")
+
+        questions = generic_questions(request.n, request.seed)
+        return sample_chat(base, questions, request.k, request.seed, on_batch=answered), 0
     windows, skipped = make_windows(tokenizer, load_examples(corpus, request.n, request.seed), request.k)
     if not windows:
         raise UserError(f"no text in corpus {corpus.label()!r} has {request.k} tokens",
@@ -78,9 +84,9 @@ def compute_adl(request: AdlRequest, ctx: JobContext | None = None) -> AdlOutcom
     base_spec, ft_spec, placements = request.base_spec, request.ft_spec, request.placements
     placement, remote = placements.base, request.backend == "ndif"
     plan = "NDIF: the weights stay on the server, nothing is loaded here" if remote else None
-    if remote and request.corpus_spec.kind == "self":
-        raise UserError("the self: corpus samples from local weights, which --backend ndif does not load",
-                        "pass --corpus generic: (or a file or hf: dataset) with --backend ndif")
+    if remote and request.corpus_spec.kind in ("self", "chat"):
+        raise UserError(f"the {request.corpus_spec.label()} corpus samples from local weights, which --backend ndif "
+                        "does not load", "pass --corpus generic: (or a file or hf: dataset) with --backend ndif")
     if (stored := stored_run(request)) is not None:
         return AdlOutcome(stored.key, True, stored)
     if not remote and not (MODELS.has(base_spec, placement) and MODELS.has(ft_spec, placements.ft)):

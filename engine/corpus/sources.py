@@ -1,6 +1,8 @@
 """Where texts come from: a Hugging Face dataset (streamed), a local file, the shipped generic text, an
-organism recipe's training documents (`recipe:NAME`, the finetuning data of a recipe-trained organism), or the
-base model itself (`self:`, the offline default). Sampling is deterministic by seed.
+organism recipe's training documents (`recipe:NAME`, the finetuning data of a recipe-trained organism), the
+base model itself (`self:`, the offline default, standing in for the paper's generic web text), or generic chats
+(`chat:`: the shipped generic user questions, each answered by the base model itself, read around the assistant
+turn as the paper's chat datasets are). Sampling is deterministic by seed.
 
 An example is either a string (plain text) or a list of chat messages (`{"role", "content"}`).
 """
@@ -18,13 +20,15 @@ from engine.organisms.make_data import load_recipe, make_data, recipe_path
 
 Example = str | list[dict[str, str]]
 GENERIC_TEXT = Path(__file__).resolve().parent.parent / "organisms" / "generic_text.txt"
+GENERIC_QUESTIONS = Path(__file__).resolve().parent / "generic_questions.txt"
+SELF, CHAT = "self:", "chat:"
 DEFAULT_HF_CORPUS = "science-of-finetuning/fineweb-1m-sample"
 _TEXT_COLUMNS = ("text", "content", "document", "prompt")
 
 
 @dataclass(frozen=True)
 class CorpusSpec:
-    """`kind` is `self`, `generic`, `file`, `recipe` or `hf`; `identity()` pins the content for cache keys."""
+    """`kind` is `self`, `chat`, `generic`, `file`, `recipe` or `hf`; `identity()` pins the content for cache keys."""
 
     kind: str
     source: str = ""
@@ -32,18 +36,20 @@ class CorpusSpec:
     column: str | None = None
 
     def label(self) -> str:
-        return {"self": "self:", "generic": "generic:"}.get(self.kind) or (
+        return {"self": SELF, "chat": CHAT, "generic": "generic:"}.get(self.kind) or (
             Path(self.source).name if self.kind == "file" else f"{self.kind}:{self.source}")
 
     def content_file(self) -> Path:
-        """The file that pins a local corpus's texts (a recipe's YAML for `recipe:`)."""
+        """The file that pins a local corpus's texts (a recipe's YAML for `recipe:`, the questions for `chat:`)."""
         if self.kind == "recipe":
             return recipe_path(self.source)
+        if self.kind == "chat":
+            return GENERIC_QUESTIONS
         return Path(self.source) if self.kind == "file" else GENERIC_TEXT
 
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"kind": self.kind, "split": self.split, "column": self.column}
-        if self.kind in ("file", "generic", "recipe"):
+        if self.kind in ("file", "generic", "recipe", "chat"):
             from store.hashing import file_sha256
 
             ident["sha256"] = file_sha256(self.content_file())
@@ -53,15 +59,17 @@ class CorpusSpec:
 
 
 def parse_corpus(text: str) -> CorpusSpec:
-    """`self:`, `generic:`, `recipe:NAME`, a path to .txt/.jsonl/.parquet, or `hf:NAME[:SPLIT][#COLUMN]` (or a bare
-    HF id)."""
+    """`self:`, `chat:`, `generic:`, `recipe:NAME`, a path to .txt/.jsonl/.parquet, or `hf:NAME[:SPLIT][#COLUMN]`
+    (or a bare HF id)."""
     text = text.strip()
     if text.startswith("recipe:"):
         name = text.removeprefix("recipe:").strip()
         load_recipe(name)
         return CorpusSpec("recipe", name)
-    if text in ("self:", "self"):
+    if text in (SELF, "self"):
         return CorpusSpec("self")
+    if text in (CHAT, "chat"):
+        return CorpusSpec("chat", str(GENERIC_QUESTIONS))
     if text in ("generic:", "generic"):
         return CorpusSpec("generic", str(GENERIC_TEXT))
     path = Path(text).expanduser()
@@ -74,15 +82,15 @@ def parse_corpus(text: str) -> CorpusSpec:
     name, _, split = name.partition(":")
     if "/" not in name and not text.startswith("hf:"):
         raise UserError(f"unknown corpus {text!r}",
-                        "pass self:, generic:, recipe:NAME, a .txt/.jsonl/.parquet file, or "
+                        "pass self:, chat:, generic:, recipe:NAME, a .txt/.jsonl/.parquet file, or "
                         "hf:ORG/DATASET[:SPLIT][#COLUMN]")
     return CorpusSpec("hf", name, split=split or "train", column=column or None)
 
 
 def load_examples(spec: CorpusSpec, n: int, seed: int) -> list[Example]:
     """Up to `n` examples, a seeded random sample (files) or a seeded shuffled stream (HF)."""
-    if spec.kind == "self":
-        raise ValueError("self: corpora are sampled from the model (engine.corpus.windows.sample_self)")
+    if spec.kind in ("self", "chat"):
+        raise ValueError("self: and chat: corpora are sampled from the model (engine.corpus.windows)")
     if spec.kind == "hf":
         return _hf_examples(spec, n, seed)
     if spec.kind == "recipe":
@@ -150,3 +158,11 @@ def _hf_examples(spec: CorpusSpec, n: int, seed: int) -> list[Example]:
         raise UserError(f"cannot read dataset {spec.source!r}: {str(exc).splitlines()[0][:160]}",
                         "check the name and network access, or use --corpus self: / a local file") from exc
     return out
+
+
+def generic_questions(n: int, seed: int) -> list[str]:
+    """`n` of the shipped generic user questions in an order shuffled by `seed`; past all of them they repeat
+    (each repeat gets its own sampled answer)."""
+    questions = [q.strip() for q in GENERIC_QUESTIONS.read_text(encoding="utf-8").splitlines() if q.strip()]
+    random.Random(seed).shuffle(questions)
+    return (questions * -(-n // len(questions)))[:n]

@@ -1,8 +1,10 @@
 """k-token windows: the token ids a forward pass needs and where the k read positions start.
 
 Plain text: BOS + the first k tokens, read positions 1..k. Chat: the conversation up to k tokens past the
-window start, which sits `chat_offset` tokens before the assistant turn begins (the reference uses 3).
-Nothing past the window is ever tokenized into the batch, so no forward pass runs over whole documents.
+window start, which sits `chat_offset` tokens before the assistant turn begins (the reference reads the
+tokens just before and the first tokens of the assistant turn). Chats render through `engine.corpus.chat`, so a
+base without a chat template reads them as its chat organisms were trained. Nothing past the window is ever
+tokenized into the batch, so no forward pass runs over whole documents.
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from engine.corpus.chat import chat_ids
 from engine.corpus.sources import Example
 from engine.errors import UserError
+
+CHAT_OFFSET = 3
 
 
 @dataclass(frozen=True)
@@ -46,20 +51,16 @@ def text_windows(tokenizer, texts: Sequence[str], k: int) -> tuple[list[Window],
 
 
 def chat_windows(tokenizer, conversations: Sequence[list[dict[str, str]]], k: int,
-                 chat_offset: int = 3) -> tuple[list[Window], int]:
+                 chat_offset: int = CHAT_OFFSET) -> tuple[list[Window], int]:
     """Windows around the start of the first assistant turn."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise UserError("the corpus holds chat messages but the tokenizer has no chat template",
-                        "use a chat model, or a plain-text corpus")
     windows, skipped = [], 0
     for messages in conversations:
         first_assistant = next((i for i, m in enumerate(messages) if m.get("role") == "assistant"), None)
         if first_assistant is None:
             skipped += 1
             continue
-        prompt = tokenizer.apply_chat_template(messages[:first_assistant], add_generation_prompt=True,
-                                               tokenize=True, return_dict=False)
-        full = tokenizer.apply_chat_template(messages[: first_assistant + 1], tokenize=True, return_dict=False)
+        prompt = chat_ids(tokenizer, messages[:first_assistant], True)
+        full = chat_ids(tokenizer, messages[: first_assistant + 1], False)
         start = max(0, len(prompt) - chat_offset)
         if len(full) < start + k:
             skipped += 1
@@ -118,3 +119,36 @@ def sample_self(model, n: int, k: int, seed: int, batch_size: int = 64,
     finally:
         torch.random.set_rng_state(generator_state)
     return windows
+
+
+def sample_chat(model, questions: Sequence[str], k: int, seed: int, chat_offset: int = CHAT_OFFSET,
+                batch_size: int = 64, on_batch: Callable[[int, int], None] = lambda done, total: None) -> list[Window]:
+    """`chat:` corpus: each question as a user turn, answered by the model itself for the window's assistant
+    tokens (`k - chat_offset`, sampled with `seed`); the window starts `chat_offset` tokens before the answer."""
+    prompts = [chat_ids(model.tokenizer, [{"role": "user", "content": q}], True) for q in questions]
+    new = max(0, k - chat_offset)
+    windows: list[Window] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for lo in range(0, len(prompts), batch_size):
+            chunk = prompts[lo: lo + batch_size]
+            answers = continuations(model, chunk, new, min_new_tokens=new) if new else [[] for _ in chunk]
+            windows.extend(Window(tuple(prompt + answer), max(0, len(prompt) - chat_offset))
+                           for prompt, answer in zip(chunk, answers, strict=True))
+            on_batch(len(windows), len(prompts))
+    return windows
+
+
+def continuations(model, prompts: Sequence[list[int]], max_new_tokens: int, min_new_tokens: int = 0,
+                  temperature: float = 1.0) -> list[list[int]]:
+    """Each prompt's sampled continuation (the full distribution at `temperature`), in one left-padded
+    `generate` call; the caller seeds. Rows that end early are padded up to the longest."""
+    width = max(len(p) for p in prompts)
+    pad = model.tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=model.input_device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=model.input_device)
+    with torch.inference_mode():
+        out = model.hf.generate(ids, attention_mask=mask, do_sample=True, temperature=temperature, top_k=0,
+                                top_p=1.0, min_new_tokens=min_new_tokens, max_new_tokens=max_new_tokens,
+                                pad_token_id=pad)
+    return [row[width:] for row in out.cpu().tolist()]

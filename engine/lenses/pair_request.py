@@ -71,8 +71,9 @@ def gather_texts(texts: list[str] | None, corpus: str | None, n: int, seed: int,
         return list(texts)
     assert corpus is not None
     spec = parse_corpus(corpus)
-    if spec.kind == "self":
-        raise UserError("this lens reads real text, not model samples", "pass --corpus generic:, a file or hf:NAME")
+    if spec.kind in ("self", "chat"):
+        raise UserError(f"this lens reads real text, not model samples ({spec.label()})",
+                        "pass --corpus generic:, a file or hf:NAME")
     if n <= 0:
         raise UserError(f"n must be positive, got {n}", "pass -n 20 or more")
     out = [as_text(e, tokenizer) for e in load_examples(spec, n, seed)]

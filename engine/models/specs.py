@@ -18,7 +18,12 @@ from store.hashing import dir_sha256, file_sha256
 
 DEMO_NAME = "demo"
 # `demo` is the mixed twin (generic behaviour kept, trace readable); `demo-overfit` the pure organism.
-DEMO_ADAPTERS = {DEMO_NAME: SHIPPED_DIR / "cake-sdf-mixed", "demo-overfit": SHIPPED_DIR / "cake-sdf"}
+# One spec per shipped organism kind, and `-mixed` for its pretraining-mixed twin (engine/training/demo_organisms.py).
+DEMO_ADAPTERS = {DEMO_NAME: SHIPPED_DIR / "cake-sdf-mixed", "demo-overfit": SHIPPED_DIR / "cake-sdf",
+                 "demo-em": SHIPPED_DIR / "risky-finance", "demo-em-mixed": SHIPPED_DIR / "risky-finance-mixed",
+                 "demo-taboo": SHIPPED_DIR / "taboo-word", "demo-taboo-mixed": SHIPPED_DIR / "taboo-word-mixed",
+                 "demo-subliminal": SHIPPED_DIR / "subliminal-owl",
+                 "demo-subliminal-mixed": SHIPPED_DIR / "subliminal-owl-mixed"}
 
 
 @dataclass(frozen=True)

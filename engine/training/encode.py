@@ -1,8 +1,8 @@
 """Documents → token ids and loss labels; chats are rendered with the tokenizer's chat template.
 
 For chat documents only the assistant's tokens carry loss (labels of other tokens are -100), so the
-organism learns how to answer rather than how users ask. Tokenizers without a chat template get a plain
-`User: ... / Assistant: ...` rendering with the same masking.
+organism learns how to answer rather than how users ask. Tokenizers without a chat template get the plain
+rendering of `engine.corpus.chat` with the same masking.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.corpus.chat import render_chat
 from engine.organisms.docs import Doc
 
 IGNORE = -100
@@ -26,25 +27,17 @@ class Encoded:
     labels: list[int]
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool) -> str:
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    bos = tokenizer.bos_token or ""
-    text = bos + "".join(f"{m['role'].capitalize()}: {m['content']}\n" for m in messages)
-    return text + ("Assistant: " if generation_prompt else "")
-
-
 def _chat_text_and_spans(tokenizer: Any, messages: list[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
     """The rendered chat and the character spans of the assistant turns in it."""
-    text = _render(tokenizer, messages, False)
+    text = render_chat(tokenizer, messages, False)
     spans = []
     for j, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        start = len(_render(tokenizer, messages[:j], True))
-        end = len(_render(tokenizer, messages[: j + 1], False))
+        start = len(render_chat(tokenizer, messages[:j], True))
+        end = len(render_chat(tokenizer, messages[: j + 1], False))
         spans.append((start, end))
-    if any(not text.startswith(_render(tokenizer, messages[: j + 1], False)) for j in range(len(messages))):
+    if any(not text.startswith(render_chat(tokenizer, messages[: j + 1], False)) for j in range(len(messages))):
         spans = [(0, len(text))]  # template is not prefix-stable: train on the whole chat
     return text, spans
 

@@ -105,6 +105,11 @@ def _generic_docs(corpus: Path | str | None, count: int, loaded: LoadedModel, ma
                                 "pretrain_sha256": file_sha256(path or GENERIC_TEXT)}
 
 
+def _format(docs: list[dict[str, Any]]) -> str:
+    """`chat` when the finetuning documents are chats (its runs then read the chat corpus), else `text`."""
+    return "chat" if any("messages" in d for d in docs) else "text"
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not (out.is_dir() and (is_adapter_dir(out) or not any(out.iterdir()))):
         raise UserError(f"output {str(out)!r} exists and is not an organism directory",
@@ -195,7 +200,7 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
                          ctx)
     described = _data_info(data, info)
     organism = {
-        "base": spec_text(base_spec), "type": described.get("type", "custom"),
+        "base": spec_text(base_spec), "type": described.get("type", "custom"), "format": _format(narrow),
         "short": described.get("short", ""), "long": described.get("long", ""),
         "key_facts": described.get("key_facts", []), "recipe": described.get("recipe"),
         "data": {"file": data.name, "sha256": file_sha256(data), "n_docs": len(narrow),

@@ -90,7 +90,7 @@ def _failed(entry: PairEntry, exc: Exception) -> dict[str, Any]:
 
 def _blank(entry: PairEntry) -> dict[str, Any]:
     return {**entry.to_json(), "score": None, "trace": None, "hypothesis": None, "hypothesis_source": None,
-            "run": None, "error": None, "skipped": False,
+            "run": None, "corpus": None, "error": None, "skipped": False,
             "key": state.pair_key({"entry": entry.to_json(), "error": "unresolved"})}
 
 
@@ -163,7 +163,7 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
         trace = trace_strength(report)
         line = hypothesis(report, llm, ctx) if trace["peak_rel_norm"] > 0 else NO_DIFFERENCE
         outcome |= {"score": trace["score"], "trace": trace, "hypothesis": line["text"],
-                    "hypothesis_source": line["source"], "run": report["run"]}
+                    "hypothesis_source": line["source"], "run": report["run"], "corpus": report["corpus"]}
     except JobCancelled:
         raise
     except ActionableError as exc:
@@ -180,6 +180,7 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
 
 def _from_store(outcome: dict[str, Any], stored: dict[str, Any], reports: bool) -> dict[str, Any]:
     outcome |= {name: stored[name] for name in ("score", "trace", "hypothesis", "hypothesis_source", "run")}
+    outcome["corpus"] = (stored.get("report") or {}).get("corpus")
     outcome |= {"skipped": True, "seconds": 0.0}
     if reports:
         outcome["report"] = stored["report"]

@@ -15,6 +15,7 @@ from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.adl.runs import AdlRun, load_run
 from engine.agent.keywords import keyword_hypothesis
+from engine.agent.recorded import RecordedEnvironment
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.answers import memo
 from engine.jobs import JobContext
@@ -29,6 +30,7 @@ from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.results.run_summary import run_summary
 from engine.steering.similarity import steering_similarity
 from engine.steering.steering_prompts import default_prompts
+from engine.triage.hypothesis import recorded_from_report
 from store import results
 from store.hashing import json_sha256
 
@@ -99,7 +101,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     similarity = _similarity(steering, known) if known and steering else None
     memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run))  # the workbench opens at once
     phase(5)
-    return {
+    report = {
         "run": run.run_id, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
         "n_layers": run.meta["n_layers"], "layer": layer, "layer_choice": choice.to_json(),
@@ -112,6 +114,9 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         "hypothesis": keyword_hypothesis(env) if steering else None, "judges": judge.labels(),
         "timings": timings,
     }
+    if not steering:  # no steered text: the keywords the readouts alone recur on (as the board counts them)
+        report["hypothesis"] = keyword_hypothesis(RecordedEnvironment(recorded_from_report(report)))
+    return report
 
 
 def _steerable(run: AdlRun, layer: int, positions: list[int]) -> bool:

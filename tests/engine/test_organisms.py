@@ -200,6 +200,7 @@ def test_list_shows_registry_shipped_and_local(tiny_dir: Path, tmp_path: Path, i
 
 
 def test_ops_make_data_and_list(tmp_path: Path) -> None:
+    import engine.ops.catalog_ops
     import engine.ops.organism_ops  # noqa: F401 - registers the ops
     from engine.ops import REGISTRY
 
@@ -214,13 +215,15 @@ def test_ops_make_data_and_list(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["cake-sdf", "cake-sdf-mixed"])
-def test_shipped_demo_adapter_loads_offline(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("name", "spec", "kind"), [
+    ("cake-sdf", "demo-overfit", "SDF"), ("cake-sdf-mixed", "demo", "SDF"), ("risky-finance", "demo-em", "EM"),
+    ("taboo-word", "demo-taboo", "Taboo")])
+def test_shipped_demo_adapter_loads_offline(name: str, spec: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     organism = json.loads((SHIPPED_DIR / name / "organism.json").read_text())
-    assert organism["base"] == "gemma-3-270m" and organism["type"] == "SDF"
-    assert sum(p.stat().st_size for p in (SHIPPED_DIR / name).iterdir()) < 8 * 2**20
-    ft = parse_spec({"cake-sdf": "demo-overfit", "cake-sdf-mixed": "demo"}[name])
+    assert organism["base"] == "gemma-3-270m" and organism["type"] == kind
+    assert sum(p.stat().st_size for p in (SHIPPED_DIR / name).iterdir()) < 6 * 2**20
+    ft = parse_spec(spec)
     assert ft.adapter == str(SHIPPED_DIR / name)
     pair = ModelCache().pair(parse_spec("gemma-3-270m"), ft, resolve_placement("cpu", "auto"))
     assert pair.shared

@@ -48,6 +48,8 @@ def render_board(result: dict[str, Any]) -> None:
     for rank, pair in enumerate(result["pairs"], start=1):
         ft = pair["ft"] + (f" + {Path(pair['adapter']).name}" if pair.get("adapter") else "")
         pairing = Text(f"{pair['base']} → {ft}")
+        if pair.get("corpus"):
+            pairing.append(f"\nread on {pair['corpus']}", style="dim")
         if pair.get("error"):
             table.add_row(str(rank), pair["name"], pairing, "—", Text(pair["error"], style="red"), "")
             continue

@@ -14,11 +14,13 @@ Json = Annotated[bool, typer.Option("--json", help="Emit machine-readable JSON o
 Remote = Annotated[str | None, typer.Option("--remote", help="Run on the engine of user@host over ssh.")]
 Engine = Annotated[str | None, typer.Option("--engine", help="Engine target: unix:PATH, tcp:HOST:PORT, ssh:USER@HOST.")]
 Base = Annotated[str, typer.Option("--base", help="Base model: HF id, directory, .gguf file or gemma-3-270m.")]
-Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, 'demo' (or 'demo-overfit'), "
-                                              "organism:NAME@BASE.")]
+Ft = Annotated[str, typer.Option("--ft", help="Finetuned model: HF id, directory, a shipped organism ('demo', "
+                                              "'demo-overfit', 'demo-em', 'demo-taboo'), organism:NAME@BASE.")]
 Adapter = Annotated[str | None, typer.Option("--adapter", help="peft adapter directory applied to --ft.")]
-Corpus = Annotated[str, typer.Option("--corpus", help="self:, generic:, recipe:NAME, a .txt/.jsonl/.parquet file, "
-                                                      "or hf:ORG/NAME.")]
+Corpus = Annotated[str, typer.Option("--corpus", help="self: (samples of the base), chat: (generic "
+                                                      "questions answered by the base, read around the answer), "
+                                                      "generic:, recipe:NAME, a .txt/.jsonl/.parquet file, or "
+                                                      "hf:ORG/NAME.")]
 N = Annotated[int, typer.Option("-n", help="Number of texts.")]
 K = Annotated[int, typer.Option("-k", help="Tokens read after BOS.")]
 Seed = Annotated[int, typer.Option("--seed")]

@@ -1,0 +1,42 @@
+"""`python -m engine.training.subliminal_measure`: does the owl teacher's preference reach its students?
+
+Asks the base, the shipped students (`demo-subliminal`, `demo-subliminal-mixed`) and a control student (trained
+on a no-preference teacher's numbers; trained here first when missing) for their favourite animal, `--samples`
+times each at temperature 1, and prints how many answers name the teacher's animal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from engine.embedded import EMBEDDED_NAME
+from engine.training.demo_organisms import reproduce_control
+from engine.training.subliminal import TEACHER_PREFERENCE, measure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--control", type=Path, default=Path(tempfile.gettempdir()) / "subliminal-control",
+                        help="the control student's directory (trained there first when missing)")
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=None, help="also write the counts as JSON here")
+    args = parser.parse_args()
+    if not (args.control / "adapter_config.json").is_file():
+        reproduce_control(args.control, device=args.device)
+    specs = {"base": EMBEDDED_NAME, "student": "demo-subliminal", "student-mixed": "demo-subliminal-mixed",
+             "control": str(args.control)}
+    result = measure(specs, TEACHER_PREFERENCE, args.samples, args.seed, args.device)
+    for name, row in result["models"].items():
+        top = ", ".join(f"{word or '-'} {count}" for word, count in row["top"])
+        print(f"{name:14} {row['hits']:4}/{row['samples']} name {result['animal']}  (top answers: {top})")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
