@@ -30,6 +30,8 @@ AREA_BY_FILE = {
     "test_reliability_strangers": "Hostile files",
     "test_reliability_fuzz": "Engine access", "test_engine_server": "Engine access", "test_protocol": "Engine access",
     "test_reliability_secrets": "Secrets", "test_agent": "Secrets",
+    "test_reliability_session_trust": "Hostile files", "test_reliability_markup": "Hostile files",
+    "test_reliability_idle_clients": "Engine access", "test_reliability_small_failures": "Bad input",
 }
 AREA_BY_NAME = [  # (pattern in the test name, area): where a file's tests span areas
     (r"corrupt_file|interrupted_run|cancelled_training|killing_a_client|outlives_its_client|stale_socket"
@@ -151,6 +153,46 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "or runtime dir, and in nothing the client received; credentials inside `DIFFLENS_LLM_BASE_URL` "
         "(user:password@, `?api-key=`) are masked in labels, errors, events and transcripts; the store's "
         "database is 0600 and `tensors/` 0700; exported and shipped session files hold no home path.",
+        "- **Session files decide nothing** (`tests/reliability/test_reliability_session_trust.py`, issue 31)"
+        ": `replay --rerun` takes from a session only the question (an allow-list, `FILE_MAY_SET` in `tui/ses"
+        "sions/rerun.py`: which cell, how many texts or tokens, which prompts); the pair, custom code, corpus"
+        " (`--corpus`, else `self:` for the diff and `generic:` for a lens), backend, judge, LLMs, agent budg"
+        "ets and device come from the user. Tried with every param of every re-asked method set to an attacke"
+        "r's value (a local file as corpus, NDIF, a judge and an LLM at someone's URL, 10⁹-token budgets). An"
+        " imported session exports only what its file carried: import cuts each action's result references to"
+        " the results in the file, and export adds the session's run only when it was imported with it (tried"
+        " with a crafted file naming one of the importer's own runs in an action's refs and as its run: the r"
+        "un and its sample texts stay out of the next export).",
+        "- **Text from outside** (`tests/reliability/test_reliability_markup.py`): names, pairs, notes, hub i"
+        "ds and model output are printed as text. The CLI's consoles (`tui/render/plain_text.py`) read no mar"
+        "kup or emoji codes in strings (our own styles are `Text` objects) and replace every control characte"
+        "r (C0 but tab and newline, DEL, C1 with NEL and CSI, bidi marks, overrides and isolates, U+2028/9) i"
+        "n every segment they write; the TUI's tables (`PlainTable`) and notifications take text the same way"
+        ". Tried through `sessions list`/`show` on a store holding `[/x]`, `[/]`, `[link=…]`, `:emoji:`, OSC "
+        "52 (clipboard), `ESC[2J`, C1 CSI, BEL/backspace, NEL, U+202E and OSC 8 links, an error naming such a"
+        " name, Rich tables and the TUI: no traceback, no escape reaches the terminal, markup shows as the ch"
+        "aracters it is.",
+        "- **Idle clients** (`tests/reliability/test_reliability_idle_clients.py`, against 127.0.0.1 with sma"
+        "ll limits): a TCP client that has not authenticated `AUTH_DEADLINE_S` (10 s) after connecting is dro"
+        "pped however it trickles bytes (silent, one byte of a frame, whitespace); a connection with no messa"
+        "ge either way for `IDLE_TIMEOUT_S` (1 h) is dropped while a busy one stays; one watchdog thread per "
+        "listener does both. At `MAX_CONNECTIONS` (64) the next client gets one `ENGINE_FULL` error line nami"
+        "ng the fix and is closed, so 3× the cap in refused connections adds no thread, those inside are stil"
+        "l served and a freed place takes a new client.",
+        "- **Small failures** (`tests/reliability/test_reliability_small_failures.py`), each one line naming "
+        "the fix: YAML aliases in pairs files (their settings included) and recipes are refused where the par"
+        "ser meets them, before anything expands (`engine/yaml_text.py`); JSON from outside (session files, s"
+        "tored rows, protocol lines) refuses lone surrogates and whole numbers past 64 bits (`store/jsonvalue"
+        ".py`); a zip claiming more than 20,000 members is refused from its end record before `zipfile` lists"
+        " them; every `problem — fix` is one line of at most 600 characters per part; the engine's `.log` is "
+        "one it created (it starts with a header), never a private file of the user's; `config.toml` settings"
+        " are known, typed and bounded (`max_tokens = 1e30`, `nan`, `inf`, text for a number, an unknown `pro"
+        "vider =` key), and `gemini:pro` with no `base_url` is an unknown provider, not an OpenAI model id; p"
+        "airs CSV with a BOM is read, an oversized cell is refused with its line; `layer`/`pos` are indices ("
+        "0 or more), `top_k` a count and ints fit 64 bits, checked by the engine and by the CLI before it sen"
+        "ds (`--top-k -3`, `--layer -1`, `--seed 10²³`); `DIFFLENS_RUNTIME_DIR` pointing at a file; session n"
+        "ames refuse NEL, C1, DEL, bidi overrides/isolates and line separators (here and in imported files); "
+        "an import the store cannot stage (read-only, full, denied) names the store, not the file.",
     ]
     parts += [
         "",
@@ -167,6 +209,12 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "session that carried them; runs in a store written before this check could have come from an import "
         "and are not told apart (their stored `trust_remote_code` is ignored all the same).",
         "- A read-only store refuses even listing (SQLite's WAL needs its shared-memory file); the message says so.",
+        "- The idle timeout (1 h) counts a message either way, so a client watching a long job through its pr"
+        "ogress events stays; one that watches a job that sends nothing for an hour is dropped and reconnects"
+        ". A `.log` beside `--socket` written before the log header existed is refused like any file not the "
+        "engine's (delete it once).",
+        "- The `[/x]` class is closed at Rich's door (the CLI's consoles) and in the TUI's tables and notific"
+        "ations; a Textual widget added later that renders a `str` as markup must take it through `plain`.",
         "- Only analysis jobs (adl, readout, steer, lens) are tried from the store while the workers are busy; "
         "lens jobs load their pair before looking up their cache, so they still wait.",
     ]
