@@ -32,6 +32,8 @@ AREA_BY_FILE = {
     "test_reliability_secrets": "Secrets", "test_agent": "Secrets",
     "test_reliability_session_trust": "Hostile files", "test_reliability_markup": "Hostile files",
     "test_reliability_idle_clients": "Engine access", "test_reliability_small_failures": "Bad input",
+    "test_reliability_surroundings": "Hostile files", "test_reliability_bounds": "Bad input",
+    "test_reliability_clusters": "Faults",
 }
 AREA_BY_NAME = [  # (pattern in the test name, area): where a file's tests span areas
     (r"corrupt_file|interrupted_run|cancelled_training|killing_a_client|outlives_its_client|stale_socket"
@@ -153,6 +155,43 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "or runtime dir, and in nothing the client received; credentials inside `DIFFLENS_LLM_BASE_URL` "
         "(user:password@, `?api-key=`) are masked in labels, errors, events and transcripts; the store's "
         "database is 0600 and `tensors/` 0700; exported and shipped session files hold no home path.",
+        '- **The working directory** (`tests/reliability/test_reliability_surroundings.py`, issue 31): every '
+        'Python child difflens starts — the private engine, `difflens engine start|status|attach` (what `ssh '
+        "host difflens engine attach --stdio` runs on the far side, in the remote user's home), the backgroun"
+        "d engine that `attach` starts, `difflens bench` and the benchmarks' own children — runs as `python -"
+        'P …` with `PYTHONSAFEPATH=1` and this checkout first on `PYTHONPATH` (`engine/protocol/spawn.py`, th'
+        'e one place that builds such a command line). Tried from a folder holding `engine/`, `store/`, `tui/'
+        '`, `benchmarks/` and `torch/` packages that leave a marker and raise when imported: each command doe'
+        's its real work and no marker appears. A scan refuses any new `sys.executable, "-m"`/`"-c"` in `engi'
+        'ne/ store/ tui/ benchmarks/`. Ray workers are given an empty private job `working_dir`, since Ray ot'
+        "herwise puts the driver's working directory first on every worker's `sys.path`.",
+        '- **Bounds** (`tests/reliability/test_reliability_bounds.py`): lists and ranges people type (`--laye'
+        'rs 3,5,9`, `6-12`, a mix; `amplify --layers FIRST-LAST`) are counted arithmetically before anything '
+        'is expanded (`engine/protocol/ranges.py`: at most 1,024 layers, numbers of at most 9 digits, no back'
+        'wards ranges); `--layers 1-999999999`, `0-3,1-20000000`, 2,001 items or a 5,000-digit number are one'
+        ' line naming the bound and the fix, under a 3 GiB address-space limit, with no traceback. On the eng'
+        "ine's side every list param has at most 100,000 items. A request over the 64 MiB message limit, or o"
+        'ne that is not JSON, is answered under its id whenever the line\'s head names it (a top-level `"id"` '
+        'before `"params"`; an `"id"` inside params is never taken for it), and the engine serves on; the cli'
+        'ent refuses to send a request over the limit, and an error the engine cannot name a request for fail'
+        's the calls waiting for an answer instead of leaving them waiting forever (a dropped connection alre'
+        'ady failed them).',
+        '- **Dead clusters** (`tests/reliability/test_reliability_clusters.py`): `difflens triage --pairs F -'
+        '-ray 127.0.0.1:PORT` (and `ray://…`) where nothing listens fails at once in one line naming the addr'
+        'ess and the fix (`ray start --head` or another address), through the CLI and a real engine, with a s'
+        'tand-in `ray` whose connect never returns (Ray is not installed on the test box); an address that ac'
+        'cepts the connection but never answers fails at the connect deadline (30 s); a cancel is heard while'
+        ' Ray is still connecting; an address that is not `auto`, `HOST:PORT` or `ray://HOST:PORT` is refused'
+        ' before any connect.',
+        '- **Secrets in logs**: every log record of the engine and the CLI is redacted as it is made (a log-r'
+        "ecord factory, so any library's logger and any handler, added before or after, sees only the redacte"
+        "d text, exception tracebacks included): the configured key and the URL's credentials of every LLM co"
+        'nfiguration made in the process, key-shaped strings, `Bearer …` and `Basic …` values, `user:password'
+        "@` in URLs and `key`/`token`/`secret`-like query params. The SDK's HTTP client gets the base URL wit"
+        'hout its `user:password@`, so the configured key is what authenticates (it was sent as Basic auth in'
+        ' its place). Tried through a real engine at DEBUG log level against a server that echoes the Basic v'
+        "alue and the URL's api-key: the server saw `Bearer <key>` on every request, and neither the key, the"
+        " URL's password and api-key, nor the Basic value is in the log, the store or the client's answer.",
         "- **Session files decide nothing** (`tests/reliability/test_reliability_session_trust.py`, issue 31)"
         ": `replay --rerun` takes from a session only the question (an allow-list, `FILE_MAY_SET` in `tui/ses"
         "sions/rerun.py`: which cell, how many texts or tokens, which prompts); the pair, custom code, corpus"
@@ -217,6 +256,12 @@ def document(cases: list[Case], seconds: float | None) -> str:
         "ations; a Textual widget added later that renders a `str` as markup must take it through `plain`.",
         "- Only analysis jobs (adl, readout, steer, lens) are tried from the store while the workers are busy; "
         "lens jobs load their pair before looking up their cache, so they still wait.",
+        "- Ray workers' isolation from the driver's working directory (an empty job `working_dir`) and the co"
+        'nnect deadline are tried against a stand-in `ray`; Ray itself is not installed on the test box. The '
+        'deadline leaves the stuck `ray.init` on a daemon thread of the engine (it cannot be interrupted); th'
+        'e job fails and the queue moves on.',
+        '- Log redaction covers `key`/`token`-like names as URL query params only (`?api-key=…`), not free `t'
+        'oken=…` text, which would also hide counts such as `max_tokens=2048` in transcripts.',
     ]
     if failed:
         parts += ["", "## Failed in this run", "", *failed]
