@@ -102,7 +102,7 @@ def ungradable(description: str, given: str = "") -> str | None:
     segments = [s for s in re.split(r"(?<=[.;!?:])\s+|\n+", description) if s.strip()]
     own = [s for s in segments if not (given_norm and _copied(s, given_norm))]
     if not own:
-        return "copied from the agent's instructions or evidence"
+        return "no words of its own: every sentence is text the agent was given (or the loop's no-answer note)"
     if len(set(_norm(" ".join(own)).split())) < MIN_OWN_WORDS:
         return f"trivial description (fewer than {MIN_OWN_WORDS} distinct words of its own)"
     return None
@@ -159,7 +159,8 @@ def grade(description: str, organism: str, organism_type: str, llm: ChatLLM,
         return result
     messages: list[dict[str, Any]] = [{"role": "system", "content": _SYSTEM},
                                       {"role": "user", "content": grade_prompt(description, organism, organism_type)}]
-    tokens, cost, text, score, quote, problem = 0, None, "", None, None, "no grader reply"
+    tokens, cost, text, score, quote = 0, None, "", None, None
+    problem: str | None = "no grader reply"
     on_event = (lambda e: transcript.emit(e.pop("type"), **e)) if transcript else None
     for _ in range(GRADER_TRIES):
         try:

@@ -44,9 +44,10 @@ class HypothesisBoard:
     def _add(self, args: dict[str, Any]) -> None:
         raw = args.get("hypotheses", args.get("hypothesis"))
         items = raw if isinstance(raw, list) else [raw]
-        if not items or not all(isinstance(h, str) and h.strip() for h in items):
+        texts = [h for h in items if isinstance(h, str) and h.strip()]
+        if not items or len(texts) != len(items):
             raise BoardError("add needs 'hypothesis' (a non-empty string) or 'hypotheses' (a list of them)")
-        for text in items:
+        for text in texts:
             entry = {"id": len(self.entries) + 1, "hypothesis": text.strip(), "status": "active", "reasoning": ""}
             self.entries.append(entry)
             self.changed.append(entry)

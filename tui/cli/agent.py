@@ -47,8 +47,10 @@ def compare_table(result: dict[str, Any]) -> Table:
         used = {m: ", ".join(str((r["result"] or {}).get("usage", {}).get(key, 0)) for r in runs[m]) for m in SIDES}
         table.add_row(label, *(f"{used[m]} used of {result[m]['budget'][key]}" for m in SIDES))
     table.add_row("tested anything", *(_tested(runs[mode]) for mode in SIDES))
-    for label, key in (("LLM time (s)", "llm_s"), ("tool time (s)", "tool_s"), ("tokens in / out", None)):
-        table.add_row(label, *(", ".join(_cost(r, key) for r in runs[mode]) for mode in SIDES))
+    costs: tuple[tuple[str, str | None], ...] = (("LLM time (s)", "llm_s"), ("tool time (s)", "tool_s"),
+                                                 ("tokens in / out", None))
+    for label, cost_key in costs:
+        table.add_row(label, *(", ".join(_cost(r, cost_key) for r in runs[mode]) for mode in SIDES))
     table.add_row("tools", *(", ".join(result[mode]["tools"]) for mode in SIDES))
     return table
 
