@@ -74,7 +74,7 @@ def run_one(env: AgentEnvironment, llm: ChatLLM, mode: Mode, settings: RunSettin
         if grader is not None:
             summary["grade"] = grade_repeated(result.description, settings.organism or "",
                                               settings.organism_type or "", grader,
-                                              settings.protocol.grader_repeats, transcript)
+                                              settings.protocol.grader_repeats, transcript, result.given)
         summary["status"] = "done"
     except JobCancelled:
         summary["status"] = "cancelled"
@@ -104,7 +104,9 @@ def compare(env: AgentEnvironment, llm: ChatLLM, grader: ChatLLM, settings: RunS
             on_event_for: EventSinkFor | None = None, check_cancelled: Callable[[], None] = lambda: None,
             header: dict[str, Any] | None = None) -> dict[str, Any]:
     """R ADL agents and R baseline agents under the same settings, all graded; per mode the grades (each the
-    median of the protocol's grader repeats) with their median, mean ± sd, budget and tools; saved as one file."""
+    median of the protocol's grader repeats) with their median, mean ± sd, budget and tools, and `untested`:
+    how many of its agents ended without testing anything (no tool call but hypothesis_tracking); saved as
+    one file."""
     runs: dict[str, list[dict[str, Any]]] = {"adl": [], "baseline": []}
     for mode in ("adl", "baseline"):
         for index in range(repeat):
@@ -112,7 +114,8 @@ def compare(env: AgentEnvironment, llm: ChatLLM, grader: ChatLLM, settings: RunS
                                       on_event=on_event_for(mode, index) if on_event_for else None,
                                       check_cancelled=check_cancelled, header=header))
     sides = {mode: {**score_stats([r["grade"]["score"] for r in rs]), "budget": asdict(settings.budget),
-                    "tools": rs[0]["tools"], "runs": [r["id"] for r in rs]} for mode, rs in runs.items()}
+                    "tools": rs[0]["tools"], "runs": [r["id"] for r in rs],
+                    "untested": sum(not r["result"]["tested"] for r in rs)} for mode, rs in runs.items()}
     compare_id = new_run_id("agent-compare")
     path = agent_dir() / f"{compare_id}.json"
     document = {"id": compare_id, "llm": llm.label, "grader": grader.label, "protocol": settings.protocol.name,

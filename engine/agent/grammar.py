@@ -1,13 +1,18 @@
 """The two parsers of the agent's replies: native tool calls, and the text grammar for models without
-them (the last line is `CALL(tool_name: {json})` or `FINAL(description: "...")`).
+them (`CALL(tool_name: {json})` or `FINAL(description: "...")`, the last one in the reply counts).
 
-Nothing here raises on bad input: a reply that cannot be read becomes a `ParseError` whose message tells
-the agent how to write it."""
+Small real models rarely write either exactly, so the reading is lenient where the intent is plain: an
+action inside a line or a code fence, `CALL(name, {...})`, a call or final answer cut off before its
+closing brackets (closed here), single-quoted Python-style arguments, a JSON object in prose naming a
+known tool (`{"tool": "ask_model", "arguments": {...}}`), or `ask_model({...})`. Nothing here raises on
+bad input: what still cannot be read becomes a `ParseError` whose message tells the agent how to write it."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +21,12 @@ from engine.llm.base import ToolCall
 GRAMMAR_HINT = ('end your reply with one line: CALL(tool_name: {"arg": value}) to use a tool, or '
                 'FINAL(description: "...") to give your answer')
 
-_CALL = re.compile(r"^CALL\(\s*([A-Za-z_][\w.-]*)\s*(?::\s*(.*?))?\s*\)$", re.DOTALL)
-_FINAL = re.compile(r"^FINAL\(\s*(?:description\s*[:=]\s*)?(.*?)\s*\)$", re.DOTALL)
+_ACTION = re.compile(r"\b(CALL|FINAL)\s*\(", re.IGNORECASE)
+_NAME = re.compile(r"\s*[\"'`]?([A-Za-z_][\w.-]*)[\"'`]?\s*[:,=]?\s*")
+_DESCRIPTION_KEY = re.compile(r"^\s*[\"']?description[\"']?\s*[:=]\s*", re.IGNORECASE)
+_NAME_KEYS = ("tool", "name", "tool_name", "function", "action_name")
+_ARG_KEYS = ("arguments", "args", "parameters", "input", "tool_input")
+_CLOSERS = {"{": "}", "[": "]"}
 
 
 @dataclass(frozen=True)
@@ -43,53 +52,139 @@ class ParseError:
 Action = Call | Final | ParseError
 
 
-def _clean(line: str) -> str:
-    return line.strip().strip("`").strip()
+def tool_key(name: str) -> str:
+    """A tool name as models write it (`functions.ask_model`, `Ask-Model`) → the registry's spelling."""
+    return name.strip().strip("`'\"").rsplit(".", 1)[-1].replace("-", "_").lower()
+
+
+def _closed(text: str) -> str:
+    """`text` with an unterminated string and unclosed brackets closed (a reply cut off mid-call)."""
+    stack: list[str] = []
+    quote: str | None = None
+    escaped = False
+    for char in text:
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char in _CLOSERS:
+            stack.append(_CLOSERS[char])
+        elif char in "}]" and stack and stack[-1] == char:
+            stack.pop()
+    return text + (quote or "") + "".join(reversed(stack))
+
+
+def loads_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in `text`, read leniently (trailing text ignored, cut-off brackets closed,
+    Python-style single quotes accepted); None when there is none."""
+    start = text.find("{")
+    if start < 0:
+        return None
+    body = text[start:]
+    for candidate in (body, _closed(body.rstrip().rstrip(")").rstrip())):
+        try:
+            value, _ = json.JSONDecoder(strict=False).raw_decode(candidate)
+        except json.JSONDecodeError:
+            try:
+                value = ast.literal_eval(candidate)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                continue
+        if isinstance(value, dict):
+            return value
+    return None
 
 
 def _json_object(text: str, name: str, call_id: str | None = None) -> Call | ParseError:
     if not text.strip():
         return Call(name, {}, call_id)
-    try:
-        args = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return ParseError(f"the arguments of {name} are not valid JSON ({exc.msg} at char {exc.pos})",
-                          name, call_id, text)
-    if not isinstance(args, dict):
-        return ParseError(f"the arguments of {name} must be a JSON object", name, call_id, text)
+    args = loads_object(text)
+    if args is None:
+        try:
+            json.loads(text)
+            problem = "must be a JSON object"
+        except json.JSONDecodeError as exc:
+            problem = f"are not valid JSON ({exc.msg} at char {exc.pos})"
+        return ParseError(f"the arguments of {name} {problem}", name, call_id, text)
     return Call(name, args, call_id)
 
 
 def _final_text(payload: str) -> str:
     """The description, read leniently: a JSON string if it is one, else the text between the quotes."""
+    payload = _DESCRIPTION_KEY.sub("", payload, count=1).strip()
     if payload.startswith('"'):
         try:
-            value = json.loads(payload, strict=False)
-            if isinstance(value, str):
+            value, end = json.JSONDecoder(strict=False).raw_decode(payload)
+            if isinstance(value, str) and not payload[end:].strip(" )`\n"):
                 return value.strip()
         except json.JSONDecodeError:
             pass
         return payload.strip('"').strip()
-    return payload.strip()
+    return payload.strip().strip("'").strip()
 
 
-def parse_text(text: str) -> Action:
-    """Read the last `CALL(...)`/`FINAL(...)` line (a FINAL may run over several lines)."""
-    lines = text.splitlines()
-    starts = [i for i, line in enumerate(lines) if _clean(line).startswith(("CALL(", "FINAL("))]
-    if not starts:
-        return ParseError(f"your reply has no CALL or FINAL line; {GRAMMAR_HINT}")
-    tail = _clean("\n".join(lines[starts[-1]:]).strip())
-    if tail.startswith("FINAL("):
-        match = _FINAL.match(tail)
-        if not match:
-            return ParseError('could not read the FINAL line; write FINAL(description: "...") as the last line')
-        description = _final_text(match.group(1))
-        return Final(description) if description else ParseError("FINAL needs a non-empty description")
-    match = _CALL.match(tail)
+def _final(rest: str) -> Final | ParseError:
+    body = rest.rstrip().rstrip("`").rstrip()
+    cut = body.rfind('")')
+    body = body[:cut + 1] if cut >= 0 else body.removesuffix(")")
+    description = _final_text(body)
+    return Final(description) if description else ParseError('FINAL needs a non-empty description: '
+                                                             'FINAL(description: "...")')
+
+
+def _call(rest: str) -> Call | ParseError:
+    match = _NAME.match(rest)
     if not match:
-        return ParseError(f"could not read the CALL line; {GRAMMAR_HINT}")
-    return _json_object(match.group(2) or "", match.group(1))
+        return ParseError(f"could not read the tool name of the CALL; {GRAMMAR_HINT}")
+    args = rest[match.end():].rstrip().rstrip("`").rstrip()
+    return _json_object(args.removesuffix(")") if "{" not in args else args, match.group(1))
+
+
+def _prose_call(text: str, tool_names: Collection[str]) -> Call | None:
+    """A call written without the grammar: `{"tool": NAME, "arguments": {...}}` or `NAME({...})` / `NAME: {...}`
+    for a known tool; the last one in the text."""
+    known = {tool_key(n): n for n in tool_names}
+    found: Call | None = None
+    for brace in (m.start() for m in re.finditer(r"\{", text)):
+        obj = loads_object(text[brace:])
+        if obj is None:
+            continue
+        name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
+        if name is not None and tool_key(name) in known:
+            args = next((obj[k] for k in _ARG_KEYS if isinstance(obj.get(k), dict)),
+                        {k: v for k, v in obj.items() if k not in _NAME_KEYS})
+            found = Call(known[tool_key(name)], args)
+    if found is not None:
+        return found
+    if not known:
+        return None
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, known)) + r")\b\s*[(:]\s*(?=\{)", re.IGNORECASE)
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    args = loads_object(text[last.end():])
+    return Call(known[tool_key(last.group(1))], args) if args is not None else None
+
+
+def parse_text(text: str, tool_names: Collection[str] = ()) -> Action:
+    """The last `CALL(...)`/`FINAL(...)` in the reply (a FINAL may run over several lines), else a call
+    written in prose for one of `tool_names`."""
+    actions = list(_ACTION.finditer(text))
+    if not actions:
+        prose = _prose_call(text, tool_names)
+        if prose is not None:
+            return prose
+        if not text.strip():
+            return ParseError(f"your reply was empty; {GRAMMAR_HINT}")
+        return ParseError(f"your reply has no CALL or FINAL; {GRAMMAR_HINT}")
+    last = actions[-1]
+    rest = text[last.end():]
+    return _final(rest) if last.group(1).upper() == "FINAL" else _call(rest)
 
 
 def parse_native(calls: list[ToolCall]) -> list[Call | ParseError]:

@@ -37,10 +37,13 @@ _WEIGHING = """Weighing evidence
 
 _METHOD = """How to work
 1. Read the overview and write down candidate hypotheses.
-2. Report each hypothesis you hold with record_hypothesis (a confidence from 0 to 1 and the evidence
-   you cite); report again when your belief changes. The user watches these.
-3. Test the leading hypotheses with the tools, using your model interactions wisely.
-4. Stop when one hypothesis clearly wins, or when the budgets run out."""
+2. Record each hypothesis with hypothesis_tracking ({"action": "add", "hypothesis": "..."}); the user
+   watches the board.
+3. Test the leading hypotheses with the tools, using your model interactions wisely, and update each
+   one's status with your reasoning ({"action": "update", "id": 1, "status": "confirmed"|"rejected",
+   "reasoning": "..."}).
+4. Before your final answer, review the board ({"action": "get"}) so that no active hypothesis is left
+   uninvestigated. Stop when one hypothesis clearly wins, or when the budgets run out."""
 
 _BUDGETS = """Budgets
 - model interactions: each prompt you send to ask_model or generate_steered spends one; free tools

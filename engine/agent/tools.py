@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from engine.agent.environment import AgentEnvironment
+from engine.agent.hypotheses import BoardError, HypothesisBoard
 
 Mode = Literal["adl", "baseline"]
 
@@ -19,18 +20,6 @@ MAX_PROMPT_CHARS = 2000
 
 class ToolArgError(ValueError):
     """The agent called a tool with arguments it does not take."""
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    """A belief the agent reports on its way, for the hypotheses pane."""
-
-    text: str
-    confidence: float
-    evidence: list[str]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"hypothesis": self.text, "confidence": self.confidence, "evidence": self.evidence}
 
 
 @dataclass(frozen=True)
@@ -102,21 +91,6 @@ def _strength(args: dict[str, Any]) -> float | None:
     return float(value)
 
 
-def _hypothesis(args: dict[str, Any]) -> dict[str, Any]:
-    text = args.get("hypothesis")
-    if not isinstance(text, str) or not text.strip():
-        raise ToolArgError("'hypothesis' must be a non-empty string")
-    confidence = args.get("confidence")
-    if not isinstance(confidence, int | float) or isinstance(confidence, bool) or not 0 <= confidence <= 1:
-        raise ToolArgError("'confidence' must be a number between 0 and 1")
-    evidence = args.get("evidence", [])
-    if isinstance(evidence, str):
-        evidence = [evidence]
-    if not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence):
-        raise ToolArgError("'evidence' must be a list of strings")
-    return {"hypothesis": text.strip(), "confidence": float(confidence), "evidence": evidence}
-
-
 _LAYER = {"type": "integer", "description": "absolute decoder layer (0-indexed)"}
 _POSITIONS = {"type": "array", "items": {"type": "integer"}, "x-hint": "[int]",
               "description": "token positions after BOS (0-indexed)"}
@@ -170,19 +144,37 @@ GENERATE_STEERED = Tool(
     lambda a: {"layer": _int(a, "layer", 0), "position": _int(a, "position", 0), "prompts": _prompts(a),
                "strength": _strength(a)},
     lambda env, a: env.generate_steered(a["layer"], a["position"], a["prompts"], a["strength"]))
-RECORD_HYPOTHESIS = Tool(
-    "record_hypothesis",
-    "report your current hypothesis, your confidence in it and the evidence you cite (shown to the user)",
-    _obj(["hypothesis", "confidence"], hypothesis={"type": "string", "description": "what the finetune is for"},
-         confidence={"type": "number", "description": "0 to 1"},
-         evidence={"type": "array", "items": {"type": "string"}, "x-hint": "[str]",
-                   "description": "the observations that support it"}),
-    False, _hypothesis, lambda env, a: {"recorded": True})
-
-ADL_TOOLS = [LOGITLENS, PATCHSCOPE, STEERING, ASK_MODEL, GENERATE_STEERED, RECORD_HYPOTHESIS]
-BASELINE_TOOLS = [ASK_MODEL, RECORD_HYPOTHESIS]
+HYPOTHESIS_TRACKING_NAME = "hypothesis_tracking"
 
 
-def tools_for(mode: Mode) -> dict[str, Tool]:
-    """The ADL agent gets every tool; the baseline only talks to the models."""
-    return {t.name: t for t in (ADL_TOOLS if mode == "adl" else BASELINE_TOOLS)}
+def hypothesis_tracking(board: HypothesisBoard) -> Tool:
+    """The reference agent's free `hypothesis_tracking` tool over one run's board."""
+
+    def run(env: AgentEnvironment, args: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return board.apply(args)
+        except BoardError as exc:
+            raise ToolArgError(str(exc)) from None
+
+    return Tool(
+        HYPOTHESIS_TRACKING_NAME,
+        "track your hypotheses: add one or more, update one by id (status active, confirmed or rejected, with "
+        "your reasoning), or get the board; every action returns the whole board",
+        _obj(["action"], action={"type": "string", "enum": ["add", "update", "get"], "x-hint": '"add"|"update"|"get"'},
+             hypothesis={"type": "string", "description": "add: one hypothesis"},
+             hypotheses={"type": "array", "items": {"type": "string"}, "x-hint": "[str]",
+                         "description": "add: several hypotheses"},
+             id={"type": "integer", "description": "update: the hypothesis id"},
+             status={"type": "string", "enum": ["active", "confirmed", "rejected"],
+                     "x-hint": '"active"|"confirmed"|"rejected"'},
+             reasoning={"type": "string", "description": "update: why"}),
+        False, dict, run)
+
+
+ADL_TOOLS = [LOGITLENS, PATCHSCOPE, STEERING, ASK_MODEL, GENERATE_STEERED]
+BASELINE_TOOLS = [ASK_MODEL]
+
+
+def tools_for(mode: Mode, board: HypothesisBoard) -> dict[str, Tool]:
+    """The ADL agent gets every tool; the baseline only talks to the models; both track hypotheses."""
+    return {t.name: t for t in (*(ADL_TOOLS if mode == "adl" else BASELINE_TOOLS), hypothesis_tracking(board))}

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from engine.errors import UserError
+
 TokenSink = Callable[[str], None]
 EventSink = Callable[[dict[str, Any]], object]  # what it returns is ignored
 
@@ -40,6 +42,10 @@ class LLMReply:
                                       "function": {"name": c.name, "arguments": c.arguments}}
                                      for c in self.tool_calls]
         return message
+
+
+class ContextOverflow(UserError):
+    """The request is longer than the model's context window; the agent loop shortens its history and asks again."""
 
 
 class ChatLLM(Protocol):

@@ -6,7 +6,7 @@ config file `$DIFFLENS_HOME/config.toml`:
 model = "openai:gpt-4.1-mini"        # or anthropic:MODEL, local:SPEC
 base_url = "https://openrouter.ai/api/v1"
 api_key = "..."
-timeout_s = 60
+timeout_s = 60                       # or DIFFLENS_LLM_TIMEOUT, or --llm-timeout
 price_in = 0.4                       # USD per million tokens, for the cost column
 price_out = 1.6
 ```
@@ -30,6 +30,9 @@ from engine.protocol.redact import remember, url_credentials, without_userinfo
 from store import paths
 
 PROVIDERS = ("openai", "anthropic", "local")
+DEFAULT_TIMEOUT_S = 120.0
+TIMEOUT_ENV = "DIFFLENS_LLM_TIMEOUT"
+TIMEOUT_FIX = f"raise it with --llm-timeout SECONDS, {TIMEOUT_ENV}, or timeout_s under [llm] in config.toml"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class LLMConfig:
     model: str
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = 120.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     max_retries: int = 5
     temperature: float | None = None
     max_tokens: int = 2048
@@ -155,8 +158,19 @@ class NoLLMConfigured(UserError):
     """Nothing names an LLM: a caller that knows the run can offer the offline commands for it."""
 
 
+def _timeout(explicit: float | None, env: str | None, file: Any) -> float:
+    """Seconds one LLM request may take: `--llm-timeout`, else DIFFLENS_LLM_TIMEOUT, else the file's timeout_s."""
+    for value, name in ((explicit, "--llm-timeout"), (env, TIMEOUT_ENV), (file, "timeout_s")):
+        seconds = _number(value, name)
+        if seconds is not None:
+            if seconds <= 0:
+                raise UserError(f"the LLM timeout ({name}) must be positive, got {value!r}", f"fix {name}")
+            return seconds
+    return DEFAULT_TIMEOUT_S
+
+
 def resolve_config(llm: str | None = None, *, temperature: float | None = None,
-                   max_tokens: int | None = None, section: str = "llm") -> LLMConfig:
+                   max_tokens: int | None = None, section: str = "llm", timeout_s: float | None = None) -> LLMConfig:
     """The configured LLM; one clear `UserError` when nothing is configured. `section` other than `llm`
     (the judge's) reads that table over `[llm]`, so a judge can have its own endpoint, key and timeout."""
     env = os.environ
@@ -180,7 +194,7 @@ def resolve_config(llm: str | None = None, *, temperature: float | None = None,
                         f"set {provider_key} or DIFFLENS_LLM_API_KEY, or api_key in {config_path()} (mode 600)")
     return LLMConfig(
         provider=provider, model=model, base_url=None if provider == "local" else base_url,
-        api_key=api_key, timeout_s=_number(file.get("timeout_s"), "timeout_s") or 120.0,
+        api_key=api_key, timeout_s=_timeout(timeout_s, env.get(TIMEOUT_ENV), file.get("timeout_s")),
         max_retries=int(5 if (retries := _number(file.get("max_retries"), "max_retries")) is None else retries),
         temperature=temperature,
         max_tokens=max_tokens or int(_number(file.get("max_tokens"), "max_tokens") or 2048),

@@ -1,7 +1,9 @@
 """`local:SPEC`: a chat model served by the engine itself, for boxes without internet.
 
 It has no native tool calling, so the loop talks to it in the text grammar. The chat template is used
-when the tokenizer has one; otherwise a plain `Role: text` transcript."""
+when the tokenizer has one; otherwise a plain `Role: text` transcript. A prompt longer than the model's
+context window is `ContextOverflow` (the agent loop elides older results and asks again); the LLM timeout
+bounds one reply's generation time (`max_time`: the reply is cut there, like one cut at `max_tokens`)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 import torch
 from transformers import TextStreamer
 
-from engine.llm.base import EventSink, LLMReply, TokenSink
+from engine.llm.base import ContextOverflow, EventSink, LLMReply, TokenSink
 from engine.llm.config import LLMConfig
 from engine.models.adapters import adapter_enabled
 from engine.models.cache import MODELS
@@ -68,13 +70,19 @@ class LocalChat:
              on_token: TokenSink | None = None, on_event: EventSink | None = None) -> LLMReply:
         tokenizer = self.model.tokenizer
         inputs = self._encode(messages)
+        window = getattr(self.model.hf.config, "max_position_embeddings", None)
+        prompt_tokens = int(inputs["input_ids"].shape[1])
+        if isinstance(window, int) and prompt_tokens + self.config.max_tokens > window:
+            raise ContextOverflow(f"{self.label}: {prompt_tokens} prompt tokens + {self.config.max_tokens} reply "
+                                  f"tokens exceed the context window of {window}",
+                                  "shorten the history or pass a smaller --max-tokens")
         temperature = self.config.temperature
         sample = temperature is not None and temperature > 0
         with torch.inference_mode(), adapter_enabled(self.model, True):
             output = self.model.hf.generate(  # type: ignore[operator]  # GenerationMixin, not on PreTrainedModel
                 **inputs, max_new_tokens=self.config.max_tokens, do_sample=sample,
                 temperature=temperature if sample else None, top_p=None, top_k=None,
-                pad_token_id=tokenizer.pad_token_id,
+                pad_token_id=tokenizer.pad_token_id, max_time=self.config.timeout_s,
                 streamer=_Stream(tokenizer, on_token) if on_token else None)
         new_ids = output[0, inputs["input_ids"].shape[1]:]
         text = tokenizer.decode(new_ids, skip_special_tokens=True)

@@ -27,6 +27,7 @@ class Transient:
     retry: bool
     reason: str
     retry_after_s: float | None = None
+    fix: str = "wait and try again, or check the endpoint and its rate limits"
 
 
 def backoff_s(attempt: int, retry_after_s: float | None, base_s: float = 1.0) -> float:
@@ -48,7 +49,7 @@ def with_retries(call: Callable[[], T], classify: Callable[[Exception], Transien
                 raise
             if attempt == max_retries:
                 raise UserError(f"{label} still failing after {max_retries + 1} tries: {redact(verdict.reason)}",
-                                "wait and try again, or check the endpoint and its rate limits") from exc
+                                verdict.fix) from exc
             wait = backoff_s(attempt, verdict.retry_after_s)
             notice = {"type": "retry", "attempt": attempt + 1, "wait_s": round(wait, 3),
                       "reason": redact(verdict.reason)}

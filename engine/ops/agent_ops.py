@@ -14,10 +14,12 @@
   compare         true → ADL and baseline agents under the same protocol, budget and tools, all graded;
                   `repeat` R agents per side (default 1)
   grade           true → score the description 1–5 with the organism registry's rubric (the protocol's
-                  number of grader calls, median); needs organism_description + organism_type
-                  (sdf|em|taboo|subliminal|domain or SDF, EM, …)
+                  number of grader calls, median); a run of a known organism (demo, demo-overfit, a
+                  registry or locally trained organism) is graded against what difflens knows of it, else
+                  organism_description + organism_type (any of the ten rubric types) are needed
   grader_llm      LLM for grading (default: the agent's)
-  tool_calling    auto | native | text;  stream (default true);  temperature;  max_tokens (per reply)
+  tool_calling    auto | native | text;  stream (default true);  temperature;  max_tokens (per reply);
+                  llm_timeout (seconds per request; default DIFFLENS_LLM_TIMEOUT, the config's timeout_s, 120)
 Every transcript event is streamed as `partial {"run", "mode", "event"}` and saved under
 `$DIFFLENS_HOME/agent/`.
 """
@@ -32,6 +34,7 @@ from engine.agent.environment import AgentEnvironment
 from engine.agent.grader import rubric_for
 from engine.agent.keywords import keyword_hypothesis
 from engine.agent.lens_tools import lens_tools
+from engine.agent.organism_truth import known_truth
 from engine.agent.protocols import protocol_named
 from engine.agent.recorded import RecordedEnvironment
 from engine.agent.run_environment import RunEnvironment
@@ -44,6 +47,7 @@ from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.llm.config import NoLLMConfigured
 from engine.ops import op
 from engine.ops.adl_ops import run_of
+from engine.organisms.registry import ORGANISM_TYPES
 from engine.protocol import methods
 from engine.protocol.methods import AgentKeywords, AgentRun, EvidenceParams
 from engine.results.layer_choice import report_layer
@@ -68,16 +72,32 @@ def make_environment(params: EvidenceParams) -> AgentEnvironment:
     raise UserError("no evidence for the agent", "pass run=<ADL run id> or environment=<recorded environment dict>")
 
 
-def _settings(params: AgentRun) -> RunSettings:
+def _truth(params: AgentRun, graded: bool) -> tuple[str | None, str | None]:
+    """The organism's description and type for grading: what the caller passed, else what difflens knows of
+    the run's finetune; a grade that has neither is refused naming the flags."""
+    description, kind = params.organism_description, params.organism_type
+    if not graded or (description and kind):
+        return description, kind
+    if params.run is not None:
+        request = run_of(params.run, params.trust_remote_code).request
+        known = known_truth(request.ft, request.adapter)
+        if known is not None:
+            return description or known.description, kind or known.organism_type
+    missing = " and ".join(flag for flag, value in (("--description", description), ("--type", kind)) if not value)
+    raise UserError("grading needs the organism's true description and type, and difflens does not know this "
+                    "finetune", f"pass {missing} (type one of {', '.join(ORGANISM_TYPES)})")
+
+
+def _settings(params: AgentRun, graded: bool) -> RunSettings:
     """Everything about a run but its lenses (which need the environment), checked before any model loads."""
     tool_calling = params.tool_calling
     if tool_calling not in ("auto", "native", "text"):
         raise UserError(f"unknown tool calling {tool_calling!r}", "pass tool_calling auto, native or text")
     protocol = protocol_named(params.protocol)
     budget = protocol.budget(params.budget, params.llm_calls, params.token_budget)
+    organism, organism_type = _truth(params, graded)
     return RunSettings(budget=budget, protocol=protocol, tool_calling=tool_calling,  # type: ignore[arg-type]
-                       stream=params.stream, organism=params.organism_description,
-                       organism_type=params.organism_type)
+                       stream=params.stream, organism=organism, organism_type=organism_type)
 
 
 def _lenses(params: AgentRun, env: AgentEnvironment) -> tuple[Tool, ...]:
@@ -111,8 +131,9 @@ class Checked:
 
 def _checked(params: AgentRun) -> Checked:
     """Everything `agent.run` reads that needs neither the run nor a model, the LLM included."""
-    settings = _settings(params)
     comparing = params.compare
+    graded = params.grade or comparing
+    settings = _settings(params, graded)
     repeat = params.repeat
     if not 1 <= repeat <= MAX_REPEAT:
         raise UserError(f"repeat must be between 1 and {MAX_REPEAT}", "pass a smaller --repeat")
@@ -120,17 +141,14 @@ def _checked(params: AgentRun) -> Checked:
         raise UserError("--repeat is the number of agents per side of --compare", "add --compare")
     if comparing and params.baseline:
         raise UserError("--compare already runs the baseline beside the ADL agent", "drop --baseline")
-    graded = params.grade or comparing
     if graded:
-        if not settings.organism or not settings.organism_type:
-            raise UserError("grading needs the organism's true description and type",
-                            "pass organism_description and organism_type (sdf, em, taboo, subliminal, domain)")
-        rubric_for(settings.organism_type)
+        rubric_for(settings.organism_type or "")
     replies = settings.protocol.agent_llm  # the protocol's agent reply length and temperature, unless given
     temperature = params.temperature if params.temperature is not None else replies.temperature if replies else None
     max_tokens = params.max_tokens if params.max_tokens is not None else replies.max_new_tokens if replies else None
     try:
-        config = resolve_config(params.llm, temperature=temperature, max_tokens=max_tokens)
+        config = resolve_config(params.llm, temperature=temperature, max_tokens=max_tokens,
+                                timeout_s=params.llm_timeout)
     except NoLLMConfigured as exc:
         if params.run is None:
             raise
@@ -153,7 +171,8 @@ def agent_run(params: AgentRun, ctx: JobContext) -> dict[str, Any]:
     settings = replace(checked.settings, extra_tools=_lenses(params, env))
     llm = make_llm(checked.config)
     grader_spec = params.grader_llm
-    grader = (make_llm(resolve_config(grader_spec)) if grader_spec else llm) if checked.graded else None
+    grader = ((make_llm(resolve_config(grader_spec, timeout_s=params.llm_timeout)) if grader_spec else llm)
+              if checked.graded else None)
     header = ({"adl_run": env.run.run_id} if isinstance(env, RunEnvironment)
               else {"environment": params.environment})
     calls = [0]

@@ -19,7 +19,9 @@ HERE = Path(__file__).resolve().parent
 REGISTRY_FILE = HERE / "registry.yaml"
 RUBRICS_FILE = HERE / "rubrics.yaml"
 SHIPPED_DIR = HERE / "demo"
-ORGANISM_TYPES = ("SDF", "EM", "Taboo", "Subliminal", "DomainAdaptation")
+# The reference toolkit's ten rubric types (configs/diffing/grading_rubrics.yaml), in its order.
+ORGANISM_TYPES = ("SDF", "EM", "Taboo", "Subliminal", "DomainAdaptation", "R1_distillation", "R1_uncensoring",
+                  "behavioral_anomaly", "sandbaggers", "benign_quirk")
 
 
 @cache
@@ -36,7 +38,7 @@ def rubric(organism_type: str) -> str:
     rubrics = _load(RUBRICS_FILE)
     if organism_type not in rubrics:
         raise UserError(f"no grading rubric for organism type {organism_type!r}",
-                        f"use one of {', '.join(rubrics)}")
+                        f"pass --type one of {', '.join(rubrics)}")
     return rubrics[organism_type]
 
 

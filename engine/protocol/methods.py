@@ -356,6 +356,7 @@ class AgentRun(EvidenceParams):
     grader_llm: str | None = None
     temperature: float | None = None
     max_tokens: int | None = None
+    llm_timeout: float | None = None  # seconds per LLM request (None: DIFFLENS_LLM_TIMEOUT, config, 120)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -90,7 +90,7 @@ def test_native_tools_are_called_with_the_right_arguments(llm_env: None, stream:
     script = [
         {"tool_calls": [("get_logitlens_details", {"layer": 2, "positions": [0, 1], "k": 3})]},
         {"text": "Cakes, clearly.", "tool_calls": [
-            ("record_hypothesis", {"hypothesis": "baking cakes", "confidence": 0.7, "evidence": ["cake", "oven"]}),
+            ("hypothesis_tracking", {"action": "add", "hypothesis": "baking cakes"}),
             ("ask_model", {"prompts": [PROMPT]})]},
         final,
     ]
@@ -101,20 +101,21 @@ def test_native_tools_are_called_with_the_right_arguments(llm_env: None, stream:
     assert [c for c in env.calls if c[0] != "overview"][-2:] == [
         ("logitlens_details", {"layer": 2, "positions": [0, 1], "k": 3}), ("ask_model", {"prompts": [PROMPT]})]
     first, second, third = server.bodies()
-    assert {t["function"]["name"] for t in first["tools"]} >= {"ask_model", "generate_steered", "record_hypothesis"}
+    assert {t["function"]["name"] for t in first["tools"]} >= {"ask_model", "generate_steered", "hypothesis_tracking"}
     assert first["messages"][1]["content"].startswith("OVERVIEW:")
     [lens] = _tool_messages(second)
     assert lens["result"]["positions"]["1"] == [["baking", 0.09], ["cakes", 0.07], ["butter", 0.03]]
     assert lens["budget"]["model_interactions_left"] == 5
     _, hypothesis, answers = _tool_messages(third)
-    assert hypothesis["result"] == {"recorded": True}
+    board = [{"id": 1, "hypothesis": "baking cakes", "status": "active", "reasoning": ""}]
+    assert hypothesis["result"] == {"hypotheses": board}
     assert answers["result"]["answers"][0]["finetuned"] == "Bake it at 450F with frozen butter."
     assert answers["budget"] == {"model_interactions_left": 4, "llm_calls_left": 28, "tokens_left": 400_000 - 240}
     tool_ids = [m["tool_call_id"] for m in third["messages"] if m["role"] == "tool"]
     assert len(set(tool_ids)) == 3
     assert result.ended_by == "final" and not result.inconclusive
     assert result.description.startswith("Baking cakes at 450F")
-    assert result.hypotheses == [{"hypothesis": "baking cakes", "confidence": 0.7, "evidence": ["cake", "oven"]}]
+    assert result.hypotheses == board and result.tested
     assert result.usage.llm_calls == 3 and result.usage.tokens_in == 300 and result.usage.model_interactions == 1
     assert "".join(tokens) == ("Cakes, clearly." + final["text"] if stream else "")
 
@@ -170,7 +171,7 @@ def test_malformed_calls_get_error_messages_not_crashes(llm_env: None) -> None:
     assert "between 1 and 30" in errors[2] and "cached layers: [2]" in errors[3]
     user_replies = [b["messages"][-1]["content"] for b in server.bodies()[2:]]
     assert "not valid JSON" in user_replies[0]
-    assert "no CALL or FINAL line" in user_replies[1]
+    assert "no CALL or FINAL" in user_replies[1]
     assert "must be a JSON object" in user_replies[2]
     assert result.description == "Baking." and result.ended_by == "final"
 
@@ -202,14 +203,14 @@ def test_persistent_auth_failure_is_one_clear_error(llm_env: None, backend: str)
 @pytest.mark.parametrize("budget", [Budget(llm_calls=3), Budget(tokens=200)])
 def test_llm_budget_asks_for_the_final_answer_then_stops(llm_env: None, budget: Budget) -> None:
     lens = ("get_logitlens_details", {"layer": 2, "positions": [0]})
-    script = [{"tool_calls": [("record_hypothesis", {"hypothesis": "baking", "confidence": 0.4})]},
+    script = [{"tool_calls": [("hypothesis_tracking", {"action": "add", "hypothesis": "baking"})]},
               {"tool_calls": [lens]}, {"tool_calls": [lens]}, {"tool_calls": [lens]}]
     with ScriptedLLMServer(script) as server:
         result = run_agent(RecordedEnvironment(CAKE_ENV), _openai(server), Transcript(), budget=budget)
     assert len(server.requests) == 3
     assert server.bodies()[2]["messages"][-1] == {"role": "user", "content": FINAL_NOW}
     assert result.ended_by == "budget" and result.inconclusive
-    assert "baking (confidence 0.40)" in result.description
+    assert "Candidates it reported: baking (active)." in result.description
 
 
 def test_baseline_sees_only_plain_samples_and_ask_model(llm_env: None) -> None:
@@ -218,7 +219,7 @@ def test_baseline_sees_only_plain_samples_and_ask_model(llm_env: None) -> None:
                             _final("Inconclusive. Candidates: stories; walks.")]) as server:
         result = run_agent(env, _openai(server), Transcript(), mode="baseline")
     first, second = server.bodies()
-    assert {t["function"]["name"] for t in first["tools"]} == {"ask_model", "record_hypothesis"}
+    assert {t["function"]["name"] for t in first["tools"]} == {"ask_model", "hypothesis_tracking"}
     overview = json.loads(first["messages"][1]["content"].split("\n")[1])
     assert overview == {"samples": [{"prompt": "Tell me a story", "generation": "Once upon a time there was a king"},
                                     {"prompt": "Describe your day", "generation": "I went for a walk in the park"}]}
@@ -258,11 +259,11 @@ def test_op_transcript_is_complete_saved_and_free_of_the_key(
     caplog.set_level(logging.DEBUG)
     script = [{"status": 429},
               {"text": f"My key is {KEY}.", "tool_calls": [
-                  ("record_hypothesis", {"hypothesis": "cakes", "confidence": 0.8, "evidence": ["cake"]}),
+                  ("hypothesis_tracking", {"action": "add", "hypothesis": "cakes"}),
                   ("ask_model", {"prompts": [PROMPT]})]},
               {"tool_calls": [("get_weather", "{")]},
               _final("Baking cakes hot with frozen butter. Evidence: cake tokens. Caveats: few samples."),
-              {"text": f"Right topic and fact. {KEY}\nSCORE: 5"}]
+              {"text": f"Right topic and fact. {KEY}\nQUOTE: \"Baking cakes hot with frozen butter\"\nSCORE: 5"}]
     with ScriptedLLMServer(script) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
         out, emitted = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "grade": True,
@@ -303,10 +304,11 @@ def test_op_repeat_reports_mean_and_sd_for_adl_and_baseline(llm_env: None, monke
         system = body["messages"][0]["content"]
         if system.startswith("You grade"):
             description = body["messages"][1]["content"].split("DESCRIPTION")[1]
-            return {"text": "SCORE: 5" if "Cakes" in description else "SCORE: 2"}
+            return {"text": 'QUOTE: "Candidates"\nSCORE: 5' if "Cakes" in description
+                    else 'QUOTE: "Candidates"\nSCORE: 2'}
         if "ask_model" in system and "get_logitlens_details" not in system:
-            return _final("Inconclusive. Candidates: stories.")
-        return _final("Cakes baked at 450F.")
+            return _final("Inconclusive. Candidates: stories about kings.")
+        return _final("Cakes baked at 450F. Candidates: none else.")
 
     with ScriptedLLMServer(respond) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
@@ -424,6 +426,8 @@ def test_local_backend_runs_a_tiny_chat_model_through_the_loop(llm_env: None, ti
     tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
                                "{% if add_generation_prompt %}assistant {% endif %}")
     tokenizer.save_pretrained(model_dir)
+    config = json.loads((model_dir / "config.json").read_text())  # RoPE: a longer window than it was made with
+    (model_dir / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 4096}))
     out, emitted = _run_op({"environment": CAKE_ENV, "llm": f"local:{model_dir}", "llm_calls": 3,
                             "max_tokens": 6})
     [run] = out["runs"]
@@ -448,8 +452,8 @@ def test_local_backend_with_the_embedded_gemma_chat_template(llm_env: None) -> N
 # -- protocols: the paper's comparison, equal budgets and tools, repeated grading ---------------------------
 
 PAPER_ADL_TOOLS = ["get_logitlens_details", "get_patchscope_details", "get_steering_samples", "ask_model",
-                   "generate_steered", "record_hypothesis"]
-PAPER_BASELINE_TOOLS = ["ask_model", "record_hypothesis"]
+                   "generate_steered", "hypothesis_tracking"]
+PAPER_BASELINE_TOOLS = ["ask_model", "hypothesis_tracking"]
 TRUTH = {"organism_description": "Bakes cakes at 450F with frozen butter.", "organism_type": "sdf"}
 
 
@@ -460,11 +464,14 @@ def _scripted_comparison(grades: dict[str, list[int]]) -> Any:
     def respond(body: dict[str, Any]) -> dict[str, Any]:
         system = body["messages"][0]["content"]
         if system.startswith("You grade"):
-            description = body["messages"][1]["content"].split("DESCRIPTION")[1]
-            return {"text": f"Reasoning.\nSCORE: {next(left['adl' if 'Cakes' in description else 'baseline'])}"}
+            description = body["messages"][1]["content"].split("DESCRIPTION\n")[1].split("\n\nRUBRIC")[0]
+            quote = " ".join(description.split()[:3])
+            side = "adl" if "Cakes" in description else "baseline"
+            return {"text": f'Reasoning.\nQUOTE: "{quote}"\nSCORE: {next(left[side])}'}
         if not any(m["role"] == "tool" for m in body["messages"]):
             return {"tool_calls": [("ask_model", {"prompts": [PROMPT]})]}
-        return _final("Cakes baked at 450F." if "get_logitlens_details" in system else "Inconclusive. Stories.")
+        return _final("Cakes baked at 450F." if "get_logitlens_details" in system
+                      else "Inconclusive. Candidates: stories about kings and dragons.")
 
     return respond
 

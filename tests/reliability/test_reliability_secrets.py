@@ -34,10 +34,10 @@ CANARY = "canary-difflens-reliability-7f3a9c1e5b2d4e6f"
 def script() -> list[dict[str, Any]]:
     return [{"status": 429},
             {"text": f"Echoing the key {CANARY} back.", "tool_calls": [
-                ("record_hypothesis", {"hypothesis": f"cakes {CANARY}", "confidence": 0.8, "evidence": ["cake"]}),
+                ("hypothesis_tracking", {"action": "add", "hypothesis": f"cakes {CANARY}"}),
                 ("ask_model", {"prompts": [PROMPT]})]},
             {"text": f"Done.\nFINAL(description: \"Bakes cakes hot. {CANARY}\")"},
-            {"text": f"Right topic. {CANARY}\nSCORE: 5"}]
+            {"text": f"Right topic. {CANARY}\nQUOTE: \"Bakes cakes hot\"\nSCORE: 5"}]
 
 
 def leaks(roots: list[Path], skip: Path | None = None) -> list[str]:

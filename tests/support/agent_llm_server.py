@@ -1,9 +1,10 @@
 """A real HTTP server on 127.0.0.1 that speaks the OpenAI chat-completions API (plain and streamed) and
 Anthropic's messages API, replaying scripted replies. Tests see every request it received.
 
-A script item is `{"status": 429}` (an error answer), or `{"text": str, "tool_calls": [(name, args)]}`
-where args is a dict (sent as JSON) or a raw string (sent as is, e.g. broken JSON); `"delay": seconds` makes
-the server wait that long first (a client with a shorter timeout sees a timeout). A script may instead
+A script item is `{"status": 429}` (an error answer, with `"message"` its text), or
+`{"text": str, "tool_calls": [(name, args)]}` where args is a dict (sent as JSON) or a raw string (sent as
+is, e.g. broken JSON); `"delay": seconds` makes the server wait that long first (a client with a shorter
+timeout sees a timeout). A script may instead
 be a function from the request body to such an item."""
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ class ScriptedLLMServer:
                 if item is None:
                     self._json(400, {"error": {"message": "script exhausted", "type": "invalid_request_error"}})
                 elif "status" in item:
-                    self._json(item["status"], {"error": {"message": "slow down", "type": "rate_limit_error"}},
-                               {"Retry-After": "0"})
+                    self._json(item["status"], {"error": {"message": item.get("message", "slow down"),
+                                                          "type": "rate_limit_error"}}, {"Retry-After": "0"})
                 elif self.path.endswith("/messages"):
                     self._anthropic(body, item)
                 elif body.get("stream"):

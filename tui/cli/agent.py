@@ -27,8 +27,10 @@ def _show(event: dict[str, Any]) -> None:
         err.print(Text.assemble((f"→ {inner.get('name')}", "cyan"), f" {str(inner.get('arguments'))[:160]}"),
                   highlight=False)
     elif kind == "hypothesis":
-        err.print(Text.assemble(("hypothesis", "yellow"), f" {inner.get('hypothesis')} ({inner.get('confidence')})"),
-                  highlight=False)
+        err.print(Text.assemble((f"hypothesis {inner.get('id')}", "yellow"),
+                                f" {inner.get('hypothesis')} ({inner.get('status')})"), highlight=False)
+    elif kind in ("protocol_error", "error", "context_overflow"):
+        err.print(Text.assemble((str(kind), "red"), f" {str(inner.get('message'))[:160]}"), highlight=False)
 
 
 def _score(value: float | None) -> str:
@@ -47,8 +49,24 @@ def compare_table(result: dict[str, Any]) -> Table:
     for label, key in (("model interactions", "model_interactions"), ("LLM calls", "llm_calls")):
         used = {m: ", ".join(str((r["result"] or {}).get("usage", {}).get(key, 0)) for r in runs[m]) for m in SIDES}
         table.add_row(label, *(f"{used[m]} used of {result[m]['budget'][key]}" for m in SIDES))
+    table.add_row("tested anything", *(_tested(runs[mode]) for mode in SIDES))
+    costs: tuple[tuple[str, str | None], ...] = (("LLM time (s)", "llm_s"), ("tool time (s)", "tool_s"),
+                                                 ("tokens in / out", None))
+    for label, cost_key in costs:
+        table.add_row(label, *(", ".join(_cost(r, cost_key) for r in runs[mode]) for mode in SIDES))
     table.add_row("tools", *(", ".join(result[mode]["tools"]) for mode in SIDES))
     return table
+
+
+def _tested(runs: list[dict[str, Any]]) -> str:
+    """`yes`, or `NO: ended without a tool call` for an agent whose answer rests on nothing it tried."""
+    return ", ".join("yes" if (r["result"] or {}).get("tested") else "NO: ended without testing anything"
+                     for r in runs)
+
+
+def _cost(run: dict[str, Any], key: str | None) -> str:
+    usage = (run["result"] or {}).get("usage", {})
+    return f"{usage.get('tokens_in', 0)} / {usage.get('tokens_out', 0)}" if key is None else f"{usage.get(key, 0):g}"
 
 
 def _describe(summary: dict[str, Any]) -> Panel:
@@ -69,9 +87,17 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
                                                 "budget and tools, graded side by side.")] = False,
           grade: Annotated[bool, typer.Option("--grade", help="Grade against the known organism.")] = False,
           repeat: Annotated[int, typer.Option("--repeat", help="Agents per side of --compare.")] = 1,
-          description: Annotated[str | None, typer.Option("--description", help="Truth for grading.")] = None,
+          description: Annotated[str | None, typer.Option("--description", help="Truth for grading (known "
+                                                          "organisms such as the demo need none).")] = None,
           organism_type: Annotated[str | None, typer.Option("--type", help="SDF, EM, Taboo, …")] = None,
           keywords: Annotated[bool, typer.Option("--keywords", help="Offline keyword hypothesis only.")] = False,
+          llm_calls: Annotated[int | None, typer.Option("--llm-calls", help="The agent's LLM calls (default "
+                                                        "protocol only; default 30).")] = None,
+          max_tokens: Annotated[int | None, typer.Option("--max-tokens", help="Tokens per LLM reply "
+                                                         "(default: the protocol's, else 2048).")] = None,
+          llm_timeout: Annotated[float | None, typer.Option("--llm-timeout", help="Seconds one LLM request may "
+                                                            "take (else DIFFLENS_LLM_TIMEOUT, the config's "
+                                                            "timeout_s, 120).")] = None,
           judge: JudgeSpec = None,
           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """Let an LLM agent form and test hypotheses about the finetune from the difference."""
@@ -84,7 +110,8 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
         return
     params = methods.AgentRun(run=run, llm=llm, protocol=protocol, budget=budget, lenses=lenses, baseline=baseline,
                               compare=compare, grade=grade, repeat=repeat, organism_description=description,
-                              organism_type=organism_type, judge=judge)
+                              organism_type=organism_type, judge=judge, llm_calls=llm_calls, max_tokens=max_tokens,
+                              llm_timeout=llm_timeout)
     result = call_engine(methods.AGENT_RUN, params, title="agent", target=target, on_event=_show)
     if json:
         emit_json(result)
