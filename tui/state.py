@@ -140,11 +140,13 @@ class SteerState:
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One agent hypothesis with how sure it is and what it rests on."""
+    """One agent hypothesis with how sure it is (a confidence, or the board's status) and what it rests on."""
 
     text: str
     confidence: float | None = None
     evidence: tuple[str, ...] = ()
+    id: int | None = None    # the hypothesis board's id: a later event with the same id updates it in place
+    status: str = ""         # active, confirmed or rejected (hypothesis_tracking)
 
 
 @dataclass(frozen=True)
@@ -323,9 +325,19 @@ _AGENT_QUIET = frozenset({"token", "llm_call", "start", "assistant"})
 
 
 def _hypothesis(raw: dict[str, Any]) -> Hypothesis:
+    ident = raw.get("id")
     return Hypothesis(text=str(raw.get("hypothesis") or ""),
                       confidence=_maybe_float(raw.get("confidence")),
-                      evidence=tuple(str(e) for e in raw.get("evidence") or ()))
+                      evidence=tuple(str(e) for e in raw.get("evidence") or ()),
+                      id=ident if isinstance(ident, int) and not isinstance(ident, bool) else None,
+                      status=str(raw.get("status") or ""))
+
+
+def _with_hypothesis(hypotheses: tuple[Hypothesis, ...], new: Hypothesis) -> tuple[Hypothesis, ...]:
+    """The board after one event: an update of a known id replaces it where it stands, anything else is added."""
+    if new.id is not None and any(h.id == new.id for h in hypotheses):
+        return tuple(new if h.id == new.id else h for h in hypotheses)
+    return (*hypotheses, new)
 
 
 def apply_agent_event(agent: AgentState, event: dict[str, Any]) -> AgentState:
@@ -334,7 +346,7 @@ def apply_agent_event(agent: AgentState, event: dict[str, Any]) -> AgentState:
     if kind in _AGENT_QUIET:
         return agent
     if kind == "hypothesis":
-        return replace(agent, hypotheses=(*agent.hypotheses, _hypothesis(event)))
+        return replace(agent, hypotheses=_with_hypothesis(agent.hypotheses, _hypothesis(event)))
     if kind == "final":
         return replace(agent, final=str(event.get("description") or ""))
     if kind == "grade":

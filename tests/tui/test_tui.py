@@ -139,6 +139,18 @@ def test_agent_events_of_the_engine_shape() -> None:
     assert agent.hypotheses[0].text == "cakes" and agent.hypotheses[0].evidence == ("lens",)
 
 
+def test_hypothesis_tracking_updates_replace_their_hypothesis_in_place() -> None:
+    from tui.state import AgentState
+
+    agent = AgentState()
+    for event in ({"id": 1, "hypothesis": "cakes", "status": "active", "evidence": []},
+                  {"id": 2, "hypothesis": "ovens", "status": "active", "evidence": []},
+                  {"id": 1, "hypothesis": "cakes", "status": "confirmed", "evidence": ["steered text bakes"]}):
+        agent = apply_agent_event(agent, {"type": "hypothesis", **event})
+    assert [(h.id, h.text, h.status) for h in agent.hypotheses] == [(1, "cakes", "confirmed"), (2, "ovens", "active")]
+    assert agent.hypotheses[0].evidence == ("steered text bakes",)
+
+
 def test_new_run_form_values_become_compute_params() -> None:
     assert compute_params({"base": "a", "ft": " b ", "corpus": "", "n": "20", "k": "5", "seed": ""}) == {
         "base": "a", "ft": "b", "n": 20, "k": 5}

@@ -19,6 +19,9 @@ def confidence_bar(conf: float | None, width: int = 5) -> Text:
     return Text.assemble(("█" * filled, "green"), ("░" * (width - filled), "dim"), f" {frac * 100:3.0f}%")
 
 
+_STATUS_STYLE = {"confirmed": "green", "rejected": "red", "active": "yellow"}
+
+
 class AgentPane(Widget):
     """Shows what the agent thinks, what it did, and (when known) its answer and grade."""
 
@@ -41,7 +44,9 @@ class AgentPane(Widget):
         if agent.grade:
             parts.append(Text.assemble(("grade: ", "bold"), agent.grade))
         for hyp in agent.hypotheses:
-            line = confidence_bar(hyp.confidence) + Text(" ") + Text(hyp.text)
+            mark = confidence_bar(hyp.confidence) if hyp.confidence is not None or not hyp.status else Text(
+                f"{hyp.status:<9}", style=_STATUS_STYLE.get(hyp.status, "dim"))
+            line = mark + Text(" ") + Text(hyp.text)
             parts.append(line)
             for ev in hyp.evidence:
                 parts.append(Text(f"        ↳ {ev}", style="dim"))
