@@ -17,6 +17,9 @@ from engine.errors import UserError
 from store.paths import cache_dir
 
 EMBEDDED_NAME = "gemma-3-270m"
+SHIPPED_SAMPLING = {"top_k": 64, "top_p": 0.95}
+"""The sampling of google/gemma-3-270m's generation_config.json, which the GGUF does not carry: set on the
+embedded model when it loads, so it samples as the hub's checkpoint does (and the reference with it)."""
 _CONVERTED_MARKER = "difflens-converted.json"
 
 
