@@ -178,7 +178,7 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
     trace = entry.get("trace") or {}
     meta = (f'<p class="meta">run <code>{esc(report["run"])}</code> · {esc(report["n"])} texts of '
             f'{esc(report["corpus"])} · first {esc(report["k"])} tokens · report layer {esc(report["layer"])} of '
-            f'{esc(report["n_layers"])}</p>')
+            f'{esc(report["n_layers"])} · protocol {esc(report.get("protocol", "default"))}</p>')
     known = f'<p class="meta">known finetune: {esc(entry.get("description") or report.get("description"))}</p>' \
         if entry.get("description") or report.get("description") else ""
     known += judges(report)
