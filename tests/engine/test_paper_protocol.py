@@ -46,7 +46,7 @@ REFERENCE_PROMPTS_SHA = "d48a4d2a1b99c34490f24df29b83114ffa1aaa4d8a67064a88b534c
 KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     # knob: (what `paper` runs, the reference's value)
     "sampling passes only the temperature": (lambda: sampling_kwargs(1.2), {"do_sample": True, "temperature": 1.2}),
-    "Gemma 3 270M's shipped top-k/top-p": (lambda: SHIPPED_SAMPLING, {"top_k": 64, "top_p": 0.95}),
+    "Gemma 3 270M's shipped top-k/top-p": (lambda: SHIPPED_SAMPLING, {"do_sample": True, "top_k": 64, "top_p": 0.95}),
     "report layer": (lambda: REPORT_PROTOCOLS["paper"].layer, "middle"),
     "relative depth 0.5 = int(0.5·(n-1))": (lambda: [middle_layer(18), middle_layer(28)], [8, 13]),
     "calibration prompts": (lambda: PAPER.calibration_prompts(), [
