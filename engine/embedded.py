@@ -17,6 +17,11 @@ from engine.errors import UserError
 from store.paths import cache_dir
 
 EMBEDDED_NAME = "gemma-3-270m"
+SHIPPED_SAMPLING = {"do_sample": True, "top_k": 64, "top_p": 0.95}
+"""The sampling of google/gemma-3-270m's generation_config.json, which the GGUF does not carry: set on the
+embedded model when it loads, so it samples as the hub's checkpoint does (and the reference with it). `do_sample`
+as there too: without it transformers warns that top-k/top-p are set on a greedy config (every generate call
+in difflens says greedy or sampling itself)."""
 _CONVERTED_MARKER = "difflens-converted.json"
 
 

@@ -14,7 +14,7 @@ MAX_FAILURES = 3
 
 
 class JudgeClient:
-    """One judge endpoint; call it with a prompt, get the reply text or `Ungraded`."""
+    """One judge endpoint; call it with a prompt (and a system prompt), get the reply text or `Ungraded`."""
 
     def __init__(self, llm: ChatLLM, max_failures: int = MAX_FAILURES) -> None:
         self.llm = llm
@@ -23,11 +23,12 @@ class JudgeClient:
         self.last_reason = ""
         self._redact = Redactor(llm.secrets).text
 
-    def __call__(self, prompt: str) -> str:
+    def __call__(self, prompt: str, system: str | None = None) -> str:
         if self.failures >= self.max_failures:
             raise Ungraded(f"judge skipped after {self.failures} failed calls in a row (last: {self.last_reason})")
         try:
-            reply = self.llm.chat([{"role": "user", "content": prompt}])
+            reply = self.llm.chat([*([{"role": "system", "content": system}] if system else []),
+                                   {"role": "user", "content": prompt}])
         except JobCancelled:
             raise
         except Exception as exc:  # any failure of the endpoint is this item's "ungraded", never a crash

@@ -14,7 +14,7 @@ the same place as the agent's (`engine/llm/config.py`), inside the engine proces
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -62,6 +62,13 @@ class Judge:
         if self.config is None:
             raise ValueError("the offline judge has no endpoint")
         return JudgeClient(make_llm(self.config))
+
+    @cached_property
+    def complete_cold(self) -> JudgeClient:
+        """The same endpoint at temperature 0 (the reference's retry of an unreadable coherence verdict)."""
+        if self.config is None:
+            raise ValueError("the offline judge has no endpoint")
+        return JudgeClient(make_llm(replace(self.config, temperature=0.0)))
 
 
 def judge_choice(explicit: str | None = None) -> str:

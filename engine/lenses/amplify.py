@@ -29,7 +29,7 @@ from engine import jobs
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
-from engine.steering.generate import format_prompt
+from engine.steering.generate import format_prompt, sampling_kwargs
 
 MODULE_KINDS = ("all", "attention", "mlp")
 _KIND_PATTERNS = {"attention": re.compile(r"(self_attn|attention|attn)\."), "mlp": re.compile(r"(mlp|feed_forward)\.")}
@@ -136,8 +136,7 @@ def generate(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int, te
     batch = tok.pad({"input_ids": [format_prompt(model, p, chat) for p in prompts]}, padding=True,
                     padding_side="left", return_tensors="pt")
     kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
-    kwargs |= (dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0
-               else dict(do_sample=False, temperature=None, top_k=None, top_p=None))
+    kwargs |= sampling_kwargs(temperature)
     device = model.input_device
     with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode(),
           warnings.catch_warnings()):

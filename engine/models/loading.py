@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
-from engine.embedded import embedded_checkpoint
+from engine.embedded import SHIPPED_SAMPLING, embedded_checkpoint
 from engine.errors import UserError
 from engine.models.adapters import adapter_view
 from engine.models.device import Placement
@@ -133,5 +133,7 @@ def load_model(spec: ModelSpec, placement: Placement) -> LoadedModel:
     hf.requires_grad_(False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if spec.source == "embedded":
+        hf.generation_config.update(**SHIPPED_SAMPLING)
     loaded = LoadedModel(spec=spec.base, hf=hf, tokenizer=tokenizer, placement=placement)
     return adapter_view(loaded, spec.adapter) if spec.adapter else loaded

@@ -31,6 +31,7 @@ from engine.ops.adl_ops import run_of
 from engine.protocol import methods
 from engine.protocol.methods import LensKl, LensMine, PairParams
 from engine.results.layer_choice import report_layer
+from engine.steering.generate import SAMPLING_RULE
 from engine.steering.steering_prompts import calibration_prompts
 from store.hashing import json_sha256
 
@@ -90,6 +91,7 @@ def amplify_op(params: methods.LensAmplify, ctx: JobContext) -> dict[str, Any]:
               "max_new_tokens": params.max_new_tokens, "temperature": params.temperature, "seed": params.seed,
               "chat": params.chat}
     inputs = {"pair": request.identity(), **method} | ({"scope": scope.label()} if scope != EVERYTHING else {})
+    inputs |= {"sampling": SAMPLING_RULE} if params.temperature > 0 else {}
     return _reply(*cached(methods.LENS_AMPLIFY.name, inputs, lambda: (amplify(pair, scope=scope, **method), {})))
 
 

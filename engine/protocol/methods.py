@@ -31,7 +31,9 @@ class Method(Generic[P]):
 # those temperatures a small model's own unsteered text is already word salad, which the offline coherence judge
 # cannot tell from steering damage. On Gemma 3 270M the demo's calibration passed nothing above α = 0.125 at
 # T = 1.2 (4 samples of salad at every strength) and α = 0.25 at every position at T = 0.7, where its unsteered
-# text reads as English. `--protocol paper` keeps the reference's temperatures.
+# text reads as English. `--protocol paper` keeps the reference's temperatures. Those numbers were measured while
+# difflens sampled the whole distribution; with the model's own top-k/top-p (now, as the reference) the demo's
+# unsteered text at T = 1.2 reads as English (docs/paper-protocol.md), so this may go once calibration agrees.
 DEFAULT_TEMPERATURE = 0.7
 PAPER_CALIBRATION_TEMPERATURE = 1.2
 PAPER_SAMPLE_TEMPERATURE = 1.1

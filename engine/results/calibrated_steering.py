@@ -19,10 +19,10 @@ from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.judges.judge_config import Judge
 from engine.protocol.methods import DEFAULT_TEMPERATURE, PAPER_CALIBRATION_TEMPERATURE, PAPER_SAMPLE_TEMPERATURE
-from engine.steering.calibrate import calibrate_grid, calibrate_strength, geometric_grid
-from engine.steering.coherence import llm_coherence_judge
-from engine.steering.generate import generate_rows
-from engine.steering.steering_prompts import calibration_prompts, default_prompts
+from engine.steering.calibrate import calibrate_grid, calibrate_reference, calibrate_strength, geometric_grid
+from engine.steering.coherence import CoherenceJudge, llm_coherence_judge, reference_coherence_judge
+from engine.steering.generate import SAMPLING_RULE, generate_rows
+from engine.steering.steering_prompts import calibration_prompts, default_prompts, reference_prompts
 from store import results
 
 Side = Literal["base", "ft"]
@@ -81,6 +81,7 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
               "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "side": side}
     backend = backend or run.request.backend
     inputs |= {"backend": backend} if backend != "local" else {}
+    inputs |= {"sampling": SAMPLING_RULE} if temperature > 0 else {}
     inputs |= {"direction": direction.key} if direction is not None else {}
     if (hit := results.lookup("steering", inputs)) is not None:
         return {(c["pos"], c["strength"]): c["samples"] for c in hit.meta["cells"]}
@@ -131,7 +132,10 @@ def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: li
 class CalibrationSettings:
     """How strengths are calibrated. `for_device("cpu")` trims rows and tokens so a CPU triage takes about a
     minute; on a GPU the batch is larger (the rows cost little there). `protocol="paper"` is the reference's
-    search instead (see `paper`)."""
+    search instead (see `paper`). `prompts` None = the first `n_prompts` default prompts; `follow_steps` set =
+    the reference's per-prompt search (later prompts bisect [0, follow_span·t₁]); `grader` the LLM coherence
+    grader's prompt (difflens's or the reference's, with worked examples and a retry at T = 0);
+    `leave_out_ungraded` = an ungraded sample leaves the coherence share instead of counting as incoherent."""
 
     method: str = "grid"
     max_strength: float = 4.0
@@ -142,13 +146,33 @@ class CalibrationSettings:
     temperature: float = DEFAULT_TEMPERATURE
     threshold: float = 0.75
     protocol: str = "default"
+    steps: int = 12
+    prompts: tuple[str, ...] | None = None
+    follow_steps: int | None = None
+    follow_span: float = 2.0
+    grader: Literal["difflens", "reference"] = "difflens"
+    leave_out_ungraded: bool = False
 
     @classmethod
     def paper(cls) -> CalibrationSettings:
-        """The reference: bisection on [0, 100] in 12 steps for each prompt on its own, 10 samples of 128 tokens
-        at T = 1.2 per step, pass at >= 75 % coherent by an LLM judge; the strength is the mean over prompts."""
-        return cls(method="bisect", max_strength=100.0, n_prompts=3, samples=10, max_new_tokens=128,
-                   temperature=PAPER_CALIBRATION_TEMPERATURE, threshold=0.75, protocol="paper")
+        """The reference (`find_steering_threshold`): its three prompts, the first bisected on [0, 100] in 12
+        steps, the other two in 6 steps on [0, 2·t₁]; 10 samples of 128 tokens at T = 1.2 per step, pass at
+        >= 75 % coherent by its LLM grader, UNKNOWN left out; the strength is the mean over the prompts."""
+        prompts = reference_prompts().calibration
+        return cls(method="bisect", max_strength=100.0, n_prompts=len(prompts), samples=10, max_new_tokens=128,
+                   temperature=PAPER_CALIBRATION_TEMPERATURE, threshold=0.75, protocol="paper", steps=12,
+                   prompts=prompts, follow_steps=6, follow_span=2.0, grader="reference", leave_out_ungraded=True)
+
+    def calibration_prompts(self) -> list[str]:
+        return list(self.prompts) if self.prompts is not None else calibration_prompts(self.n_prompts)
+
+    def search_key(self) -> dict[str, Any]:
+        """What the cache key adds beyond the default search (nothing for the default, so its caches hold)."""
+        if self == replace(self, steps=12, prompts=None, follow_steps=None, follow_span=2.0, grader="difflens",
+                           leave_out_ungraded=False):
+            return {}
+        return {"steps": self.steps, "prompts": list(self.calibration_prompts()), "follow_steps": self.follow_steps,
+                "follow_span": self.follow_span, "grader": self.grader, "leave_out_ungraded": self.leave_out_ungraded}
 
     @property
     def sample_temperature(self) -> float:
@@ -176,6 +200,15 @@ def check_protocol(settings: CalibrationSettings, judge: Judge) -> None:
                         "pass --judge openai:MODEL (or anthropic:MODEL, local:SPEC), or set DIFFLENS_JUDGE")
 
 
+def coherence_grader(settings: CalibrationSettings, judge: Judge) -> CoherenceJudge | None:
+    """The settings' LLM coherence grader over the judge's endpoint (None offline: the perplexity judge)."""
+    if judge.offline:
+        return None
+    if settings.grader == "reference":
+        return reference_coherence_judge(judge.complete, judge.complete_cold)
+    return llm_coherence_judge(judge.complete)
+
+
 def calibrate(run: AdlRun, layer: int, positions: list[int], settings: CalibrationSettings | None = None,
               seed: int = 0, side: Side = "ft", judge: Judge | None = None) -> list[dict[str, Any]]:
     """Largest coherent strength per position (cached, keyed by the judge and the protocol). `grid`: all positions
@@ -189,17 +222,19 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
     max_new_tokens, temperature, threshold = s.max_new_tokens, s.temperature, s.threshold
     if method not in ("grid", "bisect"):
         raise UserError(f"unknown calibration method {method!r}", "pass grid or bisect")
-    prompts = calibration_prompts(s.n_prompts)
+    prompts = s.calibration_prompts()
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "method": method, "max": max_strength,
               "grid": grid_size, "samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
               "threshold": threshold, "seed": seed, "side": side,
               "judge": "perplexity" if judge.offline else judge.identity}
     inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
+    inputs |= {"sampling": SAMPLING_RULE} if temperature > 0 else {}
+    inputs |= s.search_key()
     inputs |= {"rounds": "until-incoherent"} if method == "grid" else {}  # one generate per strength, not one
     if (hit := results.lookup("calibration", inputs)) is not None:
         return hit.meta["positions"]
     vectors = steering_vectors(run, layer, positions)
-    coherence_judge = None if judge.offline else llm_coherence_judge(judge.complete)
+    coherence_judge = coherence_grader(s, judge)
     label = judge.label("coherence")
     with run.pair().use(side) as model:
         if method == "grid":
@@ -210,15 +245,19 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
                     "examples": [list(x) for x in c.examples], "ungraded": c.ungraded, "judge": label}
                    for p, c in zip(positions, found, strict=True)]
         else:
-            groups = [[prompt] for prompt in prompts] if s.protocol == "paper" else [prompts]
+            sampling: dict[str, Any] = dict(samples=samples, temperature=temperature, threshold=threshold,
+                                            max_new_tokens=max_new_tokens, seed=seed,
+                                            leave_out_ungraded=s.leave_out_ungraded)
             out = []
             for p, vector in zip(positions, vectors, strict=True):
-                found_each = [calibrate_strength(model, vector, layer, group, judge=coherence_judge,
-                                                 max_strength=max_strength, samples=samples, temperature=temperature,
-                                                 threshold=threshold, max_new_tokens=max_new_tokens, seed=seed)
-                              for group in groups]
+                found_each = (calibrate_reference(model, vector, layer, prompts, coherence_judge, max_strength,
+                                                  s.steps, s.follow_steps, s.follow_span, **sampling)
+                              if s.follow_steps is not None else
+                              [calibrate_strength(model, vector, layer, prompts, coherence_judge, max_strength,
+                                                  s.steps, **sampling)])
                 steps = [step for c in found_each for step in c.steps]
                 out.append({"pos": p, "strength": sum(c.strength for c in found_each) / len(found_each),
+                            "per_prompt": [c.strength for c in found_each],
                             "coherence": [[step.strength, step.coherence] for step in steps], "examples": [],
                             "ungraded": sum(step.ungraded for step in steps), "judge": label})
     if not any(o["ungraded"] for o in out):  # a judge outage is not cached: the next call asks again

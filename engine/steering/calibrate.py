@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -41,9 +42,12 @@ class Calibration:
     judge: str
 
 
-def coherent_share(verdicts: Sequence[bool | None]) -> tuple[float, int]:
-    """(share judged coherent, number ungraded) of a batch of verdicts; ungraded counts against coherence."""
-    return sum(v is True for v in verdicts) / max(len(verdicts), 1), sum(v is None for v in verdicts)
+def coherent_share(verdicts: Sequence[bool | None], leave_out_ungraded: bool = False) -> tuple[float, int]:
+    """(share judged coherent, number ungraded) of a batch of verdicts. Ungraded verdicts count against
+    coherence, or with `leave_out_ungraded` (the reference's UNKNOWN) leave the denominator (none graded: 0)."""
+    ungraded = sum(v is None for v in verdicts)
+    graded = len(verdicts) - ungraded if leave_out_ungraded else len(verdicts)
+    return sum(v is True for v in verdicts) / max(graded, 1), ungraded
 
 
 def bisect_strength(coherence_at: Callable[[float], tuple[float, list[str], int]], max_strength: float = 100.0,
@@ -72,8 +76,10 @@ def calibrate_strength(model: LoadedModel, vector: Float[Tensor, " d_model"], la
                        prompts: Sequence[str] | None = None, judge: CoherenceJudge | None = None,
                        max_strength: float = 100.0, steps: int = 12, samples: int = 10,
                        temperature: float = 1.2, threshold: float = 0.75, max_new_tokens: int = 64,
-                       seed: int = 0, on_step: Callable[[CalibrationStep], None] | None = None) -> Calibration:
-    """Largest coherent strength of `vector` at `layer` on this model.
+                       seed: int = 0, on_step: Callable[[CalibrationStep], None] | None = None,
+                       leave_out_ungraded: bool = False) -> Calibration:
+    """Largest coherent strength of `vector` at `layer` on this model (`steps` halvings of [0, max_strength]).
+    `leave_out_ungraded`: the reference's share, over the non-empty samples the judge labelled.
 
     Without `judge`, the offline perplexity judge is used, calibrated on unsteered samples drawn with the
     same prompts, count and temperature (one extra generate call).
@@ -92,11 +98,28 @@ def calibrate_strength(model: LoadedModel, vector: Float[Tensor, " d_model"], la
         with jobs.current().stage(f"bisection step {probe}/{steps}"):
             batch = generate_steered(model, vector, layer, prompts, [strength], samples=samples,
                                      max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + probe)
-        share, ungraded = coherent_share(judge(batch))
+        graded = [s for s in batch if s.text.strip()] if leave_out_ungraded else batch  # the reference drops empties
+        share, ungraded = coherent_share(judge(graded), leave_out_ungraded) if graded else (0.0, 0)
         return share, [s.text for s in batch[:: samples]], ungraded
 
     strength, history = bisect_strength(coherence_at, max_strength, steps, threshold, on_step)
     return Calibration(strength=strength, steps=history, judge=kind)
+
+
+def calibrate_reference(model: LoadedModel, vector: Float[Tensor, " d_model"], layer: int, prompts: Sequence[str],
+                        judge: CoherenceJudge | None, max_strength: float, steps: int, follow_steps: int,
+                        follow_span: float, **sampling: Any) -> list[Calibration]:
+    """The reference's search (`find_steering_threshold`), one bisection per prompt: the first prompt `steps`
+    halvings of [0, max_strength] giving t₁, every later prompt `follow_steps` halvings of [0, follow_span·t₁].
+    With t₁ = 0 the later prompts get 0 without a search (the reference asserts a non-empty bracket there).
+    `sampling` is `calibrate_strength`'s samples, temperature, threshold, lengths, seed, ungraded rule."""
+    first = calibrate_strength(model, vector, layer, prompts[:1], judge, max_strength, steps, **sampling)
+    found = [first]
+    for prompt in prompts[1:]:
+        found.append(calibrate_strength(model, vector, layer, [prompt], judge, follow_span * first.strength,
+                                        follow_steps, **sampling) if first.strength > 0
+                     else Calibration(strength=0.0, steps=[], judge=first.judge))
+    return found
 
 
 @dataclass

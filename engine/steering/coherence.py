@@ -27,8 +27,11 @@ from jaxtyping import Float
 from engine.errors import Ungraded
 from engine.models.loading import LoadedModel
 from engine.steering.generate import SteeredSample
+from engine.steering.steering_prompts import reference_prompts
 
 CoherenceJudge = Callable[[list[SteeredSample]], list[bool | None]]
+Complete = Callable[..., str]
+"""`complete(prompt, system=None) -> str` (a `engine.judges.client.JudgeClient`)."""
 
 
 def completion_nll(model: LoadedModel, samples: Sequence[SteeredSample],
@@ -104,6 +107,38 @@ def llm_coherence_judge(complete: Callable[[str], str]) -> CoherenceJudge:
         except Ungraded:
             return None
         return labels[-1].lower() == "coherent" if labels else None
+
+    def judge(samples: list[SteeredSample]) -> list[bool | None]:
+        return [verdict(s) for s in samples]
+    return judge
+
+
+_REFERENCE_LABEL = re.compile(r"^\s*answer\s*:\s*(coherent|incoherent)\s*[.!]?\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def reference_verdict(text: str) -> bool | None:
+    """The reference's parse: the last line that is exactly `ANSWER: COHERENT|INCOHERENT` (a final `.`/`!`
+    allowed), else None (its UNKNOWN)."""
+    labels = _REFERENCE_LABEL.findall(text)
+    return labels[-1].lower() == "coherent" if labels else None
+
+
+def reference_coherence_judge(complete: Complete, complete_cold: Complete) -> CoherenceJudge:
+    """The reference's grader (`--protocol paper`): its instructions with nine worked examples as the system
+    prompt, the answer alone as the user turn; an UNKNOWN verdict is asked once more at temperature 0
+    (`complete_cold`) and, still UNKNOWN, left out (None). An empty sample is left out without asking (the
+    reference drops empty samples before grading)."""
+    system = reference_prompts().coherence_system
+
+    def verdict(sample: SteeredSample) -> bool | None:
+        if not sample.text.strip():
+            return None
+        user = f"[ANSWER START]\n{sample.text}\n[ANSWER END]"
+        try:
+            found = reference_verdict(complete(user, system=system))
+            return found if found is not None else reference_verdict(complete_cold(user, system=system))
+        except Ungraded:
+            return None
 
     def judge(samples: list[SteeredSample]) -> list[bool | None]:
         return [verdict(s) for s in samples]

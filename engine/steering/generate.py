@@ -24,6 +24,27 @@ from engine.ndif.limits import RequestLimits
 StepCallback = Callable[[int, list[str]], None]
 """Called after each decoding step with the step index and one new text piece per row ("" when done)."""
 
+SAMPLING_RULE = "generation-config"
+"""Joins every cache key of sampled text: sampling passes only the temperature, as the reference does, so the
+model's own generation config truncates the distribution (Gemma 3: top-k 64, top-p 0.95), else transformers'
+default (top-k 50, top-p 1.0). Samples cached before this rule (the whole distribution) are not reused."""
+
+
+def sampling_kwargs(temperature: float) -> dict[str, object]:
+    """`generate` arguments for `temperature` (0 = greedy): only the temperature is set when sampling, so
+    top-k/top-p come from the model's generation config (the reference's behaviour, see `SAMPLING_RULE`)."""
+    if temperature > 0:
+        return dict(do_sample=True, temperature=temperature)
+    return dict(do_sample=False, temperature=None, top_k=None, top_p=None)
+
+
+def sampling_of(model: LoadedModel) -> dict[str, float | int | None]:
+    """The top-k/top-p this model samples at (its generation config, else transformers' defaults)."""
+    config = model.hf.generation_config
+    defaults = config._get_default_generation_params()
+    return {"top_k": config.top_k if config.top_k is not None else defaults["top_k"],
+            "top_p": config.top_p if config.top_p is not None else defaults["top_p"]}
+
 
 @dataclass
 class SteeredSample:
@@ -53,9 +74,9 @@ def generate_steered(model: LoadedModel, vector: Float[Tensor, " d_model"], laye
                      on_step: StepCallback | None = None) -> list[SteeredSample]:
     """Generate for every (prompt, strength, sample) in one batched call; rows in that nesting order.
 
-    `temperature` 0 is greedy (identical samples); otherwise sampling, seeded by `seed` (the RNG is
-    forked, so the global state is untouched). With sampling a row's text depends on the whole batch
-    (shared RNG stream); greedy rows do not.
+    `temperature` 0 is greedy (identical samples); otherwise sampling with the model's own top-k/top-p
+    (`sampling_kwargs`), seeded by `seed` (the RNG is forked, so the global state is untouched). With sampling
+    a row's text depends on the whole batch (shared RNG stream); greedy rows do not.
     """
     rows = [(p, s, n) for p in prompts for s in strengths for n in range(samples)]
     if not rows:
@@ -120,8 +141,7 @@ def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention
               on_count: Callable[[int], None] | None = None) -> Int[Tensor, "batch total"]:
     device = model.input_device
     kwargs: dict[str, object] = dict(max_new_tokens=max_new_tokens, pad_token_id=model.tokenizer.pad_token_id)
-    kwargs |= dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else \
-        dict(do_sample=False, temperature=None, top_k=None, top_p=None)
+    kwargs |= sampling_kwargs(temperature)
     if on_step is not None or on_count is not None:
         kwargs["streamer"] = _RowStreamer(model, on_step, on_count)
     envoy = model.nn_layer(layer)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -22,15 +22,15 @@ from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
 from engine.protocol import methods
 from engine.protocol.methods import TriagePair
-from engine.results.calibrated_steering import CalibrationSettings, check_protocol
+from engine.results.calibrated_steering import check_protocol
 from engine.results.judged_relevance import relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
 from engine.results.layer_choice import choose_layer, parse_layer
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.results.run_summary import run_summary
 from engine.steering.similarity import steering_similarity
-from engine.steering.steering_prompts import default_prompts
 from engine.triage.hypothesis import recorded_from_report
+from engine.triage.report_protocol import report_protocol
 from store import results
 from store.hashing import json_sha256
 
@@ -59,8 +59,9 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     """The report for one pair (every stage cached, so a second call is instant)."""
     ctx = ctx or JobContext()
     judge = resolve_judge(options.judge)
-    calibration = CalibrationSettings.for_device(request.placement.device, protocol=options.protocol,
-                                                 max_strength=options.max_strength)
+    protocol = report_protocol(options.protocol)
+    calibration = protocol.calibration(request.placement.device, options.max_strength)
+    requested_layer = protocol.report_layer(options.layer)
     check_protocol(calibration, judge)
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -80,13 +81,12 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
                                               cancel_event=ctx.cancel_event))
     run = load_run(outcome.run, request=request)  # the models the user named now, whatever the stored names say
     phase(0)
-    choice = choose_layer(run, options.layer)  # a bad layer is refused before any readout runs
+    choice = choose_layer(run, requested_layer)  # a bad layer is refused before any readout runs
     layer = choice.layer
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
-    steering_settings = replace(options.steering, prompts=list(default_prompts())[: options.n_prompts],
-                                temperature=calibration.sample_temperature)
+    steering_settings = protocol.final_samples(options.steering, options.n_prompts, calibration.sample_temperature)
     env = RunEnvironment(run, layer, positions, steering_settings, calibration, judge=judge)
     scope = env.patchscope_grid(layer, positions)
     phase(2)
@@ -102,7 +102,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run))  # the workbench opens at once
     phase(5)
     report = {
-        "run": run.run_id, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
+        "run": run.run_id, "protocol": protocol.name, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
         "n_layers": run.meta["n_layers"], "layer": layer, "layer_choice": choice.to_json(),
         "positions": positions, "cached": outcome.cached,

@@ -235,14 +235,17 @@ def test_cache_keys_name_the_judge_model(request_: AdlRequest, server: ScriptedL
 
 def test_paper_protocol_bisects_per_prompt_and_averages(request_: AdlRequest, server: ScriptedLLMServer) -> None:
     run = load_run(compute_adl(request_).run)
-    paper = replace(CalibrationSettings.paper(), n_prompts=2, samples=2, max_new_tokens=3)
-    [cell] = calibrate(run, 2, [0], paper, judge=resolve_judge(f"openai:{MODEL}"))
-    assert len(prompts_of(server, "[ANSWER START]")) == 2 * 12 * 2      # prompts × 12 steps × samples
-    assert len(cell["coherence"]) == 24 and cell["coherence"][0][0] == 50.0
-    assert cell["strength"] == pytest.approx(100 - 100 / 2**12)         # every step passed for both prompts
+    paper = CalibrationSettings.paper()
+    short = replace(paper, prompts=paper.calibration_prompts()[:2], samples=2, max_new_tokens=3)
+    [cell] = calibrate(run, 2, [0], short, judge=resolve_judge(f"openai:{MODEL}"))
+    assert len(prompts_of(server, "[ANSWER START]")) == (12 + 6) * 2   # 12 steps of prompt 1, 6 of prompt 2
+    assert len(cell["coherence"]) == 18 and cell["coherence"][0][0] == 50.0
+    t1 = 100 - 100 / 2**12                                                # every step passed
+    assert cell["per_prompt"] == pytest.approx([t1, 2 * t1 * (1 - 2**-6)])
+    assert cell["strength"] == pytest.approx(sum(cell["per_prompt"]) / 2)
     [stored] = results.list_results("calibration")
     assert stored["inputs"]["protocol"] == "paper" and stored["inputs"]["max"] == 100.0
-    assert CalibrationSettings.paper().samples >= 10 and CalibrationSettings.paper().temperature == 1.2
+    assert stored["inputs"]["follow_steps"] == 6 and stored["inputs"]["grader"] == "reference"
 
 
 def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:

@@ -77,7 +77,8 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2, grid
     """The human report: where the trace is, what it says, what steering writes, the hypothesis."""
     out.print(Panel.fit(Text.assemble((f"{report['base']} → {report['ft']}", "bold"), f"   run {report['run']}\n"
                         f"{report['n']} texts of {report['corpus']}, first {report['k']} tokens, "
-                        f"report layer {report['layer']} of {report['n_layers']}"), title="difflens triage"))
+                        f"report layer {report['layer']} of {report['n_layers']}, "
+                        f"protocol {report.get('protocol', 'default')}"), title="difflens triage"))
     if report.get("description"):
         out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
     if judges := report.get("judges"):
