@@ -98,8 +98,13 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
     index = {p: i for i, p in enumerate(sorted({p for p, _ in cells}))}
     plain = [(-1, 0.0, prompt, n) for prompt in prompts for n in range(samples)]
     steered = [(pos, strength, prompt, n) for pos, strength in cells for prompt in prompts for n in range(samples)]
-    rows = plain + steered
+    known = results.lookup("unsteered", _unsteered_inputs(inputs))  # one unsteered column whatever the cell or α
+    rows = steered if known is not None else plain + steered
     per_cell = len(plain)
+    if known is not None and on_partial is not None:
+        for line, ((_, _, prompt, _), text) in enumerate(zip(plain, known.meta["texts"], strict=True)):
+            on_partial({"row": line, "line": line, "pos": -1, "prompt": prompt, "strength": 0.0, "text": text,
+                        "column": "unsteered"})
     addends = torch.stack([torch.zeros(vectors.shape[1]) if pos < 0 else vectors[index[pos]] * strength
                            for pos, strength, _, _ in rows])
     texts = [""] * len(rows)
@@ -117,8 +122,12 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
     with run.pair(backend).use(side) as model:
         made, _, _ = generate_rows(model, layer, [r[2] for r in rows], addends, max_new_tokens, temperature, seed,
                                    on_step=on_step)
-    unsteered = made[:per_cell]
-    for number, cell in enumerate(cells, start=1):
+    if known is None:
+        unsteered, made = made[:per_cell], made[per_cell:]
+        _save_unsteered(inputs, unsteered)
+    else:
+        unsteered = known.meta["texts"]
+    for number, cell in enumerate(cells):
         found[cell] = [{"prompt": prompt, "strength": cell[1], "sample": n, "steered": text, "unsteered": plain_text}
                        for (_, _, prompt, n), text, plain_text in
                        zip(plain, made[per_cell * number: per_cell * (number + 1)], unsteered, strict=True)]
@@ -136,6 +145,17 @@ def steering_inputs(run: AdlRun, layer: int, prompts: list[str], samples: int, m
     inputs |= {"backend": backend} if backend != "local" else {}
     inputs |= {"direction": direction.key} if direction is not None else {}
     return inputs
+
+
+def _unsteered_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Unsteered text depends on neither the layer nor the vector: the steering key less those."""
+    return {k: v for k, v in inputs.items() if k not in ("layer", "direction")}
+
+
+def _save_unsteered(inputs: dict[str, Any], texts: list[str]) -> None:
+    """The unsteered column of these settings, reused by every later steering with them (drawn once)."""
+    results.save("unsteered", _unsteered_inputs(inputs), {"count": np.asarray([len(texts)], dtype=np.int64)},
+                 {"texts": texts})
 
 
 def _save_cell(inputs: dict[str, Any], cell: tuple[int, float], made: list[dict[str, Any]]) -> None:
@@ -278,6 +298,8 @@ def file_samples(inputs: dict[str, Any], found: dict[int, GridCalibration]) -> N
     """Each position's calibration texts at its chosen strength, filed as the steering samples of that cell under
     the calibration's settings (`inputs`): a steering request with those settings is answered by them. A filed
     cell's seed is the request's; its texts were drawn in the calibration's round for that strength."""
+    if any(cell.unsteered for cell in found.values()):
+        _save_unsteered(inputs, next(cell.unsteered for cell in found.values() if cell.unsteered))
     for pos, cell in found.items():
         if cell.strength > 0 and cell.samples:
             prompts, per_prompt = inputs["prompts"], inputs["samples"]
