@@ -205,6 +205,13 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
                           status="press r to steer from the selected cell")
 
 
+def calibrated_cells(summary: dict[str, Any]) -> dict[tuple[int, int], float]:
+    """The calibrated strength per (layer, pos) that an `adl.summary` brings (a triaged run's), else none."""
+    calibrated = summary.get("calibrated") or {}
+    return {(int(calibrated["layer"]), int(pos)): float(strength)
+            for pos, strength in (calibrated.get("strengths") or {}).items()}
+
+
 def move_cursor(heat: HeatState, d_row: int, d_pos: int) -> HeatState:
     """The cursor moved by arrow keys, clamped to the grid."""
     if not heat.layers:
@@ -298,9 +305,10 @@ def start_steering(steer: SteerState, layer: int, pos: int) -> SteerState:
 
 
 def apply_steer_partial(steer: SteerState, event: dict[str, Any]) -> SteerState:
-    """A streamed piece of one sample: `text` is the whole text so far for row `row` in `column`
-    ("steered" | "unsteered")."""
-    i = int(event.get("row", 0))
+    """A streamed piece of one sample: `text` is the whole text so far of `column` ("steered" | "unsteered") on
+    line `line` (a sample's steered and unsteered texts share it, so both columns stream side by side; recordings
+    from before `line` have only `row`)."""
+    i = int(event.get("line", event.get("row", 0)))
     rows = list(steer.rows)
     while len(rows) <= i:
         rows.append(SteerRow(prompt=""))

@@ -20,6 +20,7 @@ from engine.protocol import methods
 from engine.protocol.methods import CalibrationParams
 from engine.results.calibrated_steering import CalibrationSettings, Direction, calibrate, steer
 from engine.results.layer_choice import report_layer
+from engine.steering.steering_prompts import default_prompts
 from store import results
 
 
@@ -78,7 +79,8 @@ def steer_generate(params: methods.SteerGenerate, ctx: JobContext) -> dict[str, 
         strengths = [cell["strength"]] if direction is None else [cell["strength"], -cell["strength"]]
         calibrated = {"calibration": _judged(cell)}
     with ndif_errors(remote), ctx.stage(f"steering layer {layer}"):
-        samples = steer(run, layer, pos, strengths, params.prompts, samples=params.n_samples,
+        prompts = params.prompts or list(default_prompts()[: params.n_prompts])
+        samples = steer(run, layer, pos, strengths, prompts, samples=params.n_samples,
                         max_new_tokens=params.max_new_tokens, temperature=params.temperature, seed=params.seed,
                         side=_side(params.side), on_partial=ctx.partial, backend=backend,  # type: ignore[arg-type]
                         direction=direction)

@@ -133,18 +133,32 @@ class SteerCalibrate(CalibrationParams):
     """steer.calibrate"""
 
 
+# how many of the shipped steering prompts a report (and its calibration) steers with
+REPORT_PROMPTS = 4
+
+
 @dataclass(frozen=True, kw_only=True)
 class SteerGenerate(CalibrationParams):
-    """steer.generate: `component` = {"result": a lens.pca result, "index": i} steers along that component."""
+    """steer.generate: `component` = {"result": a lens.pca result, "index": i} steers along that component;
+    None `prompts`: the first `n_prompts` shipped prompts (None: all of them)."""
 
     strengths: list[float] | None = None
     prompts: list[str] | None = None
+    n_prompts: int | None = count(None, 1000)
     n_samples: int = count(1, 1000)
     max_new_tokens: int = count(64, 8192)
     temperature: float = 0.0
     seed: int = 0
     backend: str | None = None
     component: object = None
+
+
+REPORT_STEERING = SteerGenerate(run="", n_prompts=REPORT_PROMPTS, n_samples=1, max_new_tokens=32,
+                                temperature=DEFAULT_TEMPERATURE)
+"""The steering samples of a triage report and of the workbench's `r`: one set, so a triage's samples answer the
+workbench's first steering from the cache. The default calibration draws exactly these (its prompts, samples per
+prompt, length and temperature) at every strength it tries, so the report's samples are its samples at the chosen
+strength and cost nothing more (engine/results/calibrated_steering.py)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -188,7 +202,7 @@ class TriagePair(AdlSettings):
     description: str | None = None
     top_k: int = count(20)
     steer: bool = True
-    n_prompts: int = 6
+    n_prompts: int = REPORT_PROMPTS
     max_strength: float | None = None
     judge: str | None = None
     protocol: str | None = None

@@ -18,8 +18,20 @@ from torch import Tensor
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.judges.judge_config import Judge
-from engine.protocol.methods import DEFAULT_TEMPERATURE, PAPER_CALIBRATION_TEMPERATURE, PAPER_SAMPLE_TEMPERATURE
-from engine.steering.calibrate import calibrate_grid, calibrate_reference, calibrate_strength, geometric_grid
+from engine.protocol.methods import (
+    DEFAULT_TEMPERATURE,
+    PAPER_CALIBRATION_TEMPERATURE,
+    PAPER_SAMPLE_TEMPERATURE,
+    REPORT_PROMPTS,
+    REPORT_STEERING,
+)
+from engine.steering.calibrate import (
+    GridCalibration,
+    calibrate_grid,
+    calibrate_reference,
+    calibrate_strength,
+    geometric_grid,
+)
 from engine.steering.coherence import CoherenceJudge, llm_coherence_judge, reference_coherence_judge
 from engine.steering.generate import SAMPLING_RULE, generate_rows
 from engine.steering.steering_prompts import calibration_prompts, default_prompts, reference_prompts
@@ -70,28 +82,35 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
                 side: Side = "ft", on_partial: Partial | None = None, backend: str | None = None,
                 direction: Direction | None = None) -> dict[tuple[int, float], list[dict[str, Any]]]:
     """Steered text for every (position, strength) cell × prompt × sample, beside the unsteered text, in ONE
-    generate call (the unsteered rows are shared by all cells; NDIF splits it into bounded requests). Cached;
-    streams `{"row", "pos", "prompt", "strength", "column", "text"}` partials as tokens arrive. `direction`
-    replaces the mean diff as the vector (its key joins the cache key)."""
+    generate call (the unsteered rows are shared by all cells; NDIF splits it into bounded requests). Cached per
+    cell, so one cell of a report (or the calibration's own samples, `file_samples`) answers a single steering;
+    only the cells not cached are generated. Streams `{"row", "line", "pos", "prompt", "strength", "column",
+    "text"}` partials as tokens arrive (`line`: the sample's index in its cell, so a steered text and its
+    unsteered twin share a line). `direction` replaces the mean diff as the vector (its key joins the cache key)."""
     prompts = list(prompts or default_prompts())
-    cells = sorted({(int(p), float(s)) for p, s in cells if s != 0})
-    if not cells:
+    asked = sorted({(int(p), float(s)) for p, s in cells if s != 0})
+    if not asked:
         raise UserError("no non-zero steering strength given", "pass --strength S or --strength auto")
-    inputs = {"run": run.run_id, "layer": layer, "cells": cells, "prompts": prompts, "samples": samples,
-              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "side": side}
-    backend = backend or run.request.backend
-    inputs |= {"backend": backend} if backend != "local" else {}
-    inputs |= {"sampling": SAMPLING_RULE} if temperature > 0 else {}
-    inputs |= {"direction": direction.key} if direction is not None else {}
-    if (hit := results.lookup("steering", inputs)) is not None:
-        return {(c["pos"], c["strength"]): c["samples"] for c in hit.meta["cells"]}
+    inputs = steering_inputs(run, layer, prompts, samples, max_new_tokens, temperature, seed, side, backend,
+                             direction)
+    found = {cell: hit.meta["cells"][0]["samples"] for cell in asked
+             if (hit := results.lookup("steering", {**inputs, "cells": [cell]})) is not None}
+    cells = [cell for cell in asked if cell not in found]
+    if not cells:
+        return found
     positions = sorted({p for p, _ in cells})
     vectors = (steering_vectors(run, layer, positions) if direction is None
                else direction_vectors(run, layer, direction, len(positions)))
     index = {p: i for i, p in enumerate(sorted({p for p, _ in cells}))}
     plain = [(-1, 0.0, prompt, n) for prompt in prompts for n in range(samples)]
     steered = [(pos, strength, prompt, n) for pos, strength in cells for prompt in prompts for n in range(samples)]
-    rows = plain + steered
+    known = results.lookup("unsteered", _unsteered_inputs(inputs))  # one unsteered column whatever the cell or α
+    rows = steered if known is not None else plain + steered
+    per_cell = len(plain)
+    if known is not None and on_partial is not None:
+        for line, ((_, _, prompt, _), text) in enumerate(zip(plain, known.meta["texts"], strict=True)):
+            on_partial({"row": line, "line": line, "pos": -1, "prompt": prompt, "strength": 0.0, "text": text,
+                        "column": "unsteered"})
     addends = torch.stack([torch.zeros(vectors.shape[1]) if pos < 0 else vectors[index[pos]] * strength
                            for pos, strength, _, _ in rows])
     texts = [""] * len(rows)
@@ -103,20 +122,54 @@ def steer_cells(run: AdlRun, layer: int, cells: list[tuple[int, float]], prompts
             if piece:
                 texts[row] += piece
                 pos, strength, prompt, _ = rows[row]
-                on_partial({"row": row, "pos": pos, "prompt": prompt, "strength": strength, "text": texts[row],
-                            "column": "unsteered" if pos < 0 else "steered"})
+                on_partial({"row": row, "line": row % per_cell, "pos": pos, "prompt": prompt, "strength": strength,
+                            "text": texts[row], "column": "unsteered" if pos < 0 else "steered"})
 
     with run.pair(backend).use(side) as model:
         made, _, _ = generate_rows(model, layer, [r[2] for r in rows], addends, max_new_tokens, temperature, seed,
                                    on_step=on_step)
-    unsteered = {(prompt, n): text for (_, _, prompt, n), text in zip(plain, made[: len(plain)], strict=True)}
-    out: dict[tuple[int, float], list[dict[str, Any]]] = {cell: [] for cell in cells}
-    for (pos, strength, prompt, n), text in zip(steered, made[len(plain):], strict=True):
-        out[(pos, strength)].append({"prompt": prompt, "strength": strength, "sample": n, "steered": text,
-                                     "unsteered": unsteered[(prompt, n)]})
-    meta = {"cells": [{"pos": p, "strength": s, "samples": v} for (p, s), v in out.items()]}
-    results.save("steering", inputs, {"strengths": np.asarray([s for _, s in cells], dtype=np.float32)}, meta)
-    return out
+    if known is None:
+        unsteered, made = made[:per_cell], made[per_cell:]
+        _save_unsteered(inputs, unsteered)
+    else:
+        unsteered = known.meta["texts"]
+    for number, cell in enumerate(cells):
+        found[cell] = [{"prompt": prompt, "strength": cell[1], "sample": n, "steered": text, "unsteered": plain_text}
+                       for (_, _, prompt, n), text, plain_text in
+                       zip(plain, made[per_cell * number: per_cell * (number + 1)], unsteered, strict=True)]
+        _save_cell(inputs, cell, found[cell])
+    return {cell: found[cell] for cell in asked}
+
+
+def steering_inputs(run: AdlRun, layer: int, prompts: list[str], samples: int, max_new_tokens: int,
+                    temperature: float, seed: int, side: Side, backend: str | None = None,
+                    direction: Direction | None = None) -> dict[str, Any]:
+    """What steering samples at `layer` depend on besides the cell (the cache key less its `cells`)."""
+    inputs = {"run": run.run_id, "layer": layer, "prompts": prompts, "samples": samples,
+              "max_new_tokens": max_new_tokens, "temperature": temperature, "seed": seed, "side": side}
+    backend = backend or run.request.backend
+    inputs |= {"backend": backend} if backend != "local" else {}
+    inputs |= {"sampling": SAMPLING_RULE} if temperature > 0 else {}
+    inputs |= {"direction": direction.key} if direction is not None else {}
+    return inputs
+
+
+def _unsteered_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """Unsteered text depends on neither the layer nor the vector: the steering key less those."""
+    return {k: v for k, v in inputs.items() if k not in ("layer", "direction")}
+
+
+def _save_unsteered(inputs: dict[str, Any], texts: list[str]) -> None:
+    """The unsteered column of these settings, reused by every later steering with them (drawn once)."""
+    results.save("unsteered", _unsteered_inputs(inputs), {"count": np.asarray([len(texts)], dtype=np.int64)},
+                 {"texts": texts})
+
+
+def _save_cell(inputs: dict[str, Any], cell: tuple[int, float], made: list[dict[str, Any]]) -> None:
+    """One cell's samples under the key a request for that cell alone has."""
+    pos, strength = cell
+    results.save("steering", {**inputs, "cells": [cell]}, {"strengths": np.asarray([strength], dtype=np.float32)},
+                 {"cells": [{"pos": pos, "strength": strength, "samples": made}]})
 
 
 def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: list[str] | None = None,
@@ -130,20 +183,22 @@ def steer(run: AdlRun, layer: int, pos: int, strengths: list[float], prompts: li
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    """How strengths are calibrated. `for_device("cpu")` trims rows and tokens so a CPU triage takes about a
-    minute; on a GPU the batch is larger (the rows cost little there). `protocol="paper"` is the reference's
-    search instead (see `paper`). `prompts` None = the first `n_prompts` default prompts; `follow_steps` set =
-    the reference's per-prompt search (later prompts bisect [0, follow_span·t₁]); `grader` the LLM coherence
-    grader's prompt (difflens's or the reference's, with worked examples and a retry at T = 0);
-    `leave_out_ungraded` = an ungraded sample leaves the coherence share instead of counting as incoherent."""
+    """How strengths are calibrated. The default draws the report's steering samples (`REPORT_STEERING`: its
+    prompts, samples, length and temperature) at each strength it tries, so those at the chosen strength are the
+    report's and the workbench's steering samples (`calibrate` files them under the steering cache key);
+    `for_device("cpu")` trims the grid. `protocol="paper"` is the reference's search instead (see `paper`).
+    `prompts` None = the first `n_prompts` default prompts; `follow_steps` set = the reference's per-prompt search
+    (later prompts bisect [0, follow_span·t₁]); `grader` the LLM coherence grader's prompt (difflens's or the
+    reference's, with worked examples and a retry at T = 0); `leave_out_ungraded` = an ungraded sample leaves the
+    coherence share instead of counting as incoherent."""
 
     method: str = "grid"
     max_strength: float = 4.0
     grid_size: int = 8
-    n_prompts: int = 3
-    samples: int = 4
-    max_new_tokens: int = 40
-    temperature: float = DEFAULT_TEMPERATURE
+    n_prompts: int = REPORT_PROMPTS
+    samples: int = REPORT_STEERING.n_samples
+    max_new_tokens: int = REPORT_STEERING.max_new_tokens
+    temperature: float = REPORT_STEERING.temperature
     threshold: float = 0.75
     protocol: str = "default"
     steps: int = 12
@@ -189,7 +244,7 @@ class CalibrationSettings:
                 raise UserError(f"--protocol paper fixes the search, so {', '.join(sorted(given))} cannot be set",
                                 "drop those options, or use the default protocol")
             return cls.paper()
-        base = cls() if device.startswith("cuda") else cls(grid_size=7, n_prompts=2, samples=2, max_new_tokens=32)
+        base = cls() if device.startswith("cuda") else cls(grid_size=7)
         return replace(base, **given)
 
 
@@ -209,6 +264,29 @@ def coherence_grader(settings: CalibrationSettings, judge: Judge) -> CoherenceJu
     return llm_coherence_judge(judge.complete)
 
 
+def calibration_inputs(run: AdlRun, layer: int, positions: list[int], s: CalibrationSettings, seed: int, side: Side,
+                       judge: Judge) -> dict[str, Any]:
+    """The cache key of a calibration (the judge and the protocol included)."""
+    inputs = {"run": run.run_id, "layer": layer, "positions": positions, "method": s.method, "max": s.max_strength,
+              "grid": s.grid_size, "samples": s.samples, "max_new_tokens": s.max_new_tokens,
+              "temperature": s.temperature, "threshold": s.threshold, "seed": seed, "side": side,
+              "judge": "perplexity" if judge.offline else judge.identity}
+    inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
+    inputs |= {"sampling": SAMPLING_RULE} if s.temperature > 0 else {}
+    inputs |= s.search_key()
+    inputs |= {"rounds": "until-incoherent"} if s.method == "grid" else {}  # one generate per strength, not one
+    return inputs
+
+
+def cached_calibration(run: AdlRun, layer: int, judge: Judge) -> list[dict[str, Any]] | None:
+    """The default calibration of every position at `layer` (a triage's, a workbench's), if it is stored: read
+    without running anything."""
+    settings = CalibrationSettings.for_device(run.request.placement.device)
+    hit = results.lookup("calibration", calibration_inputs(run, layer, list(range(run.mean_diff.shape[1])), settings,
+                                                           0, "ft", judge))
+    return None if hit is None else hit.meta["positions"]
+
+
 def calibrate(run: AdlRun, layer: int, positions: list[int], settings: CalibrationSettings | None = None,
               seed: int = 0, side: Side = "ft", judge: Judge | None = None) -> list[dict[str, Any]]:
     """Largest coherent strength per position (cached, keyed by the judge and the protocol). `grid`: all positions
@@ -223,14 +301,7 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
     if method not in ("grid", "bisect"):
         raise UserError(f"unknown calibration method {method!r}", "pass grid or bisect")
     prompts = s.calibration_prompts()
-    inputs = {"run": run.run_id, "layer": layer, "positions": positions, "method": method, "max": max_strength,
-              "grid": grid_size, "samples": samples, "max_new_tokens": max_new_tokens, "temperature": temperature,
-              "threshold": threshold, "seed": seed, "side": side,
-              "judge": "perplexity" if judge.offline else judge.identity}
-    inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
-    inputs |= {"sampling": SAMPLING_RULE} if temperature > 0 else {}
-    inputs |= s.search_key()
-    inputs |= {"rounds": "until-incoherent"} if method == "grid" else {}  # one generate per strength, not one
+    inputs = calibration_inputs(run, layer, positions, s, seed, side, judge)
     if (hit := results.lookup("calibration", inputs)) is not None:
         return hit.meta["positions"]
     vectors = steering_vectors(run, layer, positions)
@@ -244,6 +315,9 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
             out = [{"pos": p, "strength": c.strength, "coherence": [list(x) for x in c.coherence],
                     "examples": [list(x) for x in c.examples], "ungraded": c.ungraded, "judge": label}
                    for p, c in zip(positions, found, strict=True)]
+            if not any(c.ungraded for c in found):
+                file_samples(steering_inputs(run, layer, prompts, samples, max_new_tokens, temperature, seed, side),
+                             dict(zip(positions, found, strict=True)))
         else:
             sampling: dict[str, Any] = dict(samples=samples, temperature=temperature, threshold=threshold,
                                             max_new_tokens=max_new_tokens, seed=seed,
@@ -265,3 +339,17 @@ def calibrate(run: AdlRun, layer: int, positions: list[int], settings: Calibrati
                      {"positions": out})
     return out
 
+
+def file_samples(inputs: dict[str, Any], found: dict[int, GridCalibration]) -> None:
+    """Each position's calibration texts at its chosen strength, filed as the steering samples of that cell under
+    the calibration's settings (`inputs`): a steering request with those settings is answered by them. A filed
+    cell's seed is the request's; its texts were drawn in the calibration's round for that strength."""
+    if any(cell.unsteered for cell in found.values()):
+        _save_unsteered(inputs, next(cell.unsteered for cell in found.values() if cell.unsteered))
+    for pos, cell in found.items():
+        if cell.strength > 0 and cell.samples:
+            prompts, per_prompt = inputs["prompts"], inputs["samples"]
+            made = [{"prompt": prompts[i // per_prompt], "strength": cell.strength, "sample": i % per_prompt,
+                     "steered": text, "unsteered": plain}
+                    for i, (text, plain) in enumerate(zip(cell.samples, cell.unsteered, strict=True))]
+            _save_cell(inputs, (pos, cell.strength), made)

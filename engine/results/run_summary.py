@@ -7,12 +7,16 @@ from typing import Any
 
 from engine.adl.runs import AdlRun
 from engine.errors import ActionableError
+from engine.judges.judge_config import resolve_judge
+from engine.results.calibrated_steering import cached_calibration
 from engine.results.layer_choice import choose_layer
 
 
 def run_summary(run: AdlRun) -> dict[str, Any]:
     """The layer choice is cached (computed from the logit lens on first use). A run whose models cannot be loaded
-    here still gets its heatmap: `layer_choice` is then None and `layer_choice_error` says why."""
+    here still gets its heatmap: `layer_choice` is then None and `layer_choice_error` says why. `calibrated`: the
+    strengths a triage (or the workbench) calibrated at the chosen layer, when stored, so the workbench opens
+    where triage left off."""
     try:
         choice, why_not = choose_layer(run).to_json(), None
     except ActionableError as exc:
@@ -26,4 +30,14 @@ def run_summary(run: AdlRun) -> dict[str, Any]:
             "layer_choice": choice, "layer_choice_error": why_not,
             "metrics": {"diff_norm": diff_norm.tolist(), "rel_norm": rel.tolist(),
                         "base_norm": run.base_norm.tolist(), "ft_norm": run.ft_norm.tolist()},
-            "sample_windows": meta.get("sample_windows", [])}
+            "sample_windows": meta.get("sample_windows", []),
+            "calibrated": _calibrated(run, choice["layer"]) if choice else None}
+
+
+def _calibrated(run: AdlRun, layer: int) -> dict[str, Any] | None:
+    """`{"layer", "strengths": {pos: strength}}` of the stored default calibration at `layer` (None: none)."""
+    try:
+        cells = cached_calibration(run, layer, resolve_judge())
+    except ActionableError:  # a judge configured but unusable: the workbench calibrates when asked, and says why
+        return None
+    return None if cells is None else {"layer": layer, "strengths": {str(c["pos"]): c["strength"] for c in cells}}

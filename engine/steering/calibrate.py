@@ -132,6 +132,8 @@ class GridCalibration:
     coherence: list[tuple[float, float]]
     examples: list[tuple[float, str]]
     ungraded: int = 0
+    samples: list[str] = field(default_factory=list)    # every text drawn at `strength`, prompt by prompt
+    unsteered: list[str] = field(default_factory=list)  # the same prompts unsteered (drawn once, for all vectors)
 
 
 def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"], layer: int,
@@ -139,8 +141,9 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
                    judge: CoherenceJudge | None = None, samples: int = 4, temperature: float = 1.2,
                    threshold: float = 0.75, max_new_tokens: int = 48, seed: int = 0) -> list[GridCalibration]:
     """Strength calibration of several vectors, one generate call per grid strength, smallest first: each round
-    carries every vector still coherent × prompts × samples rows (the first round also the unsteered rows the
-    offline judge is calibrated on), and a vector leaves at its first incoherent strength.
+    carries every vector still coherent × prompts × samples rows (the first round also the unsteered rows, which
+    calibrate the offline judge), and a vector leaves at its first incoherent strength. Each vector keeps its
+    texts at its calibrated strength and the unsteered ones: they are steering samples at these settings.
 
     Why rounds: coherence is taken to fall with strength, so nothing past a vector's first failure can change
     its strength; on a CPU a generate costs about its rows, and most rows of a single-call grid would lie past
@@ -152,13 +155,14 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
     n_vectors, per_cell = vectors.shape[0], len(prompts) * samples
     found = [GridCalibration(strength=0.0, coherence=[], examples=[]) for _ in range(n_vectors)]
     alive = list(range(n_vectors))
+    unsteered: list[str] = []
     for round_index, strength in enumerate(grid):
         if not alive:
             break
         row_prompts = [p for _ in alive for p in prompts for _ in range(samples)]
         addends = [vectors[v].float() * strength for v in alive for _ in range(per_cell)]
         n_steered = len(row_prompts)
-        if judge is None:  # the offline judge's unsteered reference, drawn once with the first round
+        if round_index == 0:  # the unsteered texts (the offline judge's reference), drawn once with the first round
             row_prompts += [p for p in prompts for _ in range(samples)]
             addends += [torch.zeros(vectors.shape[1])] * per_cell
         with jobs.current().stage(f"strength {round_index + 1} of at most {len(grid)} (α {strength:g})"):
@@ -167,6 +171,8 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
         made = [SteeredSample(prompt=p, strength=strength if i < n_steered else 0.0, sample=0, text=t,
                               prompt_ids=ids, completion_ids=c)
                 for i, (p, t, ids, c) in enumerate(zip(row_prompts, texts, prompt_ids, completion_ids, strict=True))]
+        if round_index == 0:
+            unsteered = [sample.text for sample in made[n_steered:]]
         if judge is None:
             judge = perplexity_judge(model, made[n_steered:])
         verdicts = judge(made[:n_steered])
@@ -179,6 +185,8 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
             cell.examples.append((strength, made[index * per_cell].text))
             if share >= threshold:
                 cell.strength = strength
+                cell.samples = [sample.text for sample in made[index * per_cell: (index + 1) * per_cell]]
+                cell.unsteered = unsteered
                 still.append(v)
         alive = still
     return found

@@ -21,7 +21,7 @@ from engine.answers import memo
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
 from engine.protocol import methods
-from engine.protocol.methods import TriagePair
+from engine.protocol.methods import REPORT_STEERING, TriagePair
 from engine.results.calibrated_steering import check_protocol
 from engine.results.judged_relevance import relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
@@ -50,7 +50,8 @@ class TriageOptions:
     steer: bool = TriagePair.steer
     n_prompts: int = TriagePair.n_prompts
     max_strength: float | None = None
-    steering: SteeringSettings = field(default_factory=lambda: SteeringSettings(max_new_tokens=48))
+    steering: SteeringSettings = field(default_factory=lambda: SteeringSettings(
+        samples=REPORT_STEERING.n_samples, max_new_tokens=REPORT_STEERING.max_new_tokens))
     judge: str | None = None
     protocol: str | None = None
 
@@ -99,7 +100,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     known = known_finetune(request.ft_spec, options.description)
     relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known else None
     similarity = _similarity(steering, known) if known and steering else None
-    memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run))  # the workbench opens at once
+    # the workbench opens at once, with the calibration just stored (a summary kept before it lacks that)
+    memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run), renew=bool(steering))
     phase(5)
     report = {
         "run": run.run_id, "protocol": protocol.name, "base": run.meta["base_label"], "ft": run.meta["ft_label"],

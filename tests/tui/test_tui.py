@@ -208,6 +208,49 @@ async def test_alpha_starts_calibrated_and_steps_by_root_two_back_to_the_shown_r
         assert len([m for m, _ in client.asked if m == "steer.generate"]) == 2
 
 
+class StreamsThenHolds(ReplayClient[Recording]):
+    """`steer.generate` streams `partials` (shaped as the engine's `steer_cells` sends them) and then holds its
+    answer until `gate` is set."""
+
+    def __init__(self, data: dict[str, Any], partials: list[dict[str, Any]]) -> None:
+        book = Recording(data)
+        super().__init__(book, book.description)
+        self.partials = partials
+        self.gate = asyncio.Event()
+
+    async def run_job(self, method: str, params: dict[str, Any] | None = None,
+                      on_event: Any = None) -> dict[str, Any]:
+        if method == "steer.generate" and on_event is not None:
+            for event in self.partials:
+                on_event({"job": "j1", "type": "partial", **event})
+            await self.gate.wait()
+        return await super().run_job(method, params, on_event)
+
+
+@pytest.mark.asyncio
+async def test_the_steered_column_streams_beside_the_unsteered_one() -> None:
+    prompts = ["Tell me about your weekend.", "Write a short poem."]
+    # the first decoding step of one cell, as the engine streams it: the unsteered rows (0, 1) come first in the
+    # batch, the steered ones (2, 3) after them; `line` pairs each steered text with its unsteered twin
+    partials = [{"row": row, "line": row % 2, "pos": 1 if row > 1 else -1, "prompt": prompts[row % 2],
+                 "strength": 2.5, "column": "steered" if row > 1 else "unsteered", "text": text}
+                for row, text in enumerate(["I went", "Roses are", "Cake cake", "Ovens are"])]
+    client = StreamsThenHolds(recording(), partials)
+    app, _ = make_app(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        pane = app.screen.query_one(SteeringPane)
+        await pilot.press("r")
+        await until(lambda: pane.steer.streaming and len(pane.steer.rows) >= 2 and pane.steer.rows[1].steered,
+                    10, "streamed samples")
+        assert [(r.prompt, r.steered, r.unsteered) for r in pane.steer.rows] == \
+            [(prompts[0], "Cake cake", "I went"), (prompts[1], "Ovens are", "Roses are")]
+        assert "Cake cake" in plain(pane) and "I went" in plain(pane)
+        client.gate.set()
+        await until(lambda: not pane.steer.streaming, 10, "the finished samples")
+        assert pane.steer.rows[0].steered.startswith("Cake cake bake")
+
+
 @pytest.mark.asyncio
 async def test_a_new_steering_job_cancels_the_one_it_replaces() -> None:
     client = HeldReplay(recording(), {"steer.generate": None})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ from tests.support.tui_helpers import mine_in_view, plain, record_notifications
 from tui.app import DiffLensApp
 from tui.client import EngineClient, connect
 from tui.state import JobView, Start
+from tui.widgets.heatmap import Heatmap
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
@@ -299,3 +301,35 @@ async def test_q_mid_job_quits_at_once_and_reaps_the_private_engine(tiny_dir: Pa
     assert time.monotonic() - pressed < 5
     assert proc.returncode == 0
     assert not Path(f"/proc/{proc.pid}").exists()
+
+
+@pytest.mark.asyncio
+async def test_a_triaged_run_opens_with_its_steering_answered_from_the_cache(tiny_dir: Path, tiny_ft_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    """The workbench opens a triaged run on its calibrated α and the report's samples; the models are gone by
+    then, so any steering or calibration not answered from the cache would fail."""
+    from engine.adl.request import AdlRequest
+    from engine.triage.pair_triage import TriageOptions, triage
+
+    base, ft = tmp_path / "base", tmp_path / "ft"
+    shutil.copytree(tiny_dir, base)
+    shutil.copytree(tiny_ft_dir, ft)
+    report = triage(AdlRequest(base=str(base), ft=str(ft), corpus="self:", n=12, k=3, device="cpu"), TriageOptions())
+    shutil.rmtree(base)
+    shutil.rmtree(ft)
+    app = stdio_app(Start(run=report["run"]))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await opened(app)
+        pane = app.screen.query_one(SteeringPane)
+        heat = app.screen.query_one(Heatmap).heat
+        cell = report["steering"][str(heat.pos)]
+        assert heat.layer == report["layer"] and cell["strength"] > 0, "the tiny pair has no coherent strength here"
+        await until(lambda: pane.steer.rows and not pane.steer.streaming, 60, "the report's steering samples")
+        assert pane.steer.alpha == cell["strength"] and pane.steer.alpha_from == "calibrated"
+        assert [(r.prompt, r.steered, r.unsteered) for r in pane.steer.rows] == \
+            [(p["prompt"], p["steered"], p["unsteered"]) for p in cell["prompts"]]
+        await until(lambda: app.screen.query_one(TokensPane).tokens.scales, 60, "the report's Patchscope")
+        await pilot.press("r")  # the first r: the same samples, no job
+        await pilot.pause()
+        assert "shown before" in pane.steer.status
+        assert [r.steered for r in pane.steer.rows] == [p["steered"] for p in cell["prompts"]]

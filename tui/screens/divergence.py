@@ -19,11 +19,12 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
 from engine.protocol import methods
+from tui.presets import KL_CORPUS
 from tui.render.lens_views import divergence_view
 from tui.screens.lens_screen import LensScreen
 
 CORPUS_PREFIX = "@"
-CORPUS_TEXTS = 20
+CORPUS_TEXTS = KL_CORPUS.n
 
 
 def divergence_params(typed: str, layer: int | None) -> dict[str, Any]:

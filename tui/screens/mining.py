@@ -17,11 +17,12 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input
 
 from engine.protocol import methods
+from tui.presets import GENERIC, MINE
 from tui.render.lens_views import mining_table, topics_view
 from tui.screens.lens_screen import LensScreen
 
-DEFAULT_CORPUS = "generic:"
-DEFAULT_TEXTS = 40
+DEFAULT_CORPUS = GENERIC
+DEFAULT_TEXTS = MINE.n
 
 
 class MiningScreen(LensScreen):
@@ -52,5 +53,5 @@ class MiningScreen(LensScreen):
 
     @work(exclusive=True)
     async def mine(self, corpus: str, n: int) -> None:
-        await self.ask("diff mining", methods.LENS_MINE, {"corpus": corpus, "n": n, "topics": True},
+        await self.ask("diff mining", methods.LENS_MINE, {"corpus": corpus, "n": n, "topics": MINE.topics},
                        f"mining {n} texts of {corpus}…")

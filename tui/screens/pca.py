@@ -8,6 +8,7 @@ diff's calibrated strength at this cell, beside the unsteered text) and `e` edit
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -20,11 +21,12 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
 from engine.protocol import methods
+from tui.presets import GENERIC, PCA, STEER
 from tui.render.lens_views import component_steering_view, pca_view
 from tui.screens.lens_screen import LensScreen
 
-DEFAULT_CORPUS = "generic:"
-DEFAULT_TEXTS = 256
+DEFAULT_CORPUS = GENERIC
+DEFAULT_TEXTS = PCA.n
 STEER_HINT = "s steers with the selected component (± the mean diff's calibrated strength at this cell)"
 
 
@@ -69,8 +71,8 @@ class PcaScreen(LensScreen):
     @work(exclusive=True, group="steer")
     async def steer(self, read: dict[str, Any], index: int) -> None:
         """The component as the steering vector at the PCA's own layer and position."""
-        params: dict[str, Any] = {"run": self.run, "layer": read["layer"], "pos": read["pos"],
-                                  "component": {"result": read["result"], "index": index}, "max_new_tokens": 48}
+        params = replace(STEER, run=self.run, layer=read["layer"], pos=read["pos"],
+                         component={"result": read["result"], "index": index}).to_json()
         self.notify(f"steering with component {index}…")
         self.steered = await self.link.job("steer", methods.STEER_GENERATE, params)
 

@@ -37,6 +37,7 @@ from tui.messages import (
     SteerPartial,
     SummaryReady,
 )
+from tui.presets import STEER
 from tui.progress_text import event_text
 from tui.screens.amplify import AmplifyScreen
 from tui.screens.causal import CausalScreen
@@ -61,6 +62,7 @@ from tui.state import (
     apply_steer_partial,
     apply_steer_result,
     apply_summary,
+    calibrated_cells,
     follow_cell,
     move_cursor,
     next_metric,
@@ -78,8 +80,6 @@ from tui.widgets.tokens import TokensPane
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 LENS_TOP_K = 20
-# the default protocol's sampling temperature: the one the calibrated α was found at
-STEER_DEFAULTS = {"n_samples": 1, "max_new_tokens": 40, "temperature": methods.DEFAULT_TEMPERATURE}
 LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
                                              "mining": MiningScreen, "causal": CausalScreen, "pca": PcaScreen}
 
@@ -217,7 +217,7 @@ class WorkbenchScreen(Screen[None]):
     @work(group="steer", exclusive=True, exit_on_error=False)
     async def run_steering(self, tag: int, layer: int, pos: int, alpha: float, prompts: list[str] | None) -> None:
         run = self.model.pair.run if self.model.pair else ""
-        params = {"run": run, "layer": layer, "pos": pos, "strengths": [alpha], "prompts": prompts, **STEER_DEFAULTS}
+        params = replace(STEER, run=run, layer=layer, pos=pos, strengths=[alpha], prompts=prompts).to_json()
         result = None
         try:
             result = await self.link.job(f"steering α {alpha:g}", methods.STEER_GENERATE, params,
@@ -282,15 +282,23 @@ class WorkbenchScreen(Screen[None]):
         self.load_run(message.run)
 
     def on_summary_ready(self, message: SummaryReady) -> None:
-        """Paint the run; the same run again (a reconnect) keeps the cursor, metric and steering cell."""
+        """Paint the run; the same run again (a reconnect) keeps the cursor, metric and steering cell. A triaged run
+        (its calibration stored) opens where triage left off: calibrated α, Patchscope and the report's steering
+        samples at the chosen cell, all answered from the cache."""
         before = self.model.heat if self.model.pair and self.model.pair.run == message.summary["run"] else None
         apply_summary(self.model, message.summary)
+        triaged = calibrated_cells(message.summary)
+        self._calibrated |= triaged
         if before is not None:
             self.model.heat = replace(self.model.heat, row=before.row, pos=before.pos, metric=before.metric,
                                       include_pos0=before.include_pos0)
         self._follow_cell()
         self._show()
         self._refetch_cell()
+        if before is None and triaged:
+            self._patchscope_here()
+            if self.model.steer.alpha_from == "calibrated" and self.model.steer.alpha > 0:
+                self.action_steer()
 
     def on_lens_ready(self, message: LensReady) -> None:
         t = self.model.tokens
@@ -429,9 +437,12 @@ class WorkbenchScreen(Screen[None]):
 
     def action_patchscope(self) -> None:
         """Run Patchscope on the selected cell; from then on it follows the cursor."""
-        if self.model.pair is None:
-            return
-        self._patch_follows = True
+        if self.model.pair is not None:
+            self._patch_follows = True
+            self._patchscope_here()
+
+    def _patchscope_here(self) -> None:
+        """Patchscope of the selected cell only (a triaged run's chosen cell: from the cache)."""
         t = self.model.tokens
         self.model.tokens = replace(t, patch_status="running Patchscope…")
         self._show()
