@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from store.atomic import write_text_atomic
+from tui.render.significance import board_verdict, headline_parts
 
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
            "#fde725"]
@@ -162,10 +163,13 @@ def steering(report: dict[str, Any], samples: int = 3) -> str:
 
 
 def _hypothesis(entry: dict[str, Any]) -> str:
-    if not entry.get("hypothesis"):
-        return ""
+    """The headline: the hypothesis when the trace clears its null (with the numbers), else the verdict."""
+    text, _, readable = headline_parts({**(entry.get("report") or {}), "hypothesis": None})
+    verdict = f'<p class="{"dim" if readable else "err"}" id="significance">{esc(text)}</p>'
+    if not entry.get("hypothesis") or not readable:
+        return verdict
     source = f'<div class="src">{esc(entry.get("hypothesis_source") or "")}</div>'
-    return f'<div class="hyp" id="hypothesis"><b>Hypothesis:</b> {esc(entry["hypothesis"])}{source}</div>'
+    return f'<div class="hyp" id="hypothesis"><b>Hypothesis:</b> {esc(entry["hypothesis"])}{source}</div>{verdict}'
 
 
 def pair_page(entry: dict[str, Any], definition: str = "") -> str:
@@ -198,15 +202,16 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
 def index_page(board: dict[str, Any], pages: list[str | None]) -> str:
     """The board: pairs by score with links to their pages."""
     top = max((float(p["score"]) for p in board["pairs"] if p.get("score") is not None), default=0.0) or 1.0
-    lines = ['<table id="board"><tr><th>#</th><th>pair</th><th>base</th><th>finetuned</th><th>score</th>'
-             "<th>hypothesis</th></tr>"]
+    lines = ['<table id="board"><tr><th>#</th><th>pair</th><th>base</th><th>finetuned</th><th>vs null</th>'
+             "<th>score</th><th>hypothesis</th></tr>"]
     for rank, (pair, page) in enumerate(zip(board["pairs"], pages, strict=True), start=1):
         ft = pair["ft"] + (f" + {pair['adapter']}" if pair.get("adapter") else "")
         if pair.get("error"):
-            cell = f'<td colspan="2" class="err">{esc(pair["error"])}</td>'
+            cell = f'<td colspan="3" class="err">{esc(pair["error"])}</td>'
         else:
             width = round(80 * float(pair["score"]) / top)
-            cell = (f'<td class="score">{_score(pair["score"])} <span class="bar" style="width:{width}px"></span></td>'
+            cell = (f"<td>{esc(board_verdict(pair))}</td>"
+                    f'<td class="score">{_score(pair["score"])} <span class="bar" style="width:{width}px"></span></td>'
                     f"<td>{esc(pair.get('hypothesis') or '')}</td>")
         name = f'<a href="{esc(page)}">{esc(pair["name"])}</a>' if page else esc(pair["name"])
         lines.append(f"<tr><td>{rank}</td><td>{name}</td><td>{esc(pair['base'])}</td><td>{esc(ft)}</td>{cell}</tr>")
