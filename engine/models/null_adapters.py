@@ -82,10 +82,11 @@ def lora_profile(adapter: Path) -> DeltaProfile:
     """The profile of a peft LoRA adapter, read from its files (no model): ‖s·B·A‖ per module, s its scaling."""
     import peft
 
-    config = peft.PeftConfig.from_pretrained(str(adapter))
-    if config.peft_type != peft.PeftType.LORA:
-        raise UserError(f"the null is built for LoRA adapters and full finetunes, not {config.peft_type} ({adapter})",
-                        "pass --no-null to triage this adapter without a significance test")
+    kind = peft.PeftConfig.from_pretrained(str(adapter)).peft_type
+    if kind != peft.PeftType.LORA:
+        raise UserError(f"the null is built for LoRA adapters and full finetunes, not {kind} ({adapter})",
+                        "pass --null 0 to triage this adapter without a significance test")
+    config = peft.LoraConfig.from_pretrained(str(adapter))
     weights = peft.utils.load_peft_weights(str(adapter), device="cpu")
     modules: dict[str, tuple[int, int, float]] = {}
     for key, a in weights.items():
@@ -95,7 +96,7 @@ def lora_profile(adapter: Path) -> DeltaProfile:
         b = weights[key.replace(".lora_A.", ".lora_B.")].float()
         rank = a.shape[0]
         short = name.rsplit(".", 1)[-1]
-        alpha = config.alpha_pattern.get(short, config.lora_alpha)
+        alpha = (config.alpha_pattern or {}).get(short, config.lora_alpha)
         scale = alpha / math.sqrt(rank) if config.use_rslora else alpha / rank
         modules[name] = (b.shape[0], a.shape[1], scale * _low_rank_norm(b, a.float()))
     ranks = {weights[PREFIX + name + ".lora_A.weight"].shape[0] for name in modules}
