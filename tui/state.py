@@ -72,6 +72,7 @@ class HeatState:
     status: str = "no run open"
     layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/results/layer_choice.py)
     chosen_layer: int | None = None
+    significance: dict[str, Any] | None = None  # the run's verdict against its null, once a triage tested it
 
     @property
     def layer(self) -> int:
@@ -199,7 +200,8 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
     model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric=DEFAULT_METRIC if DEFAULT_METRIC in metrics
                            else next(iter(metrics), DEFAULT_METRIC), row=row, pos=pos,
                            include_pos0=model.heat.include_pos0, status="", layer_scores=layer_scores,
-                           chosen_layer=choice.get("layer"))
+                           chosen_layer=choice.get("layer"),
+                           significance=summary.get("significance"))
     model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)
     model.steer = replace(follow_cell(model.steer, model.heat, None), rows=(),
                           status="press r to steer from the selected cell")

@@ -33,6 +33,7 @@ ABLATIONS: tuple[str, ...] = ("base", "zero")
 DIRECTIONS_PER_PASS = 4
 DEFAULT_CONTROLS = LensCausal.n_controls  # of each kind
 CONTROL_KINDS = ("random_vector", "random_diff")
+DECIDED_P = 0.05
 
 
 def unit_rows(vectors: Float[Tensor, "n d_model"]) -> Float[Tensor, "n d_model"]:
@@ -132,6 +133,21 @@ def _spread(values: list[float]) -> dict[str, float]:
             "max_abs": round(float(t.abs().max()), 5)}
 
 
+def control_test(effect: float, controls: list[float]) -> dict[str, Any]:
+    """The effect against every control pooled: z = (effect − mean) / sd and the empirical two-sided
+    p = (1 + #{|c − mean| ≥ |effect − mean|}) / (N + 1); `outside` when p ≤ `DECIDED_P` (with N controls the
+    smallest p is 1/(N + 1), so N < 19 can never decide)."""
+    if len(controls) < 2:
+        return {"z": None, "p": None, "n_controls": len(controls), "outside": None}
+    t = torch.tensor(controls, dtype=torch.float64)
+    mean, sd = float(t.mean()), float(t.std())
+    distance = abs(effect - mean)
+    p = (1 + int(((t - mean).abs() >= distance).sum())) / (len(controls) + 1)
+    z = (effect - mean) / sd if sd > 0 else None
+    return {"z": None if z is None else round(z, 2), "p": round(p, 4), "n_controls": len(controls),
+            "outside": p <= DECIDED_P}
+
+
 def set_result(sums: LossSums, n_text: int, n_controls: dict[str, int]) -> dict[str, Any]:
     """Mean losses and the effect (intervened − finetuned loss) beside the same change under each control."""
     base, ft = sums.base / sums.count, sums.ft / sums.count
@@ -144,7 +160,8 @@ def set_result(sums: LossSums, n_text: int, n_controls: dict[str, int]) -> dict[
     return {"n_texts": n_text, "n_tokens": sums.count, "base": round(base, 5), "ft": round(ft, 5),
             "intervened": round(ft + changes[0], 5), "effect": round(changes[0], 5),
             "share_of_gain_removed": round(changes[0] / gain, 5) if abs(gain) > 1e-6 else None,
-            "controls": controls, "spread": {kind: _spread(v) for kind, v in controls.items() if v}}
+            "controls": controls, "spread": {kind: _spread(v) for kind, v in controls.items() if v},
+            "test": control_test(changes[0], [c for kind in CONTROL_KINDS for c in controls[kind]])}
 
 
 def direction_effect(pair: ModelPair, sets: dict[str, list[str]], direction: Float[Tensor, " d_model"], layer: int,

@@ -206,6 +206,7 @@ class TriagePair(AdlSettings):
     max_strength: float | None = None
     judge: str | None = None
     protocol: str | None = None
+    null: int = 8  # random adapters of the finetune's rank and norm the report is tested against (0: none)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,6 +240,7 @@ class TriageBoard(Params):
     protocol: str | None = None
     devices: object = None
     ray: object = None
+    null: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
 from engine.protocol.methods import TriagePair
+from engine.results.significance import board_significance
 from engine.triage import state
 from engine.triage.devices import on_devices, parse_devices
 from engine.triage.hypothesis import configured_llm, hypothesis, one_line
@@ -136,7 +137,7 @@ def _prepare(entry: PairEntry, settings: dict[str, Any], llm: Any) -> tuple[AdlR
         "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
         "dtype": request.placement.dtype_name, "device": request.placement.device,
         "report": {key: params.get(key) for key in REPORT_KEYS}, "description": params["description"],
-        "llm": llm.label() if llm is not None else None}
+        "llm": llm.label() if llm is not None else None, "null": typed.null}
         | {k: params.get(k) for k, defaults in JUDGING_DEFAULTS.items() if params.get(k) not in defaults})
     return request, options_for(typed), key
 
@@ -160,8 +161,8 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
             return _from_store(outcome, stored, reports)
         with ctx.active():  # steps counted below the triage read "pair (i/n): phase: tokens" on the board
             report = triage(request, options, ctx)
-        trace = trace_strength(report)
-        line = hypothesis(report, llm, ctx) if trace["peak_rel_norm"] > 0 else NO_DIFFERENCE
+        trace = trace_strength(report) | {"significance": board_significance(report["significance"])}
+        line = _headline(report, trace, llm, ctx)
         outcome |= {"score": trace["score"], "trace": trace, "hypothesis": line["text"],
                     "hypothesis_source": line["source"], "run": report["run"], "corpus": report["corpus"]}
     except JobCancelled:
@@ -176,6 +177,15 @@ def _one(entry: PairEntry, settings: dict[str, Any], llm: Any, ctx: JobContext, 
     if reports:
         outcome["report"] = report
     return outcome
+
+
+def _headline(report: dict[str, Any], trace: dict[str, Any], llm: Any, ctx: JobContext) -> dict[str, Any]:
+    """The row's hypothesis: none is asked for when the diff is zero or does not clear its null."""
+    if trace["significance"]["readable"] is False:
+        return {"text": trace["significance"]["statement"], "source": "significance against the null"}
+    if trace["peak_rel_norm"] <= 0:
+        return NO_DIFFERENCE
+    return hypothesis(report, llm, ctx)
 
 
 def _from_store(outcome: dict[str, Any], stored: dict[str, Any], reports: bool) -> dict[str, Any]:

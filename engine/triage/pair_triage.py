@@ -28,13 +28,14 @@ from engine.results.known_finetune import KnownFinetune, known_finetune
 from engine.results.layer_choice import choose_layer, parse_layer
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.results.run_summary import run_summary
+from engine.results.significance import headline, significance
 from engine.steering.similarity import steering_similarity
 from engine.triage.hypothesis import recorded_from_report
 from engine.triage.report_protocol import report_protocol
 from store import results
 from store.hashing import json_sha256
 
-PHASES = ["compute", "logit lens", "patchscope", "calibration", "steering", "relevance"]
+PHASES = ["compute", "logit lens", "null", "patchscope", "calibration", "steering", "relevance"]
 
 
 @dataclass
@@ -54,6 +55,7 @@ class TriageOptions:
         samples=REPORT_STEERING.n_samples, max_new_tokens=REPORT_STEERING.max_new_tokens))
     judge: str | None = None
     protocol: str | None = None
+    null: int = TriagePair.null
 
 
 def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None = None) -> dict[str, Any]:
@@ -78,8 +80,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         if index + 1 < len(PHASES):
             stage.enter_context(ctx.stage(PHASES[index + 1]))
 
-    outcome = compute_adl(request, JobContext(emit=lambda e: ctx.emit({**e, "message": f"compute: {e['message']}"}),
-                                              cancel_event=ctx.cancel_event))
+    outcome = compute_adl(request, _labelled(ctx, "compute"))
     run = load_run(outcome.run, request=request)  # the models the user named now, whatever the stored names say
     phase(0)
     choice = choose_layer(run, requested_layer)  # a bad layer is refused before any readout runs
@@ -87,38 +88,48 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
+    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"))
+    phase(2)
     steering_settings = protocol.final_samples(options.steering, options.n_prompts, calibration.sample_temperature)
     env = RunEnvironment(run, layer, positions, steering_settings, calibration, judge=judge)
     scope = env.patchscope_grid(layer, positions)
-    phase(2)
+    phase(3)
     steering: dict[str, Any] = {}
     if options.steer and _steerable(run, layer, positions):
         steering = _steering(env, layer, ctx, phase)
     else:
-        phase(3)
         phase(4)
+        phase(5)
     known = known_finetune(request.ft_spec, options.description)
     relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known else None
     similarity = _similarity(steering, known) if known and steering else None
+    hypothesis = keyword_hypothesis(env) if steering else None
     # the workbench opens at once, with the calibration just stored (a summary kept before it lacks that)
     memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run), renew=bool(steering))
-    phase(5)
+    phase(6)
     report = {
         "run": run.run_id, "protocol": protocol.name, "base": run.meta["base_label"], "ft": run.meta["ft_label"],
         "corpus": run.meta["corpus_label"], "n": run.meta["n_texts"], "k": run.meta["k"],
-        "n_layers": run.meta["n_layers"], "layer": layer, "layer_choice": choice.to_json(),
+        "n_layers": run.meta["n_layers"], "layer": layer, "layer_choice": choice.to_json(), "significance": sig,
         "positions": positions, "cached": outcome.cached,
         "description": known.description if known else None,
         "lens_heads": {source: grid.meta["head"] for source, grid in lens.items()},
         "layers": _layers(run, lens["diff"], scope, layer, positions, relevance, options.top_k),
         "steering": steering, "steering_similarity": similarity,
         "relevance_summary": relevance_summary(relevance) if relevance else None,
-        "hypothesis": keyword_hypothesis(env) if steering else None, "judges": judge.labels(),
+        "hypothesis": hypothesis, "headline": headline(sig, hypothesis), "judges": judge.labels(),
         "timings": timings,
     }
     if not steering:  # no steered text: the keywords the readouts alone recur on (as the board counts them)
         report["hypothesis"] = keyword_hypothesis(RecordedEnvironment(recorded_from_report(report)))
+        report["headline"] = headline(sig, report["hypothesis"])
     return report
+
+
+def _labelled(ctx: JobContext, stage: str) -> JobContext:
+    """A context whose progress messages read "stage: …" inside the triage's own progress."""
+    return JobContext(emit=lambda e: ctx.emit({**e, "message": f"{stage}: {e['message']}"}),
+                      cancel_event=ctx.cancel_event)
 
 
 def _steerable(run: AdlRun, layer: int, positions: list[int]) -> bool:
@@ -129,9 +140,9 @@ def _steerable(run: AdlRun, layer: int, positions: list[int]) -> bool:
 def _steering(env: RunEnvironment, layer: int, ctx: JobContext, phase: Any) -> dict[str, Any]:
     strengths = env.calibrated(layer)
     found = {c["pos"]: c for c in env.calibration_cells(layer)}
-    phase(3)
-    table = env.steering_table(layer, on_partial=lambda p: ctx.partial({"stage": "steering", **p}))
     phase(4)
+    table = env.steering_table(layer, on_partial=lambda p: ctx.partial({"stage": "steering", **p}))
+    phase(5)
     return {str(pos): {"strength": strength, "coherence": found[pos]["coherence"],
                        "ungraded": found[pos].get("ungraded", 0),
                        "prompts": [{"prompt": s["prompt"], "steered": s["steered"], "unsteered": s["unsteered"]}
@@ -179,4 +190,5 @@ def options_for(params: TriagePair) -> TriageOptions:
     """What the report reads beside the ADL run (the triage op and the board read it alike)."""
     return TriageOptions(layer=parse_layer(params.layer), positions=params.positions, description=params.description,
                          top_k=params.top_k, steer=params.steer, n_prompts=params.n_prompts,
-                         max_strength=params.max_strength, judge=params.judge, protocol=params.protocol)
+                         max_strength=params.max_strength, judge=params.judge, protocol=params.protocol,
+                         null=params.null)

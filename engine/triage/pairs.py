@@ -17,7 +17,7 @@ OPTIONAL = ("adapter", "description")
 COLUMNS = REQUIRED + OPTIONAL
 SETTINGS = frozenset(("corpus", "n", "k", "seed", "layers", "device", "dtype", "batch_size", "trust_remote_code",
                       "sequential", "layer", "positions", "top_k", "steer", "n_prompts", "max_strength", "llm",
-                      "judge", "protocol", "devices", "ray"))
+                      "judge", "protocol", "devices", "ray", "null"))
 FIX = "each pair needs name, base and ft (adapter and description optional); see `difflens triage --help`"
 
 

@@ -84,8 +84,15 @@ def latest_board() -> dict[str, Any] | None:
 
 
 def sort_pairs(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """By score, highest first; failed pairs last, in name order."""
-    return sorted(pairs, key=lambda p: (p.get("score") is None, -(p.get("score") or 0.0), p["name"]))
+    """By significance against the null: readable traces first, each group by z (highest first), then by trace
+    strength; pairs never tested (stored before significance) after those that were; failed pairs last."""
+    def rank(pair: dict[str, Any]) -> tuple[Any, ...]:
+        sig = (pair.get("trace") or {}).get("significance") or {}
+        z = sig.get("z")
+        return (pair.get("score") is None, sig.get("readable") is not True, z is None, -(z or 0.0),
+                -(pair.get("score") or 0.0), pair["name"])
+
+    return sorted(pairs, key=rank)
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

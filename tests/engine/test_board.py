@@ -29,7 +29,7 @@ from engine.triage.score import trace_strength
 from tests.support.tiny import save_tiny
 from tui.render.report_html import index_page, pair_page, write_report
 
-FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32"}
+FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32", "null": 2}
 # recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
 # the criterion chose); Patchscope at the report layer replaced by `difflens tokens RUN --layer 15 --pos P --method
 # patchscope --json` from the same run's cache (every scale, top 8 tokens each), written compact
@@ -89,7 +89,7 @@ def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[st
     scores = {p["name"]: p["score"] for p in first["pairs"]}
     assert scores["same"] < 1e-6 and min(scores["mlp"], scores["attn"]) > 0.05, scores
     assert all(p["error"] is None and p["run"] and p["hypothesis"] for p in first["pairs"])
-    assert first["pairs"][-1]["hypothesis"].startswith("No difference")
+    assert first["pairs"][-1]["hypothesis"].startswith("no readable trace: the two models")
     assert first["plan"]["order"][0] == "same" and first["plan"]["model_loads"] == 1
     assert len(loads) == 1 and len(triaged) == 3  # the base weights once; both adapters attach to them
     progress = [e["message"] for e in events if e["type"] == "progress"]
@@ -359,8 +359,9 @@ async def test_start_screen_shows_the_board_and_enter_opens_a_pair(tmp_path: Pat
         await pilot.pause()
         assert isinstance(app.screen, StartScreen)
         table = app.screen.query_one("#board")
-        assert table.row_count == 2 and "baking" in str(table.get_row_at(0)[2])
-        assert "does not exist" in str(table.get_row_at(1)[2])
+        assert table.row_count == 2 and "baking" in str(table.get_row_at(0)[3])
+        assert str(table.get_row_at(0)[1]) == "untested"  # a board stored before significance
+        assert "does not exist" in str(table.get_row_at(1)[3])
         table.focus()
         await pilot.press("enter")
         await pilot.pause()

@@ -245,11 +245,26 @@ def test_direction_effect_along_the_planted_shift_dwarfs_both_controls(planted: 
         for kind in ("random_vector", "random_diff"):
             assert len(out["controls"][kind]) == 8
             assert out["effect"] > 5 * max(abs(c) for c in out["controls"][kind]), (kind, out)
+        test = ft["test"]
+        assert test["n_controls"] == 16 and test["p"] == round(1 / 17, 4) and test["z"] > 5
+        assert not test["outside"], "16 controls cannot reach p ≤ 0.05, however large the effect"
     same = _pair(planted["base"], planted["base"])
     out = direction_effect(same, {"finetuning": OVEN_TEXTS}, direction, 1, controls, "base", batch_size=2)
     assert abs(out["effect"]) < 1e-4 and max(abs(c) for v in out["controls"].values() for c in v) < 1e-4
     zero = direction_effect(pair, {"finetuning": OVEN_TEXTS}, torch.zeros(32), 1, controls)
     assert zero["effect"] == 0, "no direction, nothing to intervene on"
+
+
+def test_the_control_test_decides_only_with_enough_controls() -> None:
+    from engine.lenses.direction import control_test
+
+    controls = torch.linspace(-0.1, 0.1, 32).tolist()
+    far = control_test(1.0, controls)
+    assert far["outside"] and far["p"] == round(1 / 33, 4) and far["z"] > 10
+    near = control_test(0.05, controls)
+    assert not near["outside"] and near["p"] > 0.4
+    assert control_test(-1.0, controls)["outside"], "an effect far below the controls is decided too"
+    assert control_test(0.5, [0.1])["p"] is None
 
 
 @pytest.fixture

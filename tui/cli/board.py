@@ -14,13 +14,14 @@ from tui.cli.engine_call import call_engine, typed
 from tui.cli.options import parse_layers
 from tui.cli.output import emit_json, err, fail, out
 from tui.render.report_html import write_report
+from tui.render.significance import board_verdict
 
 # CLI option → op param (only options the user typed are sent: the pairs file's settings fill the rest)
 BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
                  "dtype": "dtype", "batch_size": "batch_size", "trust_remote_code": "trust_remote_code",
                  "sequential": "sequential", "layer": "layer", "description": "description", "no_steer": "steer",
                  "prompts": "n_prompts", "llm": "llm", "judge": "judge", "protocol": "protocol", "limit": "limit",
-                 "devices": "devices", "ray": "ray"}
+                 "devices": "devices", "ray": "ray", "null": "null"}
 HUB = "hub:"  # `--pairs hub:BASE_ID[?TEXT]` is resolved by the engine, not read as a path
 
 
@@ -42,8 +43,8 @@ def without_reports(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_board(result: dict[str, Any]) -> None:
-    """Pairs by trace strength, with the hypothesis or the error."""
-    table = Table("#", "pair", "base → finetuned", "score", "hypothesis / error", "run",
+    """Pairs by significance against their null, with the hypothesis (or the verdict) or the error."""
+    table = Table("#", "pair", "base → finetuned", "vs null", "score", "hypothesis / error", "run",
                   title=f"triage board: {result.get('name', 'pairs')}", title_justify="left", show_lines=True)
     for rank, pair in enumerate(result["pairs"], start=1):
         ft = pair["ft"] + (f" + {Path(pair['adapter']).name}" if pair.get("adapter") else "")
@@ -51,12 +52,13 @@ def render_board(result: dict[str, Any]) -> None:
         if pair.get("corpus"):
             pairing.append(f"\nread on {pair['corpus']}", style="dim")
         if pair.get("error"):
-            table.add_row(str(rank), pair["name"], pairing, "—", Text(pair["error"], style="red"), "")
+            table.add_row(str(rank), pair["name"], pairing, "—", "—", Text(pair["error"], style="red"), "")
             continue
         note = Text(pair.get("hypothesis") or "")
         if pair.get("skipped"):
             note.append("  (cached)", style="dim")
-        table.add_row(str(rank), Text(pair["name"], style="bold"), pairing, f"{pair['score']:.3f}", note,
+        table.add_row(str(rank), Text(pair["name"], style="bold"), pairing, board_verdict(pair), f"{pair['score']:.3f}",
+                      note,
                       str(pair.get("run") or "")[:12])
     out.print(table)
     plan = result.get("plan") or {}

@@ -37,6 +37,7 @@ from tui.cli.output import emit_json, fail, out
 from tui.cli.readouts import tokens_text
 from tui.render.plain_text import plain
 from tui.render.report_data import layer_choice_text, layer_profile
+from tui.render.significance import headline_parts
 
 
 def layer_table(report: dict[str, Any]) -> Table:
@@ -120,9 +121,14 @@ def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2, grid
     if sim := report.get("steering_similarity"):
         out.print(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
                   f"{sim['unsteered']:.3f} (gain {sim['gain']:+.3f})", highlight=False)
-    if hyp := report.get("hypothesis"):
-        out.print(Panel(hyp["summary"], title=plain(hyp["label"]), title_align="left"))
+    out.print(significance_panel(report))
     out.print(Text("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()), style="dim"))
+
+
+def significance_panel(report: dict[str, Any]) -> Panel:
+    """The headline: the hypothesis when the evidence clears its null, else "no readable trace", with the numbers."""
+    text, title, readable = headline_parts(report)
+    return Panel(text, title=plain(title), title_align="left", border_style="" if readable else "yellow")
 
 
 def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base")] = None,
@@ -151,7 +157,11 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            llm: Annotated[str | None, typer.Option("--llm", help="LLM for the board's hypotheses (default: "
                                                    "the configured one, else keywords).")] = None,
            grid: Annotated[bool, typer.Option("--grid", help="Print the full layer × position token grid.")]
-           = False, judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
+           = False,
+           null: Annotated[int, typer.Option("--null", help="Random adapters of the finetune's rank and norm the "
+                                             "report is tested against (0: no test; see docs/significance.md).")]
+           = Pair.null,
+           judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
            engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
     if pairs is not None:
@@ -164,7 +174,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
     params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
-               "judge": judge, "protocol": protocol}
+               "judge": judge, "protocol": protocol, "null": null}
     if html is not None:
         report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
     else:

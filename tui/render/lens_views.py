@@ -150,7 +150,13 @@ def direction_summary(result: dict[str, Any]) -> Text:
             if c:
                 parts.append(f"{(s['effect'] - c['mean']) / c['std']:+.1f} sd from the {label}" if c["std"] > 0
                              else f"no spread in the {label}")
-        out.append(" and ".join(parts) + "\n")
+        out.append(" and ".join(parts))
+        if (test := s.get("test")) and test.get("p") is not None:
+            z = "–" if test["z"] is None else f"{test['z']:+.1f}"
+            verdict = "outside the controls" if test["outside"] else "inside the controls' spread (undecided)"
+            out.append(f"; against all {test['n_controls']} controls z = {z}, p = {test['p']:.3f}: ")
+            out.append(verdict, style="bold" if test["outside"] else "yellow")
+        out.append("\n")
     return out
 
 

@@ -20,6 +20,7 @@ from markupsafe import Markup
 from store.atomic import write_text_atomic
 from tui.render.report_charts import board_chart, layer_profile_chart, patchscope_charts, steering_chart
 from tui.render.report_data import layer_choice_text, read_positions
+from tui.render.significance import board_verdict, headline_parts
 
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
            "#fde725"]
@@ -139,6 +140,7 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
         return page.render(title=title, css=STYLE, error=entry["error"])
     report = entry["report"]
     trace = entry.get("trace") or {}
+    verdict, _, readable = headline_parts({**report, "hypothesis": None})
     parts = [f"peak ‖Δ‖/‖base‖ {_score(trace.get('peak_rel_norm'))}",
              f"concentration {_score(trace.get('concentration'))}",
              f"coherence {_score(trace.get('coherence'))}"] if trace else []
@@ -147,6 +149,7 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
         judges=report.get("judges") or {}, score=_score(entry.get("score")), trace_parts=parts,
         trace_tokens=(trace.get("tokens") or []) if trace else None, definition=definition,
         hypothesis=entry.get("hypothesis"), hypothesis_source=entry.get("hypothesis_source") or "",
+        verdict=verdict, readable=readable,
         profile_chart=Markup(layer_profile_chart(report)), heatmap=heatmap(report), top_tokens=_top_tokens(report),
         patchscope_charts=[Markup(c) for c in patchscope_charts(report)],
         steering_chart=Markup(steering_chart(report)), steering=_steering(report))
@@ -158,6 +161,7 @@ def index_page(board: dict[str, Any], pages: list[str | None]) -> str:
     rows = [{"rank": rank, "page": page, "name": pair["name"], "base": pair["base"],
              "ft": pair["ft"] + (f" + {pair['adapter']}" if pair.get("adapter") else ""), "error": pair.get("error"),
              "score": _score(pair.get("score")), "hypothesis": pair.get("hypothesis") or "",
+             "verdict": board_verdict(pair),
              "width": round(80 * float(pair["score"]) / top) if pair.get("score") is not None else 0}
             for rank, (pair, page) in enumerate(zip(board["pairs"], pages, strict=True), start=1)]
     title = f"difflens triage board: {board.get('name') or 'pairs'}"

@@ -1,0 +1,141 @@
+"""Significance against a null made the same way: delta profiles, random adapters that match them, the gate
+that turns a report's headline into "no readable trace", and the null computed once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from engine.adl.request import AdlRequest
+from engine.models.null_adapters import DeltaProfile, full_profile, lora_profile, null_adapter
+from engine.results import significance as sig_module
+from engine.results.layer_choice import Criterion, LayerChoice
+from engine.results.significance import NO_TRACE, NullTable, compare, headline, statement
+from engine.triage.pair_triage import TriageOptions, triage
+from tests.engine.test_board import plant_adapter
+from tests.support.tiny import save_tiny, tiny_tokenizer
+
+
+@pytest.fixture(scope="module")
+def peaky_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose unembedding is as peaked as a trained one's, so its logit lens reads words."""
+    from transformers import AutoModelForCausalLM
+
+    path = save_tiny(tmp_path_factory.mktemp("sig") / "base", "llama")
+    model = AutoModelForCausalLM.from_pretrained(path)
+    with torch.no_grad():
+        model.get_output_embeddings().weight.mul_(50.0)
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def random_lora(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return plant_adapter(peaky_base, tmp_path_factory.mktemp("sig") / "lora", 3, ["gate_proj", "down_proj"])
+
+
+def choice(scores: dict[int, float], by: str = "criterion", layer: int = 2) -> LayerChoice:
+    return LayerChoice(layer, by, 1, scores, {}, Criterion())  # type: ignore[arg-type]
+
+
+def table(rows: list[list[float]]) -> NullTable:
+    return NullTable(np.asarray(rows, np.float32), [0, 1, 2, 3], [], {}, 0.0)
+
+
+NULL = table([[0.05, 0.10, 0.08, 0.02], [0.12, 0.04, 0.07, 0.03], [0.06, 0.09, 0.11, 0.05],
+              [0.02, 0.08, 0.13, 0.04]])
+
+
+def test_a_trace_far_above_every_null_is_readable() -> None:
+    out = compare(choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), NULL)
+    assert out["readable"] and out["observed"] == 0.48 and out["p"] == 0.2 and out["z"] > 3
+    assert out["null_layer_scores"]["2"] == [0.08, 0.07, 0.11, 0.13]
+    assert statement(out).startswith("readable trace: best-layer score 0.480")
+
+
+def test_a_trace_inside_the_null_reads_no_readable_trace() -> None:
+    out = compare(choice({0: 0.05, 1: 0.14, 2: 0.1, 3: 0.1}), NULL)
+    assert not out["readable"] and out["p"] == 0.2 and out["z"] < 3  # above every null, but not by 3 sd
+    text = statement(out)
+    assert text.startswith(NO_TRACE) and "N = 4" in text and "0.140" in text
+    inside = compare(choice({0: 0.1, 1: 0.11, 2: 0.1, 3: 0.1}), NULL)
+    assert not inside["readable"] and inside["p"] == 0.8  # a tie counts against the finetune
+
+
+def test_a_layer_the_user_named_is_tested_against_the_nulls_at_that_layer() -> None:
+    out = compare(choice({0: 0.0, 1: 0.0, 2: 0.3, 3: 0.9}, by="user", layer=2), NULL)
+    assert out["observed"] == 0.3 and out["statistic"] == "layer 2 score" and out["null_max"] == pytest.approx(0.13)
+
+
+def test_the_headline_lists_tokens_only_for_a_readable_trace() -> None:
+    hypothesis = {"summary": "keywords: cake, bake", "label": "keywords"}
+    noise = {**compare(choice({0: 0.05, 1: 0.14, 2: 0.1, 3: 0.1}), NULL), "verdict": NO_TRACE}
+    noise["statement"] = statement(noise)
+    assert headline(noise, hypothesis).startswith(NO_TRACE) and "cake" not in headline(noise, hypothesis)
+    found = compare(choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), NULL)
+    found["statement"] = statement(found)
+    assert headline(found, hypothesis) == "keywords: cake, bake"
+
+
+def test_lora_profile_is_the_adapters_weight_delta_and_a_null_adapter_matches_it(random_lora: Path,
+                                                                                 peaky_base: Path) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    profile = lora_profile(random_lora)
+    base = AutoModelForCausalLM.from_pretrained(peaky_base)
+    before = {n: m.weight.detach().clone() for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)}
+    merged = PeftModel.from_pretrained(base, str(random_lora)).merge_and_unload()
+    for name, (out, inp, norm) in profile.modules.items():
+        delta = dict(merged.named_modules())[name].weight - before[name]
+        assert (out, inp) == tuple(delta.shape) and norm == pytest.approx(float(delta.norm()), rel=1e-4)
+    assert profile.rank == 2 and len(profile.modules) == 8  # gate and down projections of 4 layers
+    again = lora_profile(null_adapter(profile, str(peaky_base), seed=0))
+    bucketed = profile.bucketed()
+    assert again.rank == profile.rank and set(again.modules) == set(bucketed.modules)
+    for name, (_, _, norm) in again.modules.items():
+        assert norm == pytest.approx(bucketed.modules[name][2], rel=1e-4)
+    assert null_adapter(profile, str(peaky_base), seed=0) == null_adapter(profile, str(peaky_base), seed=0)
+    assert (null_adapter(profile, str(peaky_base), 1) / "adapter_model.safetensors").read_bytes() != \
+        (null_adapter(profile, str(peaky_base), 0) / "adapter_model.safetensors").read_bytes()
+
+
+def test_full_profile_reads_the_changed_matrices(llama: Any, tiny_ft_dir: Path) -> None:
+    from engine.models.device import resolve_placement
+    from engine.models.loading import load_model
+    from engine.models.specs import parse_spec
+
+    ft = load_model(parse_spec(str(tiny_ft_dir)), resolve_placement("cpu", "float32"))
+    profile = full_profile(llama, ft)
+    assert profile.modules and all(".mlp." in name for name in profile.modules)
+    assert full_profile(llama, llama).empty
+    assert DeltaProfile.from_json(profile.to_json()) == profile
+
+
+def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
+        peaky_base: Path, random_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
+    report = triage(request, TriageOptions(steer=False, null=4))
+    sig = report["significance"]
+    assert sig["readable"] is False and sig["n_null"] == 4 and report["headline"].startswith(NO_TRACE)
+    assert set(sig["null_layer_scores"]) == {"0", "1", "2", "3"} and len(sig["null_runs"]) == 4
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the null should come from the store")
+
+    monkeypatch.setattr(sig_module, "precompute_adapters", refuse)
+    monkeypatch.setattr(sig_module, "compute_adl", refuse)
+    again = triage(request, TriageOptions(steer=False, null=4))
+    assert again["significance"] == sig
+
+
+def test_an_identical_pair_reads_no_readable_trace(peaky_base: Path) -> None:
+    request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), n=8, k=3)
+    report = triage(request, TriageOptions(steer=False))
+    assert report["significance"]["identical"] and report["headline"].startswith(NO_TRACE)
+    assert "identical pair" in report["headline"]
