@@ -39,7 +39,7 @@ def triage_board(params: methods.TriageBoard, ctx: JobContext) -> dict[str, Any]
         raise UserError(f"limit must be positive, got {limit}", "pass --limit 20 or leave it out")
     if isinstance(pairs, str) and pairs.startswith(HUB_PREFIX):
         query = HubQuery.parse(pairs)
-        pairs = str(write_hub_board(query, hub_entries(query, limit), home() / "boards"))
+        pairs = str(write_hub_board(query, hub_entries(query, limit, ctx=ctx), home() / "boards"))
     if isinstance(pairs, str):
         board = load_board_file(pairs)
         entries, settings, source, name = board.pairs, board.settings, board.source, Path(pairs).stem

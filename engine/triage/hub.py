@@ -8,6 +8,7 @@ written as a board file in the store (`boards/`), so the board can be re-run and
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from engine.errors import UserError
+from engine.deadline import within_deadline
+from engine.errors import JobCancelled, UserError
+from engine.jobs import JobContext
 from engine.triage.pairs import PairEntry
 from store.atomic import write_text_atomic
 
@@ -24,6 +27,8 @@ if TYPE_CHECKING:
 
 PREFIX = "hub:"
 RELATIONS = ("finetune", "adapter")
+DEFAULT_ENDPOINT = "https://huggingface.co"  # where huggingface_hub goes unless HF_ENDPOINT says otherwise
+LIST_DEADLINE_S = 60.0   # the whole listing (two paged queries); the hub client itself waits forever
 
 
 @dataclass(frozen=True)
@@ -43,22 +48,34 @@ class HubQuery:
         return cls(base, search.strip() or None)
 
 
-def hub_entries(query: HubQuery, limit: int | None = None, api: HfApi | None = None) -> list[PairEntry]:
-    """The base's finetunes and adapters, most downloaded first, at most `limit`."""
+def hub_entries(query: HubQuery, limit: int | None = None, api: HfApi | None = None,
+                ctx: JobContext | None = None) -> list[PairEntry]:
+    """The base's finetunes and adapters, most downloaded first, at most `limit`. The hub's client has no HTTP
+    timeout of its own: the listing gets `LIST_DEADLINE_S` and hears a cancel of `ctx` meanwhile."""
     if api is None:  # imported here: huggingface_hub costs ~0.5 s of every engine start, and only this asks the hub
         from huggingface_hub import HfApi
 
         api = HfApi()
-    found: dict[str, tuple[int, PairEntry]] = {}
-    try:
+    where = os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+
+    def listing() -> dict[str, tuple[int, PairEntry]]:
+        found: dict[str, tuple[int, PairEntry]] = {}
         for relation in RELATIONS:
             for model in api.list_models(filter=f"base_model:{relation}:{query.base}", search=query.search,
                                          sort="downloads", limit=limit):
                 entry = (PairEntry(model.id, query.base, query.base, adapter=model.id) if relation == "adapter"
                          else PairEntry(model.id, query.base, model.id))
                 found.setdefault(model.id, (-(model.downloads or 0), entry))
+        return found
+
+    timed_out = UserError(f"the hub at {where} did not list the finetunes of {query.base} within "
+                          f"{LIST_DEADLINE_S:.0f} s", "check the network (and HF_ENDPOINT), or pass --pairs FILE")
+    try:
+        found = within_deadline(listing, LIST_DEADLINE_S, ctx, "hub-listing", timed_out)
+    except (UserError, JobCancelled):
+        raise
     except Exception as exc:  # no network, rate limit, hub error: one line, with the way out
-        raise UserError(f"cannot list the finetunes of {query.base} on the hub: {type(exc).__name__}",
+        raise UserError(f"cannot list the finetunes of {query.base} on the hub at {where}: {type(exc).__name__}",
                         "check the network (HF_TOKEN for gated models), or pass --pairs FILE") from exc
     entries = [entry for _, entry in sorted(found.values(), key=lambda item: (item[0], item[1].name))]
     if not entries:

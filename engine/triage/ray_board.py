@@ -14,11 +14,10 @@ import contextlib
 import os
 import socket
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from engine.deadline import within_deadline
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.protocol.redact import redact_logs
@@ -49,32 +48,26 @@ def connect(address: str, ctx: JobContext) -> Any:
     # Ray puts the driver's working directory first on every worker's sys.path unless the job has a
     # working_dir: an empty one keeps the user's folders (an `engine/` of theirs) out of our tasks.
     runtime_env = {"working_dir": tempfile.mkdtemp(prefix="difflens-ray-job-")}
-    outcome: dict[str, BaseException | None] = {}
-
-    def init() -> None:
-        try:
-            ray.init(address=address, log_to_driver=False, runtime_env=runtime_env)
-            outcome["error"] = None
-        except BaseException as exc:  # handed to the job's thread below
-            outcome["error"] = exc
-
-    threading.Thread(target=init, name="ray-connect", daemon=True).start()
-    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+    timed_out = UserError(f"no Ray cluster answered at {address!r} within {CONNECT_TIMEOUT_S:.0f} s", RAY_FIX)
     try:
-        while "error" not in outcome:
-            ctx.check_cancelled()
-            if time.monotonic() > deadline:
-                raise UserError(f"no Ray cluster answered at {address!r} within {CONNECT_TIMEOUT_S:.0f} s",
-                                RAY_FIX)
-            time.sleep(0.1)
-        if (error := outcome["error"]) is not None:
-            first = (str(error).splitlines() or [type(error).__name__])[0][:160]
-            raise UserError(f"cannot reach a Ray cluster at {address!r}: {first}", RAY_FIX) from error
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.rmdir(runtime_env["working_dir"])
+        within_deadline(lambda: ray.init(address=address, log_to_driver=False, runtime_env=runtime_env),
+                        CONNECT_TIMEOUT_S, ctx, "ray-connect", timed_out)
+    except UserError:
+        _drop(runtime_env["working_dir"])
         raise
+    except BaseException as error:
+        _drop(runtime_env["working_dir"])
+        if isinstance(error, JobCancelled):
+            raise
+        first = (str(error).splitlines() or [type(error).__name__])[0][:160]
+        raise UserError(f"cannot reach a Ray cluster at {address!r}: {first}", RAY_FIX) from error
     return ray
+
+
+def _drop(folder: str) -> None:
+    """Remove the job's empty working_dir when the connection did not happen."""
+    with contextlib.suppress(OSError):
+        os.rmdir(folder)
 
 
 def _probe(address: str) -> None:

@@ -182,7 +182,10 @@ def document(cases: list[Case], seconds: float | None) -> str:
         'tand-in `ray` whose connect never returns (Ray is not installed on the test box); an address that ac'
         'cepts the connection but never answers fails at the connect deadline (30 s); a cancel is heard while'
         ' Ray is still connecting; an address that is not `auto`, `HOST:PORT` or `ray://HOST:PORT` is refused'
-        ' before any connect.',
+        ' before any connect. The hub\'s listing (`--pairs hub:BASE`), whose client has no HTTP timeout, gets'
+        ' the same: 60 s, then one line naming the endpoint (`HF_ENDPOINT`), a cancel heard meanwhile (one'
+        ' helper for both, `engine/deadline.py`); NDIF\'s client connects with its own 5–10 s timeouts and the'
+        ' LLM\'s with `--llm-timeout`.',
         '- **Secrets in logs**: every log record of the engine and the CLI is redacted as it is made (a log-r'
         "ecord factory, so any library's logger and any handler, added before or after, sees only the redacte"
         "d text, exception tracebacks included): the configured key and the URL's credentials of every LLM co"

@@ -113,3 +113,43 @@ def test_ray_connect_errors_are_one_line(monkeypatch: pytest.MonkeyPatch, silent
     with pytest.raises(UserError) as caught:
         ray_board.connect(silent_cluster, JobContext())
     assert "\n" not in str(caught.value) and "Could not find any running Ray instance." in str(caught.value)
+
+
+class SilentHub:
+    """`HfApi` whose listing never answers (the hub's client has no HTTP timeout): a blackholed endpoint."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+
+    def list_models(self, **kwargs: Any) -> Iterator[Any]:
+        self.released.wait(30)
+        return iter(())
+
+
+def test_a_hub_that_never_answers_fails_at_the_deadline_naming_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.triage import hub
+
+    monkeypatch.setattr(hub, "LIST_DEADLINE_S", 1.0)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    api = SilentHub()
+    began = time.monotonic()
+    try:
+        with pytest.raises(UserError, match=r"the hub at http://127.0.0.1:9 did not list .* within 1 s") as caught:
+            hub.hub_entries(hub.HubQuery.parse("hub:org/base"), api=api, ctx=JobContext())  # type: ignore[arg-type]
+    finally:
+        api.released.set()
+    assert "\n" not in str(caught.value) and time.monotonic() - began < 10
+
+
+def test_a_cancel_is_heard_while_the_hub_is_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.triage import hub
+
+    ctx, api = JobContext(), SilentHub()
+    threading.Timer(0.5, ctx.cancel_event.set).start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(JobCancelled):
+            hub.hub_entries(hub.HubQuery.parse("hub:org/base"), api=api, ctx=ctx)  # type: ignore[arg-type]
+    finally:
+        api.released.set()
+    assert time.monotonic() - began < 5
