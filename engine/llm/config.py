@@ -137,11 +137,12 @@ def split_llm(text: str) -> tuple[str, str]:
     return provider, model
 
 
-def _number(value: Any, name: str, where: str = "") -> float | None:
-    """A numeric LLM setting within its `NUMBER_SETTINGS` bounds (None when not set)."""
+def _number(value: Any, name: str, where: str = "", label: str | None = None) -> float | None:
+    """A numeric LLM setting within its `NUMBER_SETTINGS` bounds (None when not set); `label` is where the user
+    set it when that is not the config key `name` (a flag, an environment variable)."""
     if value is None or value == "":
         return None
-    where = where or f"LLM setting {name}"
+    where = where or f"LLM setting {label or name}"
     least, most = NUMBER_SETTINGS[name]
     try:
         number = float(value) if not isinstance(value, bool) else math.nan
@@ -150,7 +151,7 @@ def _number(value: Any, name: str, where: str = "") -> float | None:
     if not least <= number <= most or (isinstance(most, int) and not number.is_integer()):
         kind = "a whole number" if isinstance(most, int) else "a number"
         raise UserError(f"{where} must be {kind} from {least:g} to {most:g}, got {str(value)[:40]!r}",
-                        f"fix {name}")
+                        f"fix {label or name}")
     return number
 
 
@@ -161,10 +162,8 @@ class NoLLMConfigured(UserError):
 def _timeout(explicit: float | None, env: str | None, file: Any) -> float:
     """Seconds one LLM request may take: `--llm-timeout`, else DIFFLENS_LLM_TIMEOUT, else the file's timeout_s."""
     for value, name in ((explicit, "--llm-timeout"), (env, TIMEOUT_ENV), (file, "timeout_s")):
-        seconds = _number(value, name)
+        seconds = _number(value, "timeout_s", label=name)  # bounded like the config key (positive, ≤ a day)
         if seconds is not None:
-            if seconds <= 0:
-                raise UserError(f"the LLM timeout ({name}) must be positive, got {value!r}", f"fix {name}")
             return seconds
     return DEFAULT_TIMEOUT_S
 
