@@ -73,9 +73,9 @@ def read_cases(xml: Path) -> list[Case]:
             outcome = "skipped"
         elif case.find("failure") is not None or case.find("error") is not None:
             outcome = "failed"
-        module = case.get("classname", "").split(".")
-        cases.append(Case(file=module[1] if len(module) > 1 else module[0], name=case.get("name", ""),
-                          outcome=outcome))
+        parts = case.get("classname", "").split(".")  # tests.<room>.test_file[.Class]
+        module = next((part for part in parts if part.startswith("test_")), parts[-1])
+        cases.append(Case(file=module, name=case.get("name", ""), outcome=outcome))
     return cases
 
 
@@ -103,7 +103,7 @@ def document(cases: list[Case], seconds: float | None) -> str:
     failed = [f"- `{c.file}::{c.name}`" for c in cases if c.outcome == "failed"]
     skipped = [f"- `{c.file}::{c.name}`" for c in cases if c.outcome == "skipped"]
     parts = [
-        "# Reliability and security (issues 11 and 23)",
+        "# Reliability and security (issues 11, 23 and 31)",
         "",
         f"`python -m tests.reliability.reliability_report --write` ran `pytest -m reliability` on {when}{took} "
         "and rendered "
