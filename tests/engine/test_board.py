@@ -265,8 +265,11 @@ class ConnectionLog:
                     self.seen.append(conn.recv(512))
 
     def page_requests(self) -> list[bytes]:
-        """What was asked for, less Chromium's own calls home (network time, accounts) that any page gets."""
-        return [r for r in self.seen if r and not re.match(rb"\S+ (http://)?[a-z0-9.]*google\.com[:/]", r)]
+        """What was asked for, less Chromium's own calls home that any page gets: network time and accounts
+        (*.google.com) and its component updater (update.googleapis.com, called even with
+        --disable-component-update). Other googleapis hosts (fonts, ajax) are what a page would load: counted."""
+        own = rb"\S+ (http://)?([a-z0-9.]*google\.com|update\.googleapis\.com)[:/]"
+        return [r for r in self.seen if r and not re.match(own, r)]
 
     def close(self) -> None:
         self.stop.set()
