@@ -14,6 +14,7 @@ from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
 from engine.jobs import JobContext
 from engine.ops import load_all
+from engine.triage.pair_triage import PHASES
 from tests.support.engine_helpers import write_corpus
 
 
@@ -130,5 +131,5 @@ def test_triage_names_the_phase_its_steps_belong_to(tiny_dir: Path, tiny_ft_dir:
     messages = {e["message"] for e in events}
     assert {"patchscope: scaled vectors read", "calibration: strength 1 of at most 7 (α 0.0625): tokens",
             "steering: tokens"} <= messages, messages
-    phases = [e["done"] for e in events if e["total"] == 6]
-    assert phases == sorted(phases) and phases[-1] == 6
+    phases = [e["done"] for e in events if e["total"] == len(PHASES)]
+    assert phases == sorted(phases) and phases[-1] == len(PHASES)
