@@ -105,18 +105,28 @@ def lora_profile(adapter: Path) -> DeltaProfile:
 
 def full_profile(base: LoadedModel, ft: LoadedModel) -> DeltaProfile:
     """The profile of a full finetune: ‖W_ft − W_base‖ for every linear module whose weights differ."""
-    ft_linear = {name: m for name, m in ft.hf.named_modules() if isinstance(m, torch.nn.Linear)}
+    ft_weights = _linear_weights(ft)
     modules: dict[str, tuple[int, int, float]] = {}
-    for name, module in base.hf.named_modules():
-        if not isinstance(module, torch.nn.Linear) or name not in ft_linear:
-            continue
-        w_base, w_ft = module.weight, ft_linear[name].weight
-        if w_base is w_ft or w_base.shape != w_ft.shape:
+    for name, w_base in _linear_weights(base).items():
+        w_ft = ft_weights.get(name)
+        if w_ft is None or w_base is w_ft or w_base.shape != w_ft.shape:
             continue
         norm = float((w_ft.detach().float().to(w_base.device) - w_base.detach().float()).norm())
         if norm > 0:
             modules[name] = (w_base.shape[0], w_base.shape[1], norm)
     return DeltaProfile(FULL_FINETUNE_RANK, modules)
+
+
+def _linear_weights(model: LoadedModel) -> dict[str, torch.Tensor]:
+    """The model's own linear weights by module name, whatever adapters peft has injected into this (cached)
+    copy: a wrapped module's weight is its `base_layer`'s, under the wrapper's name; the adapters' own `lora_*`
+    layers are not the model's."""
+    weights: dict[str, torch.Tensor] = {}
+    for name, module in model.hf.named_modules():
+        if not isinstance(module, torch.nn.Linear) or ".lora_" in name:
+            continue
+        weights[name.removesuffix(".base_layer")] = module.weight
+    return weights
 
 
 def _low_rank_norm(b: torch.Tensor, a: torch.Tensor) -> float:

@@ -117,6 +117,28 @@ def test_full_profile_reads_the_changed_matrices(llama: Any, tiny_ft_dir: Path) 
     assert DeltaProfile.from_json(profile.to_json()) == profile
 
 
+def test_full_profile_is_the_same_on_a_base_copy_that_carries_injected_adapters(tiny_dir: Path,
+                                                                              tiny_ft_dir: Path) -> None:
+    """Null adapters are injected into the cached base model; a full finetune's profile read afterwards (another
+    pair of a board, in the same process) must still see the model's own weights under their own names."""
+    from dataclasses import replace as dc_replace
+
+    from peft import LoraConfig, inject_adapter_in_model
+
+    from engine.models.device import resolve_placement
+    from engine.models.loading import load_model
+    from engine.models.specs import parse_spec
+
+    placement = resolve_placement("cpu", "float32")
+    base = load_model(parse_spec(str(tiny_dir)), placement)
+    ft = load_model(parse_spec(str(tiny_ft_dir)), placement)
+    plain = full_profile(base, ft)
+    wrapped = dc_replace(base, hf=inject_adapter_in_model(
+        LoraConfig(r=2, target_modules=["gate_proj", "down_proj", "q_proj"]), base.hf))
+    assert any(name.endswith(".base_layer") for name, _ in wrapped.hf.named_modules())
+    assert plain.modules and full_profile(wrapped, ft) == plain
+
+
 def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
         peaky_base: Path, random_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
