@@ -40,3 +40,9 @@ def tensors_dir() -> Path:
 
 def db_path() -> Path:
     return home() / "difflens.sqlite"
+
+
+def nulls_dir() -> Path:
+    """The random adapters a report's significance is tested against (their ADL runs are the null's, not the
+    user's: the run list leaves them out)."""
+    return home() / "nulls"

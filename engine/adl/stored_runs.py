@@ -3,10 +3,12 @@ list the run picker shows. Plain Python (no torch), so an engine answers these b
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from engine.errors import UserError
 from store import results
+from store.paths import nulls_dir
 
 KIND = "adl"
 MAX_CANDIDATES_SHOWN = 5  # an ambiguous prefix's error names at most this many runs, on one line
@@ -26,7 +28,17 @@ def resolve_run_id(name: str) -> str:
 
 
 def list_runs() -> list[dict[str, Any]]:
-    """Every stored run, newest first, as the run picker and `difflens runs` list them."""
+    """Every stored run of the user's, newest first, as the run picker and `difflens runs` list them (the runs of
+    a significance test's random adapters are the null's and stay out)."""
+    nulls = str(nulls_dir())
     return [{"run": r["key"], "base": r["meta"].get("base_label"), "ft": r["meta"].get("ft_label"),
              "corpus": r["meta"].get("corpus_label"), "n": r["meta"].get("n_texts"), "k": r["meta"].get("k"),
-             "created": r["created"], "seconds": r["seconds"]} for r in results.list_results(KIND)]
+             "created": r["created"], "seconds": r["seconds"]} for r in results.list_results(KIND)
+            if not _null_adapter(r["meta"], nulls)]
+
+
+def _null_adapter(meta: dict[str, Any], nulls: str) -> bool:
+    """Whether the run's finetune is one of the null's random adapters."""
+    request = meta.get("request")
+    adapter = request.get("adapter") if isinstance(request, dict) else None
+    return isinstance(adapter, str) and adapter.startswith(nulls + os.sep)

@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from store.hashing import json_sha256
-from store.paths import home
+from store.paths import nulls_dir
 
 FULL_FINETUNE_RANK = 16
 NORM_STEPS_PER_OCTAVE = 4
@@ -137,7 +137,7 @@ def _low_rank_norm(b: torch.Tensor, a: torch.Tensor) -> float:
 def null_adapter(profile: DeltaProfile, base_name: str, seed: int) -> Path:
     """The `seed`-th random adapter of `profile` (bucketed), written once into the store as a peft directory."""
     profile = profile.bucketed()
-    target = home() / "nulls" / profile.key()[:24] / f"seed-{seed}"
+    target = nulls_dir() / profile.key()[:24] / f"seed-{seed}"
     if (target / "adapter_model.safetensors").exists():
         return target
     g = torch.Generator().manual_seed(seed)

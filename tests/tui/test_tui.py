@@ -525,7 +525,7 @@ async def test_start_screen_lists_runs_and_sessions_and_opens_a_run(tmp_path: Pa
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, StartScreen)
-        assert table.get_row_at(0)[-1] == "2025-11-25 16:00"
+        assert str(table.get_row_at(0)[-1]) == "2025-11-25 16:00"  # cells from outside are plain Text
         assert readable_time(1796189103.569).startswith("2026-")
 
 
