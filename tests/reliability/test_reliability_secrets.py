@@ -40,6 +40,24 @@ def script() -> list[dict[str, Any]]:
             {"text": f"Right topic. {CANARY}\nQUOTE: \"Bakes cakes hot\"\nSCORE: 5"}]
 
 
+def agent_on_a_started_engine(sock: Path, env: dict[str, str], params: dict[str, Any],
+                              events: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Start an engine on `sock`, run one agent job through a client of it, and stop the engine whatever happened."""
+    assert engine_cli("start", "--socket", str(sock), env=env).returncode == 0
+
+    async def run_agent() -> dict[str, Any]:
+        client = await connect(f"unix:{sock}")
+        try:
+            return await client.run_job("agent.run", params, events.append if events is not None else None)
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(run_agent())
+    finally:
+        engine_cli("stop", "--socket", str(sock), env=env)
+
+
 def leaks(roots: list[Path], skip: Path | None = None) -> list[str]:
     """Every file under `roots` that holds the canary (or its middle third, in case it was cut)."""
     needles = [CANARY.encode(), CANARY[len(CANARY) // 3: 2 * len(CANARY) // 3].encode()]
@@ -61,24 +79,10 @@ def test_the_key_never_reaches_the_store_logs_or_clients(source: str) -> None:
             home.mkdir(parents=True)
             config.write_text(f'[llm]\nmodel = "openai:scripted"\napi_key = "{CANARY}"\n')
             config.chmod(0o600)
-        sock = runtime / "engine.sock"
-        assert engine_cli("start", "--socket", str(sock), env=env).returncode == 0
         events: list[dict[str, Any]] = []
-
-        async def run_agent() -> dict[str, Any]:
-            client = await connect(f"unix:{sock}")
-            try:
-                return await client.run_job("agent.run", {
-                    "environment": CAKE_ENV, "llm": "openai:scripted", "grade": True,
-                    "organism_description": "Bakes cakes at 450F with frozen butter.", "organism_type": "sdf"},
-                    events.append)
-            finally:
-                await client.close()
-
-        try:
-            result = asyncio.run(run_agent())
-        finally:
-            engine_cli("stop", "--socket", str(sock), env=env)
+        result = agent_on_a_started_engine(runtime / "engine.sock", env, {
+            "environment": CAKE_ENV, "llm": "openai:scripted", "grade": True,
+            "organism_description": "Bakes cakes at 450F with frozen butter.", "organism_type": "sdf"}, events)
         assert server.requests and all(r["headers"]["authorization"] == f"Bearer {CANARY}" for r in server.requests)
         [run] = result["runs"]
         assert run["status"] == "done" and run["grade"]["score"] == 5
@@ -164,20 +168,8 @@ def test_credentials_in_the_base_url_never_authenticate_or_reach_the_engine_log(
         env = engine_env(runtime, DIFFLENS_LLM_BASE_URL=url, OPENAI_API_KEY=CANARY, DIFFLENS_LOG_LEVEL="DEBUG")
         for name in ("ANTHROPIC_API_KEY", "DIFFLENS_LLM_API_KEY", "DIFFLENS_LLM_MODEL"):
             env.pop(name, None)
-        sock = runtime / "engine.sock"
-        assert engine_cli("start", "--socket", str(sock), env=env).returncode == 0
-
-        async def run_agent() -> dict[str, Any]:
-            client = await connect(f"unix:{sock}")
-            try:
-                return await client.run_job("agent.run", {"environment": CAKE_ENV, "llm": "openai:scripted"})
-            finally:
-                await client.close()
-
-        try:
-            result = asyncio.run(run_agent())
-        finally:
-            engine_cli("stop", "--socket", str(sock), env=env)
+        result = agent_on_a_started_engine(runtime / "engine.sock", env,
+                                           {"environment": CAKE_ENV, "llm": "openai:scripted"})
         assert server.requests and all(r["headers"]["authorization"] == f"Bearer {CANARY}" for r in server.requests)
         assert all(r["path"] == f"/v1/chat/completions?api-key={URL_KEY}" for r in server.requests)
         log = (runtime / "engine.log").read_text()
