@@ -18,6 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from store.atomic import write_text_atomic
+from tui.render.plain_text import printable
 from tui.render.report_charts import board_chart, layer_profile_chart, patchscope_charts, steering_chart
 from tui.render.report_data import layer_choice_text, read_positions
 from tui.render.significance import board_verdict, headline_parts
@@ -50,10 +51,10 @@ STYLE = Markup(CSS)  # our own constant, inside <style>: escaping it would break
 
 
 def _visible(value: Any) -> Any:
-    """Every value a template prints: NULs and other C0 controls (but tab/newline) made visible."""
+    """Every value a template prints: control characters made visible, as the CLI and the TUI print them."""
     if isinstance(value, Markup) or not isinstance(value, str):
         return value
-    return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "\ufffd", value)
+    return printable(value)
 
 
 def _token(text: Any) -> str:
