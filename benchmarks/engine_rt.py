@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.protocol import wire
 from engine.protocol.spawn import child_env
+from engine.server import local
 from tui.client import connect
 from tui.client.transport import engine_argv
 
@@ -39,7 +40,8 @@ async def _round_trips(target: str, calls: int) -> dict[str, Any]:
 
 
 def _wait_for(path: Path, process: subprocess.Popen[bytes], started: float) -> float:
-    while not path.exists():
+    """Until the engine answers on `path` (the socket file exists from bind, a moment before listen)."""
+    while not local.is_running(path):
         if process.poll() is not None or time.perf_counter() - started > READY_TIMEOUT_S:
             raise RuntimeError(f"the engine did not open {path} (exit code {process.poll()})")
         time.sleep(0.02)
