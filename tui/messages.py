@@ -123,37 +123,6 @@ class PatchscopeReady(Message):
         self.result = result
 
 
-class SteerPartial(Message):
-    """A streamed piece of steered or unsteered text from steering run number `tag`."""
-
-    def __init__(self, event: dict[str, Any], tag: int) -> None:
-        super().__init__()
-        self.event = event
-        self.tag = tag
-
-
-class SteerDone(Message):
-    """Steering run `tag` finished (`result` None when it failed or was cancelled)."""
-
-    def __init__(self, result: dict[str, Any] | None, tag: int) -> None:
-        super().__init__()
-        self.result = result
-        self.tag = tag
-
-
-class CalibrateDone(Message):
-    """`steer.calibrate` found the largest coherent strength at (`layer`, `pos`), judged by `judge` (`ungraded`
-    samples had no verdict)."""
-
-    def __init__(self, layer: int, pos: int, strength: float, judge: str = "", ungraded: int = 0) -> None:
-        super().__init__()
-        self.layer = layer
-        self.pos = pos
-        self.strength = strength
-        self.judge = judge
-        self.ungraded = ungraded
-
-
 class PromptSelected(Message):
     """The steering prompt cursor moved by `delta`."""
 

@@ -1,12 +1,14 @@
 """What the workbench panes show, as plain frozen data: any source (engine, recording, replay) can fill it.
 
 The panes never talk to the engine; the workbench screen turns engine answers into these values with the
-pure functions below, so a replay of recorded results paints exactly the same panes.
+pure functions below, so a replay of recorded results paints exactly the same panes. What steering remembers
+beyond its pane (α per cell, samples shown before, the newest run) is frozen here too (`SteerMemory`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -279,6 +281,7 @@ def norm_alpha(heat: HeatState) -> float:
 
 
 SteerKey = tuple[int | None, int | None, float, tuple[str, ...]]
+Cell = tuple[int, int]
 
 
 def steer_key(steer: SteerState) -> SteerKey:
@@ -328,6 +331,147 @@ def apply_steer_result(steer: SteerState, result: dict[str, Any]) -> SteerState:
     selected = min(steer.selected, max(0, len(prompts) - 1))
     return replace(steer, rows=rows, prompts=prompts, selected=selected, streaming=False,
                    status=f"{len(rows)} samples (+/- α ×÷√2, e edit, r re-run)")
+
+
+def set_alpha(steer: SteerState, alpha: float) -> SteerState:
+    """α as the user typed it (rounded like every α, so it finds the samples shown before at that α)."""
+    return replace(steer, alpha=round_alpha(alpha), alpha_from="you")
+
+
+def use_calibrated(steer: SteerState) -> SteerState:
+    """α back to the cell's calibrated strength (unchanged before the cell is calibrated)."""
+    if steer.calibrated is None:
+        return steer
+    return replace(steer, alpha=steer.calibrated, alpha_from="calibrated")
+
+
+def set_prompt(steer: SteerState, index: int, text: str) -> SteerState:
+    """Prompt `index` rewritten."""
+    prompts = list(steer.prompts)
+    prompts[index] = text
+    return replace(steer, prompts=tuple(prompts))
+
+
+def add_prompt(steer: SteerState, text: str) -> SteerState:
+    """A prompt added at the end, and selected."""
+    prompts = (*steer.prompts, text)
+    return replace(steer, prompts=prompts, selected=len(prompts) - 1)
+
+
+def drop_prompt(steer: SteerState) -> SteerState:
+    """The selected prompt removed, with its samples; the selection stays in the list."""
+    if not steer.prompts:
+        return steer
+    prompts = steer.prompts[: steer.selected] + steer.prompts[steer.selected + 1:]
+    rows = tuple(r for r in steer.rows if r.prompt in prompts)
+    return replace(steer, prompts=prompts, rows=rows, selected=max(0, min(steer.selected, len(prompts) - 1)))
+
+
+def select_prompt(steer: SteerState, delta: int) -> SteerState:
+    """The selection moved by `delta` over the samples on screen (the prompts before any), clamped."""
+    count = len(steer.rows or steer.prompts)
+    if not count:
+        return steer
+    return replace(steer, selected=max(0, min(count - 1, steer.selected + delta)))
+
+
+@dataclass(frozen=True)
+class SteerMemory:
+    """What steering remembers beyond what its pane shows: the strengths per cell (calibrated, or picked by the
+    user), the samples already shown (painted again at once, with no job), the cell being calibrated, and the
+    newest steering run (`tag`: a replaced run's late events are dropped; `asked`: what it was asked for)."""
+
+    tag: int = 0
+    asked: SteerKey | None = None
+    shown: Mapping[SteerKey, dict[str, Any]] = field(default_factory=dict)
+    calibrated: Mapping[Cell, float] = field(default_factory=dict)
+    chosen: Mapping[Cell, float] = field(default_factory=dict)
+    calibrating: Cell | None = None
+
+
+def with_calibrated(memory: SteerMemory, cells: Mapping[Cell, float]) -> SteerMemory:
+    """Calibrated strengths learned (a triaged run's, a recorded calibration's)."""
+    return replace(memory, calibrated={**memory.calibrated, **cells})
+
+
+def with_choice(memory: SteerMemory, cell: Cell, alpha: float | None) -> SteerMemory:
+    """The α the user picked at `cell` (None: forgotten, so the cell's calibrated or norm α applies again)."""
+    chosen = {c: a for c, a in memory.chosen.items() if c != cell}
+    return replace(memory, chosen=chosen if alpha is None else {**chosen, cell: alpha})
+
+
+def remember_shown(memory: SteerMemory, asked: SteerKey, result: dict[str, Any]) -> SteerMemory:
+    """A steering result kept under what it was asked for and under its own prompts (which the list takes on),
+    so going back to that cell and α paints it with no new job."""
+    prompts = tuple(dict.fromkeys(str(s["prompt"]) for s in result.get("samples", ())))
+    return replace(memory, shown={**memory.shown, asked: result, (*asked[:3], prompts): result})
+
+
+def follow(memory: SteerMemory, steer: SteerState, heat: HeatState) -> tuple[SteerMemory, SteerState]:
+    """Steering moves to the cursor's cell: the α the user picked on the cell it leaves is kept; on the new cell α
+    is the one picked there, else its calibrated strength, else the norm default, and the samples already shown
+    there at that α are painted at once."""
+    if steer.alpha_from == "you" and steer.layer is not None and steer.pos is not None:
+        memory = with_choice(memory, (steer.layer, steer.pos), steer.alpha)
+    cell = (heat.layer, heat.pos)
+    steer = follow_cell(steer, heat, memory.calibrated.get(cell), memory.chosen.get(cell))
+    if (shown := memory.shown.get(steer_key(steer))) is not None:
+        steer = replace(apply_steer_result(steer, shown), status=f"shown before at α {steer.alpha:.4g}")
+    elif steer.rows:
+        steer = replace(steer, status=f"cell changed: r steers at L{heat.layer} p{heat.pos}")
+    return memory, steer
+
+
+def needs_calibration(memory: SteerMemory, steer: SteerState, heat: HeatState) -> bool:
+    """`r` on a cell with only the norm α calibrates first (unless that cell's calibration is already running)."""
+    return steer.alpha_from == "norm" and memory.calibrating != (heat.layer, heat.pos)
+
+
+def press_steer(memory: SteerMemory, steer: SteerState, heat: HeatState) -> tuple[SteerMemory, SteerState, bool]:
+    """`r` at the cursor's cell starts a new steering run: the samples shown before for the same cell, α and
+    prompts are painted again (False: no job), else the rows empty for a job asked for `memory.asked` (True)."""
+    key = steer_key(replace(steer, layer=heat.layer, pos=heat.pos))
+    memory = replace(memory, tag=memory.tag + 1)
+    if (shown := memory.shown.get(key)) is not None:
+        return memory, replace(apply_steer_result(steer, shown), status=f"shown before at α {steer.alpha:.4g}"), False
+    return replace(memory, asked=key), start_steering(steer, heat.layer, heat.pos), True
+
+
+def steer_streamed(memory: SteerMemory, steer: SteerState, tag: int, event: dict[str, Any]) -> SteerState:
+    """A streamed piece of steering run `tag` (dropped when a newer run replaced it)."""
+    return apply_steer_partial(steer, event) if tag == memory.tag else steer
+
+
+def steer_finished(memory: SteerMemory, steer: SteerState, tag: int, result: dict[str, Any] | None
+                   ) -> tuple[SteerMemory, SteerState]:
+    """Steering run `tag` ended: its samples painted and remembered, or (None: failed or cancelled) the pane says
+    it stopped; a run that a newer one replaced changes nothing."""
+    if tag != memory.tag:
+        return memory, steer
+    if result is None:
+        return memory, replace(steer, streaming=False, status="steering stopped (r runs it again)")
+    if memory.asked is not None:
+        memory = remember_shown(memory, memory.asked, result)
+    return memory, apply_steer_result(steer, result)
+
+
+def calibration_started(memory: SteerMemory, steer: SteerState, cell: Cell) -> tuple[SteerMemory, SteerState]:
+    """Calibration of `cell` runs; `r` meanwhile steers at the α on screen."""
+    status = f"calibrating α at L{cell[0]} p{cell[1]}… (r steers now at α {steer.alpha:.4g})"
+    return replace(memory, calibrating=cell), replace(steer, status=status)
+
+
+def calibration_done(memory: SteerMemory, cell: Cell, strength: float) -> SteerMemory:
+    """`cell`'s calibrated strength learned; it replaces the α the user had picked there."""
+    memory = with_choice(with_calibrated(memory, {cell: strength}), cell, None)
+    return replace(memory, calibrating=None) if memory.calibrating == cell else memory
+
+
+def calibration_stopped(memory: SteerMemory, steer: SteerState, cell: Cell) -> tuple[SteerMemory, SteerState]:
+    """`cell`'s calibration failed or was cancelled: said on the pane if it was the one running."""
+    if memory.calibrating != cell:
+        return memory, steer
+    return replace(memory, calibrating=None), replace(steer, status="calibration did not finish (r steers at this α)")
 
 
 # Agent events that only mark time (token streaming, bookkeeping) stay out of the tool-call log.

@@ -21,8 +21,9 @@ from tui.sessions.view import (
     apply_heat_and_source,
     apply_scale,
     apply_steer_settings,
+    recall_recorded,
 )
-from tui.state import Start, apply_agent_event, apply_agent_result, apply_steer_result, apply_summary, round_alpha
+from tui.state import Start, apply_agent_event, apply_agent_result, apply_steer_result, apply_summary
 
 
 class SessionWorkbench(WorkbenchScreen):
@@ -44,31 +45,13 @@ class SessionWorkbench(WorkbenchScreen):
         apply_heat_and_source(self.model, ui)
         apply_steer_settings(self.model, ui)
         apply_agent_settings(self.model, ui)
-        self._recall_recorded()
+        self.steering.memory = recall_recorded(self.steering.memory, self.source.actions, self.model.steer)
         self._patch_follows = bool((ui.get("tokens") or {}).get("patch_follows"))
         if ui.get("show_agent"):
             self.add_class("-show-agent")
         self._show()
         self._refetch_cell()
         self.restore_lower()
-
-    def _recall_recorded(self) -> None:
-        """Every recorded calibration and steering result, by cell and α, so moving onto a recorded cell (or
-        back) paints what was recorded there; the saved view's own cell keeps its α."""
-        for action in self.source.actions:
-            params, result = action["params"], action.get("result")
-            if result is None or params.get("layer") is None or params.get("pos") is None:
-                continue
-            cell = (int(params["layer"]), int(params["pos"]))
-            if action["method"] == methods.STEER_CALIBRATE.name:
-                self._calibrated[cell] = float(result["strength"])
-            elif action["method"] == methods.STEER_GENERATE.name and len(params.get("strengths") or ()) == 1:
-                alpha = round_alpha(float(params["strengths"][0]))
-                self.remember_steering((*cell, alpha, tuple(params.get("prompts") or ())), result)
-                self._chosen[cell] = alpha
-        steer = self.model.steer
-        if steer.layer is not None and steer.pos is not None and steer.alpha_from == "you":
-            self._chosen[(steer.layer, steer.pos)] = steer.alpha
 
     def unanswered_text(self) -> str:
         """A replay with no engine can only show what was recorded."""

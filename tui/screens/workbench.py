@@ -1,8 +1,9 @@
 """The workbench: pair bar, layer heatmap, top tokens, steering and agent panes over one run.
 
-The screen owns the `WorkbenchModel`; keys and results change it through the pure functions in `tui.state`,
-then `_show()` hands each pane its part. Engine work runs in @work workers through the app's `EngineLink`
-and comes back as messages, so a slow engine never blocks a keypress.
+The screen owns the `WorkbenchModel` and the layout and keys; keys and results change the model through the pure
+functions in `tui.state`, then `_show()` hands each pane its part. Engine work runs in @work workers through the
+app's `EngineLink` and comes back as messages, so a slow engine never blocks a keypress; steering (its memory,
+jobs and streamed samples) is the `SteeringController`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from tui.link import EngineLink
 from tui.messages import (
     AgentDone,
     AgentEvent,
-    CalibrateDone,
     CellSelected,
     EngineConnected,
     LensReady,
@@ -33,11 +33,8 @@ from tui.messages import (
     Progressed,
     PromptSelected,
     RunReady,
-    SteerDone,
-    SteerPartial,
     SummaryReady,
 )
-from tui.presets import STEER
 from tui.progress_text import event_text
 from tui.screens.amplify import AmplifyScreen
 from tui.screens.causal import CausalScreen
@@ -46,29 +43,28 @@ from tui.screens.form import Field, FormScreen
 from tui.screens.lens_screen import LensScreen
 from tui.screens.mining import MiningScreen
 from tui.screens.pca import PcaScreen
+from tui.screens.steering_controller import SteeringController
 from tui.state import (
     LENS_SOURCES,
     METRIC_LABELS,
     RELEVANCE_MISSING,
     AgentState,
     Start,
-    SteerKey,
     TokensState,
     WorkbenchModel,
+    add_prompt,
     agent_failed,
     apply_agent_event,
     apply_agent_result,
     apply_patchscope,
-    apply_steer_partial,
-    apply_steer_result,
     apply_summary,
     calibrated_cells,
-    follow_cell,
+    drop_prompt,
     move_cursor,
     next_metric,
-    round_alpha,
-    start_steering,
-    steer_key,
+    select_prompt,
+    set_alpha,
+    set_prompt,
     step_alpha,
     token_pairs,
 )
@@ -121,14 +117,8 @@ class WorkbenchScreen(Screen[None]):
         self.start = start
         self.link = link
         self.model = WorkbenchModel()
+        self.steering = SteeringController(self, self.model, link, self._show)
         self._patch_follows = False
-        self._steer_tag = 0
-        self._steer_asked: SteerKey | None = None           # what the newest steering job was asked for
-        self._shown: dict[SteerKey, dict[str, Any]] = {}    # steering results seen here, painted again at once
-        self._calibrated: dict[tuple[int, int], float] = {}  # calibrated α per (layer, pos)
-        self._chosen: dict[tuple[int, int], float] = {}      # the α the user picked per cell
-        self._calibrating: tuple[int, int] | None = None
-        self._steer_after_calibration = False
 
     def compose(self) -> ComposeResult:
         yield PairBar(id="pair-bar")
@@ -214,31 +204,6 @@ class WorkbenchScreen(Screen[None]):
         else:
             self._unanswered(layer, pos, lens=False)
 
-    @work(group="steer", exclusive=True, exit_on_error=False)
-    async def run_steering(self, tag: int, layer: int, pos: int, alpha: float, prompts: list[str] | None) -> None:
-        run = self.model.pair.run if self.model.pair else ""
-        params = replace(STEER, run=run, layer=layer, pos=pos, strengths=[alpha], prompts=prompts).to_json()
-        result = None
-        try:
-            result = await self.link.job(f"steering α {alpha:g}", methods.STEER_GENERATE, params,
-                                         on_partial=lambda event: self.post_message(SteerPartial(event, tag)),
-                                         on_progress=self._progress("steer"))
-        finally:  # also when cancelled (x, or a newer run replacing this one)
-            self.post_message(SteerDone(result, tag))
-
-    @work(group="calibrate", exclusive=True, exit_on_error=False)
-    async def run_calibration(self, layer: int, pos: int) -> None:
-        run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.job(f"calibrating L{layer} p{pos}", methods.STEER_CALIBRATE,
-                                     {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("steer"))
-        if result is not None:
-            self.post_message(CalibrateDone(layer, pos, float(result["strength"]), str(result.get("judge") or ""),
-                                            int(result.get("ungraded") or 0)))
-        elif self._calibrating == (layer, pos):
-            self._calibrating = None
-            self.model.steer = replace(self.model.steer, status="calibration did not finish (r steers at this α)")
-            self._show()
-
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
         result = await self.link.job("agent", methods.AGENT_RUN, {"run": run},
@@ -261,8 +226,6 @@ class WorkbenchScreen(Screen[None]):
         m = self.model
         if message.pane == "patch" and m.tokens.patch_status:
             m.tokens = replace(m.tokens, patch_status=message.text)
-        elif message.pane == "steer":
-            m.steer = replace(m.steer, status=message.text)
         elif message.pane == "agent" and m.agent.status == "running":
             m.agent = replace(m.agent, note=message.text)
         self._show()
@@ -288,17 +251,17 @@ class WorkbenchScreen(Screen[None]):
         before = self.model.heat if self.model.pair and self.model.pair.run == message.summary["run"] else None
         apply_summary(self.model, message.summary)
         triaged = calibrated_cells(message.summary)
-        self._calibrated |= triaged
+        self.steering.learn_calibrated(triaged)
         if before is not None:
             self.model.heat = replace(self.model.heat, row=before.row, pos=before.pos, metric=before.metric,
                                       include_pos0=before.include_pos0)
-        self._follow_cell()
+        self.steering.follow()
         self._show()
         self._refetch_cell()
         if before is None and triaged:
             self._patchscope_here()
             if self.model.steer.alpha_from == "calibrated" and self.model.steer.alpha > 0:
-                self.action_steer()
+                self.steering.steer()
 
     def on_lens_ready(self, message: LensReady) -> None:
         t = self.model.tokens
@@ -313,41 +276,6 @@ class WorkbenchScreen(Screen[None]):
         if (message.layer, message.pos) == (t.layer, t.pos):
             self.model.tokens = apply_patchscope(t, message.result)
             self._show()
-
-    def on_steer_partial(self, message: SteerPartial) -> None:
-        if message.tag == self._steer_tag:
-            self.model.steer = apply_steer_partial(self.model.steer, message.event)
-            self._show()
-
-    def on_steer_done(self, message: SteerDone) -> None:
-        if message.tag != self._steer_tag:
-            return  # a run that a newer one replaced
-        steer = self.model.steer
-        if message.result is not None:
-            self.model.steer = apply_steer_result(steer, message.result)
-            self.remember_steering(self._steer_asked, message.result)
-        else:
-            self.model.steer = replace(steer, streaming=False, status="steering stopped (r runs it again)")
-        self._show()
-
-    def on_calibrate_done(self, message: CalibrateDone) -> None:
-        """α becomes the cell's calibrated strength and steering runs, if the cursor is still on that cell."""
-        cell = (message.layer, message.pos)
-        self._calibrated[cell] = message.strength
-        self._chosen.pop(cell, None)
-        if self._calibrating == cell:
-            self._calibrating = None
-        judged = f", judged by {message.judge}" if message.judge else ""
-        ungraded = f"; {message.ungraded} samples ungraded" if message.ungraded else ""
-        where = f" at L{message.layer} p{message.pos}"
-        self.notify(f"calibrated α = {message.strength:.4g}{where} (largest coherent strength{judged}{ungraded})")
-        heat = self.model.heat
-        if (heat.layer, heat.pos) == cell:
-            self.model.steer = follow_cell(self.model.steer, heat, message.strength)
-            if self._steer_after_calibration:
-                self.action_steer()
-            else:
-                self._show()
 
     def on_agent_event(self, message: AgentEvent) -> None:
         self.model.agent = apply_agent_event(self.model.agent, message.event)
@@ -375,32 +303,9 @@ class WorkbenchScreen(Screen[None]):
         heat = move_cursor(self.model.heat, message.d_row, message.d_pos)
         if heat == self.model.heat:
             return
-        steer = self.model.steer
-        if steer.alpha_from == "you" and steer.layer is not None and steer.pos is not None:
-            self._chosen[(steer.layer, steer.pos)] = steer.alpha
         self.model.heat = heat
-        self._follow_cell()
+        self.steering.follow()
         self._refetch_cell()
-
-    def _follow_cell(self) -> None:
-        """Steering moves to the cursor's cell: its α (picked, calibrated or the norm default), and the samples
-        already shown there at that α, painted at once."""
-        heat = self.model.heat
-        cell = (heat.layer, heat.pos)
-        steer = follow_cell(self.model.steer, heat, self._calibrated.get(cell), self._chosen.get(cell))
-        if (shown := self._shown.get(steer_key(steer))) is not None:
-            steer = replace(apply_steer_result(steer, shown), status=f"shown before at α {steer.alpha:.4g}")
-        elif steer.rows:
-            steer = replace(steer, status=f"cell changed: r steers at L{heat.layer} p{heat.pos}")
-        self.model.steer = steer
-
-    def remember_steering(self, asked: SteerKey | None, result: dict[str, Any]) -> None:
-        """Keep a steering result under what it was asked for and under its own prompts (which the list takes
-        on), so going back to that cell and α paints it with no new job."""
-        if asked is not None:
-            self._shown[asked] = result
-            prompts = tuple(dict.fromkeys(str(s["prompt"]) for s in result.get("samples", ())))
-            self._shown[(*asked[:3], prompts)] = result
 
     def _refetch_cell(self) -> None:
         """The cursor is on a new cell: empty the token pane and ask for its readouts."""
@@ -456,55 +361,21 @@ class WorkbenchScreen(Screen[None]):
             self._show()
 
     def action_steer(self) -> None:
-        """Steer at the selected cell with the current α and prompts. Before the cell is calibrated, calibrate
-        first (cached calibrations answer at once); a result already shown is painted with no new job; a new
-        job replaces (cancels) the one still running."""
-        steer, heat = self.model.steer, self.model.heat
-        if self.model.pair is None or not heat.layers:
-            self.notify("open a run first", severity="warning")
-            return
-        if steer.alpha_from == "norm" and self._calibrating != (heat.layer, heat.pos):
-            self._start_calibration(steer_after=True)
-            return
-        self._steer_tag += 1
-        key = steer_key(replace(steer, layer=heat.layer, pos=heat.pos))
-        if (shown := self._shown.get(key)) is not None:
-            self.workers.cancel_group(self, "steer")
-            self.model.steer = replace(apply_steer_result(steer, shown), status=f"shown before at α {steer.alpha:.4g}")
-            self._show()
-            return
-        self.model.steer = start_steering(steer, heat.layer, heat.pos)
-        self._show()
-        self._steer_asked = key
-        self.run_steering(self._steer_tag, heat.layer, heat.pos, steer.alpha, list(steer.prompts) or None)
+        """Steer at the selected cell (calibrating it first; samples shown before come back with no job)."""
+        self.steering.steer()
 
     def action_alpha(self, direction: int) -> None:
         """Step α by ×√2 (or ÷√2) and steer."""
         self.model.steer = step_alpha(self.model.steer, direction)
-        self.action_steer()
+        self.steering.steer()
 
     def action_use_calibrated(self) -> None:
         """Set α to the calibrated strength and re-run."""
-        if self.model.steer.calibrated is None:
-            self.notify("no calibrated α yet: press c to calibrate", severity="warning")
-            return
-        self.model.steer = replace(self.model.steer, alpha=self.model.steer.calibrated, alpha_from="calibrated")
-        self._chosen.pop((self.model.heat.layer, self.model.heat.pos), None)
-        self.action_steer()
+        self.steering.use_calibrated()
 
     def action_calibrate(self) -> None:
         """Find the largest coherent α at the selected cell, then steer with it."""
-        if self.model.pair is not None:
-            self._start_calibration(steer_after=True)
-
-    def _start_calibration(self, steer_after: bool) -> None:
-        heat = self.model.heat
-        self._calibrating = (heat.layer, heat.pos)
-        self._steer_after_calibration = steer_after
-        self.model.steer = replace(self.model.steer, status=f"calibrating α at L{heat.layer} p{heat.pos}… "
-                                                             f"(r steers now at α {self.model.steer.alpha:.4g})")
-        self._show()
-        self.run_calibration(heat.layer, heat.pos)
+        self.steering.calibrate()
 
     def action_edit_alpha(self) -> None:
         """Type an α; submitting re-runs steering."""
@@ -516,8 +387,8 @@ class WorkbenchScreen(Screen[None]):
             except ValueError:
                 self.notify(f"α must be a number, got {values['alpha']!r}", severity="error")
                 return
-            self.model.steer = replace(self.model.steer, alpha=round_alpha(alpha), alpha_from="you")
-            self.action_steer()
+            self.model.steer = set_alpha(self.model.steer, alpha)
+            self.steering.steer()
 
         self.app.push_screen(FormScreen("steering strength α", [Field("alpha", "α", f"{self.model.steer.alpha:g}")]),
                              done)
@@ -532,10 +403,8 @@ class WorkbenchScreen(Screen[None]):
 
         def done(values: dict[str, str] | None) -> None:
             if values and values["prompt"].strip():
-                prompts = list(self.model.steer.prompts)
-                prompts[i] = values["prompt"]
-                self.model.steer = replace(self.model.steer, prompts=tuple(prompts))
-                self.action_steer()
+                self.model.steer = set_prompt(self.model.steer, i, values["prompt"])
+                self.steering.steer()
 
         self.app.push_screen(FormScreen("edit prompt", [Field("prompt", "prompt", steer.prompts[i])]), done)
 
@@ -543,29 +412,20 @@ class WorkbenchScreen(Screen[None]):
         """Add a prompt; submitting re-runs steering."""
         def done(values: dict[str, str] | None) -> None:
             if values and values["prompt"].strip():
-                prompts = (*self.model.steer.prompts, values["prompt"])
-                self.model.steer = replace(self.model.steer, prompts=prompts, selected=len(prompts) - 1)
-                self.action_steer()
+                self.model.steer = add_prompt(self.model.steer, values["prompt"])
+                self.steering.steer()
 
         self.app.push_screen(FormScreen("new prompt", [Field("prompt", "prompt", placeholder="Tell me about")]), done)
 
     def action_drop_prompt(self) -> None:
         """Remove the selected prompt from the list."""
-        steer = self.model.steer
-        if steer.prompts:
-            prompts = steer.prompts[: steer.selected] + steer.prompts[steer.selected + 1:]
-            rows = tuple(r for r in steer.rows if r.prompt in prompts)
-            self.model.steer = replace(steer, prompts=prompts, rows=rows,
-                                       selected=max(0, min(steer.selected, len(prompts) - 1)))
-            self._show()
+        self.model.steer = drop_prompt(self.model.steer)
+        self._show()
 
     @on(PromptSelected)
     def _prompt_selected(self, message: PromptSelected) -> None:
-        steer = self.model.steer
-        count = len(steer.rows or steer.prompts)
-        if count:
-            self.model.steer = replace(steer, selected=max(0, min(count - 1, steer.selected + message.delta)))
-            self._show()
+        self.model.steer = select_prompt(self.model.steer, message.delta)
+        self._show()
 
     def action_agent(self) -> None:
         """Run the interpretability agent on this run."""

@@ -7,10 +7,21 @@ status lines are saved here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from tui.state import TokensState, WorkbenchModel
+from engine.protocol import methods
+from tui.state import (
+    SteerMemory,
+    SteerState,
+    TokensState,
+    WorkbenchModel,
+    remember_shown,
+    round_alpha,
+    with_calibrated,
+    with_choice,
+)
 
 
 def ui_snapshot(model: WorkbenchModel, show_agent: bool = False) -> dict[str, Any]:
@@ -75,3 +86,22 @@ def apply_scale(model: WorkbenchModel, ui: dict[str, Any]) -> None:
     index = (ui.get("tokens") or {}).get("scale_index")
     if index is not None and model.tokens.scales:
         model.tokens = replace(model.tokens, scale_index=int(index))
+
+
+def recall_recorded(memory: SteerMemory, actions: Iterable[dict[str, Any]], steer: SteerState) -> SteerMemory:
+    """Every recorded calibration and steering result, by cell and α, so moving onto a recorded cell (or back)
+    paints what was recorded there; the saved view's own cell keeps its α (`steer`, as put back)."""
+    for action in actions:
+        params, result = action["params"], action.get("result")
+        if result is None or params.get("layer") is None or params.get("pos") is None:
+            continue
+        cell = (int(params["layer"]), int(params["pos"]))
+        if action["method"] == methods.STEER_CALIBRATE.name:
+            memory = with_calibrated(memory, {cell: float(result["strength"])})
+        elif action["method"] == methods.STEER_GENERATE.name and len(params.get("strengths") or ()) == 1:
+            alpha = round_alpha(float(params["strengths"][0]))
+            memory = remember_shown(memory, (*cell, alpha, tuple(params.get("prompts") or ())), result)
+            memory = with_choice(memory, cell, alpha)
+    if steer.layer is not None and steer.pos is not None and steer.alpha_from == "you":
+        memory = with_choice(memory, (steer.layer, steer.pos), steer.alpha)
+    return memory
