@@ -36,8 +36,8 @@ from tests.support.agent_llm_server import ScriptedLLMServer
 from tui.cli import app, readouts
 from tui.cli import triage as triage_cli
 from tui.cli.output import fail, out
-from tui.cli.triage import render_report
 from tui.render.report_html import pair_page
+from tui.render.report_terminal import report_view
 from tui.state import TokensState, apply_patchscope
 
 KEY = "sk-judge-test-0123456789abcdef"
@@ -207,7 +207,7 @@ def test_a_failing_judge_leaves_ungraded_items_and_a_finished_report(
 def shows_the_judges_and_the_ungraded(report: dict[str, Any]) -> None:
     """The Rich report, the HTML page and the TUI's token pane name the judge and the ungraded items."""
     with out.capture() as captured:
-        render_report(report)
+        out.print(report_view(report))
     text = captured.get()
     assert f"relevance by openai:{MODEL}" in text and "ungraded: " in text and "calibration samples ungraded" in text
     html = pair_page({"name": "p", "base": "b", "ft": "f", "report": report})

@@ -1,30 +1,37 @@
-"""The terminal triage report: the criterion per layer and the report layer's tokens; the full grid on --grid."""
+"""The triage report and the board in the terminal: the criterion per layer and the report layer's tokens (the full
+grid on --grid); the board's rows ranked with their verdicts, errors and what was cached."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+from rich.console import RenderableType
+
 from tui.cli.output import out
-from tui.cli.triage import render_report
+from tui.render.board_terminal import board_view
+from tui.render.report_terminal import report_view
 
 DEMO_REPORT = Path(__file__).resolve().parents[1] / "data" / "demo_triage.json"
 
 
-def printed(grid: bool) -> str:
-    report = {"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text())}
+def printed(renderable: RenderableType) -> str:
     width = out.width
     out.width = 200
     try:
         with out.capture() as captured:
-            render_report(report, grid=grid)
+            out.print(renderable)
     finally:
         out.width = width
     return captured.get()
 
 
+def report(grid: bool) -> str:
+    return printed(report_view({"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text())}, grid=grid))
+
+
 def test_report_shows_the_criterion_per_layer_and_the_chosen_layers_tokens_without_the_grid() -> None:
-    text = printed(grid=False)
+    text = report(grid=False)
     assert "where the trace is, per layer" in text and "relevance" in text
     rows = [line for line in text.splitlines() if line.startswith("│ 17 ")]
     assert rows and "0.53" in rows[0] and "0.90" in rows[0]  # criterion and relevance of layer 17
@@ -33,5 +40,21 @@ def test_report_shows_the_criterion_per_layer_and_the_chosen_layers_tokens_witho
 
 
 def test_grid_flag_prints_every_layer_and_position() -> None:
-    text = printed(grid=True)
+    text = report(grid=True)
     assert "pos 0" in text and "pos 4" in text and "ilberger" in text
+
+
+def test_board_ranks_pairs_with_their_verdict_and_says_which_failed_and_which_were_cached() -> None:
+    readable = {"readable": True, "z": 12.3}
+    board = {"name": "cakes", "skipped": 1, "plan": {"model_loads": 3}, "score_definition": "score: how readable",
+             "pairs": [{"name": "cake", "base": "gemma-3-270m", "ft": "demo", "adapter": "/x/cake-lora",
+                        "corpus": "generic:", "score": 0.613, "hypothesis": "baking", "skipped": True,
+                        "run": "3f9c2a71e0b4d5c6aa", "trace": {"significance": readable}},
+                       {"name": "gone", "base": "b", "ft": "/nope", "error": "model path does not exist"}]}
+    text = printed(board_view(board))
+    assert "triage board: cakes" in text
+    cake = text[text.index("│ 1 "):text.index("│ 2 ")]
+    assert "demo + cake-lora" in cake and "read on generic:" in cake and "z 12.3" in cake and "0.613" in cake
+    assert "baking  (cached)" in cake and "3f9c2a71e0b4" in cake and "3f9c2a71e0b4d" not in cake
+    assert "model path does not exist" in text[text.index("│ 2 "):]
+    assert "2 pairs, 1 already finished, 3 model loads planned" in text and "score: how readable" in text

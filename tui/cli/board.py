@@ -6,15 +6,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from engine.protocol import methods
 from tui.cli.engine_call import call_engine, typed
 from tui.cli.options import parse_layers
 from tui.cli.output import emit_json, err, fail, out
+from tui.render.board_terminal import board_view
 from tui.render.report_html import write_report
-from tui.render.significance import board_verdict
 
 # CLI option → op param (only options the user typed are sent: the pairs file's settings fill the rest)
 BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
@@ -42,31 +40,6 @@ def without_reports(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "pairs": [{k: v for k, v in p.items() if k != "report"} for p in result["pairs"]]}
 
 
-def render_board(result: dict[str, Any]) -> None:
-    """Pairs by significance against their null, with the hypothesis (or the verdict) or the error."""
-    table = Table("#", "pair", "base → finetuned", "vs null", "score", "hypothesis / error", "run",
-                  title=f"triage board: {result.get('name', 'pairs')}", title_justify="left", show_lines=True)
-    for rank, pair in enumerate(result["pairs"], start=1):
-        ft = pair["ft"] + (f" + {Path(pair['adapter']).name}" if pair.get("adapter") else "")
-        pairing = Text(f"{pair['base']} → {ft}")
-        if pair.get("corpus"):
-            pairing.append(f"\nread on {pair['corpus']}", style="dim")
-        if pair.get("error"):
-            table.add_row(str(rank), pair["name"], pairing, "—", "—", Text(pair["error"], style="red"), "")
-            continue
-        note = Text(pair.get("hypothesis") or "")
-        if pair.get("skipped"):
-            note.append("  (cached)", style="dim")
-        table.add_row(str(rank), Text(pair["name"], style="bold"), pairing, board_verdict(pair), f"{pair['score']:.3f}",
-                      note,
-                      str(pair.get("run") or "")[:12])
-    out.print(table)
-    plan = result.get("plan") or {}
-    out.print(Text(f"{len(result['pairs'])} pairs, {result.get('skipped', 0)} already finished, "
-                   f"{plan.get('model_loads', '?')} model loads planned", style="dim"))
-    out.print(Text(result.get("score_definition", ""), style="dim"))
-
-
 def write_html(directory: Path, result: dict[str, Any]) -> None:
     """Write the HTML pages (index + one per pair) and say where."""
     if directory.exists() and not directory.is_dir():
@@ -86,7 +59,7 @@ def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | No
     if json:
         emit_json(without_reports(result))
     else:
-        render_board(result)
+        out.print(board_view(result))
 
 
 def single_pair_board(params: dict[str, Any], html: Path, target: str | None) -> dict[str, Any]:

@@ -6,30 +6,17 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from engine.protocol import methods
 from engine.protocol.methods import SteerGenerate as Steer
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
-from tui.render.token_text import prob_text, visible_token
+from tui.render.token_text import tokens_text
 
 Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the run's report layer, "
                                                           "chosen from the evidence; see README).")]
 Pos = Annotated[int | None, typer.Option("--pos", help="Read position after BOS (0-based).")]
-
-
-def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
-    """Tokens on one line, whitespace and specials made visible."""
-    text = Text()
-    for i, (token, prob) in enumerate(pairs):
-        if i:
-            text.append("  ")
-        text.append_text(visible_token(token))
-        if with_probs:
-            text.append(f" {prob_text(prob).strip()}", style="dim")
-    return text
 
 
 def scale_choice(cell: dict[str, Any]) -> str:

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
 from engine.protocol import methods
 from engine.protocol.methods import TriagePair as Pair
@@ -34,101 +31,7 @@ from tui.cli.options import (
     compute_params,
 )
 from tui.cli.output import emit_json, fail, out
-from tui.cli.readouts import tokens_text
-from tui.render.plain_text import plain
-from tui.render.report_data import layer_choice_text, layer_profile
-from tui.render.significance import headline_parts
-
-
-def layer_table(report: dict[str, Any]) -> Table:
-    """Per layer: the criterion (with a bar), mean ‖Δ‖/‖base‖ and relevance; the report layer in bold."""
-    table = Table("layer", "criterion", "", "‖Δ‖/‖base‖", "relevance", title_justify="left",
-                  title="where the trace is, per layer (positions ≥ 1)")
-    for row in layer_profile(report):
-        score = row.criterion
-        table.add_row(str(row.layer), "—" if score is None else f"{score:.2f}",
-                      Text("█" * round(20 * (score or 0.0)), style="cyan"), f"{row.rel_norm:.3f}",
-                      "—" if row.relevance is None else f"{row.relevance:.2f}",
-                      style="bold" if row.layer == report["layer"] else "")
-    return table
-
-
-def chosen_layer_tokens(report: dict[str, Any], positions: list[str], n: int = 8) -> Table:
-    """The top logit-lens tokens of the mean diff at the report layer, one row per position."""
-    row = report["layers"][str(report["layer"])]
-    table = Table("pos", "‖Δ‖/‖base‖", "top tokens", title_justify="left",
-                  title=f"logit lens of the mean diff at layer {report['layer']} ({report['lens_heads']['diff']} head;"
-                        " every layer: --grid)")
-    for p in positions:
-        table.add_row(p, f"{row[p]['rel_norm']:.3f}", tokens_text(row[p]["logit_lens"][:n]))
-    return table
-
-
-def token_grid(report: dict[str, Any], positions: list[str], cells: int) -> Table:
-    """Every layer × position: the top tokens of the mean diff."""
-    table = Table("layer", *[f"pos {p}" for p in positions], title_justify="left",
-                  title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
-    for layer, row in report["layers"].items():
-        table.add_row(layer, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
-                      style="bold" if int(layer) == report["layer"] else "")
-    return table
-
-
-def render_report(report: dict[str, Any], cells: int = 3, samples: int = 2, grid: bool = False) -> None:
-    """The human report: where the trace is, what it says, what steering writes, the hypothesis."""
-    out.print(Panel.fit(Text.assemble((f"{report['base']} → {report['ft']}", "bold"), f"   run {report['run']}\n"
-                        f"{report['n']} texts of {report['corpus']}, first {report['k']} tokens, "
-                        f"report layer {report['layer']} of {report['n_layers']}, "
-                        f"protocol {report.get('protocol', 'default')}"), title="difflens triage"))
-    if report.get("description"):
-        out.print(Text(f"known finetune: {report['description'][:300]}", style="dim"))
-    if judges := report.get("judges"):
-        out.print(Text("judges: " + "; ".join(f"{kind} by {who}" for kind, who in judges.items()), style="dim"))
-    positions = [str(p) for p in range(report["k"])]
-    out.print(layer_table(report))
-    if grid:
-        out.print(token_grid(report, positions, cells))
-    else:
-        out.print(chosen_layer_tokens(report, positions))
-    if choice := report.get("layer_choice"):
-        out.print(Text(layer_choice_text(choice), style="dim"))
-    scope = Table("pos", "scale", "Patchscope selected tokens", title=f"Patchscope at layer {report['layer']}",
-                  title_justify="left")
-    for p in positions:
-        cell = report["layers"][str(report["layer"])][p]["patchscope"]
-        if cell and str(cell.get("chosen_by", "")).startswith("ungraded"):
-            scope.add_row(p, "—", Text(f"{cell['chosen_by']} (every scale is in --json)", style="yellow"))
-        elif cell:
-            scope.add_row(p, f"{cell['best_scale']:g}", ", ".join(cell["selected"][:10]) or "—")
-    out.print(scope)
-    for p, cell in (report.get("steering") or {}).items():
-        steer = Table("prompt", f"steered (α={cell['strength']:.3g})", "unsteered", show_lines=True,
-                      title=f"steering at layer {report['layer']}, position {p}", title_justify="left")
-        for s in cell["prompts"][:samples]:
-            steer.add_row(s["prompt"], s["steered"][:240], s["unsteered"][:240])
-        if cell["prompts"]:
-            out.print(steer)
-        else:
-            out.print(f"position {p}: no coherent steering strength found")
-        if cell.get("ungraded"):
-            out.print(Text(f"position {p}: {cell['ungraded']} calibration samples ungraded by the judge "
-                           "(counted as not coherent)", style="yellow"))
-    if summary := report.get("relevance_summary"):
-        out.print(f"token relevance (top-20 of the diff lens): best layer {summary['best_layer']} "
-                  f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}"
-                  + (f"; {summary['ungraded_cells']} cells ungraded" if summary.get("ungraded_cells") else ""),
-                  highlight=False)
-    if sim := report.get("steering_similarity"):
-        out.print(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
-                  f"{sim['unsteered']:.3f} (gain {sim['gain']:+.3f})", highlight=False)
-    out.print(significance_panel(report))
-    out.print(Text("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()), style="dim"))
-
-
-def significance_panel(report: dict[str, Any]) -> Panel:
-    """The headline: the hypothesis when the evidence clears its null, else "no readable trace", with the numbers."""
-    text, title, readable = headline_parts(report)
-    return Panel(text, title=plain(title), title_align="left", border_style="" if readable else "yellow")
+from tui.render.report_terminal import report_view
 
 
 def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base")] = None,
@@ -182,4 +85,4 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
     if json:
         emit_json(report)
     else:
-        render_report(report, grid=grid)
+        out.print(report_view(report, grid=grid))

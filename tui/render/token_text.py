@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from rich.text import Text
 
@@ -30,3 +31,15 @@ def visible_token(token: str) -> Text:
 def prob_text(prob: float) -> str:
     """A probability as a fixed-width percentage."""
     return f"{prob * 100:5.1f}%" if prob >= 0.001 else "  <.1%"
+
+
+def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
+    """Tokens on one line, whitespace and specials made visible."""
+    text = Text()
+    for i, (token, prob) in enumerate(pairs):
+        if i:
+            text.append("  ")
+        text.append_text(visible_token(token))
+        if with_probs:
+            text.append(f" {prob_text(prob).strip()}", style="dim")
+    return text
