@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Static
 
+from tests.support.engine_helpers import until
 from tests.support.tui_helpers import HeldReplay, plain
 from tests.tui.test_tui import make_app, recording, settle
+from tui.app import DiffLensApp
 from tui.screens.mining import MiningScreen
+from tui.widgets.heatmap import Heatmap
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
@@ -21,20 +24,26 @@ PROGRESS = {
 }
 
 
+async def run_open(app: DiffLensApp) -> None:
+    """Until the workbench shows the recorded run's heatmap."""
+    await until(lambda: app.screen.query(Heatmap) and app.screen.query_one(Heatmap).heat.layers, 10, "the run")
+
+
 @pytest.mark.asyncio
 async def test_steering_and_patchscope_panes_show_steps_and_eta() -> None:
     client = HeldReplay(recording(), PROGRESS)
     app, _ = make_app(client)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause(0.5)
+        await run_open(app)
         await pilot.press("r")
-        await pilot.pause(0.3)
-        assert "steering layer 12: tokens 40/96, ETA 3s" in app.screen.query_one(SteeringPane).steer.status
-        assert "40/96 ETA 3s" in plain(app.screen.query_one(PairBar))
+        steering = app.screen.query_one(SteeringPane)
+        await until(lambda: "steering layer 12: tokens 40/96, ETA 3s" in steering.steer.status, 10,
+                    "the steering job's steps in its pane")
+        await until(lambda: "40/96 ETA 3s" in plain(app.screen.query_one(PairBar)), 10, "the job in the pair bar")
         await pilot.press("p")
-        await pilot.pause(0.8)
         tokens = app.screen.query_one(TokensPane)
-        assert "patchscope at layer 12: scaled vectors read 7/41, ETA 1m05s" in plain(tokens)
+        await until(lambda: "patchscope at layer 12: scaled vectors read 7/41, ETA 1m05s" in plain(tokens), 10,
+                    "the Patchscope job's steps in the token pane")
         client.gate.set()
         await settle(pilot)
         assert "tokens 40/96" not in app.screen.query_one(SteeringPane).steer.status
@@ -45,16 +54,14 @@ async def test_a_lens_view_shows_its_jobs_steps_and_eta() -> None:
     client = HeldReplay(recording(), PROGRESS)
     app, _ = make_app(client)
     async with app.run_test(size=(160, 48)) as pilot:
-        await pilot.pause(0.5)
+        await run_open(app)
         await pilot.press("M")
-        await pilot.pause(0.3)
-        mining = app.screen
-        assert isinstance(mining, MiningScreen)
+        mining = await until(lambda: isinstance(app.screen, MiningScreen) and app.screen, 10, "the mining view")
         mining.query_one("#corpus", Input).value = "fineweb"
         mining.query_one("#n", Input).value = "20"
         mining.query_one("#corpus", Input).focus()
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert "texts 8/20, ETA 12s" in plain(mining.query_one("#answer", Static))
+        answer = mining.query_one("#answer", Static)
+        await until(lambda: "texts 8/20, ETA 12s" in plain(answer), 10, "the mining job's steps in its view")
         client.gate.set()
         await settle(pilot)

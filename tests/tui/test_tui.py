@@ -321,8 +321,9 @@ async def test_job_progress_reaches_the_pair_bar() -> None:
                                                      "eta_s": 7.0}})
     app, _ = make_app(client, Start.demo())
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause(0.2)
-        bar = app.screen.query_one(PairBar)
+        bar = await until(lambda: app.screen.query(PairBar) and app.screen.query_one(PairBar), 10, "the pair bar")
+        await until(lambda: bar.view.engine.job is not None and bar.view.engine.job.done, 10,
+                    "the compute job's progress in the pair bar")
         job = bar.view.engine.job
         assert job is not None and (job.label, job.done, job.total) == ("computing ADL", 3, 10)
         text = plain(bar)
@@ -341,7 +342,8 @@ async def test_cancel_key_stops_the_running_job() -> None:
     app, _ = make_app(client, Start.demo())
     notes = record_notifications(app)
     async with app.run_test(size=(120, 30)) as pilot:
-        await pilot.pause(0.2)
+        await until(lambda: app.screen.query(PairBar) and app.screen.query_one(PairBar).view.engine.job, 10,
+                    "the compute job")
         await pilot.press("x")
         await settle(pilot)
         assert app.screen.query_one(PairBar).view.engine.job is None
