@@ -56,6 +56,7 @@ class TriageOptions:
     judge: str | None = None
     protocol: str | None = None
     null: int = TriagePair.null
+    null_profile_of: AdlRequest | None = None  # whose delta profile the null copies (None: this finetune's)
 
 
 def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None = None) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
-    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"))
+    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"), options.null_profile_of)
     phase(2)
     steering_settings = protocol.final_samples(options.steering, options.n_prompts, calibration.sample_temperature)
     env = RunEnvironment(run, layer, positions, steering_settings, calibration, judge=judge)
