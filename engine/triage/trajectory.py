@@ -40,7 +40,8 @@ def run_trajectory(params: Trajectory, ctx: JobContext | None = None) -> dict[st
     started = time.monotonic()
     with ctx.stage("shared base pass"):
         _shared_pass(steps, ctx)
-    options = replace(options_for(params), null_profile_of=_null_reference(steps))
+    # Patchscope and relevance only beside steering: a step's row reads neither (its workbench view computes them)
+    options = replace(options_for(params), null_profile_of=_null_reference(steps), patchscope=params.steer)
     rows = []
     for index, step in enumerate(steps):
         ctx.progress(index, len(steps), f"{step.label} ({index + 1}/{len(steps)})")
