@@ -32,6 +32,8 @@ def test_the_summary_names_the_first_readable_step() -> None:
     assert summary(RESULT) == "the trace is first readable at t = 1 (z = 7.5, layer 12: bake, <oven>)"
     none = {**RESULT, "steps": RESULT["steps"][:2]}
     assert summary(none) == "no step's trace is readable against the null (2 steps)"
+    untested = {**RESULT, "steps": [RESULT["steps"][0], {**RESULT["steps"][1], "readable": None, "z": None}]}
+    assert summary(untested) == "2 steps, not tested against a null (--null 0)"
     assert cells(RESULT["steps"][0])["verdict"] == "identical" and cells(RESULT["steps"][0])["layer"] == "—"
 
 

@@ -42,6 +42,8 @@ def first_readable(result: dict[str, Any]) -> dict[str, Any] | None:
 def summary(result: dict[str, Any]) -> str:
     """The sentence a trajectory leads with: where along the series the trace first becomes readable."""
     first = first_readable(result)
+    if first is None and all(row.get("readable") is None or row.get("identical") for row in result["steps"]):
+        return f"{len(result['steps'])} steps, not tested against a null (--null 0)"
     if first is None:
         return f"no step's trace is readable against the null ({len(result['steps'])} steps)"
     return (f"the trace is first readable at {first['label']} (z = {number(first.get('z'), 1)}, layer "
