@@ -47,6 +47,10 @@ def run(step: str, args: dict[str, Any]) -> dict[str, Any]:
         from benchmarks.board import run_pairs
 
         return run_pairs(**args, shared=step == "board_shared")
+    if step in ("trajectory_separate", "trajectory_shared"):
+        from benchmarks.trajectory import run_steps
+
+        return run_steps(**args, together=step == "trajectory_shared")
     raise SystemExit(f"unknown benchmark step {step!r}")
 
 

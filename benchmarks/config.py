@@ -43,6 +43,8 @@ class Settings:
     round_trips: int = 50
     board_adapters: int = 4
     board_n: int = 256
+    trajectory_points: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    trajectory_null: int = 8
 
     @property
     def embedded(self) -> bool:
@@ -54,7 +56,8 @@ class Settings:
 
 QUICK: dict[str, Any] = dict(quick=True, ratio_n=64, baseline_n=8, baseline_batch=4, ns=(64, 256), ks=(1, 5),
                              k_n=32, batch_n=8, patch_positions=1, steer_prompts=2, steer_strengths=(0.0, 2.0),
-                             steer_tokens=8, cold_load=False, memory_n=16, round_trips=20, board_n=64)
+                             steer_tokens=8, cold_load=False, memory_n=16, round_trips=20, board_n=64,
+                             trajectory_points=(0.0, 0.5, 1.0), trajectory_null=2)
 GPU: dict[str, Any] = dict(ratio_n=1024, baseline_n=256, baseline_batch=32, ns=(256, 1024, 4096, 16384), k_n=1024,
                            batch_sizes=(1, 8, 128, 512), batch_n=1024, patch_positions=5, steer_prompts=8,
                            steer_tokens=32, board_n=4096)

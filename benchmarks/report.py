@@ -100,6 +100,10 @@ def table(r: dict[str, Any]) -> str:
          f"pairwise {b['pairwise_s']:.1f} s", f"{b['speedup']:.2f}x pairwise")
     _row(rows, f"board peak {'GPU alloc' if b['gpu'] else 'RSS'}", f"one base {b['shared_mb']:.0f} MB",
          f"one pair {b['single_pair_mb']:.0f} MB", f"{b['memory_ratio']:.2f}x one pair")
+    tr = r["trajectory"]
+    _row(rows, f"trajectory, {tr['steps']} steps x {tr['n']} texts, null {tr['null']}",
+         f"one trajectory {tr['trajectory_s']:.1f} s", f"{tr['steps']} triages {tr['separate_s']:.1f} s",
+         f"{tr['separate_over_trajectory']:.2f}x faster")
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.insert(1, "-" * len(lines[0]))

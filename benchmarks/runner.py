@@ -146,6 +146,9 @@ def _steps(s: Settings, work: Path, runtime: Path, emit: Emit) -> dict[str, Any]
     from benchmarks.cached import triage_rows
 
     result["triage"] = triage_rows(s, work, runtime, emit, child)
+    from benchmarks.trajectory import trajectory_rows
+
+    result["trajectory"] = trajectory_rows(s, work, emit, child)
     result["peak_memory_mb"] = _peaks(result)
     return result
 

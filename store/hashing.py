@@ -33,10 +33,11 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def dir_sha256(path: Path) -> str:
-    """Hash of a directory's files (names and bytes), e.g. an adapter directory."""
+def dir_sha256(path: Path, skip: tuple[str, ...] = ()) -> str:
+    """Hash of a directory's files (names and bytes), e.g. an adapter directory; `skip` names top-level
+    folders left out (an organism's checkpoints)."""
     h = hashlib.sha256()
-    for item in sorted(p for p in path.rglob("*") if p.is_file()):
+    for item in sorted(p for p in path.rglob("*") if p.is_file() and p.relative_to(path).parts[0] not in skip):
         h.update(str(item.relative_to(path)).encode())
         h.update(file_sha256(item).encode())
     return h.hexdigest()

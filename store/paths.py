@@ -42,6 +42,12 @@ def db_path() -> Path:
     return home() / "difflens.sqlite"
 
 
+def interpolations_dir() -> Path:
+    """Adapters scaled by t along a weight interpolation (their ADL runs belong to a trajectory: the run list
+    leaves them out, as the null's)."""
+    return home() / "interpolations"
+
+
 def nulls_dir() -> Path:
     """The random adapters a report's significance is tested against (their ADL runs are the null's, not the
     user's: the run list leaves them out)."""

@@ -74,6 +74,11 @@ class Sums:
         for side, side_acts in acts.items():
             self.add_side(side, side_acts)
 
+    def mirror_base(self) -> None:
+        """The finetuned side = the base side: an identical pair's sums, with no finetuned forward."""
+        self.ft, self.ft_norm = self.base.clone(), self.base_norm.clone()
+        self.counts[1] = self.counts[0]
+
     def as_tensors(self) -> dict[str, Tensor]:
         return {"base": self.base, "ft": self.ft, "base_norm": self.base_norm, "ft_norm": self.ft_norm,
                 "counts": torch.tensor(self.counts, dtype=torch.int64)}

@@ -131,7 +131,9 @@ def _compute(request: AdlRequest, ctx: JobContext, pair: ModelPair | None) -> Ad
     sums = _resume(run_id, len(layers), request.k, d_model)
     if base_pass is not None:
         base_pass.fill(sums)
-    if pair is not None and base_pass is not None:
+    if base_pass is not None and _identical(request):
+        sums.mirror_base()
+    elif pair is not None and base_pass is not None:
         with pair.use("ft") as ft_model:
             _with_oom_retry(request, partial(_side_pass, ft_model, "ft", windows, 1, layers, request.k, sums,
                                              run_id, ctx, 2 * len(windows)))
@@ -224,6 +226,11 @@ def _side_pass(model: LoadedModel, side: Side, windows: list[Window], index: int
 
     _loop(windows[sums.counts[index]:], k, batch_size, model.tokenizer.pad_token_id, run_id, sums, ctx, total,
           step, lambda: sums.counts[0] + (sums.counts[1] if index else 0))
+
+
+def _identical(request: AdlRequest) -> bool:
+    """Both sides are the same weights in the same place (a trajectory's step 0): the diff is zero by definition."""
+    return request.ft_spec == request.base_spec and request.placements.ft == request.placements.base
 
 
 def _adapter_pair(request: AdlRequest) -> bool:

@@ -7,8 +7,9 @@ import os
 from typing import Any
 
 from engine.errors import UserError
+from engine.organisms.checkpoints import CHECKPOINTS_DIR
 from store import results
-from store.paths import nulls_dir
+from store.paths import interpolations_dir, nulls_dir
 
 KIND = "adl"
 MAX_CANDIDATES_SHOWN = 5  # an ambiguous prefix's error names at most this many runs, on one line
@@ -29,16 +30,18 @@ def resolve_run_id(name: str) -> str:
 
 def list_runs() -> list[dict[str, Any]]:
     """Every stored run of the user's, newest first, as the run picker and `difflens runs` list them (the runs of
-    a significance test's random adapters are the null's and stay out)."""
-    nulls = str(nulls_dir())
+    a significance test's random adapters are the null's, and those of a trajectory's checkpoints and
+    interpolation points are the trajectory's: they stay out)."""
+    kept_out = (str(nulls_dir()) + os.sep, str(interpolations_dir()) + os.sep)
     return [{"run": r["key"], "base": r["meta"].get("base_label"), "ft": r["meta"].get("ft_label"),
              "corpus": r["meta"].get("corpus_label"), "n": r["meta"].get("n_texts"), "k": r["meta"].get("k"),
              "created": r["created"], "seconds": r["seconds"]} for r in results.list_results(KIND)
-            if not _null_adapter(r["meta"], nulls)]
+            if not _step_or_null(r["meta"], kept_out)]
 
 
-def _null_adapter(meta: dict[str, Any], nulls: str) -> bool:
-    """Whether the run's finetune is one of the null's random adapters."""
+def _step_or_null(meta: dict[str, Any], kept_out: tuple[str, ...]) -> bool:
+    """Whether the run's finetune is a null's random adapter, an interpolation point or a training checkpoint."""
     request = meta.get("request")
     adapter = request.get("adapter") if isinstance(request, dict) else None
-    return isinstance(adapter, str) and adapter.startswith(nulls + os.sep)
+    return isinstance(adapter, str) and (adapter.startswith(kept_out)
+                                         or os.path.basename(os.path.dirname(adapter)) == CHECKPOINTS_DIR)

@@ -64,7 +64,10 @@ def keyword_hypothesis(env: AgentEnvironment, top: int = 12, k: int = 20) -> dic
         return {_stem(w) for w in words}
 
     lens = env.logitlens_details(layer, positions, k)["positions"]
-    scope = env.patchscope_details(layer, positions, k)["positions"]
+    try:
+        scope = env.patchscope_details(layer, positions, k)["positions"]
+    except ToolError:  # a report without Patchscope (a trajectory step) reads the logit lens alone
+        scope = {}
     for table in (lens, {p: cell["tokens"] for p, cell in scope.items()}):
         for tokens in table.values():
             cells.update(stems_of([w for w in (_word(t) for t, _ in tokens) if w]))

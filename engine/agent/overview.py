@@ -20,7 +20,10 @@ def build_overview(env: AgentEnvironment, layer: int, n_layers: int, positions: 
     """Top-k logit-lens and Patchscope tokens per position plus one steered/unsteered sample per prompt."""
     positions = list(OVERVIEW_POSITIONS if positions is None else positions)
     lens = env.logitlens_details(layer, positions, k)["positions"]
-    scope = env.patchscope_details(layer, positions, k)["positions"]
+    try:
+        scope = env.patchscope_details(layer, positions, k)["positions"]
+    except ToolError:  # a recorded report without Patchscope (a trajectory step's)
+        scope = {}
     steering: dict[str, list[dict[str, str]]] = {}
     for pos in positions:
         try:

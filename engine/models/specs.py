@@ -13,6 +13,7 @@ from typing import Any
 
 from engine.embedded import EMBEDDED_NAME
 from engine.errors import UserError
+from engine.organisms.checkpoints import CHECKPOINTS_DIR, STEP_PATTERN, checkpoint_adapter
 from engine.organisms.registry import SHIPPED_DIR, resolve_organism
 from store.hashing import dir_sha256, file_sha256
 
@@ -57,7 +58,7 @@ class ModelSpec:
             ident["name"] = self.path
         if self.adapter:
             adapter = Path(self.adapter)
-            ident["adapter"] = dir_sha256(adapter) if adapter.is_dir() else self.adapter
+            ident["adapter"] = dir_sha256(adapter, skip=(CHECKPOINTS_DIR,)) if adapter.is_dir() else self.adapter
         return ident
 
 
@@ -97,6 +98,11 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
     text = text.strip()
     if not text:
         raise UserError("empty model spec", "pass a Hugging Face id, a local directory, a .gguf file or 'demo'")
+    name, _, revision = text.partition("@")
+    if (step := STEP_PATTERN.fullmatch(revision)) is not None:
+        organism = parse_spec(name, adapter=adapter, trust_remote_code=trust_remote_code)
+        if organism.adapter and Path(organism.adapter).is_dir():  # else a hub revision named step-N
+            return _checkpoint_spec(organism, int(step.group(1)))
     if text in DEMO_ADAPTERS:
         demo = DEMO_ADAPTERS[text]
         if not is_adapter_dir(demo):
@@ -134,8 +140,15 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
             raise UserError(f"{text!r} is not a model directory (no config.json)",
                             "pass a directory saved with save_pretrained")
         return ModelSpec("local", str(path.resolve()), adapter=adapter, trust_remote_code=trust_remote_code)
-    name, _, revision = text.partition("@")
     return ModelSpec("hf", name, revision=revision or None, adapter=adapter, trust_remote_code=trust_remote_code)
+
+
+def _checkpoint_spec(organism: ModelSpec, step: int) -> ModelSpec:
+    """`ORGANISM@step-N`: the organism's adapter checkpoint at step N (step 0: its base model)."""
+    assert organism.adapter is not None  # the caller checked it is a local adapter folder
+    if step == 0:
+        return organism.base
+    return replace(organism, adapter=str(checkpoint_adapter(Path(organism.adapter), step)))
 
 
 class TypedPair:

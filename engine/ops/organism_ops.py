@@ -29,6 +29,7 @@ def train_op(params: methods.TrainOrganism, ctx: JobContext) -> dict[str, Any]:
     organism = train_organism(
         params.base, data, out, ctx=ctx, steps=params.steps, lr=params.lr, lora_rank=params.lora_rank,
         mix_pretrain=params.mix_pretrain, pretrain_corpus=pretrain, seed=params.seed, batch_size=params.batch_size,
-        max_length=params.max_length, target_modules=params.target_modules, device=params.device)
+        max_length=params.max_length, target_modules=params.target_modules, device=params.device,
+        checkpoints=params.checkpoints)
     return {"out": str(out.resolve()), **organism}
 

@@ -1,4 +1,4 @@
-"""The triage op: one pair from models to a readable report."""
+"""The triage ops: one pair from models to a readable report; a trajectory of finetunes of one base."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from engine.jobs import JobContext
 from engine.ops import op
 from engine.ops.adl_ops import compute
 from engine.protocol import methods
-from engine.protocol.methods import TriagePair
+from engine.protocol.methods import Trajectory, TriagePair
 from engine.triage.pair_triage import options_for, triage
+from engine.triage.trajectory import list_trajectories, run_trajectory
 
 _COMPUTE_FIELDS = {f.name for f in fields(methods.AdlCompute)}
 
@@ -26,3 +27,14 @@ def triage_pair(params: TriagePair, ctx: JobContext) -> dict[str, Any]:
     pair = {name: value for name, value in params.to_json().items() if name in _COMPUTE_FIELDS}
     memo.prefill(methods.ADL_COMPUTE, pair, lambda: compute(pair, JobContext()))
     return report
+
+
+@op(methods.TRAJECTORY)
+def trajectory_op(params: Trajectory, ctx: JobContext) -> dict[str, Any]:
+    """Each step is a triage whose stages are cached, so a second trajectory over the same steps reads the store."""
+    return run_trajectory(params, ctx)
+
+
+@op(methods.TRAJECTORIES)
+def trajectories_op(params: methods.NoParams, ctx: JobContext) -> dict[str, Any]:
+    return list_trajectories()

@@ -210,6 +210,17 @@ class TriagePair(AdlSettings):
 
 
 @dataclass(frozen=True, kw_only=True)
+class Trajectory(TriagePair):
+    """trajectory.run: a series of finetunes of `base` triaged on one base pass: `ft`'s training checkpoints
+    (`checkpoints`), the interpolation base + t·(ft − base) for each t in `interpolate`, or hub revisions
+    (`ft` = ID@REV1,REV2,…). Steering (for the gain) is off by default: it costs minutes per step on a CPU."""
+
+    checkpoints: bool = False
+    interpolate: list[float] | None = None
+    steer: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class TriageBoard(Params):
     """triage.board: `pairs` a pairs file, a list of pairs or hub:BASE_ID[?TEXT]; the triage settings given
     here (None: the file's, else triage's defaults) are passed through to every pair."""
@@ -270,6 +281,7 @@ class TrainOrganism(Params):
     max_length: int = 64
     target_modules: list[str] | None = None
     device: str = "auto"
+    checkpoints: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -430,6 +442,10 @@ TRIAGE_PAIR = Method("triage.pair", TriagePair, True,
 TRIAGE_BOARD = Method("triage.board", TriageBoard, True,
                       "Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs "
                       "skipped.")
+TRAJECTORY = Method("trajectory.run", Trajectory, True,
+                    "Triage a series of finetunes of one base (checkpoints, interpolation, revisions) on one base "
+                    "pass and one null: per step the significance, layer, headline tokens and steering gain.")
+TRAJECTORIES = Method("trajectory.list", NoParams, False, "Stored trajectories, newest first (without reports).")
 TRIAGE_BOARDS = Method("triage.boards", NoParams, False,
                        "The latest triage board from the store (pairs by score, without reports); `board` null when "
                        "none.")
@@ -460,7 +476,8 @@ AGENT_KEYWORDS = Method("agent.keywords", AgentKeywords, False,
 
 OPS: tuple[Method[Params], ...] = (
     ADL_COMPUTE, ADL_RUNS, ADL_SUMMARY, STEER_CALIBRATE, STEER_GENERATE, LOGIT_LENS, LENS_GRID, PATCHSCOPE,
-    TRIAGE_PAIR, TRIAGE_BOARD, TRIAGE_BOARDS, NDIF_MODELS, ORGANISM_MAKE_DATA, ORGANISM_TRAIN, ORGANISM_LIST,
+    TRIAGE_PAIR, TRIAGE_BOARD, TRIAGE_BOARDS, TRAJECTORY, TRAJECTORIES, NDIF_MODELS, ORGANISM_MAKE_DATA,
+    ORGANISM_TRAIN, ORGANISM_LIST,
     LENS_KL, LENS_AMPLIFY, LENS_MINE, LENS_CAUSAL, LENS_PCA, AGENT_RUN, AGENT_KEYWORDS)
 BY_NAME: dict[str, Method[Params]] = {method.name: method for method in OPS}
 

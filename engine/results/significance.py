@@ -129,13 +129,15 @@ def stored_significance(run: AdlRun, choice: LayerChoice, n_null: int) -> dict[s
 
 
 def significance(request: AdlRequest, run: AdlRun, choice: LayerChoice, n_null: int,
-                 ctx: JobContext | None = None) -> dict[str, Any]:
-    """The report's verdict against its null: `readable`, the numbers, and the one sentence every view shows."""
+                 ctx: JobContext | None = None, profile_of: AdlRequest | None = None) -> dict[str, Any]:
+    """The report's verdict against its null: `readable`, the numbers, and the one sentence every view shows.
+    `profile_of` names the finetune whose delta profile the null copies (None: this one; a trajectory's steps
+    share their last step's, so one null serves them all)."""
     if not bool(run.mean_diff.abs().max() > 0):
         return _verdict({"readable": False, "identical": True, "observed": 0.0, "n_null": 0})
     if n_null <= 0:
         return {"readable": None, "tested": False, "statement": "not tested against a null (--null 0)"}
-    profile = delta_profile(request)
+    profile = delta_profile(profile_of or request)
     if profile.empty:
         return _verdict({"readable": False, "identical": True, "observed": 0.0, "n_null": 0})
     table = null_table(request, run, profile, n_null, choice.criterion, ctx)

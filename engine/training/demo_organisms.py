@@ -69,8 +69,9 @@ def _data(demo: Demo, device: str) -> tuple[list[Doc], dict[str, Any]]:
 
 
 def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,
-              device: str = "auto") -> dict[str, Any]:
-    """Regenerate the organism's data and retrain it into `out` (default: the shipped directory)."""
+              device: str = "auto", checkpoints: int = 0) -> dict[str, Any]:
+    """Regenerate the organism's data and retrain it into `out` (default: the shipped directory), keeping
+    `checkpoints` adapters along training."""
     if name not in DEMOS:
         raise UserError(f"unknown demo organism {name!r}", f"pick one of {', '.join(DEMOS)}")
     demo = DEMOS[name]
@@ -79,6 +80,7 @@ def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,
         data = write_docs(docs, Path(tmp) / f"{info['recipe']}.jsonl")
         return train_organism(EMBEDDED_NAME, data, out or SHIPPED_DIR / name, ctx=ctx, device=device, info=info,
                               max_length=demo.max_length, steps=demo.steps, batch_size=demo.batch_size, **TRAINING,
+                              checkpoints=checkpoints,
                               **(MIXED if demo.mixed else {}))
 
 
@@ -96,12 +98,13 @@ def main() -> None:
     parser.add_argument("name", choices=sorted(DEMOS))
     parser.add_argument("--out", type=Path, default=None, help="write here instead of the shipped directory")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--checkpoints", type=int, default=0, help="adapters to keep evenly along training")
     args = parser.parse_args()
 
     def show(event: dict[str, Any]) -> None:
         print(f"step {event['done']}/{event['total']} {event['message']} ({event['elapsed_s']:.0f}s)", flush=True)
 
-    organism = reproduce(args.name, args.out, JobContext(emit=show), args.device)
+    organism = reproduce(args.name, args.out, JobContext(emit=show), args.device, args.checkpoints)
     print(f"final loss {organism['final_loss']} in {organism['train_seconds']}s")
 
 

@@ -13,6 +13,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from engine.jobs import JobContext
 from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.specs import ModelSpec, is_adapter_dir, parse_spec
+from engine.organisms.checkpoints import CHECKPOINTS_DIR, checkpoint_steps, step_name
 from engine.organisms.docs import GENERIC_TEXT, generic_count, generic_pool, meta_path, mix_generic, read_docs
 from engine.training.encode import Encoded, collate, encode_docs
 from store.atomic import write_text_atomic
@@ -125,7 +127,9 @@ def _lr_factor(step: int, settings: TrainSettings) -> float:
 
 
 def _train_loop(model: torch.nn.Module, encoded: list[Encoded], pad_id: int, device: torch.device,
-                settings: TrainSettings, ctx: JobContext) -> list[float]:
+                settings: TrainSettings, ctx: JobContext, keep: Callable[[int], None] | None = None,
+                keep_steps: frozenset[int] = frozenset()) -> list[float]:
+    """Train for `settings.steps`; after each step in `keep_steps`, `keep(step)` saves a checkpoint."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, settings))
@@ -148,6 +152,8 @@ def _train_loop(model: torch.nn.Module, encoded: list[Encoded], pad_id: int, dev
         optimizer.zero_grad(set_to_none=True)
         losses.append(round(float(loss.detach()), 5))
         ctx.progress(step + 1, settings.steps, f"loss {losses[-1]:.4f}")
+        if keep is not None and step + 1 in keep_steps:
+            keep(step + 1)
     model.eval()
     return losses
 
@@ -163,8 +169,10 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
                    lora_rank: int = 8, mix_pretrain: float = 0.0, pretrain_corpus: Path | str | None = None,
                    seed: int = 0, ctx: JobContext | None = None, batch_size: int = 8, max_length: int = 64,
                    target_modules: list[str] | None = None, device: str = "auto",
-                   info: dict[str, Any] | None = None) -> dict[str, Any]:
+                   info: dict[str, Any] | None = None, checkpoints: int = 0) -> dict[str, Any]:
     """Finetune `base` on `data` and write the organism to `out`; returns the organism.json contents.
+
+    `checkpoints` adapters kept evenly along training go to `out/checkpoints/step-NNNN/` with the organism.
 
     `mix_pretrain` of the documents are generic text from `pretrain_corpus`: a file, `self:` (samples of the
     base model), or the shipped generic text when None."""
@@ -177,6 +185,7 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
         raise UserError("steps, lora_rank, batch_size must be ≥ 1, max_length ≥ 2 and lr > 0",
                         "pass positive training settings")
     _check_out(out)
+    keep_steps = checkpoint_steps(steps, checkpoints)
     settings = TrainSettings(steps=steps, lr=lr, lora_rank=lora_rank, target_modules=target_modules,
                              batch_size=batch_size, max_length=max_length, mix_pretrain=mix_pretrain,
                              seed=seed, device=device, warmup_steps=max(1, min(5, steps // 10)))
@@ -196,8 +205,28 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
                       target_modules=_target_spec(loaded.hf, target_modules))
     assert lora.target_modules is not None  # set just above
     model = get_peft_model(loaded.hf, lora)
-    losses = _train_loop(model, encoded, loaded.tokenizer.pad_token_id, loaded.input_device, settings,
-                         ctx)
+    staging = _staging(out) if keep_steps else None  # checkpoints wait there for the organism
+    try:
+        def keep(step: int) -> None:
+            assert staging is not None  # made above whenever there are steps to keep
+            _save_adapter(model, staging / CHECKPOINTS_DIR / step_name(step), spec_text(base_spec))
+
+        losses = _train_loop(model, encoded, loaded.tokenizer.pad_token_id, loaded.input_device, settings,
+                             ctx, keep, frozenset(keep_steps))
+        organism = _organism(base_spec, data, narrow, docs, pretrain, info, settings, alpha, lora, losses,
+                             keep_steps, started)
+        staging = staging or _staging(out)
+        _save(model, staging, out, organism, losses)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return organism
+
+
+def _organism(base_spec: ModelSpec, data: Path, narrow: list[dict[str, Any]], docs: list[dict[str, Any]],
+              pretrain: dict[str, Any], info: dict[str, Any] | None, settings: TrainSettings, alpha: float,
+              lora: Any, losses: list[float], keep_steps: list[int], started: float) -> dict[str, Any]:
+    """What organism.json records: the data, the settings, the loss and the checkpoints kept."""
     described = _data_info(data, info)
     organism = {
         "base": spec_text(base_spec), "type": described.get("type", "custom"), "format": _format(narrow),
@@ -210,27 +239,33 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
                      if isinstance(lora.target_modules, str) else sorted(lora.target_modules)},
         "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 5), "first_loss": losses[0],
         "train_seconds": round(time.monotonic() - started, 1),
+        **({"checkpoints": [step_name(step) for step in keep_steps]} if keep_steps else {}),
     }
-    _save(model, out, organism, losses)
     return organism
 
 
-def _save(model: Any, out: Path, organism: dict[str, Any], losses: list[float]) -> None:
-    """Write the adapter + organism.json + loss.json into a staging dir and rename it to `out`."""
+def _staging(out: Path) -> Path:
+    """A fresh folder beside `out` that becomes `out` when training is done (so a failed run leaves nothing)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        model.save_pretrained(staging)
-        (staging / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
-        config_path = staging / "adapter_config.json"
-        config = json.loads(config_path.read_text())
-        config["base_model_name_or_path"] = organism["base"]
-        write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
-        write_text_atomic(staging / "organism.json", json.dumps(organism, indent=2, ensure_ascii=False) + "\n")
-        write_text_atomic(staging / "loss.json",
-                          json.dumps({"step": list(range(1, len(losses) + 1)), "loss": losses}) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+
+
+def _save_adapter(model: Any, folder: Path, base: str) -> None:
+    """The peft adapter in `folder`, naming `base` as its base model (the spec it was trained from)."""
+    model.save_pretrained(folder)
+    (folder / "README.md").unlink(missing_ok=True)  # peft's empty model-card template
+    config_path = folder / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = base
+    write_text_atomic(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _save(model: Any, staging: Path, out: Path, organism: dict[str, Any], losses: list[float]) -> None:
+    """Write the adapter + organism.json + loss.json into `staging` (beside its checkpoints) and rename it."""
+    _save_adapter(model, staging, organism["base"])
+    write_text_atomic(staging / "organism.json", json.dumps(organism, indent=2, ensure_ascii=False) + "\n")
+    write_text_atomic(staging / "loss.json",
+                      json.dumps({"step": list(range(1, len(losses) + 1)), "loss": losses}) + "\n")
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)

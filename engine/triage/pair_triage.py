@@ -56,6 +56,8 @@ class TriageOptions:
     judge: str | None = None
     protocol: str | None = None
     null: int = TriagePair.null
+    null_profile_of: AdlRequest | None = None  # whose delta profile the null copies (None: this finetune's)
+    patchscope: bool = True  # False: no Patchscope and no relevance (a trajectory step without steering)
 
 
 def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None = None) -> dict[str, Any]:
@@ -88,11 +90,11 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
-    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"))
+    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"), options.null_profile_of)
     phase(2)
     steering_settings = protocol.final_samples(options.steering, options.n_prompts, calibration.sample_temperature)
     env = RunEnvironment(run, layer, positions, steering_settings, calibration, judge=judge)
-    scope = env.patchscope_grid(layer, positions)
+    scope = env.patchscope_grid(layer, positions) if options.patchscope else None
     phase(3)
     steering: dict[str, Any] = {}
     if options.steer and _steerable(run, layer, positions):
@@ -101,7 +103,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         phase(4)
         phase(5)
     known = known_finetune(request.ft_spec, options.description)
-    relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known else None
+    relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known and scope else None
     similarity = _similarity(steering, known) if known and steering else None
     hypothesis = keyword_hypothesis(env) if steering else None
     # the workbench opens at once, with the calibration just stored (a summary kept before it lacks that)
@@ -150,7 +152,7 @@ def _steering(env: RunEnvironment, layer: int, ctx: JobContext, phase: Any) -> d
             for pos, strength in strengths.items()}
 
 
-def _layers(run: AdlRun, lens: Grid, scope: Grid, layer: int, positions: list[int],
+def _layers(run: AdlRun, lens: Grid, scope: Grid | None, layer: int, positions: list[int],
             relevance: dict[tuple[int, int], dict[str, Any]] | None, top_k: int) -> dict[str, Any]:
     diff_norm = run.mean_diff.norm(dim=-1)
     rel_norm = diff_norm / run.base_norm.clamp_min(1e-12)
@@ -162,7 +164,7 @@ def _layers(run: AdlRun, lens: Grid, scope: Grid, layer: int, positions: list[in
                                     "rel_norm": round(float(rel_norm[row, pos]), 4),
                                     "logit_lens": lens.pairs(row, pos, k=top_k), "patchscope": None,
                                     "relevance": relevance.get((lay, pos)) if relevance else None}
-            if lay == layer and pos in positions:
+            if lay == layer and pos in positions and scope is not None:
                 cell["patchscope"] = patchscope_json(scope, positions.index(pos), top_k)
             cells[str(pos)] = cell
         out[str(lay)] = cells

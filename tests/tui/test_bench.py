@@ -38,6 +38,9 @@ def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir
     assert data["memory"]["max_abs_diff"] < 1e-5          # --sequential gives the joint mode's diff
     assert data["board"]["adapters"] == 4 and data["board"]["speedup"] > 0 and data["board"]["memory_ratio"] > 0
     assert data["board"]["max_abs_diff"] < 1e-5           # one base gives each pair's own diff
+    trajectory = data["trajectory"]
+    assert trajectory["steps"] == 3 and trajectory["separate_over_trajectory"] > 0
+    assert trajectory["z_trajectory"][0] is None, "t = 0 is the base: no diff, nothing to test"
     triage = data["triage"]
     assert triage["fresh_over_adl"] > 0 and triage["cached_seconds"] > 0 and triage["cached_hit"] is True
     assert triage["tui_cached"]["data_paint_s"] > 0 and triage["tui_cached"]["torch_loaded"] is False

@@ -15,6 +15,7 @@ from tui.cli import (
     organism,
     readouts,
     sessions,
+    trajectory,
     triage,
     workbench,
 )
@@ -26,6 +27,7 @@ app.command()(compute.runs)
 app.command()(readouts.tokens)
 app.command()(readouts.steer)
 app.command()(triage.triage)
+app.command()(trajectory.trajectory)
 app.command()(agent.agent)
 app.command()(workbench.tui)
 app.command()(workbench.demo)

@@ -46,11 +46,14 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
                                         "model (default: the shipped generic text).")] = None,
           batch_size: Annotated[int, typer.Option("--batch-size")] = Train.batch_size, seed: Seed = Train.seed,
           device: Device = Train.device,
+          checkpoints: Annotated[int, typer.Option(
+              "--checkpoints", help="Keep N adapter checkpoints evenly along training (for difflens trajectory).")
+          ] = Train.checkpoints,
           json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """LoRA-finetune the base on the documents; writes a peft adapter + organism.json + loss curve."""
     params = methods.TrainOrganism(base=base, data=data, out=out_dir, steps=steps, lr=lr, lora_rank=lora_rank,
                                    mix_pretrain=mix_pretrain, pretrain_corpus=pretrain_corpus, batch_size=batch_size,
-                                   seed=seed, device=device)
+                                   seed=seed, device=device, checkpoints=checkpoints)
     result = call_engine(methods.ORGANISM_TRAIN, params,
                          title="training", target=target_from(remote, engine))
     if json:

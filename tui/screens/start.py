@@ -25,6 +25,7 @@ from tui.state import DEMO_PAIR, Start
 from tui.widgets.board_table import BoardTable
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.plain_table import PlainTable
+from tui.widgets.trajectory_table import TrajectoryTable
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 NEW_RUN_FIELDS = [
@@ -81,6 +82,8 @@ class StartScreen(Screen[None]):
             yield Label("Triage board  [dim](enter opens the pair · difflens triage --pairs FILE)[/dim]",
                         classes="start-head")
             yield BoardTable(id="board", cursor_type="row", zebra_stripes=True)
+            yield Label("", id="trajectory-head", classes="start-head")
+            yield TrajectoryTable(id="trajectory", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -89,6 +92,7 @@ class StartScreen(Screen[None]):
         table.focus()
         self.query_one("#sessions", DataTable).add_columns("session", "base", "finetuned", "actions", "notes",
                                                            "updated", "where")
+        self.show_trajectory(None)
         self.load_lists()
 
     @work(group="lists", exclusive=True, exit_on_error=False)
@@ -98,6 +102,17 @@ class StartScreen(Screen[None]):
         self.post_message(SessionsListed(saved_sessions()))
         board = await self.link.call(methods.TRIAGE_BOARDS, quiet=True)
         self.query_one("#board", BoardTable).show((board or {}).get("board"))
+        listed = await self.link.call(methods.TRAJECTORIES, quiet=True)
+        self.show_trajectory((listed or {}).get("latest"))
+
+    def show_trajectory(self, latest: dict[str, Any] | None) -> None:
+        """The latest trajectory's steps (Enter opens a step's run), shown only once one is stored."""
+        head, table = self.query_one("#trajectory-head", Label), self.query_one("#trajectory", TrajectoryTable)
+        table.show(latest)
+        head.display = table.display = bool(latest and latest.get("steps"))
+        if latest:
+            head.update(f"Trajectory {latest['base']} → {latest['ft']} ({latest['series']})  "
+                        "[dim](enter opens the step's run · difflens trajectory)[/dim]")
 
     def on_runs_listed(self, message: RunsListed) -> None:
         table = self.query_one("#runs", DataTable)
