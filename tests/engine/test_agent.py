@@ -521,7 +521,7 @@ def test_default_protocol_grades_once_and_keeps_its_llm_settings(llm_env: None,
 def test_bad_protocol_combinations_are_refused_in_one_line(llm_env: None) -> None:
     refused = [({"protocol": "paper", "budget": 7}, "runs model-interaction budgets 0, 5, 50, not 7"),
                ({"protocol": "paper", "llm_calls": 10}, "fixes the agent's LLM budget"),
-               ({"protocol": "nope"}, "unknown agent protocol 'nope'"),
+               ({"protocol": "nope"}, "parameter 'protocol' must be 'default' or 'paper'"),
                ({"repeat": 3}, "--repeat is the number of agents per side of --compare"),
                ({"compare": True, "baseline": True, **TRUTH}, "already runs the baseline"),
                ({"compare": True}, "grading needs the organism"),

@@ -21,6 +21,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from engine.protocol import methods
+from engine.protocol.results import Steered, token_pairs
 from tui.link import EngineLink
 from tui.messages import (
     AgentDone,
@@ -70,7 +71,6 @@ from tui.state import (
     start_steering,
     steer_key,
     step_alpha,
-    token_pairs,
 )
 from tui.widgets.agent import AgentPane
 from tui.widgets.heatmap import Heatmap
@@ -80,7 +80,7 @@ from tui.widgets.tokens import TokensPane
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 LENS_TOP_K = 20
-LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
+LENS_SCREENS: dict[str, type[LensScreen[Any]]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
                                              "mining": MiningScreen, "causal": CausalScreen, "pca": PcaScreen}
 
 class WorkbenchScreen(Screen[None]):
@@ -124,7 +124,7 @@ class WorkbenchScreen(Screen[None]):
         self._patch_follows = False
         self._steer_tag = 0
         self._steer_asked: SteerKey | None = None           # what the newest steering job was asked for
-        self._shown: dict[SteerKey, dict[str, Any]] = {}    # steering results seen here, painted again at once
+        self._shown: dict[SteerKey, Steered] = {}    # steering results seen here, painted again at once
         self._calibrated: dict[tuple[int, int], float] = {}  # calibrated α per (layer, pos)
         self._chosen: dict[tuple[int, int], float] = {}      # the α the user picked per cell
         self._calibrating: tuple[int, int] | None = None
@@ -178,28 +178,28 @@ class WorkbenchScreen(Screen[None]):
     async def compute_run(self, params: dict[str, Any]) -> None:
         result = None
         try:
-            result = await self.link.job("computing ADL", methods.ADL_COMPUTE, params)
+            result = await self.link.job("computing ADL", methods.ADL_COMPUTE, methods.AdlCompute.from_json(params))
         finally:
             if result is None:
                 self.model.heat = replace(self.model.heat, status="the compute did not finish (cancelled or failed)")
                 self._show()
         if result is not None:  # a cancelled or failed compute returns None: there is no run to show
-            self.post_message(RunReady(str(result["run"])))
+            self.post_message(RunReady(result.run))
 
     @work(group="run", exclusive=True, exit_on_error=False)
     async def load_run(self, run: str) -> None:
-        summary = await self.link.call(methods.ADL_SUMMARY, {"run": run})
+        summary = await self.link.call(methods.ADL_SUMMARY, methods.RunParams(run=run))
         if summary is not None:
             self.post_message(SummaryReady(summary))
 
     @work(group="lens", exclusive=True, exit_on_error=False)
-    async def fetch_lens(self, layer: int, pos: int, source: str) -> None:
+    async def fetch_lens(self, layer: int, pos: int, source: methods.Source) -> None:
         await asyncio.sleep(0.05)  # a held arrow key asks once it settles, not once per cell
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.call(methods.LOGIT_LENS, {"run": run, "layer": layer, "pos": pos,
-                                                        "top_k": LENS_TOP_K, "source": source})
+        result = await self.link.call(methods.LOGIT_LENS, methods.LogitLens(run=run, layer=layer, pos=pos,
+                                                                         top_k=LENS_TOP_K, source=source))
         if result is not None:
-            self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
+            self.post_message(LensReady(layer, pos, source, result.tokens, result.head))
         else:
             self._unanswered(layer, pos, lens=True)
 
@@ -208,7 +208,8 @@ class WorkbenchScreen(Screen[None]):
         await asyncio.sleep(0.3)
         run = self.model.pair.run if self.model.pair else ""
         result = await self.link.job(f"Patchscope L{layer} p{pos}", methods.PATCHSCOPE,
-                                     {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("patch"))
+                                     methods.Patchscope(run=run, layer=layer, pos=pos),
+                                     on_progress=self._progress("patch"))
         if result is not None:
             self.post_message(PatchscopeReady(layer, pos, result))
         else:
@@ -217,7 +218,7 @@ class WorkbenchScreen(Screen[None]):
     @work(group="steer", exclusive=True, exit_on_error=False)
     async def run_steering(self, tag: int, layer: int, pos: int, alpha: float, prompts: list[str] | None) -> None:
         run = self.model.pair.run if self.model.pair else ""
-        params = replace(STEER, run=run, layer=layer, pos=pos, strengths=[alpha], prompts=prompts).to_json()
+        params = replace(STEER, run=run, layer=layer, pos=pos, strengths=[alpha], prompts=prompts)
         result = None
         try:
             result = await self.link.job(f"steering α {alpha:g}", methods.STEER_GENERATE, params,
@@ -230,10 +231,10 @@ class WorkbenchScreen(Screen[None]):
     async def run_calibration(self, layer: int, pos: int) -> None:
         run = self.model.pair.run if self.model.pair else ""
         result = await self.link.job(f"calibrating L{layer} p{pos}", methods.STEER_CALIBRATE,
-                                     {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("steer"))
+                                     methods.SteerCalibrate(run=run, layer=layer, pos=pos),
+                                     on_progress=self._progress("steer"))
         if result is not None:
-            self.post_message(CalibrateDone(layer, pos, float(result["strength"]), str(result.get("judge") or ""),
-                                            int(result.get("ungraded") or 0)))
+            self.post_message(CalibrateDone(layer, pos, result.strength, result.judge, result.ungraded))
         elif self._calibrating == (layer, pos):
             self._calibrating = None
             self.model.steer = replace(self.model.steer, status="calibration did not finish (r steers at this α)")
@@ -241,13 +242,13 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
-        result = await self.link.job("agent", methods.AGENT_RUN, {"run": run},
+        result = await self.link.job("agent", methods.AGENT_RUN, methods.AgentRun(run=run),
                                      on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))),
                                      on_progress=self._progress("agent"))
         if result is not None:
             self.post_message(AgentDone(result))
             return
-        keywords = await self.link.call(methods.AGENT_KEYWORDS, {"run": run}, quiet=True)
+        keywords = await self.link.call(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), quiet=True)
         self.post_message(AgentDone(None, "the agent did not finish", keywords))
 
     def _progress(self, pane: str) -> Callable[[dict[str, Any]], object]:
@@ -285,7 +286,7 @@ class WorkbenchScreen(Screen[None]):
         """Paint the run; the same run again (a reconnect) keeps the cursor, metric and steering cell. A triaged run
         (its calibration stored) opens where triage left off: calibrated α, Patchscope and the report's steering
         samples at the chosen cell, all answered from the cache."""
-        before = self.model.heat if self.model.pair and self.model.pair.run == message.summary["run"] else None
+        before = self.model.heat if self.model.pair and self.model.pair.run == message.summary.run else None
         apply_summary(self.model, message.summary)
         triaged = calibrated_cells(message.summary)
         self._calibrated |= triaged
@@ -394,12 +395,12 @@ class WorkbenchScreen(Screen[None]):
             steer = replace(steer, status=f"cell changed: r steers at L{heat.layer} p{heat.pos}")
         self.model.steer = steer
 
-    def remember_steering(self, asked: SteerKey | None, result: dict[str, Any]) -> None:
+    def remember_steering(self, asked: SteerKey | None, result: Steered) -> None:
         """Keep a steering result under what it was asked for and under its own prompts (which the list takes
         on), so going back to that cell and α paints it with no new job."""
         if asked is not None:
             self._shown[asked] = result
-            prompts = tuple(dict.fromkeys(str(s["prompt"]) for s in result.get("samples", ())))
+            prompts = tuple(dict.fromkeys(s.prompt for s in result.samples))
             self._shown[(*asked[:3], prompts)] = result
 
     def _refetch_cell(self) -> None:
