@@ -539,9 +539,10 @@ def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     from tui.cli import app
     from tui.cli.output import fail
 
-    def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
+    def in_process(method: Any, params: Any, **_: Any) -> Any:
         try:
-            return json.loads(json.dumps(agent_run({**params.to_json(), "environment": CAKE_ENV}, JobContext())))
+            return method.result.from_json(json.loads(json.dumps(
+                agent_run({**params.to_json(), "environment": CAKE_ENV}, JobContext()))))
         except UserError as exc:
             fail(str(exc))
 

@@ -249,10 +249,11 @@ def test_paper_protocol_bisects_per_prompt_and_averages(request_: AdlRequest, se
     assert stored["inputs"]["follow_steps"] == 6 and stored["inputs"]["grader"] == "reference"
 
 
-def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
+def in_process(method: Any, params: Any, **_: Any) -> Any:
     """The CLI's engine call, run here: an actionable error is the CLI's one-line failure."""
     try:
-        return json.loads(json.dumps(load_all()[method.name].fn(params.to_json(), JobContext())))
+        return method.result.from_json(json.loads(json.dumps(load_all()[method.name].fn(params.to_json(),
+                                                                                        JobContext()))))
     except ActionableError as exc:
         fail(str(exc))
 
