@@ -172,13 +172,13 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
         await until(lambda: screen.result is not None, 120, "the painted divergence")
         text = plain(painted)
         assert "finetuned predicts" in text and "cake" in text and "mean KL" in text
-        assert screen.result.to_json()["layer"] == layer and f"layer {layer}" in text
+        assert screen.result.layer == layer and f"layer {layer}" in text
         await pilot.press("n")
         assert "‖diff‖ 0 …" in plain(painted)
         await pilot.press("e")
         screen.query_one(Input).value = f"@{corpus}"
         await pilot.press("enter")
-        await until(lambda: screen.result is not None and screen.result.stats["n_texts"] == 20, 120,
+        await until(lambda: screen.result is not None and screen.result.stats.n_texts == 20, 120,
                     "the corpus snippets")
         assert screen.snippets and len(plain(painted).split("most divergent after")) == 11  # top 10 snippets
 
@@ -276,7 +276,7 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         screen = app.screen
         await until(lambda: screen.result is not None, 120, "the amplified column")
         row = screen.result.rows[0]
-        assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
+        assert row.prompt == "the cake w1" and set(row.amplified) == {"3"}
         painted = plain(screen.query_one("#answer"), width=140)
         assert "×3" in painted and "finetuned" in painted and "the cake w1" in painted
         await pilot.press("m", "m", "l")
