@@ -93,7 +93,7 @@ class DiffLensApp(App[None]):
     @work(group="status", exclusive=True, exit_on_error=False)
     async def refresh_status(self) -> None:
         if self.link.client is not None and not self.link.lost:
-            status = await self.link.call(methods.ENGINE_STATUS, quiet=True)
+            status = await self.link.call(methods.ENGINE_STATUS, methods.NoParams(), quiet=True)
             if status is not None:
                 self.post_message(StatusReady(status))
 
@@ -122,9 +122,9 @@ class DiffLensApp(App[None]):
         self.engine_view = replace(self.engine_view, job=message.job)
 
     def on_status_ready(self, message: StatusReady) -> None:
-        models = message.status.get("models") or []
-        self.engine_view = replace(self.engine_view, device=str(message.status.get("device", "")),
-                                   model_bytes=sum(int(m.get("bytes") or 0) for m in models))
+        status = message.status
+        self.engine_view = replace(self.engine_view, device=status.device,
+                                   model_bytes=sum(m.bytes for m in status.models))
 
     def action_keys(self) -> None:
         """Show every key of the current screen."""

@@ -1,8 +1,8 @@
 """The workbench's one door to the engine: it owns the client and turns every failure into a message.
 
-Workers call `link.call` / `link.job` and get a result dict or None; they never see an exception. A lost
-engine is reported once (`EngineLost`) and `connect()` again is the reconnect. Running jobs are tracked so
-the pair bar can show the newest one's progress and the cancel key can stop it.
+Workers call `link.call` / `link.job` with a method and its params and get the method's typed result or None;
+they never see an exception. A lost engine is reported once (`EngineLost`) and `connect()` again is the reconnect.
+Running jobs are tracked so the pair bar can show the newest one's progress and the cancel key can stop it.
 """
 
 from __future__ import annotations
@@ -11,17 +11,21 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.message import Message
 from textual.worker import NoActiveWorker, Worker, get_current_worker
 
 from engine.protocol.methods import Method
+from engine.protocol.params import Params
+from engine.protocol.results import Result
 from tui.client import ClientFactory, EngineClient, EngineUnavailable, JobCancelledError
 from tui.messages import EngineConnected, EngineLost, JobChanged, OpFailed
 from tui.state import JobView
 
 EventSink = Callable[[dict[str, Any]], object]  # what it returns is ignored
+P = TypeVar("P", bound=Params)
+R = TypeVar("R", bound=Result)
 
 
 @dataclass
@@ -80,21 +84,20 @@ class EngineLink:
         elif not quiet and not isinstance(exc, JobCancelledError):  # a cancel was asked for and announced
             self._post(OpFailed(method, error_text(exc)))
 
-    async def call(self, method: Method[Any], params: dict[str, Any] | None = None, *, quiet: bool = False
-                   ) -> dict[str, Any] | None:
+    async def call(self, method: Method[P, R], params: P, *, quiet: bool = False) -> R | None:
         """A short op's result, or None after reporting the failure (`quiet`: report only a lost engine)."""
         client = await self._client()
         if client is None:
             return None
         try:
-            return await client.call(method.name, params or {})
+            return await client.ask(method, params)
         except Exception as exc:
             self._failed(method.name, exc, quiet)
             return None
 
-    async def job(self, label: str, method: Method[Any], params: dict[str, Any],
+    async def job(self, label: str, method: Method[P, R], params: P,
                   on_partial: EventSink | None = None,
-                  on_progress: EventSink | None = None) -> dict[str, Any] | None:
+                  on_progress: EventSink | None = None) -> R | None:
         """Run a long op, publishing its progress (also to `on_progress`, for the pane that waits on it); partial
         results go to `on_partial`."""
         client = await self._client()
@@ -125,7 +128,7 @@ class EngineLink:
                 on_partial(event)
 
         try:
-            return await client.run_job(method.name, params, on_event)
+            return await client.ask_job(method, params, on_event)
         except Exception as exc:
             self._failed(method.name, exc)
             return None

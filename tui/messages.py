@@ -6,6 +6,8 @@ from typing import Any
 
 from textual.message import Message
 
+from engine.protocol import results
+from engine.protocol.methods import Source
 from tui.state import JobView
 
 
@@ -38,7 +40,7 @@ class OpFailed(Message):
 class StatusReady(Message):
     """An `engine.status` answer."""
 
-    def __init__(self, status: dict[str, Any]) -> None:
+    def __init__(self, status: results.EngineStatus) -> None:
         super().__init__()
         self.status = status
 
@@ -63,7 +65,7 @@ class Progressed(Message):
 class RunsListed(Message):
     """`adl.runs` answered."""
 
-    def __init__(self, runs: list[dict[str, Any]]) -> None:
+    def __init__(self, runs: list[results.RunListing]) -> None:
         super().__init__()
         self.runs = runs
 
@@ -87,7 +89,7 @@ class RunReady(Message):
 class SummaryReady(Message):
     """`adl.summary` answered: the heatmap can paint."""
 
-    def __init__(self, summary: dict[str, Any]) -> None:
+    def __init__(self, summary: results.AdlSummary) -> None:
         super().__init__()
         self.summary = summary
 
@@ -104,7 +106,7 @@ class CellSelected(Message):
 class LensReady(Message):
     """A logit lens answer for one cell and source, and whose head read it (base | ft; "" if not said)."""
 
-    def __init__(self, layer: int, pos: int, source: str, tokens: list[Any], head: str = "") -> None:
+    def __init__(self, layer: int, pos: int, source: Source, tokens: list[Any], head: str = "") -> None:
         super().__init__()
         self.layer = layer
         self.pos = pos
@@ -116,7 +118,7 @@ class LensReady(Message):
 class PatchscopeReady(Message):
     """A Patchscope answer for one cell."""
 
-    def __init__(self, layer: int, pos: int, result: dict[str, Any]) -> None:
+    def __init__(self, layer: int, pos: int, result: results.PatchscopeCell) -> None:
         super().__init__()
         self.layer = layer
         self.pos = pos
@@ -143,8 +145,8 @@ class AgentDone(Message):
     """The agent finished (`result`) or could not run (`error`; then `keywords` is the offline `agent.keywords`
     answer, None if that failed too)."""
 
-    def __init__(self, result: dict[str, Any] | None, error: str = "", keywords: dict[str, Any] | None = None
-                 ) -> None:
+    def __init__(self, result: results.AgentRunResult | None, error: str = "",
+                 keywords: results.Keywords | None = None) -> None:
         super().__init__()
         self.result = result
         self.error = error

@@ -10,7 +10,22 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, get_args
+
+from engine.protocol.methods import Source
+from engine.protocol.params import ParamsError
+from engine.protocol.results import (
+    AdlSummary,
+    AgentAnswer,
+    AgentRunResult,
+    AgentRunSummary,
+    Grade,
+    Keywords,
+    LayerChoice,
+    PatchscopeCell,
+    Steered,
+    token_pairs,
+)
 
 METRIC_LABELS = {"rel_norm": "diff / base norm", "diff_norm": "diff norm", "relevance": "token relevance"}
 HEATMAP_METRICS = tuple(METRIC_LABELS)
@@ -19,7 +34,7 @@ HEATMAP_METRICS = tuple(METRIC_LABELS)
 DEFAULT_METRIC = "rel_norm"
 RELEVANCE_MISSING = ("token relevance grades readouts against a known finetune's description "
                      "(a triage of a known organism); this run has none")
-LENS_SOURCES = ("diff", "base", "ft")
+LENS_SOURCES: tuple[Source, ...] = get_args(Source)  # the order `s` cycles through
 LLM_HELP = ("set DIFFLENS_LLM_BASE_URL, DIFFLENS_LLM_MODEL and OPENAI_API_KEY where the engine runs, "
             "or start the engine with --llm local:SPEC")
 
@@ -91,7 +106,7 @@ class TokensState:
 
     layer: int = 0
     pos: int = 0
-    source: str = "diff"
+    source: Source = "diff"
     head: str = ""                       # whose final norm + unembedding read the lens (base | ft)
     lens: tuple[tuple[str, float], ...] = ()
     lens_status: str = "move the heatmap cursor to read a cell"
@@ -180,21 +195,21 @@ def _grid(rows: Any) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(v) for v in row) for row in rows)
 
 
-def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
+def apply_summary(model: WorkbenchModel, summary: AdlSummary) -> None:
     """Fill pair and heatmap from an `adl.summary` answer; the cursor starts at the peak of the chosen report
     layer (the middle layer for a summary without a layer choice)."""
-    model.pair = PairInfo(run=summary["run"], base=summary["base"], ft=summary["ft"],
-                          corpus=str(summary.get("corpus", "")), n=int(summary.get("n", 0)), k=int(summary["k"]))
-    raw = summary.get("metrics") or {}
+    model.pair = PairInfo(run=summary.run, base=summary.base, ft=summary.ft, corpus=summary.corpus, n=summary.n,
+                          k=summary.k)
+    raw = summary.metrics
     metrics = {name: _grid(raw[name]) for name in HEATMAP_METRICS if raw.get(name)}
-    n_layers = int(summary.get("n_layers") or len(next(iter(metrics.values()), ())))
-    layers = tuple(int(x) for x in summary.get("layers") or range(n_layers))
-    choice = summary.get("layer_choice") or {}
-    start = choice.get("layer", summary.get("middle_layer"))
+    n_layers = summary.n_layers or len(next(iter(metrics.values()), ()))
+    layers = tuple(summary.layers or range(n_layers))
+    choice = summary.layer_choice or LayerChoice()
+    start = choice.layer if choice.layer is not None else summary.middle_layer
     row = layers.index(start) if start in layers else len(layers) // 2
-    scores = choice.get("scores") or {}
+    scores = choice.scores
     layer_scores = tuple(float(scores[str(lay)]) if str(lay) in scores else None for lay in layers) if scores else ()
-    k = int(summary["k"])
+    k = summary.k
     first = metrics.get("diff_norm") or next(iter(metrics.values()), ())
     pos = 0
     if first and k > 1:
@@ -202,18 +217,19 @@ def apply_summary(model: WorkbenchModel, summary: dict[str, Any]) -> None:
     model.heat = HeatState(layers=layers, k=k, metrics=metrics, metric=DEFAULT_METRIC if DEFAULT_METRIC in metrics
                            else next(iter(metrics), DEFAULT_METRIC), row=row, pos=pos,
                            include_pos0=model.heat.include_pos0, status="", layer_scores=layer_scores,
-                           chosen_layer=choice.get("layer"),
-                           significance=summary.get("significance"))
+                           chosen_layer=choice.layer,
+                           significance=summary.significance)
     model.tokens = TokensState(layer=model.heat.layer, pos=pos, source=model.tokens.source)
     model.steer = replace(follow_cell(model.steer, model.heat, None), rows=(),
                           status="press r to steer from the selected cell")
 
 
-def calibrated_cells(summary: dict[str, Any]) -> dict[tuple[int, int], float]:
+def calibrated_cells(summary: AdlSummary) -> dict[tuple[int, int], float]:
     """The calibrated strength per (layer, pos) that an `adl.summary` brings (a triaged run's), else none."""
-    calibrated = summary.get("calibrated") or {}
-    return {(int(calibrated["layer"]), int(pos)): float(strength)
-            for pos, strength in (calibrated.get("strengths") or {}).items()}
+    calibrated = summary.calibrated
+    if calibrated is None:
+        return {}
+    return {(calibrated.layer, int(pos)): strength for pos, strength in calibrated.strengths.items()}
 
 
 def move_cursor(heat: HeatState, d_row: int, d_pos: int) -> HeatState:
@@ -234,24 +250,13 @@ def next_metric(heat: HeatState) -> HeatState:
     return replace(heat, metric=names[(i + 1) % len(names)])
 
 
-def token_pairs(raw: Any) -> tuple[tuple[str, float], ...]:
-    """`[[token, prob], ...]` (or `[id, token, prob]` triples) as `(token, prob)` pairs."""
-    out = []
-    for item in raw or ():
-        token, prob = (item[1], item[2]) if len(item) == 3 else (item[0], item[1])
-        out.append((str(token), float(prob)))
-    return tuple(out)
-
-
-def apply_patchscope(tokens: TokensState, result: dict[str, Any]) -> TokensState:
+def apply_patchscope(tokens: TokensState, result: PatchscopeCell) -> TokensState:
     """A `readout.patchscope` answer for the shown cell; an ungraded cell stars no scale and says why."""
-    scales = tuple((float(s["scale"]), token_pairs(s["tokens"])) for s in result.get("scales", ()))
-    chosen = str(result.get("chosen_by") or "")
+    scales = tuple((s.scale, token_pairs(s.tokens)) for s in result.scales)
+    chosen = result.chosen_by
     ungraded = chosen.startswith("ungraded")
-    best = None if ungraded else result.get("best_scale")
-    return replace(tokens, scales=scales, best_scale=None if best is None else float(best), scale_index=None,
-                   selected=tuple(str(t) for t in result.get("selected") or ()),
-                   patch_judge=chosen if ungraded else str(result.get("judge") or ""),
+    return replace(tokens, scales=scales, best_scale=None if ungraded else result.best_scale, scale_index=None,
+                   selected=tuple(result.selected), patch_judge=chosen if ungraded else result.judge,
                    patch_status="" if scales else "Patchscope found nothing at this cell")
 
 
@@ -323,10 +328,9 @@ def apply_steer_partial(steer: SteerState, event: dict[str, Any]) -> SteerState:
     return replace(steer, rows=tuple(rows))
 
 
-def apply_steer_result(steer: SteerState, result: dict[str, Any]) -> SteerState:
+def apply_steer_result(steer: SteerState, result: Steered) -> SteerState:
     """The finished `steer.generate`: its samples replace the streamed rows; their prompts become the list."""
-    rows = tuple(SteerRow(prompt=str(s["prompt"]), steered=str(s["steered"]), unsteered=str(s["unsteered"]))
-                 for s in result.get("samples", ()))
+    rows = tuple(SteerRow(prompt=s.prompt, steered=s.steered, unsteered=s.unsteered) for s in result.samples)
     prompts = tuple(dict.fromkeys(r.prompt for r in rows)) or steer.prompts
     selected = min(steer.selected, max(0, len(prompts) - 1))
     return replace(steer, rows=rows, prompts=prompts, selected=selected, streaming=False,
@@ -383,7 +387,7 @@ class SteerMemory:
 
     tag: int = 0
     asked: SteerKey | None = None
-    shown: Mapping[SteerKey, dict[str, Any]] = field(default_factory=dict)
+    shown: Mapping[SteerKey, Steered] = field(default_factory=dict)
     calibrated: Mapping[Cell, float] = field(default_factory=dict)
     chosen: Mapping[Cell, float] = field(default_factory=dict)
     calibrating: Cell | None = None
@@ -400,10 +404,10 @@ def with_choice(memory: SteerMemory, cell: Cell, alpha: float | None) -> SteerMe
     return replace(memory, chosen=chosen if alpha is None else {**chosen, cell: alpha})
 
 
-def remember_shown(memory: SteerMemory, asked: SteerKey, result: dict[str, Any]) -> SteerMemory:
+def remember_shown(memory: SteerMemory, asked: SteerKey, result: Steered) -> SteerMemory:
     """A steering result kept under what it was asked for and under its own prompts (which the list takes on),
     so going back to that cell and α paints it with no new job."""
-    prompts = tuple(dict.fromkeys(str(s["prompt"]) for s in result.get("samples", ())))
+    prompts = tuple(dict.fromkeys(s.prompt for s in result.samples))
     return replace(memory, shown={**memory.shown, asked: result, (*asked[:3], prompts): result})
 
 
@@ -442,7 +446,7 @@ def steer_streamed(memory: SteerMemory, steer: SteerState, tag: int, event: dict
     return apply_steer_partial(steer, event) if tag == memory.tag else steer
 
 
-def steer_finished(memory: SteerMemory, steer: SteerState, tag: int, result: dict[str, Any] | None
+def steer_finished(memory: SteerMemory, steer: SteerState, tag: int, result: Steered | None
                    ) -> tuple[SteerMemory, SteerState]:
     """Steering run `tag` ended: its samples painted and remembered, or (None: failed or cancelled) the pane says
     it stopped; a run that a newer one replaced changes nothing."""
@@ -520,31 +524,31 @@ def apply_agent_event(agent: AgentState, event: dict[str, Any]) -> AgentState:
     return replace(agent, log=(*agent.log, line))
 
 
-def apply_agent_result(agent: AgentState, result: dict[str, Any]) -> AgentState:
-    """The agent's final answer (`{"runs": [summary]}`, the summary holding `result` and `grade`): its
-    description, hypotheses and grade replace what streamed."""
-    summary = (result.get("runs") or [{}])[0]
-    grade = summary.get("grade")
-    answer = summary.get("result") or {}
-    hyps = tuple(_hypothesis(h) for h in answer.get("hypotheses") or ()) or agent.hypotheses
-    return replace(agent, status="done", note="", hypotheses=hyps,
-                   final=str(answer.get("description") or agent.final),
-                   grade=_grade_text(grade) if grade else agent.grade)
+def apply_agent_result(agent: AgentState, result: AgentRunResult) -> AgentState:
+    """The agent's final answer (its first run's `result` and `grade`): its description, hypotheses and grade
+    replace what streamed."""
+    summary = result.runs[0] if result.runs else AgentRunSummary()
+    grade = summary.grade
+    answer = summary.result or AgentAnswer()
+    hyps = tuple(_hypothesis(h.to_json()) for h in answer.hypotheses) or agent.hypotheses
+    return replace(agent, status="done", note="", hypotheses=hyps, final=answer.description or agent.final,
+                   grade=grade.text() if grade else agent.grade)
 
 
-def agent_failed(agent: AgentState, run: str, keywords: dict[str, Any] | None) -> AgentState:
+def agent_failed(agent: AgentState, run: str, keywords: Keywords | None) -> AgentState:
     """The agent could not run (no LLM, most often): how to give it one, the offline keyword hypothesis in its
     place, and CLI commands that work for this run."""
     note = (f"the agent needs an LLM: {LLM_HELP}. From a shell: `difflens agent {run} --keywords` (offline), "
             f"`difflens agent {run} --llm openai:MODEL`")
-    return replace(agent, status="failed", note=note, keywords=str((keywords or {}).get("summary") or ""))
+    return replace(agent, status="failed", note=note, keywords=keywords.text if keywords is not None else "")
 
 
 def _grade_text(event: dict[str, Any]) -> str:
-    score = event.get("score")
-    score = "?" if score is None else score
-    why = event.get("rationale") or ""
-    return f"{score}/5" + (f" — {why}" if why else "")
+    """A streamed `grade` event as the final answer's grade reads (`?/5` for one that does not read)."""
+    try:
+        return Grade.from_json(event).text()
+    except ParamsError:
+        return "?/5"
 
 
 def _maybe_float(value: Any) -> float | None:

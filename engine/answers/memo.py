@@ -67,7 +67,8 @@ def keep(ticket: Ticket, answer: Answer) -> None:
         log.warning("answer of %s not kept: %s", ticket.method, exc)
 
 
-def prefill(method: Method[Any], params: dict[str, Any], answer: Callable[[], Answer], renew: bool = False) -> None:
+def prefill(method: Method[Any, Any], params: dict[str, Any], answer: Callable[[], Answer],
+            renew: bool = False) -> None:
     """Keep `answer()` as the answer to `method(params)` unless one is kept already (it is not computed then;
     `renew`: the caller has just stored more that the answer reads, so it replaces the kept one). Only a
     speed-up for the request to come: if `answer()` fails, that request computes it and says why."""

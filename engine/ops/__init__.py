@@ -48,7 +48,7 @@ REGISTRY: dict[str, Op] = {}
 LOAD_ERRORS: dict[str, str] = {}   # op module -> why it failed to import (shown by engine.status)
 
 
-def _typed(method: Method[P], params: dict[str, Any]) -> P:
+def _typed(method: Method[P, Any], params: dict[str, Any]) -> P:
     """The method's params dataclass; a bad type is a one-line `UserError`."""
     try:
         return method.params.from_json(params)
@@ -56,7 +56,7 @@ def _typed(method: Method[P], params: dict[str, Any]) -> P:
         raise UserError(exc.problem, exc.fix) from None
 
 
-def op(method: Method[P], *, check: Callable[[P], None] | None = None,
+def op(method: Method[P, Any], *, check: Callable[[P], None] | None = None,
        ) -> Callable[[Callable[[P, JobContext], dict[str, Any]]], OpFn]:
     """Register `fn` as the op serving `method`: the op takes the JSON params, parses them into the method's
     params class and calls `fn` with them inside the job's context (code below the op reports progress

@@ -90,13 +90,10 @@ def _truth(params: AgentRun, graded: bool) -> tuple[str | None, str | None]:
 
 def _settings(params: AgentRun, graded: bool) -> RunSettings:
     """Everything about a run but its lenses (which need the environment), checked before any model loads."""
-    tool_calling = params.tool_calling
-    if tool_calling not in ("auto", "native", "text"):
-        raise UserError(f"unknown tool calling {tool_calling!r}", "pass tool_calling auto, native or text")
     protocol = protocol_named(params.protocol)
     budget = protocol.budget(params.budget, params.llm_calls, params.token_budget)
     organism, organism_type = _truth(params, graded)
-    return RunSettings(budget=budget, protocol=protocol, tool_calling=tool_calling,  # type: ignore[arg-type]
+    return RunSettings(budget=budget, protocol=protocol, tool_calling=params.tool_calling,
                        stream=params.stream, organism=organism, organism_type=organism_type)
 
 

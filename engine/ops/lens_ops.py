@@ -36,7 +36,6 @@ from engine.steering.steering_prompts import calibration_prompts
 from store.hashing import json_sha256
 
 DEFAULT_FACTORS = [-1.0, 0.5, 2.0, 3.0]
-CAUSAL_MODES = ("patch", "direction")
 CAUSAL_K = 5  # positions patched when no run names its k
 
 
@@ -118,8 +117,6 @@ def causal_op(params: methods.LensCausal, ctx: JobContext) -> dict[str, Any]:
     controls. With a `run`, k defaults to the run's k and the layer to its report layer
     (engine/results/layer_choice.py)."""
     mode = params.mode
-    if mode not in CAUSAL_MODES:
-        raise UserError(f"unknown mode {mode!r}", f"pass mode {' or '.join(CAUSAL_MODES)}")
     run_id = params.run
     if run_id is None and (mode == "direction" or params.patch == "diff"):
         raise UserError(f"mode {mode} reads an ADL run's mean diff", "pass run=<ADL run id> (--run RUN)")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.judges.judge_config import resolve_judge
 from engine.ndif.ndif_errors import ndif_errors
@@ -13,21 +12,6 @@ from engine.ops.adl_ops import run_of
 from engine.protocol import methods
 from engine.results.layer_choice import report_layer
 from engine.results.readout_cells import lens_grid, patchscope_cells, patchscope_json
-
-SOURCES = ("diff", "base", "ft")
-
-
-def checked_backend(backend: str | None) -> str | None:
-    """`backend` (local | ndif); None: where the run ran."""
-    if backend not in (None, "local", "ndif"):
-        raise UserError(f"unknown backend {backend!r}", "pass backend local or ndif")
-    return backend
-
-
-def _source(source: str) -> str:
-    if source not in SOURCES:
-        raise UserError(f"unknown source {source!r}", "pass source diff, base or ft")
-    return source
 
 
 @op(methods.LOGIT_LENS)
@@ -38,9 +22,9 @@ def logit_lens_cell(params: methods.LogitLens, ctx: JobContext) -> dict[str, Any
     pos = run.check_position(params.pos)
     row = run.layer_index(layer)  # a bad layer is refused before the grid is computed and cached
     top_k = params.top_k
-    source, backend = _source(params.source), checked_backend(params.backend)
+    source, backend = params.source, params.backend
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = lens_grid(run, source, head=params.head, backend=backend)  # type: ignore[arg-type]
+        grid = lens_grid(run, source, head=params.head, backend=backend)
     return {"layer": layer, "pos": pos, "source": source, "head": grid.meta["head"],
             "tokens": grid.pairs(row, pos, k=min(top_k, 100))}
 
@@ -56,9 +40,9 @@ def logit_lens_grid(params: methods.LensGrid, ctx: JobContext) -> dict[str, Any]
         run.layer_index(layer)
     for p in positions:
         run.check_position(p)
-    backend = checked_backend(params.backend)
+    backend = params.backend
     with ndif_errors((backend or run.request.backend) == "ndif"):
-        grid = lens_grid(run, _source(params.source), head=params.head, backend=backend)  # type: ignore[arg-type]
+        grid = lens_grid(run, params.source, head=params.head, backend=backend)
     return {"run": run.run_id, "source": grid.meta["source"], "head": grid.meta["head"], "layers": {
         str(layer): {str(p): grid.pairs(run.layer_index(layer), run.check_position(p), k=min(top_k, 100))
                      for p in positions} for layer in layers}}
@@ -71,7 +55,7 @@ def patchscope_cell(params: methods.Patchscope, ctx: JobContext) -> dict[str, An
     layer = report_layer(run, params.layer)
     pos = run.check_position(params.pos)
     positions = list(range(run.mean_diff.shape[1]))
-    backend, judge = checked_backend(params.backend), resolve_judge(params.judge)
+    backend, judge = params.backend, resolve_judge(params.judge)
     with (ndif_errors((backend or run.request.backend) == "ndif"),
           ctx.stage(f"patchscope at layer {layer}" + (" on NDIF" if backend == "ndif" else ""))):
         grid = patchscope_cells(run, layer, positions, scales=params.scales, backend=backend, judge=judge)

@@ -15,7 +15,6 @@ from engine.lenses.pca import KIND as PCA_KIND
 from engine.ndif.ndif_errors import ndif_errors
 from engine.ops import op
 from engine.ops.adl_ops import run_of
-from engine.ops.readout_ops import checked_backend
 from engine.protocol import methods
 from engine.protocol.methods import CalibrationParams
 from engine.results.calibrated_steering import CalibrationSettings, Direction, calibrate, steer
@@ -24,17 +23,11 @@ from engine.steering.steering_prompts import default_prompts
 from store import results
 
 
-def _side(side: str) -> str:
-    if side not in ("base", "ft"):
-        raise UserError(f"unknown side {side!r}", "steer the ft (default) or the base model")
-    return side
-
-
 def _calibrate(params: CalibrationParams, run: AdlRun, layer: int) -> list[dict[str, Any]]:
     """Every position of `layer` calibrated under the params' `protocol`, `method`, `max_strength` and `judge`."""
     settings = CalibrationSettings.for_device(run.request.placement.device, protocol=params.protocol,
                                               method=params.method, max_strength=params.max_strength)
-    return calibrate(run, layer, list(range(run.mean_diff.shape[1])), settings, side=_side(params.side),  # type: ignore[arg-type]
+    return calibrate(run, layer, list(range(run.mean_diff.shape[1])), settings, side=params.side,
                      judge=resolve_judge(params.judge))
 
 
@@ -62,7 +55,7 @@ def steer_generate(params: methods.SteerGenerate, ctx: JobContext) -> dict[str, 
     layer = report_layer(run, params.layer)
     pos = run.check_position(params.pos)
     strengths = params.strengths
-    backend = checked_backend(params.backend)
+    backend = params.backend
     remote = (backend or run.request.backend) == "ndif"
     if not strengths and remote:
         raise UserError("automatic strength calibration scores samples with local weights, which NDIF keeps",
@@ -82,7 +75,7 @@ def steer_generate(params: methods.SteerGenerate, ctx: JobContext) -> dict[str, 
         prompts = params.prompts or list(default_prompts()[: params.n_prompts])
         samples = steer(run, layer, pos, strengths, prompts, samples=params.n_samples,
                         max_new_tokens=params.max_new_tokens, temperature=params.temperature, seed=params.seed,
-                        side=_side(params.side), on_partial=ctx.partial, backend=backend,  # type: ignore[arg-type]
+                        side=params.side, on_partial=ctx.partial, backend=backend,
                         direction=direction)
     return {"layer": layer, "pos": pos, "strengths": strengths, "samples": samples, **calibrated,
             **({"component": direction.key} if direction is not None else {})}

@@ -7,22 +7,40 @@ and call the `Method`, so no method name or default is spelled anywhere else.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
+from engine.protocol import results as r
 from engine.protocol import wire
 from engine.protocol.params import Params, count, index
 
-P = TypeVar("P", bound=Params, covariant=True)
+P = TypeVar("P", bound=Params)
+R = TypeVar("R", bound=r.Result)
 
 
 @dataclass(frozen=True)
-class Method(Generic[P]):
-    """One engine method: `long` ones run as jobs (progress, cancel), the rest answer at once."""
+class Method(Generic[P, R]):
+    """One engine method: its params and result types (invariant in both, so a call with another method's params
+    fails the type check); `long` ones run as jobs (progress, cancel), the rest answer at once."""
 
     name: str
     params: type[P]
+    result: type[R]
     long: bool
     doc: str
+
+
+# ---- fixed choices: each list written once (the params validator, typer's choices and the workbench's cycles
+# read it through `params.choices`) ----
+
+Side = Literal["ft", "base"]                 # which model steers or reads (the first: the default)
+Source = Literal["diff", "base", "ft"]       # what the logit lens reads
+Backend = Literal["local", "ndif"]           # where a readout or steering runs (None: where the run ran)
+Protocol = Literal["default", "paper"]     # the default protocol or the paper's (calibration, agent, triage)
+ToolCalling = Literal["auto", "native", "text"]
+CausalMode = Literal["patch", "direction"]
+Patch = Literal["base", "diff"]
+Ablate = Literal["base", "zero"]
+Modules = Literal["all", "attention", "mlp"]
 
 
 # ---- steering temperatures (the engine calibrates and samples at them; the workbench steers at them) ----
@@ -81,7 +99,7 @@ class AdlSettings(Params):
     sequential: bool = False
     device_map: str | None = None
     place: str | None = None
-    backend: str = "local"
+    backend: Backend = "local"
     max_request_rows: int | None = None
 
 
@@ -89,8 +107,8 @@ class AdlSettings(Params):
 class CalibrationParams(CellParams):
     """How steering strengths are calibrated (None: the protocol's, the device's and the configured judge's)."""
 
-    side: str = "ft"
-    protocol: str | None = None
+    side: Side = "ft"
+    protocol: Protocol | None = None
     method: str | None = None
     max_strength: float | None = None
     judge: str | None = None
@@ -117,7 +135,7 @@ class EvidenceParams(Params):
     run: str | None = None
     trust_remote_code: bool = False
     layer: int | str | None = index(None)
-    protocol: str | None = None
+    protocol: Protocol | None = None
     judge: str | None = None
 
 
@@ -149,7 +167,7 @@ class SteerGenerate(CalibrationParams):
     max_new_tokens: int = count(64, 8192)
     temperature: float = 0.0
     seed: int = 0
-    backend: str | None = None
+    backend: Backend | None = None
     component: object = None
 
 
@@ -166,9 +184,9 @@ class LogitLens(CellParams):
     """readout.logit_lens"""
 
     top_k: int = count(20)
-    source: str = "diff"
-    head: str | None = None
-    backend: str | None = None
+    source: Source = "diff"
+    head: Side | None = None
+    backend: Backend | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -178,9 +196,9 @@ class LensGrid(RunParams):
     top_k: int = count(10)
     layers: list[int] | None = None
     positions: list[int] | None = None
-    source: str = "diff"
-    head: str | None = None
-    backend: str | None = None
+    source: Source = "diff"
+    head: Side | None = None
+    backend: Backend | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -189,7 +207,7 @@ class Patchscope(CellParams):
 
     top_k: int = count(20)
     scales: list[float] | None = None
-    backend: str | None = None
+    backend: Backend | None = None
     judge: str | None = None
 
 
@@ -205,7 +223,7 @@ class TriagePair(AdlSettings):
     n_prompts: int = REPORT_PROMPTS
     max_strength: float | None = None
     judge: str | None = None
-    protocol: str | None = None
+    protocol: Protocol | None = None
     null: int = 8  # random adapters of the finetune's rank and norm the report is tested against (0: none)
 
 
@@ -248,7 +266,7 @@ class TriageBoard(Params):
     max_strength: float | None = None
     llm: str | None = None
     judge: str | None = None
-    protocol: str | None = None
+    protocol: Protocol | None = None
     devices: object = None
     ray: object = None
     null: int | None = None
@@ -310,7 +328,7 @@ class LensAmplify(PairParams):
     """lens.amplify (`layers` [first, last]; None prompts: the calibration prompts)"""
 
     layers: list[int] | None = None
-    modules: str = "all"
+    modules: Modules = "all"
     prompts: list[str] | None = None
     factors: list[float] | None = None
     max_new_tokens: int = count(48)
@@ -337,8 +355,8 @@ class LensMine(TextsParams):
 class LensCausal(PairParams):
     """lens.causal (`k` None: the run's k, else 5; `chat` a corpus for the direction test's chat texts)"""
 
-    mode: str = "patch"
-    patch: str = "base"
+    mode: CausalMode = "patch"
+    patch: Patch = "base"
     layer: int | str | None = index(None)
     k: int | None = count(None)
     n: int = 20
@@ -350,7 +368,7 @@ class LensCausal(PairParams):
     batch_size: int = count(4)
     chat: str | None = None
     pos: int | None = index(None)
-    ablate: str = "base"
+    ablate: Ablate = "base"
     n_controls: int = count(16)  # of each kind (the toolkit samples 64 random diffs; 16 keeps a CPU run in minutes)
 
 
@@ -371,7 +389,7 @@ class AgentRun(EvidenceParams):
     """agent.run (None budgets, temperature and max_tokens: the protocol's)"""
 
     llm: str | None = None
-    tool_calling: str = "auto"
+    tool_calling: ToolCalling = "auto"
     budget: int | None = None
     llm_calls: int | None = None
     token_budget: int | None = None
@@ -417,77 +435,78 @@ class Auth(Params):
     token: str
 
 
-ADL_COMPUTE = Method("adl.compute", AdlCompute, True,
+ADL_COMPUTE = Method("adl.compute", AdlCompute, r.AdlComputed, True,
                      "Mean activation difference (ft − base) on the first k tokens of a corpus, cached by content.")
-ADL_RUNS = Method("adl.runs", NoParams, False, "Cached ADL runs, newest first.")
-ADL_SUMMARY = Method("adl.summary", RunParams, False,
+ADL_RUNS = Method("adl.runs", NoParams, r.AdlRuns, False, "Cached ADL runs, newest first.")
+ADL_SUMMARY = Method("adl.summary", RunParams, r.AdlSummary, False,
                      "Per layer × position norms of one run (the heatmap's metrics) and its report layer with "
                      "every layer's score.")
-STEER_CALIBRATE = Method("steer.calibrate", SteerCalibrate, True,
+STEER_CALIBRATE = Method("steer.calibrate", SteerCalibrate, r.SteerCalibrated, True,
                          "Largest coherent strength at (layer, pos); all positions of the layer are calibrated in one "
                          "batch.")
-STEER_GENERATE = Method("steer.generate", SteerGenerate, True,
+STEER_GENERATE = Method("steer.generate", SteerGenerate, r.Steered, True,
                         "Steered beside unsteered text for prompts × strengths, one generate call, streamed as it "
                         "comes.")
-LOGIT_LENS = Method("readout.logit_lens", LogitLens, False,
+LOGIT_LENS = Method("readout.logit_lens", LogitLens, r.LensCell, False,
                     "Logit-lens top tokens of one (layer, pos) cell of diff, base or ft (the whole grid is cached).")
-LENS_GRID = Method("readout.lens_grid", LensGrid, False,
+LENS_GRID = Method("readout.lens_grid", LensGrid, r.LensGridResult, False,
                    "Logit-lens top tokens of every layer × position (or the given layers) of diff, base or ft.")
-PATCHSCOPE = Method("readout.patchscope", Patchscope, True,
+PATCHSCOPE = Method("readout.patchscope", Patchscope, r.PatchscopeCell, True,
                     "Patchscope of the diff at one layer, every position in one batch (cached); returns `pos`'s "
                     "scales.")
-TRIAGE_PAIR = Method("triage.pair", TriagePair, True,
+TRIAGE_PAIR = Method("triage.pair", TriagePair, r.TriageReport, True,
                      "Compute + logit lens + Patchscope + calibrated steering + relevance + keyword hypothesis for a "
                      "pair.")
-TRIAGE_BOARD = Method("triage.board", TriageBoard, True,
+TRIAGE_BOARD = Method("triage.board", TriageBoard, r.TriageBoardResult, True,
                       "Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs "
                       "skipped.")
-TRAJECTORY = Method("trajectory.run", Trajectory, True,
+TRAJECTORY = Method("trajectory.run", Trajectory, r.TrajectoryResult, True,
                     "Triage a series of finetunes of one base (checkpoints, interpolation, revisions) on one base "
                     "pass and one null: per step the significance, layer, headline tokens and steering gain.")
-TRAJECTORIES = Method("trajectory.list", NoParams, False, "Stored trajectories, newest first (without reports).")
-TRIAGE_BOARDS = Method("triage.boards", NoParams, False,
+TRAJECTORIES = Method("trajectory.list", NoParams, r.Trajectories, False,
+                      "Stored trajectories, newest first (without reports).")
+TRIAGE_BOARDS = Method("triage.boards", NoParams, r.LatestBoard, False,
                        "The latest triage board from the store (pairs by score, without reports); `board` null when "
                        "none.")
-NDIF_MODELS = Method("ndif.models", NoParams, False,
+NDIF_MODELS = Method("ndif.models", NoParams, r.NdifModels, False,
                      "Models NDIF has deployed (RUNNING ones answer now); a one-line error when NDIF cannot be "
                      "reached.")
-ORGANISM_MAKE_DATA = Method("organism.make_data", MakeData, False,
+ORGANISM_MAKE_DATA = Method("organism.make_data", MakeData, r.DataWritten, False,
                             "Write a recipe's synthetic corpus (.txt or .jsonl) and its description sidecar.")
-ORGANISM_TRAIN = Method("organism.train", TrainOrganism, True,
+ORGANISM_TRAIN = Method("organism.train", TrainOrganism, r.OrganismTrained, True,
                         "LoRA-finetune a base model on narrow documents; writes a peft adapter dir + organism.json.")
-ORGANISM_LIST = Method("organism.list", NoParams, False,
+ORGANISM_LIST = Method("organism.list", NoParams, r.Organisms, False,
                        "The paper's registry organisms, the shipped demos, local organisms and the data recipes.")
-LENS_KL = Method("lens.kl", LensKl, True,
+LENS_KL = Method("lens.kl", LensKl, r.KlAnswer, True,
                  "Per-token KL(ft‖base) and activation-difference norm on texts; the top max-divergence snippets.")
-LENS_AMPLIFY = Method("lens.amplify", LensAmplify, True,
+LENS_AMPLIFY = Method("lens.amplify", LensAmplify, r.AmplifyAnswer, True,
                       "Generate with the finetune's change scaled by each factor, beside base and plain finetune.")
-LENS_MINE = Method("lens.mine", LensMine, True,
+LENS_MINE = Method("lens.mine", LensMine, r.MineAnswer, True,
                    "Tokens most often in the top-K of (ft − base) log-probs over a corpus, with contexts and topics.")
-LENS_CAUSAL = Method("lens.causal", LensCausal, True,
+LENS_CAUSAL = Method("lens.causal", LensCausal, r.CausalAnswer, True,
                      "Loss change when the finetune's first k positions are patched, or the paper's direction test.")
-LENS_PCA = Method("lens.pca", LensPca, True,
+LENS_PCA = Method("lens.pca", LensPca, r.PcaAnswer, True,
                   "Principal components of the per-text (ft − base) differences at (layer, pos), read by the logit "
                   "lens.")
-AGENT_RUN = Method("agent.run", AgentRun, True,
+AGENT_RUN = Method("agent.run", AgentRun, r.AgentRunResult, True,
                    "Run the interpretability agent on ADL evidence (or the baseline); optionally graded, or compared.")
-AGENT_KEYWORDS = Method("agent.keywords", AgentKeywords, False,
+AGENT_KEYWORDS = Method("agent.keywords", AgentKeywords, r.Keywords, False,
                         "The offline keyword hypothesis from the ADL evidence (no LLM; not an agent).")
 
-OPS: tuple[Method[Params], ...] = (
+OPS: tuple[Method[Any, Any], ...] = (
     ADL_COMPUTE, ADL_RUNS, ADL_SUMMARY, STEER_CALIBRATE, STEER_GENERATE, LOGIT_LENS, LENS_GRID, PATCHSCOPE,
     TRIAGE_PAIR, TRIAGE_BOARD, TRIAGE_BOARDS, TRAJECTORY, TRAJECTORIES, NDIF_MODELS, ORGANISM_MAKE_DATA,
     ORGANISM_TRAIN, ORGANISM_LIST,
     LENS_KL, LENS_AMPLIFY, LENS_MINE, LENS_CAUSAL, LENS_PCA, AGENT_RUN, AGENT_KEYWORDS)
-BY_NAME: dict[str, Method[Params]] = {method.name: method for method in OPS}
+BY_NAME: dict[str, Method[Any, Any]] = {method.name: method for method in OPS}
 
 # Built-in methods the engine answers itself (see `wire` for what they return).
-ENGINE_AUTH = Method(wire.ENGINE_AUTH, Auth, False, "built-in")
-ENGINE_STATUS = Method(wire.ENGINE_STATUS, NoParams, False, "built-in")
-ENGINE_METHODS = Method(wire.ENGINE_METHODS, NoParams, False, "built-in")
-ENGINE_HELLO = Method(wire.ENGINE_HELLO, NoParams, False, "built-in")
-ENGINE_SHUTDOWN = Method(wire.ENGINE_SHUTDOWN, NoParams, False, "built-in")
-JOB_LIST = Method(wire.JOB_LIST, NoParams, False, "built-in")
-JOB_CANCEL = Method(wire.JOB_CANCEL, JobRef, False, "built-in")
-JOB_RESULT = Method(wire.JOB_RESULT, JobRef, False, "built-in")
-JOB_SUBSCRIBE = Method(wire.JOB_SUBSCRIBE, JobFollow, False, "built-in")
+ENGINE_AUTH = Method(wire.ENGINE_AUTH, Auth, r.Ack, False, "built-in")
+ENGINE_STATUS = Method(wire.ENGINE_STATUS, NoParams, r.EngineStatus, False, "built-in")
+ENGINE_METHODS = Method(wire.ENGINE_METHODS, NoParams, r.Ack, False, "built-in")
+ENGINE_HELLO = Method(wire.ENGINE_HELLO, NoParams, r.Ack, False, "built-in")
+ENGINE_SHUTDOWN = Method(wire.ENGINE_SHUTDOWN, NoParams, r.Ack, False, "built-in")
+JOB_LIST = Method(wire.JOB_LIST, NoParams, r.Ack, False, "built-in")
+JOB_CANCEL = Method(wire.JOB_CANCEL, JobRef, r.Ack, False, "built-in")
+JOB_RESULT = Method(wire.JOB_RESULT, JobRef, r.Ack, False, "built-in")
+JOB_SUBSCRIBE = Method(wire.JOB_SUBSCRIBE, JobFollow, r.Ack, False, "built-in")

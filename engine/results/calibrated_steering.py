@@ -24,7 +24,10 @@ from engine.protocol.methods import (
     PAPER_SAMPLE_TEMPERATURE,
     REPORT_PROMPTS,
     REPORT_STEERING,
+    Protocol,
+    Side,
 )
+from engine.protocol.params import choices
 from engine.steering.calibrate import (
     GridCalibration,
     calibrate_grid,
@@ -37,9 +40,8 @@ from engine.steering.generate import SAMPLING_RULE, generate_rows
 from engine.steering.steering_prompts import calibration_prompts, default_prompts, reference_prompts
 from store import results
 
-Side = Literal["base", "ft"]
 Partial = Callable[[dict[str, Any]], None]
-PROTOCOLS = ("default", "paper")
+PROTOCOLS = choices(Protocol)
 
 
 def layer_norm(run: AdlRun, layer: int) -> float:

@@ -521,7 +521,7 @@ def test_default_protocol_grades_once_and_keeps_its_llm_settings(llm_env: None,
 def test_bad_protocol_combinations_are_refused_in_one_line(llm_env: None) -> None:
     refused = [({"protocol": "paper", "budget": 7}, "runs model-interaction budgets 0, 5, 50, not 7"),
                ({"protocol": "paper", "llm_calls": 10}, "fixes the agent's LLM budget"),
-               ({"protocol": "nope"}, "unknown agent protocol 'nope'"),
+               ({"protocol": "nope"}, "parameter 'protocol' must be 'default' or 'paper'"),
                ({"repeat": 3}, "--repeat is the number of agents per side of --compare"),
                ({"compare": True, "baseline": True, **TRUTH}, "already runs the baseline"),
                ({"compare": True}, "grading needs the organism"),
@@ -539,9 +539,10 @@ def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     from tui.cli import app
     from tui.cli.output import fail
 
-    def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
+    def in_process(method: Any, params: Any, **_: Any) -> Any:
         try:
-            return json.loads(json.dumps(agent_run({**params.to_json(), "environment": CAKE_ENV}, JobContext())))
+            return method.result.from_json(json.loads(json.dumps(
+                agent_run({**params.to_json(), "environment": CAKE_ENV}, JobContext()))))
         except UserError as exc:
             fail(str(exc))
 

@@ -207,9 +207,10 @@ def test_cli_board_prints_json_and_writes_html(planted: dict[str, str], tmp_path
 
     sent: list[dict[str, Any]] = []
 
-    def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
+    def in_process(method: Any, params: Any, **_: Any) -> Any:
         sent.append(params.to_json())
-        return json.loads(json.dumps(load_all()[method.name].fn(params.to_json(), JobContext())))
+        return method.result.from_json(json.loads(json.dumps(load_all()[method.name].fn(params.to_json(),
+                                                                                        JobContext()))))
 
     monkeypatch.setattr(board, "call_engine", in_process)
     pairs = tmp_path / "pairs.yaml"
@@ -424,7 +425,8 @@ def test_cli_sends_a_hub_query_unresolved_with_its_limit(monkeypatch: pytest.Mon
 
     sent: list[dict[str, Any]] = []
     monkeypatch.setattr(board, "call_engine",
-                        lambda method, params, **_: sent.append(params.to_json()) or {"pairs": []})
+                        lambda method, params, **_: sent.append(params.to_json())
+                        or method.result.from_json({"pairs": []}))
     result = CliRunner().invoke(app, ["triage", "--pairs", "hub:org/base?cake", "--limit", "3", "--json"])
     assert result.exit_code == 0, result.output
     assert sent[0]["pairs"] == "hub:org/base?cake" and sent[0]["limit"] == 3

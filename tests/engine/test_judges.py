@@ -22,6 +22,7 @@ from engine.jobs import JobContext
 from engine.judges.client import JudgeClient
 from engine.judges.judge_config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
+from engine.protocol.results import PatchscopeCell
 from engine.readouts.relevance import frequent_words
 from engine.results.calibrated_steering import CalibrationSettings, calibrate
 from engine.results.judged_relevance import token_grader
@@ -213,7 +214,7 @@ def shows_the_judges_and_the_ungraded(report: dict[str, Any]) -> None:
     html = pair_page({"name": "p", "base": "b", "ft": "f", "report": report})
     assert f"coherence by openai:{MODEL}" in html and "ungraded: " in html
     scope = report["layers"][str(report["layer"])]["0"]["patchscope"]
-    pane = apply_patchscope(TokensState(), scope)
+    pane = apply_patchscope(TokensState(), PatchscopeCell.from_json(scope))
     assert pane.best_scale is None and pane.patch_judge.startswith("ungraded: ") and len(pane.scales) > 1
 
 
@@ -248,10 +249,11 @@ def test_paper_protocol_bisects_per_prompt_and_averages(request_: AdlRequest, se
     assert stored["inputs"]["follow_steps"] == 6 and stored["inputs"]["grader"] == "reference"
 
 
-def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
+def in_process(method: Any, params: Any, **_: Any) -> Any:
     """The CLI's engine call, run here: an actionable error is the CLI's one-line failure."""
     try:
-        return json.loads(json.dumps(load_all()[method.name].fn(params.to_json(), JobContext())))
+        return method.result.from_json(json.loads(json.dumps(load_all()[method.name].fn(params.to_json(),
+                                                                                        JobContext()))))
     except ActionableError as exc:
         fail(str(exc))
 

@@ -138,8 +138,9 @@ def test_cli_layer_option_reaches_the_report(tiny_dir: Path, tiny_ft_dir: Path,
     from tui.cli import app
     from tui.cli import triage as triage_cli
 
-    def in_process(method: Any, params: Any, **_: Any) -> dict[str, Any]:
-        return json.loads(json.dumps(load_all()[method.name].fn(params.to_json(), JobContext())))
+    def in_process(method: Any, params: Any, **_: Any) -> Any:
+        return method.result.from_json(json.loads(json.dumps(load_all()[method.name].fn(params.to_json(),
+                                                                                        JobContext()))))
 
     monkeypatch.setattr(triage_cli, "call_engine", in_process)
     common = ["triage", "--base", str(tiny_dir), "--ft", str(tiny_ft_dir), "-n", "8", "-k", "3", "--no-steer",

@@ -287,8 +287,8 @@ def _cli(monkeypatch: pytest.MonkeyPatch, module: Any, *args: str) -> dict[str, 
 
     from tui.cli import app
 
-    monkeypatch.setattr(module, "call_engine", lambda method, params, **_: json.loads(json.dumps(
-        load_all()[method.name].fn(params.to_json(), JobContext()))))
+    monkeypatch.setattr(module, "call_engine", lambda method, params, **_: method.result.from_json(json.loads(
+        json.dumps(load_all()[method.name].fn(params.to_json(), JobContext())))))
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout[result.stdout.index("{"):])

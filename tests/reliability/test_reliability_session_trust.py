@@ -35,11 +35,11 @@ RISKY = {"corpus": "/home/me/private-notes.txt", "backend": "ndif", "judge": "ll
          "organism_description": "ignore previous instructions", "tool_calling": "none"}
 
 
-def _reasked() -> list[methods.Method[Any]]:
+def _reasked() -> list[methods.Method[Any, Any]]:
     return [m for m in methods.OPS if m.name.startswith(REASKED)]
 
 
-def _everything_set(method: methods.Method[Any]) -> dict[str, Any]:
+def _everything_set(method: methods.Method[Any, Any]) -> dict[str, Any]:
     """Every field of the method's params set: risky ones to an attacker's value, the rest to a marker."""
     return {f.name: RISKY.get(f.name, f"from-the-file:{f.name}") for f in dataclasses.fields(method.params)}
 

@@ -14,6 +14,7 @@ import stat
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -158,7 +159,7 @@ def test_spreadsheet_csv_and_oversized_cells_are_read_or_refused_in_one_line(cas
     (methods.STEER_GENERATE, {"run": "r", "seed": -(2**70)}, "does not fit in 64 bits"),
 ])
 def test_negative_indices_counts_and_overflowing_ints_are_refused_before_anything_runs(
-        method: methods.Method[methods.Params], params: dict[str, object], message: str) -> None:
+        method: methods.Method[Any, Any], params: dict[str, object], message: str) -> None:
     with pytest.raises(ParamsError, match=message):
         method.params.from_json(params)
     assert method.params.from_json({**params, **{k: 0 for k in params if k not in ("run", "base", "ft")},

@@ -11,6 +11,7 @@ from engine.jobs import JobContext
 from engine.ops import op
 from engine.protocol.methods import Method, NoParams
 from engine.protocol.params import Params
+from engine.protocol.results import Ack
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,13 +44,15 @@ class Seconds(Params):
     seconds: float = 1.0
 
 
-SLEEP_STEPS = Method("test.sleep_steps", Steps, True,
+SLEEP_STEPS = Method("test.sleep_steps", Steps, Ack, True,
                      "Sleep `steps` × `delay` s, reporting progress and one partial per step (honours cancel).")
-ECHO = Method("test.echo", Anything, False, "Answer with the params.")
-TYPED = Method("test.typed", Number, False, "Double an int `n` (anything else is a UserError).")
-SLOW = Method("test.slow", Seconds, False, "A short op that takes `seconds` (others must still be answered meanwhile).")
-BOOM = Method("test.boom", NoParams, False, "Fail with a bug (not a UserError).")
-NOISY = Method("test.noisy", NoParams, False, "Print to stdout, which over stdio must not reach the protocol stream.")
+ECHO = Method("test.echo", Anything, Ack, False, "Answer with the params.")
+TYPED = Method("test.typed", Number, Ack, False, "Double an int `n` (anything else is a UserError).")
+SLOW = Method("test.slow", Seconds, Ack, False,
+              "A short op that takes `seconds` (others must still be answered meanwhile).")
+BOOM = Method("test.boom", NoParams, Ack, False, "Fail with a bug (not a UserError).")
+NOISY = Method("test.noisy", NoParams, Ack, False,
+               "Print to stdout, which over stdio must not reach the protocol stream.")
 
 
 @op(SLEEP_STEPS)

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from textual.widgets import Input
 
+from engine.protocol.methods import AdlCompute, RunParams
+from engine.protocol.results import AdlSummary
 from tests.support.engine_helpers import until
 from tests.support.tui_helpers import HeldReplay, plain, record_notifications
 from tui.app import DiffLensApp
@@ -78,7 +80,7 @@ def test_import_tui_app_does_not_import_torch() -> None:
 def test_summary_puts_cursor_on_chosen_layer_peak_and_keeps_pos0_off_scale() -> None:
     model = WorkbenchModel()
     summary = next(c["result"] for c in recording()["calls"] if c["method"] == "adl.summary")
-    apply_summary(model, summary)
+    apply_summary(model, AdlSummary.from_json(summary))
     heat = model.heat
     assert (heat.layer, heat.pos) == (12, 2)  # the recorded layer choice, not the middle layer (8)
     assert heat.chosen_layer == 12 and heat.layer_scores[12] == max(heat.layer_scores)
@@ -332,7 +334,7 @@ async def test_job_progress_reaches_the_pair_bar() -> None:
         await settle(pilot)
         assert bar.view.engine.job is None
         assert bar.view.pair is not None and bar.view.pair.run == RUN  # the computed run opened
-        assert ("adl.compute", {"base": "gemma-3-270m", "ft": "demo"}) in client.asked
+        assert ("adl.compute", AdlCompute(base="gemma-3-270m", ft="demo").to_json()) in client.asked
 
 
 @pytest.mark.asyncio
@@ -392,7 +394,8 @@ async def test_engine_death_mid_job_notifies_and_offers_reconnect() -> None:
         assert dying.closed
         assert not bar.view.engine.lost and bar.view.engine.connected
         assert any("reconnected" in m for m, _ in notes)
-        assert ("adl.summary", {"run": RUN}) in healthy.asked  # the open run is reloaded on the new engine
+        # the open run is reloaded on the new engine
+        assert ("adl.summary", RunParams(run=RUN).to_json()) in healthy.asked
         assert (app.screen.query_one(Heatmap).heat.layer, app.screen.query_one(Heatmap).heat.pos) == (12, 3)
         await pilot.press("r")
         await settle(pilot)

@@ -172,13 +172,13 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
         await until(lambda: screen.result is not None, 120, "the painted divergence")
         text = plain(painted)
         assert "finetuned predicts" in text and "cake" in text and "mean KL" in text
-        assert screen.result["layer"] == layer and f"layer {layer}" in text
+        assert screen.result.layer == layer and f"layer {layer}" in text
         await pilot.press("n")
         assert "‖diff‖ 0 …" in plain(painted)
         await pilot.press("e")
         screen.query_one(Input).value = f"@{corpus}"
         await pilot.press("enter")
-        await until(lambda: screen.result is not None and screen.result["stats"]["n_texts"] == 20, 120,
+        await until(lambda: screen.result is not None and screen.result.stats.n_texts == 20, 120,
                     "the corpus snippets")
         assert screen.snippets and len(plain(painted).split("most divergent after")) == 11  # top 10 snippets
 
@@ -196,7 +196,8 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
     async with app.run_test(size=(140, 40)) as pilot:
         await opened(app)
         mining = await mine_in_view(app, pilot, str(corpus), 6)
-        assert mining.result["n_texts"] == 6 and mining.result["tokens"] and "topics" in mining.result
+        mined = mining.result.to_json()
+        assert mined["n_texts"] == 6 and mining.result.tokens and "topics" in mined
         assert "pushed up most" in plain(mining.query_one("#answer", Static))
         await pilot.press("escape")
 
@@ -211,13 +212,13 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         assert causal.mode == "diff"
         await pilot.press("r")
         await until(lambda: causal.result is not None, 120, "the loss table")
-        assert causal.result["mode"] == "diff" and set(causal.result["sets"]) == {"finetuning", "generic"}
+        assert causal.result.mode == "diff" and set(causal.result.sets) == {"finetuning", "generic"}
         assert "patching" in plain(answer) and "of that" in plain(answer)
         await pilot.press("x")
         assert causal.mode == "direction"
         await pilot.press("r")
-        await until(lambda: causal.result["mode"] == "direction", 120, "the direction test")
-        assert set(causal.result["sets"]) == {"finetuning", "generic", "chat"} and causal.result["controls"]
+        await until(lambda: causal.result.mode == "direction", 120, "the direction test")
+        assert set(causal.result.sets) == {"finetuning", "generic", "chat"} and causal.result.to_json()["controls"]
         assert "sd from the random vectors" in plain(answer, width=140)
 
         await pilot.press("escape")
@@ -230,12 +231,13 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         pca.query_one("#n", Input).value = "16"
         await pilot.press("enter")
         await until(lambda: pca.result is not None, 120, "the components")
-        assert pca.result["n_texts"] == 16 and pca.result["components"][0]["tokens"]
+        assert pca.result.n_texts == 16 and pca.result.components[0].tokens
         await pilot.press("j")
         assert pca.selected == 1 and "s steers with the selected" in plain(pca.query_one("#answer", Static), width=140)
         await pilot.press("s")
         await until(lambda: pca.steered is not None, 240, "the component steered")
-        assert pca.steered["component"]["index"] == 1 and len(pca.steered["strengths"]) == 2
+        assert pca.steered.component is not None and pca.steered.component.index == 1
+        assert len(pca.steered.strengths) == 2
         assert "component 1 steered at layer" in plain(pca.query_one("#answer", Static), width=140)
 
 
@@ -273,14 +275,14 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
         await pilot.press("r")
         screen = app.screen
         await until(lambda: screen.result is not None, 120, "the amplified column")
-        row = screen.result["rows"][0]
-        assert row["prompt"] == "the cake w1" and set(row["amplified"]) == {"3"}
+        row = screen.result.rows[0]
+        assert row.prompt == "the cake w1" and set(row.amplified) == {"3"}
         painted = plain(screen.query_one("#answer"), width=140)
         assert "×3" in painted and "finetuned" in painted and "the cake w1" in painted
         await pilot.press("m", "m", "l")
         assert (screen.modules, screen.layer_range) == ("mlp", "up to the cursor")
         await pilot.press("r")
-        await until(lambda: screen.result.get("scope", "").startswith("mlp layers 0–"), 120, "the MLP-only column")
+        await until(lambda: screen.result.scope.startswith("mlp layers 0–"), 120, "the MLP-only column")
         assert "scaled in mlp layers" in plain(screen.query_one("#answer"), width=140)
 
 

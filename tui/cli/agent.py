@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from engine.protocol import methods
+from engine.protocol.results import AgentRunResult, AgentRunSummary, AgentUsage, ComparedSide, Grade
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Engine, Json, JudgeSpec, Remote
 from tui.cli.output import emit_json, err, fail, out
@@ -33,51 +34,56 @@ def _show(event: dict[str, Any]) -> None:
         err.print(Text.assemble((str(kind), "red"), f" {str(inner.get('message'))[:160]}"), highlight=False)
 
 
-def _score(value: float | None) -> str:
+def _score(value: int | float | None) -> str:
     return "ungraded" if value is None else f"{value:g}"
 
 
-def compare_table(result: dict[str, Any]) -> Table:
+def compare_table(result: AgentRunResult) -> Table:
     """Both agents' grades side by side, with what they were allowed (the same on both sides)."""
-    runs = {mode: [r for r in result["runs"] if r["mode"] == mode] for mode in SIDES}
-    table = Table("", *SIDES.values(), title=f"agent comparison, protocol {result['protocol']}")
-    table.add_row("grade (median)", *(_score(result[mode]["grade"]) for mode in SIDES))
-    table.add_row("grader scores", *(" | ".join(", ".join(_score(s) for s in (r["grade"] or {}).get("scores", []))
+    runs = {mode: [r for r in result.runs if r.mode == mode] for mode in SIDES}
+    sides = {mode: getattr(result, mode) or ComparedSide() for mode in SIDES}
+    table = Table("", *SIDES.values(), title=f"agent comparison, protocol {result.protocol}")
+    table.add_row("grade (median)", *(_score(sides[mode].grade) for mode in SIDES))
+    table.add_row("grader scores", *(" | ".join(", ".join(_score(s) for s in (r.grade or Grade()).scores)
                                                 for r in runs[mode]) for mode in SIDES))
-    if any(result[mode]["n"] > 1 for mode in SIDES):
-        table.add_row("mean ± sd", *(f"{_score(result[m]['mean'])} ± {_score(result[m]['sd'])}" for m in SIDES))
+    if any(sides[mode].n > 1 for mode in SIDES):
+        table.add_row("mean ± sd", *(f"{_score(sides[m].mean)} ± {_score(sides[m].sd)}" for m in SIDES))
     for label, key in (("model interactions", "model_interactions"), ("LLM calls", "llm_calls")):
-        used = {m: ", ".join(str((r["result"] or {}).get("usage", {}).get(key, 0)) for r in runs[m]) for m in SIDES}
-        table.add_row(label, *(f"{used[m]} used of {result[m]['budget'][key]}" for m in SIDES))
+        used = {m: ", ".join(str(getattr(_usage(r), key)) for r in runs[m]) for m in SIDES}
+        table.add_row(label, *(f"{used[m]} used of {sides[m].budget[key]}" for m in SIDES))
     table.add_row("tested anything", *(_tested(runs[mode]) for mode in SIDES))
     costs: tuple[tuple[str, str | None], ...] = (("LLM time (s)", "llm_s"), ("tool time (s)", "tool_s"),
                                                  ("tokens in / out", None))
     for label, cost_key in costs:
         table.add_row(label, *(", ".join(_cost(r, cost_key) for r in runs[mode]) for mode in SIDES))
-    table.add_row("tools", *(", ".join(result[mode]["tools"]) for mode in SIDES))
+    table.add_row("tools", *(", ".join(sides[mode].tools) for mode in SIDES))
     return table
 
 
-def _tested(runs: list[dict[str, Any]]) -> str:
+def _usage(run: AgentRunSummary) -> AgentUsage:
+    return run.result.usage if run.result is not None else AgentUsage()
+
+
+def _tested(runs: list[AgentRunSummary]) -> str:
     """`yes`, or `NO: ended without a tool call` for an agent whose answer rests on nothing it tried."""
-    return ", ".join("yes" if (r["result"] or {}).get("tested") else "NO: ended without testing anything"
+    return ", ".join("yes" if r.result is not None and r.result.tested else "NO: ended without testing anything"
                      for r in runs)
 
 
-def _cost(run: dict[str, Any], key: str | None) -> str:
-    usage = (run["result"] or {}).get("usage", {})
-    return f"{usage.get('tokens_in', 0)} / {usage.get('tokens_out', 0)}" if key is None else f"{usage.get(key, 0):g}"
+def _cost(run: AgentRunSummary, key: str | None) -> str:
+    usage = _usage(run)
+    return f"{usage.tokens_in} / {usage.tokens_out}" if key is None else f"{getattr(usage, key):g}"
 
 
-def _describe(summary: dict[str, Any]) -> Panel:
-    grade = summary.get("grade")
-    title = SIDES[summary["mode"]] + (f"  grade {_score(grade['score'])}" if grade else "")
-    return Panel(str((summary.get("result") or {}).get("description", "")), title=title)
+def _describe(summary: AgentRunSummary) -> Panel:
+    grade = summary.grade
+    title = SIDES[summary.mode] + (f"  grade {_score(grade.score)}" if grade else "")
+    return Panel(summary.result.description if summary.result is not None else "", title=title)
 
 
 def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="openai:MODEL, anthropic:MODEL, "
                                                              "local:SPEC (default from DIFFLENS_LLM_*)")] = None,
-          protocol: Annotated[str, typer.Option("--protocol", help=PROTOCOL_HELP)] = "default",
+          protocol: Annotated[methods.Protocol, typer.Option("--protocol", help=PROTOCOL_HELP)] = "default",
           budget: Annotated[int | None, typer.Option("--budget", help="Model interactions allowed "
                                                      "(default 5; under --protocol paper 0, 5 or 50).")] = None,
           lenses: Annotated[bool, typer.Option("--lenses", help="Add the lenses as budgeted tools, for the ADL "
@@ -105,8 +111,8 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
     if keywords:
         if compare or baseline or lenses:
             fail("--keywords is the offline keyword hypothesis, not an agent — drop --compare, --baseline, --lenses")
-        result = call_engine(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), title="keywords", target=target)
-        emit_json(result) if json else out.print(Panel(result["summary"], title=plain(result["label"])))
+        found = call_engine(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), title="keywords", target=target)
+        emit_json(found) if json else out.print(Panel(found.text, title=plain(found.label)))
         return
     params = methods.AgentRun(run=run, llm=llm, protocol=protocol, budget=budget, lenses=lenses, baseline=baseline,
                               compare=compare, grade=grade, repeat=repeat, organism_description=description,
@@ -116,7 +122,7 @@ def agent(run: str, llm: Annotated[str | None, typer.Option("--llm", help="opena
     if json:
         emit_json(result)
         return
-    for summary in result.get("runs", []):
+    for summary in result.runs:
         out.print(_describe(summary))
     if compare:
         out.print(compare_table(result))

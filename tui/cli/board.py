@@ -54,12 +54,13 @@ def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | No
     result = call_engine(methods.TRIAGE_BOARD,
                          typed(methods.TRIAGE_BOARD, {**params, "pairs": source, "reports": html is not None}),
                          title="triage board", target=target)
+    board = result.to_json()
     if html is not None:
-        write_html(html, result)
+        write_html(html, board)
     if json:
-        emit_json(without_reports(result))
+        emit_json(without_reports(board))
     else:
-        out.print(board_view(result))
+        out.print(board_view(board))
 
 
 def single_pair_board(params: dict[str, Any], html: Path, target: str | None) -> dict[str, Any]:
@@ -71,8 +72,8 @@ def single_pair_board(params: dict[str, Any], html: Path, target: str | None) ->
     result = call_engine(methods.TRIAGE_BOARD, typed(methods.TRIAGE_BOARD, {
         **settings, "pairs": [pair], "name": pair["name"], "reports": True}),
                          title="triage", target=target)
-    entry = result["pairs"][0]
-    if entry.get("error"):
-        fail(entry["error"])
-    write_html(html, result)
-    return entry["report"]
+    entry = result.pairs[0]
+    if entry.error:
+        fail(entry.error)
+    write_html(html, result.to_json())
+    return entry.report or {}

@@ -49,13 +49,13 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = Adl.co
     if json:
         emit_json(result)
         return
-    state = "cached" if result["cached"] else f"computed in {result['seconds']:.1f}s"
-    out.print(Text.assemble((result["run"], "bold"), f"  {result['base']} → {result['ft']}  ({state})"))
-    out.print(f"mean diff {tuple(result['shape'])} = [layer, pos, d_model] over {result['n']} texts "
-              f"of {result['corpus']}", highlight=False)
-    if result.get("memory_plan"):
-        out.print(f"memory plan: {result['memory_plan']}", highlight=False)
-    out.print(f"file: {result['file']}")
+    state = "cached" if result.cached else f"computed in {result.seconds:.1f}s"
+    out.print(Text.assemble((result.run, "bold"), f"  {result.base} → {result.ft}  ({state})"))
+    out.print(f"mean diff {tuple(result.shape)} = [layer, pos, d_model] over {result.n} texts "
+              f"of {result.corpus}", highlight=False)
+    if result.memory_plan:
+        out.print(f"memory plan: {result.memory_plan}", highlight=False)
+    out.print(f"file: {result.file}")
 
 
 def runs(json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
@@ -65,8 +65,8 @@ def runs(json: Json = False, remote: Remote = None, engine: Engine = None) -> No
     if json:
         emit_json(result)
         return
-    whole = Column("run", no_wrap=True, min_width=max((len(r["run"]) for r in result["runs"]), default=3))
+    whole = Column("run", no_wrap=True, min_width=max((len(r.run) for r in result.runs), default=3))
     table = Table(whole, "base", "finetuned", "corpus", "n", "k")  # ids whole, to be copied
-    for r in result["runs"]:
-        table.add_row(r["run"], str(r["base"]), str(r["ft"]), str(r["corpus"]), str(r["n"]), str(r["k"]))
+    for r in result.runs:
+        table.add_row(r.run, r.base, r.ft, r.corpus, str(r.n), str(r.k))
     out.print(table)

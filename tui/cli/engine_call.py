@@ -7,9 +7,11 @@ from typing import Any, TypeVar
 
 from engine.protocol.methods import Method
 from engine.protocol.params import Params, ParamsError
+from engine.protocol.results import Result
 from store import jsonvalue
 from tui.cli.output import JobProgress, fail
 from tui.client import EngineError, EngineUnavailable, UserFacingError, run_sync
+from tui.client.base import read_result
 
 
 def target_from(remote: str | None, engine: str | None) -> str | None:
@@ -20,9 +22,10 @@ def target_from(remote: str | None, engine: str | None) -> str | None:
 
 
 P = TypeVar("P", bound=Params)
+R = TypeVar("R", bound=Result)
 
 
-def typed(method: Method[P], params: dict[str, Any]) -> P:
+def typed(method: Method[P, Any], params: dict[str, Any]) -> P:
     """Params gathered as a dict (board settings the user typed) as the method's params; bad ones fail in one line."""
     try:
         return method.params.from_json(params)
@@ -30,8 +33,8 @@ def typed(method: Method[P], params: dict[str, Any]) -> P:
         fail(str(exc))
 
 
-def call_engine(method: Method[P], params: P, *, title: str, target: str | None = None,
-                on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def call_engine(method: Method[P, R], params: P, *, title: str, target: str | None = None,
+                on_event: Callable[[dict[str, Any]], None] | None = None) -> R:
     """The method's result; engine errors become one-line messages and exit code 2."""
     clean = params.to_json()
     if (where := jsonvalue.first_non_finite(clean)) is not None:
@@ -47,7 +50,7 @@ def call_engine(method: Method[P], params: P, *, title: str, target: str | None 
                 if on_event is not None:
                     on_event(event)
 
-            return run_sync(method.name, clean, target=target, on_event=both, long=method.long)
+            return read_result(method, run_sync(method.name, clean, target=target, on_event=both, long=method.long))
     except UserFacingError as exc:
         fail(str(exc))
     except EngineUnavailable as exc:

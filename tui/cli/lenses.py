@@ -39,12 +39,13 @@ Recipe = Annotated[str | None, typer.Option("--recipe", help="Finetuning texts f
 FtCorpus = Annotated[str | None, typer.Option("--ft-corpus", help="Finetuning texts from a corpus (a file, "
                                                                 "hf:NAME or recipe:NAME).")]
 Generic = Annotated[str, typer.Option("--generic", help="Generic texts to compare against.")]
-Mode = Annotated[str, typer.Option("--mode", help="patch: the first k positions patched (--patch); direction: the "
-                                                 "paper's test, the mean-diff direction ablated at every token "
-                                                 "(--ablate) against random controls (needs --run).")]
-Patch = Annotated[str, typer.Option("--patch", help="patch mode: base = the base activations, diff = −mean diff.")]
-Ablate = Annotated[str, typer.Option("--ablate", help="direction mode: base = the component set to the base model's, "
-                                                     "zero = projected out.")]
+Mode = Annotated[methods.CausalMode, typer.Option(
+    "--mode", help="patch: the first k positions patched (--patch); direction: the paper's test, the mean-diff "
+                   "direction ablated at every token (--ablate) against random controls (needs --run).")]
+Patch = Annotated[methods.Patch, typer.Option(
+    "--patch", help="patch mode: base = the base activations, diff = −mean diff.")]
+Ablate = Annotated[methods.Ablate, typer.Option(
+    "--ablate", help="direction mode: base = the component set to the base model's, zero = projected out.")]
 PosOpt = Annotated[int | None, typer.Option("--pos", help="Position of the mean diff (default: the longest after 0).")]
 Controls = Annotated[int, typer.Option("--controls", help="Random-vector and random-diff controls, of each.")]
 Chat = Annotated[str | None, typer.Option("--chat", help="Chat texts (a corpus; default: neutral prompts answered "
@@ -87,7 +88,7 @@ def amplify(base: Base, ft: Ft, adapter: Adapter = None,
             factor: Annotated[list[float], typer.Option("--factor", help="Scale of the finetune's change "
                                                                          "(repeatable).")] = ...,  # type: ignore[assignment]  # typer: required
             prompt: Annotated[list[str] | None, typer.Option("--prompt", help="Prompt (repeatable).")] = None,
-            modules: Annotated[str, typer.Option("--modules", help="Scale only: all | attention | mlp.")] = "all",
+            modules: Annotated[methods.Modules, typer.Option("--modules", help="Scale only.")] = LensAmplify.modules,
             layers: Annotated[str | None, typer.Option("--layers", help="Scale only decoder layers FIRST-LAST "
                                                                        "(e.g. 0-8).")] = None,
             max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = LensAmplify.max_new_tokens,

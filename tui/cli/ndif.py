@@ -23,8 +23,8 @@ def models(json: Json = False, remote: Remote = None, engine: Engine = None) -> 
     if json:
         emit_json(result)
         return
-    table = Table("model", "revision", "state", "level", title=f"NDIF at {result['host']}")
-    for m in result["models"]:
-        style = "green" if m["state"] == "RUNNING" else "yellow"
-        table.add_row(m["repo_id"], m["revision"], Text(m["state"], style=style), m["level"])
+    table = Table("model", "revision", "state", "level", title=f"NDIF at {result.host}")
+    for m in result.models:
+        style = "green" if m.state == "RUNNING" else "yellow"
+        table.add_row(m.repo_id, m.revision, Text(m.state, style=style), m.level)
     out.print(table)

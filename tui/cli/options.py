@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from engine.protocol import methods
 from engine.protocol.params import ParamsError
 from engine.protocol.ranges import MAX_LAYERS, int_list
 from tui.cli.output import fail
@@ -30,7 +31,7 @@ Dtype = Annotated[str, typer.Option("--dtype", help="auto (bf16 on GPU, fp32 on 
 BatchSize = Annotated[int, typer.Option("--batch-size")]
 Sequential = Annotated[bool, typer.Option("--sequential", help="Run one model after the other (half the memory).")]
 TrustRemoteCode = Annotated[bool, typer.Option("--trust-remote-code", help="Allow custom model code from the hub.")]
-Backend = Annotated[str | None, typer.Option(
+Backend = Annotated[methods.Backend | None, typer.Option(
     "--backend", help="local, or ndif: run the traces on NDIF (needs NDIF_API_KEY; see docs/NDIF.md).")]
 DeviceMap = Annotated[str | None, typer.Option(
     "--device-map", help="Shard over GPUs: auto, balanced, sequential or a JSON map; per side: base=balanced,ft=auto.")]
@@ -40,7 +41,7 @@ JudgeSpec = Annotated[str | None, typer.Option(
     "--judge", help="Judge of coherence, Patchscope scale and token relevance: openai:MODEL, anthropic:MODEL, "
                     "local:SPEC or offline (default: DIFFLENS_JUDGE, then the judge table of config.toml, "
                     "else offline).")]
-Protocol = Annotated[str | None, typer.Option(
+Protocol = Annotated[methods.Protocol | None, typer.Option(
     "--protocol", help="Strength calibration: default (grid, α ≤ 4, few samples) or paper (bisection on [0, 100], "
                        "12 steps per prompt, 10 samples × 128 tokens at T = 1.2; needs a judge).")]
 
@@ -58,7 +59,7 @@ def parse_layers(text: str | None) -> list[int] | None:
 def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,
                    layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
                    sequential: bool = False, device_map: str | None = None, place: str | None = None,
-                   backend: str | None = None, ndif_max_rows: int | None = None) -> dict:
+                   backend: str | None = None, ndif_max_rows: int | None = None) -> dict[str, Any]:
     """The JSON params of an ADL request, as every computing command sends them."""
     return {"base": base, "ft": ft, "adapter": adapter, "corpus": corpus, "n": n, "k": k, "seed": seed,
             "layers": parse_layers(layers), "device": device, "dtype": dtype, "batch_size": batch_size,

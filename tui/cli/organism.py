@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -11,6 +11,7 @@ from rich.text import Text
 from engine.protocol import methods
 from engine.protocol.methods import MakeData
 from engine.protocol.methods import TrainOrganism as Train
+from engine.protocol.results import Organism, Organisms
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Device, Engine, Json, Remote, Seed
 from tui.cli.output import emit_json, fail, out
@@ -31,7 +32,7 @@ def make_data(recipe: Annotated[str, typer.Option("--recipe", help="cake-sdf, ri
     """Write a narrow synthetic corpus from a shipped recipe (deterministic by seed)."""
     result = call_engine(methods.ORGANISM_MAKE_DATA, methods.MakeData(recipe=recipe, out=out_file, n=n, seed=seed),
                          title="making data", target=target_from(remote, engine))
-    emit_json(result) if json else out.print(f"wrote {result.get('n', n)} documents to {result.get('out', out_file)}")
+    emit_json(result) if json else out.print(f"wrote {result.n or n} documents to {result.out or out_file}")
 
 
 @app.command()
@@ -59,18 +60,14 @@ def train(base: Annotated[str, typer.Option("--base")], data: Annotated[str, typ
     if json:
         emit_json(result)
         return
-    out.print(f"adapter written to {result['out']} (final loss {result.get('final_loss')}); "
-              f"diff it with: difflens triage --base {base} --ft {base} --adapter {result['out']}", highlight=False)
+    out.print(f"adapter written to {result.out} (final loss {result.final_loss}); "
+              f"diff it with: difflens triage --base {base} --ft {base} --adapter {result.out}", highlight=False)
 
 
-def _bases(organism: dict[str, Any]) -> str:
-    return str(organism.get("base") or ", ".join(organism.get("bases") or []))
-
-
-def organism_table(title: str, organisms: list[dict[str, Any]], width: int) -> Table:
+def organism_table(title: str, organisms: list[Organism], width: int) -> Table:
     """One line per organism at any terminal `width`: names whole, the rest cut with an ellipsis, never wrapped
     (`organism show NAME` and `--json` give everything whole)."""
-    name_width = max(len(o["name"]) for o in organisms)
+    name_width = max(len(o.name) for o in organisms)
     widths = [name_width, TYPE_WIDTH, BASE_WIDTH]
     gaps = 2 * len(widths)
     table = Table(title=title, title_justify="left", title_style="bold", box=None, pad_edge=False,
@@ -80,11 +77,11 @@ def organism_table(title: str, organisms: list[dict[str, Any]], width: int) -> T
     table.add_column("description", no_wrap=True, overflow="ellipsis",
                      max_width=max(MIN_DESCRIPTION, width - sum(widths) - gaps))
     for o in organisms:
-        table.add_row(o["name"], o.get("type") or "", _bases(o), o.get("short") or "")
+        table.add_row(o.name, o.type or "", o.bases_text(), o.short or "")
     return table
 
 
-def _organisms(remote: str | None, engine: str | None) -> dict[str, Any]:
+def _organisms(remote: str | None, engine: str | None) -> Organisms:
     return call_engine(methods.ORGANISM_LIST, methods.NoParams(), title="listing", target=target_from(remote, engine))
 
 
@@ -95,12 +92,12 @@ def list_organisms(json: Json = False, remote: Remote = None, engine: Engine = N
     if json:
         emit_json(result)
         return
-    by_source: dict[str, list[dict[str, Any]]] = {}
-    for o in result["organisms"]:
-        by_source.setdefault(o.get("source") or "other", []).append(o)
+    by_source: dict[str, list[Organism]] = {}
+    for o in result.organisms:
+        by_source.setdefault(o.source or "other", []).append(o)
     for source, organisms in by_source.items():
         out.print(organism_table(SOURCE_TITLES.get(source, source), organisms, out.width), "")
-    out.print(f"recipes: {', '.join(result['recipes'])}", highlight=False)
+    out.print(f"recipes: {', '.join(result.recipes)}", highlight=False)
     out.print(Text("one in full: difflens organism show NAME", style="dim"))
 
 
@@ -108,12 +105,12 @@ def list_organisms(json: Json = False, remote: Remote = None, engine: Engine = N
 def show(name: Annotated[str, typer.Argument(help="An organism's name, as `difflens organism list` shows it.")],
          json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
     """One organism in full: its description, base(s), where it comes from and where it lives."""
-    found = [o for o in _organisms(remote, engine)["organisms"] if o["name"] == name]
+    found = [o for o in _organisms(remote, engine).organisms if o.name == name]
     if not found:
         fail(f"no organism {name!r} — see `difflens organism list`")
     if json:
         emit_json(found[0])
         return
-    for key, value in found[0].items():
+    for key, value in found[0].to_json().items():
         shown = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
         out.print(Text.assemble((f"{key}: ", "bold"), shown))

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.text import Text
 
+from engine.protocol.results import Result
 from store import jsonvalue
 from tui.progress_text import event_text
 from tui.render.plain_text import PlainConsole
@@ -25,6 +26,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def emit_json(payload: Any) -> None:
+    """`payload` as indented JSON on stdout (an engine result as the engine sent it)."""
+    if isinstance(payload, Result):
+        payload = payload.to_json()
     sys.stdout.write(jsonvalue.dumps(payload, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 

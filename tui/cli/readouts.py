@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from engine.protocol import methods
+from engine.protocol.methods import LogitLens
 from engine.protocol.methods import SteerGenerate as Steer
+from engine.protocol.results import PatchscopeCell
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
@@ -19,20 +21,20 @@ Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (defau
 Pos = Annotated[int | None, typer.Option("--pos", help="Read position after BOS (0-based).")]
 
 
-def scale_choice(cell: dict[str, Any]) -> str:
+def scale_choice(cell: PatchscopeCell) -> str:
     """How a Patchscope cell's scale was chosen, by which judge: an ungraded cell says so and selects nothing."""
-    if str(cell.get("chosen_by", "")).startswith("ungraded"):
-        return f"{cell['chosen_by']} — no scale chosen, every scale shown ({cell.get('judge', 'offline')})"
-    per_sign = ", ".join(f"{sign} {scale:g}" for sign, scale in cell.get("best_by_sign", {}).items())
+    if cell.chosen_by.startswith("ungraded"):
+        return f"{cell.chosen_by} — no scale chosen, every scale shown ({cell.judge or 'offline'})"
+    per_sign = ", ".join(f"{sign} {scale:g}" for sign, scale in cell.best_by_sign.items())
     signs = f"; best per sign {per_sign}" if per_sign else ""
-    return (f"best scale {cell['best_scale']:g} ({cell.get('judge') or cell.get('chosen_by')}{signs}); "
-            f"selected: {', '.join(cell['selected']) or '—'}")
+    return (f"best scale {cell.best_scale or 0:g} ({cell.judge or cell.chosen_by}{signs}); "
+            f"selected: {', '.join(cell.selected) or '—'}")
 
 
 def tokens(run: str, layer: Layer = None, pos: Pos = None,
            method: Annotated[str, typer.Option("--method", help="logit-lens or patchscope.")] = "logit-lens",
-           source: Annotated[str, typer.Option("--source", help="diff, base or ft (logit lens).")] = "diff",
-           head: Annotated[str | None, typer.Option(
+           source: Annotated[methods.Source, typer.Option("--source", help="Logit lens of.")] = LogitLens.source,
+           head: Annotated[methods.Side | None, typer.Option(
                "--head", help="Logit lens through the base or ft model's final norm + unembedding (default: ft; "
                               "base for --source base).")] = None,
            top_k: Annotated[int, typer.Option("--top-k")] = 10, backend: Backend = None, judge: JudgeSpec = None,
@@ -41,42 +43,41 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
     """Top tokens of the difference: one cell with --layer/--pos, else every layer × position."""
     target = target_from(remote, engine)
     if method == "patchscope":
-        result = call_engine(methods.PATCHSCOPE, methods.Patchscope(
+        scope = call_engine(methods.PATCHSCOPE, methods.Patchscope(
             run=run, layer=layer, pos=pos or 0, top_k=top_k, backend=backend, judge=judge,
             trust_remote_code=trust_remote_code), title="patchscope", target=target)
         if json:
-            emit_json(result)
+            emit_json(scope)
             return
-        out.print(f"Patchscope, layer {result['layer']} position {result['pos']}: {scale_choice(result)}",
+        out.print(f"Patchscope, layer {scope.layer} position {scope.pos}: {scale_choice(scope)}",
                   highlight=False)
         table = Table("scale", "top tokens")
-        for row in result["scales"]:
-            marker = " ◀" if row["scale"] == result["best_scale"] else ""
-            table.add_row(f"{row['scale']:g}{marker}", tokens_text(row["tokens"][:top_k]))
+        for row in scope.scales:
+            marker = " ◀" if row.scale == scope.best_scale else ""
+            table.add_row(f"{row.scale:g}{marker}", tokens_text(row.tokens[:top_k]))
         out.print(table)
         return
     if method != "logit-lens":
         fail(f"unknown --method {method!r} — pass logit-lens or patchscope")
     if layer is not None and pos is not None:
-        result = call_engine(methods.LOGIT_LENS, methods.LogitLens(
+        cell = call_engine(methods.LOGIT_LENS, methods.LogitLens(
             run=run, layer=layer, pos=pos, top_k=top_k, source=source, head=head, backend=backend,
-            trust_remote_code=trust_remote_code),
-                             title="logit lens", target=target)
+            trust_remote_code=trust_remote_code), title="logit lens", target=target)
         if json:
-            emit_json(result)
+            emit_json(cell)
             return
-        out.print(f"logit lens of {source} ({result['head']} head), layer {layer} position {pos}:")
-        out.print(tokens_text(result["tokens"], with_probs=True))
+        out.print(f"logit lens of {source} ({cell.head} head), layer {layer} position {pos}:")
+        out.print(tokens_text(cell.tokens, with_probs=True))
         return
-    result = call_engine(methods.LENS_GRID, methods.LensGrid(
+    grid = call_engine(methods.LENS_GRID, methods.LensGrid(
         run=run, source=source, head=head, top_k=top_k, layers=[layer] if layer is not None else None,
         positions=[pos] if pos is not None else None, backend=backend, trust_remote_code=trust_remote_code),
-                         title="logit lens", target=target)
+                       title="logit lens", target=target)
     if json:
-        emit_json(result)
+        emit_json(grid)
         return
-    table = Table("layer", "pos", f"logit lens of {source}, {result['head']} head (top {top_k})", show_lines=False)
-    for lay, cells in result["layers"].items():
+    table = Table("layer", "pos", f"logit lens of {source}, {grid.head} head (top {top_k})", show_lines=False)
+    for lay, cells in grid.layers.items():
         for p, pairs in cells.items():
             table.add_row(lay, p, tokens_text(pairs))
     out.print(table)
@@ -98,7 +99,7 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
           samples: Annotated[int, typer.Option("--samples")] = Steer.n_samples,
           max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = Steer.max_new_tokens,
           temperature: Annotated[float, typer.Option("--temperature")] = Steer.temperature,
-          side: Annotated[str, typer.Option("--side", help="ft (default) or base.")] = "ft",
+          side: Annotated[methods.Side, typer.Option("--side", help="The model steered.")] = Steer.side,
           backend: Backend = None, judge: JudgeSpec = None, protocol: Protocol = None,
           component: Annotated[str | None, typer.Option(
               "--component", help="Steer with principal component N of a `difflens pca` result instead of the "
@@ -121,11 +122,11 @@ def steer(run: str, layer: Layer = None, pos: Annotated[int, typer.Option("--pos
     if json:
         emit_json(result)
         return
-    err.print(f"layer {result['layer']}, position {result['pos']}, strengths {result['strengths']}", highlight=False)
-    if calibration := result.get("calibration"):
-        err.print(f"calibrated by {calibration['judge']}" + (f", {calibration['ungraded']} samples ungraded"
-                                                             if calibration["ungraded"] else ""), highlight=False)
+    err.print(f"layer {result.layer}, position {result.pos}, strengths {result.strengths}", highlight=False)
+    if calibration := result.calibration:
+        err.print(f"calibrated by {calibration.judge}" + (f", {calibration.ungraded} samples ungraded"
+                                                          if calibration.ungraded else ""), highlight=False)
     table = Table("prompt", "α", "steered", "unsteered", show_lines=True)
-    for s in result["samples"]:
-        table.add_row(s["prompt"], f"{s['strength']:g}", s["steered"], s["unsteered"])
+    for s in result.samples:
+        table.add_row(s.prompt, f"{s.strength or 0:g}", s.steered, s.unsteered)
     out.print(table)

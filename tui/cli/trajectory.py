@@ -106,8 +106,8 @@ def trajectory(base: Annotated[str | None, typer.Option("--base")] = None,
             emit_json(listed)
             return
         table = Table("trajectory", "series", "base", "finetuned", "steps", title_justify="left")
-        for row in listed["trajectories"]:
-            table.add_row(row["trajectory"], row["series"], row["base"], row["ft"], str(row["steps"]))
+        for row in listed.trajectories:
+            table.add_row(row.trajectory, row.series, row.base, row.ft, str(row.steps))
         out.print(table)
         return
     if not base or not ft:
@@ -117,7 +117,7 @@ def trajectory(base: Annotated[str | None, typer.Option("--base")] = None,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "steer": steer, "judge": judge, "protocol": protocol, "null": null,
                "checkpoints": checkpoints, "interpolate": parse_points(interpolate) if interpolate else None}
-    result = call_engine(methods.TRAJECTORY, Trajectory(**params), title="trajectory", target=target)
+    result = call_engine(methods.TRAJECTORY, Trajectory(**params), title="trajectory", target=target).to_json()
     if html is not None:
         write_text_atomic(html, trajectory_page(result))
     if json:

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
+from engine.protocol import wire
+from engine.protocol.methods import Method
+from engine.protocol.params import Params, ParamsError
+from engine.protocol.results import Result
+from tui.client.errors import EngineError
+
+P = TypeVar("P", bound=Params)
+R = TypeVar("R", bound=Result)
 EventCallback = Callable[[dict[str, Any]], None]
 NotificationCallback = Callable[[str, dict[str, Any]], None]
 
@@ -16,6 +24,18 @@ class EngineClient(ABC):
     engine's `UserError` as `UserFacingError` (`problem`, `fix`)."""
 
     description: str = "engine"
+
+    # ---- typed: a method's params in, its result out (what the workbench and the CLI use) ----
+
+    async def ask(self, method: Method[P, R], params: P) -> R:
+        """A short op's (or a built-in's) result, read into the method's result type."""
+        return read_result(method, await self.call(method.name, params.to_json()))
+
+    async def ask_job(self, method: Method[P, R], params: P, on_event: EventCallback | None = None) -> R:
+        """A long op's result (as `run_job`), read into the method's result type."""
+        return read_result(method, await self.run_job(method.name, params.to_json(), on_event))
+
+    # ---- the wire: method names and JSON objects (sessions record these; replays answer them) ----
 
     @abstractmethod
     async def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -47,3 +67,12 @@ class EngineClient(ABC):
 
 
 ClientFactory = Callable[[], Awaitable[EngineClient]]
+
+
+def read_result(method: Method[Any, R], raw: Mapping[str, Any]) -> R:
+    """The engine's JSON answer as the method's result; an answer of the wrong shape is an `EngineError`."""
+    try:
+        return method.result.from_json(raw)
+    except ParamsError as exc:
+        raise EngineError(f"{method.name} answered in an unexpected shape: {exc.problem}", wire.INTERNAL_ERROR
+                          ) from None

@@ -51,7 +51,7 @@ class RpcClient(EngineClient):
         answer = await self._request(method, params)
         if not isinstance(answer.get("job"), str):
             raise EngineError(f"{method} is not a long op; use call()", wire.INVALID_REQUEST)
-        return answer["job"]
+        return str(answer["job"])
 
     async def cancel(self, job_id: str) -> None:
         await self._request(wire.JOB_CANCEL, {"job": job_id})
@@ -80,7 +80,8 @@ class RpcClient(EngineClient):
         if state["state"] in wire.FINISHED_STATES:
             self._jobs.pop(job_id, None)
             if state["state"] == "done":
-                return state["result"]
+                result: dict[str, Any] = state["result"]
+                return result
             raise error_from(state["error"])
         if on_event is not None:
             for event in state.get("partials", []):

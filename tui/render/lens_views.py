@@ -12,6 +12,7 @@ from rich.console import Group
 from rich.table import Column, Table
 from rich.text import Text
 
+from engine.protocol.results import AmplifyAnswer, CausalAnswer, KlAnswer, MineAnswer, PcaAnswer, Steered
 from tui.render.palette import cell_style, legend_bar, step_for
 from tui.render.plain_text import plain
 from tui.render.token_text import visible_token
@@ -34,78 +35,80 @@ def _names(top: Any) -> str:
     return ", ".join(f"{t[0]!r} {t[1]:.2f}" if isinstance(t, list | tuple) else repr(t) for t in (top or [])[:3]) or "—"
 
 
-def divergence_view(result: dict[str, Any], snippets: bool = False, metric: str = "kl") -> Text:
+def divergence_view(result: KlAnswer, snippets: bool = False, metric: str = "kl") -> Text:
     """Each text (or, with `snippets`, each top max-KL snippet) painted by `metric`, its most divergent spot,
     the stats."""
-    shown = result.get("top" if snippets else "texts") or []
+    shown = result.top if snippets else result.texts
     index, name = METRICS[metric]
-    peak = max((t[index] for text in shown for t in text.get("tokens", [])), default=0.0)
+    peak = max((t[index] for text in shown for t in text.tokens), default=0.0)
     out = Text()
     for text in shown:
-        out.append_text(heat_line(text.get("tokens", []), peak, metric))
+        out.append_text(heat_line(text.tokens, peak, metric))
         out.append("\n")
-        top = text.get("max") or {}
-        if top:
-            out.append(f"most divergent after {top.get('token', '')!r} (KL {top.get('kl', 0):.2f}): ", style="bold")
-            out.append(f"base predicts {_names(top.get('base_top'))}; finetuned predicts {_names(top.get('ft_top'))}\n")
+        if (top := text.max) is not None:
+            out.append(f"most divergent after {top.token!r} (KL {top.kl:.2f}): ", style="bold")
+            out.append(f"base predicts {_names(top.base_top)}; finetuned predicts {_names(top.ft_top)}\n")
         out.append("\n")
-    stats = result.get("stats") or {}
-    out.append(f"layer {result.get('layer', '?')}: mean KL {stats.get('mean_kl', 0):.3f}, max "
-               f"{stats.get('max_kl', 0):.2f}, mean ‖diff‖ {stats.get('mean_diff_norm', 0):.1f} over "
-               f"{stats.get('n_tokens', '?')} tokens of {stats.get('n_texts', '?')} texts   ", style="dim")
+    stats = result.stats
+    out.append(f"layer {'?' if result.layer is None else result.layer}: mean KL {stats.mean_kl:.3f}, max "
+               f"{stats.max_kl:.2f}, mean ‖diff‖ {stats.mean_diff_norm:.1f} over "
+               f"{stats.n_tokens} tokens of {stats.n_texts} texts   ", style="dim")
     out.append_text(legend_bar(20))
     out.append(f"  {name} 0 … {peak:.2f}", style="dim")
     return out
 
 
-def mining_table(result: dict[str, Any]) -> Table:
+def mining_table(result: MineAnswer) -> Table:
     """The mined tokens by count; each with the context it was most pushed up after (token appended, bold)."""
     table = Table("token", "times in top-k", "share of positions", "mean Δ log p", "where it was pushed up most",
                   expand=True,
-                  title=f"top-{result.get('top_k', '?')} of finetuned − base over {result.get('n_positions', '?')} "
-                        f"positions of {result.get('n_texts', '?')} texts", title_justify="left")
-    for t in result.get("tokens", []):
+                  title=f"top-{'?' if result.top_k is None else result.top_k} of finetuned − base over "
+                        f"{result.n_positions} positions of {result.n_texts} texts", title_justify="left")
+    for t in result.tokens:
         example = Text()
-        if t.get("examples"):
-            example.append("…" + t["examples"][0]["context"].replace("\n", "⏎")[-60:], style="dim")
-            example.append(t["token"].replace("\n", "⏎"), style="bold reverse")
-        table.add_row(Text(visible_token(t["token"]).plain, style="dim" if t["trivial"] else "bold"), str(t["count"]),
-                      f"{t['share']:.2f}", f"{t['mean_diff']:.2f}", example)
+        if t.examples:
+            example.append("…" + t.examples[0].context.replace("\n", "⏎")[-60:], style="dim")
+            example.append(t.token.replace("\n", "⏎"), style="bold reverse")
+        table.add_row(Text(visible_token(t.token).plain, style="dim" if t.trivial else "bold"), str(t.count),
+                      f"{t.share:.2f}", f"{t.mean_diff:.2f}", example)
     return table
 
 
-def topics_view(result: dict[str, Any]) -> Text:
+def topics_view(result: MineAnswer) -> Text:
     """The NMF topics, most prevalent first: the share of positions each leads, its tokens (empty when topics
     were not asked for)."""
     out = Text()
-    if result.get("topics"):
+    if result.topics:
         out.append("topics: share of positions each leads, its tokens\n", style="bold")
-    for topic in result.get("topics", []):
-        out.append(f"{100 * topic.get('share', 0):>5.1f} %  ", style="bold")
-        out.append(", ".join(visible_token(t).plain for t in topic["tokens"]) + "\n")
+    for topic in result.topics:
+        out.append(f"{100 * topic.share:>5.1f} %  ", style="bold")
+        out.append(", ".join(visible_token(t).plain for t in topic.tokens) + "\n")
     return out
 
 
-def causal_table(result: dict[str, Any]) -> Table:
+def _loss(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
+
+
+def causal_table(result: CausalAnswer) -> Table:
     """Mean loss of base, finetune and patched finetune per text set, after the patched positions and overall."""
-    patched = "base activations" if result.get("mode") == "base" else "−mean diff added"
+    patched = "base activations" if result.mode == "base" else "−mean diff added"
     table = Table(Column("texts", no_wrap=True), "scope", "base", "finetuned", "patched", "Δ patched − ft",
                   "share undone",
-                  title=f"layer {result.get('layer')}: first {result.get('k')} positions ← {patched}",
+                  title=f"layer {result.layer}: first {result.k} positions ← {patched}",
                   title_justify="left", expand=True)
-    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
-    for name, scopes in result.get("sets", {}).items():
+    for name, scopes in result.sets.items():
         for scope in ("after_k", "all"):
             s = scopes[scope]
-            table.add_row(f"{name} ({scopes['n_texts']})", scope.replace("after_k", "after k"), fmt(s["base"]),
-                          fmt(s["ft"]), fmt(s["patched"]), fmt(s["delta"]), fmt(s["share_of_gain_removed"]))
+            table.add_row(f"{name} ({scopes['n_texts']})", scope.replace("after_k", "after k"), _loss(s["base"]),
+                          _loss(s["ft"]), _loss(s["patched"]), _loss(s["delta"]), _loss(s["share_of_gain_removed"]))
     return table
 
 
-def causal_summary(result: dict[str, Any]) -> Text:
+def causal_summary(result: CausalAnswer) -> Text:
     """One line per text set: how the finetune moved the loss, and what share of that the patch takes back."""
     out = Text()
-    for name, scopes in result.get("sets", {}).items():
+    for name, scopes in result.sets.items():
         overall = scopes["all"]
         if overall["base"] is None or overall["ft"] is None:
             continue
@@ -120,28 +123,27 @@ def causal_summary(result: dict[str, Any]) -> Text:
 CONTROL_NAMES = {"random_vector": "random vectors", "random_diff": "random diffs"}
 
 
-def direction_table(result: dict[str, Any]) -> Table:
+def direction_table(result: CausalAnswer) -> Table:
     """Per text set: base, finetuned and intervened loss, the effect, and each control's change (mean ± sd, max)."""
-    how = "set to the base model's" if result.get("ablation") == "base" else "projected out"
+    how = "set to the base model's" if result.ablation == "base" else "projected out"
     table = Table(Column("texts", no_wrap=True), "base", "finetuned", "intervened", "effect",
                   *[f"{name}: mean±sd (max)" for name in CONTROL_NAMES.values()], "share undone",
-                  title=f"layer {result.get('layer')}: component along the mean diff at position {result.get('pos')} "
-                        f"{how} at every token; {result.get('n_controls')} controls of each kind",
+                  title=f"layer {result.layer}: component along the mean diff at position {result.pos} "
+                        f"{how} at every token; {result.n_controls} controls of each kind",
                   title_justify="left", expand=True)
-    fmt = lambda v: "–" if v is None else f"{v:.4f}"  # noqa: E731
-    for name, s in result.get("sets", {}).items():
+    for name, s in result.sets.items():
         spread = [s["spread"].get(kind) for kind in CONTROL_NAMES]
-        table.add_row(f"{name} ({s['n_texts']})", fmt(s["base"]), fmt(s["ft"]), fmt(s["intervened"]),
+        table.add_row(f"{name} ({s['n_texts']})", _loss(s["base"]), _loss(s["ft"]), _loss(s["intervened"]),
                       Text(f"{s['effect']:+.4f}", style="bold"),
                       *["–" if c is None else f"{c['mean']:+.3f}±{c['std']:.3f} ({c['max_abs']:.2f})" for c in spread],
                       "–" if s["share_of_gain_removed"] is None else f"{100 * s['share_of_gain_removed']:.1f} %")
     return table
 
 
-def direction_summary(result: dict[str, Any]) -> Text:
+def direction_summary(result: CausalAnswer) -> Text:
     """One line per text set: the effect in standard deviations of each kind of control from its mean."""
     out = Text()
-    for name, s in result.get("sets", {}).items():
+    for name, s in result.sets.items():
         out.append(f"{name}: ", style="bold")
         out.append(f"the loss moves by {s['effect']:+.4f}; that is ")
         parts = []
@@ -160,54 +162,56 @@ def direction_summary(result: dict[str, Any]) -> Text:
     return out
 
 
-def causal_view(result: dict[str, Any]) -> Group:
+def causal_view(result: CausalAnswer) -> Group:
     """The causal answer of either mode: the loss table and its one-line reading per text set."""
-    if result.get("mode") == "direction":
+    if result.mode == "direction":
         return Group(direction_table(result), direction_summary(result))
     return Group(causal_table(result), causal_summary(result))
 
 
-def pca_view(result: dict[str, Any], selected: int | None = None) -> Group:
+def _words(tokens: list[Any]) -> str:
+    return ", ".join(visible_token(t[0]).plain for t in tokens[:8])
+
+
+def pca_view(result: PcaAnswer, selected: int | None = None) -> Group:
     """The components by explained variance, each with its logit-lens tokens both ways (`selected` marked)."""
     table = Table("#", "explained", "cos(mean)", "top dim", "+ tokens", "− tokens", expand=True,
-                  title=f"PCA of ft − base at layer {result.get('layer')}, position {result.get('pos')} over "
-                        f"{result.get('n_texts')} texts", title_justify="left")
-    words = lambda tokens: ", ".join(visible_token(t[0]).plain for t in tokens[:8])  # noqa: E731
-    for c in result.get("components", []):
-        mark = "▶ " if c["index"] == selected else ""
-        table.add_row(f"{mark}{c['index']}", f"{100 * c['explained_variance_ratio']:.1f} %",
-                      f"{c['cos_with_mean']:+.2f}", "{} ({:.0%})".format(*c.get("top_dim", ["–", 0])),
-                      words(c["tokens"]), words(c["negative_tokens"]))
-    note = Text(f"the mean diff (‖{result.get('mean_norm', 0):.1f}‖ from the same passes) explains "
-                f"{100 * result.get('mean_share', 0):.1f} % of E‖d‖² and reads "
-                f"{words(result.get('mean_tokens', [])) or '–'}; mean ‖d‖ per text "
-                f"{result.get('mean_diff_norm', 0):.1f}", style="dim")
+                  title=f"PCA of ft − base at layer {result.layer}, position {result.pos} over "
+                        f"{result.n_texts} texts", title_justify="left")
+    for c in result.components:
+        mark = "▶ " if c.index == selected else ""
+        table.add_row(f"{mark}{c.index}", f"{100 * c.explained_variance_ratio:.1f} %",
+                      f"{c.cos_with_mean:+.2f}", "{} ({:.0%})".format(*(c.top_dim or ["–", 0])),
+                      _words(c.tokens), _words(c.negative_tokens))
+    note = Text(f"the mean diff (‖{result.mean_norm:.1f}‖ from the same passes) explains "
+                f"{100 * result.mean_share:.1f} % of E‖d‖² and reads "
+                f"{_words(result.mean_tokens) or '–'}; mean ‖d‖ per text "
+                f"{result.mean_diff_norm:.1f}", style="dim")
     return Group(table, note)
 
 
-def component_steering_view(result: dict[str, Any]) -> Table:
+def component_steering_view(result: Steered) -> Table:
     """A principal component steered both ways beside the unsteered text, one row per prompt."""
-    strengths = result.get("strengths", [])
     by_prompt: dict[str, dict[str, str]] = {}
-    for sample in result.get("samples", []):
-        row = by_prompt.setdefault(sample["prompt"], {"unsteered": sample["unsteered"]})
-        row[f"{sample['strength']:+g}"] = sample["steered"]
-    columns = [f"{s:+g}" for s in strengths]
+    for sample in result.samples:
+        row = by_prompt.setdefault(sample.prompt, {"unsteered": sample.unsteered})
+        row[f"{sample.strength or 0:+g}"] = sample.steered
+    columns = [f"{s:+g}" for s in result.strengths]
+    index = result.component.index if result.component is not None else None
     table = Table("prompt", *[f"α = {c}" for c in columns], "unsteered", show_lines=True, expand=True,
-                  title=f"component {result.get('component', {}).get('index')} steered at layer {result.get('layer')}",
-                  title_justify="left")
+                  title=f"component {index} steered at layer {result.layer}", title_justify="left")
     for prompt, row in by_prompt.items():
         table.add_row(plain(prompt), *[plain(row.get(c, "")) for c in columns], plain(row["unsteered"]))
     return table
 
 
-def amplify_table(result: dict[str, Any]) -> Table:
+def amplify_table(result: AmplifyAnswer) -> Table:
     """One row per prompt: base, finetune, then each amplified column (titled with what was scaled)."""
-    factors = [f"{f:g}" for f in result.get("factors", [])]
-    what = "the adapter's delta" if result.get("method", "lora") == "lora" else "the weight difference ft − base"
+    factors = [f"{f:g}" for f in result.factors]
+    what = "the adapter's delta" if result.method == "lora" else "the weight difference ft − base"
     table = Table("prompt", "base", "finetuned", *[f"×{f}" for f in factors], show_lines=True, expand=True,
-                  title=f"{what} scaled in {result.get('scope', 'all')}", title_justify="left")
-    for row in result.get("rows", []):
-        table.add_row(plain(row["prompt"]), plain(row["base"]), plain(row["ft"]),
-                      *[plain(row["amplified"].get(f, "")) for f in factors])
+                  title=f"{what} scaled in {result.scope or 'all'}", title_justify="left")
+    for row in result.rows:
+        table.add_row(plain(row.prompt), plain(row.base), plain(row.ft),
+                      *[plain(row.amplified.get(f, "")) for f in factors])
     return table

@@ -7,6 +7,8 @@ from typing import Any
 
 from rich.text import Text
 
+from engine.protocol.results import token_pairs
+
 _SPECIAL = re.compile(r"^(<\|?[^<>\s]{1,40}\|?>|\[[A-Z_]{2,20}\])$")
 _VISIBLE = {" ": "␣", "\n": "↵", "\t": "⇥", "\r": "␍"}
 
@@ -33,10 +35,10 @@ def prob_text(prob: float) -> str:
     return f"{prob * 100:5.1f}%" if prob >= 0.001 else "  <.1%"
 
 
-def tokens_text(pairs: list[list[Any]], with_probs: bool = False) -> Text:
-    """Tokens on one line, whitespace and specials made visible."""
+def tokens_text(pairs: list[Any], with_probs: bool = False) -> Text:
+    """Tokens on one line, whitespace and specials made visible (`[token, prob]` pairs or `[id, token, prob]`)."""
     text = Text()
-    for i, (token, prob) in enumerate(pairs):
+    for i, (token, prob) in enumerate(token_pairs(pairs)):
         if i:
             text.append("  ")
         text.append_text(visible_token(token))

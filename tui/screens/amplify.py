@@ -9,7 +9,7 @@ in what is scaled, 1 the finetune.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import get_args
 
 from rich.console import RenderableType
 from textual import on, work
@@ -20,16 +20,17 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
 from engine.protocol import methods
+from engine.protocol.results import AmplifyAnswer
 from tui.render.lens_views import amplify_table
 from tui.screens.lens_screen import LensScreen
 
 PRESETS = (-1.0, 0.5, 2.0, 3.0)
 STEP = 0.5
-MODULES = ("all", "attention", "mlp")
+MODULES: tuple[methods.Modules, ...] = get_args(methods.Modules)
 LAYER_RANGES = ("all", "up to the cursor", "the cursor's layer")
 
 
-class AmplifyScreen(LensScreen):
+class AmplifyScreen(LensScreen[AmplifyAnswer]):
     """A prompt line, the factor, and the side-by-side answer."""
 
     BINDINGS = [
@@ -43,7 +44,7 @@ class AmplifyScreen(LensScreen):
     ]
     AUTO_FOCUS = "#prompt"  # typed letters go into the prompt, not to the keys; Enter or Tab leaves it
     factor: reactive[float] = reactive(2.0)
-    modules: reactive[str] = reactive("all")
+    modules: reactive[methods.Modules] = reactive(methods.LensAmplify.modules)
     layer_range: reactive[str] = reactive("all")
 
     def compose(self) -> ComposeResult:
@@ -74,7 +75,7 @@ class AmplifyScreen(LensScreen):
             f"finetune's change × {self.factor:g} in {self.modules} modules, {where}   (0 = base, 1 = finetune; "
             "m modules, l layers; Tab leaves the prompt, e goes back)")
 
-    def paint(self, result: dict[str, Any]) -> RenderableType:
+    def paint(self, result: AmplifyAnswer) -> RenderableType:
         return amplify_table(result)
 
     def action_preset(self, index: int) -> None:
@@ -99,6 +100,6 @@ class AmplifyScreen(LensScreen):
 
     @work(exclusive=True)
     async def amplify(self, prompt: str) -> None:
-        params: dict[str, Any] = {"factors": [self.factor], "modules": self.modules, "layers": self._layers()}
-        params |= {"prompts": [prompt]} if prompt.strip() else {}
+        params = methods.LensAmplify(run=self.run, factors=[self.factor], modules=self.modules, layers=self._layers(),
+                                     prompts=[prompt] if prompt.strip() else None)
         await self.ask("amplify", methods.LENS_AMPLIFY, params, "generating…")

@@ -9,7 +9,7 @@ token, beside random-vector and random-diff controls. Loss is measured on finetu
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from rich.console import RenderableType
 from textual import on, work
@@ -20,17 +20,19 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input, Static
 
 from engine.protocol import methods
+from engine.protocol.results import CausalAnswer
 from tui.render.lens_views import causal_view
 from tui.screens.lens_screen import LensScreen
 
 MODES = {"base": "first k positions ← the base model's activations",
          "diff": "first k positions ← −mean diff of this run",
          "direction": "the mean-diff direction set to the base's at every token, against random controls"}
-PARAMS = {"base": {"mode": "patch", "patch": "base"}, "diff": {"mode": "patch", "patch": "diff"},
-          "direction": {"mode": "direction"}}
+PARAMS = {"base": methods.LensCausal(mode="patch", patch="base"),
+          "diff": methods.LensCausal(mode="patch", patch="diff"),
+          "direction": methods.LensCausal(mode="direction")}
 
 
-class CausalScreen(LensScreen):
+class CausalScreen(LensScreen[CausalAnswer]):
     """Finetuning texts, k, the patch mode, and the loss table; Escape goes back to the workbench."""
 
     DEFAULT_CSS = """
@@ -55,7 +57,7 @@ class CausalScreen(LensScreen):
         where = f"layer {self.at_layer}" if self.at_layer is not None else "the run's report layer"
         self.query_one("#mode", Static).update(f"{where}: {MODES[mode]}   (x cycles)")
 
-    def paint(self, result: dict[str, Any]) -> RenderableType:
+    def paint(self, result: CausalAnswer) -> RenderableType:
         return causal_view(result)
 
     def action_toggle_mode(self) -> None:
@@ -72,11 +74,8 @@ class CausalScreen(LensScreen):
 
     @work(exclusive=True)
     async def check(self, texts: str, k: int | None) -> None:
-        params: dict[str, Any] = PARAMS[self.mode] | ({"k": k} if k else {}) | ({"ft_corpus": texts} if texts else {})
-        if self.at_layer is not None:
-            params["layer"] = self.at_layer
-        if self.mode == "direction" and self.at_pos is not None:
-            params["pos"] = self.at_pos
+        params = replace(PARAMS[self.mode], run=self.run, k=k or None, ft_corpus=texts or None, layer=self.at_layer,
+                         pos=self.at_pos if self.mode == "direction" else None)
         waiting = "ablating the direction and the controls…" if self.mode == "direction" else \
             f"patching the first {k or 'k'} positions…"
         await self.ask("causal check", methods.LENS_CAUSAL, params, waiting)

@@ -9,8 +9,6 @@ and the norm of the activation difference at the layer.
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.console import RenderableType
 from textual import on, work
 from textual.app import ComposeResult
@@ -19,6 +17,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
 from engine.protocol import methods
+from engine.protocol.results import KlAnswer
 from tui.presets import KL_CORPUS
 from tui.render.lens_views import divergence_view
 from tui.screens.lens_screen import LensScreen
@@ -27,15 +26,14 @@ CORPUS_PREFIX = "@"
 CORPUS_TEXTS = KL_CORPUS.n
 
 
-def divergence_params(typed: str, layer: int | None) -> dict[str, Any]:
+def divergence_params(run: str, typed: str, layer: int | None) -> methods.LensKl:
     """`lens.kl` params for what was typed: a text, or `@SOURCE` for the top snippets of a corpus."""
-    params: dict[str, Any] = {"layer": layer} if layer is not None else {}
     if typed.startswith(CORPUS_PREFIX):
-        return params | {"corpus": typed.removeprefix(CORPUS_PREFIX).strip(), "n": CORPUS_TEXTS}
-    return params | {"texts": [typed]}
+        return methods.LensKl(run=run, layer=layer, corpus=typed.removeprefix(CORPUS_PREFIX).strip(), n=CORPUS_TEXTS)
+    return methods.LensKl(run=run, layer=layer, texts=[typed])
 
 
-class DivergenceScreen(LensScreen):
+class DivergenceScreen(LensScreen[KlAnswer]):
     """An input line and the painted answer."""
 
     BINDINGS = [Binding("n", "toggle_metric", "KL ↔ ‖diff‖"), Binding("e", "edit", "Edit the text")]
@@ -49,7 +47,7 @@ class DivergenceScreen(LensScreen):
         yield self.answer_pane()
         yield Footer()
 
-    def paint(self, result: dict[str, Any]) -> RenderableType:
+    def paint(self, result: KlAnswer) -> RenderableType:
         return divergence_view(result, snippets=self.snippets, metric=self.metric)
 
     def watch_metric(self) -> None:
@@ -63,11 +61,11 @@ class DivergenceScreen(LensScreen):
         typed = event.value.strip()
         if typed and typed != CORPUS_PREFIX:
             self.query_one("#answer-pane").focus()
-            params = divergence_params(typed, self.at_layer)
-            self.snippets = "corpus" in params
+            params = divergence_params(self.run, typed, self.at_layer)
+            self.snippets = params.corpus is not None
             self.divergence(params)
 
     @work(exclusive=True)
-    async def divergence(self, params: dict[str, Any]) -> None:
+    async def divergence(self, params: methods.LensKl) -> None:
         self.result = None
         await self.ask("divergence", methods.LENS_KL, params, "computing per-token divergence…")

@@ -6,7 +6,7 @@ A subclass composes its own controls around `answer_pane()` and says how a resul
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -17,16 +17,21 @@ from textual.screen import Screen
 from textual.widgets import Input, Static
 
 from engine.protocol.methods import Method
+from engine.protocol.params import Params
+from engine.protocol.results import LensAnswer
 from tui.link import EngineLink
 from tui.progress_text import event_text
 
+P = TypeVar("P", bound=Params)
+A = TypeVar("A", bound=LensAnswer)
 
-class LensScreen(Screen[None]):
+
+class LensScreen(Screen[None], Generic[A]):
     """A lens on the run `run` at `layer` and `pos` (the heatmap cursor's; None: the lens's default), kept as
-    `at_layer` (`layer` is Textual's CSS layer) and `at_pos`; Escape goes back."""
+    `at_layer` (`layer` is Textual's CSS layer) and `at_pos`; Escape goes back. `A`: the lens's answer type."""
 
     BINDINGS = [Binding("escape", "app.pop_screen", "Back")]
-    result: reactive[dict[str, Any] | None] = reactive(None)
+    result: reactive[A | None] = reactive(None)
 
     def __init__(self, run: str, link: EngineLink, layer: int | None = None, pos: int | None = None) -> None:
         super().__init__()
@@ -40,22 +45,22 @@ class LensScreen(Screen[None]):
         """The scrolling pane the answer is painted into (compose it once)."""
         return VerticalScroll(Static(hint, id="answer"), id="answer-pane")
 
-    def paint(self, result: dict[str, Any]) -> RenderableType:
+    def paint(self, result: A) -> RenderableType:
         raise NotImplementedError
 
     def action_edit(self) -> None:
         """Back into the screen's first input line."""
         self.query(Input).first().focus()
 
-    def watch_result(self, result: dict[str, Any] | None) -> None:
+    def watch_result(self, result: A | None) -> None:
         if result is not None:
             self.query_one("#answer", Static).update(self.paint(result))
 
-    async def ask(self, label: str, method: Method[Any], params: dict[str, Any], waiting: str) -> None:
-        """Send `method` for this run (call from a `@work` worker); the answer lands in `result`."""
+    async def ask(self, label: str, method: Method[P, A], params: P, waiting: str) -> None:
+        """Send `method` (its params on this run) from a `@work` worker; the answer lands in `result`."""
         answer = self.query_one("#answer", Static)
         answer.update(Text(waiting, style="dim"))
-        result = await self.link.job(label, method, {"run": self.run, **params},
+        result = await self.link.job(label, method, params,
                                      on_progress=lambda event: answer.update(Text(f"{waiting}\n{event_text(event)}",
                                                                                   style="dim")))
         if result is None:

@@ -8,7 +8,7 @@ log-prob lift and the context it was pushed up most after; topics (a non-negativ
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
 from rich.console import Group, RenderableType
 from textual import on, work
@@ -17,6 +17,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Input
 
 from engine.protocol import methods
+from engine.protocol.results import MineAnswer
 from tui.presets import GENERIC, MINE
 from tui.render.lens_views import mining_table, topics_view
 from tui.screens.lens_screen import LensScreen
@@ -25,7 +26,7 @@ DEFAULT_CORPUS = GENERIC
 DEFAULT_TEXTS = MINE.n
 
 
-class MiningScreen(LensScreen):
+class MiningScreen(LensScreen[MineAnswer]):
     """A corpus line, a text count, and the mined tokens; Escape goes back to the workbench."""
 
     DEFAULT_CSS = """
@@ -42,7 +43,7 @@ class MiningScreen(LensScreen):
         yield self.answer_pane("Enter mines the corpus: which tokens does the finetune push up most often?")
         yield Footer()
 
-    def paint(self, result: dict[str, Any]) -> RenderableType:
+    def paint(self, result: MineAnswer) -> RenderableType:
         return Group(mining_table(result), topics_view(result))
 
     @on(Input.Submitted)
@@ -53,5 +54,5 @@ class MiningScreen(LensScreen):
 
     @work(exclusive=True)
     async def mine(self, corpus: str, n: int) -> None:
-        await self.ask("diff mining", methods.LENS_MINE, {"corpus": corpus, "n": n, "topics": MINE.topics},
+        await self.ask("diff mining", methods.LENS_MINE, replace(MINE, run=self.run, corpus=corpus, n=n),
                        f"mining {n} texts of {corpus}…")

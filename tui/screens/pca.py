@@ -9,7 +9,6 @@ diff's calibrated strength at this cell, beside the unsteered text) and `e` edit
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.text import Text
@@ -21,6 +20,7 @@ from textual.reactive import reactive
 from textual.widgets import Footer, Input
 
 from engine.protocol import methods
+from engine.protocol.results import PcaAnswer, Steered
 from tui.presets import GENERIC, PCA, STEER
 from tui.render.lens_views import component_steering_view, pca_view
 from tui.screens.lens_screen import LensScreen
@@ -30,7 +30,7 @@ DEFAULT_TEXTS = PCA.n
 STEER_HINT = "s steers with the selected component (± the mean diff's calibrated strength at this cell)"
 
 
-class PcaScreen(LensScreen):
+class PcaScreen(LensScreen[PcaAnswer]):
     """A corpus line, a text count, the components table; Escape goes back to the workbench."""
 
     DEFAULT_CSS = """
@@ -42,7 +42,7 @@ class PcaScreen(LensScreen):
                 Binding("s", "steer", "Steer with it"), Binding("e", "edit", "Edit corpus")]
     AUTO_FOCUS = "#corpus"
     selected: reactive[int] = reactive(0)
-    steered: reactive[dict[str, Any] | None] = reactive(None)
+    steered: reactive[Steered | None] = reactive(None)
 
     def compose(self) -> ComposeResult:
         with Horizontal():
@@ -52,9 +52,9 @@ class PcaScreen(LensScreen):
         yield self.answer_pane("Enter reads the principal components of the per-text differences at this cell")
         yield Footer()
 
-    def paint(self, result: dict[str, Any]) -> RenderableType:
+    def paint(self, result: PcaAnswer) -> RenderableType:
         steered = self.steered
-        if steered is not None and steered.get("component", {}).get("index") == self.selected:
+        if steered is not None and steered.component is not None and steered.component.index == self.selected:
             return Group(pca_view(result, self.selected), component_steering_view(steered))
         return Group(pca_view(result, self.selected), Text(STEER_HINT, style="dim italic"))
 
@@ -65,19 +65,19 @@ class PcaScreen(LensScreen):
         self.watch_result(self.result)
 
     def action_steer(self) -> None:
-        if self.result and self.result.get("components"):
+        if self.result and self.result.components:
             self.steer(self.result, self.selected)
 
     @work(exclusive=True, group="steer")
-    async def steer(self, read: dict[str, Any], index: int) -> None:
+    async def steer(self, read: PcaAnswer, index: int) -> None:
         """The component as the steering vector at the PCA's own layer and position."""
-        params = replace(STEER, run=self.run, layer=read["layer"], pos=read["pos"],
-                         component={"result": read["result"], "index": index}).to_json()
+        params = replace(STEER, run=self.run, layer=read.layer, pos=read.pos,
+                         component={"result": read.result, "index": index})
         self.notify(f"steering with component {index}…")
         self.steered = await self.link.job("steer", methods.STEER_GENERATE, params)
 
     def action_pick(self, step: int) -> None:
-        count = len((self.result or {}).get("components", []))
+        count = len(self.result.components) if self.result else 0
         if count:
             self.selected = (self.selected + step) % count
 
@@ -90,7 +90,5 @@ class PcaScreen(LensScreen):
 
     @work(exclusive=True)
     async def read(self, corpus: str, n: int) -> None:
-        params: dict[str, Any] = {"corpus": corpus, "n": n}
-        params |= {"layer": self.at_layer} if self.at_layer is not None else {}
-        params |= {"pos": self.at_pos} if self.at_pos is not None else {}
+        params = replace(PCA, run=self.run, corpus=corpus, n=n, layer=self.at_layer, pos=self.at_pos)
         await self.ask("PCA", methods.LENS_PCA, params, f"reading the differences of {n} texts of {corpus}…")

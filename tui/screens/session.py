@@ -73,17 +73,19 @@ class SessionWorkbench(WorkbenchScreen):
         """The last steering samples and agent run, asked for with their recorded params."""
         last = self.source.last
         if steer := last.get(methods.STEER_GENERATE.name):
-            result = await self.link.job("steering", methods.STEER_GENERATE, steer["params"])
-            if result is not None:
+            steered = await self.link.job("steering", methods.STEER_GENERATE,
+                                          methods.SteerGenerate.from_json(steer["params"]))
+            if steered is not None:
                 settings = self.model.steer
-                self.model.steer = apply_steer_result(settings, result)
+                self.model.steer = apply_steer_result(settings, steered)
                 apply_steer_settings(self.model, self.source.ui)
         if agent := last.get(methods.AGENT_RUN.name):
             def on_event(event: dict[str, Any]) -> None:
                 self.model.agent = apply_agent_event(self.model.agent, event.get("event", event))
 
-            result = await self.link.job("agent", methods.AGENT_RUN, agent["params"], on_partial=on_event)
-            if result is not None:
-                self.model.agent = apply_agent_result(self.model.agent, result)
+            answered = await self.link.job("agent", methods.AGENT_RUN, methods.AgentRun.from_json(agent["params"]),
+                                           on_partial=on_event)
+            if answered is not None:
+                self.model.agent = apply_agent_result(self.model.agent, answered)
                 apply_agent_settings(self.model, self.source.ui)
         self._show()

@@ -97,13 +97,13 @@ class StartScreen(Screen[None]):
 
     @work(group="lists", exclusive=True, exit_on_error=False)
     async def load_lists(self) -> None:
-        runs = await self.link.call(methods.ADL_RUNS)
-        self.post_message(RunsListed(list((runs or {}).get("runs", []))))
+        runs = await self.link.call(methods.ADL_RUNS, methods.NoParams())
+        self.post_message(RunsListed(runs.runs if runs is not None else []))
         self.post_message(SessionsListed(saved_sessions()))
-        board = await self.link.call(methods.TRIAGE_BOARDS, quiet=True)
-        self.query_one("#board", BoardTable).show((board or {}).get("board"))
-        listed = await self.link.call(methods.TRAJECTORIES, quiet=True)
-        self.show_trajectory((listed or {}).get("latest"))
+        board = await self.link.call(methods.TRIAGE_BOARDS, methods.NoParams(), quiet=True)
+        self.query_one("#board", BoardTable).show(board.board if board is not None else None)
+        listed = await self.link.call(methods.TRAJECTORIES, methods.NoParams(), quiet=True)
+        self.show_trajectory(listed.latest if listed is not None else None)
 
     def show_trajectory(self, latest: dict[str, Any] | None) -> None:
         """The latest trajectory's steps (Enter opens a step's run), shown only once one is stored."""
@@ -118,9 +118,8 @@ class StartScreen(Screen[None]):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for run in message.runs:
-            table.add_row(str(run.get("run", ""))[:12], run.get("base", ""), run.get("ft", ""),
-                          run.get("corpus", ""), str(run.get("n", "")), str(run.get("k", "")),
-                          readable_time(run.get("created")), key=str(run.get("run")))
+            table.add_row(run.run[:12], run.base, run.ft, run.corpus, str(run.n), str(run.k),
+                          readable_time(run.created), key=run.run)
         if not message.runs:
             table.add_row(Text("no cached runs yet: n computes one, d the demo pair", style="dim"),
                           "", "", "", "", "", "", key="")

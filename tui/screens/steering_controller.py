@@ -81,7 +81,7 @@ class SteeringController:
         self.show()
         steer = self.model.steer
         params = replace(STEER, run=self._run, layer=heat.layer, pos=heat.pos, strengths=[steer.alpha],
-                         prompts=list(steer.prompts) or None).to_json()
+                         prompts=list(steer.prompts) or None)
         self.screen.run_worker(self._steering(self.memory.tag, params, steer.alpha), group=STEER_GROUP,
                                exclusive=True, exit_on_error=False)
 
@@ -108,7 +108,7 @@ class SteeringController:
         self.model.steer = replace(self.model.steer, status=event_text(event))
         self.show()
 
-    async def _steering(self, tag: int, params: dict[str, Any], alpha: float) -> None:
+    async def _steering(self, tag: int, params: methods.SteerGenerate, alpha: float) -> None:
         def streamed(event: dict[str, Any]) -> None:
             self.model.steer = steer_streamed(self.memory, self.model.steer, tag, event)
             self.show()
@@ -124,14 +124,15 @@ class SteeringController:
     async def _calibration(self, cell: Cell) -> None:
         layer, pos = cell
         result = await self.link.job(f"calibrating L{layer} p{pos}", methods.STEER_CALIBRATE,
-                                     {"run": self._run, "layer": layer, "pos": pos}, on_progress=self._progressed)
+                                     methods.SteerCalibrate(run=self._run, layer=layer, pos=pos),
+                                     on_progress=self._progressed)
         if result is None:
             self.memory, self.model.steer = calibration_stopped(self.memory, self.model.steer, cell)
             self.show()
             return
-        strength = float(result["strength"])
+        strength = result.strength
         self.memory = calibration_done(self.memory, cell, strength)
-        judge, ungraded = str(result.get("judge") or ""), int(result.get("ungraded") or 0)
+        judge, ungraded = result.judge, result.ungraded
         judged = f", judged by {judge}" if judge else ""
         unjudged = f"; {ungraded} samples ungraded" if ungraded else ""
         self.screen.notify(f"calibrated α = {strength:.4g} at L{layer} p{pos} "

@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from engine.protocol import methods
+from engine.protocol.results import token_pairs
 from tui.link import EngineLink
 from tui.messages import (
     AgentDone,
@@ -66,7 +67,6 @@ from tui.state import (
     set_alpha,
     set_prompt,
     step_alpha,
-    token_pairs,
 )
 from tui.widgets.agent import AgentPane
 from tui.widgets.heatmap import Heatmap
@@ -76,7 +76,7 @@ from tui.widgets.tokens import TokensPane
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 LENS_TOP_K = 20
-LENS_SCREENS: dict[str, type[LensScreen]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
+LENS_SCREENS: dict[str, type[LensScreen[Any]]] = {"divergence": DivergenceScreen, "amplify": AmplifyScreen,
                                              "mining": MiningScreen, "causal": CausalScreen, "pca": PcaScreen}
 
 class WorkbenchScreen(Screen[None]):
@@ -168,28 +168,28 @@ class WorkbenchScreen(Screen[None]):
     async def compute_run(self, params: dict[str, Any]) -> None:
         result = None
         try:
-            result = await self.link.job("computing ADL", methods.ADL_COMPUTE, params)
+            result = await self.link.job("computing ADL", methods.ADL_COMPUTE, methods.AdlCompute.from_json(params))
         finally:
             if result is None:
                 self.model.heat = replace(self.model.heat, status="the compute did not finish (cancelled or failed)")
                 self._show()
         if result is not None:  # a cancelled or failed compute returns None: there is no run to show
-            self.post_message(RunReady(str(result["run"])))
+            self.post_message(RunReady(result.run))
 
     @work(group="run", exclusive=True, exit_on_error=False)
     async def load_run(self, run: str) -> None:
-        summary = await self.link.call(methods.ADL_SUMMARY, {"run": run})
+        summary = await self.link.call(methods.ADL_SUMMARY, methods.RunParams(run=run))
         if summary is not None:
             self.post_message(SummaryReady(summary))
 
     @work(group="lens", exclusive=True, exit_on_error=False)
-    async def fetch_lens(self, layer: int, pos: int, source: str) -> None:
+    async def fetch_lens(self, layer: int, pos: int, source: methods.Source) -> None:
         await asyncio.sleep(0.05)  # a held arrow key asks once it settles, not once per cell
         run = self.model.pair.run if self.model.pair else ""
-        result = await self.link.call(methods.LOGIT_LENS, {"run": run, "layer": layer, "pos": pos,
-                                                        "top_k": LENS_TOP_K, "source": source})
+        result = await self.link.call(methods.LOGIT_LENS, methods.LogitLens(run=run, layer=layer, pos=pos,
+                                                                         top_k=LENS_TOP_K, source=source))
         if result is not None:
-            self.post_message(LensReady(layer, pos, source, result.get("tokens", []), str(result.get("head") or "")))
+            self.post_message(LensReady(layer, pos, source, result.tokens, result.head))
         else:
             self._unanswered(layer, pos, lens=True)
 
@@ -198,7 +198,8 @@ class WorkbenchScreen(Screen[None]):
         await asyncio.sleep(0.3)
         run = self.model.pair.run if self.model.pair else ""
         result = await self.link.job(f"Patchscope L{layer} p{pos}", methods.PATCHSCOPE,
-                                     {"run": run, "layer": layer, "pos": pos}, on_progress=self._progress("patch"))
+                                     methods.Patchscope(run=run, layer=layer, pos=pos),
+                                     on_progress=self._progress("patch"))
         if result is not None:
             self.post_message(PatchscopeReady(layer, pos, result))
         else:
@@ -206,13 +207,13 @@ class WorkbenchScreen(Screen[None]):
 
     @work(group="agent", exclusive=True, exit_on_error=False)
     async def run_agent(self, run: str) -> None:
-        result = await self.link.job("agent", methods.AGENT_RUN, {"run": run},
+        result = await self.link.job("agent", methods.AGENT_RUN, methods.AgentRun(run=run),
                                      on_partial=lambda event: self.post_message(AgentEvent(event.get("event", event))),
                                      on_progress=self._progress("agent"))
         if result is not None:
             self.post_message(AgentDone(result))
             return
-        keywords = await self.link.call(methods.AGENT_KEYWORDS, {"run": run}, quiet=True)
+        keywords = await self.link.call(methods.AGENT_KEYWORDS, methods.AgentKeywords(run=run), quiet=True)
         self.post_message(AgentDone(None, "the agent did not finish", keywords))
 
     def _progress(self, pane: str) -> Callable[[dict[str, Any]], object]:
@@ -248,7 +249,7 @@ class WorkbenchScreen(Screen[None]):
         """Paint the run; the same run again (a reconnect) keeps the cursor, metric and steering cell. A triaged run
         (its calibration stored) opens where triage left off: calibrated α, Patchscope and the report's steering
         samples at the chosen cell, all answered from the cache."""
-        before = self.model.heat if self.model.pair and self.model.pair.run == message.summary["run"] else None
+        before = self.model.heat if self.model.pair and self.model.pair.run == message.summary.run else None
         apply_summary(self.model, message.summary)
         triaged = calibrated_cells(message.summary)
         self.steering.learn_calibrated(triaged)

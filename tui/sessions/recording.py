@@ -54,7 +54,8 @@ class SessionRecorder:
         """Commit the action as in flight; returns its id (None when not recorded)."""
         if not is_recorded(method):
             return None
-        return self._guard(lambda: sessions.begin_action(self.session.id, method, params, kind))
+        action: str | None = self._guard(lambda: sessions.begin_action(self.session.id, method, params, kind))
+        return action
 
     def finish(self, action_id: str | None, *, result: dict[str, Any] | None = None, error: str = "",
                events: list[dict[str, Any]] | None = None, seconds: float = 0.0) -> None:

@@ -24,6 +24,7 @@ from engine.protocol import methods
 from store import imported, jsonvalue, results, sessions
 from store.errors import StoreError
 from tui.client import EngineClient, EngineError, connect
+from tui.client.base import read_result
 from tui.sessions.client import SessionClient, SessionTap
 from tui.sessions.recording import SessionRecorder
 from tui.sessions.source import SessionSource, load_source
@@ -132,7 +133,7 @@ async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | Non
         computed = await engine.run_job(methods.ADL_COMPUTE.name, compute)
         old_compute = next((a["result"] for a in source.actions if a["method"] == methods.ADL_COMPUTE.name), None)
         steps.append(Step(methods.ADL_COMPUTE.name, compute, old_compute, computed))
-        new_run = str(computed["run"])
+        new_run = read_result(methods.ADL_COMPUTE, computed).run
         todo = [a for a in source.actions if a["method"] != methods.ADL_COMPUTE.name]
         for i, action in enumerate(todo, 1):
             method = action["method"]

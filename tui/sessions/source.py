@@ -1,12 +1,15 @@
 """A saved session as replay sees it, from the store or straight from a session file, and its answers.
 
 `load_source` reads a session by name, id or file path; `Answers` indexes its finished actions by method and
-exact params (the latest wins), which is what the session client consults before (or instead of) an engine.
+params (the latest wins), which is what the session client consults before (or instead of) an engine. Params are
+compared as the method reads them (each default filled in), so a call recorded with a default left out answers
+the same call sent with that default written, and back.
 Nothing here needs torch or an engine: the recorded result JSON is the answer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.protocol import methods
+from engine.protocol.params import ParamsError
 from store import bundle, sessions
 from store.hashing import canonical_json
 
@@ -63,8 +67,18 @@ def from_bundle(data: bundle.Bundle, path: Path) -> SessionSource:
                          ui=json.loads(s["ui"] or "{}"), actions=done, notes=notes, path=path)
 
 
+def call_key(method: str, params: dict[str, Any]) -> tuple[str, str]:
+    """A call as the engine reads it: its params with every default written (as sent, for unknown methods or
+    params the method would refuse)."""
+    known = methods.BY_NAME.get(method)
+    if known is not None:
+        with contextlib.suppress(ParamsError):
+            params = known.params.from_json(params).to_json()
+    return method, canonical_json(params)
+
+
 class Answers:
-    """Recorded answers by (method, exact params); the latest recording of a call wins."""
+    """Recorded answers by (method, params as the engine reads them); the latest recording of a call wins."""
 
     def __init__(self, actions: list[dict[str, Any]]) -> None:
         self._by_call: dict[tuple[str, str], dict[str, Any]] = {}
@@ -72,13 +86,13 @@ class Answers:
         for action in actions:
             if action.get("result") is None:
                 continue
-            self._by_call[(action["method"], canonical_json(action["params"]))] = action
+            self._by_call[call_key(action["method"], action["params"])] = action
             if action["method"] == methods.ADL_SUMMARY.name:
                 self._summaries[str(action["result"].get("run"))] = action["result"]
 
     def find(self, method: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
         """A deep copy of the recorded action for exactly this call, or None."""
-        hit = self._by_call.get((method, canonical_json(params or {})))
+        hit = self._by_call.get(call_key(method, params or {}))
         return copy.deepcopy(hit) if hit is not None else None
 
     def runs(self) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from engine.protocol import methods
+from engine.protocol.params import ParamsError
 from tui.state import (
     SteerMemory,
     SteerState,
@@ -92,16 +93,24 @@ def recall_recorded(memory: SteerMemory, actions: Iterable[dict[str, Any]], stee
     """Every recorded calibration and steering result, by cell and α, so moving onto a recorded cell (or back)
     paints what was recorded there; the saved view's own cell keeps its α (`steer`, as put back)."""
     for action in actions:
-        params, result = action["params"], action.get("result")
-        if result is None or params.get("layer") is None or params.get("pos") is None:
+        if action.get("result") is None:
             continue
-        cell = (int(params["layer"]), int(params["pos"]))
-        if action["method"] == methods.STEER_CALIBRATE.name:
-            memory = with_calibrated(memory, {cell: float(result["strength"])})
-        elif action["method"] == methods.STEER_GENERATE.name and len(params.get("strengths") or ()) == 1:
-            alpha = round_alpha(float(params["strengths"][0]))
-            memory = remember_shown(memory, (*cell, alpha, tuple(params.get("prompts") or ())), result)
-            memory = with_choice(memory, cell, alpha)
+        try:
+            if action["method"] == methods.STEER_CALIBRATE.name:
+                asked = methods.SteerCalibrate.from_json(action["params"])
+                if isinstance(asked.layer, int):
+                    strength = methods.STEER_CALIBRATE.result.from_json(action["result"]).strength
+                    memory = with_calibrated(memory, {(asked.layer, asked.pos): strength})
+            elif action["method"] == methods.STEER_GENERATE.name:
+                steered = methods.SteerGenerate.from_json(action["params"])
+                if isinstance(steered.layer, int) and steered.strengths and len(steered.strengths) == 1:
+                    cell = (steered.layer, steered.pos)
+                    alpha = round_alpha(steered.strengths[0])
+                    result = methods.STEER_GENERATE.result.from_json(action["result"])
+                    memory = remember_shown(memory, (*cell, alpha, tuple(steered.prompts or ())), result)
+                    memory = with_choice(memory, cell, alpha)
+        except ParamsError:  # a recorded call that no longer reads (an older difflens): replay leaves it out
+            continue
     if steer.layer is not None and steer.pos is not None and steer.alpha_from == "you":
         memory = with_choice(memory, (steer.layer, steer.pos), steer.alpha)
     return memory
