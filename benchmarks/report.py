@@ -70,6 +70,10 @@ def table(r: dict[str, Any]) -> str:
          f"{s['batched_ratio']:.1f}x one-by-one")
     _row(rows, "", "", f"bare generate {s['bare_generate']['tokens_per_s']:.1f} tok/s",
          f"{s['floor_ratio']:.2f}x floor")
+    _row(rows, f"sampled generate (T {s['temperature']:g}), top-k draw",
+         f"{s['sampled_top_k_draw']['tokens_per_s']:.1f} tok/s",
+         f"transformers' draw {s['sampled_transformers_draw']['tokens_per_s']:.1f} tok/s",
+         f"{s['sampler_ratio']:.1f}x transformers")
     p = r["replay"]
     _row(rows, "replay first paint (demo session)", f"{p['first_paint_s']:.2f} s",
          f"data {p['data_paint_s']:.2f} s, imports {p['import_s']:.2f} s", "")

@@ -29,7 +29,7 @@ from engine import jobs
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
-from engine.steering.generate import format_prompt, sampling_kwargs
+from engine.steering.generate import format_prompt, local_sampling_kwargs
 
 MODULE_KINDS = ("all", "attention", "mlp")
 _KIND_PATTERNS = {"attention": re.compile(r"(self_attn|attention|attn)\."), "mlp": re.compile(r"(mlp|feed_forward)\.")}
@@ -136,7 +136,7 @@ def generate(model: LoadedModel, prompts: Sequence[str], max_new_tokens: int, te
     batch = tok.pad({"input_ids": [format_prompt(model, p, chat) for p in prompts]}, padding=True,
                     padding_side="left", return_tensors="pt")
     kwargs: dict[str, Any] = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id)
-    kwargs |= sampling_kwargs(temperature)
+    kwargs |= local_sampling_kwargs(model, temperature)
     device = model.input_device
     with (torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode(),
           warnings.catch_warnings()):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int
@@ -20,14 +21,16 @@ from engine import jobs
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.ndif.limits import RequestLimits
+from engine.steering.truncated_sampling import truncated_sampler
 
 StepCallback = Callable[[int, list[str]], None]
 """Called after each decoding step with the step index and one new text piece per row ("" when done)."""
 
-SAMPLING_RULE = "generation-config"
+SAMPLING_RULE = "generation-config/top-k-draw"
 """Joins every cache key of sampled text: sampling passes only the temperature, as the reference does, so the
 model's own generation config truncates the distribution (Gemma 3: top-k 64, top-p 0.95), else transformers'
-default (top-k 50, top-p 1.0). Samples cached before this rule (the whole distribution) are not reused."""
+default (top-k 50, top-p 1.0). Samples cached before this rule (the whole distribution) are not reused, nor those
+drawn over the whole vocabulary before `TruncatedSampler` (the same distribution, another draw for a seed)."""
 
 
 def sampling_kwargs(temperature: float) -> dict[str, object]:
@@ -38,7 +41,18 @@ def sampling_kwargs(temperature: float) -> dict[str, object]:
     return dict(do_sample=False, temperature=None, top_k=None, top_p=None)
 
 
-def sampling_of(model: LoadedModel) -> dict[str, float | int | None]:
+def local_sampling_kwargs(model: LoadedModel, temperature: float) -> dict[str, object]:
+    """`generate` arguments for a model run here: sampling at `temperature` draws among the top-k tokens
+    (`TruncatedSampler`, the same distribution as `sampling_kwargs` without sorting or drawing over the whole
+    vocabulary) wherever the model's config allows it; otherwise `sampling_kwargs`."""
+    sampler = truncated_sampler(model.hf.generation_config, temperature, **sampling_of(model)) \
+        if temperature > 0 else None
+    if sampler is None:
+        return sampling_kwargs(temperature)
+    return sampling_kwargs(0.0) | {"logits_processor": [sampler]}
+
+
+def sampling_of(model: LoadedModel) -> dict[str, Any]:
     """The top-k/top-p this model samples at (its generation config, else transformers' defaults)."""
     config = model.hf.generation_config
     defaults = config._get_default_generation_params()
@@ -141,7 +155,7 @@ def _generate(model: LoadedModel, input_ids: Int[Tensor, "batch seq"], attention
               on_count: Callable[[int], None] | None = None) -> Int[Tensor, "batch total"]:
     device = model.input_device
     kwargs: dict[str, object] = dict(max_new_tokens=max_new_tokens, pad_token_id=model.tokenizer.pad_token_id)
-    kwargs |= sampling_kwargs(temperature)
+    kwargs |= sampling_kwargs(temperature) if model.remote else local_sampling_kwargs(model, temperature)
     if on_step is not None or on_count is not None:
         kwargs["streamer"] = _RowStreamer(model, on_step, on_count)
     envoy = model.nn_layer(layer)
