@@ -74,8 +74,7 @@ def summarize_lens(method: str, result: dict[str, Any]) -> str:
         return "\n".join(f"×{f}: {_short(text)}" for row in result.get("rows", [])[:2]
                          for f, text in row.get("amplified", {}).items())
     if method == methods.LENS_CAUSAL.name and result.get("mode") == "direction":
-        return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} "
-                         f"(random vectors ±{s['spread']['random_vector']['std']})"
+        return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} ({s['verdict']['line']})"
                          for name, s in result.get("sets", {}).items())
     if method == methods.LENS_CAUSAL.name:
         return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
