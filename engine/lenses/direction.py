@@ -59,7 +59,8 @@ class CausalProtocol:
 
 
 CAUSAL_PROTOCOLS = {
-    # Measured on the demo pair (docs/significance.md): 32 texts of 32 tokens and 32 + 32 controls decide every set.
+    # 32 + 32 controls: the smallest p is 1/33, room to decide under resampling (16 gave 1/17, never decided);
+    # 32 texts of 32 tokens: z's spread over texts shrinks as 1/√n (docs/significance.md).
     "default": CausalProtocol("default", n=32, n_controls=32, max_tokens=32, after_k=20, all_positions=False,
                               patch_directions=("base_to_ft",)),
     # The reference's `causal_effect` config (configs/diffing/method/activation_difference_lens.yaml): 1000 samples
