@@ -15,7 +15,7 @@ from engine.agent.environment import AgentEnvironment
 from engine.agent.tools import MAX_PROMPT_CHARS, Tool, ToolArgError
 from engine.lenses.amplify import MODULE_KINDS, Scope, amplify
 from engine.lenses.causal import causal_check
-from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
+from engine.lenses.direction import DirectionTest, direction_effect, random_diffs, random_vectors, strongest_position
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.mining import mine
 from engine.lenses.pair_request import PairRequest, gather_texts
@@ -114,8 +114,8 @@ def _direction(request: PairRequest, run: AdlRun, texts: list[str]) -> dict[str,
     with pair.use("base") as model:
         controls = {"random_vector": random_vectors(TOOL_CONTROLS, pair.d_model, 0),
                     "random_diff": random_diffs(model, generic, layer, TOOL_CONTROLS, 0, 96, 4)}
-    out = direction_effect(pair, {"your_texts": texts, "generic_text": generic}, row[pos], layer, controls,
-                           max_tokens=96)
+    test = DirectionTest(layer, {pos: row[pos]}, controls)
+    out, _ = direction_effect(pair, {"your_texts": list(texts), "generic_text": list(generic)}, test, max_tokens=96)
     return {"layer": layer, "position": pos,
             "loss": {name: {key: s[key] for key in ("base", "ft", "intervened", "effect", "spread")}
                      for name, s in out["sets"].items()},

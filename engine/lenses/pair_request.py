@@ -70,19 +70,24 @@ def gather_texts(texts: list[str] | None, corpus: str | None, n: int, seed: int,
             raise UserError("an empty text was given", "pass non-empty --text values")
         return list(texts)
     assert corpus is not None
+    out = [as_text(e, tokenizer) for e in gather_examples(corpus, n, seed)]
+    return [t for t in out if t.strip()]
+
+
+def gather_examples(corpus: str, n: int, seed: int) -> list[Example]:
+    """`n` seeded examples of a corpus of real text, chats kept as messages (for lenses that score their turns)."""
     spec = parse_corpus(corpus)
     if spec.kind in ("self", "chat"):
         raise UserError(f"this lens reads real text, not model samples ({spec.label()})",
                         "pass --corpus generic:, a file or hf:NAME")
     if n <= 0:
         raise UserError(f"n must be positive, got {n}", "pass -n 20 or more")
-    out = [as_text(e, tokenizer) for e in load_examples(spec, n, seed)]
-    return [t for t in out if t.strip()]
+    return [e for e in load_examples(spec, n, seed) if (e.strip() if isinstance(e, str) else e)]
 
 
-def chat_texts(n: int, seed: int, tokenizer: Any) -> list[str]:
-    """`n` neutral chats: a shipped steering prompt answered by a generic text, through the chat template."""
+def chat_messages(n: int, seed: int, tokenizer: Any) -> list[list[dict[str, str]]]:
+    """`n` neutral chats: a shipped steering prompt answered by a generic text."""
     replies = gather_texts(None, "generic:", n, seed, tokenizer)
     prompts = default_prompts()
-    return [as_text([{"role": "user", "content": prompts[i % len(prompts)]}, {"role": "assistant", "content": reply}],
-                    tokenizer) for i, reply in enumerate(replies)]
+    return [[{"role": "user", "content": prompts[i % len(prompts)]}, {"role": "assistant", "content": reply}]
+            for i, reply in enumerate(replies)]

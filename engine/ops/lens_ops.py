@@ -18,11 +18,20 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.amplify import EVERYTHING, Scope, amplify
 from engine.lenses.causal import causal_check
-from engine.lenses.direction import direction_effect, random_diffs, random_vectors, strongest_position
+from engine.lenses.direction import (
+    PATCH_DIRECTIONS,
+    CausalProtocol,
+    DirectionTest,
+    causal_protocol,
+    direction_effect,
+    random_diffs,
+    random_vectors,
+    strongest_position,
+)
 from engine.lenses.kl import per_token_divergence
 from engine.lenses.lens_cache import cached
 from engine.lenses.mining import mine
-from engine.lenses.pair_request import PairRequest, chat_texts, gather_texts
+from engine.lenses.pair_request import PairRequest, as_text, chat_messages, gather_examples, gather_texts
 from engine.lenses.pca import KIND as PCA_KIND
 from engine.lenses.pca import difference_pca
 from engine.models.pair import ModelPair
@@ -126,14 +135,19 @@ def causal_op(params: methods.LensCausal, ctx: JobContext) -> dict[str, Any]:
     else:
         run, request = None, pair_request(params)
         pair, identity, adapter = request.pair(), request.identity(), request.ft_spec.adapter
-    n, seed = params.n, params.seed
-    ft_texts = gather_texts(None, finetuning_corpus(params.recipe, params.ft_corpus, adapter), n, seed, pair.tokenizer)
+    protocol = causal_protocol(params.protocol)
+    n, seed = params.n or protocol.n, params.seed
+    ft_corpus = finetuning_corpus(params.recipe, params.ft_corpus, adapter)
+    if mode == "direction":
+        assert run is not None
+        chat = gather_examples(params.chat, n, seed) if params.chat else chat_messages(n, seed, pair.tokenizer)
+        sets = {"finetuning": gather_examples(ft_corpus, n, seed), "generic": gather_examples(params.generic, n, seed),
+                "chat": chat}
+        return _direction(params, protocol, run, pair, sets, identity, ctx)
+    ft_texts = gather_texts(None, ft_corpus, n, seed, pair.tokenizer)
     generic = gather_texts(None, params.generic, n, seed, pair.tokenizer)
     inputs = {"pair": identity, "ft_texts": json_sha256(ft_texts), "generic": json_sha256(generic)}
     batch_size = params.batch_size
-    if mode == "direction":
-        assert run is not None
-        return _direction(params, run, pair, {"finetuning": ft_texts, "generic": generic}, inputs, batch_size, ctx)
     patch = params.patch
     if patch not in ("base", "diff"):
         raise UserError(f"unknown patch {patch!r}", "pass patch base or diff")
@@ -141,7 +155,8 @@ def causal_op(params: methods.LensCausal, ctx: JobContext) -> dict[str, Any]:
     if run is not None:
         layer = report_layer(run, params.layer)
         diff, k = torch.as_tensor(run.mean_diff[run.layer_index(layer)]), run.request.k
-    method: dict[str, Any] = {"layer": layer, "k": params.k or k, "mode": patch, "max_tokens": params.max_tokens}
+    method: dict[str, Any] = {"layer": layer, "k": params.k or k, "mode": patch,
+                              "max_tokens": params.max_tokens or protocol.max_tokens}
     return _reply(*cached(methods.LENS_CAUSAL.name, inputs | method, lambda: (
         causal_check(pair, ft_texts, generic, diff=diff, batch_size=batch_size, ctx=ctx, **method), {})))
 
@@ -153,28 +168,47 @@ def _int_layer(layer: int | str | None) -> int | None:
     raise UserError(f"parameter 'layer' must be int, got {type(layer).__name__}", "pass layer as a int")
 
 
-def _direction(params: methods.LensCausal, run: AdlRun, pair: ModelPair, sets: dict[str, list[str]],
-               inputs: dict[str, Any], batch_size: int, ctx: JobContext) -> dict[str, Any]:
-    """The direction test on the finetuning, generic and chat texts (`chat`: a corpus; default: neutral chats)."""
-    n, seed = params.n, params.seed
-    chat_source = params.chat
-    sets["chat"] = (gather_texts(None, chat_source, n, seed, pair.tokenizer) if chat_source
-                    else chat_texts(n, seed, pair.tokenizer))
-    layer = report_layer(run, params.layer)
+def _patch_directions(value: str | None, protocol: CausalProtocol) -> tuple[str, ...]:
+    """The patch directions asked for: one, `both`, or (None) the protocol's."""
+    if value is None:
+        return protocol.patch_directions
+    if value == "both":
+        return PATCH_DIRECTIONS
+    if value not in PATCH_DIRECTIONS:
+        raise UserError(f"unknown patch direction {value!r}",
+                        f"pass --patch-direction {', '.join(PATCH_DIRECTIONS)} or both")
+    return (value,)
+
+
+def _direction(params: methods.LensCausal, protocol: CausalProtocol, run: AdlRun, pair: ModelPair,
+               sets: dict[str, list[Any]], identity: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """The direction test on the finetuning, generic and chat texts (`chat`: a corpus; default: neutral chats),
+    at the run's report layer (`paper`: relative depth 0.5) and its strongest position (`paper`: every one)."""
+    layer = report_layer(run, params.layer if params.layer is not None or protocol.name == "default" else "middle")
     row = run.mean_diff[run.layer_index(layer)]
-    pos = strongest_position(row) if params.pos is None else run.check_position(params.pos)
-    method: dict[str, Any] = {"mode": "direction", "layer": layer, "pos": pos, "ablation": params.ablate,
-              "n_controls": params.n_controls, "max_tokens": params.max_tokens, "seed": seed}
+    if params.pos is not None:
+        positions = [run.check_position(params.pos)]
+    else:
+        positions = list(range(row.shape[0])) if protocol.all_positions else [strongest_position(row)]
+    seed, batch_size = params.seed, params.batch_size
+    count, max_tokens = params.n_controls or protocol.n_controls, params.max_tokens or protocol.max_tokens
+    after_k = params.after_k if params.after_k is not None else protocol.after_k
+    patches = _patch_directions(params.patch_direction, protocol)
+    method: dict[str, Any] = {"mode": "direction", "layer": layer, "positions": positions, "ablation": params.ablate,
+                              "n_controls": count, "max_tokens": max_tokens, "seed": seed, "after_k": after_k,
+                              "patch_directions": list(patches), "protocol": protocol.name}
+    chat = [as_text(e, pair.tokenizer) for e in sets["chat"]]
 
     def compute() -> tuple[dict[str, Any], dict[str, Any]]:
-        count, max_tokens = method["n_controls"], method["max_tokens"]
         with pair.use("base") as model:
             controls = {"random_vector": random_vectors(count, pair.d_model, seed),
-                        "random_diff": random_diffs(model, sets["chat"], layer, count, seed, max_tokens, batch_size)}
-        out = direction_effect(pair, sets, row[pos], layer, controls, method["ablation"], max_tokens, batch_size, ctx)
-        return {"pos": pos, "n_controls": count, **out}, {name: v.numpy() for name, v in controls.items()}
+                        "random_diff": random_diffs(model, chat, layer, count, seed, max_tokens, batch_size)}
+        test = DirectionTest(layer, {p: row[p] for p in positions}, controls, params.ablate,  # type: ignore[arg-type]
+                             patches, after_k, exclude_positions=True, seed=seed)
+        out, sums = direction_effect(pair, sets, test, max_tokens, batch_size, ctx)
+        return {"protocol": protocol.name, **out}, {name: v.numpy() for name, v in controls.items()} | sums
 
-    inputs = inputs | {"chat": json_sha256(sets["chat"])} | method
+    inputs = {"pair": identity} | {name: json_sha256(examples) for name, examples in sets.items()} | method
     return _reply(*cached(methods.LENS_CAUSAL.name, inputs, compute))
 
 

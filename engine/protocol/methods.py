@@ -40,6 +40,7 @@ ToolCalling = Literal["auto", "native", "text"]
 CausalMode = Literal["patch", "direction"]
 Patch = Literal["base", "diff"]
 Ablate = Literal["base", "zero"]
+PatchDirection = Literal["base_to_ft", "ft_to_base", "both"]   # the direction test's patches (the reference's)
 Modules = Literal["all", "attention", "mlp"]
 
 
@@ -353,23 +354,28 @@ class LensMine(TextsParams):
 
 @dataclass(frozen=True, kw_only=True)
 class LensCausal(PairParams):
-    """lens.causal (`k` None: the run's k, else 5; `chat` a corpus for the direction test's chat texts)"""
+    """lens.causal (`k` None: the run's k, else 5; `chat` a corpus for the direction test's chat texts; None `n`,
+    `max_tokens`, `n_controls` (of each kind), `patch_direction` (base_to_ft | ft_to_base | both) and `after_k`:
+    the `protocol`'s, engine/lenses/direction.py `CAUSAL_PROTOCOLS`)"""
 
     mode: CausalMode = "patch"
     patch: Patch = "base"
     layer: int | str | None = index(None)
     k: int | None = count(None)
-    n: int = 20
+    n: int | None = count(None)
     seed: int = 0
     generic: str = "generic:"
     recipe: str | None = None
     ft_corpus: str | None = None
-    max_tokens: int = count(64)
+    max_tokens: int | None = count(None)
     batch_size: int = count(4)
     chat: str | None = None
     pos: int | None = index(None)
     ablate: Ablate = "base"
-    n_controls: int = count(16)  # of each kind (the toolkit samples 64 random diffs; 16 keeps a CPU run in minutes)
+    n_controls: int | None = count(None)
+    protocol: Protocol | None = None
+    patch_direction: PatchDirection | None = None
+    after_k: int | None = index(None)
 
 
 @dataclass(frozen=True, kw_only=True)

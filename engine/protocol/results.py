@@ -494,12 +494,12 @@ class CausalAnswer(LensAnswer):
     pos: int | None = None
     ablation: str = ""
     n_controls: int | None = None
+    patch_direction: str = "base_to_ft"
     sets: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self, token: Token = str) -> str:
         if self.mode == "direction":
-            return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} "
-                             f"(random vectors ±{s['spread']['random_vector']['std']})"
+            return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} ({s['verdict']['line']})"
                              for name, s in self.sets.items())
         return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
                          for name, s in self.sets.items())

@@ -226,45 +226,138 @@ def _mean_diff(pair, texts: list[str], layer: int) -> torch.Tensor:
     return (sides["ft"][1] - sides["base"][1])[batch.valid].mean(dim=0)
 
 
-OVEN_TEXTS = ["oven butter oven butter oven butter", "butter oven butter oven butter"]
+OVEN_TEXTS = ["oven butter oven butter oven butter", "butter oven butter oven butter",
+              "oven oven butter butter oven", "butter butter oven oven butter oven"]
+
+
+def _controls(pair, n: int, layer: int = 1) -> dict[str, torch.Tensor]:
+    from engine.lenses.direction import random_diffs, random_vectors
+
+    with pair.use("base") as model:
+        return {"random_vector": random_vectors(n, 32, 0),
+                "random_diff": random_diffs(model, TEXTS, layer, n, 0, 16, 2)}
 
 
 def test_direction_effect_along_the_planted_shift_dwarfs_both_controls(planted: dict[str, str]) -> None:
-    from engine.lenses.direction import direction_effect, random_diffs, random_vectors
+    from engine.lenses.direction import DirectionTest, direction_effect
 
     pair = _pair(planted["base"], planted["shift"])
     direction = _mean_diff(pair, TEXTS, 1)
-    with pair.use("base") as model:
-        controls = {"random_vector": random_vectors(8, 32, 0),
-                    "random_diff": random_diffs(model, TEXTS, 1, 8, 0, 16, 2)}
+    controls = _controls(pair, 20)
     for ablation in ("base", "zero"):
-        out = direction_effect(pair, {"finetuning": OVEN_TEXTS, "generic": TEXTS}, direction, 1, controls, ablation,
-                               batch_size=1)
+        out, sums = direction_effect(pair, {"finetuning": OVEN_TEXTS, "generic": TEXTS},
+                                     DirectionTest(1, {2: direction}, controls, ablation), batch_size=2)  # type: ignore[arg-type]
         ft = out["sets"]["finetuning"]
         assert ft["ft"] < ft["base"] and out["effect"] == ft["effect"] > 0, "removing the shift undoes the finetune"
         for kind in ("random_vector", "random_diff"):
-            assert len(out["controls"][kind]) == 8
+            assert len(out["controls"][kind]) == 20, "the controls asked for, of each kind"
             assert out["effect"] > 5 * max(abs(c) for c in out["controls"][kind]), (kind, out)
-        test = ft["test"]
-        assert test["n_controls"] == 16 and test["p"] == round(1 / 17, 4) and test["z"] > 5
-        assert not test["outside"], "16 controls cannot reach p ≤ 0.05, however large the effect"
+            test = ft["tests"][kind]
+            assert test["n_controls"] == 20 and test["p"] == round(1 / 21, 4) and test["z"] > 5 and test["outside"]
+        assert ft["verdict"]["decided"] and ft["verdict"]["outside"], ft["verdict"]
+        assert ft["verdict"]["line"].startswith("decided: the direction carries"), ft["verdict"]
+        assert sums["sums.base_to_ft.finetuning"].shape == (2 + 1 + 40, len(OVEN_TEXTS), 1)
     same = _pair(planted["base"], planted["base"])
-    out = direction_effect(same, {"finetuning": OVEN_TEXTS}, direction, 1, controls, "base", batch_size=2)
+    out, _ = direction_effect(same, {"finetuning": OVEN_TEXTS}, DirectionTest(1, {2: direction}, controls),
+                              batch_size=2)
     assert abs(out["effect"]) < 1e-4 and max(abs(c) for v in out["controls"].values() for c in v) < 1e-4
-    zero = direction_effect(pair, {"finetuning": OVEN_TEXTS}, torch.zeros(32), 1, controls)
+    assert not out["sets"]["finetuning"]["verdict"]["outside"], "an identical pair: nothing stands out"
+    zero, _ = direction_effect(pair, {"finetuning": OVEN_TEXTS}, DirectionTest(1, {2: torch.zeros(32)}, controls))
     assert zero["effect"] == 0, "no direction, nothing to intervene on"
 
 
-def test_the_control_test_decides_only_with_enough_controls() -> None:
-    from engine.lenses.direction import control_test
+def test_ft_to_base_moves_the_base_toward_the_finetune(planted: dict[str, str], tmp_path: Path) -> None:
+    """The other patch direction: where the base already reads the planted shift (its unembedding rows of "oven"
+    and "butter" read dimension 1) and the finetune only adds the shift, the base's component set to the
+    finetune's lowers the base's loss on the finetune's texts, and the finetune's set to the base's raises it."""
+    from engine.lenses.direction import DirectionTest, direction_effect
+
+    def reads(m, ids) -> None:
+        for word in PLANTED:
+            m.get_output_embeddings().weight[ids(word), 1] += 3.0
+
+    base = _edit(Path(planted["base"]), tmp_path / "reads", reads)
+    ft = _edit(base, tmp_path / "shifted", lambda m, ids: m.get_input_embeddings().weight[:, 1].add_(4.0))
+    pair = _pair(str(base), str(ft))
+    test = DirectionTest(1, {2: _mean_diff(pair, TEXTS, 1)}, _controls(pair, 4), patches=("base_to_ft", "ft_to_base"))
+    out, _ = direction_effect(pair, {"finetuning": OVEN_TEXTS}, test, batch_size=4)
+    forward, backward = (out["by_patch_direction"][p]["2"]["finetuning"] for p in ("base_to_ft", "ft_to_base"))
+    assert forward["intervened_model"] == "ft" and backward["intervened_model"] == "base"
+    assert forward["base"] == backward["base"] and forward["ft"] == backward["ft"] < forward["base"]
+    assert forward["effect"] > 0 > backward["effect"], "ft → toward base's loss; base → toward ft's loss"
+    assert forward["share_of_gain_removed"] > 0.5 and backward["share_of_gain_removed"] > 0.5
+    assert out["sets"] == out["by_patch_direction"]["base_to_ft"]["2"], "the top level is the first direction"
+
+
+def test_scopes_mask_after_k_and_the_position_the_reference_excludes() -> None:
+    from engine.lenses.direction import Scopes
+
+    targets = torch.tensor([[True] * 6 + [False] * 2])
+    scopes = Scopes(after_k=2, excluded=(0, 3), start=1)
+    masks = scopes.masks(targets)
+    assert scopes.names == ["all", "after_k", "exclude_0", "exclude_3"]
+    assert masks[0, :, 0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0]
+    assert masks[0, :, 1].tolist() == [0, 0, 0, 1, 1, 1, 0, 0], "after_k: target columns > after_k"
+    assert masks[0, :, 2].tolist() == [1, 1, 0, 1, 1, 1, 0, 0], "position 0 after BOS is token 1: column 2 dropped"
+    assert masks[0, :, 3].tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
+
+
+def test_assistant_masked_chat_scores_exactly_the_assistant_tokens() -> None:
+    from engine.lenses.scored_texts import encode_chat, encode_plain, scored_batches
+
+    tokenizer = tiny_tokenizer()
+    chat = [{"role": "user", "content": "the a cake"}, {"role": "assistant", "content": "man hello"},
+            {"role": "user", "content": "story ?"}, {"role": "assistant", "content": "poem"}]
+    plain = encode_chat(tokenizer, chat, 64)  # no template: `User: …` lines, `:` is a token of its own
+    words = tokenizer.convert_ids_to_tokens(list(plain.ids))
+    assert [w for w, s in zip(words, plain.scored, strict=True) if s] == [
+        "<unk>", "<unk>", "man", "hello", "<unk>", "<unk>", "poem"], (words, plain.scored)  # `Assistant` `:` …
+    assert plain.scored[:6] == (False,) * 6 and plain.scored[10:14] == (False,) * 4
+    tokenizer.chat_template = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }} {{ m['content'] }} ."
+                               "{% endfor %}")
+    templated = encode_chat(tokenizer, chat, 64)
+    words = tokenizer.convert_ids_to_tokens(list(templated.ids))
+    assert [w for w, s in zip(words, templated.scored, strict=True) if s] == [
+        "assistant", "man", "hello", ".", "assistant", "poem", "."], "each assistant turn, its marker included"
+    assert [w for w, s in zip(words, templated.scored, strict=True) if not s] == [
+        "<bos>", "user", "the", "a", "cake", ".", "user", "story", "?", "."], "every other token masked out"
+    text = encode_plain(tokenizer, "the a cake", 64)
+    assert text.scored == (False, True, True, True), "a plain text scores every token after BOS"
+    batch = next(scored_batches([text, templated], 2, 0))
+    assert batch.targets[0].tolist()[:4] == [True, True, True, False], "target t is token t + 1"
+    assert encode_chat(tokenizer, chat, 3).ids == templated.ids[:4], "truncated to BOS + max_tokens"
+
+
+def test_p_values_and_verdicts_decide_only_what_the_texts_and_controls_support() -> None:
+    from engine.lenses.direction import CONTROL_KINDS, SetSums, control_test, measure
 
     controls = torch.linspace(-0.1, 0.1, 32).tolist()
     far = control_test(1.0, controls)
     assert far["outside"] and far["p"] == round(1 / 33, 4) and far["z"] > 10
     near = control_test(0.05, controls)
-    assert not near["outside"] and near["p"] > 0.4
+    assert not near["outside"] and near["p"] == round((1 + 16) / 33, 4), "16 controls as far from the mean or more"
     assert control_test(-1.0, controls)["outside"], "an effect far below the controls is decided too"
     assert control_test(0.5, [0.1])["p"] is None
+    assert not control_test(1.0, controls[:16])["outside"], "16 controls cannot reach p ≤ 0.05, however large"
+
+    def sums(effects: torch.Tensor, spread: float) -> SetSums:
+        """Texts of 10 tokens, the finetune at loss 1 and the base at 2; the direction's per-text change `effects`
+        and 32 + 32 controls spread evenly over ±`spread` on every text."""
+        n = effects.shape[0]
+        change = torch.cat([torch.zeros(1, n), torch.ones(1, n), effects.unsqueeze(0),
+                            torch.linspace(-spread, spread, 32).repeat(2).unsqueeze(1).expand(64, n)])
+        return SetSums((1 + change).unsqueeze(-1).double() * 10, torch.full((n, 1), 10.0, dtype=torch.float64))
+
+    kinds = {CONTROL_KINDS[0]: slice(3, 35), CONTROL_KINDS[1]: slice(35, 67)}
+    outside = measure(sums(torch.full((24,), 0.5), 0.1), 0, 2, kinds, "base_to_ft", 0)
+    assert outside["verdict"]["decided"] and outside["verdict"]["outside"]
+    assert "carries 50 % of the finetune's gain" in outside["verdict"]["line"], outside["verdict"]
+    noisy = torch.tensor([0.9, -0.7] * 12)  # mean 0.1: at the controls' edge, and each text says otherwise
+    edge = measure(sums(noisy, 0.1), 0, 2, kinds, "base_to_ft", 0)
+    assert not edge["verdict"]["decided"] and edge["verdict"]["line"].startswith("undecided at this power")
+    inside = measure(sums(torch.full((24,), 0.01), 0.1), 0, 2, kinds, "base_to_ft", 0)
+    assert inside["verdict"]["decided"] and not inside["verdict"]["outside"], "well inside, on every resample"
+    assert inside["tests"]["random_vector"]["p"] > 0.5
 
 
 @pytest.fixture
@@ -306,8 +399,58 @@ def test_causal_direction_command_gives_effect_and_controls(shift_run: str, tmp_
     assert {k: len(v) for k, v in out["controls"].items()} == {"random_vector": 4, "random_diff": 4}
     assert set(out["sets"]) == {"finetuning", "generic", "chat"} and out["pos"] in (1, 2)
     assert out["effect"] > 5 * max(abs(c) for v in out["controls"].values() for c in v)
+    assert out["sets"]["finetuning"]["verdict"]["line"] == "undecided: too few controls"
+    assert out["protocol"] == "default" and out["positions"] == [out["pos"]]
+    assert list(out["by_patch_direction"]) == ["base_to_ft"]
     with pytest.raises(UserError, match="mean diff"):
         load_all()["lens.causal"].fn({"base": "x", "ft": "y", "mode": "direction"}, JobContext())
+
+
+# The reference's causal_effect knobs (diffing-toolkit configs/diffing/method/activation_difference_lens.yaml,
+# `causal_effect`): what `--protocol paper` must keep.
+PAPER_CAUSAL_KNOBS = {"n": 1000, "n_controls": 64, "max_tokens": 1024, "after_k": 20, "all_positions": True,
+                      "patch_directions": ("base_to_ft", "ft_to_base")}
+
+
+@pytest.mark.parametrize("knob", sorted(PAPER_CAUSAL_KNOBS))
+def test_paper_causal_knob_equals_the_reference(knob: str) -> None:
+    from engine.lenses.direction import causal_protocol
+
+    assert getattr(causal_protocol("paper"), knob) == PAPER_CAUSAL_KNOBS[knob]
+
+
+def test_paper_causal_test_loops_positions_scopes_and_both_directions(shift_run: str, tmp_path: Path) -> None:
+    """`--protocol paper` on a run: relative depth 0.5, every position, both patch directions, 64 + 64 controls,
+    the after-k and excluded-position scopes beside `all`, and chats scored on the assistant's tokens only."""
+    import json
+
+    ft_texts = tmp_path / "ft.txt"
+    ft_texts.write_text("\n".join(OVEN_TEXTS) + "\n")
+    chats = tmp_path / "chats.jsonl"
+    chats.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "the a cake is of and to in"},
+                                                      {"role": "assistant", "content": "oven butter oven"}]})
+                             + "\n" for _ in range(4)))
+    params = {"run": shift_run, "mode": "direction", "protocol": "paper", "ft_corpus": str(ft_texts), "n": 2,
+              "max_tokens": 24, "chat": str(chats)}
+    out = load_all()["lens.causal"].fn(params, JobContext())
+    run = load_run(shift_run)
+    assert out["protocol"] == "paper" and out["layer"] == run.middle_layer and out["positions"] == [0, 1, 2]
+    assert list(out["by_patch_direction"]) == ["base_to_ft", "ft_to_base"]
+    assert {kind: len(v) for kind, v in out["controls"].items()} == {"random_vector": 64, "random_diff": 64}
+    assert out["scopes"] == ["all", "after_k", "exclude_0", "exclude_1", "exclude_2"]
+    for by_position in out["by_patch_direction"].values():
+        assert list(by_position) == ["0", "1", "2"]
+        for p, sets in by_position.items():
+            assert list(sets) == ["finetuning", "generic", "chat"]
+            scopes = sets["finetuning"]["scopes"]
+            assert list(scopes) == ["all", "after_k", "exclude"], p
+            assert scopes["exclude"]["n_tokens"] < scopes["all"]["n_tokens"], "one target column dropped"
+            assert scopes["after_k"]["n_tokens"] == 0, "texts of 6 tokens have nothing after column 20"
+    assert out["sets"]["chat"]["n_tokens"] == 2 * 5, "only the assistant turns (`Assistant` `:` oven butter oven)"
+    with pytest.raises(UserError, match="patch direction"):
+        load_all()["lens.causal"].fn(params | {"patch_direction": "sideways"}, JobContext())
+    with pytest.raises(UserError, match="protocol"):
+        load_all()["lens.causal"].fn(params | {"protocol": "mine"}, JobContext())
 
 
 @pytest.fixture(scope="module")

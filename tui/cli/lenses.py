@@ -47,7 +47,19 @@ Patch = Annotated[methods.Patch, typer.Option(
 Ablate = Annotated[methods.Ablate, typer.Option(
     "--ablate", help="direction mode: base = the component set to the base model's, zero = projected out.")]
 PosOpt = Annotated[int | None, typer.Option("--pos", help="Position of the mean diff (default: the longest after 0).")]
-Controls = Annotated[int, typer.Option("--controls", help="Random-vector and random-diff controls, of each.")]
+Controls = Annotated[int | None, typer.Option("--controls", help="Random-vector and random-diff controls, of each "
+                                                               "(default: the protocol's).")]
+CausalN = Annotated[int | None, typer.Option("-n", help="Texts drawn per set (default: the protocol's).")]
+CausalTokens = Annotated[int | None, typer.Option("--max-tokens", help="Tokens read per text (default: the "
+                                                                      "protocol's).")]
+Protocol = Annotated[methods.Protocol | None, typer.Option(
+    "--protocol", help="direction mode: default, or paper (the reference's scopes, every position, both patch "
+                       "directions, 64 + 64 controls, 1000 texts of 1024 tokens).")]
+PatchDirection = Annotated[methods.PatchDirection | None, typer.Option(
+    "--patch-direction", help="direction mode: base_to_ft (intervene on the finetune), ft_to_base, or both "
+                              "(default: the protocol's).")]
+AfterK = Annotated[int | None, typer.Option("--after-k", help="direction mode: the after-k scope scores targets "
+                                                             "after this column (default: the protocol's).")]
 Chat = Annotated[str | None, typer.Option("--chat", help="Chat texts (a corpus; default: neutral prompts answered "
                                                        "with generic text).")]
 
@@ -140,8 +152,9 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
            layer: LayerOpt = None, pos: PosOpt = None,
            k: Annotated[int | None, typer.Option("-k", help="Positions patched after BOS (default: the run's k, "
                                                 "else 5).")] = LensCausal.k,
-           controls: Controls = LensCausal.n_controls, n: NOpt = LensCausal.n,
-           max_tokens: Annotated[int, typer.Option("--max-tokens")] = LensCausal.max_tokens,
+           controls: Controls = LensCausal.n_controls, n: CausalN = LensCausal.n,
+           max_tokens: CausalTokens = LensCausal.max_tokens, protocol: Protocol = LensCausal.protocol,
+           patch_direction: PatchDirection = LensCausal.patch_direction, after_k: AfterK = LensCausal.after_k,
            seed: Seed = LensCausal.seed, batch_size: BatchSizeOpt = LensCausal.batch_size,
            device: Device = LensCausal.device, dtype: Dtype = LensCausal.dtype,
            json: Json = False, remote: Remote = None, engine: Engine = None) -> None:
@@ -152,7 +165,8 @@ def causal(base: OptBase = None, ft: OptFt = None, adapter: Adapter = None, run:
     params = methods.LensCausal(base=base, ft=ft, adapter=adapter, run=run, recipe=recipe, ft_corpus=ft_corpus,
                                 generic=generic, chat=chat, mode=mode, patch=patch, ablate=ablate, layer=layer,
                                 pos=pos, k=k, n_controls=controls, n=n, max_tokens=max_tokens, seed=seed,
-                                batch_size=batch_size, device=device, dtype=dtype)
+                                batch_size=batch_size, device=device, dtype=dtype, protocol=protocol,
+                                patch_direction=patch_direction, after_k=after_k)
     result = call_engine(methods.LENS_CAUSAL, params,
                          title="causal check", target=target_from(remote, engine))
     if json:

@@ -125,11 +125,12 @@ CONTROL_NAMES = {"random_vector": "random vectors", "random_diff": "random diffs
 
 def direction_table(result: CausalAnswer) -> Table:
     """Per text set: base, finetuned and intervened loss, the effect, and each control's change (mean ± sd, max)."""
-    how = "set to the base model's" if result.ablation == "base" else "projected out"
+    how = "set to the other model's" if result.ablation == "base" else "projected out"
+    model = "finetune" if result.patch_direction == "base_to_ft" else "base model"
     table = Table(Column("texts", no_wrap=True), "base", "finetuned", "intervened", "effect",
                   *[f"{name}: mean±sd (max)" for name in CONTROL_NAMES.values()], "share undone",
-                  title=f"layer {result.layer}: component along the mean diff at position {result.pos} "
-                        f"{how} at every token; {result.n_controls} controls of each kind",
+                  title=f"layer {result.layer}: the {model}'s component along the mean diff at position "
+                        f"{result.pos} {how} at every token; {result.n_controls} controls of each kind",
                   title_justify="left", expand=True)
     for name, s in result.sets.items():
         spread = [s["spread"].get(kind) for kind in CONTROL_NAMES]
@@ -141,23 +142,20 @@ def direction_table(result: CausalAnswer) -> Table:
 
 
 def direction_summary(result: CausalAnswer) -> Text:
-    """One line per text set: the effect in standard deviations of each kind of control from its mean."""
+    """One line per text set: the effect's z and p against each kind of control, and the verdict."""
     out = Text()
     for name, s in result.sets.items():
         out.append(f"{name}: ", style="bold")
-        out.append(f"the loss moves by {s['effect']:+.4f}; that is ")
         parts = []
         for kind, label in CONTROL_NAMES.items():
-            c = s["spread"].get(kind)
-            if c:
-                parts.append(f"{(s['effect'] - c['mean']) / c['std']:+.1f} sd from the {label}" if c["std"] > 0
-                             else f"no spread in the {label}")
-        out.append(" and ".join(parts))
-        if (test := s.get("test")) and test.get("p") is not None:
-            z = "–" if test["z"] is None else f"{test['z']:+.1f}"
-            verdict = "outside the controls" if test["outside"] else "inside the controls' spread (undecided)"
-            out.append(f"; against all {test['n_controls']} controls z = {z}, p = {test['p']:.3f}: ")
-            out.append(verdict, style="bold" if test["outside"] else "yellow")
+            test = s.get("tests", {}).get(kind)
+            if test and test.get("p") is not None:
+                z = "–" if test["z"] is None else f"{test['z']:+.1f}"
+                parts.append(f"z = {z}, p = {test['p']:.3f} against {test['n_controls']} {label}")
+        out.append("; ".join(parts) + ": ")
+        decided = s.get("verdict", {})
+        out.append(decided.get("line", ""), style="bold" if decided.get("outside") else
+                   "" if decided.get("decided") else "yellow")
         out.append("\n")
     return out
 
