@@ -21,7 +21,8 @@ from engine.errors import UserError
 from engine.protocol import methods, paths
 from engine.protocol.params import ParamsError
 from engine.server import daemon
-from store import bundle, imported, jsonvalue, sessions
+from store import bundle, jsonvalue, sessions
+from store.db import connect
 from store.errors import MAX_PROBLEM_CHARS, StoreError
 from tests.reliability.test_reliability_strangers import _exported, _with_body
 from tests.store.test_sessions_store import store_state
@@ -61,7 +62,7 @@ def test_a_zip_claiming_more_members_than_any_session_is_refused_before_they_are
     with zipfile.ZipFile(path, "w") as zf:
         for i in range(25_000):
             zf.writestr(f"results/k{i:07d}.safetensors", b"")
-    imported.db()  # the store's tables exist, as in any store that imports
+    connect()  # the store's tables exist, as in any store that imports
     before = store_state()
     with pytest.raises(StoreError, match=r"claims 25,000 members") as caught:
         bundle.import_bundle(path)
