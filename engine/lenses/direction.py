@@ -26,12 +26,10 @@ from engine.lenses.batching import TextBatch, encode_texts, text_batches
 from engine.lenses.causal import next_token_nll, nll_and_acts, scored_tokens
 from engine.models.loading import LoadedModel
 from engine.models.pair import ModelPair
-from engine.protocol.methods import LensCausal
 
 Ablation = Literal["base", "zero"]
 ABLATIONS: tuple[str, ...] = ("base", "zero")
 DIRECTIONS_PER_PASS = 4
-DEFAULT_CONTROLS = LensCausal.n_controls  # of each kind
 CONTROL_KINDS = ("random_vector", "random_diff")
 DECIDED_P = 0.05
 

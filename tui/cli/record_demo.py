@@ -22,8 +22,6 @@ from tui.sessions.files import sessions_dir
 from tui.state import DEMO_PAIR, Start
 from tui.widgets.pair_bar import PairBar
 
-WAIT_S = 3600.0
-
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tui.cli.record_demo", description=__doc__.splitlines()[0])
