@@ -16,7 +16,7 @@ from engine.results import significance as sig_module
 from engine.results.layer_choice import Criterion, LayerChoice
 from engine.results.significance import NO_TRACE, NullTable, compare, headline, statement
 from engine.triage.pair_triage import TriageOptions, triage
-from tests.engine.test_board import plant_adapter
+from tests.support.board_pairs import plant_adapter
 from tests.support.tiny import save_tiny, tiny_tokenizer
 
 

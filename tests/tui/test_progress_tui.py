@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from textual.widgets import Input, Static
 
-from tests.support.tui_helpers import HeldReplay, plain
-from tests.tui.test_tui import make_app, recording, settle
+from tests.support.tui_helpers import HeldReplay, make_app, plain, recording, settle
 from tui.screens.mining import MiningScreen
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
