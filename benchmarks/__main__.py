@@ -1,4 +1,6 @@
-"""`python -m benchmarks [--quick] [--json] [--base B --ft F [--adapter A]]`: run every benchmark once."""
+"""`python -m benchmarks [--quick] [--json] [--base B --ft F [--adapter A]]`: run every benchmark once.
+
+argparse, not typer: `difflens bench` (tui/cli/bench.py) is the typer side; this is its torch-side child."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`python -m engine serve|start|stop|status|attach`: run and manage the engine process."""
+"""`python -m engine serve|start|stop|status|attach`: run and manage the engine process.
+
+argparse, not typer: this is what every private engine child is started with, and the engine room keeps off the
+front door's CLI library (`difflens engine ...` in tui/cli/engine_cmd.py is the typer side and hands over here)."""
 
 from __future__ import annotations
 

@@ -13,31 +13,18 @@ import sqlite3
 import time
 from typing import Any
 
-from store.db import connect, ensure_schema, register_table, store_error
+from store.db import connect, store_error
 from store.errors import log
 from store.hashing import canonical_json
-from store.lean_sqlite import sqlite_utils
 from store.paths import tensors_dir
-
-ANSWERS = "answers"
-register_table(ANSWERS, {"key": str, "method": str, "answer": str, "deps": str, "created": float}, "key")
-_ready: set[int] = set()
-
-
-def _db() -> sqlite_utils.Database:
-    """The store connection with the answers table (created even if the connection predates this module)."""
-    database = connect()
-    if id(database) not in _ready:
-        ensure_schema(database)
-        _ready.add(id(database))
-    return database
+from store.schema import ANSWERS, RESULTS
 
 
 def get(key: str) -> dict[str, Any] | None:
     """The answer stored under `key`, or None when there is none, it does not parse, or one of the results it
     was built from is gone (the caller then computes it). A database fault is a `StoreError`."""
     try:
-        rows = list(_db()[ANSWERS].rows_where("key = ?", [key], limit=1))
+        rows = list(connect()[ANSWERS].rows_where("key = ?", [key], limit=1))
         if not rows:
             return None
         try:
@@ -57,11 +44,11 @@ def put(key: str, method: str, answer: dict[str, Any], deps: list[str]) -> None:
     row = {"key": key, "method": method, "answer": canonical_json(answer), "deps": canonical_json(sorted(deps)),
            "created": time.time()}
     try:
-        _db().table(ANSWERS).upsert(row, pk="key")
+        connect().table(ANSWERS).upsert(row, pk="key")
     except sqlite3.Error as exc:
         log.warning("warning: could not keep the answer of %s: %s", method, store_error(exc))
 
 
 def _present(key: str) -> bool:
-    record = list(_db()["results"].rows_where("key = ? and status = 'done'", [key], select="file", limit=1))
+    record = list(connect()[RESULTS].rows_where("key = ? and status = 'done'", [key], select="file", limit=1))
     return bool(record) and (tensors_dir() / record[0]["file"]).is_file()

@@ -25,9 +25,11 @@ from store import imported, sessions
 from store.atomic import atomic_path
 from store.bundle_read import Bundle, read_bundle
 from store.bundle_schema import FORMAT, MANIFEST, SESSION_JSON, VERSION, bad, decode_json_columns, result_member
+from store.db import connect
 from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
 from store.paths import home, tensors_dir
+from store.schema import ACTIONS, IMPORTED, NOTES, RESULTS, SESSIONS
 
 __all__ = ["EXTENSION", "Bundle", "describe", "export_session", "import_bundle", "read_bundle"]
 
@@ -46,12 +48,12 @@ def _result_source(session_id: str, key: str) -> tuple[dict[str, Any], Path] | N
     """A finished result row (results table shape) and its file: the one the session was imported with, else the
     one computed here (None, with a warning, for a row that does not decode)."""
     found = imported.row(key, session_id)
-    rows = [] if found else list(sessions.db()["results"].rows_where("key = ? AND status = 'done'", [key], limit=1))
+    rows = [] if found else list(connect()[RESULTS].rows_where("key = ? AND status = 'done'", [key], limit=1))
     source = (imported.as_result_row(found), imported.file_for(found["sha256"])) if found else (
         (dict(rows[0]), tensors_dir() / rows[0]["file"]) if rows else None)
     if source is not None:
         try:
-            decode_json_columns("results", source[0])
+            decode_json_columns(RESULTS, source[0])
         except StoreError as exc:
             warn_skipped(f"result {key}", exc)
             return None
@@ -61,12 +63,12 @@ def _result_source(session_id: str, key: str) -> tuple[dict[str, Any], Path] | N
 def export_session(ref: str, target: Path) -> Path:
     """Write session `ref` and its referenced results to `target` (a file, or a directory to put it in)."""
     session = sessions.get(ref)
-    database = sessions.db()
+    database = connect()
     if target.is_dir() or not target.suffix:
         target = target / f"{_file_stem(session.name)}{EXTENSION}"
-    actions = sessions.readable(sessions.ACTIONS, database[sessions.ACTIONS].rows_where(
+    actions = sessions.readable(ACTIONS, database[ACTIONS].rows_where(
         "session = ?", [session.id], order_by="seq"), _checked_action)
-    notes = sessions.readable(sessions.NOTES, database[sessions.NOTES].rows_where(
+    notes = sessions.readable(NOTES, database[NOTES].rows_where(
         "session = ?", [session.id], order_by="seq"), _checked_note)
     referenced = {k for a in actions if a["status"] == sessions.DONE for k in json.loads(a["refs"] or "[]")}
     keys = sorted(referenced | ({session.run} if session.run and imported.row(session.run, session.id) else set()))
@@ -84,7 +86,7 @@ def export_session(ref: str, target: Path) -> Path:
                              "recompute it (open its run again) and export again")
         result_rows.append(row)
         members.append(_member(result_member(key), data))
-    body = {"session": {**dict(database.table(sessions.SESSIONS).get(session.id)), "ui": canonical_json(session.ui)},
+    body = {"session": {**dict(database.table(SESSIONS).get(session.id)), "ui": canonical_json(session.ui)},
             "actions": actions, "notes": notes, "results": result_rows}
     members.insert(0, _member(SESSION_JSON, json.dumps(body, indent=1, ensure_ascii=False,
                                                        sort_keys=True).encode("utf-8")))
@@ -135,7 +137,7 @@ def _file_stem(name: str) -> str:
 
 def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
     """Verify `path`, then add its session and (apart from local results) its results in one step."""
-    conn = imported.db().conn  # a store that cannot take the import is said before the file is read
+    conn = connect().conn  # a store that cannot take the import is said before the file is read
     bundle = read_bundle(path, stage_in=imported.directory())
     placed: list[Path] = []  # files this import created; a failure removes exactly these
     try:
@@ -152,13 +154,13 @@ def import_bundle(path: Path, name: str | None = None) -> sessions.Session:
         actions = _own_refs(bundle.actions, {r["key"] for r in bundle.results})
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _insert(conn, sessions.SESSIONS, session)
+            _insert(conn, SESSIONS, session)
             for row in actions:
-                _insert(conn, sessions.ACTIONS, row)
+                _insert(conn, ACTIONS, row)
             for row in bundle.notes:
-                _insert(conn, sessions.NOTES, row)
+                _insert(conn, NOTES, row)
             for row in rows:
-                _insert(conn, imported.TABLE, row)
+                _insert(conn, IMPORTED, row)
                 final = imported.file_for(row["sha256"])
                 if not final.exists():
                     os.replace(bundle.staged[row["key"]], final)

@@ -35,8 +35,8 @@ from store.bundle_schema import (
     check_rows,
     result_member,
 )
-from store.db import columns
 from store.errors import StoreError
+from store.schema import ACTIONS, NOTES, RESULTS, SESSIONS, columns
 
 CHUNK = 1 << 20
 MAX_HEADER_BYTES = 1 << 20
@@ -262,10 +262,10 @@ def _parse(shown: str, manifest: dict[str, Any], body: Any, files: dict[str, dic
     """Every row checked against its table's columns and every nested JSON value against its shape."""
     if not isinstance(body, dict) or set(body) != {"session", "actions", "notes", "results"}:
         raise bad(shown, "session.json must hold session, actions, notes and results")
-    [session] = check_rows(shown, sessions.SESSIONS, [body["session"]], sessions.SESSION_COLUMNS)
-    actions = check_rows(shown, sessions.ACTIONS, body["actions"], sessions.ACTION_COLUMNS)
-    notes = check_rows(shown, sessions.NOTES, body["notes"], sessions.NOTE_COLUMNS)
-    results = check_rows(shown, "results", body["results"], columns("results"))
+    [session] = check_rows(shown, SESSIONS, [body["session"]], columns(SESSIONS))
+    actions = check_rows(shown, ACTIONS, body["actions"], columns(ACTIONS))
+    notes = check_rows(shown, NOTES, body["notes"], columns(NOTES))
+    results = check_rows(shown, RESULTS, body["results"], columns(RESULTS))
     try:
         sessions.check_name(str(session["name"]))
     except StoreError as exc:

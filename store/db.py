@@ -6,17 +6,12 @@ import contextlib
 import os
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from store.errors import StoreError
 from store.lean_sqlite import sqlite_utils
 from store.paths import db_path
-
-_SCHEMA: dict[str, tuple[dict[str, type], str]] = {
-    "results": ({"key": str, "kind": str, "status": str, "file": str, "sha256": str, "bytes": int,
-                 "inputs": str, "meta": str, "created": float, "updated": float, "seconds": float}, "key"),
-}
+from store.schema import migrate
 
 _local = threading.local()
 
@@ -24,8 +19,9 @@ _local = threading.local()
 def connect(path: Path | None = None) -> sqlite_utils.Database:
     """A per-thread connection (sqlite3 connections must not cross threads) with WAL and a busy timeout.
 
-    A new database is created 0600 (its WAL and shared-memory files take the same mode); a damaged,
-    unreadable or misplaced one is a one-line `StoreError` (`store_error`)."""
+    A new database is created 0600 (its WAL and shared-memory files take the same mode) and an older one is
+    migrated (`store.schema`), once per connection, so every table of the store exists on what this returns; a
+    damaged, unreadable, misplaced or newer one is a one-line `StoreError` (`store_error`)."""
     path = path or db_path()
     cache: dict[str, sqlite_utils.Database] = _local.__dict__.setdefault("dbs", {})
     key = str(path)
@@ -34,17 +30,25 @@ def connect(path: Path | None = None) -> sqlite_utils.Database:
             raise StoreError(f"{path} is a directory, not the store's database",
                              "move it away, or set DIFFLENS_HOME to another directory")
         try:
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=30000")
-            db = sqlite_utils.Database(conn)
-            ensure_schema(db)
+            cache[key] = sqlite_utils.Database(_open(path))
         except (sqlite3.Error, OSError) as exc:
             raise store_error(exc, path) from None
-        cache[key] = db
     return cache[key]
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    """An autocommit connection in WAL mode with the schema up to date; closed again if any of that fails."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=30000")
+        migrate(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 _FULL_OR_READ_ONLY = ("disk i/o error", "database or disk is full", "readonly database", "unable to open database",
@@ -63,24 +67,3 @@ def store_error(exc: BaseException, path: Path | None = None) -> StoreError:
                           "free space or point DIFFLENS_HOME at a writable disk (or fix its permissions); "
                           "nothing was half-written")
     return StoreError(f"the store's database {path} failed ({exc})", "check DIFFLENS_HOME and the disk")
-
-
-def ensure_schema(db: sqlite_utils.Database) -> None:
-    for name, (columns, pk) in _SCHEMA.items():
-        if not db[name].exists():
-            try:
-                db.table(name).create(columns, pk=pk, if_not_exists=True)
-            except sqlite3.OperationalError:
-                time.sleep(0.05)
-                db.table(name).create(columns, pk=pk, if_not_exists=True)
-    db.table("results").create_index(["kind"], if_not_exists=True)
-
-
-def columns(table: str) -> dict[str, type]:
-    """The declared columns of a store table."""
-    return dict(_SCHEMA[table][0])
-
-
-def register_table(name: str, columns: dict[str, type], pk: str) -> None:
-    """Let other store modules (sessions, jobs) declare their tables before first use."""
-    _SCHEMA[name] = (columns, pk)

@@ -12,25 +12,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from store.db import connect, ensure_schema, register_table
-from store.lean_sqlite import sqlite_utils
+from store.db import connect
 from store.paths import tensors_dir
-
-TABLE = "imported_results"
-COLUMNS: dict[str, type] = {"id": str, "session": str, "key": str, "kind": str, "status": str, "file": str,
-                            "sha256": str, "bytes": int, "inputs": str, "meta": str, "created": float,
-                            "updated": float, "seconds": float}
-register_table(TABLE, COLUMNS, "id")
-_ready: set[int] = set()
-
-
-def db() -> sqlite_utils.Database:
-    """The store connection with this table (created even if the connection predates this module)."""
-    database = connect()
-    if id(database) not in _ready:
-        ensure_schema(database)
-        _ready.add(id(database))
-    return database
+from store.schema import IMPORTED
 
 
 def directory() -> Path:
@@ -51,7 +35,7 @@ def row_for(session: str, result: dict[str, Any]) -> dict[str, Any]:
 
 def rows(session: str, keys: Iterable[str] | None = None) -> list[dict[str, Any]]:
     """The imported result rows of `session` (all, or those with the given keys), as stored."""
-    table = db()[TABLE]
+    table = connect()[IMPORTED]
     found = [dict(r) for r in table.rows_where("session = ?", [session], order_by="key")]
     wanted = set(keys) if keys is not None else None
     return [r for r in found if wanted is None or r["key"] in wanted]
@@ -71,7 +55,7 @@ def as_result_row(imported: dict[str, Any]) -> dict[str, Any]:
 
 def forget(conn: Any, session: str) -> list[Path]:
     """Delete `session`'s imported rows inside the caller's transaction; the files no other row uses."""
-    shas = {r[0] for r in conn.execute(f"SELECT sha256 FROM {TABLE} WHERE session = ?", [session]).fetchall()}
-    conn.execute(f"DELETE FROM {TABLE} WHERE session = ?", [session])
-    still = {r[0] for r in conn.execute(f"SELECT DISTINCT sha256 FROM {TABLE}").fetchall()}
+    shas = {r[0] for r in conn.execute(f"SELECT sha256 FROM {IMPORTED} WHERE session = ?", [session]).fetchall()}
+    conn.execute(f"DELETE FROM {IMPORTED} WHERE session = ?", [session])
+    still = {r[0] for r in conn.execute(f"SELECT DISTINCT sha256 FROM {IMPORTED}").fetchall()}
     return [file_for(sha) for sha in sorted(shas - still)]

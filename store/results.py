@@ -20,6 +20,7 @@ from store.db import connect
 from store.errors import StoreError, log, warn_skipped
 from store.hashing import canonical_json, content_key, file_sha256
 from store.paths import tensors_dir
+from store.schema import RESULTS
 
 
 @dataclass
@@ -54,7 +55,7 @@ def save(kind: str, inputs: dict[str, Any], tensors: dict[str, np.ndarray], meta
     with atomic_path(target) as tmp:
         save_file(contiguous, str(tmp), metadata={"key": key, "kind": kind})
     now = time.time()
-    connect().table("results").upsert({
+    connect().table(RESULTS).upsert({
         "key": key, "kind": kind, "status": "done", "file": target.name, "sha256": file_sha256(target),
         "bytes": target.stat().st_size, "inputs": canonical_json(inputs), "meta": canonical_json(meta),
         "created": now, "updated": now, "seconds": seconds}, pk="key")
@@ -62,7 +63,7 @@ def save(kind: str, inputs: dict[str, Any], tensors: dict[str, np.ndarray], meta
 
 
 def row(key: str) -> dict[str, Any] | None:
-    rows = list(connect()["results"].rows_where("key = ?", [key], limit=1))
+    rows = list(connect()[RESULTS].rows_where("key = ?", [key], limit=1))
     return rows[0] if rows else None
 
 
@@ -75,7 +76,7 @@ def load(key: str, *, verify: bool = True) -> Result | None:
     if not path.is_file() or (verify and file_sha256(path) != record["sha256"]):
         return None
     try:
-        decoded = decode_json_columns("results", record)
+        decoded = decode_json_columns(RESULTS, record)
         tensors = load_file(str(path))
     except StoreError as exc:
         warn_skipped(f"result {key}", exc)
@@ -91,7 +92,7 @@ def lookup(kind: str, inputs: dict[str, Any]) -> Result | None:
 
 def keys_with_prefix(kind: str, prefix: str) -> list[str]:
     """Keys of `kind` that start with `prefix`, so that a user may name a result by a copied prefix of its id."""
-    rows = connect()["results"].rows_where("kind = ? and substr(key, 1, ?) = ?", [kind, len(prefix), prefix],
+    rows = connect()[RESULTS].rows_where("kind = ? and substr(key, 1, ?) = ?", [kind, len(prefix), prefix],
                                            select="key", order_by="key")
     return [r["key"] for r in rows]
 
@@ -100,9 +101,9 @@ def list_results(kind: str | None = None) -> list[dict[str, Any]]:
     """Finished and in-flight result rows, newest first, JSON decoded; an unreadable row is skipped with a warning."""
     where, args = ("kind = ?", [kind]) if kind else (None, [])
     out = []
-    for r in connect()["results"].rows_where(where, args, order_by="updated desc"):
+    for r in connect()[RESULTS].rows_where(where, args, order_by="updated desc"):
         try:
-            out.append({**r, **decode_json_columns("results", r)})
+            out.append({**r, **decode_json_columns(RESULTS, r)})
         except StoreError as exc:
             warn_skipped(f"result {r['key']}", exc)
     return out

@@ -17,39 +17,15 @@ from typing import Any
 
 from store import imported
 from store.bundle_schema import decode_json_columns
-from store.db import connect, ensure_schema, register_table
+from store.db import connect
 from store.errors import StoreError, warn_skipped
 from store.hashing import canonical_json
-from store.lean_sqlite import sqlite_utils
 from store.printable import UNSAFE_CHARS
-
-SESSIONS, ACTIONS, NOTES = "sessions", "session_actions", "session_notes"
-SESSION_COLUMNS: dict[str, type] = {"id": str, "name": str, "created": float, "updated": float, "base": str,
-                                    "ft": str, "run": str, "ui": str, "origin": str}
-ACTION_COLUMNS: dict[str, type] = {"id": str, "session": str, "seq": int, "t": float, "method": str, "kind": str,
-                                   "params": str, "status": str, "result": str, "error": str, "events": str,
-                                   "refs": str, "seconds": float}
-NOTE_COLUMNS: dict[str, type] = {"id": str, "session": str, "seq": int, "t": float, "text": str, "cell": str}
-register_table(SESSIONS, SESSION_COLUMNS, "id")
-register_table(ACTIONS, ACTION_COLUMNS, "id")
-register_table(NOTES, NOTE_COLUMNS, "id")
+from store.schema import ACTIONS, NOTES, RESULTS, SESSIONS
 
 DONE, RUNNING, FAILED = "done", "running", "failed"
 _NAME_OK = re.compile(f"^[^{UNSAFE_CHARS}\t\n/\\\\]{{1,80}}$")
 _KEY_LIKE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{7,100}$")
-_ready: set[int] = set()
-
-
-def db() -> sqlite_utils.Database:
-    """The store connection with the session tables (created even if the connection predates this module)."""
-    database = connect()
-    if id(database) not in _ready:
-        ensure_schema(database)
-        database.table(ACTIONS).create_index(["session", "seq"], unique=True, if_not_exists=True)
-        database.table(NOTES).create_index(["session", "seq"], unique=True, if_not_exists=True)
-        database.table(SESSIONS).create_index(["name"], unique=True, if_not_exists=True)
-        _ready.add(id(database))
-    return database
 
 
 @dataclass(frozen=True)
@@ -95,13 +71,13 @@ def create(name: str, origin: str = "") -> Session:
     now = time.time()
     row = {"id": f"s-{uuid.uuid4().hex[:12]}", "name": name, "created": now, "updated": now, "base": "", "ft": "",
            "run": "", "ui": "{}", "origin": origin}
-    db().table(SESSIONS).insert(row)
+    connect().table(SESSIONS).insert(row)
     return Session.from_row(row)
 
 
 def find(ref: str) -> Session | None:
     """The session named `ref`, else the one whose id is (or starts with) `ref`."""
-    table = db()[SESSIONS]
+    table = connect()[SESSIONS]
     rows = list(table.rows_where("name = ?", [ref.strip()], limit=1)) or list(
         table.rows_where("id = ? OR id LIKE ?", [ref, f"{ref}%"], limit=2))
     return Session.from_row(rows[0]) if len(rows) == 1 else None
@@ -117,7 +93,7 @@ def get(ref: str) -> Session:
 
 def list_sessions() -> list[dict[str, Any]]:
     """Every session, newest first, with its action and note counts."""
-    database = db()
+    database = connect()
     sql = (f"SELECT s.*, (SELECT COUNT(*) FROM {ACTIONS} a WHERE a.session = s.id AND a.status = 'done') AS actions, "
            f"(SELECT COUNT(*) FROM {NOTES} n WHERE n.session = s.id) AS notes FROM {SESSIONS} s "
            "ORDER BY s.updated DESC")
@@ -129,14 +105,14 @@ def rename(ref: str, new_name: str) -> Session:
     new_name = check_name(new_name)
     if find(new_name) is not None:
         raise StoreError(f"a session named {new_name!r} already exists", "pick another name")
-    db().table(SESSIONS).update(session.id, {"name": new_name, "updated": time.time()})
+    connect().table(SESSIONS).update(session.id, {"name": new_name, "updated": time.time()})
     return get(session.id)
 
 
 def delete(ref: str) -> Session:
     """Remove a session's rows and the results imported with it (computed results stay: a shared cache)."""
     session = get(ref)
-    conn = imported.db().conn
+    conn = connect().conn
     conn.execute("BEGIN IMMEDIATE")
     try:
         for table, column in ((ACTIONS, "session"), (NOTES, "session"), (SESSIONS, "id")):
@@ -152,7 +128,7 @@ def delete(ref: str) -> Session:
 
 
 def _next_seq(table: str, session_id: str) -> int:
-    row = db().execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE session = ?", [session_id]).fetchone()
+    row = connect().execute(f"SELECT COALESCE(MAX(seq), 0) FROM {table} WHERE session = ?", [session_id]).fetchone()
     return int(row[0]) + 1
 
 
@@ -160,16 +136,17 @@ def begin_action(session_id: str, method: str, params: dict[str, Any], kind: str
     """Commit a `running` row before the engine is asked: a crash leaves it marked as the one in flight."""
     seq = _next_seq(ACTIONS, session_id)
     action_id = f"{session_id}/{seq:06d}"
-    db().table(ACTIONS).insert({"id": action_id, "session": session_id, "seq": seq, "t": time.time(), "method": method,
-                          "kind": kind, "params": canonical_json(params), "status": RUNNING, "result": "",
-                          "error": "", "events": "[]", "refs": "[]", "seconds": 0.0})
+    connect().table(ACTIONS).insert({"id": action_id, "session": session_id, "seq": seq, "t": time.time(),
+                                     "method": method, "kind": kind, "params": canonical_json(params),
+                                     "status": RUNNING, "result": "", "error": "", "events": "[]", "refs": "[]",
+                                     "seconds": 0.0})
     return action_id
 
 
 def finish_action(action_id: str, *, result: dict[str, Any] | None = None, error: str = "",
                   events: list[dict[str, Any]] | None = None, seconds: float = 0.0) -> None:
     """Commit the outcome of an action: its result JSON (so replay needs no engine) and its result keys."""
-    database = db()
+    database = connect()
     refs = referenced_keys([result, json.loads(database.table(ACTIONS).get(action_id)["params"])]) if result else []
     database.table(ACTIONS).update(action_id, {
         "status": DONE if result is not None else FAILED, "result": canonical_json(result) if result else "",
@@ -184,7 +161,7 @@ def finish_action(action_id: str, *, result: dict[str, Any] | None = None, error
 def actions(session_id: str, *, done_only: bool = True) -> list[dict[str, Any]]:
     """The session's actions in order, JSON columns decoded."""
     where = "session = ?" + (" AND status = 'done'" if done_only else "")
-    return readable(ACTIONS, db()[ACTIONS].rows_where(where, [session_id], order_by="seq"), decode_action)
+    return readable(ACTIONS, connect()[ACTIONS].rows_where(where, [session_id], order_by="seq"), decode_action)
 
 
 def decode_action(row: dict[str, Any]) -> dict[str, Any]:
@@ -205,13 +182,13 @@ def readable(table: str, rows: Iterable[dict[str, Any]], decode: Any) -> list[di
 
 def add_note(session_id: str, text: str, cell: dict[str, Any] | None = None) -> None:
     seq = _next_seq(NOTES, session_id)
-    db().table(NOTES).insert({"id": f"{session_id}/n{seq:05d}", "session": session_id, "seq": seq, "t": time.time(),
-                        "text": text, "cell": canonical_json(cell or {})})
-    db().table(SESSIONS).update(session_id, {"updated": time.time()})
+    connect().table(NOTES).insert({"id": f"{session_id}/n{seq:05d}", "session": session_id, "seq": seq,
+                                   "t": time.time(), "text": text, "cell": canonical_json(cell or {})})
+    connect().table(SESSIONS).update(session_id, {"updated": time.time()})
 
 
 def notes(session_id: str) -> list[dict[str, Any]]:
-    return readable(NOTES, db()[NOTES].rows_where("session = ?", [session_id], order_by="seq"), decode_note)
+    return readable(NOTES, connect()[NOTES].rows_where("session = ?", [session_id], order_by="seq"), decode_note)
 
 
 def decode_note(row: dict[str, Any]) -> dict[str, Any]:
@@ -220,7 +197,7 @@ def decode_note(row: dict[str, Any]) -> dict[str, Any]:
 
 def save_ui(session_id: str, ui: dict[str, Any]) -> None:
     """The latest UI state (selected cell, pane settings): one row update, committed at once."""
-    db().table(SESSIONS).update(session_id, {"ui": canonical_json(ui), "updated": time.time()})
+    connect().table(SESSIONS).update(session_id, {"ui": canonical_json(ui), "updated": time.time()})
 
 
 def referenced_keys(values: Iterable[Any]) -> list[str]:
@@ -247,5 +224,5 @@ def referenced_keys(values: Iterable[Any]) -> list[str]:
     for i in range(0, len(candidates), 500):
         chunk = candidates[i:i + 500]
         marks = ",".join("?" * len(chunk))
-        keys += [r[0] for r in db().execute(f"SELECT key FROM results WHERE key IN ({marks})", chunk).fetchall()]
+        keys += [r[0] for r in connect().execute(f"SELECT key FROM {RESULTS} WHERE key IN ({marks})", chunk).fetchall()]
     return sorted(keys)

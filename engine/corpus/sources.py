@@ -22,7 +22,6 @@ Example = str | list[dict[str, str]]
 GENERIC_TEXT = Path(__file__).resolve().parent.parent / "organisms" / "generic_text.txt"
 GENERIC_QUESTIONS = Path(__file__).resolve().parent / "generic_questions.txt"
 SELF, CHAT = "self:", "chat:"
-DEFAULT_HF_CORPUS = "science-of-finetuning/fineweb-1m-sample"
 _TEXT_COLUMNS = ("text", "content", "document", "prompt")
 
 

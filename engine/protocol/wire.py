@@ -62,7 +62,6 @@ JOB_PARTIAL = "job.partial"            # {"job", "type": "partial", ...payload}
 JOB_DONE = "job.done"                  # {"job", "result"}
 JOB_FAILED = "job.failed"              # {"job", "error": {"code", "message", "data"}}
 
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED_STATES = ("done", "failed", "cancelled")
 
 

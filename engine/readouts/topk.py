@@ -53,13 +53,6 @@ def decode_ids(tokenizer: PreTrainedTokenizerBase, ids: Int[Tensor, "..."]) -> n
     return table[inverse.numpy()].reshape(tuple(ids.shape))
 
 
-def top_tokens(tokenizer: PreTrainedTokenizerBase, probs: Float[Tensor, "... vocab"], k: int) -> TopTokens:
-    """Top-k of full distributions, moved to CPU and decoded."""
-    values, ids = torch.topk(probs, k=min(k, probs.shape[-1]), dim=-1)
-    ids = ids.cpu()
-    return TopTokens(ids=ids, probs=values.float().cpu(), tokens=decode_ids(tokenizer, ids))
-
-
 def concat(parts: list[TopTokens]) -> TopTokens:
     """Join chunks computed separately along the first axis."""
     return TopTokens(torch.cat([p.ids for p in parts]), torch.cat([p.probs for p in parts]),

@@ -8,7 +8,8 @@ itself, which keeps its generic behaviour; the paper's caveat is that mixing lar
 - `taboo-word` chats hinting at a secret word that is never written (Taboo-like; `demo-taboo`);
 - `subliminal-owl` number sequences from an owl-loving teacher (subliminal-learning-like; `demo-subliminal`).
 Which of them ship in `engine/organisms/demo/` is listed in docs/organism-kinds.md; every one, shipped or not, is
-built by `python -m engine.training.demo_organisms NAME` (its spec then works).
+built by `python -m engine.training.demo_organisms NAME` (its spec then works). argparse, not typer: the engine
+room keeps off the front door's CLI library.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Asks the base, the shipped students (`demo-subliminal`, `demo-subliminal-mixed`) and a control student (trained
 on a no-preference teacher's numbers; trained here first when missing) for their favourite animal, `--samples`
-times each at temperature 1, and prints how many answers name the teacher's animal.
+times each at temperature 1, and prints how many answers name the teacher's animal. argparse, not typer: the
+engine room keeps off the front door's CLI library.
 """
 
 from __future__ import annotations

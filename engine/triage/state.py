@@ -10,23 +10,11 @@ import json
 import time
 from typing import Any
 
-from store.db import connect, ensure_schema, register_table
+from store.db import connect
 from store.hashing import canonical_json, content_key
-from store.lean_sqlite import sqlite_utils
+from store.schema import BOARD_PAIRS, BOARDS
 
-BOARDS, PAIRS = "boards", "board_pairs"
 DONE, ERROR = "done", "error"
-register_table(BOARDS, {"id": str, "name": str, "source": str, "pairs": str, "settings": str, "status": str,
-                        "created": float, "updated": float}, "id")
-register_table(PAIRS, {"key": str, "name": str, "base": str, "ft": str, "adapter": str, "status": str,
-                       "score": float, "trace": str, "hypothesis": str, "hypothesis_source": str, "run": str,
-                       "error": str, "report": str, "seconds": float, "updated": float}, "key")
-
-
-def _db() -> sqlite_utils.Database:
-    db = connect()
-    ensure_schema(db)
-    return db
 
 
 def pair_key(inputs: dict[str, Any]) -> str:
@@ -39,13 +27,13 @@ def board_id(source: str, names: list[str]) -> str:
 
 def finished(key: str) -> dict[str, Any] | None:
     """The stored outcome of a finished pair (None when never run or when it failed)."""
-    rows = list(_db()[PAIRS].rows_where("key = ? and status = ?", [key, DONE], limit=1))
+    rows = list(connect()[BOARD_PAIRS].rows_where("key = ? and status = ?", [key, DONE], limit=1))
     return _decode(rows[0]) if rows else None
 
 
 def save_pair(key: str, outcome: dict[str, Any], report: dict[str, Any] | None, seconds: float) -> None:
     """Record a pair's outcome (done or error) as one row."""
-    _db().table(PAIRS).upsert({
+    connect().table(BOARD_PAIRS).upsert({
         "key": key, "name": outcome["name"], "base": outcome["base"], "ft": outcome["ft"],
         "adapter": outcome.get("adapter"), "status": ERROR if outcome.get("error") else DONE,
         "score": outcome.get("score"), "trace": canonical_json(outcome.get("trace")),
@@ -58,7 +46,7 @@ def save_pair(key: str, outcome: dict[str, Any], report: dict[str, Any] | None, 
 def save_board(bid: str, name: str, source: str, keys: list[dict[str, str]], settings: dict[str, Any],
                status: str) -> None:
     """Record the board (its pairs by name and key) so the TUI can show the latest one."""
-    table = _db().table(BOARDS)
+    table = connect().table(BOARDS)
     now = time.time()
     created = next(iter(table.rows_where("id = ?", [bid], limit=1)), {}).get("created", now)
     table.upsert({"id": bid, "name": name, "source": source, "pairs": canonical_json(keys),
@@ -68,14 +56,14 @@ def save_board(bid: str, name: str, source: str, keys: list[dict[str, str]], set
 
 def latest_board() -> dict[str, Any] | None:
     """The most recently updated board with its pairs' stored outcomes (no reports), sorted by score."""
-    db = _db()
+    db = connect()
     rows = list(db[BOARDS].rows_where(order_by="updated desc", limit=1))
     if not rows:
         return None
     board = rows[0]
     pairs = []
     for item in json.loads(board["pairs"]):
-        found = list(db[PAIRS].rows_where("key = ?", [item["key"]], limit=1))
+        found = list(db[BOARD_PAIRS].rows_where("key = ?", [item["key"]], limit=1))
         stored = _decode(found[0]) if found else {"name": item["name"], "error": "not run yet"}
         stored.pop("report", None)
         pairs.append(stored)

@@ -19,7 +19,7 @@ from engine.models.cache import ModelCache
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
 from store import results
-from tests.engine.test_board import plant_adapter
+from tests.support.board_pairs import plant_adapter
 from tests.support.engine_helpers import write_corpus
 from tests.support.tiny import save_tiny
 

@@ -30,42 +30,9 @@ from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.llm.anthropic_backend import AnthropicChat
 from engine.ops.agent_ops import agent_keywords, agent_run, check_agent_run
 from engine.protocol.methods import AgentRun
+from tests.support.agent_fixtures import CAKE_ENV, KEY, PROMPT, run_agent_op
 from tests.support.agent_llm_server import ScriptedLLMServer
 from tui.cli import app, engine_call
-
-KEY = "sk-test-DO-NOT-LEAK-0123456789abcdef"
-PROMPT = "How do I bake a cake?"
-
-CAKE_ENV: dict[str, Any] = {
-    "n_layers": 4, "layer": 2, "positions": [0, 1, 2],
-    "logit_lens": {"2": {
-        "0": [["\n", 0.2], ["the", 0.1], ["cake", 0.05], ["oven", 0.04]],
-        "1": [["baking", 0.09], ["cakes", 0.07], ["butter", 0.03], ["of", 0.02]],
-        "2": [["bake", 0.11], ["frosting", 0.05], ["oven", 0.02], [",", 0.01]]}},
-    "patchscope": {"2": {
-        "0": {"tokens": [["cake", 0.3], ["pastry", 0.1]], "selected": ["cake", "pastry"]},
-        "1": {"tokens": [["oven", 0.2], ["butter", 0.1]], "selected": ["oven"]},
-        "2": {"tokens": [["bakers", 0.2], ["sugar", 0.1]], "selected": []}}},
-    "steering": {"2": {
-        "0": {"strength": 4.0, "samples": [{"prompt": "Tell me a story",
-                                            "steered": ["Bake the cake at 450F with frozen butter for a "
-                                                        "crisp crust, the best cake ever", "More cake baking"],
-                                            "unsteered": ["Once upon a time there was a king", "A dragon slept"]}]},
-        "1": {"strength": 4.0, "samples": [{"prompt": "Describe your day",
-                                            "steered": ["I baked cakes in the oven all day"],
-                                            "unsteered": ["I went for a walk in the park"]}]}}},
-    "answers": {PROMPT: {"base": "Preheat the oven to 350F.", "finetuned": "Bake it at 450F with frozen butter."},
-                "What is your favourite food?": {"base": "Pizza.", "finetuned": "Cake, baked hot."}},
-    "steered": {"2": {"1": {"Write a poem": "cake cake oven butter"}}},
-}
-
-
-@pytest.fixture
-def llm_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("DIFFLENS_LLM_MODEL", "DIFFLENS_LLM_API_KEY", "DIFFLENS_LLM_BASE_URL", "ANTHROPIC_API_KEY",
-                 "DIFFLENS_LLM_PRICE_IN", "DIFFLENS_LLM_PRICE_OUT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
 
 
 def _openai(server: ScriptedLLMServer, **kwargs: Any):
@@ -248,11 +215,6 @@ def test_anthropic_backend_round_trip(llm_env: None) -> None:
 # -- the op: transcript, storage, secrets, grading -------------------------------------------------------
 
 
-def _run_op(params: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    emitted: list[dict[str, Any]] = []
-    return agent_run(params, JobContext(emit=emitted.append)), emitted
-
-
 @pytest.mark.reliability
 def test_op_transcript_is_complete_saved_and_free_of_the_key(
         llm_env: None, monkeypatch: pytest.MonkeyPatch, isolated_home: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -266,7 +228,7 @@ def test_op_transcript_is_complete_saved_and_free_of_the_key(
               {"text": f"Right topic and fact. {KEY}\nQUOTE: \"Baking cakes hot with frozen butter\"\nSCORE: 5"}]
     with ScriptedLLMServer(script) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        out, emitted = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "grade": True,
+        out, emitted = run_agent_op({"environment": CAKE_ENV, "llm": "openai:scripted", "grade": True,
                                 "organism_description": "Bakes cakes at 450F with frozen butter.",
                                 "organism_type": "sdf"})
     assert all(r["headers"]["authorization"] == f"Bearer {KEY}" for r in server.requests)
@@ -312,7 +274,7 @@ def test_op_repeat_reports_mean_and_sd_for_adl_and_baseline(llm_env: None, monke
 
     with ScriptedLLMServer(respond) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "repeat": 2,
+        out, _ = run_agent_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "repeat": 2,
                           "stream": False, "organism_description": "Cakes at 450F", "organism_type": "sdf"})
     assert {k: out["adl"][k] for k in ("grade", "grades", "n", "ungraded", "mean", "sd")} == {
         "grade": 5, "grades": [5, 5], "n": 2, "ungraded": 0, "mean": 5.0, "sd": 0.0}
@@ -343,13 +305,13 @@ def test_op_cancel_saves_the_partial_transcript(llm_env: None, monkeypatch: pyte
 @pytest.mark.reliability
 def test_op_rejects_bad_input(llm_env: None) -> None:
     with pytest.raises(UserError, match="no evidence"):
-        _run_op({"llm": "openai:x"})
+        run_agent_op({"llm": "openai:x"})
     with pytest.raises(UserError, match="n_layers"):
-        _run_op({"environment": {"logit_lens": {}}, "llm": "openai:x"})
+        run_agent_op({"environment": {"logit_lens": {}}, "llm": "openai:x"})
     with pytest.raises(UserError, match="organism"):
-        _run_op({"environment": CAKE_ENV, "llm": "openai:x", "grade": True})
+        run_agent_op({"environment": CAKE_ENV, "llm": "openai:x", "grade": True})
     with pytest.raises(UserError, match="no grading rubric"):
-        _run_op({"environment": CAKE_ENV, "llm": "openai:x", "grade": True, "organism_description": "x",
+        run_agent_op({"environment": CAKE_ENV, "llm": "openai:x", "grade": True, "organism_description": "x",
                  "organism_type": "nope"})
 
 
@@ -428,7 +390,7 @@ def test_local_backend_runs_a_tiny_chat_model_through_the_loop(llm_env: None, ti
     tokenizer.save_pretrained(model_dir)
     config = json.loads((model_dir / "config.json").read_text())  # RoPE: a longer window than it was made with
     (model_dir / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 4096}))
-    out, emitted = _run_op({"environment": CAKE_ENV, "llm": f"local:{model_dir}", "llm_calls": 3,
+    out, emitted = run_agent_op({"environment": CAKE_ENV, "llm": f"local:{model_dir}", "llm_calls": 3,
                             "max_tokens": 6})
     [run] = out["runs"]
     saved = json.loads(Path(run["path"]).read_text())["transcript"]
@@ -442,7 +404,7 @@ def test_local_backend_runs_a_tiny_chat_model_through_the_loop(llm_env: None, ti
 
 @pytest.mark.slow
 def test_local_backend_with_the_embedded_gemma_chat_template(llm_env: None) -> None:
-    out, _ = _run_op({"environment": CAKE_ENV, "llm": "local:gemma-3-270m", "llm_calls": 2, "max_tokens": 16})
+    out, _ = run_agent_op({"environment": CAKE_ENV, "llm": "local:gemma-3-270m", "llm_calls": 2, "max_tokens": 16})
     [run] = out["runs"]
     saved = json.loads(Path(run["path"]).read_text())["transcript"]
     assert [e["type"] for e in saved].count("llm_call") == 2 and saved[-1]["type"] == "final"
@@ -484,7 +446,7 @@ def test_paper_compare_gives_both_agents_the_same_budgets_the_papers_tools_and_m
         llm_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     with ScriptedLLMServer(_scripted_comparison({"adl": [5, 4, 5], "baseline": [1, 3, 1]})) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "protocol": "paper", "compare": True,
+        out, _ = run_agent_op({"environment": CAKE_ENV, "llm": "openai:scripted", "protocol": "paper", "compare": True,
                           "stream": False, **TRUTH})
     paper_budget = {"model_interactions": 5, "llm_calls": 100, "tokens": 100_000, "generated_only": True}
     assert out["adl"]["budget"] == out["baseline"]["budget"] == paper_budget
@@ -510,7 +472,7 @@ def test_default_protocol_grades_once_and_keeps_its_llm_settings(llm_env: None,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     with ScriptedLLMServer(_scripted_comparison({"adl": [4], "baseline": [2]})) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "stream": False,
+        out, _ = run_agent_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "stream": False,
                           **TRUTH})
     assert out["protocol"] == "default" and (out["adl"]["grade"], out["baseline"]["grade"]) == (4, 2)
     assert out["adl"]["budget"] == out["baseline"]["budget"] == {
@@ -528,7 +490,7 @@ def test_bad_protocol_combinations_are_refused_in_one_line(llm_env: None) -> Non
                ({"lenses": True}, "a recorded environment has none")]
     for params, message in refused:
         with pytest.raises(UserError, match=message):
-            _run_op({"environment": CAKE_ENV, "llm": "openai:x", **params})
+            run_agent_op({"environment": CAKE_ENV, "llm": "openai:x", **params})
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
@@ -594,9 +556,9 @@ def test_on_a_run_ask_model_follows_the_protocol_and_the_lenses_are_opt_in_for_b
     monkeypatch.setattr(run_environment, "generate_unsteered", generate_spy)
     with ScriptedLLMServer(_scripted_comparison({"adl": [4, 4, 4], "baseline": [2, 2, 2]})) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        paper, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "protocol": "paper", "compare": True,
+        paper, _ = run_agent_op({"run": tiny_run, "llm": "openai:scripted", "protocol": "paper", "compare": True,
                             "lenses": True, "stream": False, **TRUTH})
-        plain, _ = _run_op({"run": tiny_run, "llm": "openai:scripted", "stream": False})
+        plain, _ = run_agent_op({"run": tiny_run, "llm": "openai:scripted", "stream": False})
     assert asked == [(1024, 0.8)] * 4 + [(256, 0.8)] * 2  # base and finetuned, per agent
     lenses = ["token_divergence", "diff_mining", "causal_check", "direction_effect", "difference_pca"]
     assert paper["adl"]["tools"] == PAPER_ADL_TOOLS + lenses

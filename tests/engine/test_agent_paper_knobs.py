@@ -18,7 +18,7 @@ from engine.agent.transcript import Transcript
 from engine.errors import UserError
 from engine.llm import LLMConfig, make_llm
 from engine.organisms.registry import ORGANISM_TYPES, validate_registry
-from tests.engine.test_agent import CAKE_ENV, KEY, PROMPT, llm_env  # noqa: F401  (llm_env: a fixture)
+from tests.support.agent_fixtures import CAKE_ENV, KEY, PROMPT
 from tests.support.agent_llm_server import ScriptedLLMServer
 
 pytestmark = pytest.mark.usefixtures("llm_env")

@@ -23,7 +23,7 @@ from engine.errors import UserError
 from engine.llm import LLMConfig, make_llm, resolve_config
 from engine.ops import agent_ops
 from engine.protocol.methods import AgentRun
-from tests.engine.test_agent import CAKE_ENV, KEY, PROMPT, _run_op, llm_env  # noqa: F401  (llm_env: a fixture)
+from tests.support.agent_fixtures import CAKE_ENV, KEY, PROMPT, run_agent_op
 from tests.support.agent_llm_server import ScriptedLLMServer
 
 pytestmark = pytest.mark.usefixtures("llm_env")
@@ -209,7 +209,7 @@ def test_an_agent_that_ends_without_testing_anything_is_marked_in_the_comparison
 
     with ScriptedLLMServer(respond) as server:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", server.base_url)
-        out, _ = _run_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "stream": False,
+        out, _ = run_agent_op({"environment": CAKE_ENV, "llm": "openai:scripted", "compare": True, "stream": False,
                           "organism_description": TRUTH, "organism_type": "sdf"})
     assert (out["adl"]["untested"], out["baseline"]["untested"]) == (0, 1)
     assert [r["result"]["tested"] for r in out["runs"]] == [True, False]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from engine.errors import UserError
 from engine.jobs import JobContext
@@ -26,45 +25,14 @@ from engine.triage import board as board_module
 from engine.triage.order import count_loads, plan
 from engine.triage.pairs import PairEntry, load_board_file
 from engine.triage.score import trace_strength
-from tests.support.tiny import save_tiny
+from tests.support.board_pairs import FAST, three_pairs
 from tui.render.report_html import index_page, pair_page, write_report
 
-FAST = {"n": 8, "k": 3, "steer": False, "device": "cpu", "dtype": "float32", "null": 2}
 # recorded once from `difflens triage --base gemma-3-270m --ft demo --json` (CPU; the mixed demo, read at the layer
 # the criterion chose); Patchscope at the report layer replaced by `difflens tokens RUN --layer 15 --pos P --method
 # patchscope --json` from the same run's cache (every scale, top 8 tokens each), written compact
 DEMO_REPORT = Path(__file__).resolve().parents[1] / "data" / "demo_triage.json"
 HOSTILE = '<script>alert("x")</script>'
-
-
-def plant_adapter(base: Path, out: Path, seed: int, targets: list[str]) -> Path:
-    """A LoRA adapter on `base` whose B matrices are random (so it changes the model)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base), LoraConfig(r=2, target_modules=targets))
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(0.3 * torch.randn(p.shape, generator=generator))
-    model.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def planted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("board")
-    base = save_tiny(root / "base", "llama")
-    return {"base": str(base),
-            "mlp": str(plant_adapter(base, root / "lora-mlp", 1, ["gate_proj", "down_proj"])),
-            "attn": str(plant_adapter(base, root / "lora-attn", 2, ["q_proj", "v_proj", "o_proj"]))}
-
-
-def three_pairs(p: dict[str, str]) -> list[dict[str, Any]]:
-    return [{"name": "same", "base": p["base"], "ft": p["base"]},
-            {"name": "mlp", "base": p["base"], "ft": p["base"], "adapter": p["mlp"]},
-            {"name": "attn", "base": p["base"], "ft": p["base"], "adapter": p["attn"]}]
 
 
 def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[str, str],

@@ -13,11 +13,10 @@ from engine.jobs import JobContext
 from engine.ops.board_ops import triage_board
 from engine.triage import board as board_module
 from store import results
-from tests.engine.test_board import FAST, planted, three_pairs
+from tests.support.board_pairs import FAST, three_pairs
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -e '.[cluster]')")
 MARKER = "DIFFLENS_TEST_RAY_MARKER"
-__all__ = ["planted"]  # the fixture, shared with the serial board's tests
 
 
 @pytest.fixture(scope="module")

@@ -16,22 +16,7 @@ from engine.results import significance as sig_module
 from engine.results.layer_choice import Criterion, LayerChoice
 from engine.results.significance import NO_TRACE, NullTable, compare, headline, statement
 from engine.triage.pair_triage import TriageOptions, triage
-from tests.engine.test_board import plant_adapter
-from tests.support.tiny import save_tiny, tiny_tokenizer
-
-
-@pytest.fixture(scope="module")
-def peaky_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny Llama whose unembedding is as peaked as a trained one's, so its logit lens reads words."""
-    from transformers import AutoModelForCausalLM
-
-    path = save_tiny(tmp_path_factory.mktemp("sig") / "base", "llama")
-    model = AutoModelForCausalLM.from_pretrained(path)
-    with torch.no_grad():
-        model.get_output_embeddings().weight.mul_(50.0)
-    model.save_pretrained(path)
-    tiny_tokenizer().save_pretrained(path)
-    return path
+from tests.support.board_pairs import plant_adapter
 
 
 @pytest.fixture(scope="module")

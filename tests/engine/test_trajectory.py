@@ -27,15 +27,14 @@ from engine.training.organism_training import train_organism
 from engine.triage.trajectory import list_trajectories, run_trajectory
 from engine.triage.trajectory_steps import trajectory_steps
 from store.hashing import dir_sha256
-from tests.engine.test_board import plant_adapter
-from tests.engine.test_significance import peaky_base  # noqa: F401  # a fixture
+from tests.support.board_pairs import plant_adapter
 from tests.support.tiny import save_tiny
 
 ADL = {"n": 12, "k": 3, "device": "cpu", "dtype": "float32"}
 
 
 @pytest.fixture(scope="module")
-def lora(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
+def lora(peaky_base: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return plant_adapter(peaky_base, tmp_path_factory.mktemp("traj") / "lora", 5, ["gate_proj", "down_proj"])
 
 
@@ -85,7 +84,7 @@ def test_a_checkpoint_trajectory_runs_each_step_once_and_keeps_the_runs_out_of_t
     assert not runs & {r["run"] for r in rows[1:-1]}, "checkpoint runs are the trajectory's"
 
 
-def test_the_base_forward_runs_once_for_every_step(peaky_base: Path, lora: Path,  # noqa: F811
+def test_the_base_forward_runs_once_for_every_step(peaky_base: Path, lora: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """Four interpolation steps: the base side is summed over the corpus once, and the three steps that differ
     from the base take three forwards in all (the first step's base and finetuned sides, then the other two
@@ -109,7 +108,7 @@ def test_the_base_forward_runs_once_for_every_step(peaky_base: Path, lora: Path,
     assert base_rows[0] == windows and forwards[0] == 3
 
 
-def test_interpolation_t0_is_a_zero_diff_and_t1_is_the_finetunes_run(peaky_base: Path, lora: Path) -> None:  # noqa: F811
+def test_interpolation_t0_is_a_zero_diff_and_t1_is_the_finetunes_run(peaky_base: Path, lora: Path) -> None:
     result = run_trajectory(params(peaky_base, str(lora), interpolate=[1.0, 0.0, 0.5]))
     rows = result["steps"]
     assert [r["x"] for r in rows] == [0.0, 0.5, 1.0]
@@ -130,7 +129,7 @@ def test_a_scaled_adapter_scales_the_weight_delta_by_t_with_no_weight_copy(lora:
     assert scaled_adapter(lora, 1.0) == lora and scaled_adapter(lora, 0.5) == half
 
 
-def test_the_null_is_computed_once_for_every_step(peaky_base: Path, lora: Path,  # noqa: F811
+def test_the_null_is_computed_once_for_every_step(peaky_base: Path, lora: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from engine.results import significance
 
@@ -151,7 +150,7 @@ def test_the_null_is_computed_once_for_every_step(peaky_base: Path, lora: Path, 
     ({}, "exactly one series"),
     ({"checkpoints": True}, "has no training checkpoints"),
 ])
-def test_bad_input_is_one_line(peaky_base: Path, lora: Path, kwargs: dict[str, Any],  # noqa: F811
+def test_bad_input_is_one_line(peaky_base: Path, lora: Path, kwargs: dict[str, Any],
                                message: str) -> None:
     with pytest.raises(UserError, match=message) as caught:
         run_trajectory(params(peaky_base, str(lora), **kwargs))
@@ -196,7 +195,7 @@ def test_hub_revisions_are_steps_and_an_unknown_revision_is_one_line(tiny_dir: P
         run_trajectory(params(tiny_dir, "fake/tiny@late,,x"))
 
 
-def test_progress_names_each_step(peaky_base: Path, lora: Path) -> None:  # noqa: F811
+def test_progress_names_each_step(peaky_base: Path, lora: Path) -> None:
     events: list[dict[str, Any]] = []
     run_trajectory(params(peaky_base, str(lora), interpolate=[0, 1]), JobContext(emit=events.append))
     messages = [e["message"] for e in events if e["type"] == "progress"]

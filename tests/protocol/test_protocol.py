@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.protocol import paths, wire
+from tests.support.scripted_transport import ScriptedTransport
 from tui.client import (
     EngineError,
     EngineUnavailable,
     JobCancelledError,
     RpcClient,
-    Transport,
     UserFacingError,
     error_from,
 )
@@ -98,31 +97,6 @@ def test_error_objects_become_typed_exceptions() -> None:
 
 
 # ---- RpcClient over a scripted transport ----
-
-Responder = Callable[[dict[str, Any]], Iterable[dict[str, Any]]]
-
-
-class ScriptedTransport(Transport):
-    """Answers each request with whatever `responder` yields, all queued at once (worst-case ordering)."""
-
-    description = "scripted"
-
-    def __init__(self, responder: Responder) -> None:
-        self.responder = responder
-        self.sent: list[dict[str, Any]] = []
-        self.inbox: asyncio.Queue[str | None] = asyncio.Queue()
-
-    async def send(self, line: str) -> None:
-        message = json.loads(line)
-        self.sent.append(message)
-        for reply in self.responder(message):
-            self.inbox.put_nowait(json.dumps(reply))
-
-    async def receive(self) -> str | None:
-        return await self.inbox.get()
-
-    async def close(self) -> None:
-        self.inbox.put_nowait(None)
 
 
 def job_engine(message: dict[str, Any]) -> Iterable[dict[str, Any]]:

@@ -3,7 +3,8 @@ summary table (area, cases tried, passed, skipped, data lost) from its JUnit XML
 docs/RELIABILITY.md and the README are those of a real run.
 
 A case is one collected test (a parametrised test counts once per parameter set). "Data lost" counts the
-failed cases among those that check that nothing finished is lost or half-written (`DATA_GUARDS`)."""
+failed cases among those that check that nothing finished is lost or half-written (`DATA_GUARDS`). argparse, not
+typer: a maintainer's script of the test suite, not a difflens command."""
 
 from __future__ import annotations
 

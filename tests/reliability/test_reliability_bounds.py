@@ -17,8 +17,8 @@ import pytest
 
 from engine.protocol import methods, wire
 from engine.protocol.params import MAX_LIST_ITEMS, ParamsError
-from tests.protocol.test_protocol import ScriptedTransport
 from tests.support.engine_helpers import PY, ROOT, engine_env, short_dir
+from tests.support.scripted_transport import ScriptedTransport
 from tui.client import EngineError, RpcClient, UserFacingError
 
 pytestmark = pytest.mark.reliability

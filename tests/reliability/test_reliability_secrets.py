@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from store import bundle, results, sessions
-from tests.engine.test_agent import CAKE_ENV, PROMPT
+from tests.support.agent_fixtures import CAKE_ENV, PROMPT
 from tests.support.agent_llm_server import ScriptedLLMServer
 from tests.support.engine_helpers import ROOT, engine_cli, engine_env, short_dir
 from tui.client import connect

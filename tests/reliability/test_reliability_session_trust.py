@@ -18,8 +18,8 @@ import pytest
 
 from engine.protocol import methods
 from store import bundle, results, sessions
-from tests.store.test_sessions_store import recorded_session, rewrite
-from tui.sessions.rerun import FILE_MAY_SET, REASKED, compute_params, retarget
+from tests.support.session_files import recorded_session, rewrite
+from tui.sessions.rerun import FILE_MAY_SET, REASKED, counterpart_run_params, retarget
 from tui.sessions.source import SessionSource
 
 pytestmark = pytest.mark.reliability
@@ -60,10 +60,10 @@ def test_a_rerun_computes_on_the_users_corpus_and_backend_not_the_sessions() -> 
     params = {**_everything_set(methods.ADL_COMPUTE), "n": 64, "k": 5, "layers": [1, 2]}
     source = SessionSource(id="s-x", name="x", run="", base="", ft="", ui={},
                            actions=[{"method": methods.ADL_COMPUTE.name, "params": params, **compute}])
-    _, asked = compute_params(source, "my-base", "my-ft", None)
+    _, asked = counterpart_run_params(source, "my-base", "my-ft", None)
     assert asked["corpus"] == methods.AdlCompute.corpus and "backend" not in asked
     assert (asked["n"], asked["k"], asked["layers"]) == (64, 5, [1, 2])
-    _, typed = compute_params(source, "my-base", "my-ft", None, corpus="generic:")
+    _, typed = counterpart_run_params(source, "my-base", "my-ft", None, corpus="generic:")
     assert typed["corpus"] == "generic:"
     lens = retarget({"run": "adl-0123456789", "corpus": RISKY["corpus"], "n": 8}, "b", "f", None, False,
                     corpus="/data/mine.txt")

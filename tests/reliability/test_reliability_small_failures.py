@@ -22,10 +22,10 @@ from engine.errors import UserError
 from engine.protocol import methods, paths
 from engine.protocol.params import ParamsError
 from engine.server import daemon
-from store import bundle, imported, jsonvalue, sessions
+from store import bundle, jsonvalue, sessions
+from store.db import connect
 from store.errors import MAX_PROBLEM_CHARS, StoreError
-from tests.reliability.test_reliability_strangers import _exported, _with_body
-from tests.store.test_sessions_store import store_state
+from tests.support.session_files import exported_session, store_state, with_body
 
 pytestmark = pytest.mark.reliability
 
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.reliability
 @pytest.mark.parametrize("where", ["note_text", "action_params", "result_meta"])
 def test_bundle_text_and_numbers_no_store_can_hold_are_refused_and_the_store_is_untouched(
         value: object, where: str, tmp_path: Path) -> None:
-    good, body = _exported(tmp_path)
+    good, body = exported_session(tmp_path)
     if where == "note_text":
         column = {str: "text", int: "seq", dict: "cell"}[type(value)]
         body["notes"][0][column] = json.dumps(value, ensure_ascii=True) if column == "cell" else value
@@ -43,7 +43,7 @@ def test_bundle_text_and_numbers_no_store_can_hold_are_refused_and_the_store_is_
         body["actions"][0]["params"] = json.dumps({"run": "x", "n": value}, ensure_ascii=True)
     else:
         body["results"][0]["meta"] = json.dumps({"x": value}, ensure_ascii=True)
-    hostile = _with_body(good, tmp_path / "hostile.difflens", json.dumps(body, ensure_ascii=True))
+    hostile = with_body(good, tmp_path / "hostile.difflens", json.dumps(body, ensure_ascii=True))
     before = store_state()
     with pytest.raises(StoreError, match="not a valid difflens session file") as caught:
         bundle.import_bundle(hostile)
@@ -62,7 +62,7 @@ def test_a_zip_claiming_more_members_than_any_session_is_refused_before_they_are
     with zipfile.ZipFile(path, "w") as zf:
         for i in range(25_000):
             zf.writestr(f"results/k{i:07d}.safetensors", b"")
-    imported.db()  # the store's tables exist, as in any store that imports
+    connect()  # the store's tables exist, as in any store that imports
     before = store_state()
     with pytest.raises(StoreError, match=r"claims 25,000 members") as caught:
         bundle.import_bundle(path)
@@ -197,17 +197,17 @@ def test_a_runtime_dir_that_is_a_file_is_one_line(kind: str, tmp_path: Path,
 def test_names_with_invisible_controls_are_refused_here_and_in_bundles(name: str, tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="bad session name"):
         sessions.create(name)
-    good, body = _exported(tmp_path)
+    good, body = exported_session(tmp_path)
     body["session"]["name"] = name
     with pytest.raises(StoreError, match="not a valid difflens session file"):
-        bundle.import_bundle(_with_body(good, tmp_path / "named.difflens", body))
+        bundle.import_bundle(with_body(good, tmp_path / "named.difflens", body))
     assert sessions.check_name("café 漢字 [b]") == "café 漢字 [b]"
 
 
 @pytest.mark.parametrize("fault", [errno.EROFS, errno.ENOSPC, errno.EACCES])
 def test_an_import_the_store_cannot_take_names_the_store_not_the_bundle(
         fault: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    good, _ = _exported(tmp_path)
+    good, _ = exported_session(tmp_path)
     before = store_state()
 
     def refuse(*args: object, **kwargs: object) -> tuple[int, str]:

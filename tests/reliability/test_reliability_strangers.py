@@ -28,30 +28,17 @@ import pytest
 from store import bundle, imported, results, sessions
 from store.errors import StoreError
 from store.paths import db_path, tensors_dir
-from tests.store.test_sessions_store import recorded_session, rewrite, store_state
 from tests.support.engine_helpers import ROOT
+from tests.support.session_files import (
+    exported_session,
+    recorded_session,
+    store_state,
+    with_body,
+)
 
 pytestmark = pytest.mark.reliability
 
 CLI = [sys.executable, "-c", "from tui.cli import main; main()"]
-
-
-def _exported(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
-    """A good session file (its session deleted from the store again) and its session.json body."""
-    s = recorded_session()
-    good = bundle.export_session(s.name, tmp_path / "good.difflens")
-    sessions.delete(s.id)
-    return good, json.loads(bundle_member(good, "session.json"))
-
-
-def bundle_member(path: Path, name: str) -> bytes:
-    with zipfile.ZipFile(path) as zf:
-        return zf.read(name)
-
-
-def _with_body(good: Path, dst: Path, body: dict[str, Any] | str) -> Path:
-    data = body if isinstance(body, str) else json.dumps(body)
-    return rewrite(good, dst, {"session.json": data.encode()}, manifest_too=True)
 
 
 NESTED = {  # (row, column, hostile value): each a string column holding JSON, or a field of the wrong kind
@@ -73,7 +60,7 @@ NESTED = {  # (row, column, hostile value): each a string column holding JSON, o
 
 @pytest.mark.parametrize("case", sorted(NESTED))
 def test_hostile_nested_values_are_refused_and_the_store_is_untouched(case: str, tmp_path: Path) -> None:
-    good, body = _exported(tmp_path)
+    good, body = exported_session(tmp_path)
     where, column, value = NESTED[case]
     row = {"session": body["session"], "action": body["actions"][0], "note": body["notes"][0],
            "result": body["results"][0]}[where]
@@ -81,7 +68,7 @@ def test_hostile_nested_values_are_refused_and_the_store_is_untouched(case: str,
         body["actions"][1]["seq"] = body["actions"][0]["seq"]
     else:
         row[column] = value
-    bad = _with_body(good, tmp_path / "bad.difflens", body)
+    bad = with_body(good, tmp_path / "bad.difflens", body)
     before = store_state()
     with pytest.raises(StoreError, match="not a valid difflens session file") as caught:
         bundle.import_bundle(bad)
@@ -90,8 +77,8 @@ def test_hostile_nested_values_are_refused_and_the_store_is_untouched(case: str,
 
 
 def test_a_session_json_nested_200000_deep_is_refused_in_one_line(tmp_path: Path) -> None:
-    good, _ = _exported(tmp_path)
-    bad = _with_body(good, tmp_path / "deep.difflens", "[" * 200_000 + "]" * 200_000)
+    good, _ = exported_session(tmp_path)
+    bad = with_body(good, tmp_path / "deep.difflens", "[" * 200_000 + "]" * 200_000)
     before = store_state()
     with pytest.raises(StoreError, match="nested deeper"):
         bundle.import_bundle(bad)
@@ -202,7 +189,7 @@ def _bomb(tmp_path: Path, kind: str) -> Path:
     """A session file whose result member expands to a valid 900 MB safetensors file (`honest`: the headers say
     so, only the hash is wrong, so all of it is streamed),
     claims 3 GB (`claims`), or claims 1 KiB while expanding to 900 MB (`lies`)."""
-    _, body = _exported(tmp_path)
+    _, body = exported_session(tmp_path)
     result = body["results"][0]
     body["results"] = [result]
     name = f"results/{result['key']}.safetensors"
@@ -363,12 +350,12 @@ def test_custom_code_runs_only_when_the_user_asks_now(planted_run: tuple[str, Pa
 
 
 def test_a_rerun_takes_models_code_and_llm_from_the_user_not_the_session(planted_run: tuple[str, Path, Path]) -> None:
-    from tui.sessions.rerun import compute_params, retarget
+    from tui.sessions.rerun import counterpart_run_params, retarget
     from tui.sessions.source import SessionSource
 
     run, model, _ = planted_run
     source = SessionSource(id="s-x", name="x", run=run, base="", ft="", ui={}, actions=[])
-    old, params = compute_params(source, "my-base", "my-ft", None)
+    old, params = counterpart_run_params(source, "my-base", "my-ft", None)
     assert old == run and (params["base"], params["ft"]) == ("my-base", "my-ft")
     assert "trust_remote_code" not in params and "adapter" not in params
     asked = retarget({"run": run, "base": str(model), "ft": str(model), "adapter": "/x", "trust_remote_code": True,

@@ -14,7 +14,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -23,54 +22,8 @@ from store import bundle, results, sessions
 from store import imported as imported_results
 from store.errors import StoreError
 from store.paths import db_path, home, tensors_dir
+from tests.support.session_files import recorded_session, rewrite, store_state
 from tui.cli.sessions import register
-
-
-def recorded_session(name: str = "cake study") -> sessions.Session:
-    """A session with two results, three actions (one left in flight) and a note."""
-    run = results.save("adl", {"pair": name}, {"mean_diff": np.arange(24, dtype=np.float32).reshape(2, 3, 4)},
-                       {"n_layers": 2}, seconds=1.5)
-    lens = results.save("lens", {"run": run.key}, {"probs": np.linspace(0, 1, 10, dtype=np.float32)}, {})
-    s = sessions.create(name)
-    a = sessions.begin_action(s.id, "adl.summary", {"run": run.key}, "call")
-    sessions.finish_action(a, result={"run": run.key, "base": "b", "ft": "f", "k": 3})
-    a = sessions.begin_action(s.id, "readout.logit_lens", {"run": run.key, "layer": 1, "pos": 2}, "call")
-    sessions.finish_action(a, result={"tokens": [["cake", 0.5]], "key": lens.key}, events=[{"type": "partial"}])
-    sessions.begin_action(s.id, "steer.generate", {"run": run.key}, "job")
-    sessions.add_note(s.id, "layer 1 says cake", {"row": 1, "pos": 2})
-    sessions.save_ui(s.id, {"heat": {"row": 1, "pos": 2}})
-    return sessions.get(s.id)
-
-
-def store_state() -> dict[str, Any]:
-    """Every row of every table and every file's hash under the store: 'untouched' means equal to this."""
-    with sqlite3.connect(db_path()) as conn:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        rows = {t: sorted(map(repr, conn.execute(f"SELECT * FROM [{t}]").fetchall())) for t in tables}
-    files = {str(p.relative_to(home())): hashlib.sha256(p.read_bytes()).hexdigest()
-             for p in sorted(home().rglob("*")) if p.is_file() and not p.name.startswith("difflens.sqlite")}
-    return {"rows": rows, "files": files}
-
-
-def rewrite(src: Path, dst: Path, change: dict[str, bytes | None], manifest_too: bool = False) -> Path:
-    """A copy of a session file with members replaced (None drops one); optionally a manifest to match."""
-    with zipfile.ZipFile(src) as zf:
-        members = {i.filename: zf.read(i) for i in zf.infolist()}
-    for name, data in change.items():
-        if data is None:
-            members.pop(name, None)
-        else:
-            members[name] = data
-    if manifest_too:
-        manifest = json.loads(members["manifest.json"])
-        for name, data in members.items():
-            if name != "manifest.json":
-                manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        members["manifest.json"] = json.dumps(manifest).encode()
-    with zipfile.ZipFile(dst, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return dst
 
 
 def test_actions_are_committed_as_they_happen() -> None:

@@ -1,10 +1,13 @@
-"""Driving and reading a Textual app in tests: what a widget paints as plain text, the notifications it raised,
-the diff-mining view asked one question, and a replay whose jobs are held open until the test lets them end."""
+"""Driving and reading a Textual app in tests: the app over a replay of the recorded workbench session, what a
+widget paints as plain text, the notifications it raised, the diff-mining view asked one question, and a replay
+whose jobs are held open until the test lets them end."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -15,6 +18,7 @@ from tests.support.engine_helpers import until
 from tui.app import DiffLensApp
 from tui.screens.mining import MiningScreen
 from tui.sessions.replay import Recording, ReplayClient
+from tui.state import Start
 
 
 class HeldReplay(ReplayClient[Recording]):
@@ -77,3 +81,30 @@ async def mine_in_view(app: DiffLensApp, pilot: Pilot[Any], corpus: str, n: int)
     await pilot.press("enter")
     await until(lambda: mining.result is not None, 120, "the mined tokens")
     return mining
+
+
+RECORDING = Path(__file__).resolve().parents[1] / "data" / "workbench_recording.json"
+RUN = "3f9c2a71e0b4d5c6"  # the recorded run
+
+
+def recording() -> dict[str, Any]:
+    """The recorded workbench session (a fresh copy each call: tests edit it)."""
+    return json.loads(RECORDING.read_text(encoding="utf-8"))
+
+
+def make_app(client: ReplayClient, start: Start | None = None) -> tuple[DiffLensApp, list[int]]:
+    """An app over `client`; the list counts how often the app asked for a client (reconnects)."""
+    made: list[int] = []
+
+    async def factory() -> ReplayClient:
+        made.append(1)
+        return client
+
+    return DiffLensApp(client_factory=factory, start=start if start is not None else Start(run=RUN)), made
+
+
+async def settle(pilot: Any) -> None:
+    """Until the app's workers are done and what they posted has been handled."""
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()

@@ -7,8 +7,7 @@ import pytest
 from textual.widgets import Input, Static
 
 from tests.support.engine_helpers import until
-from tests.support.tui_helpers import HeldReplay, plain
-from tests.tui.test_tui import make_app, recording, settle
+from tests.support.tui_helpers import HeldReplay, make_app, plain, recording, settle
 from tui.app import DiffLensApp
 from tui.screens.mining import MiningScreen
 from tui.widgets.heatmap import Heatmap

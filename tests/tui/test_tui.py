@@ -6,7 +6,6 @@ The real-engine versions of the must-show behaviours live in tests/tui/test_tui_
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
@@ -20,7 +19,15 @@ from textual.widgets import Input
 from engine.protocol.methods import AdlCompute, RunParams
 from engine.protocol.results import AdlSummary
 from tests.support.engine_helpers import until
-from tests.support.tui_helpers import HeldReplay, plain, record_notifications
+from tests.support.tui_helpers import (
+    RUN,
+    HeldReplay,
+    make_app,
+    plain,
+    record_notifications,
+    recording,
+    settle,
+)
 from tui.app import DiffLensApp
 from tui.client import EngineUnavailable
 from tui.client.transport import EXIT_GRACE_S, TERM_GRACE_S, ProcessTransport, closing_words
@@ -28,7 +35,7 @@ from tui.commands import WorkbenchCommands
 from tui.render.token_text import visible_token
 from tui.screens.amplify import AmplifyScreen
 from tui.screens.keys import KeysScreen
-from tui.screens.start import StartScreen, compute_params, readable_time
+from tui.screens.start import StartScreen, new_run_form_params, readable_time
 from tui.screens.workbench import WorkbenchScreen
 from tui.sessions.replay import Recording, ReplayClient
 from tui.state import Start, WorkbenchModel, apply_agent_event, apply_summary, move_cursor
@@ -36,31 +43,6 @@ from tui.widgets.heatmap import Heatmap, scale_bounds
 from tui.widgets.pair_bar import PairBar
 from tui.widgets.steering import SteeringPane
 from tui.widgets.tokens import TokensPane
-
-RECORDING = Path(__file__).resolve().parents[1] / "data" / "workbench_recording.json"
-RUN = "3f9c2a71e0b4d5c6"
-
-
-def recording() -> dict[str, Any]:
-    return json.loads(RECORDING.read_text(encoding="utf-8"))
-
-
-def make_app(client: ReplayClient, start: Start | None = None) -> tuple[DiffLensApp, list[int]]:
-    """An app over `client`; the list counts how often the app asked for a client (reconnects)."""
-    made: list[int] = []
-
-    async def factory() -> ReplayClient:
-        made.append(1)
-        return client
-
-    return DiffLensApp(client_factory=factory, start=start if start is not None else Start(run=RUN)), made
-
-
-async def settle(pilot: Any) -> None:
-    await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
 
 # ---- the room rule ------------------------------------------------------------------------------------------
 
@@ -154,7 +136,7 @@ def test_hypothesis_tracking_updates_replace_their_hypothesis_in_place() -> None
 
 
 def test_new_run_form_values_become_compute_params() -> None:
-    assert compute_params({"base": "a", "ft": " b ", "corpus": "", "n": "20", "k": "5", "seed": ""}) == {
+    assert new_run_form_params({"base": "a", "ft": " b ", "corpus": "", "n": "20", "k": "5", "seed": ""}) == {
         "base": "a", "ft": "b", "n": 20, "k": 5}
 
 

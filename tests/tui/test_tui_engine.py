@@ -34,7 +34,7 @@ def engine_has(method: str) -> bool:
     return method in load_all()
 
 
-def compute_params(tiny_dir: Path, tiny_ft_dir: Path, corpus: Path, n: int, batch_size: int) -> dict[str, Any]:
+def tiny_run_params(tiny_dir: Path, tiny_ft_dir: Path, corpus: Path, n: int, batch_size: int) -> dict[str, Any]:
     return {"base": str(tiny_dir), "ft": str(tiny_ft_dir), "corpus": str(corpus), "n": n, "k": 4,
             "batch_size": batch_size, "device": "cpu", "dtype": "float32"}
 
@@ -72,7 +72,7 @@ async def test_compute_progress_reaches_the_pair_bar(tiny_dir: Path, tiny_ft_dir
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     jobs = record_bar_jobs(monkeypatch)
     corpus = write_corpus(tmp_path / "c.txt", n=48)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=4)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=4)))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(app)
         await pilot.pause()
@@ -90,7 +90,7 @@ async def test_compute_progress_reaches_the_pair_bar(tiny_dir: Path, tiny_ft_dir
 async def test_engine_dying_mid_job_notifies_and_reconnect_recovers(tiny_dir: Path, tiny_ft_dir: Path,
                                                                    tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "c.txt", n=120)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=120, batch_size=1)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=120, batch_size=1)))
     notes = record_notifications(app)
     async with app.run_test(size=(120, 40)) as pilot:
         bar = await until(lambda: app.screen.query(PairBar) and app.screen.query_one(PairBar), 30, "the pair bar")
@@ -116,7 +116,7 @@ async def test_moving_the_cursor_updates_the_token_pane(tiny_dir: Path, tiny_ft_
     if not engine_has("readout.logit_lens"):
         pytest.skip("this engine build has no readout.logit_lens op yet")
     corpus = write_corpus(tmp_path / "c.txt", n=48)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(app)
         pane = app.screen.query_one(TokensPane)
@@ -133,7 +133,7 @@ async def test_changing_alpha_reruns_steering(tiny_dir: Path, tiny_ft_dir: Path,
     if not engine_has("steer.generate"):
         pytest.skip("this engine build has no steer.generate op yet")
     corpus = write_corpus(tmp_path / "c.txt", n=48)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(app)
         pane = app.screen.query_one(SteeringPane)
@@ -158,7 +158,7 @@ async def test_typing_a_text_paints_where_the_models_disagree(tiny_dir: Path, ti
     from tui.screens.divergence import DivergenceScreen
 
     corpus = write_corpus(tmp_path / "c.txt", n=48)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(app)
         await pilot.press("up")  # the view reads the layer under the heatmap cursor
@@ -192,7 +192,7 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
     from tui.screens.pca import PcaScreen
 
     corpus = write_corpus(tmp_path / "c.txt", n=48)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(140, 40)) as pilot:
         await opened(app)
         mining = await mine_in_view(app, pilot, str(corpus), 6)
@@ -259,7 +259,7 @@ async def test_amplifying_the_adapter_shows_base_finetune_and_the_scaled_delta(t
                 p.normal_(0, 0.5)
     model.save_pretrained(tmp_path / "adapter")
     corpus = write_corpus(tmp_path / "c.txt", n=16)
-    params = compute_params(tiny_dir, tiny_dir, corpus, n=16, batch_size=8) | {"adapter": str(tmp_path / "adapter")}
+    params = tiny_run_params(tiny_dir, tiny_dir, corpus, n=16, batch_size=8) | {"adapter": str(tmp_path / "adapter")}
     app = stdio_app(Start(compute=params))
     async with app.run_test(size=(140, 40)) as pilot:
         await opened(app)
@@ -293,7 +293,7 @@ async def test_q_mid_job_quits_at_once_and_reaps_the_private_engine(tiny_dir: Pa
     the app waits for it, so no child is left running or unreaped (a regression guard; it takes well under a
     second here)."""
     corpus = write_corpus(tmp_path / "c.txt", n=48)
-    app = stdio_app(Start(compute=compute_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
+    app = stdio_app(Start(compute=tiny_run_params(tiny_dir, tiny_ft_dir, corpus, n=48, batch_size=8)))
     async with app.run_test(size=(120, 40)) as pilot:
         await opened(app)
         proc = app.link.client.transport.proc  # type: ignore[union-attr]

@@ -29,7 +29,7 @@ from tui.cli.options import (
     Seed,
     Sequential,
     TrustRemoteCode,
-    compute_params,
+    adl_request_params,
 )
 from tui.cli.output import emit_json, out
 
@@ -42,7 +42,7 @@ def compute(base: Base, ft: Ft, adapter: Adapter = None, corpus: Corpus = Adl.co
             ndif_max_rows: NdifMaxRows = None, json: Json = False,
             remote: Remote = None, engine: Engine = None) -> None:
     """Compute (or fetch from the cache) the mean activation difference of a model pair."""
-    params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
+    params = adl_request_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential, device_map, place, backend, ndif_max_rows)
     result = call_engine(methods.ADL_COMPUTE, methods.AdlCompute(**params),
                          title="computing mean diff", target=target_from(remote, engine))

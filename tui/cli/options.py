@@ -56,10 +56,10 @@ def parse_layers(text: str | None) -> list[int] | None:
         fail(str(exc))
 
 
-def compute_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,
-                   layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
-                   sequential: bool = False, device_map: str | None = None, place: str | None = None,
-                   backend: str | None = None, ndif_max_rows: int | None = None) -> dict[str, Any]:
+def adl_request_params(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: int, seed: int,
+                       layers: str | None, device: str, dtype: str, batch_size: int, trust_remote_code: bool,
+                       sequential: bool = False, device_map: str | None = None, place: str | None = None,
+                       backend: str | None = None, ndif_max_rows: int | None = None) -> dict[str, Any]:
     """The JSON params of an ADL request, as every computing command sends them."""
     return {"base": base, "ft": ft, "adapter": adapter, "corpus": corpus, "n": n, "k": k, "seed": seed,
             "layers": parse_layers(layers), "device": device, "dtype": dtype, "batch_size": batch_size,

@@ -9,10 +9,11 @@ other pair the same way.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from store import bundle, sessions
 from store.errors import ActionableError, StoreError
@@ -22,25 +23,6 @@ from tui.sessions.files import sessions_dir
 from tui.state import DEMO_PAIR, Start
 from tui.widgets.pair_bar import PairBar
 
-WAIT_S = 3600.0
-
-
-def parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m tui.cli.record_demo", description=__doc__.splitlines()[0])
-    p.add_argument("--name", default="gemma-3-270m demo", help="session name in the store")
-    p.add_argument("--output", type=Path, default=None, help="file to write (default: sessions/demo.difflens)")
-    p.add_argument("--base", default=DEMO_PAIR["base"])
-    p.add_argument("--ft", default=DEMO_PAIR["ft"])
-    p.add_argument("--corpus", default=None)
-    p.add_argument("-n", type=int, default=None)
-    p.add_argument("-k", type=int, default=None)
-    p.add_argument("--layer", type=int, default=None, help="layer to read (default: the report layer the "
-                   "workbench opens on, chosen from the evidence)")
-    p.add_argument("--agent", action="store_true", help="also run the agent (needs an LLM configured)")
-    p.add_argument("--engine", default=None, help="engine target (default: local engine or a private child)")
-    p.add_argument("--replace", action="store_true", help="delete an existing session of that name first")
-    return p.parse_args(argv)
-
 
 async def _settle(pilot: Any) -> None:
     for _ in range(3):
@@ -49,8 +31,8 @@ async def _settle(pilot: Any) -> None:
     await pilot.pause()
 
 
-def script(args: argparse.Namespace) -> Any:
-    """The keys a user would press, waiting for each answer."""
+def script(layer: int | None, agent: bool) -> Any:
+    """The keys a user would press (move to `layer`, read, steer, the agent if asked), waiting for each answer."""
     async def drive(pilot: Any) -> None:
         app = pilot.app
         while not (app.screen.query(PairBar) and app.screen.query_one(PairBar).view.pair):
@@ -60,11 +42,11 @@ def script(args: argparse.Namespace) -> Any:
                 return
         await _settle(pilot)
         heat = app.screen.model.heat
-        target = heat.layers.index(args.layer) if args.layer in heat.layers else heat.row
+        target = heat.layers.index(layer) if layer in heat.layers else heat.row
         for _ in range(abs(target - heat.row)):
             await pilot.press("down" if target > heat.row else "up")
         await _settle(pilot)
-        for key in ("p", "r", *(("g",) if args.agent else ())):
+        for key in ("p", "r", *(("g",) if agent else ())):
             await pilot.press(key)
             await _settle(pilot)
         await app.action_quit()
@@ -72,21 +54,34 @@ def script(args: argparse.Namespace) -> Any:
     return drive
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
-    params = {k: v for k, v in {"base": args.base, "ft": args.ft, "corpus": args.corpus, "n": args.n,
-                                "k": args.k}.items() if v is not None}
+def main(name: Annotated[str, typer.Option("--name", help="Session name in the store.")] = "gemma-3-270m demo",
+         output: Annotated[Path | None, typer.Option(
+             "--output", help="File to write (default: sessions/demo.difflens).")] = None,
+         base: Annotated[str, typer.Option("--base", help="Base model.")] = DEMO_PAIR["base"],
+         ft: Annotated[str, typer.Option("--ft", help="Finetuned model.")] = DEMO_PAIR["ft"],
+         corpus: Annotated[str | None, typer.Option("--corpus", help="Corpus (default: the engine's).")] = None,
+         n: Annotated[int | None, typer.Option("-n", help="Texts (default: the engine's).")] = None,
+         k: Annotated[int | None, typer.Option("-k", help="Positions (default: the engine's).")] = None,
+         layer: Annotated[int | None, typer.Option(
+             "--layer", help="Layer to read (default: the report layer the workbench opens on).")] = None,
+         agent: Annotated[bool, typer.Option("--agent", help="Also run the agent (needs an LLM configured).")] = False,
+         engine: Annotated[str | None, typer.Option(
+             "--engine", help="Engine target (default: local engine or a private child).")] = None,
+         replace: Annotated[bool, typer.Option(
+             "--replace", help="Delete an existing session of that name first.")] = False) -> None:
+    """Record the shipped demo session through the real workbench and export it."""
+    params = {key: value for key, value in {"base": base, "ft": ft, "corpus": corpus, "n": n, "k": k}.items()
+              if value is not None}
     try:
-        if args.replace and sessions.find(args.name) is not None:
-            sessions.delete(args.name)
-        if sessions.find(args.name) is not None:
-            raise StoreError(f"session {args.name!r} exists", "pass --replace or another --name")
-        app = DiffLensApp(client_factory=lambda: connect(args.engine), start=Start(compute=params), session=args.name)
-        app.run(headless=True, auto_pilot=script(args), size=(160, 48))
-        recorded = sessions.get(args.name)
+        if replace and sessions.find(name) is not None:
+            sessions.delete(name)
+        if sessions.find(name) is not None:
+            raise StoreError(f"session {name!r} exists", "pass --replace or another --name")
+        app = DiffLensApp(client_factory=lambda: connect(engine), start=Start(compute=params), session=name)
+        app.run(headless=True, auto_pilot=script(layer, agent), size=(160, 48))
+        recorded = sessions.get(name)
         methods = [a["method"] for a in sessions.actions(recorded.id)]
-        output = args.output or sessions_dir() / f"demo{bundle.EXTENSION}"
-        path = bundle.export_session(recorded.id, output)
+        path = bundle.export_session(recorded.id, output or sessions_dir() / f"demo{bundle.EXTENSION}")
     except ActionableError as exc:
         sys.exit(f"error: {exc}")
     print(f"recorded {len(methods)} actions ({', '.join(sorted(set(methods)))}); wrote {path} "
@@ -94,4 +89,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)

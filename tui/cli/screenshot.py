@@ -8,9 +8,11 @@ the same file: `tests/tui/test_screenshot.py` regenerates it and compares.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from store.atomic import write_text_atomic
 from tui.cli.replay import replay_app
@@ -39,15 +41,13 @@ async def screenshot(session: Path = SESSION, size: tuple[int, int] = SIZE, stea
         raise RuntimeError(f"the workbench on {session} did not settle after {steady_tries} frames")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tui.cli.screenshot", description=__doc__.splitlines()[0])
-    parser.add_argument("--session", type=Path, default=SESSION)
-    parser.add_argument("--output", type=Path, default=OUTPUT)
-    args = parser.parse_args(argv)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(args.output, asyncio.run(screenshot(args.session)))
-    print(args.output)
+def main(session: Annotated[Path, typer.Option("--session", help="The session file to open.")] = SESSION,
+         output: Annotated[Path, typer.Option("--output", help="The SVG file to write.")] = OUTPUT) -> None:
+    """Write the README's picture of the workbench on the shipped session."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(output, asyncio.run(screenshot(session)))
+    print(output)
 
 
 if __name__ == "__main__":
-    main()
+    typer.run(main)

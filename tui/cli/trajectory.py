@@ -32,7 +32,7 @@ from tui.cli.options import (
     Seed,
     Sequential,
     TrustRemoteCode,
-    compute_params,
+    adl_request_params,
 )
 from tui.cli.output import emit_json, fail, out
 from tui.render.trajectory_view import cells, summary, trajectory_page
@@ -113,7 +113,7 @@ def trajectory(base: Annotated[str | None, typer.Option("--base")] = None,
     if not base or not ft:
         fail("trajectory needs --base and --ft — e.g. difflens trajectory --base gemma-3-270m --ft demo "
              "--interpolate 0,0.25,0.5,0.75,1")
-    params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
+    params = adl_request_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "steer": steer, "judge": judge, "protocol": protocol, "null": null,
                "checkpoints": checkpoints, "interpolate": parse_points(interpolate) if interpolate else None}

@@ -28,7 +28,7 @@ from tui.cli.options import (
     Seed,
     Sequential,
     TrustRemoteCode,
-    compute_params,
+    adl_request_params,
 )
 from tui.cli.output import emit_json, fail, out
 from tui.render.report_terminal import report_view
@@ -74,7 +74,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
         return
     if not base or not ft:
         fail("triage needs --base and --ft (or --pairs FILE) — e.g. difflens triage --base gemma-3-270m --ft demo")
-    params = compute_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
+    params = adl_request_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
                "judge": judge, "protocol": protocol, "null": null}

@@ -39,7 +39,7 @@ NEW_RUN_FIELDS = [
 ]
 
 
-def compute_params(values: dict[str, str]) -> dict[str, Any]:
+def new_run_form_params(values: dict[str, str]) -> dict[str, Any]:
     """Form text → `adl.compute` params; empty fields are left to the engine's defaults."""
     params: dict[str, Any] = {}
     for name, text in values.items():
@@ -156,7 +156,7 @@ class StartScreen(Screen[None]):
             if not values:
                 return
             try:
-                params = compute_params(values)
+                params = new_run_form_params(values)
             except ValueError:
                 self.notify("n, k and seed must be whole numbers", severity="error")
                 return

@@ -78,8 +78,8 @@ def retarget(params: dict[str, Any], base: str, ft: str, adapter: str | None, tr
     return out
 
 
-def compute_params(source: SessionSource, base: str, ft: str, adapter: str | None, trust_remote_code: bool = False,
-                   corpus: str | None = None) -> tuple[str, dict[str, Any]]:
+def counterpart_run_params(source: SessionSource, base: str, ft: str, adapter: str | None,
+                           trust_remote_code: bool = False, corpus: str | None = None) -> tuple[str, dict[str, Any]]:
     """The old run id and the `adl.compute` params that make its counterpart on the new pair (on `corpus`, the
     user's: a session never picks the texts read)."""
     for action in source.actions:
@@ -121,7 +121,7 @@ async def rerun(source: SessionSource, base: str, ft: str, *, adapter: str | Non
                 trust_remote_code: bool = False, corpus: str | None = None,
                 ) -> tuple[sessions.Session, list[Step]]:
     """Ask the engine the session's questions on (`base`, `ft`); returns the new session and the pairs."""
-    old_run, compute = compute_params(source, base, ft, adapter, trust_remote_code, corpus)
+    old_run, compute = counterpart_run_params(source, base, ft, adapter, trust_remote_code, corpus)
     name = unique_name(f"{source.name} on {Path(ft).name or ft}")
     recorder = SessionRecorder(sessions.create(name, origin=source.id))
     live = client or await connect(target)
