@@ -11,10 +11,12 @@ import pytest
 import torch
 
 from engine.adl.request import AdlRequest
+from engine.agent.run_environment import SteeringSettings
 from engine.models.null_adapters import DeltaProfile, full_profile, lora_profile, null_adapter
+from engine.results import null_evidence as evidence_module
 from engine.results import significance as sig_module
 from engine.results.layer_choice import Criterion, LayerChoice
-from engine.results.significance import NO_TRACE, NullTable, compare, headline, statement
+from engine.results.significance import NO_TRACE, NullTable, against, compare, headline, statement, with_evidence
 from engine.triage.pair_triage import TriageOptions, triage
 from tests.engine.test_board import plant_adapter
 from tests.support.tiny import save_tiny, tiny_tokenizer
@@ -80,6 +82,19 @@ def test_the_headline_lists_tokens_only_for_a_readable_trace() -> None:
     found = compare(choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), NULL)
     found["statement"] = statement(found)
     assert headline(found, hypothesis) == "keywords: cake, bake"
+
+
+def test_relevance_and_steering_gain_are_said_against_their_nulls_by_the_one_rule() -> None:
+    found = {**compare(choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), NULL), "verdict": "readable trace"}
+    relevance = {"tested": True, **against(0.05, np.asarray([0.04, 0.06, 0.05, 0.07]))}
+    gain = {"tested": True, **against(0.3, np.asarray([0.01, 0.02, -0.01, 0.0]))}
+    assert not relevance["clears"] and relevance["p"] == 0.8 and gain["clears"] and gain["z"] > 3
+    out = with_evidence(found, relevance, gain)
+    assert out["readable"] and out["relevance"] == relevance and out["steering_gain"] == gain
+    assert out["statement"].startswith(statement(found)) and "relevance 0.050 vs null 0.055" in out["statement"]
+    assert "relevance 0.050 vs null 0.055 ± 0.013 (max 0.070): within it" in out["statement"]
+    assert "steering gain 0.300 vs null 0.005 ± 0.013 (max 0.020): clears it" in out["statement"]
+    assert with_evidence(found, None, None) is found
 
 
 def test_lora_profile_is_the_adapters_weight_delta_and_a_null_adapter_matches_it(random_lora: Path,
@@ -154,6 +169,34 @@ def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
     monkeypatch.setattr(sig_module, "compute_adl", refuse)
     again = triage(request, TriageOptions(steer=False, null=4))
     assert again["significance"] == sig
+
+
+def test_a_known_finetunes_relevance_is_tested_against_the_null_adapters_by_the_same_judge(
+        peaky_base: Path, random_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
+    options = TriageOptions(null=3, steer=False, description="baking cakes")
+    report = triage(request, options)
+    sig = report["significance"]
+    assert sig["relevance"]["tested"] and sig["relevance"]["n_null"] == 3 and not sig["relevance"]["clears"]
+    assert sig["relevance"]["observed"] == pytest.approx(np.mean(
+        [report["layers"][str(report["layer"])][str(p)]["relevance"]["diff"] for p in range(4)]), abs=1e-4)
+    assert "relevance" in sig["statement"] and "steering_gain" not in sig and report["headline"].startswith(NO_TRACE)
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the null's relevance should come from the store")
+
+    monkeypatch.setattr(evidence_module, "token_grader", refuse)
+    assert triage(request, options)["significance"]["relevance"] == sig["relevance"]
+
+
+def test_a_steered_reports_gain_is_tested_against_the_null_adapters_steered_alike(
+        peaky_base: Path, random_lora: Path) -> None:
+    request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
+    report = triage(request, TriageOptions(null=2, positions=[1], n_prompts=1, description="baking cakes",
+                                           steering=SteeringSettings(max_new_tokens=4)))
+    gain = report["significance"]["steering_gain"]
+    assert gain["tested"] and gain["n_null"] == 2 and gain["observed"] == report["steering_similarity"]["gain"]
+    assert "steering gain" in report["significance"]["statement"]
 
 
 def test_an_identical_pair_reads_no_readable_trace(peaky_base: Path) -> None:
