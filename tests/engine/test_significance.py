@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from engine.adl.request import AdlRequest
-from engine.agent.run_environment import SteeringSettings
 from engine.models.null_adapters import DeltaProfile, full_profile, lora_profile, null_adapter
 from engine.results import null_evidence as evidence_module
 from engine.results import significance as sig_module
@@ -189,14 +188,21 @@ def test_a_known_finetunes_relevance_is_tested_against_the_null_adapters_by_the_
     assert triage(request, options)["significance"]["relevance"] == sig["relevance"]
 
 
-def test_a_steered_reports_gain_is_tested_against_the_null_adapters_steered_alike(
-        peaky_base: Path, random_lora: Path) -> None:
-    request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
-    report = triage(request, TriageOptions(null=2, positions=[1], n_prompts=1, description="baking cakes",
-                                           steering=SteeringSettings(max_new_tokens=4)))
-    gain = report["significance"]["steering_gain"]
-    assert gain["tested"] and gain["n_null"] == 2 and gain["observed"] == report["steering_similarity"]["gain"]
-    assert "steering gain" in report["significance"]["statement"]
+def test_the_steering_gain_null_steers_each_null_run_at_its_own_report_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = NullTable(NULL.scores, NULL.layers, ["null-a", "null-b", "null-c", "null-d"], {}, 0.0)
+    monkeypatch.setattr(evidence_module, "load_run", lambda run_id: run_id)
+    asked: list[tuple[str, int]] = []
+
+    def gain_of(run: Any, layer: int) -> float | None:
+        asked.append((run, layer))
+        return None if run == "null-d" else 0.01 * len(asked)  # a null with no coherent strength has no gain
+
+    out = evidence_module.gain_null(runs, choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), gain_of, 0.2)
+    assert asked == [("null-a", 1), ("null-b", 0), ("null-c", 2), ("null-d", 2)]  # each null's best layer
+    assert out["tested"] and out["n_null"] == 3 and out["null_max"] == 0.03 and out["clears"]
+    named = evidence_module.gain_null(runs, choice({2: 0.3}, by="user", layer=3), lambda run, layer: 0.0, 0.0)
+    assert not named["clears"] and named["p"] == 1.0
+    assert not evidence_module.gain_null(runs, choice({2: 0.3}), lambda run, layer: None, 0.1)["tested"]
 
 
 def test_an_identical_pair_reads_no_readable_trace(peaky_base: Path) -> None:
