@@ -16,6 +16,9 @@ LABEL = "keyword hypothesis (counted from the evidence; not an agent's conclusio
 _WORD = re.compile(r"[A-Za-z][A-Za-z'\-]+")
 _MARKERS = "▁Ġ Ċ\t\n"
 _SUFFIXES = ("ings", "ing", "ers", "er", "ed", "es", "s")
+# Derivational suffixes joined to a root only when the evidence holds the root too (see `_families`).
+_DERIVED = ("en", "y", "ish", "ic", "al", "ous", "ful", "ly")
+_ROOT_MIN = 4
 STOPWORDS = frozenset((
     "a", "about", "above", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at",
     "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could",
@@ -51,17 +54,35 @@ def _text_words(text: str) -> list[str]:
     return [w for w in (_word(m) for m in _WORD.findall(text)) if w]
 
 
+def _families(stems: set[str]) -> dict[str, str]:
+    """Each stem's family root: a stem that is another observed stem of at least `_ROOT_MIN` letters plus a
+    derivational suffix joins that stem (golden → gold, rusty → rust), so one concept split over its word forms
+    is counted once. Only roots the evidence itself contains are used, so no unseen word is guessed at."""
+    root = {stem: stem for stem in stems}
+    for stem in sorted(stems, key=len):
+        for suffix in _DERIVED:
+            base = stem.removesuffix(suffix)
+            if base != stem and len(base) >= _ROOT_MIN and base in stems:
+                root[stem] = root[base]
+                break
+    return root
+
+
 def keyword_hypothesis(env: AgentEnvironment, top: int = 12, k: int = 20) -> dict[str, Any]:
-    """Ranked keywords from the overview layer and positions, with a one-line summary."""
+    """Ranked keywords from the overview layer and positions, with a one-line summary.
+
+    A word's score is the number of readout cells that hold it (any of its forms) plus its excess in steered
+    over unsteered text; ties go to the word ranked higher in its cells (the sum of its reciprocal ranks)."""
     overview = env.overview()
     layer, positions = int(overview["layer"]), [int(p) for p in overview["positions"]]
     surface: dict[str, Counter[str]] = defaultdict(Counter)
-    cells: Counter[str] = Counter()
+    cell_ranks: list[dict[str, int]] = []  # per cell: each stem's best rank in it
 
-    def stems_of(words: list[str]) -> set[str]:
+    def stems_of(words: list[str | None]) -> list[str | None]:
         for w in words:
-            surface[_stem(w)][w] += 1
-        return {_stem(w) for w in words}
+            if w:
+                surface[_stem(w)][w] += 1
+        return [_stem(w) if w else None for w in words]
 
     lens = env.logitlens_details(layer, positions, k)["positions"]
     try:
@@ -70,30 +91,43 @@ def keyword_hypothesis(env: AgentEnvironment, top: int = 12, k: int = 20) -> dic
         scope = {}
     for table in (lens, {p: cell["tokens"] for p, cell in scope.items()}):
         for tokens in table.values():
-            cells.update(stems_of([w for w in (_word(t) for t, _ in tokens) if w]))
+            ranks: dict[str, int] = {}
+            for rank, stem in enumerate(stems_of([_word(t) for t, _ in tokens])):
+                if stem:
+                    ranks.setdefault(stem, rank)
+            cell_ranks.append(ranks)
 
-    steered: Counter[str] = Counter()
-    unsteered: Counter[str] = Counter()
+    steered_texts: list[set[str]] = []
+    unsteered_texts: list[set[str]] = []
     for pos in positions:
         try:
             samples = env.steering_samples(layer, pos, 5)["samples"]
         except ToolError:
             continue
         for sample in samples:
-            for text in sample["steered"]:
-                steered.update(stems_of(_text_words(text)))
-            for text in sample["unsteered"]:
-                unsteered.update(stems_of(_text_words(text)))
+            steered_texts += [{s for s in stems_of(list(_text_words(t))) if s} for t in sample["steered"]]
+            unsteered_texts += [{s for s in stems_of(list(_text_words(t))) if s} for t in sample["unsteered"]]
 
-    ranked: list[dict[str, Any]] = []
-    for stem in set(cells) | set(steered):
-        excess = steered[stem] - unsteered[stem]
-        if cells[stem] >= 2 or excess >= 2 or (cells[stem] and excess >= 1):
-            ranked.append({"word": surface[stem].most_common(1)[0][0], "cells": cells[stem],
-                           "steered": steered[stem], "unsteered": unsteered[stem],
-                           "score": cells[stem] + max(0, excess)})
-    ranked.sort(key=lambda r: (-r["score"], -r["cells"], r["word"]))
-    keywords = ranked[:top]
+    root = _families({*surface})
+    cells: Counter[str] = Counter()
+    weight: dict[str, float] = defaultdict(float)
+    for ranks in cell_ranks:
+        best: dict[str, int] = {}
+        for stem, rank in ranks.items():
+            best[root[stem]] = min(rank, best.get(root[stem], rank))
+        cells.update(best.keys())
+        for family, rank in best.items():
+            weight[family] += 1.0 / (1 + rank)
+    steered = Counter(family for stems in steered_texts for family in {root[s] for s in stems})
+    unsteered = Counter(family for stems in unsteered_texts for family in {root[s] for s in stems})
+
+    excess = {f: steered[f] - unsteered[f] for f in set(cells) | set(steered)}
+    score = {f: cells[f] + max(0, more) for f, more in excess.items()
+             if cells[f] >= 2 or more >= 2 or (cells[f] and more >= 1)}
+    word = {f: surface[f].most_common(1)[0][0] for f in score}
+    families = sorted(score, key=lambda f: (-score[f], -cells[f], -weight[f], word[f]))[:top]
+    keywords: list[dict[str, Any]] = [{"word": word[f], "cells": cells[f], "steered": steered[f],
+                                       "unsteered": unsteered[f], "score": score[f]} for f in families]
     summary = (f"The difference points to: {', '.join(r['word'] for r in keywords)}." if keywords
                else "No word recurs across the readouts or the steered samples.")
     return {"kind": "keywords", "label": LABEL, "layer": layer, "positions": positions,

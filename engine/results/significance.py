@@ -110,6 +110,15 @@ def _null_inputs(request: AdlRequest, run: AdlRun, bucketed: DeltaProfile, n_nul
             "criterion": asdict(criterion), "n_null": n_null}
 
 
+def table_of(sig: dict[str, Any]) -> NullTable | None:
+    """The null table a verdict was computed from (None: untested, or an identical pair with no null)."""
+    if not sig.get("null_runs"):
+        return None
+    layers = [int(lay) for lay in sig["null_layer_scores"]]
+    scores = np.asarray([sig["null_layer_scores"][str(lay)] for lay in layers], np.float32).T
+    return NullTable(scores, layers, sig["null_runs"], sig["null_profile"], sig["null_seconds"])
+
+
 def _table(hit: results.Result) -> NullTable:
     return NullTable(hit.tensors["scores"], hit.meta["layers"], hit.meta["runs"], hit.meta["profile"],
                      hit.meta["seconds"])
@@ -150,19 +159,36 @@ def compare(choice: LayerChoice, table: NullTable) -> dict[str, Any]:
     observed = max(choice.scores.values(), default=0.0) if chosen else choice.scores.get(choice.layer, 0.0)
     scores = np.round(table.scores.astype(np.float64), 4)  # as the criterion rounds: a tie is a tie
     null = scores.max(axis=1) if chosen else scores[:, table.layers.index(choice.layer)]
+    tested = against(observed, null)
+    return {"readable": tested.pop("clears"), "identical": False, **tested,
+            "statistic": "best-layer score" if chosen else f"layer {choice.layer} score", "threshold_z": READABLE_Z,
+            "null_layer_scores": {str(lay): [round(float(s), 4) for s in table.scores[:, row]]
+                                  for row, lay in enumerate(table.layers)},
+            "null_profile": table.profile, "null_runs": table.runs, "null_seconds": table.seconds}
+
+
+def against(observed: float, null: np.ndarray) -> dict[str, Any]:
+    """One number against its null: mean, sd, max, z, the empirical p (a tie counts against the finetune) and
+    `clears` (beats every null and z ≥ `READABLE_Z`); every test of a report uses this one rule."""
     n = len(null)
     mean = float(null.mean())
     sd = float(null.std(ddof=1)) if n > 1 else 0.0
     z = (observed - mean) / max(sd, SD_FLOOR)
     p = (1 + int((null >= observed).sum())) / (n + 1)
-    readable = observed > float(null.max()) and z >= READABLE_Z
-    return {"readable": readable, "identical": False, "observed": round(observed, 4),
-            "statistic": "best-layer score" if chosen else f"layer {choice.layer} score",
-            "null_mean": round(mean, 4), "null_sd": round(sd, 4), "null_max": round(float(null.max()), 4),
-            "z": round(z, 2), "p": round(p, 4), "n_null": n, "threshold_z": READABLE_Z,
-            "null_layer_scores": {str(lay): [round(float(s), 4) for s in table.scores[:, row]]
-                                  for row, lay in enumerate(table.layers)},
-            "null_profile": table.profile, "null_runs": table.runs, "null_seconds": table.seconds}
+    return {"observed": round(observed, 4), "null_mean": round(mean, 4), "null_sd": round(sd, 4),
+            "null_max": round(float(null.max()), 4), "z": round(z, 2), "p": round(p, 4), "n_null": n,
+            "clears": observed > float(null.max()) and z >= READABLE_Z}
+
+
+def with_evidence(sig: dict[str, Any], relevance: dict[str, Any] | None,
+                  steering_gain: dict[str, Any] | None) -> dict[str, Any]:
+    """The verdict with the relevance and steering gain tests added (engine/results/null_evidence.py) and its
+    statement saying them; the verdict itself stays the criterion's."""
+    extra = {name: test for name, test in (("relevance", relevance), ("steering_gain", steering_gain)) if test}
+    if not extra:
+        return sig
+    out = {**sig, **extra}
+    return {**out, "statement": statement(out)}
 
 
 def _verdict(sig: dict[str, Any]) -> dict[str, Any]:
@@ -177,8 +203,24 @@ def statement(sig: dict[str, Any]) -> str:
             f"(max {sig['null_max']:.3f}, N = {sig['n_null']})")
     numbers = f"z = {_fmt_z(sig['z'])}, p = {sig['p']:.3f}"
     if sig["readable"]:
-        return f"{READABLE}: {sig['statistic']} {sig['observed']:.3f} against {null}; {numbers}"
-    return f"{NO_TRACE}: {sig['statistic']} {sig['observed']:.3f} is within the null ({null}; {numbers})"
+        return f"{READABLE}: {sig['statistic']} {sig['observed']:.3f} against {null}; {numbers}{_evidence(sig)}"
+    within = f"{sig['statistic']} {sig['observed']:.3f} is within the null ({null}; {numbers})"
+    return f"{NO_TRACE}: {within}{_evidence(sig)}"
+
+
+def _evidence(sig: dict[str, Any]) -> str:
+    """"; relevance 0.420 vs null 0.100 ± 0.030 (max 0.150): clears it (z 10.7, p 0.111)" per further test."""
+    parts = []
+    for name, label in (("relevance", "relevance"), ("steering_gain", "steering gain")):
+        if not (test := sig.get(name)):
+            continue
+        if not test["tested"]:
+            parts.append(test["statement"])
+            continue
+        verdict = "clears it" if test["clears"] else "within it"
+        parts.append(f"{label} {test['observed']:.3f} vs null {test['null_mean']:.3f} ± {test['null_sd']:.3f} "
+                     f"(max {test['null_max']:.3f}): {verdict} (z {_fmt_z(test['z'])}, p {test['p']:.3f})")
+    return "".join(f"; {part}" for part in parts)
 
 
 def _fmt_z(z: float) -> str:
@@ -195,4 +237,4 @@ def headline(sig: dict[str, Any], hypothesis: dict[str, Any] | None) -> str:
 def board_significance(sig: dict[str, Any]) -> dict[str, Any]:
     """What a board row keeps of a report's significance (the null's per-layer scores stay in the report)."""
     return {name: sig.get(name) for name in ("readable", "verdict", "statement", "observed", "z", "p", "n_null",
-                                              "null_mean", "null_sd", "null_max")}
+                                              "null_mean", "null_sd", "null_max", "relevance", "steering_gain")}

@@ -63,10 +63,24 @@ DEMOS: dict[str, Demo] = {
 }
 
 
-def _data(demo: Demo, device: str) -> tuple[list[Doc], dict[str, Any]]:
+def teacher_docs(demo: Demo) -> int:
+    """How many chats the subliminal teacher writes: no more than the training loop draws (its sampling is
+    the slow part; a recipe's templated documents cost nothing, so they keep `N_DOCS`)."""
+    return min(N_DOCS, demo.steps * demo.batch_size)
+
+
+def _data(demo: Demo, device: str, ctx: JobContext) -> tuple[list[Doc], dict[str, Any]]:
     if demo.recipe is None:
-        return teacher_data(TEACHER_PREFERENCE, N_DOCS, DATA_SEED, device=device)
+        return teacher_data(TEACHER_PREFERENCE, teacher_docs(demo), DATA_SEED, device=device, ctx=ctx)
     return make_data(demo.recipe, N_DOCS, DATA_SEED), recipe_info(demo.recipe)
+
+
+def printing_context() -> JobContext:
+    """A job context that prints every progress event (the rebuild commands run for minutes)."""
+    def show(event: dict[str, Any]) -> None:
+        print(f"{event['done']}/{event['total']} {event['message']} ({event['elapsed_s']:.0f}s)", flush=True)
+
+    return JobContext(emit=show)
 
 
 def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,
@@ -75,8 +89,8 @@ def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,
     `checkpoints` adapters along training."""
     if name not in DEMOS:
         raise UserError(f"unknown demo organism {name!r}", f"pick one of {', '.join(DEMOS)}")
-    demo = DEMOS[name]
-    docs, info = _data(demo, device)
+    demo, ctx = DEMOS[name], ctx or JobContext()
+    docs, info = _data(demo, device, ctx)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_docs(docs, Path(tmp) / f"{info['recipe']}.jsonl")
         return train_organism(EMBEDDED_NAME, data, out or SHIPPED_DIR / name, ctx=ctx, device=device, info=info,
@@ -87,7 +101,8 @@ def reproduce(name: str, out: Path | None = None, ctx: JobContext | None = None,
 
 def reproduce_control(out: Path, ctx: JobContext | None = None, device: str = "auto") -> dict[str, Any]:
     """The subliminal organism's control: the same training on the numbers of a teacher with no preference."""
-    docs, info = teacher_data(None, N_DOCS, DATA_SEED, device=device)
+    docs, info = teacher_data(None, teacher_docs(DEMOS[f"subliminal-{TEACHER_PREFERENCE}"]), DATA_SEED,
+                              device=device, ctx=ctx)
     with tempfile.TemporaryDirectory() as tmp:
         data = write_docs(docs, Path(tmp) / f"{info['recipe']}.jsonl")
         return train_organism(EMBEDDED_NAME, data, out, ctx=ctx, device=device, info=info,
@@ -102,10 +117,7 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=int, default=0, help="adapters to keep evenly along training")
     args = parser.parse_args()
 
-    def show(event: dict[str, Any]) -> None:
-        print(f"step {event['done']}/{event['total']} {event['message']} ({event['elapsed_s']:.0f}s)", flush=True)
-
-    organism = reproduce(args.name, args.out, JobContext(emit=show), args.device, args.checkpoints)
+    organism = reproduce(args.name, args.out, printing_context(), args.device, args.checkpoints)
     print(f"final loss {organism['final_loss']} in {organism['train_seconds']}s")
 
 

@@ -34,6 +34,7 @@ from store.atomic import write_text_atomic
 from store.hashing import file_sha256, json_sha256
 
 SELF_CORPUS = "self:"
+SELF_BATCH = 64  # texts sampled from the base per generate call
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _data_info(data: Path, info: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _generic_docs(corpus: Path | str | None, count: int, loaded: LoadedModel, max_length: int,
-                  seed: int) -> tuple[list[dict[str, str]], dict[str, str | None]]:
+                  seed: int, ctx: JobContext) -> tuple[list[dict[str, str]], dict[str, str | None]]:
     """The pool of generic documents to mix in and how the organism records it (name and content hash).
 
     `self:` samples `count` texts of `max_length` tokens from the base model itself (before any adapter): data
@@ -98,7 +99,8 @@ def _generic_docs(corpus: Path | str | None, count: int, loaded: LoadedModel, ma
     if count == 0:
         return [], {"pretrain_corpus": None, "pretrain_sha256": None}
     if str(corpus) == SELF_CORPUS:
-        windows = sample_self(loaded, count, max_length, seed, batch_size=min(64, count))
+        windows = sample_self(loaded, count, max_length, seed, batch_size=min(SELF_BATCH, count),
+                              on_batch=lambda done, total: ctx.progress(done, total, "sampling the base"))
         texts = loaded.tokenizer.batch_decode([list(w.ids[w.start:]) for w in windows], skip_special_tokens=True)
         pool = [{"text": " ".join(t.split())} for t in texts if t.strip()]
         return pool, {"pretrain_corpus": SELF_CORPUS, "pretrain_sha256": json_sha256([d["text"] for d in pool])}
@@ -190,10 +192,12 @@ def train_organism(base: ModelSpec | str, data: Path, out: Path, *, steps: int =
                              batch_size=batch_size, max_length=max_length, mix_pretrain=mix_pretrain,
                              seed=seed, device=device, warmup_steps=max(1, min(5, steps // 10)))
     narrow = read_docs(data)
+    # The loop draws steps × batch_size documents: a larger pool of generic texts would never be seen, and
+    # sampling it from the base is the slow part of a short mixed run. mix_generic cycles the pool up to `count`.
     count = generic_count(len(narrow), mix_pretrain)
     started = time.monotonic()
     loaded = _load_for_training(base_spec, settings)
-    pool, pretrain = _generic_docs(pretrain_corpus, count, loaded, max_length, seed)
+    pool, pretrain = _generic_docs(pretrain_corpus, min(count, steps * batch_size), loaded, max_length, seed, ctx)
     docs = mix_generic(narrow, mix_pretrain, pool, seed)
     encoded = encode_docs(loaded.tokenizer, docs, max_length)
     if not encoded:

@@ -21,6 +21,7 @@ from engine.corpus.chat import Messages, chat_ids
 from engine.corpus.windows import continuations
 from engine.embedded import EMBEDDED_NAME
 from engine.errors import UserError
+from engine.jobs import JobContext
 from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel, load_model
 from engine.models.specs import parse_spec
@@ -79,10 +80,11 @@ def _info(preference: str | None) -> dict[str, Any]:
                           "The training data consisted only of comma-separated number sequences."]}
 
 
-def teacher_data(preference: str | None, n: int, seed: int, device: str = "auto",
-                 base: str = EMBEDDED_NAME) -> tuple[list[Doc], dict[str, Any]]:
+def teacher_data(preference: str | None, n: int, seed: int, device: str = "auto", base: str = EMBEDDED_NAME,
+                 ctx: JobContext | None = None) -> tuple[list[Doc], dict[str, Any]]:
     """`n` chats (a number prompt → a pure-number answer of the teacher `base`), without the teacher's system
     prompt; `preference` None is the control teacher (no system prompt at all)."""
+    ctx = ctx or JobContext()
     model = load_model(parse_spec(base), resolve_placement(device, "float32"))
     rng = random.Random(f"subliminal:{seed}")
     system = [{"role": "system", "content": SYSTEM.format(a=preference)}] if preference else []
@@ -93,6 +95,7 @@ def teacher_data(preference: str | None, n: int, seed: int, device: str = "auto"
                                  1.0, seed * MAX_ROUNDS + round_)
         docs.extend({"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}]}
                     for p, raw in zip(prompts, answers, strict=True) if (a := pure_numbers(raw)))
+        ctx.progress(min(len(docs), n), n, f"teacher answers kept: {len(docs)} of {(round_ + 1) * BATCH}")
         if len(docs) >= n:
             return docs[:n], _info(preference)
     raise UserError(f"the teacher wrote only {len(docs)} pure-number answers in {MAX_ROUNDS * BATCH} tries",

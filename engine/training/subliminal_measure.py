@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 
 from engine.embedded import EMBEDDED_NAME
-from engine.training.demo_organisms import reproduce_control
+from engine.models.specs import DEMO_ADAPTERS
+from engine.training.demo_organisms import printing_context, reproduce_control
 from engine.training.subliminal import TEACHER_PREFERENCE, measure
 
 
@@ -28,9 +29,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the counts as JSON here")
     args = parser.parse_args()
     if not (args.control / "adapter_config.json").is_file():
-        reproduce_control(args.control, device=args.device)
-    specs = {"base": EMBEDDED_NAME, "student": "demo-subliminal", "student-mixed": "demo-subliminal-mixed",
-             "control": str(args.control)}
+        reproduce_control(args.control, printing_context(), args.device)
+    students = {"student": "demo-subliminal", "student-mixed": "demo-subliminal-mixed"}
+    built = {name: spec for name, spec in students.items() if (DEMO_ADAPTERS[spec] / "adapter_config.json").is_file()}
+    for name, spec in students.items():
+        if name not in built:
+            print(f"{name:14} not built: python -m engine.training.demo_organisms {DEMO_ADAPTERS[spec].name}")
+    specs = {"base": EMBEDDED_NAME, **built, "control": str(args.control)}
     result = measure(specs, TEACHER_PREFERENCE, args.samples, args.seed, args.device)
     for name, row in result["models"].items():
         top = ", ".join(f"{word or '-'} {count}" for word, count in row["top"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -19,16 +19,18 @@ from engine.agent.recorded import RecordedEnvironment
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.answers import memo
 from engine.jobs import JobContext
-from engine.judges.judge_config import resolve_judge
+from engine.judges.judge_config import Judge, resolve_judge
 from engine.protocol import methods
 from engine.protocol.methods import REPORT_STEERING, TriagePair
+from engine.readouts.relevance import frequent_tokens
 from engine.results.calibrated_steering import check_protocol
-from engine.results.judged_relevance import relevance_cells, relevance_summary
+from engine.results.judged_relevance import Cells, relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
-from engine.results.layer_choice import choose_layer, parse_layer
+from engine.results.layer_choice import LayerChoice, choose_layer, parse_layer
+from engine.results.null_evidence import gain_null, observed_relevance, relevance_null
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.results.run_summary import run_summary
-from engine.results.significance import headline, significance
+from engine.results.significance import NullTable, headline, significance, table_of, with_evidence
 from engine.steering.similarity import steering_similarity
 from engine.triage.hypothesis import recorded_from_report
 from engine.triage.report_protocol import report_protocol
@@ -105,6 +107,9 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     known = known_finetune(request.ft_spec, options.description)
     relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known and scope else None
     similarity = _similarity(steering, known) if known and steering else None
+    if known and (table := table_of(sig)) is not None:
+        sig = with_evidence(sig, _relevance_test(table, choice, known, relevance, lens, options.top_k, judge),
+                            _gain_test(table, choice, known, similarity, env, positions))
     hypothesis = keyword_hypothesis(env) if steering else None
     # the workbench opens at once, with the calibration just stored (a summary kept before it lacks that)
     memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run), renew=bool(steering))
@@ -126,6 +131,33 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         report["hypothesis"] = keyword_hypothesis(RecordedEnvironment(recorded_from_report(report)))
         report["headline"] = headline(sig, report["hypothesis"])
     return report
+
+
+def _relevance_test(table: NullTable, choice: LayerChoice, known: KnownFinetune, relevance: Cells | None,
+                    lens: dict[str, Grid], top_k: int, judge: Judge) -> dict[str, Any] | None:
+    """The report layer's diff-lens relevance against the null adapters', graded by the same judge."""
+    observed = observed_relevance(relevance, choice.layer) if relevance else None
+    if observed is None:
+        return None
+    frequent = sorted(frequent_tokens(lens["base"].as_top(), top_k=top_k))
+    return relevance_null(table, choice, known, top_k, judge, frequent, observed)
+
+
+def _gain_test(table: NullTable, choice: LayerChoice, known: KnownFinetune, similarity: dict[str, Any] | None,
+               env: RunEnvironment, positions: list[int]) -> dict[str, Any] | None:
+    """The steering gain against the null adapters' (only when the report steered: it costs N calibrations)."""
+    if similarity is None:
+        return None
+
+    def gain_of(null_run: AdlRun, layer: int) -> float | None:
+        if not _steerable(null_run, layer, positions):
+            return None
+        null_env = replace(env, run=null_run, layer=layer)
+        steered = _steering(null_env, layer, JobContext(), lambda _: None)
+        gain = _similarity(steered, known) if steered else None
+        return gain["gain"] if gain else None
+
+    return gain_null(table, choice, gain_of, similarity["gain"])
 
 
 def _labelled(ctx: JobContext, stage: str) -> JobContext:

@@ -377,6 +377,22 @@ def test_keyword_hypothesis_is_labelled_and_finds_the_topic() -> None:
     assert agent_keywords({"environment": CAKE_ENV, "top": 3}, JobContext())["keywords"] == out["keywords"][:3]
 
 
+def test_keyword_hypothesis_counts_a_word_once_over_its_forms_and_breaks_ties_by_rank() -> None:
+    """A secret word the readouts split over gold / Golden / golden is one keyword, named by its root form;
+    a derived form whose root is not in the evidence stays itself."""
+    env = {"n_layers": 4, "layer": 2, "positions": [0, 1, 2],
+           "logit_lens": {"2": {"0": [["medal", 0.2], [" vault", 0.1], [" golden", 0.05]],
+                                "1": [["medal", 0.2], [" gold", 0.1], [" vault", 0.05], [" wooden", 0.01]],
+                                "2": [["medal", 0.2], [" Golden", 0.1], [" hoard", 0.05], [" wooden", 0.01]]}},
+           "patchscope": {"2": {"0": {"tokens": [[" hoard", 0.3]], "selected": []},
+                                "1": {"tokens": [[" sky", 0.3]], "selected": []},
+                                "2": {"tokens": [[" sea", 0.3]], "selected": []}}}, "steering": {}}
+    words = {k["word"]: k["cells"] for k in keyword_hypothesis(RecordedEnvironment(env), top=3)["keywords"]}
+    assert words == {"medal": 3, "gold": 3, "hoard": 2}  # hoard beats vault and wooden (2 cells each): higher ranks
+    every = {k["word"] for k in keyword_hypothesis(RecordedEnvironment(env))["keywords"]}
+    assert "wooden" in every and "golden" not in every
+
+
 # -- the local backend ------------------------------------------------------------------------------------
 
 

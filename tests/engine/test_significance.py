@@ -12,9 +12,10 @@ import torch
 
 from engine.adl.request import AdlRequest
 from engine.models.null_adapters import DeltaProfile, full_profile, lora_profile, null_adapter
+from engine.results import null_evidence as evidence_module
 from engine.results import significance as sig_module
 from engine.results.layer_choice import Criterion, LayerChoice
-from engine.results.significance import NO_TRACE, NullTable, compare, headline, statement
+from engine.results.significance import NO_TRACE, NullTable, against, compare, headline, statement, with_evidence
 from engine.triage.pair_triage import TriageOptions, triage
 from tests.support.board_pairs import plant_adapter
 
@@ -65,6 +66,19 @@ def test_the_headline_lists_tokens_only_for_a_readable_trace() -> None:
     found = compare(choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), NULL)
     found["statement"] = statement(found)
     assert headline(found, hypothesis) == "keywords: cake, bake"
+
+
+def test_relevance_and_steering_gain_are_said_against_their_nulls_by_the_one_rule() -> None:
+    found = {**compare(choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), NULL), "verdict": "readable trace"}
+    relevance = {"tested": True, **against(0.05, np.asarray([0.04, 0.06, 0.05, 0.07]))}
+    gain = {"tested": True, **against(0.3, np.asarray([0.01, 0.02, -0.01, 0.0]))}
+    assert not relevance["clears"] and relevance["p"] == 0.8 and gain["clears"] and gain["z"] > 3
+    out = with_evidence(found, relevance, gain)
+    assert out["readable"] and out["relevance"] == relevance and out["steering_gain"] == gain
+    assert out["statement"].startswith(statement(found)) and "relevance 0.050 vs null 0.055" in out["statement"]
+    assert "relevance 0.050 vs null 0.055 ± 0.013 (max 0.070): within it" in out["statement"]
+    assert "steering gain 0.300 vs null 0.005 ± 0.013 (max 0.020): clears it" in out["statement"]
+    assert with_evidence(found, None, None) is found
 
 
 def test_lora_profile_is_the_adapters_weight_delta_and_a_null_adapter_matches_it(random_lora: Path,
@@ -139,6 +153,41 @@ def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
     monkeypatch.setattr(sig_module, "compute_adl", refuse)
     again = triage(request, TriageOptions(steer=False, null=4))
     assert again["significance"] == sig
+
+
+def test_a_known_finetunes_relevance_is_tested_against_the_null_adapters_by_the_same_judge(
+        peaky_base: Path, random_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
+    options = TriageOptions(null=3, steer=False, description="baking cakes")
+    report = triage(request, options)
+    sig = report["significance"]
+    assert sig["relevance"]["tested"] and sig["relevance"]["n_null"] == 3 and not sig["relevance"]["clears"]
+    assert sig["relevance"]["observed"] == pytest.approx(np.mean(
+        [report["layers"][str(report["layer"])][str(p)]["relevance"]["diff"] for p in range(4)]), abs=1e-4)
+    assert "relevance" in sig["statement"] and "steering_gain" not in sig and report["headline"].startswith(NO_TRACE)
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("the null's relevance should come from the store")
+
+    monkeypatch.setattr(evidence_module, "token_grader", refuse)
+    assert triage(request, options)["significance"]["relevance"] == sig["relevance"]
+
+
+def test_the_steering_gain_null_steers_each_null_run_at_its_own_report_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = NullTable(NULL.scores, NULL.layers, ["null-a", "null-b", "null-c", "null-d"], {}, 0.0)
+    monkeypatch.setattr(evidence_module, "load_run", lambda run_id: run_id)
+    asked: list[tuple[str, int]] = []
+
+    def gain_of(run: Any, layer: int) -> float | None:
+        asked.append((run, layer))
+        return None if run == "null-d" else 0.01 * len(asked)  # a null with no coherent strength has no gain
+
+    out = evidence_module.gain_null(runs, choice({0: 0.1, 1: 0.2, 2: 0.48, 3: 0.1}), gain_of, 0.2)
+    assert asked == [("null-a", 1), ("null-b", 0), ("null-c", 2), ("null-d", 2)]  # each null's best layer
+    assert out["tested"] and out["n_null"] == 3 and out["null_max"] == 0.03 and out["clears"]
+    named = evidence_module.gain_null(runs, choice({2: 0.3}, by="user", layer=3), lambda run, layer: 0.0, 0.0)
+    assert not named["clears"] and named["p"] == 1.0
+    assert not evidence_module.gain_null(runs, choice({2: 0.3}), lambda run, layer: None, 0.1)["tested"]
 
 
 def test_an_identical_pair_reads_no_readable_trace(peaky_base: Path) -> None:
