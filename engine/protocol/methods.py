@@ -226,6 +226,7 @@ class TriagePair(AdlSettings):
     judge: str | None = None
     protocol: Protocol | None = None
     null: int = 8  # random adapters of the finetune's rank and norm the report is tested against (0: none)
+    null_steer: bool = False  # also steer every null adapter for the steering gain's test (N more calibrations)
 
 
 @dataclass(frozen=True, kw_only=True)

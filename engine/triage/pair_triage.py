@@ -58,6 +58,7 @@ class TriageOptions:
     judge: str | None = None
     protocol: str | None = None
     null: int = TriagePair.null
+    null_steer: bool = TriagePair.null_steer
     null_profile_of: AdlRequest | None = None  # whose delta profile the null copies (None: this finetune's)
     patchscope: bool = True  # False: no Patchscope and no relevance (a trajectory step without steering)
 
@@ -109,7 +110,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     similarity = _similarity(steering, known) if known and steering else None
     if known and (table := table_of(sig)) is not None:
         sig = with_evidence(sig, _relevance_test(table, choice, known, relevance, lens, options.top_k, judge),
-                            _gain_test(table, choice, known, similarity, env, positions))
+                            _gain_test(table, choice, known, similarity, env, positions) if options.null_steer
+                            else None)
     hypothesis = keyword_hypothesis(env) if steering else None
     # the workbench opens at once, with the calibration just stored (a summary kept before it lacks that)
     memo.prefill(methods.ADL_SUMMARY, {"run": run.run_id}, lambda: run_summary(run), renew=bool(steering))
@@ -145,7 +147,8 @@ def _relevance_test(table: NullTable, choice: LayerChoice, known: KnownFinetune,
 
 def _gain_test(table: NullTable, choice: LayerChoice, known: KnownFinetune, similarity: dict[str, Any] | None,
                env: RunEnvironment, positions: list[int]) -> dict[str, Any] | None:
-    """The steering gain against the null adapters' (only when the report steered: it costs N calibrations)."""
+    """The steering gain against the null adapters' (asked for with `null_steer`, and only when the report steered:
+    it costs N calibrations, hours on a CPU)."""
     if similarity is None:
         return None
 
@@ -225,4 +228,4 @@ def options_for(params: TriagePair) -> TriageOptions:
     return TriageOptions(layer=parse_layer(params.layer), positions=params.positions, description=params.description,
                          top_k=params.top_k, steer=params.steer, n_prompts=params.n_prompts,
                          max_strength=params.max_strength, judge=params.judge, protocol=params.protocol,
-                         null=params.null)
+                         null=params.null, null_steer=params.null_steer)

@@ -64,6 +64,9 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            null: Annotated[int, typer.Option("--null", help="Random adapters of the finetune's rank and norm the "
                                              "report is tested against (0: no test; see docs/significance.md).")]
            = Pair.null,
+           null_steer: Annotated[bool, typer.Option("--null-steer", help="Also steer the null's adapters to test "
+                                                    "the steering gain (one calibration per adapter).")]
+           = Pair.null_steer,
            judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
            engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
@@ -77,7 +80,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
     params = adl_request_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
-               "judge": judge, "protocol": protocol, "null": null}
+               "judge": judge, "protocol": protocol, "null": null, "null_steer": null_steer}
     if html is not None:
         report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
     else:
