@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from engine.protocol.results import Steered
 from tui.sessions.view import recall_recorded
 from tui.state import (
     HeatState,
@@ -34,8 +35,9 @@ from tui.state import (
 HEAT = HeatState(layers=(3, 6, 9), k=3, metrics={"rel_norm": ((0.5,) * 3,) * 3}, row=1, pos=1)
 
 
-def result(*prompts: str, steered: str = "cake") -> dict[str, Any]:
-    return {"samples": [{"prompt": p, "steered": f"{steered} {p}", "unsteered": p} for p in prompts]}
+def result(*prompts: str, steered: str = "cake") -> Steered:
+    return Steered.from_json(
+        {"samples": [{"prompt": p, "steered": f"{steered} {p}", "unsteered": p} for p in prompts]})
 
 
 def steered_once(memory: SteerMemory, steer: SteerState, answer: dict[str, Any]
@@ -135,10 +137,10 @@ def test_prompt_edits() -> None:
 
 def test_a_sessions_recorded_answers_are_recalled_by_cell_and_alpha() -> None:
     actions: list[dict[str, Any]] = [
-        {"method": "steer.calibrate", "params": {"layer": 6, "pos": 1}, "result": {"strength": 0.25}},
-        {"method": "steer.generate", "params": {"layer": 6, "pos": 2, "strengths": [0.70711]},
-         "result": result("p")},
-        {"method": "steer.generate", "params": {"layer": 6, "pos": 0, "strengths": [1.0]}, "result": None},
+        {"method": "steer.calibrate", "params": {"run": "r", "layer": 6, "pos": 1}, "result": {"strength": 0.25}},
+        {"method": "steer.generate", "params": {"run": "r", "layer": 6, "pos": 2, "strengths": [0.70711]},
+         "result": result("p").to_json()},
+        {"method": "steer.generate", "params": {"run": "r", "layer": 6, "pos": 0, "strengths": [1.0]}, "result": None},
     ]
     shown_steer = SteerState(layer=9, pos=1, alpha=2.0, alpha_from="you")
     memory = recall_recorded(SteerMemory(), actions, shown_steer)
