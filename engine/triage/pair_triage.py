@@ -19,13 +19,15 @@ from engine.agent.recorded import RecordedEnvironment
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.answers import memo
 from engine.jobs import JobContext
-from engine.judges.judge_config import resolve_judge
+from engine.judges.judge_config import Judge, resolve_judge
 from engine.protocol import methods
 from engine.protocol.methods import REPORT_STEERING, TriagePair
 from engine.results.calibrated_steering import check_protocol
 from engine.results.judged_relevance import relevance_cells, relevance_summary
 from engine.results.known_finetune import KnownFinetune, known_finetune
 from engine.results.layer_choice import choose_layer, parse_layer
+from engine.results.organism_pool import finetune_organism
+from engine.results.paper_relevance import paper_patchscope, paper_relevance
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.results.run_summary import run_summary
 from engine.results.significance import headline, significance
@@ -101,7 +103,8 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         phase(4)
         phase(5)
     known = known_finetune(request.ft_spec, options.description)
-    relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known else None
+    paper = _paper(run, layer, positions, scope, judge, request, options) if protocol.name == "paper" else None
+    relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known and not paper else None
     similarity = _similarity(steering, known) if known and steering else None
     hypothesis = keyword_hypothesis(env) if steering else None
     # the workbench opens at once, with the calibration just stored (a summary kept before it lacks that)
@@ -119,11 +122,30 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         "relevance_summary": relevance_summary(relevance) if relevance else None,
         "hypothesis": hypothesis, "headline": headline(sig, hypothesis), "judges": judge.labels(),
         "timings": timings,
-    }
+    } | ({"paper": paper} if paper is not None else {})
     if not steering:  # no steered text: the keywords the readouts alone recur on (as the board counts them)
         report["hypothesis"] = keyword_hypothesis(RecordedEnvironment(recorded_from_report(report)))
         report["headline"] = headline(sig, report["hypothesis"])
     return report
+
+
+def _paper(run: AdlRun, layer: int, positions: list[int], scope: Grid, judge: Judge, request: AdlRequest,
+           options: TriageOptions) -> dict[str, Any]:
+    """What `--protocol paper` adds, as the reference computes it: Patchscope of the mean base and finetuned
+    activations beside the difference's, and token relevance of all three (logit lens and Patchscope) against
+    the finetune's description and the baseline organisms' (None when nothing describes the finetune)."""
+    scopes = {"difference": scope, **{v: paper_patchscope(run, layer, positions, judge, v) for v in ("base", "ft")}}
+    own = finetune_organism(request.ft_spec, options.description)
+    return {"patchscope": {variant: [_best_tokens(grid, i, options.top_k) for i in range(len(positions))]
+                           for variant, grid in scopes.items()},
+            "relevance": paper_relevance(run, layer, positions, scopes, own, judge) if own else None}
+
+
+def _best_tokens(grid: Grid, index: int, top_k: int) -> dict[str, Any]:
+    """One Patchscope position: the chosen scale, the grader's selected tokens and the tokens at that scale."""
+    cell = patchscope_json(grid, index, top_k)
+    best: list[Any] = next((s["tokens"] for s in cell["scales"] if s["scale"] == cell["best_scale"]), [])
+    return {k: cell[k] for k in ("pos", "best_scale", "selected", "chosen_by", "judge")} | {"tokens": best}
 
 
 def _labelled(ctx: JobContext, stage: str) -> JobContext:
