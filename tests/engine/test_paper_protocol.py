@@ -24,8 +24,13 @@ from engine.models.cache import MODELS
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
 from engine.readouts.patchscope import INTERSECTION_TOP_K, SCALE_MAGNITUDES
+from engine.readouts.reference_relevance import FREQUENT_MIN_COUNT, FREQUENT_TOKENS, PERMUTATIONS
+from engine.readouts.reference_relevance import TRIES as RELEVANCE_TRIES
+from engine.readouts.scale_grader import MAX_GROUP
+from engine.readouts.scale_grader import TRIES as SCALE_TRIES
 from engine.results import calibrated_steering
 from engine.results.calibrated_steering import CalibrationSettings
+from engine.results.paper_relevance import CANDIDATES, SOURCES, VARIANTS
 from engine.steering import generate
 from engine.steering.calibrate import coherent_share
 from engine.steering.coherence import reference_coherence_judge, reference_verdict
@@ -42,6 +47,9 @@ AGENT = PROTOCOLS["paper"]
 # sha256 of the reference's calibration prompts, 20 closed final prompts and coherence grader instructions as
 # copied from the toolkit at commit e0b84a5 (engine/prompts/reference_prompts.json)
 REFERENCE_PROMPTS_SHA = "d48a4d2a1b99c34490f24df29b83114ffa1aaa4d8a67064a88b534cd4dee8e83"
+# sha256 of the reference's token-relevance and Patchscope grader system prompts (SYSTEM_PROMPT_MANY, SYSTEM_PROMPT of
+# src/diffing/utils/graders/token_relevance_grader.py and patch_scope_grader.py at commit e0b84a5)
+GRADER_PROMPTS_SHA = "f1c33fd0fcac4eefd86173fa2203de2e9f8e2a79c272559e404d01718bae3302"
 
 KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     # knob: (what `paper` runs, the reference's value)
@@ -72,6 +80,16 @@ KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     "agent generate_steered": (lambda: (AGENT.generate_steered.max_new_tokens, AGENT.generate_steered.temperature)
                                if AGENT.generate_steered else None, (512, 1.0)),
     "agent budgets": (lambda: (AGENT.fixed_budgets, AGENT.limits.llm_calls), ((0, 5, 50), 100)),
+    "Patchscope graded on the positive scales only": (lambda: all(s > 0 for s in SCALE_MAGNITUDES), True),
+    "Patchscope grader: at most 10 scales per call, 3 tries": (lambda: (MAX_GROUP, SCALE_TRIES), (10, 3)),
+    "Patchscope of the difference, base and finetuned means": (lambda: VARIANTS, {
+        "difference": "diff", "base": "base", "ft": "ft"}),
+    "relevance: candidates, sources": (lambda: (CANDIDATES, SOURCES), (20, ("logitlens", "patchscope"))),
+    "relevance: frequent tokens (number, min count)": (lambda: (FREQUENT_TOKENS, FREQUENT_MIN_COUNT), (100, 10)),
+    "relevance: orders and tries before the cold call": (lambda: (PERMUTATIONS, RELEVANCE_TRIES), (3, 3)),
+    "reference graders' prompts verbatim": (lambda: hashlib.sha256(json.dumps(
+        [reference_prompts().token_relevance_system, reference_prompts().patchscope_system]).encode()).hexdigest(),
+        GRADER_PROMPTS_SHA),
 }
 
 

@@ -70,7 +70,7 @@ def test_the_patchscope_grader_asks_again_then_gives_up() -> None:
     replies = iter(["no answer", "BEST_SCALER: 7.5", "BEST_SCALER: 0.5\nTOP_TOKENS: a", "junk", "junk", "junk"])
     grade = reference_scale_grader(lambda prompt, system=None: next(replies), SYSTEM)
     assert grade([(0.5, ["a"]), (0.6, ["b"])]) == (0.5, ["a"])  # 7.5 is not one of the group's scales
-    with pytest.raises(Ungraded, match="named none of the scales 0.5, 0.6 in 3 replies"):
+    with pytest.raises(Ungraded, match=r"named none of the scales 0\.5, 0\.6 in 3 replies"):
         grade([(0.5, ["a"]), (0.6, ["b"])])
 
 
@@ -98,7 +98,8 @@ def test_relevance_grades_every_candidate_in_three_rotations_with_the_references
     # no pre-filter: " the" and "," reach the judge; three orders rotated by 0, 1, 2
     assert [candidates_of(p) for p in prompts] == [tokens, tokens[1:] + tokens[:1], tokens[2:] + tokens[:2]]
     assert prompts[0] == relevance_user_prompt("baking", ["oven", "▁cake"], tokens)
-    assert prompts[0].startswith('[DESCRIPTION]\nbaking\n[FREQUENT TOKENS]\n"oven", "▁cake"\n[CANDIDATE TOKENS]\n1.  cake')
+    assert prompts[0].startswith(
+        '[DESCRIPTION]\nbaking\n[FREQUENT TOKENS]\n"oven", "▁cake"\n[CANDIDATE TOKENS]\n1.  cake')
     assert graded.relevant == [True, False, False, True, False]
     assert graded.percentage == pytest.approx(0.4) and graded.weighted_percentage == pytest.approx(0.5)
     assert graded.trivial_percentage == pytest.approx(0.2)        # "oven" as a string among the frequent tokens
