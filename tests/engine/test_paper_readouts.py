@@ -28,6 +28,7 @@ from engine.results.organism_pool import Organism, baseline_organisms, organism_
 from engine.steering.steering_prompts import reference_prompts
 from engine.triage.pair_triage import TriageOptions, triage
 from tests.support.agent_llm_server import ScriptedLLMServer
+from tui.render.report_html import pair_page
 
 SYSTEM = "SYSTEM"
 _SCALES = re.compile(r"\[SCALES\]\n(.*)\n")
@@ -190,6 +191,8 @@ def test_paper_triage_grades_patchscope_and_relevance_as_the_reference(
     assert all(len(c["tokens"]) == 20 for c in lens)
     assert all(c["filtered_percentage"] is None for c in lens)
     assert all(c["selected"] == ["x"] for c in cells if c["source"] == "patchscope")
+    html = pair_page({"name": "p", "base": "b", "ft": "f", "report": report})
+    assert 'id="paper-relevance"' in html and "taboo-word" in html and "protocol paper" in html
     again = triage(request, TriageOptions(judge="openai:judge-m", protocol="paper", steer=False,
                                           description="chess openings"))
     assert again["paper"] == paper and len(server.bodies()) == len(scope_calls) + len(graded)  # all cached

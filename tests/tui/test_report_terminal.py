@@ -11,8 +11,8 @@ from tui.cli.triage import render_report
 DEMO_REPORT = Path(__file__).resolve().parents[1] / "data" / "demo_triage.json"
 
 
-def printed(grid: bool) -> str:
-    report = {"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text())}
+def printed(grid: bool, **fields: object) -> str:
+    report = {"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text()), **fields}
     width = out.width
     out.width = 200
     try:
@@ -35,3 +35,22 @@ def test_report_shows_the_criterion_per_layer_and_the_chosen_layers_tokens_witho
 def test_grid_flag_prints_every_layer_and_position() -> None:
     text = printed(grid=True)
     assert "pos 0" in text and "pos 4" in text and "ilberger" in text
+
+
+def test_a_paper_report_shows_the_references_relevance_per_target_source_and_variant() -> None:
+    shares = {"n": 5, "ungraded": 0, "percentage": 0.4, "weighted_percentage": 0.55, "trivial_percentage": 0.1,
+              "filtered_percentage": None, "weighted_filtered_percentage": None}
+    paper = {"patchscope": {"difference": [{"best_scale": 3.0}, {"best_scale": 20.0}], "base": [{"best_scale": 0.5}]},
+             "relevance": {"summary": {"self": {"logitlens": {"difference": shares}},
+                                       "taboo-word": {"patchscope": {"ft": shares | {"percentage": 0.0,
+                                                                                      "ungraded": 2, "n": 3}}}}}}
+    text = printed(False, protocol="paper", paper=paper)
+    assert "token relevance as the reference grades it (protocol paper" in text
+    assert "Patchscope scale per position: difference 3, 20; base 0.5" in text
+    [own] = [line for line in text.splitlines() if "│ self " in line]
+    cells = [c.strip() for c in own.split("│")[1:9]]
+    assert cells == ["self", "logitlens", "difference", "40%", "55%", "10%", "—", "—"]
+    [baseline] = [line for line in text.splitlines() if "taboo-word" in line]
+    assert " 0% " in baseline and "3 (2 ungraded)" in baseline
+    without = printed(False, protocol="paper", paper={**paper, "relevance": None})
+    assert "no token relevance (nothing describes the finetune" in without
