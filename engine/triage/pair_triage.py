@@ -65,6 +65,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     ctx = ctx or JobContext()
     judge = resolve_judge(options.judge)
     protocol = report_protocol(options.protocol)
+    request = protocol.run_request(request)
     calibration = protocol.calibration(request.placement.device, options.max_strength)
     requested_layer = protocol.report_layer(options.layer)
     check_protocol(calibration, judge)
