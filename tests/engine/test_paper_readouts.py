@@ -147,7 +147,9 @@ def judge_reply(body: dict[str, Any]) -> dict[str, Any]:
         return {"text": f"BEST_SCALER: {max(scales_of(prompt))}\nTOP_TOKENS: x"}
     if system == reference_prompts().token_relevance_system:
         verdict = "RELEVANT" if "[DESCRIPTION]\nchess openings" in prompt else "IRRELEVANT"
-        return {"text": "\n".join(f"ANSWER[{i + 1}]: {verdict}" for i in range(len(candidates_of(prompt))))}
+        found = re.search(r"one per index i=1\.\.(\d+),", prompt)   # a candidate may itself be a newline
+        assert found is not None
+        return {"text": "\n".join(f"ANSWER[{i + 1}]: {verdict}" for i in range(int(found.group(1))))}
     return {"text": "ANSWER: COHERENT"}
 
 
