@@ -21,7 +21,7 @@ from engine.readouts.reference_relevance import (
     reference_token_grader,
 )
 from engine.results.organism_pool import Organism, baseline_organisms
-from engine.results.readout_cells import Grid, Source, lens_grid, patchscope_cells
+from engine.results.readout_cells import Grid, Side, Source, lens_grid, patchscope_cells
 from engine.steering.steering_prompts import reference_prompts
 from store import results
 from store.hashing import json_sha256
@@ -30,6 +30,7 @@ CANDIDATES = 20  # `k_candidate_tokens`
 # The reference's names: variant (whose vectors) and source (which readout).
 VARIANTS: dict[str, Source] = {"difference": "diff", "base": "base", "ft": "ft"}
 SOURCES = ("logitlens", "patchscope")
+LENS_HEAD: Side = "ft"  # the reference reads all three variants' logit lens through the finetuned model
 SELF = "self"
 
 
@@ -60,7 +61,7 @@ def paper_relevance(run: AdlRun, layer: int, positions: list[int], scopes: dict[
         return dict(hit.meta["relevance"])
     tokenizer = run.pair().tokenizer
     frequent = {o.name: frequent_tokenizer_tokens(tokenizer, o.texts) for o in targets}
-    lens = {variant: lens_grid(run, source, head="ft") for variant, source in VARIANTS.items()}
+    lens = {variant: lens_grid(run, source, head=LENS_HEAD) for variant, source in VARIANTS.items()}
     prompts = reference_prompts()
     grader = reference_token_grader(judge.complete, judge.complete_cold, prompts.token_relevance_system)
     row = run.layer_index(layer)

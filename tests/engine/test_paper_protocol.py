@@ -30,7 +30,7 @@ from engine.readouts.scale_grader import MAX_GROUP
 from engine.readouts.scale_grader import TRIES as SCALE_TRIES
 from engine.results import calibrated_steering
 from engine.results.calibrated_steering import CalibrationSettings
-from engine.results.paper_relevance import CANDIDATES, SOURCES, VARIANTS
+from engine.results.paper_relevance import CANDIDATES, LENS_HEAD, SOURCES, VARIANTS
 from engine.steering import generate
 from engine.steering.calibrate import coherent_share
 from engine.steering.coherence import reference_coherence_judge, reference_verdict
@@ -86,6 +86,7 @@ KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     "Patchscope of the difference, base and finetuned means": (lambda: VARIANTS, {
         "difference": "diff", "base": "base", "ft": "ft"}),
     "relevance: candidates, sources": (lambda: (CANDIDATES, SOURCES), (20, ("logitlens", "patchscope"))),
+    "relevance: every variant's logit lens through the finetuned head": (lambda: LENS_HEAD, "ft"),
     "relevance: frequent tokens (number, min count)": (lambda: (FREQUENT_TOKENS, FREQUENT_MIN_COUNT), (100, 10)),
     "relevance: orders and tries before the cold call": (lambda: (PERMUTATIONS, RELEVANCE_TRIES), (3, 3)),
     "reference graders' prompts verbatim": (lambda: hashlib.sha256(json.dumps(
