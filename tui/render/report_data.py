@@ -100,12 +100,13 @@ class PaperRelevanceRow:
 
 
 def paper_relevance_rows(report: dict[str, Any]) -> list[PaperRelevanceRow]:
-    """The paper protocol's relevance table, the finetune's own rows first (none without a `paper` block)."""
+    """The paper protocol's relevance table, the finetune's own rows first (none without a `paper` block; the
+    report's JSON may come with its keys sorted)."""
     relevance = (report.get("paper") or {}).get("relevance") or {}
     return [PaperRelevanceRow(target=target, source=source, variant=variant,
                               shares={k: _number(means.get(k)) for k in PAPER_SHARES},
                               graded=int(means["n"]), ungraded=int(means["ungraded"]))
-            for target, by_source in (relevance.get("summary") or {}).items()
+            for target, by_source in sorted((relevance.get("summary") or {}).items(), key=lambda t: t[0] != "self")
             for source, by_variant in by_source.items() for variant, means in by_variant.items()]
 
 
