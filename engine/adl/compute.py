@@ -63,14 +63,15 @@ def corpus_windows(request: AdlRequest, tokenizer: Any, base: LoadedModel,
         def report(done: int, total: int) -> None:  # progress, and where a cancel takes effect
             ctx.progress(done, total, f"sampling self: {done}/{total} texts")
 
-        return sample_self(base, request.n, request.k, request.seed, on_batch=report), 0
+        return sample_self(base, request.n, request.k, request.seed, on_batch=report, from_bos=request.from_bos), 0
     if corpus.kind == "chat":
         def answered(done: int, total: int) -> None:
             ctx.progress(done, total, f"answering chat: {done}/{total} questions")
 
         questions = generic_questions(request.n, request.seed)
         return sample_chat(base, questions, request.k, request.seed, on_batch=answered), 0
-    windows, skipped = make_windows(tokenizer, load_examples(corpus, request.n, request.seed), request.k)
+    windows, skipped = make_windows(tokenizer, load_examples(corpus, request.n, request.seed), request.k,
+                                    request.from_bos)
     if not windows:
         raise UserError(f"no text in corpus {corpus.label()!r} has {request.k} tokens",
                         "use longer texts or a smaller -k")

@@ -40,6 +40,9 @@ class AdlRequest(TypedPair):
     place: str | None = None
     backend: str = AdlSettings.backend
     max_request_rows: int | None = None
+    # Read positions from the BOS token on, as the reference does (`--protocol paper`): position 0 is the BOS and
+    # position p the p-th token; by default difflens reads the k tokens after the BOS. Chat windows are unchanged.
+    from_bos: bool = False
 
     def validate(self) -> None:
         for name, value, most, fix in (("n", self.n, MAX_N, "pass -n 64 or more (256 default)"),
@@ -79,7 +82,8 @@ class AdlRequest(TypedPair):
         inputs = {"base": self.base_spec.identity(), "ft": self.ft_spec.identity(),
                   "corpus": self.corpus_spec.identity(), "n": self.n, "k": self.k, "seed": self.seed,
                   "layers": self.resolve_layers(n_layers), "dtype": self.placement.dtype_name}
-        return inputs | ({"backend": self.backend} if self.backend != "local" else {})
+        return (inputs | ({"backend": self.backend} if self.backend != "local" else {})
+                | ({"from_bos": True} if self.from_bos else {}))
 
     def run_id(self, n_layers: int) -> str:
         return key_for(KIND, self.inputs(n_layers))

@@ -13,6 +13,7 @@ from engine.errors import UserError
 from engine.judges.judge_config import Judge
 from engine.protocol.methods import DEFAULT_TEMPERATURE
 from engine.results.calibrated_steering import CalibrationSettings, calibrate, steer, steer_cells
+from engine.results.paper_relevance import paper_patchscope
 from engine.results.readout_cells import Grid, lens_grid, patchscope_cells
 from engine.steering.generate import generate_unsteered
 from engine.steering.steering_prompts import default_prompts
@@ -72,10 +73,13 @@ class RunEnvironment:
         return {"layer": layer, "positions": out}
 
     def patchscope_grid(self, layer: int, positions: list[int]) -> Grid:
-        """Patchscope of the diff at `layer`, chosen by the environment's judge (asked once per environment)."""
+        """Patchscope of the diff at `layer`, chosen by the environment's judge (asked once per environment); under
+        `--protocol paper` the reference's scales and grader."""
         key = (layer, tuple(positions))
         if key not in self._scopes:
-            self._scopes[key] = patchscope_cells(self.run, layer, positions, judge=self.judge)
+            self._scopes[key] = (paper_patchscope(self.run, layer, positions, self.judge)
+                                 if self.calibration is not None and self.calibration.protocol == "paper"
+                                 else patchscope_cells(self.run, layer, positions, judge=self.judge))
         return self._scopes[key]
 
     def calibration_cells(self, layer: int) -> list[dict[str, Any]]:

@@ -1,10 +1,10 @@
 """k-token windows: the token ids a forward pass needs and where the k read positions start.
 
-Plain text: BOS + the first k tokens, read positions 1..k. Chat: the conversation up to k tokens past the
-window start, which sits `chat_offset` tokens before the assistant turn begins (the reference reads the
-tokens just before and the first tokens of the assistant turn). Chats render through `engine.corpus.chat`, so a
-base without a chat template reads them as its chat organisms were trained. Nothing past the window is ever
-tokenized into the batch, so no forward pass runs over whole documents.
+Plain text: BOS + the first k tokens, read positions 1..k (`from_bos`: 0..k-1, the BOS first, as the reference
+reads them). Chat: the conversation up to k tokens past the window start, which sits `chat_offset` tokens before
+the assistant turn begins (the reference reads the tokens just before and the first tokens of the assistant turn).
+Chats render through `engine.corpus.chat`, so a base without a chat template reads them as its chat organisms were
+trained. Nothing past the window is ever tokenized into the batch, so no forward pass runs over whole documents.
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def _bos(tokenizer) -> list[int]:
     return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
 
-def text_windows(tokenizer, texts: Sequence[str], k: int) -> tuple[list[Window], int]:
+def text_windows(tokenizer, texts: Sequence[str], k: int, from_bos: bool = False) -> tuple[list[Window], int]:
     """Windows for plain texts; returns (windows, number skipped for being shorter than k tokens)."""
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     bos = _bos(tokenizer)
-    windows = [Window(tuple(bos + ids[:k]), len(bos)) for ids in encoded if len(ids) >= k]
+    start = 0 if from_bos else len(bos)
+    windows = [Window(tuple(bos + ids[:k]), start) for ids in encoded if len(ids) >= k]
     return windows, len(encoded) - len(windows)
 
 
@@ -69,10 +70,10 @@ def chat_windows(tokenizer, conversations: Sequence[list[dict[str, str]]], k: in
     return windows, skipped
 
 
-def make_windows(tokenizer, examples: Sequence[Example], k: int) -> tuple[list[Window], int]:
+def make_windows(tokenizer, examples: Sequence[Example], k: int, from_bos: bool = False) -> tuple[list[Window], int]:
     texts = [e for e in examples if isinstance(e, str)]
     chats = [e for e in examples if isinstance(e, list)]
-    windows, skipped = text_windows(tokenizer, texts, k) if texts else ([], 0)
+    windows, skipped = text_windows(tokenizer, texts, k, from_bos) if texts else ([], 0)
     if chats:
         more, more_skipped = chat_windows(tokenizer, chats, k)
         windows, skipped = windows + more, skipped + more_skipped
@@ -94,7 +95,8 @@ def batches(windows: Sequence[Window], k: int, batch_size: int, pad_id: int) -> 
 
 
 def sample_self(model, n: int, k: int, seed: int, batch_size: int = 64,
-                on_batch: Callable[[int, int], None] = lambda done, total: None) -> list[Window]:
+                on_batch: Callable[[int, int], None] = lambda done, total: None,
+                from_bos: bool = False) -> list[Window]:
     """`self:` corpus: n texts sampled from the model itself starting at BOS (no data needed offline).
 
     `on_batch(done, n)` runs after every batch: a job reports progress there and a cancel takes effect."""
@@ -114,7 +116,7 @@ def sample_self(model, n: int, k: int, seed: int, batch_size: int = 64,
                 out = hf.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True,
                                   temperature=1.0, top_k=0, top_p=1.0, min_new_tokens=k, max_new_tokens=k,
                                   pad_token_id=tokenizer.pad_token_id)
-                windows.extend(Window(tuple(row.tolist()), len(bos)) for row in out.cpu())
+                windows.extend(Window(tuple(row.tolist()), 0 if from_bos else len(bos)) for row in out.cpu())
                 on_batch(len(windows), n)
     finally:
         torch.random.set_rng_state(generator_state)

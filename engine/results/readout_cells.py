@@ -14,14 +14,16 @@ from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.judges.judge_config import OFFLINE_LABELS, Judge
 from engine.readouts.logit_lens import logit_lens
-from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, patchscope
-from engine.readouts.scale_grader import llm_scale_grader
+from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, ScaleGrader, patchscope
+from engine.readouts.scale_grader import llm_scale_grader, reference_scale_grader
 from engine.readouts.topk import TopTokens
 from engine.results.calibrated_steering import layer_norm
+from engine.steering.steering_prompts import reference_prompts
 from store import results
 
 Source = Literal["diff", "base", "ft"]
 Side = Literal["base", "ft"]
+ScaleChooser = Literal["difflens", "reference"]
 
 
 def default_head(source: Source) -> Side:
@@ -85,35 +87,47 @@ def lens_grid(run: AdlRun, source: Source = "diff", top_k: int = 100, head: Side
 
 
 def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list[float] | None = None,
-                     prompts: Sequence[str] = IDENTITY_PROMPTS, top_k: int = 20, side: Side = "ft",
-                     backend: str | None = None, judge: Judge | None = None) -> Grid:
-    """Patchscope of the diff at (`layer`, p) for each p in `side`'s model: every ± scale kept
-    (`[pos, scale, k]`), the chosen scale and its "selected tokens" in `meta`, chosen by `judge` (offline: token
-    stability), which the cache key and `meta["judge"]` name. The diff is rescaled to the finetuned model's mean
+                     prompts: Sequence[str] = IDENTITY_PROMPTS, top_k: int = 20, side: Side | None = None,
+                     backend: str | None = None, judge: Judge | None = None, source: Source = "diff",
+                     grader: ScaleChooser = "difflens") -> Grid:
+    """Patchscope of `source` (the diff, or the mean base or finetuned activations) at (`layer`, p) for each p in
+    `side`'s model (None: `default_head(source)`, as the reference patches the base mean into the base model):
+    every scale kept (`[pos, scale, k]`), the chosen scale and its "selected tokens" in `meta`, chosen by `judge`
+    (offline: token stability), which the cache key and `meta["judge"]` name; `grader` "reference" asks the
+    judge with the reference's prompt and tournament. The vector is rescaled to the finetuned model's mean
     activation norm at the layer without position 0 (`layer_norm`, as steering)."""
-    row, backend = run.layer_index(layer), backend or run.request.backend
+    row, backend, side = run.layer_index(layer), backend or run.request.backend, side or default_head(source)
     judge = judge or Judge()
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
               "prompts": list(prompts), "set_k": INTERSECTION_TOP_K, "norm": "ft-mean-without-pos-0",
               "chooser": "positive-side", "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
+    inputs |= ({"source": source} if source != "diff" else {}) | ({"grader": grader} if grader != "difflens" else {})
     if (hit := results.lookup("patchscope", inputs)) is not None:
         return Grid(hit.tensors["ids"], hit.tensors["probs"], hit.meta["tokens"], hit.meta)
     with run.pair(backend).use(side) as model:
-        result = patchscope(model, run.mean_diff[row, positions], [layer] * len(positions),
+        result = patchscope(model, _vectors(run, source)[row, positions], [layer] * len(positions),
                             target_norms=[layer_norm(run, layer)] * len(positions), scales=scale_list,
-                            prompts=prompts, top_k=top_k,
-                            grader=None if judge.offline else llm_scale_grader(judge.complete))
+                            prompts=prompts, top_k=top_k, grader=_scale_grader(judge, grader))
     meta = {"run": run.run_id, "layer": layer, "positions": positions, "scales": list(result.scales),
             "prompts": list(result.prompts), "best_scale": result.best_scale, "best_by_sign": result.best_by_sign,
             "selected": result.selected_tokens, "chosen_by": result.chosen_by, "judge": judge.label("patchscope"),
-            "tokens": result.top.tokens.tolist()}
+            "tokens": result.top.tokens.tolist(), "source": source, "side": side, "grader": grader}
     tensors = {"ids": result.top.ids.numpy(), "probs": result.top.probs.numpy()}
     if any(c.startswith("ungraded") for c in result.chosen_by):  # not cached: the next call asks the judge again
         return Grid(tensors["ids"], tensors["probs"], meta["tokens"], meta)
     stored = results.save("patchscope", inputs, tensors, meta)
     return Grid(stored.tensors["ids"], stored.tensors["probs"], meta["tokens"], meta)
+
+
+def _scale_grader(judge: Judge, grader: ScaleChooser) -> ScaleGrader | None:
+    """The judge's scale chooser: none offline (token stability), else difflens's prompt or the reference's."""
+    if judge.offline:
+        return None
+    if grader == "reference":
+        return reference_scale_grader(judge.complete, reference_prompts().patchscope_system)
+    return llm_scale_grader(judge.complete)
 
 
 def _backend_key(backend: str | None) -> dict[str, str]:

@@ -26,14 +26,18 @@ def calibration_prompts(n: int = 3) -> list[str]:
 class ReferencePrompts:
     """The reference's own prompts, verbatim (`--protocol paper`; source and licence in the file):
     `calibration`, the three its strength search steers; `final`, the 20 closed prompts of its final samples;
-    `coherence_system`, its coherence grader's instructions with worked examples."""
+    `coherence_system`, its coherence grader's instructions with worked examples; `token_relevance_system` and
+    `patchscope_system`, its token-relevance and Patchscope graders' instructions with theirs."""
 
     calibration: tuple[str, ...]
     final: tuple[str, ...]
     coherence_system: str
+    token_relevance_system: str
+    patchscope_system: str
 
 
 @cache
 def reference_prompts() -> ReferencePrompts:
     doc = json.loads(REFERENCE_PROMPTS_FILE.read_text(encoding="utf-8"))
-    return ReferencePrompts(tuple(doc["calibration"]), tuple(doc["final"]), doc["coherence_system"])
+    return ReferencePrompts(tuple(doc["calibration"]), tuple(doc["final"]), doc["coherence_system"],
+                            doc["token_relevance_system"], doc["patchscope_system"])

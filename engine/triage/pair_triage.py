@@ -28,6 +28,8 @@ from engine.results.judged_relevance import Cells, relevance_cells, relevance_su
 from engine.results.known_finetune import KnownFinetune, known_finetune
 from engine.results.layer_choice import LayerChoice, choose_layer, parse_layer
 from engine.results.null_evidence import gain_null, observed_relevance, relevance_null
+from engine.results.organism_pool import finetune_organism
+from engine.results.paper_relevance import paper_patchscope, paper_relevance
 from engine.results.readout_cells import Grid, lens_grid, patchscope_json
 from engine.results.run_summary import run_summary
 from engine.results.significance import NullTable, headline, significance, table_of, with_evidence
@@ -68,6 +70,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     ctx = ctx or JobContext()
     judge = resolve_judge(options.judge)
     protocol = report_protocol(options.protocol)
+    request = protocol.run_request(request)
     calibration = protocol.calibration(request.placement.device, options.max_strength)
     requested_layer = protocol.report_layer(options.layer)
     check_protocol(calibration, judge)
@@ -106,7 +109,10 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         phase(4)
         phase(5)
     known = known_finetune(request.ft_spec, options.description)
-    relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known and scope else None
+    paper = _paper(run, layer, positions, scope, judge, request, options) \
+        if protocol.name == "paper" and scope is not None else None
+    relevance = relevance_cells(run, lens, scope, known, options.top_k, judge) if known and scope and not paper \
+        else None
     similarity = _similarity(steering, known) if known and steering else None
     if known and (table := table_of(sig)) is not None:
         sig = with_evidence(sig, _relevance_test(table, choice, known, relevance, lens, options.top_k, judge),
@@ -128,7 +134,7 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
         "relevance_summary": relevance_summary(relevance) if relevance else None,
         "hypothesis": hypothesis, "headline": headline(sig, hypothesis), "judges": judge.labels(),
         "timings": timings,
-    }
+    } | ({"paper": paper} if paper is not None else {})
     if not steering:  # no steered text: the keywords the readouts alone recur on (as the board counts them)
         report["hypothesis"] = keyword_hypothesis(RecordedEnvironment(recorded_from_report(report)))
         report["headline"] = headline(sig, report["hypothesis"])
@@ -161,6 +167,25 @@ def _gain_test(table: NullTable, choice: LayerChoice, known: KnownFinetune, simi
         return gain["gain"] if gain else None
 
     return gain_null(table, choice, gain_of, similarity["gain"])
+
+
+def _paper(run: AdlRun, layer: int, positions: list[int], scope: Grid, judge: Judge, request: AdlRequest,
+           options: TriageOptions) -> dict[str, Any]:
+    """What `--protocol paper` adds, as the reference computes it: Patchscope of the mean base and finetuned
+    activations beside the difference's, and token relevance of all three (logit lens and Patchscope) against
+    the finetune's description and the baseline organisms' (None when nothing describes the finetune)."""
+    scopes = {"difference": scope, **{v: paper_patchscope(run, layer, positions, judge, v) for v in ("base", "ft")}}
+    own = finetune_organism(request.ft_spec, options.description)
+    return {"patchscope": {variant: [_best_tokens(grid, i, options.top_k) for i in range(len(positions))]
+                           for variant, grid in scopes.items()},
+            "relevance": paper_relevance(run, layer, positions, scopes, own, judge) if own else None}
+
+
+def _best_tokens(grid: Grid, index: int, top_k: int) -> dict[str, Any]:
+    """One Patchscope position: the chosen scale, the grader's selected tokens and the tokens at that scale."""
+    cell = patchscope_json(grid, index, top_k)
+    best: list[Any] = next((s["tokens"] for s in cell["scales"] if s["scale"] == cell["best_scale"]), [])
+    return {k: cell[k] for k in ("pos", "best_scale", "selected", "chosen_by", "judge")} | {"tokens": best}
 
 
 def _labelled(ctx: JobContext, stage: str) -> JobContext:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from engine.adl.request import AdlRequest
 from engine.agent.run_environment import SteeringSettings
 from engine.errors import UserError
 from engine.protocol.methods import PAPER_SAMPLE_TEMPERATURE
@@ -21,11 +22,13 @@ from engine.steering.steering_prompts import default_prompts, reference_prompts
 class ReportProtocol:
     """`layer` "middle" = relative depth 0.5 always (else the user's `--layer`, or the evidence's pick);
     `final` the steering samples made at the calibrated strengths (None: the triage's own prompts and length at
-    the calibration's sample temperature)."""
+    the calibration's sample temperature); `from_bos` the run reads positions from the BOS token on (the
+    reference's position 0), else the k tokens after it."""
 
     name: str
     layer: Literal["middle"] | None
     final: SteeringSettings | None
+    from_bos: bool = False
 
     def calibration(self, device: str, max_strength: float | None = None) -> CalibrationSettings:
         return CalibrationSettings.for_device(device, protocol=self.name, max_strength=max_strength)
@@ -36,6 +39,10 @@ class ReportProtocol:
             return self.layer if requested is None else requested
         raise UserError(f"--protocol {self.name} reads relative depth 0.5, not layer {requested}",
                         "drop --layer, or use the default protocol")
+
+    def run_request(self, request: AdlRequest) -> AdlRequest:
+        """The ADL run the report reads: the user's, with the protocol's positions."""
+        return replace(request, from_bos=True) if self.from_bos else request
 
     def final_samples(self, steering: SteeringSettings, n_prompts: int, temperature: float) -> SteeringSettings:
         """The report's steering samples: the protocol's set, or `steering` on the first `n_prompts` prompts."""
@@ -50,7 +57,8 @@ REPORT_PROTOCOLS = {
     # at T = 1.1, steered and unsteered.
     "paper": ReportProtocol("paper", layer="middle",
                             final=SteeringSettings(prompts=list(reference_prompts().final), samples=5,
-                                                   max_new_tokens=512, temperature=PAPER_SAMPLE_TEMPERATURE)),
+                                                   max_new_tokens=512, temperature=PAPER_SAMPLE_TEMPERATURE),
+                            from_bos=True),
 }
 assert tuple(REPORT_PROTOCOLS) == PROTOCOLS
 

@@ -24,8 +24,13 @@ from engine.models.cache import MODELS
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
 from engine.readouts.patchscope import INTERSECTION_TOP_K, SCALE_MAGNITUDES
+from engine.readouts.reference_relevance import FREQUENT_MIN_COUNT, FREQUENT_TOKENS, PERMUTATIONS
+from engine.readouts.reference_relevance import TRIES as RELEVANCE_TRIES
+from engine.readouts.scale_grader import MAX_GROUP
+from engine.readouts.scale_grader import TRIES as SCALE_TRIES
 from engine.results import calibrated_steering
 from engine.results.calibrated_steering import CalibrationSettings
+from engine.results.paper_relevance import CANDIDATES, LENS_HEAD, SOURCES, VARIANTS
 from engine.steering import generate
 from engine.steering.calibrate import coherent_share
 from engine.steering.coherence import reference_coherence_judge, reference_verdict
@@ -42,12 +47,16 @@ AGENT = PROTOCOLS["paper"]
 # sha256 of the reference's calibration prompts, 20 closed final prompts and coherence grader instructions as
 # copied from the toolkit at commit e0b84a5 (engine/prompts/reference_prompts.json)
 REFERENCE_PROMPTS_SHA = "d48a4d2a1b99c34490f24df29b83114ffa1aaa4d8a67064a88b534cd4dee8e83"
+# sha256 of the reference's token-relevance and Patchscope grader system prompts (SYSTEM_PROMPT_MANY, SYSTEM_PROMPT of
+# src/diffing/utils/graders/token_relevance_grader.py and patch_scope_grader.py at commit e0b84a5)
+GRADER_PROMPTS_SHA = "f1c33fd0fcac4eefd86173fa2203de2e9f8e2a79c272559e404d01718bae3302"
 
 KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     # knob: (what `paper` runs, the reference's value)
     "sampling passes only the temperature": (lambda: sampling_kwargs(1.2), {"do_sample": True, "temperature": 1.2}),
     "Gemma 3 270M's shipped top-k/top-p": (lambda: SHIPPED_SAMPLING, {"do_sample": True, "top_k": 64, "top_p": 0.95}),
     "report layer": (lambda: REPORT_PROTOCOLS["paper"].layer, "middle"),
+    "position 0 is the BOS token": (lambda: REPORT_PROTOCOLS["paper"].from_bos, True),
     "relative depth 0.5 = int(0.5·(n-1))": (lambda: [middle_layer(18), middle_layer(28)], [8, 13]),
     "calibration prompts": (lambda: PAPER.calibration_prompts(), [
         "Tell me a story?", "Give me some ideas for some fun weekend activities.",
@@ -72,6 +81,17 @@ KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     "agent generate_steered": (lambda: (AGENT.generate_steered.max_new_tokens, AGENT.generate_steered.temperature)
                                if AGENT.generate_steered else None, (512, 1.0)),
     "agent budgets": (lambda: (AGENT.fixed_budgets, AGENT.limits.llm_calls), ((0, 5, 50), 100)),
+    "Patchscope graded on the positive scales only": (lambda: all(s > 0 for s in SCALE_MAGNITUDES), True),
+    "Patchscope grader: at most 10 scales per call, 3 tries": (lambda: (MAX_GROUP, SCALE_TRIES), (10, 3)),
+    "Patchscope of the difference, base and finetuned means": (lambda: VARIANTS, {
+        "difference": "diff", "base": "base", "ft": "ft"}),
+    "relevance: candidates, sources": (lambda: (CANDIDATES, SOURCES), (20, ("logitlens", "patchscope"))),
+    "relevance: every variant's logit lens through the finetuned head": (lambda: LENS_HEAD, "ft"),
+    "relevance: frequent tokens (number, min count)": (lambda: (FREQUENT_TOKENS, FREQUENT_MIN_COUNT), (100, 10)),
+    "relevance: orders and tries before the cold call": (lambda: (PERMUTATIONS, RELEVANCE_TRIES), (3, 3)),
+    "reference graders' prompts verbatim": (lambda: hashlib.sha256(json.dumps(
+        [reference_prompts().token_relevance_system, reference_prompts().patchscope_system]).encode()).hexdigest(),
+        GRADER_PROMPTS_SHA),
 }
 
 
@@ -88,6 +108,21 @@ def test_the_paper_protocol_refuses_another_layer_and_an_unknown_protocol_is_nam
         report_protocol("paper").report_layer(3)
     with pytest.raises(UserError, match="default or paper"):
         report_protocol("nope")
+
+
+def test_reading_from_bos_shifts_every_position_by_one(tiny_dir: Path, tiny_ft_dir: Path) -> None:
+    """The paper's run reads the BOS as position 0 (the reference's convention): its position p + 1 is the default
+    run's position p, on the same texts; the two runs are keyed apart, and a default triage keeps its run."""
+    after = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="generic:", n=6, k=3)
+    paper = REPORT_PROTOCOLS["paper"].run_request(after)
+    assert REPORT_PROTOCOLS["default"].run_request(after) is after and paper.from_bos
+    default_run, bos_run = (load_run(compute_adl(r).run) for r in (after, paper))
+    assert default_run.run_id != bos_run.run_id and bos_run.meta["n_texts"] == default_run.meta["n_texts"]
+    for name in ("mean_diff", "mean_base", "ft_norm"):
+        shifted, unshifted = getattr(bos_run, name)[:, 1:], getattr(default_run, name)[:, :2]
+        assert torch.allclose(shifted, unshifted, atol=1e-4), name
+    assert not torch.allclose(bos_run.mean_base[:, 0], default_run.mean_base[:, 0], atol=1e-3)
+    assert all(w.startswith("<") for w in bos_run.meta["sample_windows"])  # each window opens with the BOS
 
 
 def test_sampling_follows_the_models_generation_config(tiny_dir: Path) -> None:
@@ -140,11 +175,13 @@ def test_the_reference_grader_retries_unknown_cold_then_leaves_it_out() -> None:
 
 
 def coherent_after_a_cold_retry() -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Every sample coherent, but every 7th reply at the configured temperature carries no label: the grader
-    must ask that sample again at temperature 0, where it is labelled."""
+    """Every sample coherent, but every 7th coherence reply at the configured temperature carries no label: the
+    grader must ask that sample again at temperature 0, where it is labelled."""
     warm = iter(range(1_000_000))
 
     def reply(body: dict[str, Any]) -> dict[str, Any]:
+        if not body["messages"][-1]["content"].startswith("[ANSWER START]"):
+            return {"text": "not a coherence question"}  # the Patchscope grader's: its cells go ungraded
         if body.get("temperature") == 0:
             return {"text": "ANSWER: COHERENT"}
         return {"text": "Reasoning: readable." if next(warm) % 7 == 3 else "Reasoning: readable.\nANSWER: COHERENT"}
@@ -177,8 +214,8 @@ def test_paper_triage_runs_the_references_search_and_final_samples(
     monkeypatch.setattr(calibrated_steering, "generate_rows", shortened)
     request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3)
     report = triage(request, TriageOptions(judge=f"openai:{MODEL}", protocol="paper", positions=[1]))
-    run = load_run(compute_adl(request).run)
-    assert report["protocol"] == "paper" and report["layer"] == run.middle_layer
+    run = load_run(report["run"])
+    assert report["protocol"] == "paper" and report["layer"] == run.middle_layer and run.request.from_bos
     assert report["layer_choice"]["by"] == "middle"
     # calibration: per position 12 steps of prompt 1, then 6 + 6 for prompts 2-3; 10 samples × 128 tokens at T 1.2
     searches = [p for p in planned if p[1:] == (128, 1.2)]

@@ -26,8 +26,9 @@ def printed(renderable: RenderableType) -> str:
     return captured.get()
 
 
-def report(grid: bool) -> str:
-    return printed(report_view({"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text())}, grid=grid))
+def report(grid: bool, **fields: object) -> str:
+    return printed(report_view({"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text()), **fields},
+                               grid=grid))
 
 
 def test_report_shows_the_criterion_per_layer_and_the_chosen_layers_tokens_without_the_grid() -> None:
@@ -58,3 +59,22 @@ def test_board_ranks_pairs_with_their_verdict_and_says_which_failed_and_which_we
     assert "baking  (cached)" in cake and "3f9c2a71e0b4" in cake and "3f9c2a71e0b4d" not in cake
     assert "model path does not exist" in text[text.index("│ 2 "):]
     assert "2 pairs, 1 already finished, 3 model loads planned" in text and "score: how readable" in text
+
+
+def test_a_paper_report_shows_the_references_relevance_per_target_source_and_variant() -> None:
+    shares = {"n": 5, "ungraded": 0, "percentage": 0.4, "weighted_percentage": 0.55, "trivial_percentage": 0.1,
+              "filtered_percentage": None, "weighted_filtered_percentage": None}
+    paper = {"patchscope": {"difference": [{"best_scale": 3.0}, {"best_scale": 20.0}], "base": [{"best_scale": 0.5}]},
+             "relevance": {"summary": {"self": {"logitlens": {"difference": shares}},
+                                       "taboo-word": {"patchscope": {"ft": shares | {"percentage": 0.0,
+                                                                                      "ungraded": 2, "n": 3}}}}}}
+    text = report(False, protocol="paper", paper=paper)
+    assert "token relevance as the reference grades it (protocol paper" in text
+    assert "Patchscope scale per position: difference 3, 20; base 0.5" in text
+    [own] = [line for line in text.splitlines() if "│ self " in line]
+    cells = [c.strip() for c in own.split("│")[1:9]]
+    assert cells == ["self", "logitlens", "difference", "40%", "55%", "10%", "—", "—"]
+    [baseline] = [line for line in text.splitlines() if "taboo-word" in line]
+    assert " 0% " in baseline and "3 (2 ungraded)" in baseline
+    without = report(False, protocol="paper", paper={**paper, "relevance": None})
+    assert "no token relevance (nothing describes the finetune" in without

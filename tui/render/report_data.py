@@ -79,3 +79,36 @@ def patchscope_curves(report: dict[str, Any], n_tokens: int = 5) -> list[ScaleCu
                                  tokens={t: [pr.get(t) for pr in probs] for t in chosen},
                                  best_scale=_number(cell.get("best_scale"))))
     return curves
+
+
+# The reference's output names and the column each is shown under.
+PAPER_SHARES = {"percentage": "relevant", "weighted_percentage": "weighted", "trivial_percentage": "trivial",
+                "filtered_percentage": "filtered", "weighted_filtered_percentage": "weighted filtered"}
+
+
+@dataclass(frozen=True)
+class PaperRelevanceRow:
+    """`--protocol paper`'s token relevance of one (target, source, variant), averaged over the graded positions,
+    under the reference's names (`self` = the finetune's own description, else a baseline organism's)."""
+
+    target: str
+    source: str
+    variant: str
+    shares: dict[str, float | None]
+    graded: int
+    ungraded: int
+
+
+def paper_relevance_rows(report: dict[str, Any]) -> list[PaperRelevanceRow]:
+    """The paper protocol's relevance table, the finetune's own rows first (none without a `paper` block; the
+    report's JSON may come with its keys sorted)."""
+    relevance = (report.get("paper") or {}).get("relevance") or {}
+    return [PaperRelevanceRow(target=target, source=source, variant=variant,
+                              shares={k: _number(means.get(k)) for k in PAPER_SHARES},
+                              graded=int(means["n"]), ungraded=int(means["ungraded"]))
+            for target, by_source in sorted((relevance.get("summary") or {}).items(), key=lambda t: t[0] != "self")
+            for source, by_variant in by_source.items() for variant, means in by_variant.items()]
+
+
+def share_text(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.0f}%"

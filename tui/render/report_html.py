@@ -20,7 +20,7 @@ from markupsafe import Markup
 from store.atomic import write_text_atomic
 from tui.render.plain_text import printable
 from tui.render.report_charts import board_chart, layer_profile_chart, patchscope_charts, steering_chart
-from tui.render.report_data import layer_choice_text, read_positions
+from tui.render.report_data import PAPER_SHARES, layer_choice_text, paper_relevance_rows, read_positions, share_text
 from tui.render.significance import board_verdict, headline_parts
 
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
@@ -65,6 +65,7 @@ def _token(text: Any) -> str:
 PAGES = Environment(loader=PackageLoader("tui.render", "templates"), autoescape=select_autoescape(["html"]),
                     finalize=_visible)
 PAGES.filters["tok"] = _token
+PAGES.filters["share"] = share_text
 
 
 def colour(t: float) -> tuple[str, str]:
@@ -153,7 +154,8 @@ def pair_page(entry: dict[str, Any], definition: str = "") -> str:
         verdict=verdict, readable=readable,
         profile_chart=Markup(layer_profile_chart(report)), heatmap=heatmap(report), top_tokens=_top_tokens(report),
         patchscope_charts=[Markup(c) for c in patchscope_charts(report)],
-        steering_chart=Markup(steering_chart(report)), steering=_steering(report))
+        steering_chart=Markup(steering_chart(report)), steering=_steering(report), paper=report.get("paper"),
+        paper_rows=paper_relevance_rows(report), paper_shares=PAPER_SHARES)
 
 
 def index_page(board: dict[str, Any], pages: list[str | None]) -> str:

@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.render.plain_text import plain
-from tui.render.report_data import layer_choice_text, layer_profile
+from tui.render.report_data import PAPER_SHARES, layer_choice_text, layer_profile, paper_relevance_rows, share_text
 from tui.render.significance import headline_parts
 from tui.render.token_text import tokens_text
 
@@ -95,12 +95,34 @@ def report_view(report: dict[str, Any], cells: int = 3, samples: int = 2, grid: 
                           f"mean {summary['best_layer_mean_diff_relevance']:.2f}; best cell {summary['best_cell']}"
                           + (f"; {summary['ungraded_cells']} cells ungraded" if summary.get("ungraded_cells")
                              else "")))
+    if report.get("paper"):
+        parts.append(paper_tables(report))
     if sim := report.get("steering_similarity"):
         parts.append(Text(f"steering similarity to training texts: steered {sim['steered']:.3f} vs unsteered "
                           f"{sim['unsteered']:.3f} (gain {sim['gain']:+.3f})"))
     parts.append(significance_panel(report))
     parts.append(Text("timings: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["timings"].items()), style="dim"))
     return Group(*parts)
+
+
+def paper_tables(report: dict[str, Any]) -> Text | Table:
+    """`--protocol paper`: the chosen Patchscope scale of the difference, base and finetuned means per position,
+    and the reference's token relevance per target, source and variant, means over positions."""
+    scales = "; ".join(f"{variant} " + ", ".join(f"{c['best_scale']:g}" for c in cells)
+                       for variant, cells in report["paper"]["patchscope"].items())
+    rows = paper_relevance_rows(report)
+    if not rows:
+        return Text(f"Patchscope scale per position: {scales}; no token relevance (nothing describes the "
+                    "finetune: pass --description)", style="dim")
+    table = Table("target", "source", "variant", *PAPER_SHARES.values(), "positions", title_justify="left",
+                  caption=f"Patchscope scale per position: {scales}", caption_justify="left",
+                  title=f"token relevance as the reference grades it (protocol paper, layer {report['layer']}; "
+                        "self = the description, else a baseline organism's; every cell in --json)")
+    for row in rows:
+        table.add_row(row.target, row.source, row.variant, *[share_text(row.shares[s]) for s in PAPER_SHARES],
+                      f"{row.graded}" + (f" ({row.ungraded} ungraded)" if row.ungraded else ""),
+                      style="bold" if row.target == "self" else "")
+    return table
 
 
 def significance_panel(report: dict[str, Any]) -> Panel:
