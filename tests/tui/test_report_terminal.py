@@ -78,3 +78,13 @@ def test_a_paper_report_shows_the_references_relevance_per_target_source_and_var
     assert " 0% " in baseline and "3 (2 ungraded)" in baseline
     without = report(False, protocol="paper", paper={**paper, "relevance": None})
     assert "no token relevance (nothing describes the finetune" in without
+
+
+def test_layers_print_by_depth_when_the_report_comes_back_from_the_store_with_sorted_keys() -> None:
+    stored = json.loads(DEMO_REPORT.read_text())
+    stored["layers"] = dict(sorted(stored["layers"].items()))  # "0", "1", "10", …: how the store returns them
+    text = report(grid=True, **{"layers": stored["layers"]})
+    printed_layers = [int(line.split("│")[1]) for line in text.splitlines()
+                      if line.startswith("│") and line.split("│")[1].strip().isdigit()]
+    profile = printed_layers[:len(stored["layers"])]
+    assert profile == sorted(profile) and len(profile) == len(stored["layers"])

@@ -77,7 +77,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         emit_json(grid)
         return
     table = Table("layer", "pos", f"logit lens of {source}, {grid.head} head (top {top_k})", show_lines=False)
-    for lay, cells in grid.layers.items():
+    for lay, cells in sorted(grid.layers.items(), key=lambda item: int(item[0])):
         for p, pairs in cells.items():
             table.add_row(lay, p, tokens_text(pairs))
     out.print(table)

@@ -34,7 +34,12 @@ def layer_profile(report: dict[str, Any]) -> list[LayerRow]:
     return [LayerRow(layer=int(layer), criterion=_number(scores.get(layer)),
                      rel_norm=sum(float(row[p]["rel_norm"]) for p in read) / len(read),
                      relevance=_number(relevance.get(layer)))
-            for layer, row in report["layers"].items()]
+            for layer, row in layers_in_order(report)]
+
+
+def layers_in_order(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The report's layers by depth (a report read back from the store has its keys sorted as strings)."""
+    return sorted(report["layers"].items(), key=lambda item: int(item[0]))
 
 
 def _number(value: Any) -> float | None:

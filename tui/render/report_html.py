@@ -20,7 +20,14 @@ from markupsafe import Markup
 from store.atomic import write_text_atomic
 from tui.render.plain_text import printable
 from tui.render.report_charts import board_chart, layer_profile_chart, patchscope_charts, steering_chart
-from tui.render.report_data import PAPER_SHARES, layer_choice_text, paper_relevance_rows, read_positions, share_text
+from tui.render.report_data import (
+    PAPER_SHARES,
+    layer_choice_text,
+    layers_in_order,
+    paper_relevance_rows,
+    read_positions,
+    share_text,
+)
 from tui.render.significance import board_verdict, headline_parts
 
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
@@ -99,7 +106,7 @@ def heatmap(report: dict[str, Any]) -> Markup:
     top = max((float(layers[lay][p]["rel_norm"]) for lay in layers for p in read_positions(report)),
               default=0.0) or 1.0
     rows = []
-    for layer, row in layers.items():
+    for layer, row in layers_in_order(report):
         cells = []
         for p in positions:
             value = float(row[p]["rel_norm"])

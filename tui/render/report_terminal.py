@@ -11,7 +11,14 @@ from rich.table import Table
 from rich.text import Text
 
 from tui.render.plain_text import plain
-from tui.render.report_data import PAPER_SHARES, layer_choice_text, layer_profile, paper_relevance_rows, share_text
+from tui.render.report_data import (
+    PAPER_SHARES,
+    layer_choice_text,
+    layer_profile,
+    layers_in_order,
+    paper_relevance_rows,
+    share_text,
+)
 from tui.render.significance import headline_parts
 from tui.render.token_text import tokens_text
 
@@ -44,7 +51,7 @@ def token_grid(report: dict[str, Any], positions: list[str], cells: int) -> Tabl
     """Every layer × position: the top tokens of the mean diff."""
     table = Table("layer", *[f"pos {p}" for p in positions], title_justify="left",
                   title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
-    for layer, row in report["layers"].items():
+    for layer, row in layers_in_order(report):
         table.add_row(layer, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
                       style="bold" if int(layer) == report["layer"] else "")
     return table
