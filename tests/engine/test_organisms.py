@@ -19,6 +19,7 @@ from engine.organisms.make_data import list_recipes, make_data, write_docs, writ
 from engine.organisms.registry import SHIPPED_DIR, list_organisms, resolve_organism, rubric, validate_registry
 from engine.training.encode import IGNORE, encode_docs
 from engine.training.organism_training import train_organism
+from engine.triage.pairs import load_board_file
 from tests.support.tiny import tiny_tokenizer
 
 TRAIN_KW = {"steps": 5, "lr": 1e-2, "lora_rank": 4, "batch_size": 4, "max_length": 32, "device": "cpu"}
@@ -234,3 +235,10 @@ def test_shipped_demo_adapter_loads_offline(name: str, spec: str, kind: str, mon
         with pair.use("base") as m:
             base_logits = m.hf(ids).logits
     assert (ft_logits - base_logits).abs().max() > 1e-2
+
+
+def test_the_shipped_board_file_reads_and_lists_every_demo_organism_and_an_identical_pair() -> None:
+    board = load_board_file(SHIPPED_DIR.parent / "shipped-board.yaml")
+    fts = {pair.ft for pair in board.pairs}
+    assert {"demo", "demo-overfit", "demo-em", "demo-taboo", "demo-subliminal"} <= fts
+    assert any(pair.ft == pair.base for pair in board.pairs)
