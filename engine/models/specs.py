@@ -93,6 +93,13 @@ def is_adapter_dir(path: Path) -> bool:
     return path.is_dir() and (path / "adapter_config.json").exists()
 
 
+def is_named_spec(text: str) -> bool:
+    """A name `parse_spec` resolves before any path (`demo`, `gemma-3-270m`, `organism:NAME`), even where a file or
+    folder of that name exists."""
+    name = text.partition("@")[0]
+    return name in DEMO_ADAPTERS or name == EMBEDDED_NAME or text.startswith("organism:")
+
+
 def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool = False) -> ModelSpec:
     """Resolve what the user typed. Adapters may be given inline (a directory) or with `adapter=`."""
     text = text.strip()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.models.specs import is_named_spec
 from engine.yaml_text import load_yaml
 
 REQUIRED = ("name", "base", "ft")
@@ -96,8 +97,9 @@ def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None 
 
 
 def _relative_to(spec: str | None, base_dir: Path) -> str | None:
-    """`./m` or `../m` (or a relative path that exists beside the file) resolved against the file's folder."""
-    if spec is None or Path(spec).is_absolute() or spec.startswith("~"):
+    """`./m` or `../m` (or a relative path that exists beside the file) resolved against the file's folder; a named
+    model (`demo`, `gemma-3-270m`) stays a name, as `parse_spec` reads it first."""
+    if spec is None or Path(spec).is_absolute() or spec.startswith("~") or is_named_spec(spec):
         return spec
     candidate = base_dir / spec
     if spec.startswith(("./", "../")) or candidate.exists():
