@@ -447,7 +447,7 @@ def test_paper_causal_test_loops_positions_scopes_and_both_directions(shift_run:
             assert scopes["exclude"]["n_tokens"] < scopes["all"]["n_tokens"], "one target column dropped"
             assert scopes["after_k"]["n_tokens"] == 0, "texts of 6 tokens have nothing after column 20"
     assert out["sets"]["chat"]["n_tokens"] == 2 * 5, "only the assistant turns (`Assistant` `:` oven butter oven)"
-    with pytest.raises(UserError, match="patch direction"):
+    with pytest.raises(UserError, match="patch_direction"):
         load_all()["lens.causal"].fn(params | {"patch_direction": "sideways"}, JobContext())
     with pytest.raises(UserError, match="protocol"):
         load_all()["lens.causal"].fn(params | {"protocol": "mine"}, JobContext())
