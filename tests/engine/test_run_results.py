@@ -80,7 +80,7 @@ def test_lens_ops_take_a_head_and_say_which_one_read(run_id: str) -> None:
     base = logit_lens_cell({"run": run_id, "layer": 1, "pos": 0, "source": "base"}, JobContext())
     grid = logit_lens_grid({"run": run_id, "layers": [1], "head": "base"}, JobContext())
     assert (one["head"], base["head"], grid["head"]) == ("ft", "base", "base")
-    with pytest.raises(UserError, match="unknown logit-lens head 'lm'"):
+    with pytest.raises(UserError, match="parameter 'head' must be 'ft' or 'base', got 'lm'"):
         logit_lens_grid({"run": run_id, "head": "lm"}, JobContext())
 
 
