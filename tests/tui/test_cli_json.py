@@ -43,6 +43,7 @@ CASES: dict[str, list[list[str]]] = {
     "mine": [["--base", "b", "--ft", "f", "--text", "t"]],
     "causal": [["--run", "adl-x"]],
     "pca": [["adl-x"]],
+    "trajectory": [["--base", "b", "--ft", "f", "--interpolate", "0,1"], ["--list"]],
     "ndif models": [[]],
     "organism make-data": [["--recipe", "cake-sdf", "--out", "x.txt"]],
     "organism train": [["--base", "b", "--data", "x.txt"]],

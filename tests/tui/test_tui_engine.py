@@ -219,7 +219,7 @@ async def test_mining_and_causal_screens_read_the_runs_pair(tiny_dir: Path, tiny
         await pilot.press("r")
         await until(lambda: causal.result.mode == "direction", 120, "the direction test")
         assert set(causal.result.sets) == {"finetuning", "generic", "chat"} and causal.result.to_json()["controls"]
-        assert "sd from the random vectors" in plain(answer, width=140)
+        assert "random vectors" in plain(answer, width=140) and "z = " in plain(answer, width=140)
 
         await pilot.press("escape")
         await pilot.press("P")
