@@ -14,6 +14,7 @@ from engine.protocol.results import PatchscopeCell
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import Backend, Engine, Json, JudgeSpec, Protocol, Remote, TrustRemoteCode
 from tui.cli.output import emit_json, err, fail, out
+from tui.render.report_data import layers_in_order
 from tui.render.token_text import tokens_text
 
 Layer = Annotated[int | None, typer.Option("--layer", help="Decoder layer (default: the run's report layer, "
@@ -77,7 +78,7 @@ def tokens(run: str, layer: Layer = None, pos: Pos = None,
         emit_json(grid)
         return
     table = Table("layer", "pos", f"logit lens of {source}, {grid.head} head (top {top_k})", show_lines=False)
-    for lay, cells in sorted(grid.layers.items(), key=lambda item: int(item[0])):
+    for lay, cells in layers_in_order(grid.layers):
         for p, pairs in cells.items():
             table.add_row(lay, p, tokens_text(pairs))
     out.print(table)

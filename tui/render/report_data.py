@@ -5,8 +5,11 @@ Reports before a field existed (no layer choice, no relevance, no steering) give
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,12 +37,12 @@ def layer_profile(report: dict[str, Any]) -> list[LayerRow]:
     return [LayerRow(layer=int(layer), criterion=_number(scores.get(layer)),
                      rel_norm=sum(float(row[p]["rel_norm"]) for p in read) / len(read),
                      relevance=_number(relevance.get(layer)))
-            for layer, row in layers_in_order(report)]
+            for layer, row in layers_in_order(report["layers"])]
 
 
-def layers_in_order(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The report's layers by depth (a report read back from the store has its keys sorted as strings)."""
-    return sorted(report["layers"].items(), key=lambda item: int(item[0]))
+def layers_in_order(layers: Mapping[str, T]) -> list[tuple[str, T]]:
+    """Layers keyed by their number, by depth (a report read back from the store has its keys sorted as strings)."""
+    return sorted(layers.items(), key=lambda item: int(item[0]))
 
 
 def _number(value: Any) -> float | None:

@@ -106,7 +106,7 @@ def heatmap(report: dict[str, Any]) -> Markup:
     top = max((float(layers[lay][p]["rel_norm"]) for lay in layers for p in read_positions(report)),
               default=0.0) or 1.0
     rows = []
-    for layer, row in layers_in_order(report):
+    for layer, row in layers_in_order(layers):
         cells = []
         for p in positions:
             value = float(row[p]["rel_norm"])

@@ -51,7 +51,7 @@ def token_grid(report: dict[str, Any], positions: list[str], cells: int) -> Tabl
     """Every layer × position: the top tokens of the mean diff."""
     table = Table("layer", *[f"pos {p}" for p in positions], title_justify="left",
                   title=f"logit lens of the mean diff ({report['lens_heads']['diff']} head)")
-    for layer, row in layers_in_order(report):
+    for layer, row in layers_in_order(report["layers"]):
         table.add_row(layer, *[tokens_text(row[p]["logit_lens"][:cells]) for p in positions],
                       style="bold" if int(layer) == report["layer"] else "")
     return table
