@@ -23,6 +23,7 @@ from engine.protocol.results import (
     Keywords,
     LayerChoice,
     PatchscopeCell,
+    Significance,
     Steered,
     token_pairs,
 )
@@ -89,7 +90,7 @@ class HeatState:
     status: str = "no run open"
     layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/results/layer_choice.py)
     chosen_layer: int | None = None
-    significance: dict[str, Any] | None = None  # the run's verdict against its null, once a triage tested it
+    significance: Significance | None = None  # the run's verdict against its null, once a triage tested it
 
     @property
     def layer(self) -> int:

@@ -150,8 +150,61 @@ class AdlRuns(Result):
 
 @dataclass(frozen=True, kw_only=True)
 class LayerChoice(Result):
+    """The report layer, how it was chosen (`by` criterion | user | middle), the middle layer, and every layer's
+    criterion score (`scores`, keys are layers as text) with its parts."""
+
     layer: int | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
+    by: str = ""
+    middle: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    criterion: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NullTest(Result):
+    """One number against its null of random adapters (engine/results/significance.py `against`): the mean, sd
+    and max of the null, z, the empirical p, N; `tested` False with only a `statement` when it could not run."""
+
+    tested: bool = True
+    statement: str = ""
+    observed: float | None = None
+    null_mean: float | None = None
+    null_sd: float | None = None
+    null_max: float | None = None
+    z: float | None = None
+    p: float | None = None
+    n_null: int | None = None
+    clears: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Significance(NullTest):
+    """A report's verdict against its null: `readable` True | False, or None when untested (--null 0, or a report
+    from before significance); `identical` for a pair whose diff is zero (no null is run); the one `statement`
+    every view shows. The relevance and steering-gain tests ride along when they ran. A board row keeps the
+    numbers without the null's per-layer scores."""
+
+    tested: bool = False
+    readable: bool | None = None
+    identical: bool = False
+    verdict: str = ""
+    statistic: str = ""
+    threshold_z: float | None = None
+    null_layer_scores: dict[str, list[float]] = field(default_factory=dict)
+    null_profile: dict[str, Any] = field(default_factory=dict)
+    null_runs: list[str] = field(default_factory=list)
+    null_seconds: float | None = None
+    relevance: NullTest | None = None
+    steering_gain: NullTest | None = None
+
+    def short(self) -> str:
+        """In a few words: `z 12.3` for a readable trace, else `no readable trace (z 0.6)`, or `untested`."""
+        if self.readable is None:
+            return "untested"
+        if self.z is None:
+            return self.verdict
+        return f"z {self.z:.1f}" if self.readable else f"{self.verdict} (z {self.z:.1f})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +222,7 @@ class AdlSummary(AdlComputed):
     layers: list[int] | None = None
     middle_layer: int | None = None
     layer_choice: LayerChoice | None = None
-    significance: dict[str, Any] | None = None
+    significance: Significance | None = None
     metrics: dict[str, list[Any]] = field(default_factory=dict)
     calibrated: Calibrated | None = None
 
@@ -251,71 +304,6 @@ class PatchscopeCell(Result):
         best = self.best_scale
         at = min(self.scales, key=lambda s: abs(s.scale - float(best or 0))) if self.scales else None
         return f"best scale {best}: " + (tokens_line(at.tokens, token) if at else "")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TriageReport(Result):
-    """triage.pair: the report (its sections are read by the report renderers as they are)."""
-
-    run: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class BoardEntry(Result):
-    """One pair of a board: its outcome (`error` when it failed), and its full report when asked for."""
-
-    name: str = ""
-    base: str = ""
-    ft: str = ""
-    adapter: str | None = None
-    error: str | None = None
-    report: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TriageBoardResult(Result):
-    """triage.board (the board renderers read it whole, as `to_json()`)"""
-
-    name: str = ""
-    pairs: list[BoardEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LatestBoard(Result):
-    """triage.boards (`board` None: no board yet)"""
-
-    board: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrajectoryResult(Result):
-    """trajectory.run: the series and its steps (the trajectory renderers read it whole, as `to_json()`)."""
-
-    trajectory: str = ""
-    series: str = ""
-    base: str = ""
-    ft: str = ""
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrajectoryListing(Result):
-    """One stored trajectory in `trajectory.list`."""
-
-    trajectory: str
-    series: str = ""
-    base: str = ""
-    ft: str = ""
-    steps: int = 0
-    created: float = 0.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Trajectories(Result):
-    """trajectory.list: one row per stored trajectory, and the latest one whole (`latest` None: none yet)."""
-
-    trajectories: list[TrajectoryListing] = field(default_factory=list)
-    latest: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
