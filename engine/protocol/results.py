@@ -472,6 +472,68 @@ class MineAnswer(LensAnswer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchLosses(Result):
+    """Mean loss of base, finetuned and patched finetuned over one scope of a text set, the patch's change and the
+    share of the finetune's gain it undoes (all None when no token is in the scope)."""
+
+    base: float | None = None
+    ft: float | None = None
+    patched: float | None = None
+    delta: float | None = None
+    share_of_gain_removed: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSpread(Result):
+    """How one kind of control moved the loss: mean ± std, and the largest change."""
+
+    mean: float = 0.0
+    std: float = 0.0
+    max_abs: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlTest(Result):
+    """The effect against one kind of control (`p` None: too few controls); `outside` whether it leaves them."""
+
+    z: float | None = None
+    p: float | None = None
+    n_controls: int = 0
+    outside: bool | None = None
+    stable: float | None = None
+    z_se: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectionVerdict(Result):
+    decided: bool = False
+    outside: bool | None = None
+    line: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CausalSet(Result):
+    """One text set of a causal answer. Patch modes (base, diff): `after_k` and `overall` (the JSON's `all`) losses.
+    The direction mode: base, finetuned and intervened loss, the effect, each control kind's spread and test, the
+    verdict, and the same per scope (`scopes`)."""
+
+    n_texts: int = 0
+    after_k: PatchLosses = field(default_factory=PatchLosses)
+    overall: PatchLosses = field(default_factory=PatchLosses, metadata={KEY: "all"})
+    n_tokens: int = 0
+    base: float | None = None
+    ft: float | None = None
+    intervened: float | None = None
+    effect: float | None = None
+    share_of_gain_removed: float | None = None
+    controls: dict[str, list[float]] = field(default_factory=dict)
+    spread: dict[str, ControlSpread] = field(default_factory=dict)
+    tests: dict[str, ControlTest] = field(default_factory=dict)
+    verdict: DirectionVerdict = field(default_factory=DirectionVerdict)
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CausalAnswer(LensAnswer):
     """lens.causal: per text set (`sets`, one table each) the losses; `mode` base or diff (what patched the first
     `k` positions) or direction (the direction test at `pos`, `ablation` base or zero, against `n_controls`)"""
@@ -483,13 +545,13 @@ class CausalAnswer(LensAnswer):
     ablation: str = ""
     n_controls: int | None = None
     patch_direction: str = "base_to_ft"
-    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: dict[str, CausalSet] = field(default_factory=dict)
 
     def summary(self, token: Token = str) -> str:
         if self.mode == "direction":
-            return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} ({s['verdict']['line']})"
+            return "\n".join(f"{name}: ft {s.ft} effect {s.effect:+} ({s.verdict.line})"
                              for name, s in self.sets.items())
-        return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
+        return "\n".join(f"{name}: base {s.overall.base} ft {s.overall.ft} patched {s.overall.patched}"
                          for name, s in self.sets.items())
 
 
