@@ -2,7 +2,10 @@
 
 A result types the fields its readers (the workbench, the CLI, session comparison) read, and keeps the JSON object
 the engine sent: `to_json()` gives it back unchanged, so the CLI prints and sessions record exactly the wire, and a
-newer engine's extra fields pass through. Deep payloads nobody reads field by field stay `dict[str, Any]`.
+newer engine's extra fields pass through. Nested sections are typed too (a causal answer's text sets, a verdict
+against the null); the triage report, board and trajectory are typed section by section in `report_results.py`.
+Only payloads nobody reads field by field stay `dict[str, Any]` (a criterion's settings, a null's delta profile).
+Readers in `tui/` read attributes, never `result["key"]` (tests/protocol/test_no_result_string_reads.py).
 To add a result field: add it here (with its default) where its reader needs it; the engine's op writes the key.
 """
 
