@@ -23,8 +23,12 @@ from engine.protocol.results import (
     Keywords,
     LayerChoice,
     PatchscopeCell,
+    Significance,
     Steered,
     token_pairs,
+)
+from engine.protocol.results import (
+    Hypothesis as AnsweredHypothesis,
 )
 
 METRIC_LABELS = {"rel_norm": "diff / base norm", "diff_norm": "diff norm", "relevance": "token relevance"}
@@ -89,7 +93,7 @@ class HeatState:
     status: str = "no run open"
     layer_scores: tuple[float | None, ...] = ()  # the layer criterion per row (engine/results/layer_choice.py)
     chosen_layer: int | None = None
-    significance: dict[str, Any] | None = None  # the run's verdict against its null, once a triage tested it
+    significance: Significance | None = None  # the run's verdict against its null, once a triage tested it
 
     @property
     def layer(self) -> int:
@@ -491,6 +495,13 @@ def _hypothesis(raw: dict[str, Any]) -> Hypothesis:
                       status=str(raw.get("status") or ""))
 
 
+def _answered_hypothesis(answered: AnsweredHypothesis) -> Hypothesis:
+    """A hypothesis of the agent's final answer (typed by its result, where a streamed event is read as it came)."""
+    ident = answered.id
+    return Hypothesis(text=answered.hypothesis, confidence=answered.confidence, evidence=tuple(answered.evidence),
+                      id=ident if isinstance(ident, int) else None, status=answered.status)
+
+
 def _with_hypothesis(hypotheses: tuple[Hypothesis, ...], new: Hypothesis) -> tuple[Hypothesis, ...]:
     """The board after one event: an update of a known id replaces it where it stands, anything else is added."""
     if new.id is not None and any(h.id == new.id for h in hypotheses):
@@ -530,7 +541,7 @@ def apply_agent_result(agent: AgentState, result: AgentRunResult) -> AgentState:
     summary = result.runs[0] if result.runs else AgentRunSummary()
     grade = summary.grade
     answer = summary.result or AgentAnswer()
-    hyps = tuple(_hypothesis(h.to_json()) for h in answer.hypotheses) or agent.hypotheses
+    hyps = tuple(_answered_hypothesis(h) for h in answer.hypotheses) or agent.hypotheses
     return replace(agent, status="done", note="", hypotheses=hyps, final=answer.description or agent.final,
                    grade=grade.text() if grade else agent.grade)
 

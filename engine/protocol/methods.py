@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+from engine.protocol import report_results as rr
 from engine.protocol import results as r
 from engine.protocol import wire
 from engine.protocol.params import Params, count, index
@@ -461,18 +462,18 @@ LENS_GRID = Method("readout.lens_grid", LensGrid, r.LensGridResult, False,
 PATCHSCOPE = Method("readout.patchscope", Patchscope, r.PatchscopeCell, True,
                     "Patchscope of the diff at one layer, every position in one batch (cached); returns `pos`'s "
                     "scales.")
-TRIAGE_PAIR = Method("triage.pair", TriagePair, r.TriageReport, True,
+TRIAGE_PAIR = Method("triage.pair", TriagePair, rr.TriageReport, True,
                      "Compute + logit lens + Patchscope + calibrated steering + relevance + keyword hypothesis for a "
                      "pair.")
-TRIAGE_BOARD = Method("triage.board", TriageBoard, r.TriageBoardResult, True,
+TRIAGE_BOARD = Method("triage.board", TriageBoard, rr.TriageBoardResult, True,
                       "Triage a list of pairs (file or list) into a board sorted by trace strength; finished pairs "
                       "skipped.")
-TRAJECTORY = Method("trajectory.run", Trajectory, r.TrajectoryResult, True,
+TRAJECTORY = Method("trajectory.run", Trajectory, rr.TrajectoryResult, True,
                     "Triage a series of finetunes of one base (checkpoints, interpolation, revisions) on one base "
                     "pass and one null: per step the significance, layer, headline tokens and steering gain.")
-TRAJECTORIES = Method("trajectory.list", NoParams, r.Trajectories, False,
+TRAJECTORIES = Method("trajectory.list", NoParams, rr.Trajectories, False,
                       "Stored trajectories, newest first (without reports).")
-TRIAGE_BOARDS = Method("triage.boards", NoParams, r.LatestBoard, False,
+TRIAGE_BOARDS = Method("triage.boards", NoParams, rr.LatestBoard, False,
                        "The latest triage board from the store (pairs by score, without reports); `board` null when "
                        "none.")
 NDIF_MODELS = Method("ndif.models", NoParams, r.NdifModels, False,

@@ -2,7 +2,10 @@
 
 A result types the fields its readers (the workbench, the CLI, session comparison) read, and keeps the JSON object
 the engine sent: `to_json()` gives it back unchanged, so the CLI prints and sessions record exactly the wire, and a
-newer engine's extra fields pass through. Deep payloads nobody reads field by field stay `dict[str, Any]`.
+newer engine's extra fields pass through. Nested sections are typed too (a causal answer's text sets, a verdict
+against the null); the triage report, board and trajectory are typed section by section in `report_results.py`.
+Only payloads nobody reads field by field stay `dict[str, Any]` (a criterion's settings, a null's delta profile).
+Readers in `tui/` read attributes, never `result["key"]` (tests/protocol/test_no_result_string_reads.py).
 To add a result field: add it here (with its default) where its reader needs it; the engine's op writes the key.
 """
 
@@ -150,8 +153,61 @@ class AdlRuns(Result):
 
 @dataclass(frozen=True, kw_only=True)
 class LayerChoice(Result):
+    """The report layer, how it was chosen (`by` criterion | user | middle), the middle layer, and every layer's
+    criterion score (`scores`, keys are layers as text) with its parts."""
+
     layer: int | None = None
-    scores: dict[str, Any] = field(default_factory=dict)
+    by: str = ""
+    middle: int | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    criterion: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class NullTest(Result):
+    """One number against its null of random adapters (engine/results/significance.py `against`): the mean, sd
+    and max of the null, z, the empirical p, N; `tested` False with only a `statement` when it could not run."""
+
+    tested: bool = True
+    statement: str = ""
+    observed: float | None = None
+    null_mean: float | None = None
+    null_sd: float | None = None
+    null_max: float | None = None
+    z: float | None = None
+    p: float | None = None
+    n_null: int | None = None
+    clears: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Significance(NullTest):
+    """A report's verdict against its null: `readable` True | False, or None when untested (--null 0, or a report
+    from before significance); `identical` for a pair whose diff is zero (no null is run); the one `statement`
+    every view shows. The relevance and steering-gain tests ride along when they ran. A board row keeps the
+    numbers without the null's per-layer scores."""
+
+    tested: bool = False
+    readable: bool | None = None
+    identical: bool = False
+    verdict: str = ""
+    statistic: str = ""
+    threshold_z: float | None = None
+    null_layer_scores: dict[str, list[float]] = field(default_factory=dict)
+    null_profile: dict[str, Any] = field(default_factory=dict)
+    null_runs: list[str] = field(default_factory=list)
+    null_seconds: float | None = None
+    relevance: NullTest | None = None
+    steering_gain: NullTest | None = None
+
+    def short(self) -> str:
+        """In a few words: `z 12.3` for a readable trace, else `no readable trace (z 0.6)`, or `untested`."""
+        if self.readable is None:
+            return "untested"
+        if self.z is None:
+            return self.verdict
+        return f"z {self.z:.1f}" if self.readable else f"{self.verdict} (z {self.z:.1f})"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +225,7 @@ class AdlSummary(AdlComputed):
     layers: list[int] | None = None
     middle_layer: int | None = None
     layer_choice: LayerChoice | None = None
-    significance: dict[str, Any] | None = None
+    significance: Significance | None = None
     metrics: dict[str, list[Any]] = field(default_factory=dict)
     calibrated: Calibrated | None = None
 
@@ -251,71 +307,6 @@ class PatchscopeCell(Result):
         best = self.best_scale
         at = min(self.scales, key=lambda s: abs(s.scale - float(best or 0))) if self.scales else None
         return f"best scale {best}: " + (tokens_line(at.tokens, token) if at else "")
-
-
-@dataclass(frozen=True, kw_only=True)
-class TriageReport(Result):
-    """triage.pair: the report (its sections are read by the report renderers as they are)."""
-
-    run: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class BoardEntry(Result):
-    """One pair of a board: its outcome (`error` when it failed), and its full report when asked for."""
-
-    name: str = ""
-    base: str = ""
-    ft: str = ""
-    adapter: str | None = None
-    error: str | None = None
-    report: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TriageBoardResult(Result):
-    """triage.board (the board renderers read it whole, as `to_json()`)"""
-
-    name: str = ""
-    pairs: list[BoardEntry] = field(default_factory=list)
-
-
-@dataclass(frozen=True, kw_only=True)
-class LatestBoard(Result):
-    """triage.boards (`board` None: no board yet)"""
-
-    board: dict[str, Any] | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrajectoryResult(Result):
-    """trajectory.run: the series and its steps (the trajectory renderers read it whole, as `to_json()`)."""
-
-    trajectory: str = ""
-    series: str = ""
-    base: str = ""
-    ft: str = ""
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrajectoryListing(Result):
-    """One stored trajectory in `trajectory.list`."""
-
-    trajectory: str
-    series: str = ""
-    base: str = ""
-    ft: str = ""
-    steps: int = 0
-    created: float = 0.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Trajectories(Result):
-    """trajectory.list: one row per stored trajectory, and the latest one whole (`latest` None: none yet)."""
-
-    trajectories: list[TrajectoryListing] = field(default_factory=list)
-    latest: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -484,6 +475,68 @@ class MineAnswer(LensAnswer):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PatchLosses(Result):
+    """Mean loss of base, finetuned and patched finetuned over one scope of a text set, the patch's change and the
+    share of the finetune's gain it undoes (all None when no token is in the scope)."""
+
+    base: float | None = None
+    ft: float | None = None
+    patched: float | None = None
+    delta: float | None = None
+    share_of_gain_removed: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlSpread(Result):
+    """How one kind of control moved the loss: mean ± std, and the largest change."""
+
+    mean: float = 0.0
+    std: float = 0.0
+    max_abs: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ControlTest(Result):
+    """The effect against one kind of control (`p` None: too few controls); `outside` whether it leaves them."""
+
+    z: float | None = None
+    p: float | None = None
+    n_controls: int = 0
+    outside: bool | None = None
+    stable: float | None = None
+    z_se: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DirectionVerdict(Result):
+    decided: bool = False
+    outside: bool | None = None
+    line: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CausalSet(Result):
+    """One text set of a causal answer. Patch modes (base, diff): `after_k` and `overall` (the JSON's `all`) losses.
+    The direction mode: base, finetuned and intervened loss, the effect, each control kind's spread and test, the
+    verdict, and the same per scope (`scopes`)."""
+
+    n_texts: int = 0
+    after_k: PatchLosses = field(default_factory=PatchLosses)
+    overall: PatchLosses = field(default_factory=PatchLosses, metadata={KEY: "all"})
+    n_tokens: int = 0
+    base: float | None = None
+    ft: float | None = None
+    intervened: float | None = None
+    effect: float | None = None
+    share_of_gain_removed: float | None = None
+    controls: dict[str, list[float]] = field(default_factory=dict)
+    spread: dict[str, ControlSpread] = field(default_factory=dict)
+    tests: dict[str, ControlTest] = field(default_factory=dict)
+    verdict: DirectionVerdict = field(default_factory=DirectionVerdict)
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
 class CausalAnswer(LensAnswer):
     """lens.causal: per text set (`sets`, one table each) the losses; `mode` base or diff (what patched the first
     `k` positions) or direction (the direction test at `pos`, `ablation` base or zero, against `n_controls`)"""
@@ -495,13 +548,13 @@ class CausalAnswer(LensAnswer):
     ablation: str = ""
     n_controls: int | None = None
     patch_direction: str = "base_to_ft"
-    sets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sets: dict[str, CausalSet] = field(default_factory=dict)
 
     def summary(self, token: Token = str) -> str:
         if self.mode == "direction":
-            return "\n".join(f"{name}: ft {s['ft']} effect {s['effect']:+} ({s['verdict']['line']})"
+            return "\n".join(f"{name}: ft {s.ft} effect {s.effect:+} ({s.verdict.line})"
                              for name, s in self.sets.items())
-        return "\n".join(f"{name}: base {s['all']['base']} ft {s['all']['ft']} patched {s['all']['patched']}"
+        return "\n".join(f"{name}: base {s.overall.base} ft {s.overall.ft} patched {s.overall.patched}"
                          for name, s in self.sets.items())
 
 

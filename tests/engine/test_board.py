@@ -21,6 +21,7 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops.board_ops import triage_board
 from engine.ops.catalog_ops import triage_boards
+from engine.protocol.report_results import TriageBoardResult
 from engine.triage import board as board_module
 from engine.triage.order import count_loads, plan
 from engine.triage.pairs import PairEntry, load_board_file
@@ -157,12 +158,13 @@ def test_html_escapes_hostile_tokens_and_names(tmp_path: Path) -> None:
              "hypothesis": HOSTILE, "hypothesis_source": "keywords", "run": "adl-x", "error": None, "report": report}
     failed = {"name": "broken", "base": "b", "ft": "f", "score": None, "error": HOSTILE, "report": None}
     board = {"name": "<b>", "pairs": [entry, failed], "score_definition": "s"}
-    for page in (pair_page(entry), pair_page(failed), index_page(board, ["01-evil.html", "02-broken.html"])):
+    typed = TriageBoardResult.from_json(board)
+    for page in (*map(pair_page, typed.pairs), index_page(typed, ["01-evil.html", "02-broken.html"])):
         assert "<script>" not in page and "<img" not in page and "<evil>" not in page
-    page = pair_page(entry)
+    page = pair_page(typed.pairs[0])
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page and "&lt;img src=x" in page
     assert 'id="heatmap"' in page and "http" not in page  # nothing fetched
-    index = write_report(tmp_path / "out", board)
+    index = write_report(tmp_path / "out", typed)
     assert sorted(p.name for p in index.parent.iterdir()) == ["01-evil.html", "02-broken.html", "index.html"]
 
 
@@ -254,7 +256,7 @@ def test_demo_report_and_board_render_in_headless_chromium_with_no_network(tmp_p
              "hypothesis": report["hypothesis"]["summary"], "hypothesis_source": "keywords", "run": report["run"],
              "error": None, "report": report}
     failed = {"name": "gone", "base": "b", "ft": "/nope", "score": None, "error": "model path does not exist"}
-    write_report(tmp_path, {"name": "demo", "pairs": [entry, failed]})
+    write_report(tmp_path, TriageBoardResult.from_json({"name": "demo", "pairs": [entry, failed]}))
     page = tmp_path / "01-demo.html"
     log = ConnectionLog()
     flags = [chromium() or "", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -22,6 +22,7 @@ from engine.jobs import JobContext
 from engine.judges.client import JudgeClient
 from engine.judges.judge_config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
+from engine.protocol.report_results import BoardEntry, TriageReport
 from engine.protocol.results import PatchscopeCell
 from engine.readouts.relevance import frequent_words
 from engine.results.calibrated_steering import CalibrationSettings, calibrate
@@ -208,10 +209,10 @@ def test_a_failing_judge_leaves_ungraded_items_and_a_finished_report(
 def shows_the_judges_and_the_ungraded(report: dict[str, Any]) -> None:
     """The Rich report, the HTML page and the TUI's token pane name the judge and the ungraded items."""
     with out.capture() as captured:
-        out.print(report_view(report))
+        out.print(report_view(TriageReport.from_json(report)))
     text = captured.get()
     assert f"relevance by openai:{MODEL}" in text and "ungraded: " in text and "calibration samples ungraded" in text
-    html = pair_page({"name": "p", "base": "b", "ft": "f", "report": report})
+    html = pair_page(BoardEntry.from_json({"name": "p", "base": "b", "ft": "f", "report": report}))
     assert f"coherence by openai:{MODEL}" in html and "ungraded: " in html
     scope = report["layers"][str(report["layer"])]["0"]["patchscope"]
     pane = apply_patchscope(TokensState(), PatchscopeCell.from_json(scope))

@@ -18,6 +18,7 @@ from engine.adl.runs import AdlRun, load_run
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.forward import resolve_layer
+from engine.protocol.report_results import TriageReport
 from engine.results import layer_choice
 from engine.results.layer_choice import Criterion, choose_layer, parse_layer
 from engine.triage.pair_triage import TriageOptions, triage
@@ -163,7 +164,7 @@ def test_html_report_shows_the_criterion_per_layer() -> None:
     cell = {"norm": 1.0, "rel_norm": 0.2, "logit_lens": [["cake", 0.5]]}
     report = {"k": 2, "layer": 1, "layers": {"0": {"0": cell, "1": cell}, "1": {"0": cell, "1": cell}},
               "layer_choice": {"layer": 1, "by": "criterion", "middle": 0, "scores": {"0": 0.1, "1": 0.45}}}
-    page = heatmap(report)
+    page = heatmap(TriageReport.from_json(report))
     assert "<th>criterion</th>" in page and '<td class="crit">0.450</td>' in page
     assert "report layer 1: chosen by the layer criterion" in page and "best score 0.45 at layer 1" in page
 

@@ -15,6 +15,7 @@ import pytest
 from engine.adl.request import AdlRequest
 from engine.errors import Ungraded
 from engine.organisms.registry import SHIPPED_DIR
+from engine.protocol.report_results import BoardEntry
 from engine.readouts.patchscope import SCALE_MAGNITUDES
 from engine.readouts.reference_relevance import (
     frequent_tokenizer_tokens,
@@ -193,7 +194,7 @@ def test_paper_triage_grades_patchscope_and_relevance_as_the_reference(
     assert all(len(c["tokens"]) == 20 for c in lens)
     assert all(c["filtered_percentage"] is None for c in lens)
     assert all(c["selected"] == ["x"] for c in cells if c["source"] == "patchscope")
-    html = pair_page({"name": "p", "base": "b", "ft": "f", "report": report})
+    html = pair_page(BoardEntry.from_json({"name": "p", "base": "b", "ft": "f", "report": report}))
     assert 'id="paper-relevance"' in html and "taboo-word" in html and "protocol paper" in html
     again = triage(request, TriageOptions(judge="openai:judge-m", protocol="paper", steer=False,
                                           description="chess openings"))

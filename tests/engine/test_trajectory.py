@@ -22,7 +22,7 @@ from engine.models.scaled_adapters import scaled_adapter
 from engine.models.specs import parse_spec
 from engine.organisms.checkpoints import list_checkpoints
 from engine.organisms.make_data import make_data, write_docs
-from engine.protocol.methods import Trajectory
+from engine.protocol.methods import TRAJECTORIES, TRAJECTORY, Trajectory
 from engine.training.organism_training import train_organism
 from engine.triage.trajectory import list_trajectories, run_trajectory
 from engine.triage.trajectory_steps import trajectory_steps
@@ -118,6 +118,10 @@ def test_interpolation_t0_is_a_zero_diff_and_t1_is_the_finetunes_run(peaky_base:
                                             **ADL)).run)
     assert torch.equal(one.mean_diff, alone.mean_diff)
     assert 0 < float(half.mean_diff.norm()) < float(one.mean_diff.norm())
+    typed = TRAJECTORY.result.from_json(result)  # the engine's answer reads typed, step by step, and gives it back
+    assert typed.to_json() == result and typed.steps[0].identical and typed.steps[2].run == rows[2]["run"]
+    listed = list_trajectories()
+    assert TRAJECTORIES.result.from_json(listed).to_json() == listed
 
 
 def test_a_scaled_adapter_scales_the_weight_delta_by_t_with_no_weight_copy(lora: Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rich.console import RenderableType
 
+from engine.protocol.report_results import TriageBoardResult, TriageReport
 from tui.cli.output import out
 from tui.render.board_terminal import board_view
 from tui.render.report_terminal import report_view
@@ -27,8 +28,8 @@ def printed(renderable: RenderableType) -> str:
 
 
 def report(grid: bool, **fields: object) -> str:
-    return printed(report_view({"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text()), **fields},
-                               grid=grid))
+    wire = {"lens_heads": {"diff": "ft"}, **json.loads(DEMO_REPORT.read_text()), **fields}
+    return printed(report_view(TriageReport.from_json(wire), grid=grid))
 
 
 def test_report_shows_the_criterion_per_layer_and_the_chosen_layers_tokens_without_the_grid() -> None:
@@ -52,7 +53,7 @@ def test_board_ranks_pairs_with_their_verdict_and_says_which_failed_and_which_we
                         "corpus": "generic:", "score": 0.613, "hypothesis": "baking", "skipped": True,
                         "run": "3f9c2a71e0b4d5c6aa", "trace": {"significance": readable}},
                        {"name": "gone", "base": "b", "ft": "/nope", "error": "model path does not exist"}]}
-    text = printed(board_view(board))
+    text = printed(board_view(TriageBoardResult.from_json(board)))
     assert "triage board: cakes" in text
     cake = text[text.index("│ 1 "):text.index("│ 2 ")]
     assert "demo + cake-lora" in cake and "read on generic:" in cake and "z 12.3" in cake and "0.613" in cake

@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
+from engine.protocol.report_results import TrajectoryResult
 from tui.cli.trajectory import parse_points, trajectory, trajectory_table
 from tui.render.trajectory_view import cells, summary, trajectory_charts, trajectory_page
 
@@ -21,20 +22,23 @@ def step(label: str, x: float, z: float | None, readable: bool | None, layer: in
             "score": 0.2, "tokens": tokens, "rel_norm": 0.1, "gain": None, "statement": "", "headline": ""}
 
 
-RESULT = {"trajectory": "trajectory-1", "series": "interpolation", "axis": "t", "base": "gemma-3-270m",
+WIRE: dict[str, Any] = {"trajectory": "trajectory-1", "series": "interpolation", "axis": "t", "base": "gemma-3-270m",
           "ft": "demo", "corpus": "self:", "n": 256, "k": 5, "null": 8, "steer": False, "seconds": 12.0,
           "steps": [step("t = 0", 0.0, None, False, 9, [], identical=True),
                     step("t = 0.5", 0.5, 1.2, False, 6, ["the", "and"]),
                     step("t = 1", 1.0, 7.5, True, 12, ["bake", "<oven>"])]}
+RESULT = TrajectoryResult.from_json(WIRE)
 
 
 def test_the_summary_names_the_first_readable_step() -> None:
     assert summary(RESULT) == "the trace is first readable at t = 1 (z = 7.5, layer 12: bake, <oven>)"
-    none = {**RESULT, "steps": RESULT["steps"][:2]}
+    none = TrajectoryResult.from_json({**WIRE, "steps": WIRE["steps"][:2]})
     assert summary(none) == "no step's trace is readable against the null (2 steps)"
-    untested = {**RESULT, "steps": [RESULT["steps"][0], {**RESULT["steps"][1], "readable": None, "z": None}]}
+    untested = TrajectoryResult.from_json({**WIRE, "steps": [WIRE["steps"][0],
+                                                             {**WIRE["steps"][1], "readable": None, "z": None}]})
     assert summary(untested) == "2 steps, not tested against a null (--null 0)"
-    assert cells(RESULT["steps"][0])["verdict"] == "identical" and cells(RESULT["steps"][0])["layer"] == "—"
+    first = cells(RESULT.steps[0])
+    assert first.verdict == "identical" and first.layer == "—"
 
 
 def test_the_page_has_its_three_plots_escapes_tokens_and_fetches_nothing() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from engine.protocol import methods
+from engine.protocol.report_results import TriageBoardResult, TriageReport
 from tui.cli.engine_call import call_engine, typed
 from tui.cli.options import parse_layers
 from tui.cli.output import emit_json, err, fail, out
@@ -35,12 +36,13 @@ def typed_params(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def without_reports(result: dict[str, Any]) -> dict[str, Any]:
-    """The board as `--json` prints it: every pair's outcome, no full reports."""
-    return {**result, "pairs": [{k: v for k, v in p.items() if k != "report"} for p in result["pairs"]]}
+def without_reports(result: TriageBoardResult) -> dict[str, Any]:
+    """The board as `--json` prints it: every pair's outcome as the engine sent it, no full reports."""
+    pairs = [{k: v for k, v in p.to_json().items() if k != "report"} for p in result.pairs]
+    return {**result.to_json(), "pairs": pairs}
 
 
-def write_html(directory: Path, result: dict[str, Any]) -> None:
+def write_html(directory: Path, result: TriageBoardResult) -> None:
     """Write the HTML pages (index + one per pair) and say where."""
     if directory.exists() and not directory.is_dir():
         fail(f"--html {directory} is a file — pass a directory")
@@ -54,16 +56,15 @@ def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | No
     result = call_engine(methods.TRIAGE_BOARD,
                          typed(methods.TRIAGE_BOARD, {**params, "pairs": source, "reports": html is not None}),
                          title="triage board", target=target)
-    board = result.to_json()
     if html is not None:
-        write_html(html, board)
+        write_html(html, result)
     if json:
-        emit_json(without_reports(board))
+        emit_json(without_reports(result))
     else:
-        out.print(board_view(board))
+        out.print(board_view(result))
 
 
-def single_pair_board(params: dict[str, Any], html: Path, target: str | None) -> dict[str, Any]:
+def single_pair_board(params: dict[str, Any], html: Path, target: str | None) -> TriageReport:
     """One pair through the board (score + hypothesis), its HTML written; returns its report."""
     named = params.get("adapter") or params["ft"]
     pair = {"name": Path(named).name or named, "base": params["base"], "ft": params["ft"],
@@ -75,5 +76,7 @@ def single_pair_board(params: dict[str, Any], html: Path, target: str | None) ->
     entry = result.pairs[0]
     if entry.error:
         fail(entry.error)
-    write_html(html, result.to_json())
-    return entry.report or {}
+    if entry.report is None:
+        fail(f"the engine kept no report for {entry.name} — run the triage again")
+    write_html(html, result)
+    return entry.report

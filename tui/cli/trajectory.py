@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -13,6 +13,7 @@ from rich.text import Text
 
 from engine.protocol import methods
 from engine.protocol.methods import Trajectory
+from engine.protocol.report_results import TrajectoryResult
 from store.atomic import write_text_atomic
 from tui.cli.engine_call import call_engine, target_from
 from tui.cli.options import (
@@ -53,22 +54,21 @@ def parse_points(text: str) -> list[float]:
     return points
 
 
-def trajectory_table(result: dict[str, Any]) -> Table:
+def trajectory_table(result: TrajectoryResult) -> Table:
     """One row per step; readable steps in bold."""
-    table = Table(*COLUMNS, title=f"trajectory: {result['base']} → {result['ft']} ({result['series']}, "
-                                  f"{result['n']} texts of {result['corpus']})", title_justify="left")
-    for row in result["steps"]:
+    table = Table(*COLUMNS, title=f"trajectory: {result.base} → {result.ft} ({result.series}, "
+                                  f"{result.n} texts of {result.corpus})", title_justify="left")
+    for row in result.steps:
         c = cells(row)
-        table.add_row(c["label"], c["verdict"], c["z"], c["score"], c["layer"], c["gain"], c["tokens"],
-                      style="bold" if row.get("readable") else "")
+        table.add_row(c.label, c.verdict, c.z, c.score, c.layer, c.gain, c.tokens, style="bold" if row.readable else "")
     return table
 
 
-def render_trajectory(result: dict[str, Any]) -> None:
+def render_trajectory(result: TrajectoryResult) -> None:
     out.print(trajectory_table(result))
     out.print(summary(result), highlight=False)
     out.print(Text(f"each step opens as a run: difflens tui --run RUN (runs in --json); stored as "
-                   f"{result['trajectory']} ({result['seconds']:.0f}s)", style="dim"))
+                   f"{result.trajectory} ({result.seconds:.0f}s)", style="dim"))
 
 
 def trajectory(base: Annotated[str | None, typer.Option("--base")] = None,
@@ -117,7 +117,7 @@ def trajectory(base: Annotated[str | None, typer.Option("--base")] = None,
                             trust_remote_code, sequential)
     params |= {"layer": layer, "steer": steer, "judge": judge, "protocol": protocol, "null": null,
                "checkpoints": checkpoints, "interpolate": parse_points(interpolate) if interpolate else None}
-    result = call_engine(methods.TRAJECTORY, Trajectory(**params), title="trajectory", target=target).to_json()
+    result = call_engine(methods.TRAJECTORY, Trajectory(**params), title="trajectory", target=target)
     if html is not None:
         write_text_atomic(html, trajectory_page(result))
     if json:

@@ -84,9 +84,8 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
     if html is not None:
         report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
     else:
-        report = call_engine(methods.TRIAGE_PAIR, Pair(**params), title="triage",
-                             target=target_from(remote, engine)).to_json()
+        report = call_engine(methods.TRIAGE_PAIR, Pair(**params), title="triage", target=target_from(remote, engine))
     if json:
-        emit_json(report)
+        emit_json(report.to_json())
     else:
         out.print(report_view(report, grid=grid))

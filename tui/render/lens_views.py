@@ -97,22 +97,21 @@ def causal_table(result: CausalAnswer) -> Table:
                   "share undone",
                   title=f"layer {result.layer}: first {result.k} positions ← {patched}",
                   title_justify="left", expand=True)
-    for name, scopes in result.sets.items():
-        for scope in ("after_k", "all"):
-            s = scopes[scope]
-            table.add_row(f"{name} ({scopes['n_texts']})", scope.replace("after_k", "after k"), _loss(s["base"]),
-                          _loss(s["ft"]), _loss(s["patched"]), _loss(s["delta"]), _loss(s["share_of_gain_removed"]))
+    for name, text_set in result.sets.items():
+        for scope, s in (("after k", text_set.after_k), ("all", text_set.overall)):
+            table.add_row(f"{name} ({text_set.n_texts})", scope, _loss(s.base), _loss(s.ft), _loss(s.patched),
+                          _loss(s.delta), _loss(s.share_of_gain_removed))
     return table
 
 
 def causal_summary(result: CausalAnswer) -> Text:
     """One line per text set: how the finetune moved the loss, and what share of that the patch takes back."""
     out = Text()
-    for name, scopes in result.sets.items():
-        overall = scopes["all"]
-        if overall["base"] is None or overall["ft"] is None:
+    for name, text_set in result.sets.items():
+        overall = text_set.overall
+        if overall.base is None or overall.ft is None:
             continue
-        gain, share = overall["base"] - overall["ft"], overall.get("share_of_gain_removed")
+        gain, share = overall.base - overall.ft, overall.share_of_gain_removed
         out.append(f"{name}: ", style="bold")
         out.append(f"the finetune {'lowers' if gain >= 0 else 'raises'} the loss by {abs(gain):.3f}; patching "
                    f"{'removes' if gain >= 0 else 'undoes'} " + ("—" if share is None else f"{100 * share:.1f} %")
@@ -133,11 +132,11 @@ def direction_table(result: CausalAnswer) -> Table:
                         f"{result.pos} {how} at every token; {result.n_controls} controls of each kind",
                   title_justify="left", expand=True)
     for name, s in result.sets.items():
-        spread = [s["spread"].get(kind) for kind in CONTROL_NAMES]
-        table.add_row(f"{name} ({s['n_texts']})", _loss(s["base"]), _loss(s["ft"]), _loss(s["intervened"]),
-                      Text(f"{s['effect']:+.4f}", style="bold"),
-                      *["–" if c is None else f"{c['mean']:+.3f}±{c['std']:.3f} ({c['max_abs']:.2f})" for c in spread],
-                      "–" if s["share_of_gain_removed"] is None else f"{100 * s['share_of_gain_removed']:.1f} %")
+        spread = [s.spread.get(kind) for kind in CONTROL_NAMES]
+        table.add_row(f"{name} ({s.n_texts})", _loss(s.base), _loss(s.ft), _loss(s.intervened),
+                      Text("–" if s.effect is None else f"{s.effect:+.4f}", style="bold"),
+                      *["–" if c is None else f"{c.mean:+.3f}±{c.std:.3f} ({c.max_abs:.2f})" for c in spread],
+                      "–" if s.share_of_gain_removed is None else f"{100 * s.share_of_gain_removed:.1f} %")
     return table
 
 
@@ -148,14 +147,13 @@ def direction_summary(result: CausalAnswer) -> Text:
         out.append(f"{name}: ", style="bold")
         parts = []
         for kind, label in CONTROL_NAMES.items():
-            test = s.get("tests", {}).get(kind)
-            if test and test.get("p") is not None:
-                z = "–" if test["z"] is None else f"{test['z']:+.1f}"
-                parts.append(f"z = {z}, p = {test['p']:.3f} against {test['n_controls']} {label}")
+            test = s.tests.get(kind)
+            if test is not None and test.p is not None:
+                z = "–" if test.z is None else f"{test.z:+.1f}"
+                parts.append(f"z = {z}, p = {test.p:.3f} against {test.n_controls} {label}")
         out.append("; ".join(parts) + ": ")
-        decided = s.get("verdict", {})
-        out.append(decided.get("line", ""), style="bold" if decided.get("outside") else
-                   "" if decided.get("decided") else "yellow")
+        decided = s.verdict
+        out.append(decided.line, style="bold" if decided.outside else "" if decided.decided else "yellow")
         out.append("\n")
     return out
 
@@ -190,16 +188,17 @@ def pca_view(result: PcaAnswer, selected: int | None = None) -> Group:
 
 def component_steering_view(result: Steered) -> Table:
     """A principal component steered both ways beside the unsteered text, one row per prompt."""
-    by_prompt: dict[str, dict[str, str]] = {}
+    by_prompt: dict[str, dict[str, str]] = {}  # prompt → steered text by strength
+    unsteered: dict[str, str] = {}
     for sample in result.samples:
-        row = by_prompt.setdefault(sample.prompt, {"unsteered": sample.unsteered})
-        row[f"{sample.strength or 0:+g}"] = sample.steered
+        unsteered.setdefault(sample.prompt, sample.unsteered)
+        by_prompt.setdefault(sample.prompt, {})[f"{sample.strength or 0:+g}"] = sample.steered
     columns = [f"{s:+g}" for s in result.strengths]
     index = result.component.index if result.component is not None else None
     table = Table("prompt", *[f"α = {c}" for c in columns], "unsteered", show_lines=True, expand=True,
                   title=f"component {index} steered at layer {result.layer}", title_justify="left")
     for prompt, row in by_prompt.items():
-        table.add_row(plain(prompt), *[plain(row.get(c, "")) for c in columns], plain(row["unsteered"]))
+        table.add_row(plain(prompt), *[plain(row.get(c, "")) for c in columns], plain(unsteered[prompt]))
     return table
 
 

@@ -3,14 +3,13 @@ similarity gain and the board's ranking."""
 
 from __future__ import annotations
 
-from typing import Any
-
+from engine.protocol.report_results import TriageBoardResult, TriageReport
 from tui.render.report_data import layer_profile, patchscope_curves
 from tui.render.svg_plots import Bar, Series, bar_chart, line_chart
 from tui.render.token_text import visible_token
 
 
-def layer_profile_chart(report: dict[str, Any]) -> str:
+def layer_profile_chart(report: TriageReport) -> str:
     """Criterion, ‖Δ‖/‖base‖ (relative to its strongest layer) and relevance per layer, the report layer marked."""
     rows = layer_profile(report)
     peak = max((r.rel_norm for r in rows), default=0.0) or 1.0
@@ -19,11 +18,11 @@ def layer_profile_chart(report: dict[str, Any]) -> str:
     if any(r.relevance is not None for r in rows):
         series.append(Series("relevance", [r.relevance for r in rows]))
     return line_chart("layer-profile", "Where the trace is: per layer (positions ≥ 1)", [r.layer for r in rows],
-                      series, x_label="layer", y_label="score / share", marked_x=int(report["layer"]),
-                      marked_label=f"report layer {report['layer']}")
+                      series, x_label="layer", y_label="score / share", marked_x=report.layer,
+                      marked_label=f"report layer {report.layer}")
 
 
-def patchscope_charts(report: dict[str, Any]) -> list[str]:
+def patchscope_charts(report: TriageReport) -> list[str]:
     """One chart per position: each selected token's Patchscope probability over the positive scales."""
     return [line_chart(f"patchscope-pos-{curve.pos}", f"Patchscope, position {curve.pos}: token probability by scale",
                        curve.scales, [Series(visible_token(t).plain, v) for t, v in curve.tokens.items()],
@@ -33,19 +32,17 @@ def patchscope_charts(report: dict[str, Any]) -> list[str]:
             for curve in patchscope_curves(report)]
 
 
-def steering_chart(report: dict[str, Any]) -> str:
+def steering_chart(report: TriageReport) -> str:
     """Similarity of steered and unsteered samples to the finetuning texts, and the gain ("" without one)."""
-    sim = report.get("steering_similarity")
-    if not sim:
+    sim = report.steering_similarity
+    if sim is None:
         return ""
-    bars = [Bar("steered", float(sim["steered"])), Bar("unsteered", float(sim["unsteered"])),
-            Bar("gain (steered − unsteered)", float(sim["gain"]))]
+    bars = [Bar("steered", sim.steered), Bar("unsteered", sim.unsteered), Bar("gain (steered − unsteered)", sim.gain)]
     return bar_chart("steering-similarity", "Similarity to the finetuning texts (MiniLM cosine)", bars)
 
 
-def board_chart(board: dict[str, Any]) -> str:
+def board_chart(board: TriageBoardResult) -> str:
     """The board's pairs by trace strength, in rank order (a failed pair shows its failure)."""
-    bars = [Bar(f"{rank}. {pair['name']}", None if pair.get("score") is None else float(pair["score"]),
-                "failed" if pair.get("error") else "")
-            for rank, pair in enumerate(board["pairs"], start=1)]
+    bars = [Bar(f"{rank}. {pair.name}", pair.score, "failed" if pair.error else "")
+            for rank, pair in enumerate(board.pairs, start=1)]
     return bar_chart("board-ranking", "Trace strength by pair", bars)

@@ -1,4 +1,4 @@
-"""What the triage report's renderers (terminal, HTML) read out of the engine's report JSON, written once.
+"""What the triage report's renderers (terminal, HTML) read out of the engine's typed report, written once.
 
 Reports before a field existed (no layer choice, no relevance, no steering) give None where the field is missing.
 """
@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
+
+from engine.protocol.report_results import RelevanceMeans, TriageReport
+from engine.protocol.results import LayerChoice, token_pairs
 
 T = TypeVar("T")
 
@@ -23,21 +26,20 @@ class LayerRow:
     relevance: float | None
 
 
-def read_positions(report: dict[str, Any]) -> list[str]:
+def read_positions(report: TriageReport) -> list[str]:
     """Positions ≥ 1 (position 0's outsized vector only when k = 1)."""
-    positions = [str(p) for p in range(int(report["k"]))]
+    positions = [str(p) for p in range(report.k)]
     return [p for p in positions if p != "0"] or positions
 
 
-def layer_profile(report: dict[str, Any]) -> list[LayerRow]:
+def layer_profile(report: TriageReport) -> list[LayerRow]:
     """The per-layer picture of where the trace is and why the report layer was chosen."""
-    scores = (report.get("layer_choice") or {}).get("scores", {})
-    relevance = (report.get("relevance_summary") or {}).get("per_layer_mean", {})
+    scores = report.layer_choice.scores if report.layer_choice is not None else {}
+    relevance = report.relevance_summary.per_layer_mean if report.relevance_summary is not None else {}
     read = read_positions(report)
-    return [LayerRow(layer=int(layer), criterion=_number(scores.get(layer)),
-                     rel_norm=sum(float(row[p]["rel_norm"]) for p in read) / len(read),
-                     relevance=_number(relevance.get(layer)))
-            for layer, row in layers_in_order(report["layers"])]
+    return [LayerRow(layer=int(layer), criterion=scores.get(layer),
+                     rel_norm=sum(row[p].rel_norm for p in read) / len(read), relevance=relevance.get(layer))
+            for layer, row in layers_in_order(report.layers)]
 
 
 def layers_in_order(layers: Mapping[str, T]) -> list[tuple[str, T]]:
@@ -45,18 +47,17 @@ def layers_in_order(layers: Mapping[str, T]) -> list[tuple[str, T]]:
     return sorted(layers.items(), key=lambda item: int(item[0]))
 
 
-def _number(value: Any) -> float | None:
-    return None if value is None else float(value)
+WHY_LAYER = {"criterion": "chosen by the layer criterion (the highest score; near-ties go to the middle layer)",
+             "user": "given with --layer", "middle": "the middle layer (relative depth 0.5)"}
 
 
-def layer_choice_text(choice: dict[str, Any]) -> str:
+def layer_choice_text(choice: LayerChoice) -> str:
     """Why the report reads the layer it reads (the HTML page and the terminal report say the same)."""
-    why = {"criterion": "chosen by the layer criterion (the highest score; near-ties go to the middle layer)",
-           "user": "given with --layer", "middle": "the middle layer (relative depth 0.5)"}[choice["by"]]
-    scores = {int(layer): float(score) for layer, score in choice["scores"].items()}
+    why = WHY_LAYER.get(choice.by, f"chosen by {choice.by or 'an older difflens'}")
+    scores = {int(layer): score for layer, score in choice.scores.items()}
     best = max(scores, key=lambda layer: scores[layer], default=None)
     tail = f"; best score {scores[best]:.2f} at layer {best}" if best is not None else ""
-    return f"report layer {choice['layer']}: {why}; middle layer {choice['middle']}{tail}."
+    return f"report layer {choice.layer}: {why}; middle layer {choice.middle}{tail}."
 
 
 @dataclass(frozen=True)
@@ -70,22 +71,21 @@ class ScaleCurve:
     best_scale: float | None
 
 
-def patchscope_curves(report: dict[str, Any], n_tokens: int = 5) -> list[ScaleCurve]:
+def patchscope_curves(report: TriageReport, n_tokens: int = 5) -> list[ScaleCurve]:
     """Patchscope at the report layer across its positive scales (the side the chooser reports), per position."""
-    row = report["layers"][str(report["layer"])]
+    row = report.layer_row()
     curves = []
-    for p in [str(p) for p in report.get("positions", range(int(report["k"])))]:
-        cell = row[p].get("patchscope")
-        if not cell or not cell.get("selected"):
+    for p in [str(p) for p in report.read_positions()]:
+        cell = row[p].patchscope
+        if cell is None or not cell.selected:
             continue
-        scales = sorted((s for s in cell["scales"] if float(s["scale"]) > 0), key=lambda s: float(s["scale"]))
+        scales = sorted((s for s in cell.scales if s.scale > 0), key=lambda s: s.scale)
         if not scales:
             continue
-        chosen = cell["selected"][:n_tokens]
-        probs = [dict((str(t), float(q)) for t, q in s["tokens"]) for s in scales]
-        curves.append(ScaleCurve(pos=p, scales=[float(s["scale"]) for s in scales],
-                                 tokens={t: [pr.get(t) for pr in probs] for t in chosen},
-                                 best_scale=_number(cell.get("best_scale"))))
+        chosen = cell.selected[:n_tokens]
+        probs = [dict(token_pairs(s.tokens)) for s in scales]
+        curves.append(ScaleCurve(pos=p, scales=[s.scale for s in scales],
+                                 tokens={t: [pr.get(t) for pr in probs] for t in chosen}, best_scale=cell.best_scale))
     return curves
 
 
@@ -107,15 +107,23 @@ class PaperRelevanceRow:
     ungraded: int
 
 
-def paper_relevance_rows(report: dict[str, Any]) -> list[PaperRelevanceRow]:
+def paper_relevance_rows(report: TriageReport) -> list[PaperRelevanceRow]:
     """The paper protocol's relevance table, the finetune's own rows first (none without a `paper` block; the
     report's JSON may come with its keys sorted)."""
-    relevance = (report.get("paper") or {}).get("relevance") or {}
-    return [PaperRelevanceRow(target=target, source=source, variant=variant,
-                              shares={k: _number(means.get(k)) for k in PAPER_SHARES},
-                              graded=int(means["n"]), ungraded=int(means["ungraded"]))
-            for target, by_source in sorted((relevance.get("summary") or {}).items(), key=lambda t: t[0] != "self")
+    relevance = report.paper.relevance if report.paper is not None else None
+    means_of = relevance.means if relevance is not None else {}
+    return [PaperRelevanceRow(target=target, source=source, variant=variant, shares=_shares(means),
+                              graded=means.n, ungraded=means.ungraded)
+            for target, by_source in sorted(means_of.items(), key=lambda t: t[0] != "self")
             for source, by_variant in by_source.items() for variant, means in by_variant.items()]
+
+
+def _shares(means: RelevanceMeans) -> dict[str, float | None]:
+    """The shares under the reference's names, in `PAPER_SHARES` order."""
+    by_name = {"percentage": means.percentage, "weighted_percentage": means.weighted_percentage,
+               "trivial_percentage": means.trivial_percentage, "filtered_percentage": means.filtered_percentage,
+               "weighted_filtered_percentage": means.weighted_filtered_percentage}
+    return {name: by_name[name] for name in PAPER_SHARES}
 
 
 def share_text(value: float | None) -> str:

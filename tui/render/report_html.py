@@ -1,6 +1,6 @@
 """Static, self-contained HTML triage reports: an index page and one page per pair.
 
-Rendered from the JSON the engine returns (`triage.board` with `reports`), so this module needs no torch.
+Rendered from the typed board the engine returns (`triage.board` with `reports`), so this module needs no torch.
 The pages are Jinja2 templates (`templates/`) with autoescape on: every string from a model or a file (tokens,
 steered text, names, errors) is escaped by the template, and control characters are made visible first. Charts
 are inline SVG (`svg_plots`); no scripts, fonts or stylesheets are fetched: the page reads offline. The heatmap's
@@ -17,6 +17,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from engine.protocol.report_results import BoardEntry, TriageBoardResult, TriageReport
+from engine.protocol.results import token_pairs
 from store.atomic import write_text_atomic
 from tui.render.plain_text import printable
 from tui.render.report_charts import board_chart, layer_profile_chart, patchscope_charts, steering_chart
@@ -28,7 +30,7 @@ from tui.render.report_data import (
     read_positions,
     share_text,
 )
-from tui.render.significance import board_verdict, headline_parts
+from tui.render.significance import headline_parts
 
 VIRIDIS = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b",
            "#fde725"]
@@ -92,102 +94,97 @@ def page_name(index: int, name: str) -> str:
     return f"{index + 1:02d}-{slug}.html"
 
 
-def _score(value: Any) -> str:
-    return "—" if value is None else f"{float(value):.3f}"
+def _score(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3f}"
 
 
-def heatmap(report: dict[str, Any]) -> Markup:
+def heatmap(report: TriageReport) -> Markup:
     """Layer × position table of ‖Δ‖/‖base‖, coloured, with each cell's top logit-lens token, and each layer's
     score under the layer criterion."""
-    positions = [str(p) for p in range(int(report["k"]))]
-    layers = report["layers"]
-    choice = report.get("layer_choice") or {}
-    scores = choice.get("scores", {})
-    top = max((float(layers[lay][p]["rel_norm"]) for lay in layers for p in read_positions(report)),
-              default=0.0) or 1.0
+    positions = [str(p) for p in range(report.k)]
+    layers = report.layers
+    choice = report.layer_choice
+    scores = choice.scores if choice is not None else {}
+    top = max((layers[lay][p].rel_norm for lay in layers for p in read_positions(report)), default=0.0) or 1.0
     rows = []
     for layer, row in layers_in_order(layers):
         cells = []
         for p in positions:
-            value = float(row[p]["rel_norm"])
+            value = row[p].rel_norm
             bg, fg = colour(value / top)
-            lens = row[p].get("logit_lens") or []
-            cells.append({"bg": bg, "fg": fg, "norm": row[p]["norm"], "value": value, "clipped": value > top,
+            lens = token_pairs(row[p].logit_lens)
+            cells.append({"bg": bg, "fg": fg, "norm": row[p].norm, "value": value, "clipped": value > top,
                           "word": _token(lens[0][0]) if lens else ""})
-        rows.append({"layer": layer, "report": int(layer) == int(report["layer"]),
+        rows.append({"layer": layer, "report": int(layer) == report.layer,
                      "criterion": _score(scores.get(layer)), "cells": cells})
     return Markup(PAGES.get_template("heatmap.html").render(
-        positions=positions, rows=rows, top=top, layer=report["layer"],
-        choice_text=layer_choice_text(choice) if choice else ""))
+        positions=positions, rows=rows, top=top, layer=report.layer,
+        choice_text=layer_choice_text(choice) if choice is not None else ""))
 
 
-def _top_tokens(report: dict[str, Any], n: int = 10) -> list[dict[str, Any]]:
+def _top_tokens(report: TriageReport, n: int = 10) -> list[dict[str, Any]]:
     """Logit lens and Patchscope tokens at the report layer, per position."""
-    row = report["layers"][str(report["layer"])]
+    row = report.layer_row()
     out = []
-    for p in [str(p) for p in report["positions"]]:
-        scope = row[p].get("patchscope")
-        ungraded = str(scope.get("chosen_by", "")) if scope else ""
-        out.append({"pos": p, "lens": [(t, float(q)) for t, q in row[p]["logit_lens"][:n]],
-                    "scope": scope["selected"][:n] if scope else [],
+    for p in [str(p) for p in report.read_positions()]:
+        scope = row[p].patchscope
+        ungraded = scope.chosen_by if scope is not None else ""
+        out.append({"pos": p, "lens": list(token_pairs(row[p].logit_lens[:n])),
+                    "scope": scope.selected[:n] if scope is not None else [],
                     "ungraded": ungraded if ungraded.startswith("ungraded") else ""})
     return out
 
 
-def _steering(report: dict[str, Any], samples: int = 3) -> list[dict[str, Any]]:
+def _steering(report: TriageReport, samples: int = 3) -> list[dict[str, Any]]:
     """Steered vs unsteered samples at each position's calibrated strength."""
-    return [{"pos": p, "strength": float(cell["strength"]), "prompts": cell["prompts"][:samples]}
-            for p, cell in (report.get("steering") or {}).items()]
+    return [{"pos": p, "strength": cell.strength, "prompts": cell.prompts[:samples]}
+            for p, cell in report.steering.items()]
 
 
-def pair_page(entry: dict[str, Any], definition: str = "") -> str:
+def pair_page(entry: BoardEntry, definition: str = "") -> str:
     """One pair: score, hypothesis, per-layer profile and heatmap, top tokens and Patchscope across scales,
     steering's similarity gain and samples (or the pair's error)."""
-    title = f"{entry['name']}: {entry['base']} → {entry['ft']}"
+    title = f"{entry.name}: {entry.base} → {entry.ft}"
     page = PAGES.get_template("pair.html")
-    if entry.get("error"):
-        return page.render(title=title, css=STYLE, error=entry["error"])
-    report = entry["report"]
-    trace = entry.get("trace") or {}
-    verdict, _, readable = headline_parts({**report, "hypothesis": None})
-    parts = [f"peak ‖Δ‖/‖base‖ {_score(trace.get('peak_rel_norm'))}",
-             f"concentration {_score(trace.get('concentration'))}",
-             f"coherence {_score(trace.get('coherence'))}"] if trace else []
+    report = entry.report
+    if entry.error or report is None:
+        return page.render(title=title, css=STYLE, error=entry.error or "the board kept no report for this pair")
+    trace = entry.trace
+    verdict, _, readable = headline_parts(report, with_hypothesis=False)
+    parts = [f"peak ‖Δ‖/‖base‖ {_score(trace.peak_rel_norm)}", f"concentration {_score(trace.concentration)}",
+             f"coherence {_score(trace.coherence)}"] if trace is not None else []
     return page.render(
-        title=title, css=STYLE, report=report, description=entry.get("description") or report.get("description"),
-        judges=report.get("judges") or {}, score=_score(entry.get("score")), trace_parts=parts,
-        trace_tokens=(trace.get("tokens") or []) if trace else None, definition=definition,
-        hypothesis=entry.get("hypothesis"), hypothesis_source=entry.get("hypothesis_source") or "",
+        title=title, css=STYLE, report=report, description=entry.description or report.description,
+        judges=report.judges, score=_score(entry.score), trace_parts=parts,
+        trace_tokens=trace.tokens if trace is not None else None, definition=definition,
+        hypothesis=entry.hypothesis, hypothesis_source=entry.hypothesis_source or "",
         verdict=verdict, readable=readable,
         profile_chart=Markup(layer_profile_chart(report)), heatmap=heatmap(report), top_tokens=_top_tokens(report),
         patchscope_charts=[Markup(c) for c in patchscope_charts(report)],
-        steering_chart=Markup(steering_chart(report)), steering=_steering(report), paper=report.get("paper"),
+        steering_chart=Markup(steering_chart(report)), steering=_steering(report), paper=report.paper,
         paper_rows=paper_relevance_rows(report), paper_shares=PAPER_SHARES)
 
 
-def index_page(board: dict[str, Any], pages: list[str | None]) -> str:
+def index_page(board: TriageBoardResult, pages: list[str | None]) -> str:
     """The board: a bar chart of the ranking, then the pairs by score with links to their pages."""
-    top = max((float(p["score"]) for p in board["pairs"] if p.get("score") is not None), default=0.0) or 1.0
-    rows = [{"rank": rank, "page": page, "name": pair["name"], "base": pair["base"],
-             "ft": pair["ft"] + (f" + {pair['adapter']}" if pair.get("adapter") else ""), "error": pair.get("error"),
-             "score": _score(pair.get("score")), "hypothesis": pair.get("hypothesis") or "",
-             "verdict": board_verdict(pair),
-             "width": round(80 * float(pair["score"]) / top) if pair.get("score") is not None else 0}
-            for rank, (pair, page) in enumerate(zip(board["pairs"], pages, strict=True), start=1)]
-    title = f"difflens triage board: {board.get('name') or 'pairs'}"
+    top = max((p.score for p in board.pairs if p.score is not None), default=0.0) or 1.0
+    rows = [{"rank": rank, "page": page, "name": pair.name, "base": pair.base,
+             "ft": pair.ft + (f" + {pair.adapter}" if pair.adapter else ""), "error": pair.error,
+             "score": _score(pair.score), "hypothesis": pair.hypothesis or "", "verdict": pair.verdict(),
+             "width": round(80 * pair.score / top) if pair.score is not None else 0}
+            for rank, (pair, page) in enumerate(zip(board.pairs, pages, strict=True), start=1)]
+    title = f"difflens triage board: {board.name or 'pairs'}"
     return PAGES.get_template("index.html").render(title=title, css=STYLE, rows=rows,
-                                                   definition=board.get("score_definition"),
+                                                   definition=board.score_definition or None,
                                                    ranking_chart=Markup(board_chart(board)))
 
 
-def write_report(directory: Path, board: dict[str, Any]) -> Path:
+def write_report(directory: Path, board: TriageBoardResult) -> Path:
     """Write index.html and one page per pair into `directory` (each file atomically); returns the index."""
-    pages = [page_name(i, p["name"]) if p.get("error") or p.get("report") else None
-             for i, p in enumerate(board["pairs"])]
-    definition = board.get("score_definition", "")
-    for pair, page in zip(board["pairs"], pages, strict=True):
+    pages = [page_name(i, p.name) if p.error or p.report is not None else None for i, p in enumerate(board.pairs)]
+    for pair, page in zip(board.pairs, pages, strict=True):
         if page:
-            write_text_atomic(directory / page, pair_page(pair, definition))
+            write_text_atomic(directory / page, pair_page(pair, board.score_definition))
     index = directory / "index.html"
     write_text_atomic(index, index_page(board, pages))
     return index

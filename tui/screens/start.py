@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label
 
 from engine.protocol import methods
+from engine.protocol.report_results import TrajectoryResult
 from tui.link import EngineLink
 from tui.messages import EngineConnected, RunsListed, SessionsListed
 from tui.screens.form import Field, FormScreen
@@ -105,13 +106,13 @@ class StartScreen(Screen[None]):
         listed = await self.link.call(methods.TRAJECTORIES, methods.NoParams(), quiet=True)
         self.show_trajectory(listed.latest if listed is not None else None)
 
-    def show_trajectory(self, latest: dict[str, Any] | None) -> None:
+    def show_trajectory(self, latest: TrajectoryResult | None) -> None:
         """The latest trajectory's steps (Enter opens a step's run), shown only once one is stored."""
         head, table = self.query_one("#trajectory-head", Label), self.query_one("#trajectory", TrajectoryTable)
         table.show(latest)
-        head.display = table.display = bool(latest and latest.get("steps"))
-        if latest:
-            head.update(f"Trajectory {latest['base']} → {latest['ft']} ({latest['series']})  "
+        head.display = table.display = bool(latest is not None and latest.steps)
+        if latest is not None:
+            head.update(f"Trajectory {latest.base} → {latest.ft} ({latest.series})  "
                         "[dim](enter opens the step's run · difflens trajectory)[/dim]")
 
     def on_runs_listed(self, message: RunsListed) -> None:

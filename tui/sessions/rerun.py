@@ -84,7 +84,7 @@ def counterpart_run_params(source: SessionSource, base: str, ft: str, adapter: s
     user's: a session never picks the texts read)."""
     for action in source.actions:
         if action["method"] == methods.ADL_COMPUTE.name:
-            old_run, params = str(action["result"]["run"]), dict(action["params"])
+            old_run, params = read_result(methods.ADL_COMPUTE, action["result"]).run, dict(action["params"])
             break
     else:
         old_run = source.run

@@ -18,6 +18,7 @@ from typing import Any
 
 from engine.protocol import methods
 from engine.protocol.params import ParamsError
+from engine.protocol.results import AdlSummary
 from store import bundle, sessions
 from store.hashing import canonical_json
 
@@ -82,13 +83,15 @@ class Answers:
 
     def __init__(self, actions: list[dict[str, Any]]) -> None:
         self._by_call: dict[tuple[str, str], dict[str, Any]] = {}
-        self._summaries: dict[str, dict[str, Any]] = {}
+        self._summaries: dict[str, AdlSummary] = {}
         for action in actions:
             if action.get("result") is None:
                 continue
             self._by_call[call_key(action["method"], action["params"])] = action
             if action["method"] == methods.ADL_SUMMARY.name:
-                self._summaries[str(action["result"].get("run"))] = action["result"]
+                with contextlib.suppress(ParamsError):  # a summary of an unreadable shape opens no run
+                    summary = methods.ADL_SUMMARY.result.from_json(action["result"])
+                    self._summaries[summary.run] = summary
 
     def find(self, method: str, params: dict[str, Any] | None) -> dict[str, Any] | None:
         """A deep copy of the recorded action for exactly this call, or None."""
@@ -97,5 +100,5 @@ class Answers:
 
     def runs(self) -> list[dict[str, Any]]:
         """The runs this session opened, in `adl.runs` shape."""
-        keys = ("run", "base", "ft", "corpus", "n", "k")
-        return [{k: s.get(k) for k in keys} for s in self._summaries.values()]
+        return [{"run": s.run, "base": s.base, "ft": s.ft, "corpus": s.corpus, "n": s.n, "k": s.k}
+                for s in self._summaries.values()]

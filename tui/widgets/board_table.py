@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 
-from tui.render.significance import board_verdict
+from engine.protocol.report_results import TriageBoardResult
 from tui.widgets.plain_table import PlainTable
 
 
@@ -17,22 +15,21 @@ class BoardTable(PlainTable):
     def on_mount(self) -> None:
         self.add_columns("pair", "vs null", "score", "hypothesis / error", "base → finetuned")
 
-    def show(self, board: dict[str, Any] | None) -> None:
+    def show(self, board: TriageBoardResult | None) -> None:
         """Fill the table from a `triage.boards` answer (`None`: no board yet)."""
         self.clear()
         seen: set[str] = set()
-        for index, pair in enumerate((board or {}).get("pairs", [])):
-            ft = pair.get("ft", "") + (" + adapter" if pair.get("adapter") else "")
-            if pair.get("error"):
-                note, score, verdict = Text(pair["error"], style="red"), "—", "—"
+        pairs = board.pairs if board is not None else []
+        for index, pair in enumerate(pairs):
+            ft = pair.ft + (" + adapter" if pair.adapter else "")
+            if pair.error:
+                note, score, verdict = Text(pair.error, style="red"), "—", "—"
             else:
-                note, score = Text(pair.get("hypothesis") or ""), f"{pair.get('score') or 0:.3f}"
-                verdict = board_verdict(pair)
-            key = pair.get("run") or f"failed:{pair['name']}"
+                note, score, verdict = Text(pair.hypothesis or ""), f"{pair.score or 0:.3f}", pair.verdict()
+            key = pair.run or f"failed:{pair.name}"
             key = f"{key}#{index}" if key in seen else key  # two names for one run: `#` keeps keys unique
             seen.add(key)
-            self.add_row(Text(pair["name"], style="bold"), verdict, score, note, f"{pair.get('base', '')} → {ft}",
-                         key=key)
-        if not board or not board.get("pairs"):
+            self.add_row(Text(pair.name, style="bold"), verdict, score, note, f"{pair.base} → {ft}", key=key)
+        if not pairs:
             self.add_row(Text("no triage board yet: difflens triage --pairs pairs.yaml", style="dim"), "", "", "",
                          "", key="")

@@ -10,7 +10,6 @@ from textual.widget import Widget
 
 from tui.messages import CellSelected
 from tui.render.palette import cell_style, fmt_value, legend_bar, step_for
-from tui.render.significance import short_verdict
 from tui.state import METRIC_LABELS, HeatState
 
 _CURSOR = Style(bold=True, underline=True)
@@ -59,7 +58,7 @@ class Heatmap(Widget, can_focus=True):
         cell_w = max(3, min(9, (width - label_w - score_w - spark_w) // max(1, heat.k)))
         show_values = cell_w >= 5
         legend = self._legend(heat, lo, hi, width, two_lines=height >= 8)
-        avail = max(1, height - 1 - len(legend.split("\n")) - (1 if heat.significance else 0))
+        avail = max(1, height - 1 - len(legend.split("\n")) - (1 if heat.significance is not None else 0))
         n = len(heat.layers)
         start = max(0, min(heat.row - avail // 2, n - avail))
         stop = min(n, start + avail)
@@ -82,9 +81,9 @@ class Heatmap(Widget, can_focus=True):
                 out.append_text(self._spark(heat, row, spark_w))
         out.append("\n")
         out.append_text(legend)
-        if heat.significance:
-            readable = heat.significance.get("readable") is not False
-            out.append("\nvs null: " + short_verdict(heat.significance), style="dim" if readable else "bold yellow")
+        if heat.significance is not None:
+            readable = heat.significance.readable is not False
+            out.append("\nvs null: " + heat.significance.short(), style="dim" if readable else "bold yellow")
         return out
 
     @staticmethod

@@ -3,10 +3,9 @@ run in the workbench (the steps' runs stay out of the cached-runs list). Hidden 
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 
+from engine.protocol.report_results import TrajectoryResult
 from tui.render.trajectory_view import cells
 from tui.widgets.plain_table import PlainTable
 
@@ -17,10 +16,10 @@ class TrajectoryTable(PlainTable):
     def on_mount(self) -> None:
         self.add_columns("step", "vs null", "z", "layer", "headline tokens")
 
-    def show(self, latest: dict[str, Any] | None) -> None:
+    def show(self, latest: TrajectoryResult | None) -> None:
         """Fill the table from a `trajectory.list` answer's `latest` (`None`: none stored, the table hides)."""
         self.clear()
-        for row in (latest or {}).get("steps", []):
+        for row in latest.steps if latest is not None else []:
             c = cells(row)
-            self.add_row(Text(c["label"], style="bold" if row.get("readable") else ""), c["verdict"], c["z"],
-                         c["layer"], c["tokens"], key=row["run"])
+            self.add_row(Text(c.label, style="bold" if row.readable else ""), c.verdict, c.z, c.layer, c.tokens,
+                         key=row.run)
