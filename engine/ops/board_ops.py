@@ -30,7 +30,7 @@ from engine.protocol.methods import BoardOptions
 from engine.triage.board import run_board
 from engine.triage.hub import PREFIX as HUB_PREFIX
 from engine.triage.hub import HubQuery, hub_entries, write_hub_board
-from engine.triage.pairs import BOARD_OPTIONS, checked_settings, load_board_file, validate_pairs
+from engine.triage.pairs import BOARD_OPTIONS, load_board_file, validate_pairs
 from store.paths import home
 
 
@@ -53,7 +53,7 @@ def triage_board(params: methods.TriageBoard, ctx: JobContext) -> dict[str, Any]
         raise UserError("parameter 'pairs' must be a file path or a list of pairs",
                         "pass pairs=pairs.yaml or pairs=[{name, base, ft}]")
     given = {name: value for name in BOARD_OPTIONS if (value := getattr(params, name)) is not None}
-    resolved = checked_settings(settings, f"{name}: settings").overridden(params.settings or {}, "settings")
+    resolved = replace(methods.TriageSettings(), **settings).overridden(params.settings or {}, "settings")
     entries = entries[:limit] if limit is not None else entries
     return run_board(entries, resolved, ctx, options=replace(options, **given), name=name, source=source,
                      reports=params.reports)

@@ -7,7 +7,7 @@ and call the `Method`, so no method name or default is spelled anywhere else.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, Generic, Literal, Self, TypeVar
 
 from engine.protocol import results as r
@@ -238,22 +238,28 @@ class TriageSettings(ComputeSettings):
     null_steer: bool = False  # also steer every null adapter for the steering gain's test (N more calibrations)
 
     def overridden(self, overrides: Mapping[str, Any], where: str) -> Self:
-        """These settings with `overrides` (a partial JSON object of them) applied and checked: an unknown key
-        or a bad value is one `ParamsError` naming `where` and the key."""
-        if unknown := sorted(set(map(str, overrides)) - set(TRIAGE_SETTINGS)):
-            raise ParamsError(f"{where}: unknown setting(s) {', '.join(unknown)}",
-                              f"allowed settings: {', '.join(sorted(TRIAGE_SETTINGS))}")
-        given = {k: v for k, v in overrides.items() if v is not None}  # null: not given, as everywhere
-        if not given:
-            return self
-        try:
-            return self.from_json({**self.to_json(), **given})
-        except ParamsError as exc:
-            raise ParamsError(f"{where}: {exc.problem}", exc.fix) from None
+        """These settings with `overrides` (a partial JSON object of them) applied and checked."""
+        return replace(self, **given_settings(overrides, where))
 
 
 TRIAGE_SETTINGS = tuple(f.name for f in fields(TriageSettings))
 """The setting names: the keys a board file's `settings:` block, a board's `settings` and a pair may give."""
+
+
+def given_settings(overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A partial JSON object of triage settings, parsed once: the typed values of the keys given (null: not given).
+    An unknown key or a bad value is one `ParamsError` naming `where` and the key."""
+    if unknown := sorted(set(map(str, overrides)) - set(TRIAGE_SETTINGS)):
+        raise ParamsError(f"{where}: unknown setting(s) {', '.join(unknown)}",
+                          f"allowed settings: {', '.join(sorted(TRIAGE_SETTINGS))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return {}
+    try:
+        parsed = TriageSettings.from_json(given)
+    except ParamsError as exc:
+        raise ParamsError(f"{where}: {exc.problem}", exc.fix) from None
+    return {name: getattr(parsed, name) for name in given}
 
 
 @dataclass(frozen=True, kw_only=True)

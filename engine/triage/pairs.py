@@ -13,7 +13,7 @@ from typing import Any
 
 from engine.errors import UserError
 from engine.models.specs import is_named_spec
-from engine.protocol.methods import TRIAGE_SETTINGS, BoardOptions, TriageSettings
+from engine.protocol.methods import TRIAGE_SETTINGS, BoardOptions, given_settings
 from engine.protocol.params import ParamsError
 from engine.yaml_text import load_yaml
 
@@ -27,7 +27,7 @@ FIX = "each pair needs name, base and ft (adapter, description and triage settin
 @dataclass(frozen=True)
 class PairEntry:
     """One row of the board: what to diff, and the settings of its own (what the finetune is known to be as
-    `description`, any other triage setting) that override the board's for this pair."""
+    `description`, any other triage setting), checked and typed, that override the board's for this pair."""
 
     name: str
     base: str
@@ -42,7 +42,8 @@ class PairEntry:
 
 @dataclass(frozen=True)
 class BoardFile:
-    """The pairs, the triage settings shared by them (a partial `TriageSettings` object) and how the board runs."""
+    """The pairs, the triage settings shared by them (the typed values of those the file gives) and how the board
+    runs."""
 
     pairs: list[PairEntry]
     settings: dict[str, Any]
@@ -67,16 +68,14 @@ def load_board_file(path: str | Path) -> BoardFile:
     else:
         raise UserError(f"{file.name}: unknown pairs file type {suffix or '(none)'!r}", "use .yaml, .yml or .csv")
     pairs = validate_pairs(rows, file.name, base_dir=file.resolve().parent)
-    settings = {k: v for k, v in block.items() if k in TRIAGE_SETTINGS}
-    checked_settings(settings, f"{file.name}: settings")
+    settings = _given({k: v for k, v in block.items() if k in TRIAGE_SETTINGS}, f"{file.name}: settings")
     options = _board_options({k: v for k, v in block.items() if k in BOARD_OPTIONS}, file.name)
     return BoardFile(pairs=pairs, settings=settings, options=options, source=str(file.resolve()))
 
 
-def checked_settings(settings: dict[str, Any], where: str) -> TriageSettings:
-    """Triage's defaults overridden by `settings` (a partial object), or one `UserError` naming the bad key."""
+def _given(settings: dict[str, Any], where: str) -> dict[str, Any]:
     try:
-        return TriageSettings().overridden(settings, where)
+        return given_settings(settings, where)
     except ParamsError as exc:
         raise UserError(exc.problem, exc.fix) from None
 
@@ -99,6 +98,7 @@ def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None 
         label = f"{where}: pair {index}"
         if not isinstance(row, dict):
             raise UserError(f"{label} is not a mapping of name/base/ft", FIX)
+        _no_bare_null(row, label)
         if unknown := sorted(set(map(str, row)) - set(COLUMNS) - set(TRIAGE_SETTINGS)):
             raise UserError(f"{label}: unknown field(s) {', '.join(unknown)}",
                             f"allowed: {', '.join(COLUMNS)} and the triage settings "
@@ -120,8 +120,7 @@ def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None 
                 values[key] = _relative_to(values[key], base_dir)
         own = {k: v for k, v in row.items() if k in TRIAGE_SETTINGS and k not in COLUMNS and v is not None}
         own |= {"description": values["description"]} if values["description"] else {}
-        checked_settings(own, label)
-        out.append(PairEntry(values["name"], values["base"], values["ft"], values["adapter"], own))
+        out.append(PairEntry(values["name"], values["base"], values["ft"], values["adapter"], _given(own, label)))
     return out
 
 
@@ -148,9 +147,16 @@ def _yaml_rows(text: str, name: str) -> tuple[list[Any], dict[str, Any]]:
     allowed = ", ".join(sorted(TRIAGE_SETTINGS + BOARD_OPTIONS))
     if not isinstance(settings, dict):
         raise UserError(f"{name}: 'settings' must be a mapping", f"allowed settings: {allowed}")
+    _no_bare_null(settings, f"{name}: settings")
     if unknown := sorted(set(map(str, settings)) - set(TRIAGE_SETTINGS + BOARD_OPTIONS)):
         raise UserError(f"{name}: unknown setting(s) {', '.join(unknown)}", f"allowed settings: {allowed}")
     return data["pairs"], settings
+
+
+def _no_bare_null(mapping: dict[Any, Any], where: str) -> None:
+    """YAML reads a bare `null:` key as no key at all: the `null` setting must be quoted."""
+    if None in mapping:
+        raise UserError(f"{where}: a key reads as YAML's null", 'write the null setting quoted: "null": 8')
 
 
 def _csv_rows(text: str, name: str) -> list[dict[str, Any]]:

@@ -63,9 +63,9 @@ class Planned:
 
 
 def plan_pair(entry: PairEntry, settings: TriageSettings, llm: str | None) -> Planned:
-    """The entry with its own settings over the board's, resolved (bad settings raise; unresolvable models make
-    a planned failure). `llm`: the label of the LLM that writes the board's hypotheses."""
-    own = settings.overridden(entry.settings, f"pair {entry.name!r}")
+    """The entry with its own settings over the board's, resolved (models that do not resolve make a planned
+    failure). `llm`: the label of the LLM that writes the board's hypotheses."""
+    own = replace(settings, **entry.settings)  # checked when the entry was read (`validate_pairs`)
     pair = TriagePair(**{name: getattr(own, name) for name in TRIAGE_SETTINGS}, base=entry.base, ft=entry.ft,
                       adapter=entry.adapter)
     return resolved(entry.name, pair, llm)

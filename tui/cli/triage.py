@@ -8,10 +8,9 @@ from typing import Annotated
 import typer
 
 from engine.protocol import methods
-from engine.protocol.methods import TriagePair
 from engine.protocol.methods import TriageSettings as Settings
 from tui.cli.board import run_board, single_pair_board, typed_settings
-from tui.cli.engine_call import call_engine, target_from
+from tui.cli.engine_call import call_engine, target_from, typed
 from tui.cli.options import (
     Adapter,
     BatchSize,
@@ -87,7 +86,7 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
         return
     if not base or not ft:
         fail("triage needs --base and --ft (or --pairs FILE) — e.g. difflens triage --base gemma-3-270m --ft demo")
-    pair = TriagePair(**settings)
+    pair = typed(methods.TRIAGE_PAIR, settings)
     if html is not None:
         report = single_pair_board(pair, llm, html, target_from(remote, engine))
     else:
