@@ -52,7 +52,7 @@ def triage_board(params: methods.TriageBoard, ctx: JobContext) -> dict[str, Any]
     else:
         raise UserError("parameter 'pairs' must be a file path or a list of pairs",
                         "pass pairs=pairs.yaml or pairs=[{name, base, ft}]")
-    given = {name: value for name in BOARD_OPTIONS if (value := getattr(params, name)) is not None}
+    given = {option: value for option in BOARD_OPTIONS if (value := getattr(params, option)) is not None}
     resolved = replace(methods.TriageSettings(), **settings).overridden(params.settings or {}, "settings")
     entries = entries[:limit] if limit is not None else entries
     return run_board(entries, resolved, ctx, options=replace(options, **given), name=name, source=source,

@@ -72,8 +72,9 @@ def plan_pair(entry: PairEntry, settings: TriageSettings, llm: str | None) -> Pl
 
 
 def on_device(item: Planned, device: str, llm: str | None) -> Planned:
-    """The pair as it runs on another device (a worker's): the device enters its key."""
-    return resolved(item.name, replace(item.pair, device=device), llm)
+    """The pair as a worker runs it on `device` (which enters its key), with the judge this process resolves
+    (another machine's configuration must not pick another judge than the key names)."""
+    return resolved(item.name, replace(item.pair, device=device, judge=resolve_judge(item.pair.judge).identity), llm)
 
 
 def resolved(name: str, pair: TriagePair, llm: str | None) -> Planned:
