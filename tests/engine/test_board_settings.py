@@ -177,7 +177,7 @@ def test_a_device_worker_parses_each_planned_pairs_json_once(
     triage_board({"pairs": pairs, "settings": {"n": 8, "null": 0}, "devices": "cpu,cpu"}, JobContext())
     assert [item["name"] for group in sent for item in group] == ["a", "b"]  # one base group, one lane
     assert parses == ["TriageSettings", "TriageSettings", "TriagePair", "TriagePair"]  # board, b; then the worker
-    assert [settings.device for _, settings in triaged] == ["cpu", "cpu"]
+    assert [(settings.device, settings.judge) for _, settings in triaged] == [("cpu", "offline")] * 2  # the driver's
     assert [settings for _, settings in triaged] == [TriagePair.from_json(item["pair"]) for item in sent[0]]
 
 
