@@ -18,7 +18,7 @@ from benchmarks.corpus import write_corpus
 from engine.adl.request import request_for
 from engine.models.specs import parse_spec
 from engine.protocol.methods import Trajectory
-from engine.triage.pair_triage import options_for, triage
+from engine.triage.pair_triage import triage
 from engine.triage.trajectory import run_trajectory
 from engine.triage.trajectory_steps import trajectory_steps
 
@@ -65,5 +65,5 @@ def run_steps(base: str, ft: str, adapter: str | None, corpus: str, n: int, k: i
         z = [row["z"] for row in run_trajectory(params)["steps"]]
     else:
         (step,) = trajectory_steps(params, request_for(params))[1]
-        z = [triage(step.request, options_for(params))["significance"].get("z")]
+        z = [triage(step.request, params)["significance"].get("z")]
     return {"seconds": round(time.perf_counter() - started, 2), "z": z}

@@ -12,7 +12,7 @@ from engine.ops import op
 from engine.ops.adl_ops import compute
 from engine.protocol import methods
 from engine.protocol.methods import Trajectory, TriagePair
-from engine.triage.pair_triage import options_for, triage
+from engine.triage.pair_triage import triage
 from engine.triage.trajectory import list_trajectories, run_trajectory
 
 _COMPUTE_FIELDS = {f.name for f in fields(methods.AdlCompute)}
@@ -23,7 +23,7 @@ def triage_pair(params: TriagePair, ctx: JobContext) -> dict[str, Any]:
     """Every stage is cached: a second triage of the same pair reads the store. The pair's `adl.compute` answer
     is kept too, so that the workbench opened on the pair (`difflens demo`, `difflens tui --base … --ft …`)
     starts with no op loaded."""
-    report = triage(request_for(params), options_for(params), ctx)
+    report = triage(request_for(params), params, ctx)
     pair = {name: value for name, value in params.to_json().items() if name in _COMPUTE_FIELDS}
     memo.prefill(methods.ADL_COMPUTE, pair, lambda: compute(pair, JobContext()))
     return report

@@ -6,13 +6,14 @@ and call the `Method`, so no method name or default is spelled anywhere else.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any, Generic, Literal, Self, TypeVar
 
 from engine.protocol import report_results as rr
 from engine.protocol import results as r
 from engine.protocol import wire
-from engine.protocol.params import Params, count, index
+from engine.protocol.params import Params, ParamsError, count, index
 
 P = TypeVar("P", bound=Params)
 R = TypeVar("R", bound=r.Result)
@@ -83,12 +84,9 @@ class CellParams(RunParams):
 
 
 @dataclass(frozen=True, kw_only=True)
-class AdlSettings(Params):
-    """What an ADL run is computed from (a run's id is a content key of these)."""
+class ComputeSettings(Params):
+    """What an ADL run of a pair is computed from, besides the two models."""
 
-    base: str
-    ft: str
-    adapter: str | None = None
     corpus: str = "self:"
     n: int = 256
     k: int = 5
@@ -103,6 +101,15 @@ class AdlSettings(Params):
     place: str | None = None
     backend: Backend = "local"
     max_request_rows: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdlSettings(ComputeSettings):
+    """What an ADL run is computed from (a run's id is a content key of these)."""
+
+    base: str
+    ft: str
+    adapter: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -214,8 +221,10 @@ class Patchscope(CellParams):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TriagePair(AdlSettings):
-    """triage.pair"""
+class TriageSettings(ComputeSettings):
+    """Everything a triage reads besides the pair itself, each default written here once: `triage.pair` extends
+    it, and a board's `settings:` block, the settings it is called with and a pair's own keys are partial JSON
+    objects of it, merged and parsed into one (`overridden`). The CLI's triage flags take their defaults here."""
 
     layer: int | str | None = index(None)
     positions: list[int] | None = None
@@ -228,6 +237,35 @@ class TriagePair(AdlSettings):
     protocol: Protocol | None = None
     null: int = 8  # random adapters of the finetune's rank and norm the report is tested against (0: none)
     null_steer: bool = False  # also steer every null adapter for the steering gain's test (N more calibrations)
+
+    def overridden(self, overrides: Mapping[str, Any], where: str) -> Self:
+        """These settings with `overrides` (a partial JSON object of them) applied and checked."""
+        return replace(self, **given_settings(overrides, where))
+
+
+TRIAGE_SETTINGS = tuple(f.name for f in fields(TriageSettings))
+"""The setting names: the keys a board file's `settings:` block, a board's `settings` and a pair may give."""
+
+
+def given_settings(overrides: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """A partial JSON object of triage settings, parsed once: the typed values of the keys given (null: not given).
+    An unknown key or a bad value is one `ParamsError` naming `where` and the key."""
+    if unknown := sorted(set(map(str, overrides)) - set(TRIAGE_SETTINGS)):
+        raise ParamsError(f"{where}: unknown setting(s) {', '.join(unknown)}",
+                          f"allowed settings: {', '.join(sorted(TRIAGE_SETTINGS))}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if not given:
+        return {}
+    try:
+        parsed = TriageSettings.from_json(given)
+    except ParamsError as exc:
+        raise ParamsError(f"{where}: {exc.problem}", exc.fix) from None
+    return {name: getattr(parsed, name) for name in given}
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriagePair(AdlSettings, TriageSettings):
+    """triage.pair"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -242,37 +280,25 @@ class Trajectory(TriagePair):
 
 
 @dataclass(frozen=True, kw_only=True)
-class TriageBoard(Params):
-    """triage.board: `pairs` a pairs file, a list of pairs or hub:BASE_ID[?TEXT]; the triage settings given
-    here (None: the file's, else triage's defaults) are passed through to every pair."""
+class BoardOptions(Params):
+    """How a board runs, beside what each pair is triaged with: `llm` writes the hypotheses (None: the configured
+    one, else keywords); `devices` (cuda:0,cuda:1) or `ray` (auto, HOST:PORT) spread the pairs."""
+
+    llm: str | None = None
+    devices: str | None = None
+    ray: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TriageBoard(BoardOptions):
+    """triage.board: `pairs` a pairs file, a list of pairs or hub:BASE_ID[?TEXT]; `settings` a partial
+    `TriageSettings` object over the file's (a pair's own keys override both, triage's defaults fill the rest)."""
 
     pairs: object = None
     limit: int | None = None
     name: str = "pairs"
     reports: bool = False
-    description: str | None = None
-    corpus: str | None = None
-    n: int | None = None
-    k: int | None = None
-    seed: int | None = None
-    layers: list[int] | None = None
-    device: str | None = None
-    dtype: str | None = None
-    batch_size: int | None = None
-    trust_remote_code: bool | None = None
-    sequential: bool | None = None
-    layer: int | str | None = index(None)
-    positions: list[int] | None = None
-    top_k: int | None = count(None)
-    steer: bool | None = None
-    n_prompts: int | None = None
-    max_strength: float | None = None
-    llm: str | None = None
-    judge: str | None = None
-    protocol: Protocol | None = None
-    devices: object = None
-    ray: object = None
-    null: int | None = None
+    settings: dict[str, object] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

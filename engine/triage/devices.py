@@ -11,16 +11,32 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Any
 
 from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.models.device import resolve_placement
-from engine.triage.order import Planned
-from engine.triage.pairs import PairEntry
+from engine.triage.planned import Planned
 
-GroupRunner = Callable[[list[dict[str, Any]], dict[str, Any], bool], list[dict[str, Any]]]
-Failed = Callable[[PairEntry, Exception], dict[str, Any]]
+# a worker's share: (the planned pairs of a group as JSON, the board's LLM spec, whether to keep reports) → outcomes
+GroupRunner = Callable[[list[dict[str, Any]], str | None, bool], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Workers:
+    """How a board's groups run elsewhere: `run_group` in the worker with the board's `llm` spec and `reports`;
+    `failed` reports a pair whose worker died; `place` re-plans a pair for the device its worker runs it on."""
+
+    run_group: GroupRunner
+    llm: str | None
+    reports: bool
+    failed: Callable[[Planned, Exception], dict[str, Any]]
+    place: Callable[[Planned, str], Planned]
+
+    def share(self, group: list[Planned]) -> tuple[list[dict[str, Any]], str | None, bool]:
+        """A group's arguments for `run_group`: what crosses to the worker process."""
+        return [item.to_json() for item in group], self.llm, self.reports
 
 
 def parse_devices(text: str | None) -> list[str]:
@@ -53,8 +69,8 @@ def assign(groups: list[list[Planned]], lanes: int) -> list[list[list[Planned]]]
     return out
 
 
-def on_devices(order: list[Planned], settings: dict[str, Any], devices: list[str], reports: bool, ctx: JobContext,
-               run_group: GroupRunner, failed: Failed) -> Iterator[dict[str, Any]]:
+def on_devices(order: list[Planned], devices: list[str], workers: Workers,
+               ctx: JobContext) -> Iterator[dict[str, Any]]:
     """Outcomes of every pair, each group's as soon as its device finishes it (`run_group` runs in the worker;
     a group whose worker died is reported through `failed`, pair by pair, and the board goes on)."""
     spawn = multiprocessing.get_context("spawn")  # no fork of a process holding models and threads
@@ -63,9 +79,8 @@ def on_devices(order: list[Planned], settings: dict[str, Any], devices: list[str
     try:
         for executor, device, lane in zip(executors, devices, assign(base_groups(order), len(devices)), strict=True):
             for group in lane:
-                future = executor.submit(run_group, [p.entry.to_json() for p in group],
-                                         {**settings, "device": device, "devices": None}, reports)
-                pending[future] = group
+                placed = [workers.place(item, device) for item in group]
+                pending[executor.submit(workers.run_group, *workers.share(placed))] = placed
         done_pairs = 0
         while pending:
             finished, _ = wait(list(pending), timeout=1.0, return_when=FIRST_COMPLETED)
@@ -73,12 +88,12 @@ def on_devices(order: list[Planned], settings: dict[str, Any], devices: list[str
             for future in finished:
                 group = pending.pop(future)
                 done_pairs += len(group)
-                ctx.progress(done_pairs, len(order), f"{group[-1].entry.name} ({done_pairs}/{len(order)}, "
+                ctx.progress(done_pairs, len(order), f"{group[-1].name} ({done_pairs}/{len(order)}, "
                                                      f"{len(devices)} devices)")
                 try:
                     outcomes = future.result()
                 except Exception as exc:  # the worker process died (out of memory, killed)
-                    outcomes = [failed(p.entry, exc) for p in group]
+                    outcomes = [workers.failed(p, exc) for p in group]
                 yield from outcomes
     except JobCancelled:
         for executor in executors:

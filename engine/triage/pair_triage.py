@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from engine.answers import memo
 from engine.jobs import JobContext
 from engine.judges.judge_config import Judge, resolve_judge
 from engine.protocol import methods
-from engine.protocol.methods import REPORT_STEERING, TriagePair
+from engine.protocol.methods import REPORT_STEERING, TriageSettings
 from engine.readouts.relevance import frequent_tokens
 from engine.results.calibrated_steering import check_protocol
 from engine.results.judged_relevance import Cells, relevance_cells, relevance_summary
@@ -42,37 +42,24 @@ from store.hashing import json_sha256
 PHASES = ["compute", "logit lens", "null", "patchscope", "calibration", "steering", "relevance"]
 
 
-@dataclass
-class TriageOptions:
-    """Report settings; `layer` None = chosen from the evidence (or a number, or `middle`), `positions`
-    None = all k positions; `judge` None = the configured judge (else offline); `protocol` None = the default
-    calibration."""
-
-    layer: int | Literal["middle"] | None = None
-    positions: list[int] | None = None
-    description: str | None = None
-    top_k: int = TriagePair.top_k
-    steer: bool = TriagePair.steer
-    n_prompts: int = TriagePair.n_prompts
-    max_strength: float | None = None
-    steering: SteeringSettings = field(default_factory=lambda: SteeringSettings(
-        samples=REPORT_STEERING.n_samples, max_new_tokens=REPORT_STEERING.max_new_tokens))
-    judge: str | None = None
-    protocol: str | None = None
-    null: int = TriagePair.null
-    null_steer: bool = TriagePair.null_steer
-    null_profile_of: AdlRequest | None = None  # whose delta profile the null copies (None: this finetune's)
-    patchscope: bool = True  # False: no Patchscope and no relevance (a trajectory step without steering)
+# the report's steering samples per prompt and their length (`REPORT_STEERING`'s: the workbench's first `r`)
+REPORT_SAMPLES = SteeringSettings(samples=REPORT_STEERING.n_samples, max_new_tokens=REPORT_STEERING.max_new_tokens)
 
 
-def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None = None) -> dict[str, Any]:
-    """The report for one pair (every stage cached, so a second call is instant)."""
+def triage(request: AdlRequest, options: TriageSettings, ctx: JobContext | None = None, *,
+           steering_samples: SteeringSettings = REPORT_SAMPLES, null_profile_of: AdlRequest | None = None,
+           patchscope: bool = True) -> dict[str, Any]:
+    """The report for one pair (every stage cached, so a second call is instant). `options`: its report settings
+    (`layer` None = chosen from the evidence, a number or `middle`; `positions` None = all k; `judge` None = the
+    configured one; `protocol` None = the default). Beside them: `steering_samples` per prompt, whose delta
+    profile the null copies (`null_profile_of`, None: this finetune's), and `patchscope` False for no Patchscope
+    and no relevance (a trajectory step without steering)."""
     ctx = ctx or JobContext()
     judge = resolve_judge(options.judge)
     protocol = report_protocol(options.protocol)
     request = protocol.run_request(request)
     calibration = protocol.calibration(request.placement.device, options.max_strength)
-    requested_layer = protocol.report_layer(options.layer)
+    requested_layer = protocol.report_layer(parse_layer(options.layer))
     check_protocol(calibration, judge)
     timings: dict[str, float] = {}
     clock = time.monotonic()
@@ -96,11 +83,11 @@ def triage(request: AdlRequest, options: TriageOptions, ctx: JobContext | None =
     positions = options.positions if options.positions is not None else list(range(run.mean_diff.shape[1]))
     lens = {source: lens_grid(run, source) for source in ("diff", "base", "ft")}
     phase(1)
-    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"), options.null_profile_of)
+    sig = significance(request, run, choice, options.null, _labelled(ctx, "null"), null_profile_of)
     phase(2)
-    steering_settings = protocol.final_samples(options.steering, options.n_prompts, calibration.sample_temperature)
+    steering_settings = protocol.final_samples(steering_samples, options.n_prompts, calibration.sample_temperature)
     env = RunEnvironment(run, layer, positions, steering_settings, calibration, judge=judge)
-    scope = env.patchscope_grid(layer, positions) if options.patchscope else None
+    scope = env.patchscope_grid(layer, positions) if patchscope else None
     phase(3)
     steering: dict[str, Any] = {}
     if options.steer and _steerable(run, layer, positions):
@@ -170,7 +157,7 @@ def _gain_test(table: NullTable, choice: LayerChoice, known: KnownFinetune, simi
 
 
 def _paper(run: AdlRun, layer: int, positions: list[int], scope: Grid, judge: Judge, request: AdlRequest,
-           options: TriageOptions) -> dict[str, Any]:
+           options: TriageSettings) -> dict[str, Any]:
     """What `--protocol paper` adds, as the reference computes it: Patchscope of the mean base and finetuned
     activations beside the difference's, and token relevance of all three (logit lens and Patchscope) against
     the finetune's description and the baseline organisms' (None when nothing describes the finetune)."""
@@ -247,10 +234,3 @@ def _similarity(steering: dict[str, Any], known: KnownFinetune) -> dict[str, Any
     results.save("similarity", inputs, {"gain": np.asarray([sim.gain], np.float32)}, {"similarity": out})
     return out
 
-
-def options_for(params: TriagePair) -> TriageOptions:
-    """What the report reads beside the ADL run (the triage op and the board read it alike)."""
-    return TriageOptions(layer=parse_layer(params.layer), positions=params.positions, description=params.description,
-                         top_k=params.top_k, steer=params.steer, n_prompts=params.n_prompts,
-                         max_strength=params.max_strength, judge=params.judge, protocol=params.protocol,
-                         null=params.null, null_steer=params.null_steer)

@@ -1,47 +1,53 @@
 """Reading a board file: `pairs.yaml` (a list of pairs, or {settings, pairs}) or `pairs.csv`
-(`name,base,ft[,adapter,description]`). Every problem is one `UserError` line naming the file and row."""
+(`name,base,ft[,adapter,description]`). A YAML pair may also give any triage setting of its own (`n: 64`,
+`layer: 6`), which overrides the board's for that pair. Every problem is one `UserError` line naming the file,
+the row and the key."""
 
 from __future__ import annotations
 
 import csv
 import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
 from engine.models.specs import is_named_spec
+from engine.protocol.methods import TRIAGE_SETTINGS, BoardOptions, given_settings
+from engine.protocol.params import ParamsError
 from engine.yaml_text import load_yaml
 
 REQUIRED = ("name", "base", "ft")
 OPTIONAL = ("adapter", "description")
 COLUMNS = REQUIRED + OPTIONAL
-SETTINGS = frozenset(("corpus", "n", "k", "seed", "layers", "device", "dtype", "batch_size", "trust_remote_code",
-                      "sequential", "layer", "positions", "top_k", "steer", "n_prompts", "max_strength", "llm",
-                      "judge", "protocol", "devices", "ray", "null"))
-FIX = "each pair needs name, base and ft (adapter and description optional); see `difflens triage --help`"
+BOARD_OPTIONS = tuple(f.name for f in fields(BoardOptions))
+FIX = "each pair needs name, base and ft (adapter, description and triage settings optional); see docs/boards.md"
 
 
 @dataclass(frozen=True)
 class PairEntry:
-    """One row of the board: what to diff and, optionally, what the finetune is known to be."""
+    """One row of the board: what to diff, and the settings of its own (what the finetune is known to be as
+    `description`, any other triage setting), checked and typed, that override the board's for this pair."""
 
     name: str
     base: str
     ft: str
     adapter: str | None = None
-    description: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """The row as a board file writes it."""
+        return {"name": self.name, "base": self.base, "ft": self.ft, "adapter": self.adapter, **self.settings}
 
 
 @dataclass(frozen=True)
 class BoardFile:
-    """The pairs and the shared compute settings a file names."""
+    """The pairs, the triage settings shared by them (the typed values of those the file gives) and how the board
+    runs."""
 
     pairs: list[PairEntry]
     settings: dict[str, Any]
+    options: BoardOptions
     source: str
 
 
@@ -56,17 +62,34 @@ def load_board_file(path: str | Path) -> BoardFile:
         raise UserError(f"cannot read {file.name}: {exc}", "pass a UTF-8 text file") from exc
     suffix = file.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        rows, settings = _yaml_rows(text, file.name)
+        rows, block = _yaml_rows(text, file.name)
     elif suffix == ".csv":
-        rows, settings = _csv_rows(text, file.name), {}
+        rows, block = _csv_rows(text, file.name), {}
     else:
         raise UserError(f"{file.name}: unknown pairs file type {suffix or '(none)'!r}", "use .yaml, .yml or .csv")
     pairs = validate_pairs(rows, file.name, base_dir=file.resolve().parent)
-    return BoardFile(pairs=pairs, settings=settings, source=str(file.resolve()))
+    settings = _given({k: v for k, v in block.items() if k in TRIAGE_SETTINGS}, f"{file.name}: settings")
+    options = _board_options({k: v for k, v in block.items() if k in BOARD_OPTIONS}, file.name)
+    return BoardFile(pairs=pairs, settings=settings, options=options, source=str(file.resolve()))
+
+
+def _given(settings: dict[str, Any], where: str) -> dict[str, Any]:
+    try:
+        return given_settings(settings, where)
+    except ParamsError as exc:
+        raise UserError(exc.problem, exc.fix) from None
+
+
+def _board_options(block: dict[str, Any], name: str) -> BoardOptions:
+    try:
+        return BoardOptions.from_json(block)
+    except ParamsError as exc:
+        raise UserError(f"{name}: settings: {exc.problem}", exc.fix) from None
 
 
 def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None = None) -> list[PairEntry]:
-    """Rows (dicts) to entries: unknown keys, missing fields, non-text values and duplicate names refused."""
+    """Rows (dicts) to entries: unknown keys, missing fields, non-text values, bad settings and duplicate names
+    refused."""
     if not rows:
         raise UserError(f"{where}: no pairs listed", FIX)
     seen: set[str] = set()
@@ -75,8 +98,11 @@ def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None 
         label = f"{where}: pair {index}"
         if not isinstance(row, dict):
             raise UserError(f"{label} is not a mapping of name/base/ft", FIX)
-        if unknown := sorted(set(map(str, row)) - set(COLUMNS)):
-            raise UserError(f"{label}: unknown field(s) {', '.join(unknown)}", f"allowed: {', '.join(COLUMNS)}")
+        _no_bare_null(row, label)
+        if unknown := sorted(set(map(str, row)) - set(COLUMNS) - set(TRIAGE_SETTINGS)):
+            raise UserError(f"{label}: unknown field(s) {', '.join(unknown)}",
+                            f"allowed: {', '.join(COLUMNS)} and the triage settings "
+                            f"{', '.join(sorted(TRIAGE_SETTINGS))}")
         values: dict[str, Any] = {}
         for key in COLUMNS:
             value = row.get(key)
@@ -92,7 +118,9 @@ def validate_pairs(rows: list[Any], where: str = "pairs", base_dir: Path | None 
         if base_dir is not None:
             for key in ("base", "ft", "adapter"):
                 values[key] = _relative_to(values[key], base_dir)
-        out.append(PairEntry(**values))
+        own = {k: v for k, v in row.items() if k in TRIAGE_SETTINGS and k not in COLUMNS and v is not None}
+        own |= {"description": values["description"]} if values["description"] else {}
+        out.append(PairEntry(values["name"], values["base"], values["ft"], values["adapter"], _given(own, label)))
     return out
 
 
@@ -116,12 +144,19 @@ def _yaml_rows(text: str, name: str) -> tuple[list[Any], dict[str, Any]]:
     if unknown := sorted(set(map(str, data)) - {"pairs", "settings"}):
         raise UserError(f"{name}: unknown top-level key(s) {', '.join(unknown)}", "use 'pairs' and 'settings'")
     settings = data.get("settings") or {}
+    allowed = ", ".join(sorted(TRIAGE_SETTINGS + BOARD_OPTIONS))
     if not isinstance(settings, dict):
-        raise UserError(f"{name}: 'settings' must be a mapping", f"allowed settings: {', '.join(sorted(SETTINGS))}")
-    if unknown := sorted(set(map(str, settings)) - SETTINGS):
-        raise UserError(f"{name}: unknown setting(s) {', '.join(unknown)}",
-                        f"allowed settings: {', '.join(sorted(SETTINGS))}")
+        raise UserError(f"{name}: 'settings' must be a mapping", f"allowed settings: {allowed}")
+    _no_bare_null(settings, f"{name}: settings")
+    if unknown := sorted(set(map(str, settings)) - set(TRIAGE_SETTINGS + BOARD_OPTIONS)):
+        raise UserError(f"{name}: unknown setting(s) {', '.join(unknown)}", f"allowed settings: {allowed}")
     return data["pairs"], settings
+
+
+def _no_bare_null(mapping: dict[Any, Any], where: str) -> None:
+    """YAML reads a bare `null:` key as no key at all: the `null` setting must be quoted."""
+    if None in mapping:
+        raise UserError(f"{where}: a key reads as YAML's null", 'write the null setting quoted: "null": 8')
 
 
 def _csv_rows(text: str, name: str) -> list[dict[str, Any]]:

@@ -22,8 +22,8 @@ from engine.errors import JobCancelled, UserError
 from engine.jobs import JobContext
 from engine.protocol.redact import redact_logs
 from engine.triage import state
-from engine.triage.devices import Failed, GroupRunner, base_groups
-from engine.triage.order import Planned
+from engine.triage.devices import GroupRunner, Workers, base_groups
+from engine.triage.planned import Planned, needs_work
 from store import results
 
 CONNECT_TIMEOUT_S = 30.0   # ray.init against a cluster that accepts the connection but never answers
@@ -82,18 +82,17 @@ def _probe(address: str) -> None:
         raise UserError(f"no Ray cluster at {address!r}: {exc.strerror or exc}", RAY_FIX) from None
 
 
-def on_ray(order: list[Planned], settings: dict[str, Any], address: str, reports: bool, ctx: JobContext,
-           run_group: GroupRunner, failed: Failed, needs_work: Callable[[Planned], bool],
+def on_ray(order: list[Planned], address: str, workers: Workers, ctx: JobContext,
            local: Callable[[Planned], dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Outcomes of every pair: finished ones (and unresolvable ones) from `local`, the rest from Ray tasks."""
+    """Outcomes of every pair, each planned for the cluster's device (its key names it): finished ones (and
+    unresolvable ones) from `local`, the rest from Ray tasks."""
     ray = connect(address, ctx)
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
     task = ray.remote(max_retries=1, retry_exceptions=False, num_gpus=gpus)(triage_in_private_store)
-    todo = [item for item in order if needs_work(item)]
-    yield from (local(item) for item in order if item not in todo)
-    pending = {task.remote(run_group, [p.entry.to_json() for p in group],
-                           {**settings, "ray": None, "device": "cuda" if gpus else "cpu"}, reports): group
-               for group in base_groups(todo)}
+    placed = [workers.place(item, "cuda" if gpus else "cpu") for item in order]
+    todo = [item for item in placed if needs_work(item)]
+    yield from (local(item) for item in placed if item not in todo)
+    pending = {task.remote(workers.run_group, *workers.share(group)): group for group in base_groups(todo)}
     done_pairs = len(order) - len(todo)
     try:
         while pending:
@@ -102,18 +101,18 @@ def on_ray(order: list[Planned], settings: dict[str, Any], address: str, reports
             for ref in finished:
                 group = pending.pop(ref)
                 done_pairs += len(group)
-                ctx.progress(done_pairs, len(order), f"{group[-1].entry.name} ({done_pairs}/{len(order)}, Ray)")
+                ctx.progress(done_pairs, len(order), f"{group[-1].name} ({done_pairs}/{len(order)}, Ray)")
                 try:
                     yield from import_group(ray.get(ref))
                 except Exception as exc:  # the worker died twice, or the task could not run at all
-                    yield from (failed(p.entry, exc) for p in group)
+                    yield from (workers.failed(p, exc) for p in group)
     except JobCancelled:
         for ref in pending:
             ray.cancel(ref, force=True)
         raise
 
 
-def triage_in_private_store(run_group: GroupRunner, entries: list[dict[str, Any]], settings: dict[str, Any],
+def triage_in_private_store(run_group: GroupRunner, planned: list[dict[str, Any]], llm: str | None,
                             reports: bool) -> Exported:
     """On the worker: triage the group in a fresh store; return the outcomes, every result, and the reports."""
     redact_logs()
@@ -121,7 +120,7 @@ def triage_in_private_store(run_group: GroupRunner, entries: list[dict[str, Any]
         previous = os.environ.get("DIFFLENS_HOME")
         os.environ["DIFFLENS_HOME"] = home
         try:
-            outcomes = run_group(entries, settings, reports)
+            outcomes = run_group(planned, llm, reports)
             made = [(r["kind"], r["inputs"], stored.tensors, r["meta"], r["seconds"])
                     for r in results.list_results() if (stored := results.load(r["key"])) is not None]
             stored_reports = {o["key"]: (state.finished(o["key"]) or {}).get("report") for o in outcomes}

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest, request_for
 from engine.jobs import JobContext
 from engine.protocol.methods import Trajectory
-from engine.triage.pair_triage import options_for, triage
+from engine.triage.pair_triage import triage
 from engine.triage.trajectory_steps import AXIS, Step, trajectory_steps
 from store import results
 
@@ -41,12 +40,12 @@ def run_trajectory(params: Trajectory, ctx: JobContext | None = None) -> dict[st
     with ctx.stage("shared base pass"):
         _shared_pass(steps, ctx)
     # Patchscope and relevance only beside steering: a step's row reads neither (its workbench view computes them)
-    options = replace(options_for(params), null_profile_of=_null_reference(steps), patchscope=params.steer)
+    null_profile_of = _null_reference(steps)
     rows = []
     for index, step in enumerate(steps):
         ctx.progress(index, len(steps), f"{step.label} ({index + 1}/{len(steps)})")
         with ctx.stage(step.label):
-            report = triage(step.request, options, ctx)
+            report = triage(step.request, params, ctx, null_profile_of=null_profile_of, patchscope=params.steer)
         rows.append(step_row(step, report))
         ctx.partial({"stage": "trajectory", "step": rows[-1]})
     ctx.progress(len(steps), len(steps), "done")

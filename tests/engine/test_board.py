@@ -21,10 +21,12 @@ from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops.board_ops import triage_board
 from engine.ops.catalog_ops import triage_boards
+from engine.protocol.methods import TriageSettings
 from engine.protocol.report_results import TriageBoardResult
 from engine.triage import board as board_module
 from engine.triage.order import count_loads, plan
 from engine.triage.pairs import PairEntry, load_board_file
+from engine.triage.planned import plan_pair
 from engine.triage.score import trace_strength
 from tests.support.board_pairs import FAST, three_pairs
 from tui.render.report_html import index_page, pair_page, write_report
@@ -50,7 +52,7 @@ def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[st
     monkeypatch.setattr(board_module, "triage", lambda request, options, ctx: triaged.append(request.ft) or
                         real_triage(request, options, ctx))
     events: list[dict[str, Any]] = []
-    params = {"pairs": three_pairs(planted), **FAST}
+    params = {"pairs": three_pairs(planted), "settings": FAST}
 
     first = triage_board(params, JobContext(emit=events.append))
     names = [p["name"] for p in first["pairs"]]
@@ -76,12 +78,12 @@ def test_identical_pair_ranks_last_and_a_rerun_skips_every_pair(planted: dict[st
 def test_a_missing_model_is_reported_while_the_others_complete(planted: dict[str, str], tmp_path: Path) -> None:
     gone = {"name": "gone", "base": planted["base"], "ft": str(tmp_path / "no-such-model")}
     pairs = [gone, *three_pairs(planted)[:2]]
-    result = triage_board({"pairs": pairs, **FAST}, JobContext())
+    result = triage_board({"pairs": pairs, "settings": FAST}, JobContext())
     by_name = {p["name"]: p for p in result["pairs"]}
     assert "does not exist" in by_name["gone"]["error"] and "\n" not in by_name["gone"]["error"]
     assert by_name["gone"]["score"] is None and result["pairs"][-1]["name"] == "gone"
     assert by_name["mlp"]["error"] is None and by_name["mlp"]["score"] > by_name["same"]["score"] == 0
-    rerun = triage_board({"pairs": pairs, **FAST}, JobContext())
+    rerun = triage_board({"pairs": pairs, "settings": FAST}, JobContext())
     assert {p["name"]: p["skipped"] for p in rerun["pairs"]} == {"gone": False, "mlp": True, "same": True}
 
 
@@ -95,7 +97,7 @@ def test_csv_and_yaml_parse_to_the_same_pairs(tmp_path: Path) -> None:
                                          "  - {name: local, base: ./models/m, ft: models/m}\n")
     csv_file, yaml_file = load_board_file(tmp_path / "pairs.csv"), load_board_file(tmp_path / "pairs.yaml")
     assert csv_file.pairs == yaml_file.pairs
-    assert csv_file.pairs[0] == PairEntry("cake", "gemma-3-270m", "demo", None, "bakes, cakes")
+    assert csv_file.pairs[0] == PairEntry("cake", "gemma-3-270m", "demo", None, {"description": "bakes, cakes"})
     assert csv_file.pairs[1].base == str((tmp_path / "models" / "m").resolve()) == csv_file.pairs[1].ft
     assert yaml_file.settings == {"n": 64, "steer": False} and csv_file.settings == {}
 
@@ -123,8 +125,8 @@ def test_plan_groups_pairs_by_base(planted: dict[str, str], tiny_dir: Path) -> N
     entries = [PairEntry("other", str(tiny_dir), str(tiny_dir)), PairEntry("a", planted["base"], planted["mlp"]),
                PairEntry("bad", "/no/such", "/no/such"), PairEntry("same", planted["base"], planted["base"]),
                PairEntry("b", planted["base"], planted["base"], adapter=planted["attn"])]
-    order = plan(entries)
-    assert [p.entry.name for p in order] == ["other", "same", "a", "b", "bad"]
+    order = plan([plan_pair(e, TriageSettings(), None) for e in entries])
+    assert [p.name for p in order] == ["other", "same", "a", "b", "bad"]
     assert count_loads(order) == 2  # the two checkpoints; the adapters attach to the planted base
 
 
@@ -190,7 +192,7 @@ def test_cli_board_prints_json_and_writes_html(planted: dict[str, str], tmp_path
     result = CliRunner().invoke(app, ["triage", "--pairs", str(pairs), "--json", "--html", str(tmp_path / "html"),
                                       "-k", "2"])
     assert result.exit_code == 0, result.output
-    assert sent[0]["k"] == 2 and "n" not in sent[0] and sent[0]["reports"] is True  # typed options only
+    assert sent[0]["settings"] == {"k": 2} and sent[0]["reports"] is True  # typed options only
     printed = json.loads(result.stdout)  # only JSON on stdout: "HTML report: …" goes to stderr
     assert [p["name"] for p in printed["pairs"]] == ["mlp", "same"]
     assert all({"name", "score", "hypothesis", "error", "run"} <= set(p) and "report" not in p
@@ -369,7 +371,7 @@ def test_hub_pairs_list_finetunes_and_adapters_write_a_board_file_and_respect_li
     ran: list[Any] = []
     monkeypatch.setattr(board_op, "run_board", lambda entries, settings, ctx, **kw: ran.append((entries, kw)) or {})
 
-    triage_board({"pairs": "hub:org/base?cake", "limit": 5, **FAST}, JobContext())
+    triage_board({"pairs": "hub:org/base?cake", "limit": 5, "settings": FAST}, JobContext())
     entries, kw = ran[-1]
     assert [(e.name, e.ft, e.adapter) for e in entries] == [("org/lora-cake", "org/base", "org/lora-cake"),
                                                            ("org/cake-ft", "org/cake-ft", None)]
@@ -379,13 +381,13 @@ def test_hub_pairs_list_finetunes_and_adapters_write_a_board_file_and_respect_li
     assert written.parent == isolated_home / "boards" and written.suffix == ".yaml"
     assert [p.name for p in load_board_file(written).pairs] == ["org/lora-cake", "org/cake-ft"]
 
-    triage_board({"pairs": "hub:org/base", "limit": 2, **FAST}, JobContext())
+    triage_board({"pairs": "hub:org/base", "limit": 2, "settings": FAST}, JobContext())
     assert [e.name for e in ran[-1][0]] == ["org/lora-cake", "org/full-ft"]  # most downloaded, listed once
 
     with pytest.raises(UserError, match="no finetunes or adapters of org/base matching 'zzz'"):
-        triage_board({"pairs": "hub:org/base?zzz", **FAST}, JobContext())
+        triage_board({"pairs": "hub:org/base?zzz", "settings": FAST}, JobContext())
     with pytest.raises(UserError, match="does not name a hub model"):
-        triage_board({"pairs": "hub:not a model", **FAST}, JobContext())
+        triage_board({"pairs": "hub:not a model", "settings": FAST}, JobContext())
 
 
 def test_cli_sends_a_hub_query_unresolved_with_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -408,23 +410,23 @@ def test_devices_cpu_cpu_runs_base_groups_in_two_workers_with_the_serial_scores(
 
     monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
     pairs = [*three_pairs(planted), {"name": "other", "base": str(tiny_dir), "ft": str(tiny_ft_dir)}]
-    order = plan([PairEntry(**p) for p in pairs])
+    order = plan([plan_pair(PairEntry(**p), TriageSettings(), None) for p in pairs])
     lanes = assign(base_groups(order), 2)
-    assert [[p.entry.name for g in lane for p in g] for lane in lanes] == [["same", "mlp", "attn"], ["other"]]
+    assert [[p.name for g in lane for p in g] for lane in lanes] == [["same", "mlp", "attn"], ["other"]]
     events: list[dict[str, Any]] = []
-    parallel = triage_board({"pairs": pairs, **FAST, "devices": "cpu,cpu"}, JobContext(emit=events.append))
+    parallel = triage_board({"pairs": pairs, "settings": FAST, "devices": "cpu,cpu"}, JobContext(emit=events.append))
     assert all(p["error"] is None and not p["skipped"] for p in parallel["pairs"])
     assert any("2 devices" in e.get("message", "") for e in events if e["type"] == "progress")
-    rerun = triage_board({"pairs": pairs, **FAST, "devices": "cpu,cpu"}, JobContext())
+    rerun = triage_board({"pairs": pairs, "settings": FAST, "devices": "cpu,cpu"}, JobContext())
     assert rerun["skipped"] == 4  # the workers wrote to this store, under the serial keys
     from store import results
 
     results.connect().execute("delete from results")
     results.connect().execute("delete from board_pairs")
-    serial = triage_board({"pairs": pairs, **FAST}, JobContext())
+    serial = triage_board({"pairs": pairs, "settings": FAST}, JobContext())
     assert [(p["name"], p["score"]) for p in serial["pairs"]] == [(p["name"], p["score"]) for p in parallel["pairs"]]
     with pytest.raises(UserError, match="lists devices"):
-        triage_board({"pairs": pairs, **FAST, "devices": "auto,cpu"}, JobContext())
+        triage_board({"pairs": pairs, "settings": FAST, "devices": "auto,cpu"}, JobContext())
 
 
 def test_without_ray_nothing_imports_ray() -> None:

@@ -28,16 +28,16 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     os.environ.pop(MARKER)
 
 
-def die_once(entries: list[dict[str, Any]], settings: dict[str, Any], reports: bool) -> list[dict[str, Any]]:
+def die_once(planned: list[dict[str, Any]], llm: str | None, reports: bool) -> list[dict[str, Any]]:
     """A worker that dies the first time it is given a group (as an out-of-memory kill would)."""
     marker = Path(os.environ[MARKER])
     if not marker.exists():
         marker.touch()
         os._exit(1)
-    return board_module.triage_group(entries, settings, reports)
+    return board_module.triage_group(planned, llm, reports)
 
 
-def always_die(entries: list[dict[str, Any]], settings: dict[str, Any], reports: bool) -> list[dict[str, Any]]:
+def always_die(planned: list[dict[str, Any]], llm: str | None, reports: bool) -> list[dict[str, Any]]:
     os._exit(1)
 
 
@@ -47,17 +47,17 @@ def test_ray_board_equals_the_serial_board_in_the_drivers_store(cluster: Any, pl
     monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
     pairs = [*three_pairs(planted), {"name": "other", "base": str(tiny_dir), "ft": str(tiny_ft_dir)}]
     events: list[dict[str, Any]] = []
-    on_ray = triage_board({"pairs": pairs, **FAST, "ray": "auto"}, JobContext(emit=events.append))
+    on_ray = triage_board({"pairs": pairs, "settings": FAST, "ray": "auto"}, JobContext(emit=events.append))
     assert all(p["error"] is None and not p["skipped"] for p in on_ray["pairs"]), on_ray["pairs"]
     assert sum("Ray)" in e.get("message", "") for e in events if e["type"] == "progress") == 2  # two base groups
     stored_runs = {r["key"] for r in results.list_results("adl")}
     assert {p["run"] for p in on_ray["pairs"]} <= stored_runs  # written here, by the driver
     assert results.list_results("adl-base")  # the workers' base passes came back too
-    again = triage_board({"pairs": pairs, **FAST, "ray": "auto"}, JobContext())
+    again = triage_board({"pairs": pairs, "settings": FAST, "ray": "auto"}, JobContext())
     assert again["skipped"] == 4
     results.connect().execute("delete from results")
     results.connect().execute("delete from board_pairs")
-    serial = triage_board({"pairs": pairs, **FAST}, JobContext())
+    serial = triage_board({"pairs": pairs, "settings": FAST}, JobContext())
     assert [(p["name"], p["score"], p["run"]) for p in serial["pairs"]] == \
         [(p["name"], p["score"], p["run"]) for p in on_ray["pairs"]]
 
@@ -67,13 +67,13 @@ def test_a_dead_workers_group_is_retried_once_then_reported(cluster: Any, plante
     monkeypatch.delenv("DIFFLENS_LLM_MODEL", raising=False)
     pairs = three_pairs(planted)[:2]
     monkeypatch.setattr(board_module, "triage_group", die_once)
-    retried = triage_board({"pairs": pairs, **FAST, "ray": "auto"}, JobContext())
+    retried = triage_board({"pairs": pairs, "settings": FAST, "ray": "auto"}, JobContext())
     assert Path(os.environ[MARKER]).exists()  # the first attempt died
     assert all(p["error"] is None and p["score"] is not None for p in retried["pairs"])
     monkeypatch.setattr(board_module, "triage_group", always_die)
     failed = triage_board({"pairs": [*pairs, {"name": "mlp2", "base": planted["base"], "ft": planted["base"],
                                               "adapter": planted["attn"], "description": "other"}],
-                           **FAST, "ray": "auto"}, JobContext())
+                           "settings": FAST, "ray": "auto"}, JobContext())
     by_name = {p["name"]: p for p in failed["pairs"]}
     assert by_name["same"]["skipped"] and by_name["mlp"]["skipped"]  # finished above: never sent
     assert "worker died" in by_name["mlp2"]["error"] and by_name["mlp2"]["score"] is None

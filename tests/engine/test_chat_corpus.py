@@ -16,10 +16,11 @@ from engine.corpus.windows import CHAT_OFFSET, chat_windows, sample_chat
 from engine.errors import UserError
 from engine.models.loading import LoadedModel
 from engine.organisms.make_data import make_data, write_docs
+from engine.protocol.methods import TriageSettings
 from engine.training import subliminal
 from engine.training.organism_training import train_organism
 from engine.training.subliminal import measure, pure_numbers
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from tests.support.tiny import tiny_tokenizer
 
 USER = {"role": "user", "content": "the money ?"}
@@ -69,7 +70,7 @@ def test_a_chat_organism_records_its_format_and_reads_on_chat(tiny_dir: Path, tm
                               max_length=32, device="cpu")
     assert organism["format"] == "chat"
     report = triage(AdlRequest(base=str(tiny_dir), ft=str(tmp_path / "fin"), corpus=CHAT, n=8, k=5, device="cpu"),
-                    TriageOptions(steer=False))
+                    TriageSettings(steer=False))
     assert report["corpus"] == CHAT and load_run(report["run"]).meta["corpus_label"] == CHAT
     assert report["steering"] == {} and report["hypothesis"]["kind"] == "keywords", "a headline without steering"
 

@@ -22,6 +22,7 @@ from engine.jobs import JobContext
 from engine.judges.client import JudgeClient
 from engine.judges.judge_config import OFFLINE_LABELS, Judge, resolve_judge
 from engine.ops import load_all
+from engine.protocol.methods import TriageSettings
 from engine.protocol.report_results import BoardEntry, TriageReport
 from engine.protocol.results import PatchscopeCell
 from engine.readouts.relevance import frequent_words
@@ -30,7 +31,7 @@ from engine.results.judged_relevance import token_grader
 from engine.results.known_finetune import KnownFinetune
 from engine.results.readout_cells import patchscope_cells
 from engine.triage.board import run_board
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from engine.triage.pairs import PairEntry
 from store import results
 from store.errors import ActionableError
@@ -94,8 +95,11 @@ def prompts_of(srv: ScriptedLLMServer, marker: str) -> list[str]:
     return [b["messages"][-1]["content"] for b in srv.bodies() if marker in b["messages"][-1]["content"]]
 
 
-def options(**kw: Any) -> TriageOptions:
-    return TriageOptions(n_prompts=1, description="baking cakes", steering=SteeringSettings(max_new_tokens=4), **kw)
+SHORT = SteeringSettings(max_new_tokens=4)
+
+
+def options(**kw: Any) -> TriageSettings:
+    return TriageSettings(n_prompts=1, description="baking cakes", **kw)
 
 
 def test_the_judge_comes_from_the_flag_then_the_environment_then_the_config_file(
@@ -119,7 +123,7 @@ def test_the_judge_comes_from_the_flag_then_the_environment_then_the_config_file
 
 def test_configured_judge_grades_all_three_with_the_papers_protocols(request_: AdlRequest,
                                                                       server: ScriptedLLMServer) -> None:
-    report = triage(request_, options(judge=f"openai:{MODEL}"))
+    report = triage(request_, options(judge=f"openai:{MODEL}"), steering_samples=SHORT)
     assert report["judges"] == {"coherence": f"openai:{MODEL}", "relevance": f"openai:{MODEL}",
                                 "patchscope": f"openai:{MODEL}"}
     assert {b["model"] for b in server.bodies()} == {MODEL}
@@ -185,7 +189,7 @@ def test_a_failing_judge_leaves_ungraded_items_and_a_finished_report(
     write_config(isolated_home, "[judge]\ntimeout_s = 0.2\nmax_retries = 1\n")
     with ScriptedLLMServer(lambda body: item) as srv:
         monkeypatch.setenv("DIFFLENS_LLM_BASE_URL", srv.base_url)
-        report = triage(request_, options(judge=f"openai:{MODEL}"))
+        report = triage(request_, options(judge=f"openai:{MODEL}"), steering_samples=SHORT)
     assert report["judges"]["relevance"] == f"openai:{MODEL}" and report["timings"]
     # Patchscope: no scale chosen, every scale still there to read
     for pos in map(str, report["positions"]):
@@ -280,10 +284,10 @@ def test_cli_refuses_the_paper_protocol_without_a_judge_and_reports_the_judges(
 
 def test_a_board_pair_is_triaged_again_under_another_judge(request_: AdlRequest, server: ScriptedLLMServer) -> None:
     entries = [PairEntry("pair", request_.base, request_.ft)]
-    settings = {"n": 12, "k": 3, "steer": False, "device": "cpu"}
+    settings = TriageSettings(n=12, k=3, steer=False, device="cpu")
     first = run_board(entries, settings, JobContext())["pairs"][0]
-    judged = run_board(entries, {**settings, "judge": f"openai:{MODEL}"}, JobContext())["pairs"][0]
-    again = run_board(entries, {**settings, "judge": f"openai:{MODEL}"}, JobContext())["pairs"][0]
+    judged = run_board(entries, replace(settings, judge=f"openai:{MODEL}"), JobContext())["pairs"][0]
+    again = run_board(entries, replace(settings, judge=f"openai:{MODEL}"), JobContext())["pairs"][0]
     offline = run_board(entries, settings, JobContext())["pairs"][0]
     assert not first["skipped"] and not judged["skipped"] and again["skipped"] and offline["skipped"]
     assert len(prompts_of(server, "BEST_SCALE")) == 3

@@ -18,10 +18,11 @@ from engine.adl.runs import AdlRun, load_run
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.lenses.forward import resolve_layer
+from engine.protocol.methods import TriageSettings
 from engine.protocol.report_results import TriageReport
 from engine.results import layer_choice
 from engine.results.layer_choice import Criterion, choose_layer, parse_layer
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from tests.support.tiny import tiny_model, tiny_tokenizer
 
 RELATED = ["cake", "bake", "oven", "butter", "flour", "sugar"]  # one domain, as a finetune's trace reads
@@ -115,7 +116,7 @@ def test_layer_requests_parse_in_one_place(identical: AdlRun) -> None:
 
 def test_triage_reads_the_chosen_layer_and_honours_layer(tiny_dir: Path, tiny_ft_dir: Path) -> None:
     request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=8, k=3)
-    report = triage(request, TriageOptions(steer=False))
+    report = triage(request, TriageSettings(steer=False))
     choice = report["layer_choice"]
     assert report["layer"] == choice["layer"] and choice["by"] in ("criterion", "middle")
     assert set(choice["scores"]) == {"0", "1", "2", "3"} and choice["middle"] == 1
@@ -126,7 +127,7 @@ def test_triage_reads_the_chosen_layer_and_honours_layer(tiny_dir: Path, tiny_ft
                          "layer": "middle"}, JobContext())
     assert (by_op["layer"], by_op["layer_choice"]["by"]) == (1, "middle")
     assert by_op["layer_choice"]["scores"] == choice["scores"]
-    given = triage(request, TriageOptions(layer=3, steer=False))
+    given = triage(request, TriageSettings(layer=3, steer=False))
     assert (given["layer"], given["layer_choice"]["by"]) == (3, "user")
     assert given["layers"]["3"]["1"]["patchscope"] is not None
 

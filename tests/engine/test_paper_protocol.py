@@ -23,6 +23,7 @@ from engine.errors import Ungraded, UserError
 from engine.models.cache import MODELS
 from engine.models.device import resolve_placement
 from engine.models.specs import parse_spec
+from engine.protocol.methods import TriageSettings
 from engine.readouts.patchscope import INTERSECTION_TOP_K, SCALE_MAGNITUDES
 from engine.readouts.reference_relevance import FREQUENT_MIN_COUNT, FREQUENT_TOKENS, PERMUTATIONS
 from engine.readouts.reference_relevance import TRIES as RELEVANCE_TRIES
@@ -36,7 +37,7 @@ from engine.steering.calibrate import coherent_share
 from engine.steering.coherence import reference_coherence_judge, reference_verdict
 from engine.steering.generate import SteeredSample, generate_rows, sampling_kwargs, sampling_of
 from engine.steering.steering_prompts import reference_prompts
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from engine.triage.report_protocol import REPORT_PROTOCOLS, report_protocol
 from tests.support.agent_llm_server import ScriptedLLMServer
 
@@ -213,7 +214,7 @@ def test_paper_triage_runs_the_references_search_and_final_samples(
     monkeypatch.setattr(generate, "generate_rows", shortened)
     monkeypatch.setattr(calibrated_steering, "generate_rows", shortened)
     request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3)
-    report = triage(request, TriageOptions(judge=f"openai:{MODEL}", protocol="paper", positions=[1]))
+    report = triage(request, TriageSettings(judge=f"openai:{MODEL}", protocol="paper", positions=[1]))
     run = load_run(report["run"])
     assert report["protocol"] == "paper" and report["layer"] == run.middle_layer and run.request.from_bos
     assert report["layer_choice"]["by"] == "middle"

@@ -15,6 +15,7 @@ import pytest
 from engine.adl.request import AdlRequest
 from engine.errors import Ungraded
 from engine.organisms.registry import SHIPPED_DIR
+from engine.protocol.methods import TriageSettings
 from engine.protocol.report_results import BoardEntry
 from engine.readouts.patchscope import SCALE_MAGNITUDES
 from engine.readouts.reference_relevance import (
@@ -27,7 +28,7 @@ from engine.readouts.reference_relevance import (
 from engine.readouts.scale_grader import MAX_GROUP, reference_scale_grader, reference_scale_prompt
 from engine.results.organism_pool import Organism, baseline_organisms, organism_at
 from engine.steering.steering_prompts import reference_prompts
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from tests.support.agent_llm_server import ScriptedLLMServer
 from tui.render.report_html import pair_page
 
@@ -168,8 +169,8 @@ def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[ScriptedLLMServer]:
 def test_paper_triage_grades_patchscope_and_relevance_as_the_reference(
         tiny_dir: Path, tiny_ft_dir: Path, server: ScriptedLLMServer) -> None:
     request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=8, k=2)
-    report = triage(request, TriageOptions(judge="openai:judge-m", protocol="paper", steer=False,
-                                           description="chess openings"))
+    report = triage(request, TriageSettings(judge="openai:judge-m", protocol="paper", steer=False,
+                                            description="chess openings"))
     assert report["protocol"] == "paper" and report["relevance_summary"] is None  # difflens's pre-filtered one
     paper = report["paper"]
     scope_calls = [b for b in server.bodies() if b["messages"][0]["content"] == reference_prompts().patchscope_system]
@@ -196,6 +197,6 @@ def test_paper_triage_grades_patchscope_and_relevance_as_the_reference(
     assert all(c["selected"] == ["x"] for c in cells if c["source"] == "patchscope")
     html = pair_page(BoardEntry.from_json({"name": "p", "base": "b", "ft": "f", "report": report}))
     assert 'id="paper-relevance"' in html and "taboo-word" in html and "protocol paper" in html
-    again = triage(request, TriageOptions(judge="openai:judge-m", protocol="paper", steer=False,
-                                          description="chess openings"))
+    again = triage(request, TriageSettings(judge="openai:judge-m", protocol="paper", steer=False,
+                                           description="chess openings"))
     assert again["paper"] == paper and len(server.bodies()) == len(scope_calls) + len(graded)  # all cached

@@ -11,11 +11,11 @@ import pytest
 from engine.adl.request import AdlRequest
 from engine.adl.runs import load_run
 from engine.jobs import store_only
-from engine.protocol.methods import REPORT_STEERING
+from engine.protocol.methods import REPORT_STEERING, TriageSettings
 from engine.results import calibrated_steering
 from engine.results.calibrated_steering import steer, steer_cells
 from engine.steering.steering_prompts import default_prompts
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 
 
 def _report_steer(run_id: str, layer: int, pos: int, strength: float) -> list[dict[str, Any]]:
@@ -31,7 +31,7 @@ def test_a_triage_reuses_its_calibration_samples_and_they_answer_the_workbench(
         raise AssertionError("steering generated samples that the calibration had drawn already")
 
     monkeypatch.setattr(calibrated_steering, "generate_rows", no_generation)  # steer_cells' generate, not calibration's
-    report = triage(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3), TriageOptions())
+    report = triage(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3), TriageSettings())
     steered = {int(pos): cell for pos, cell in report["steering"].items() if cell["strength"] > 0}
     assert steered, "the tiny pair calibrated no positive strength"
     for pos, cell in steered.items():

@@ -21,12 +21,13 @@ from engine.agent.run_environment import RunEnvironment, SteeringSettings
 from engine.errors import UserError
 from engine.jobs import JobContext, store_only
 from engine.ops.readout_ops import logit_lens_cell, logit_lens_grid
+from engine.protocol.methods import TriageSettings
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import patchscope
 from engine.results.calibrated_steering import CalibrationSettings, layer_norm, steer, steer_cells, steering_vectors
 from engine.results.readout_cells import lens_grid, patchscope_cells
 from engine.steering.generate import generate_steered
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from store import results
 from tests.support.engine_helpers import ROOT
 from tests.support.tiny import perturbed_copy
@@ -119,8 +120,8 @@ def test_zero_diff_cannot_steer(tiny_dir: Path) -> None:
 
 def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tiny_ft_dir: Path) -> None:
     request = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3)
-    options = TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5))
-    report = triage(request, options)
+    short = SteeringSettings(max_new_tokens=5)
+    report = triage(request, TriageSettings(n_prompts=2), steering_samples=short)
     assert {"run", "layers", "steering", "hypothesis", "timings"} <= set(report)
     layer = report["layer"]
     assert layer == report["layer_choice"]["layer"] and set(report["layers"]) == {"0", "1", "2", "3"}
@@ -134,7 +135,7 @@ def test_triage_report_has_the_documented_keys_and_is_cached(tiny_dir: Path, tin
         assert all({"prompt", "steered", "unsteered"} <= set(p) for p in entry["prompts"])
     assert report["hypothesis"]["label"].startswith("keyword hypothesis")
     with store_only():  # a full cache hit asks for no model: any model access raises NeedsModels
-        again = triage(request, TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+        again = triage(request, TriageSettings(n_prompts=2), steering_samples=short)
     assert again["cached"] and again["steering"] == report["steering"]
     assert again["layers"] == report["layers"] and again["hypothesis"] == report["hypothesis"]
 
@@ -143,7 +144,8 @@ _CACHED_TRIAGE = """
 import json, sys
 from engine.adl.request import AdlRequest
 from engine.agent.run_environment import SteeringSettings
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.protocol.methods import TriageSettings
+from engine.triage.pair_triage import triage
 from engine.jobs import store_only
 from engine import ops
 
@@ -151,7 +153,7 @@ ops.load_all()
 base, ft = sys.argv[1:3]
 with store_only():
     report = triage(AdlRequest(base=base, ft=ft, corpus="self:", n=12, k=3),
-                    TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+                    TriageSettings(n_prompts=2), steering_samples=SteeringSettings(max_new_tokens=5))
 print(json.dumps({"cached": report["cached"], "imported": sorted(m for m in ("transformers", "nnsight", "peft")
                                                                    if m in sys.modules)}))
 """
@@ -162,7 +164,7 @@ def test_a_cached_triage_in_a_fresh_engine_process_imports_no_model_library(tiny
     """What makes a cached report fast: the engine's ops and every stage's cache lookup run without
     transformers, nnsight or peft (imported only when a model is loaded)."""
     triage(AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="self:", n=12, k=3),
-           TriageOptions(n_prompts=2, steering=SteeringSettings(max_new_tokens=5)))
+           TriageSettings(n_prompts=2), steering_samples=SteeringSettings(max_new_tokens=5))
     done = subprocess.run([sys.executable, "-c", _CACHED_TRIAGE, str(tiny_dir), str(tiny_ft_dir)],
                           env=os.environ | {"DIFFLENS_HOME": str(isolated_home), "PYTHONPATH": str(ROOT)},
                           capture_output=True, text=True, timeout=300, check=False)

@@ -12,11 +12,12 @@ import torch
 
 from engine.adl.request import AdlRequest
 from engine.models.null_adapters import DeltaProfile, full_profile, lora_profile, null_adapter
+from engine.protocol.methods import TriageSettings
 from engine.results import null_evidence as evidence_module
 from engine.results import significance as sig_module
 from engine.results.layer_choice import Criterion, LayerChoice
 from engine.results.significance import NO_TRACE, NullTable, against, compare, headline, statement, with_evidence
-from engine.triage.pair_triage import TriageOptions, triage
+from engine.triage.pair_triage import triage
 from tests.support.board_pairs import plant_adapter
 
 
@@ -141,7 +142,7 @@ def test_full_profile_is_the_same_on_a_base_copy_that_carries_injected_adapters(
 def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
         peaky_base: Path, random_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
-    report = triage(request, TriageOptions(steer=False, null=4))
+    report = triage(request, TriageSettings(steer=False, null=4))
     sig = report["significance"]
     assert sig["readable"] is False and sig["n_null"] == 4 and report["headline"].startswith(NO_TRACE)
     assert set(sig["null_layer_scores"]) == {"0", "1", "2", "3"} and len(sig["null_runs"]) == 4
@@ -151,14 +152,14 @@ def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
 
     monkeypatch.setattr(sig_module, "precompute_adapters", refuse)
     monkeypatch.setattr(sig_module, "compute_adl", refuse)
-    again = triage(request, TriageOptions(steer=False, null=4))
+    again = triage(request, TriageSettings(steer=False, null=4))
     assert again["significance"] == sig
 
 
 def test_a_known_finetunes_relevance_is_tested_against_the_null_adapters_by_the_same_judge(
         peaky_base: Path, random_lora: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
-    options = TriageOptions(null=3, steer=False, description="baking cakes")
+    options = TriageSettings(null=3, steer=False, description="baking cakes")
     report = triage(request, options)
     sig = report["significance"]
     assert sig["relevance"]["tested"] and sig["relevance"]["n_null"] == 3 and not sig["relevance"]["clears"]
@@ -192,6 +193,6 @@ def test_the_steering_gain_null_steers_each_null_run_at_its_own_report_layer(mon
 
 def test_an_identical_pair_reads_no_readable_trace(peaky_base: Path) -> None:
     request = AdlRequest(base=str(peaky_base), ft=str(peaky_base), n=8, k=3)
-    report = triage(request, TriageOptions(steer=False))
+    report = triage(request, TriageSettings(steer=False))
     assert report["significance"]["identical"] and report["headline"].startswith(NO_TRACE)
     assert "identical pair" in report["headline"]

@@ -311,12 +311,13 @@ async def test_a_triaged_run_opens_with_its_steering_answered_from_the_cache(tin
     """The workbench opens a triaged run on its calibrated α and the report's samples; the models are gone by
     then, so any steering or calibration not answered from the cache would fail."""
     from engine.adl.request import AdlRequest
-    from engine.triage.pair_triage import TriageOptions, triage
+    from engine.protocol.methods import TriageSettings
+    from engine.triage.pair_triage import triage
 
     base, ft = tmp_path / "base", tmp_path / "ft"
     shutil.copytree(tiny_dir, base)
     shutil.copytree(tiny_ft_dir, ft)
-    report = triage(AdlRequest(base=str(base), ft=str(ft), corpus="self:", n=12, k=3, device="cpu"), TriageOptions())
+    report = triage(AdlRequest(base=str(base), ft=str(ft), corpus="self:", n=12, k=3, device="cpu"), TriageSettings())
     shutil.rmtree(base)
     shutil.rmtree(ft)
     app = stdio_app(Start(run=report["run"]))

@@ -8,32 +8,26 @@ from typing import Any
 import typer
 
 from engine.protocol import methods
+from engine.protocol.methods import TRIAGE_SETTINGS
 from engine.protocol.report_results import TriageBoardResult, TriageReport
 from tui.cli.engine_call import call_engine, typed
-from tui.cli.options import parse_layers
 from tui.cli.output import emit_json, err, fail, out
 from tui.render.board_terminal import board_view
 from tui.render.report_html import write_report
 
-# CLI option → op param (only options the user typed are sent: the pairs file's settings fill the rest)
-BOARD_OPTIONS = {"corpus": "corpus", "n": "n", "k": "k", "seed": "seed", "layers": "layers", "device": "device",
-                 "dtype": "dtype", "batch_size": "batch_size", "trust_remote_code": "trust_remote_code",
-                 "sequential": "sequential", "layer": "layer", "description": "description", "no_steer": "steer",
-                 "prompts": "n_prompts", "llm": "llm", "judge": "judge", "protocol": "protocol", "limit": "limit",
-                 "devices": "devices", "ray": "ray", "null": "null"}
+# triage settings whose flag is named otherwise (`--no-steer` sets steer, `--prompts` n_prompts)
+FLAG_OF = {"steer": "no_steer", "n_prompts": "prompts"}
 HUB = "hub:"  # `--pairs hub:BASE_ID[?TEXT]` is resolved by the engine, not read as a path
 
 
-def typed_params(ctx: typer.Context, values: dict[str, Any]) -> dict[str, Any]:
-    """The board settings the user gave on the command line (defaults left to the file and the engine)."""
-    params: dict[str, Any] = {}
-    for option, name in BOARD_OPTIONS.items():
-        source = ctx.get_parameter_source(option)
-        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
-            continue
-        value = values[option]
-        params[name] = (not value) if option == "no_steer" else parse_layers(value) if option == "layers" else value
-    return params
+def typed_settings(ctx: typer.Context, settings: dict[str, Any]) -> dict[str, Any]:
+    """Of the triage settings the flags give, those the user typed: a board's file and the engine's defaults fill
+    the rest."""
+    def typed(flag: str) -> bool:
+        source = ctx.get_parameter_source(flag)
+        return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+    return {name: settings[name] for name in TRIAGE_SETTINGS if name in settings and typed(FLAG_OF.get(name, name))}
 
 
 def without_reports(result: TriageBoardResult) -> dict[str, Any]:
@@ -51,7 +45,8 @@ def write_html(directory: Path, result: TriageBoardResult) -> None:
 
 
 def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | None, target: str | None) -> None:
-    """Triage every pair of the file (or of a `hub:` query) through the engine, then print or write the board."""
+    """Triage every pair of the file (or of a `hub:` query) through the engine, then print or write the board;
+    `params`: the board's params beside its pairs (`settings`, `llm`, `limit`, …)."""
     source = pairs if pairs.startswith(HUB) else str(Path(pairs).expanduser().resolve())
     result = call_engine(methods.TRIAGE_BOARD,
                          typed(methods.TRIAGE_BOARD, {**params, "pairs": source, "reports": html is not None}),
@@ -64,15 +59,14 @@ def run_board(pairs: str, params: dict[str, Any], *, json: bool, html: Path | No
         out.print(board_view(result))
 
 
-def single_pair_board(params: dict[str, Any], html: Path, target: str | None) -> TriageReport:
+def single_pair_board(pair: methods.TriagePair, llm: str | None, html: Path, target: str | None) -> TriageReport:
     """One pair through the board (score + hypothesis), its HTML written; returns its report."""
-    named = params.get("adapter") or params["ft"]
-    pair = {"name": Path(named).name or named, "base": params["base"], "ft": params["ft"],
-            "adapter": params.get("adapter"), "description": params.get("description")}
-    settings = {k: v for k, v in params.items() if k not in ("base", "ft", "adapter", "description")}
-    result = call_engine(methods.TRIAGE_BOARD, typed(methods.TRIAGE_BOARD, {
-        **settings, "pairs": [pair], "name": pair["name"], "reports": True}),
-                         title="triage", target=target)
+    named = pair.adapter or pair.ft
+    name = Path(named).name or named
+    row = {"name": name, "base": pair.base, "ft": pair.ft, "adapter": pair.adapter}
+    settings: dict[str, object] = {k: v for k, v in pair.to_json().items() if k in TRIAGE_SETTINGS}
+    result = call_engine(methods.TRIAGE_BOARD, methods.TriageBoard(
+        pairs=[row], name=name, reports=True, settings=settings, llm=llm), title="triage", target=target)
     entry = result.pairs[0]
     if entry.error:
         fail(entry.error)

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from engine.protocol import methods
-from engine.protocol.methods import TriagePair as Pair
-from tui.cli.board import run_board, single_pair_board, typed_params
-from tui.cli.engine_call import call_engine, target_from
+from engine.protocol.methods import TriageSettings as Settings
+from tui.cli.board import run_board, single_pair_board, typed_settings
+from tui.cli.engine_call import call_engine, target_from, typed
 from tui.cli.options import (
     Adapter,
     BatchSize,
@@ -36,15 +36,19 @@ from tui.render.report_terminal import report_view
 
 def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base")] = None,
            ft: Annotated[str | None, typer.Option("--ft")] = None, adapter: Adapter = None,
-           corpus: Corpus = Pair.corpus, n: N = Pair.n, k: K = Pair.k, seed: Seed = Pair.seed, layers: Layers = None,
-           device: Device = Pair.device, dtype: Dtype = Pair.dtype, batch_size: BatchSize = Pair.batch_size,
-           trust_remote_code: TrustRemoteCode = False, sequential: Sequential = False,
+           corpus: Corpus = Settings.corpus, n: N = Settings.n, k: K = Settings.k, seed: Seed = Settings.seed,
+           layers: Layers = None, device: Device = Settings.device, dtype: Dtype = Settings.dtype,
+           batch_size: BatchSize = Settings.batch_size, trust_remote_code: TrustRemoteCode = Settings.trust_remote_code,
+           sequential: Sequential = Settings.sequential,
            layer: Annotated[str | None, typer.Option("--layer", help="Report layer: N or 'middle' (default: "
-                                                     "chosen from the evidence, see docs/method.md).")] = None,
-           description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")] = None,
-           no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")] = False,
+                                                     "chosen from the evidence, see docs/method.md).")]
+           = None,
+           description: Annotated[str | None, typer.Option("--description", help="Known finetune domain.")]
+           = Settings.description,
+           no_steer: Annotated[bool, typer.Option("--no-steer", help="Skip calibration and steering.")]
+           = not Settings.steer,
            prompts: Annotated[int, typer.Option("--prompts", help="Steering prompts from the shipped set.")]
-           = Pair.n_prompts,
+           = Settings.n_prompts,
            pairs: Annotated[str | None, typer.Option("--pairs", help="Triage the pairs of a .yaml/.csv file "
                                                      "(name,base,ft[,adapter,description]) as a board, or "
                                                      "hub:BASE_ID[?TEXT]: the base's finetunes and adapters "
@@ -63,28 +67,30 @@ def triage(ctx: typer.Context, base: Annotated[str | None, typer.Option("--base"
            = False,
            null: Annotated[int, typer.Option("--null", help="Random adapters of the finetune's rank and norm the "
                                              "report is tested against (0: no test; see docs/significance.md).")]
-           = Pair.null,
+           = Settings.null,
            null_steer: Annotated[bool, typer.Option("--null-steer", help="Also steer the null's adapters to test "
                                                     "the steering gain (one calibration per adapter).")]
-           = Pair.null_steer,
+           = Settings.null_steer,
            judge: JudgeSpec = None, protocol: Protocol = None, json: Json = False, remote: Remote = None,
            engine: Engine = None) -> None:
     """Compute + logit lens + Patchscope + calibrated steering for a pair, as one readable report."""
+    settings = adl_request_params(base or "", ft or "", adapter, corpus, n, k, seed, layers, device, dtype,
+                                  batch_size, trust_remote_code, sequential)
+    settings |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
+                 "judge": judge, "protocol": protocol, "null": null, "null_steer": null_steer}
     if pairs is not None:
         if base or ft or adapter:
             fail("--pairs and --base/--ft/--adapter are mutually exclusive — put the pairs in the file")
-        run_board(pairs, typed_params(ctx, locals()), json=json, html=html, target=target_from(remote, engine))
+        board = {"settings": typed_settings(ctx, settings), "llm": llm, "limit": limit, "devices": devices, "ray": ray}
+        run_board(pairs, board, json=json, html=html, target=target_from(remote, engine))
         return
     if not base or not ft:
         fail("triage needs --base and --ft (or --pairs FILE) — e.g. difflens triage --base gemma-3-270m --ft demo")
-    params = adl_request_params(base, ft, adapter, corpus, n, k, seed, layers, device, dtype, batch_size,
-                            trust_remote_code, sequential)
-    params |= {"layer": layer, "description": description, "steer": not no_steer, "n_prompts": prompts,
-               "judge": judge, "protocol": protocol, "null": null, "null_steer": null_steer}
+    pair = typed(methods.TRIAGE_PAIR, settings)
     if html is not None:
-        report = single_pair_board(params | {"llm": llm}, html, target_from(remote, engine))
+        report = single_pair_board(pair, llm, html, target_from(remote, engine))
     else:
-        report = call_engine(methods.TRIAGE_PAIR, Pair(**params), title="triage", target=target_from(remote, engine))
+        report = call_engine(methods.TRIAGE_PAIR, pair, title="triage", target=target_from(remote, engine))
     if json:
         emit_json(report.to_json())
     else:
