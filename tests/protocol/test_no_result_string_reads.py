@@ -49,8 +49,6 @@ ALLOWED: dict[str, set[str]] = {
     "sessions/view.py": {"agent", "alpha", "alpha_from", "calibrated", "heat", "include_pos0", "layer", "method",
                          "metric", "note", "params", "pos", "prompts", "result", "row", "run", "scale_index",
                          "selected", "source", "status", "steer", "tokens"},
-    # the CLI's own params dict (what the user typed), before it becomes a params dataclass
-    "cli/board.py": {"adapter", "base", "description", "ft", "name"},
 }
 
 
