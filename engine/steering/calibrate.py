@@ -178,7 +178,8 @@ def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"],
             row_prompts += [p for p in prompts for _ in range(samples)]
             row_strengths += [0.0] * per_cell
             addends += [torch.zeros(vectors.shape[1])] * per_cell
-        with jobs.current().stage(f"strength round {round_index + 1} of {rounds}"):
+        probed = ", ".join(f"{a:g}" for a in sorted({grid[i] for i in probe.values()}))
+        with jobs.current().stage(f"strength round {round_index + 1} of {rounds} (α {probed})"):
             texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, torch.stack(addends),
                                                               max_new_tokens, temperature, seed + round_index)
         made = [SteeredSample(prompt=p, strength=a, sample=0, text=t, prompt_ids=ids, completion_ids=c)
