@@ -1,9 +1,10 @@
 """A triage report as a user gets it, each through `difflens triage --json` in a fresh process (CLI, private
-engine child, model loads included), every ratio a triage's wall time over its own ADL compute time (the report's
-`compute` timing, same run): `first_on_base_over_adl` the first triage on an empty store (the base pass and the
-null included; the pair's sibling finetune, `Settings.sibling`, where it has one), `fresh_over_adl` the pair's
-own fresh triage after it (what each further finetune of that base costs: its null and base pass are in the
-store), `cached_seconds` the same command again, fully cached; then the TUI's first paint of that cached run
+engine child, model loads included): `first_on_base_over_adl` the first triage on an empty store (the base pass
+and the null included; the pair's sibling finetune, `Settings.sibling`, where it has one) over its own ADL
+compute time (the report's `compute` timing, same run); `fresh_over_adl` the pair's own fresh triage after it
+(what each further finetune of that base costs: its null and base pass are in the store) over that cold ADL
+compute of a pair of this base, and `fresh_over_own_adl` over its own, whose base pass came from the store;
+`cached_seconds` the same command again, fully cached; then the TUI's first paint of that cached run
 (`benchmarks.workbench`)."""
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ def triage_rows(s: Settings, work: Path, runtime: Path, emit: Emit, child: Any) 
     emit("triage: the same report fully cached, CLI and TUI first paint…")
     cached_s, cached = _cli_triage(s, env)
     paint = child("tui_cached", {"run": cached["run"]}, env=env)
-    compute_s = fresh["timings"]["compute"]
-    first_compute_s = first_report["timings"]["compute"]
-    return {"fresh_seconds": round(fresh_s, 1), "adl_compute_seconds": compute_s,
-            "fresh_over_adl": round(fresh_s / compute_s, 2), "fresh_timings": fresh["timings"],
+    compute_s, first_compute_s = fresh["timings"]["compute"], first_report["timings"]["compute"]
+    return {"fresh_seconds": round(fresh_s, 1), "adl_compute_seconds": first_compute_s,
+            "fresh_over_adl": round(fresh_s / first_compute_s, 2), "own_adl_compute_seconds": compute_s,
+            "fresh_over_own_adl": round(fresh_s / compute_s, 2), "fresh_timings": fresh["timings"],
             "first_on_base": s.sibling or s.ft, "first_on_base_seconds": round(first_s, 1),
             "first_on_base_adl_compute_seconds": first_compute_s,
             "first_on_base_over_adl": round(first_s / first_compute_s, 2),
