@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 EMBEDDED_PAIR = ("gemma-3-270m", "demo")
+EMBEDDED_SIBLING = "demo-overfit"
+"""Another finetune of the embedded base with the demo's recipe (its null shape): triaged first, it leaves the base
+pass and the null in the store, so the demo's triage after it costs what a new finetune of a seen base costs."""
 Emit = Callable[[str], None]
 """Where progress lines go (stderr), so `--json` stdout stays one object."""
 
@@ -49,6 +52,12 @@ class Settings:
     @property
     def embedded(self) -> bool:
         return (self.base, self.ft, self.adapter) == (*EMBEDDED_PAIR, None)
+
+    @property
+    def sibling(self) -> str | None:
+        """The finetune the triage rows run first on the same base (None: none known for this pair, so the fresh
+        triage is also the first on its base)."""
+        return EMBEDDED_SIBLING if self.embedded else None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

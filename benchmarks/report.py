@@ -17,6 +17,7 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
             "steering": {"batched_ratio": r["steering"]["batched_ratio"], **r["steering"]},
             "replay": r["replay"], "peak_memory_mb": r["peak_memory_mb"],
             "triage": {"fresh_over_adl": r["triage"]["fresh_over_adl"],
+                       "first_on_base_over_adl": r["triage"]["first_on_base_over_adl"],
                        "cached_seconds": r["triage"]["cached_seconds"], **r["triage"]},
             **{key: value for key, value in r.items() if key not in ("device", "adl", "steering", "replay",
                                                                       "peak_memory_mb", "triage")}}
@@ -78,8 +79,12 @@ def table(r: dict[str, Any]) -> str:
     _row(rows, "replay first paint (demo session)", f"{p['first_paint_s']:.2f} s",
          f"data {p['data_paint_s']:.2f} s, imports {p['import_s']:.2f} s", "")
     t = r["triage"]
-    _row(rows, "triage, fresh (CLI, n=256, loads included)", f"{t['fresh_seconds']:.0f} s",
-         f"its ADL compute {t['adl_compute_seconds']:.1f} s", f"{t['fresh_over_adl']:.1f}x ADL")
+    _row(rows, f"triage, first on its base ({t['first_on_base']}, null included)",
+         f"{t['first_on_base_seconds']:.0f} s",
+         f"its ADL compute {t['first_on_base_adl_compute_seconds']:.1f} s", f"{t['first_on_base_over_adl']:.1f}x ADL")
+    _row(rows, "triage, fresh on a seen base (CLI, n=256, loads included)", f"{t['fresh_seconds']:.0f} s",
+         f"cold ADL compute {t['adl_compute_seconds']:.1f} s (its own {t['own_adl_compute_seconds']:.1f} s)",
+         f"{t['fresh_over_adl']:.1f}x ADL")
     w = t["tui_cached"]
     _row(rows, "cached report: triage --json (CLI)", f"{t['cached_seconds']:.2f} s",
          "fresh process, private engine", "" if t["cached_hit"] else "NOT a cache hit")

@@ -15,7 +15,13 @@ A full finetune (no adapter) gets the same: its per-matrix ‖W_ft − W_base‖
 rank `FULL_FINETUNE_RANK` (finetuning deltas are close to low-rank; norms and embeddings outside linear modules
 are left out). An identical pair has an empty profile: its diff is zero and there is nothing to compare.
 
-Norms are rounded to quarter-octaves (±9 %), so finetunes of one recipe share their null.
+The null is built to, and keyed by, the profile's *null shape* (`DeltaProfile.null_shape`): the same modules and
+rank, every module at the finetune's RMS ‖ΔW‖ over its modules, rounded to an octave. Why that is enough: the
+layer criterion reads the diff's direction (the lens goes through the final RMS norm) and each layer's ‖Δ‖ as a
+share of the run's largest, so a delta scaled by c scores the same while the diff stays linear in it; the octave
+bounds how far the nonlinearity can carry. Dropping the per-module norms trades a little fidelity (the random
+directions are spread evenly over the finetune's modules) for one null per base, recipe and order of magnitude:
+a user triaging many finetunes of one base pays it once (docs/significance.md has the measured comparison).
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ from store.hashing import json_sha256
 from store.paths import nulls_dir
 
 FULL_FINETUNE_RANK = 16
-NORM_STEPS_PER_OCTAVE = 4
 PREFIX = "base_model.model."
 
 
@@ -51,10 +56,11 @@ class DeltaProfile:
     def empty(self) -> bool:
         return not self.modules
 
-    def bucketed(self) -> DeltaProfile:
-        """The same profile with every norm on the quarter-octave grid (what the null is keyed by and built to)."""
-        return DeltaProfile(self.rank, {name: (out, inp, _bucket(norm)) for name, (out, inp, norm)
-                                        in sorted(self.modules.items())})
+    def null_shape(self) -> DeltaProfile:
+        """What the null is keyed by and built to (see the module docstring): these modules at this rank, each at
+        the RMS norm rounded to an octave."""
+        norm = _octave(self.summary()["rms_norm"])
+        return DeltaProfile(self.rank, {name: (out, inp, norm) for name, (out, inp, _) in sorted(self.modules.items())})
 
     def key(self) -> str:
         return json_sha256(self.to_json())
@@ -72,10 +78,8 @@ class DeltaProfile:
         return {"rank": self.rank, "modules": len(norms), "rms_norm": round(rms, 6)}
 
 
-def _bucket(norm: float) -> float:
-    if norm <= 0:
-        return 0.0
-    return float(2.0 ** (round(NORM_STEPS_PER_OCTAVE * math.log2(norm)) / NORM_STEPS_PER_OCTAVE))
+def _octave(norm: float) -> float:
+    return float(2.0 ** round(math.log2(norm))) if norm > 0 else 0.0
 
 
 def lora_profile(adapter: Path) -> DeltaProfile:
@@ -135,8 +139,8 @@ def _low_rank_norm(b: torch.Tensor, a: torch.Tensor) -> float:
 
 
 def null_adapter(profile: DeltaProfile, base_name: str, seed: int) -> Path:
-    """The `seed`-th random adapter of `profile` (bucketed), written once into the store as a peft directory."""
-    profile = profile.bucketed()
+    """The `seed`-th random adapter of `profile`'s null shape, written once into the store as a peft directory."""
+    profile = profile.null_shape()
     target = nulls_dir() / profile.key()[:24] / f"seed-{seed}"
     if (target / "adapter_model.safetensors").exists():
         return target

@@ -41,6 +41,9 @@ from engine.steering.steering_prompts import calibration_prompts, default_prompt
 from store import results
 
 Partial = Callable[[dict[str, Any]], None]
+GRID_SEARCH = "bisect-grid"
+"""How the default grid is searched (engine/steering/calibrate.py `calibrate_grid`), in its cache key: it was
+"until-incoherent" (walk up from the smallest strength), whose calibrations drew other texts."""
 PROTOCOLS = choices(Protocol)
 
 
@@ -276,7 +279,7 @@ def calibration_inputs(run: AdlRun, layer: int, positions: list[int], s: Calibra
     inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
     inputs |= {"sampling": SAMPLING_RULE} if s.temperature > 0 else {}
     inputs |= s.search_key()
-    inputs |= {"rounds": "until-incoherent"} if s.method == "grid" else {}  # one generate per strength, not one
+    inputs |= {"rounds": GRID_SEARCH} if s.method == "grid" else {}  # the grid's search (another draws other texts)
     return inputs
 
 

@@ -1,10 +1,11 @@
 """How sure a report is: the layer criterion of the finetune against random adapters made the same way.
 
-The null: `n_null` random adapters with the finetune's delta profile (same modules, rank and per-module ‖ΔW‖;
-engine/models/null_adapters.py), each run through the same pipeline as the finetune (the same base pass, so
-the same corpus windows, n, k and seed; the same logit lens and the same layer criterion). Their per-layer
-scores are computed once per base pass, bucketed profile, criterion and `n_null`, and kept in the store, so
-a triage pays for them only the first time.
+The null: `n_null` random adapters with the finetune's delta profile's null shape (same modules and rank, its
+RMS ‖ΔW‖ to an octave; engine/models/null_adapters.py says why that is sound), each run through the same
+pipeline as the finetune (the same base pass, so the same corpus windows, n, k and seed; the same logit lens
+and the same layer criterion). Their per-layer
+scores are computed once per base pass, null shape, criterion and `n_null`, and kept in the store, so the
+finetunes of one base and recipe pay for them once, the first.
 
 The statistic: when the criterion chose the layer, the run's best-layer score against each null's best-layer
 score (the max is taken on both sides, so the choice is no advantage); when the user named the layer, that
@@ -81,8 +82,8 @@ def null_table(request: AdlRequest, run: AdlRun, profile: DeltaProfile, n_null: 
                ctx: JobContext | None = None) -> NullTable:
     """The null's per-layer criterion scores, from the store when this base pass and profile had them."""
     ctx = ctx or JobContext()
-    bucketed = profile.bucketed()
-    if (hit := results.lookup(KIND, _null_inputs(request, run, bucketed, n_null, criterion))) is None:
+    shape = profile.null_shape()
+    if (hit := results.lookup(KIND, _null_inputs(request, run, shape, n_null, criterion))) is None:
         started = time.monotonic()
         requests = [replace(request, ft=request.base, adapter=str(null_adapter(profile, request.base, seed)))
                     for seed in range(n_null)]
@@ -95,18 +96,18 @@ def null_table(request: AdlRequest, run: AdlRun, profile: DeltaProfile, n_null: 
             rows.append([scores[lay] for lay in null_run.layers.tolist()])
             run_ids.append(null_run.run_id)
             ctx.progress(done, n_null, f"null: {done}/{n_null} random adapters scored")
-        meta = {"layers": run.layers.tolist(), "runs": run_ids, "profile": bucketed.summary(),
+        meta = {"layers": run.layers.tolist(), "runs": run_ids, "profile": shape.summary(),
                 "seconds": round(time.monotonic() - started, 3)}
-        hit = results.save(KIND, _null_inputs(request, run, bucketed, n_null, criterion),
+        hit = results.save(KIND, _null_inputs(request, run, shape, n_null, criterion),
                            {"scores": np.asarray(rows, np.float32)}, meta)
     return _table(hit)
 
 
-def _null_inputs(request: AdlRequest, run: AdlRun, bucketed: DeltaProfile, n_null: int,
+def _null_inputs(request: AdlRequest, run: AdlRun, shape: DeltaProfile, n_null: int,
                  criterion: Criterion) -> dict[str, Any]:
-    """What the null depends on: the base pass (base, corpus, n, k, seed, layers, dtype), the bucketed profile,
-    the criterion and N; not the finetune itself, so finetunes of one profile share it."""
-    return {"base_pass": base_inputs(request, int(run.meta["n_layers"])), "profile": bucketed.key(),
+    """What the null depends on: the base pass (base, corpus, n, k, seed, layers, dtype), the null shape,
+    the criterion and N; not the finetune itself, so finetunes of one base and recipe share it."""
+    return {"base_pass": base_inputs(request, int(run.meta["n_layers"])), "profile": shape.key(),
             "criterion": asdict(criterion), "n_null": n_null}
 
 
@@ -132,8 +133,8 @@ def stored_significance(run: AdlRun, choice: LayerChoice, n_null: int) -> dict[s
     profile = results.lookup(PROFILE_KIND, {"base": request.base_spec.identity(), "ft": request.ft_spec.identity()})
     if profile is None:
         return None
-    bucketed = DeltaProfile.from_json(profile.meta["profile"]).bucketed()
-    hit = results.lookup(KIND, _null_inputs(request, run, bucketed, n_null, choice.criterion))
+    shape = DeltaProfile.from_json(profile.meta["profile"]).null_shape()
+    hit = results.lookup(KIND, _null_inputs(request, run, shape, n_null, choice.criterion))
     return _verdict(compare(choice, _table(hit))) if hit is not None else None
 
 

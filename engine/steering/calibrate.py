@@ -1,6 +1,6 @@
 """Strength calibration: the largest steering strength whose samples stay coherent, by bisection
-(the reference) or on a geometric grid, one batched call per strength for many vectors at once, stopping at
-each vector's first incoherent strength (`calibrate_grid`).
+(the reference) or on a geometric grid, bisected over its strengths for many vectors at once, one batched call
+per round (`calibrate_grid`).
 
 Reference defaults: search [0, 100] in 12 halvings; at each midpoint sample 10 continuations per
 calibration prompt at temperature 1.2 (all in one generate call) and accept when >= 75 % are coherent.
@@ -9,6 +9,7 @@ Ungraded samples (an LLM judge gave no verdict) are counted, reported per step, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,9 +125,9 @@ def calibrate_reference(model: LoadedModel, vector: Float[Tensor, " d_model"], l
 
 @dataclass
 class GridCalibration:
-    """Coherence per grid strength for one vector, up to its first incoherent strength; `strength` is the
-    largest strength whose every smaller grid strength also passes (coherence is taken to fall with strength,
-    so one bad point ends the run)."""
+    """Coherence at each grid strength the search probed for one vector (in strength order); `strength` is the
+    largest probed strength that passed below the smallest that failed (coherence is taken to fall with
+    strength, so that is the edge)."""
 
     strength: float
     coherence: list[tuple[float, float]]
@@ -136,59 +137,74 @@ class GridCalibration:
     unsteered: list[str] = field(default_factory=list)  # the same prompts unsteered (drawn once, for all vectors)
 
 
+def grid_rounds(n_strengths: int) -> int:
+    """Generate calls the grid search makes for any number of vectors: a bisection over `n_strengths` + 1
+    outcomes (none passes, up to all pass)."""
+    return math.ceil(math.log2(n_strengths + 1))
+
+
 def calibrate_grid(model: LoadedModel, vectors: Float[Tensor, "vector d_model"], layer: int,
                    strengths: Sequence[float], prompts: Sequence[str] | None = None,
                    judge: CoherenceJudge | None = None, samples: int = 4, temperature: float = 1.2,
                    threshold: float = 0.75, max_new_tokens: int = 48, seed: int = 0) -> list[GridCalibration]:
-    """Strength calibration of several vectors, one generate call per grid strength, smallest first: each round
-    carries every vector still coherent × prompts × samples rows (the first round also the unsteered rows, which
-    calibrate the offline judge), and a vector leaves at its first incoherent strength. Each vector keeps its
-    texts at its calibrated strength and the unsteered ones: they are steering samples at these settings.
+    """Strength calibration of several vectors by bisection over the grid's indices, every vector's probe of a
+    round in one generate call (`grid_rounds` calls in all; the first also carries the unsteered rows, which
+    calibrate the offline judge). Each vector keeps its texts at its calibrated strength and the unsteered ones:
+    they are steering samples at these settings.
 
-    Why rounds: coherence is taken to fall with strength, so nothing past a vector's first failure can change
-    its strength; on a CPU a generate costs about its rows, and most rows of a single-call grid would lie past
-    the edge. The batched counterpart of `calibrate_strength`'s bisection (12 sequential calls per vector):
-    at most one call per grid strength for all vectors together.
+    Why bisection: coherence is taken to fall with strength, so a passing strength says every smaller one passes
+    and a failing one that every larger one fails; on a CPU a generate costs about its rows and its steps, and a
+    bisection asks about log2 of the grid's strengths per vector instead of every one up to the edge (7 grid
+    strengths: 3 rounds, where walking up from the smallest took 5 on the demo pair). Where coherence does fall
+    with strength both find the same edge (tests/engine/test_steering.py checks it against the walk).
     """
     prompts = list(prompts) if prompts else calibration_prompts()
     grid = sorted(float(s) for s in strengths)
     n_vectors, per_cell = vectors.shape[0], len(prompts) * samples
     found = [GridCalibration(strength=0.0, coherence=[], examples=[]) for _ in range(n_vectors)]
-    alive = list(range(n_vectors))
+    low, high = [-1] * n_vectors, [len(grid)] * n_vectors  # low passed (or none), high failed (or past the grid)
     unsteered: list[str] = []
-    for round_index, strength in enumerate(grid):
-        if not alive:
+    rounds = grid_rounds(len(grid))
+    for round_index in range(rounds):
+        probing = [v for v in range(n_vectors) if high[v] - low[v] > 1]
+        if not probing:
             break
-        row_prompts = [p for _ in alive for p in prompts for _ in range(samples)]
-        addends = [vectors[v].float() * strength for v in alive for _ in range(per_cell)]
+        probe = {v: (low[v] + high[v]) // 2 for v in probing}
+        row_prompts = [p for _ in probing for p in prompts for _ in range(samples)]
+        row_strengths = [grid[probe[v]] for v in probing for _ in range(per_cell)]
+        addends = [vectors[v].float() * grid[probe[v]] for v in probing for _ in range(per_cell)]
         n_steered = len(row_prompts)
         if round_index == 0:  # the unsteered texts (the offline judge's reference), drawn once with the first round
             row_prompts += [p for p in prompts for _ in range(samples)]
+            row_strengths += [0.0] * per_cell
             addends += [torch.zeros(vectors.shape[1])] * per_cell
-        with jobs.current().stage(f"strength {round_index + 1} of at most {len(grid)} (α {strength:g})"):
+        probed = ", ".join(f"{a:g}" for a in sorted({grid[i] for i in probe.values()}))
+        with jobs.current().stage(f"strength round {round_index + 1} of {rounds} (α {probed})"):
             texts, prompt_ids, completion_ids = generate_rows(model, layer, row_prompts, torch.stack(addends),
                                                               max_new_tokens, temperature, seed + round_index)
-        made = [SteeredSample(prompt=p, strength=strength if i < n_steered else 0.0, sample=0, text=t,
-                              prompt_ids=ids, completion_ids=c)
-                for i, (p, t, ids, c) in enumerate(zip(row_prompts, texts, prompt_ids, completion_ids, strict=True))]
+        made = [SteeredSample(prompt=p, strength=a, sample=0, text=t, prompt_ids=ids, completion_ids=c)
+                for p, a, t, ids, c in zip(row_prompts, row_strengths, texts, prompt_ids, completion_ids, strict=True)]
         if round_index == 0:
             unsteered = [sample.text for sample in made[n_steered:]]
         if judge is None:
             judge = perplexity_judge(model, made[n_steered:])
         verdicts = judge(made[:n_steered])
-        still = []
-        for index, v in enumerate(alive):
+        for index, v in enumerate(probing):
             share, missing = coherent_share(verdicts[index * per_cell: (index + 1) * per_cell])
-            cell = found[v]
+            strength, cell = grid[probe[v]], found[v]
             cell.ungraded += missing
             cell.coherence.append((strength, share))
             cell.examples.append((strength, made[index * per_cell].text))
             if share >= threshold:
+                low[v] = probe[v]
                 cell.strength = strength
                 cell.samples = [sample.text for sample in made[index * per_cell: (index + 1) * per_cell]]
                 cell.unsteered = unsteered
-                still.append(v)
-        alive = still
+            else:
+                high[v] = probe[v]
+    for cell in found:
+        cell.coherence.sort()
+        cell.examples.sort(key=lambda example: example[0])
     return found
 
 

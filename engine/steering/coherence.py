@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Sequence
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 
 from engine.errors import Ungraded
 from engine.models.loading import LoadedModel
@@ -47,21 +47,31 @@ def completion_nll(model: LoadedModel, samples: Sequence[SteeredSample],
     assert isinstance(weight, torch.Tensor)
     vocab = weight.shape[0]
     chunk = max(1, max_logits // (keep * vocab))
-    trim = {"logits_to_keep": keep} if "logits_to_keep" in inspect.signature(model.hf.forward).parameters else {}
+    trims = "logits_to_keep" in inspect.signature(model.hf.forward).parameters
     for start in range(0, len(scored), chunk):
         rows = scored[start:start + chunk]
         seqs = [samples[i].prompt_ids + samples[i].completion_ids for i in rows]
         batch = model.tokenizer.pad({"input_ids": seqs}, padding=True, padding_side="left", return_tensors="pt")
         ids = batch["input_ids"].to(model.input_device)
+        width = ids.shape[1]
+        # only the positions that predict a completion token go through the unembedding
+        trim = {"logits_to_keep": torch.arange(width - keep, width - 1, device=ids.device)} if trims else {}
         with torch.inference_mode():
             logits = model.hf(input_ids=ids, attention_mask=batch["attention_mask"].to(model.input_device),
-                              **trim).logits[:, -keep:-1].float()
-        targets = ids[:, -(keep - 1):]
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None].to(logits.device))[..., 0].cpu()
+                              **trim).logits[:, -(keep - 1):].float()
+        logp = token_logprobs(logits, ids[:, -(keep - 1):].to(logits.device)).cpu()
         lengths = torch.tensor([len(samples[i].completion_ids) for i in rows])
         valid = torch.arange(keep - 1)[None, :] >= (keep - 1 - lengths)[:, None]
         out[rows] = -(logp * valid).sum(dim=1) / lengths
     return out
+
+
+def token_logprobs(logits: Float[torch.Tensor, "row pos vocab"],
+                   targets: Int[torch.Tensor, "row pos"]) -> Float[torch.Tensor, "row pos"]:
+    """log p(target) at each position: its logit minus the log-sum-exp over the vocabulary, equal to
+    `log_softmax(...).gather(...)` without writing a second [rows, positions, vocab] tensor (on a 262k vocabulary
+    that copy is most of what the judge's scoring spends outside the model)."""
+    return logits.gather(-1, targets[..., None])[..., 0] - torch.logsumexp(logits, dim=-1)
 
 
 def distinct_bigrams(ids: Sequence[int]) -> float:

@@ -47,11 +47,11 @@ def _increasing(counts: list[int]) -> bool:
 
 
 def test_calibration_reports_generated_tokens_with_an_eta(tiny_run: str, unthrottled: None) -> None:
-    """One count per strength round (the strengths tried, in order), tokens rising within each to its total."""
+    """One count per strength round (the strengths each round probes), tokens rising within each to its total."""
     events = _progress("steer.calibrate", {"run": tiny_run, "layer": 1, "max_strength": 4.0})
     rounds = list(dict.fromkeys(e["message"] for e in events if e["message"].startswith("calibrating layer 1: ")))
-    assert rounds[0] == "calibrating layer 1: strength 1 of at most 7 (α 0.0625): tokens", rounds
-    assert [int(r.split("strength ")[1].split(" ")[0]) for r in rounds] == list(range(1, len(rounds) + 1))
+    assert rounds[0] == "calibrating layer 1: strength round 1 of 3 (α 0.5): tokens", rounds
+    assert [int(r.split("round ")[1].split(" ")[0]) for r in rounds] == list(range(1, len(rounds) + 1))
     for message in rounds:
         tokens = [e for e in events if e["message"] == message]
         assert _increasing([e["done"] for e in tokens]), events
@@ -71,7 +71,7 @@ def test_automatic_strength_calibrates_then_steers_each_with_its_own_count(tiny_
                                           "max_strength": 64.0, "prompts": ["the cake is"]})
     stages = list(dict.fromkeys(e["message"].split(":")[0] for e in events))
     assert stages[:1] == ["calibrating layer 1"]
-    assert _increasing(_counts(events, "calibrating layer 1: strength 1 of"))
+    assert _increasing(_counts(events, "calibrating layer 1: strength round 1 of"))
 
 
 def test_patchscope_reports_scaled_vectors_read(tiny_run: str, unthrottled: None) -> None:
@@ -129,7 +129,7 @@ def test_triage_names_the_phase_its_steps_belong_to(tiny_dir: Path, tiny_ft_dir:
     events = _progress("triage.pair", {"base": str(tiny_dir), "ft": str(tiny_ft_dir), "corpus": "self:", "n": 8,
                                        "k": 3, "n_prompts": 1, "device": "cpu", "dtype": "float32"})
     messages = {e["message"] for e in events}
-    assert {"patchscope: scaled vectors read", "calibration: strength 1 of at most 7 (α 0.0625): tokens",
+    assert {"patchscope: scaled vectors read", "calibration: strength round 1 of 3 (α 0.5): tokens",
             "steering: tokens"} <= messages, messages
     phases = [e["done"] for e in events if e["total"] == len(PHASES)]
     assert phases == sorted(phases) and phases[-1] == len(PHASES)

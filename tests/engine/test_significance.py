@@ -3,6 +3,7 @@ that turns a report's headline into "no readable trace", and the null computed o
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from engine.results.layer_choice import Criterion, LayerChoice
 from engine.results.significance import NO_TRACE, NullTable, against, compare, headline, statement, with_evidence
 from engine.triage.pair_triage import triage
 from tests.support.board_pairs import plant_adapter
+from tests.support.engine_helpers import write_corpus
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +98,12 @@ def test_lora_profile_is_the_adapters_weight_delta_and_a_null_adapter_matches_it
         assert (out, inp) == tuple(delta.shape) and norm == pytest.approx(float(delta.norm()), rel=1e-4)
     assert profile.rank == 2 and len(profile.modules) == 8  # gate and down projections of 4 layers
     again = lora_profile(null_adapter(profile, str(peaky_base), seed=0))
-    bucketed = profile.bucketed()
-    assert again.rank == profile.rank and set(again.modules) == set(bucketed.modules)
-    for name, (_, _, norm) in again.modules.items():
-        assert norm == pytest.approx(bucketed.modules[name][2], rel=1e-4)
+    shape = profile.null_shape()
+    assert again.rank == profile.rank and set(again.modules) == set(shape.modules) == set(profile.modules)
+    rms = profile.summary()["rms_norm"]
+    for name, (_, _, norm) in again.modules.items():  # every module at the finetune's RMS norm, to an octave
+        assert norm == pytest.approx(shape.modules[name][2], rel=1e-4)
+        assert rms / 2 ** 0.5 <= norm <= rms * 2 ** 0.5
     assert null_adapter(profile, str(peaky_base), seed=0) == null_adapter(profile, str(peaky_base), seed=0)
     assert (null_adapter(profile, str(peaky_base), 1) / "adapter_model.safetensors").read_bytes() != \
         (null_adapter(profile, str(peaky_base), 0) / "adapter_model.safetensors").read_bytes()
@@ -154,6 +158,31 @@ def test_a_random_adapter_reads_no_readable_trace_and_its_null_is_computed_once(
     monkeypatch.setattr(sig_module, "compute_adl", refuse)
     again = triage(request, TriageSettings(steer=False, null=4))
     assert again["significance"] == sig
+
+
+def test_two_finetunes_of_one_base_and_recipe_share_one_null_and_another_corpus_has_its_own(
+        peaky_base: Path, random_lora: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another adapter of the same modules and rank (its own norms) reads the first one's null from the store;
+    another base pass (here another corpus) builds a null of its own."""
+    other = plant_adapter(peaky_base, tmp_path / "other", 11, ["gate_proj", "down_proj"])
+    assert lora_profile(other).modules != lora_profile(random_lora).modules  # per-module norms differ ...
+    assert lora_profile(other).null_shape() == lora_profile(random_lora).null_shape()  # ... the null shape does not
+    first = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
+    sig = triage(first, TriageOptions(steer=False, null=4))["significance"]
+    built: list[int] = []
+    real = sig_module.precompute_adapters
+
+    def counting(requests: list[AdlRequest], *args: Any) -> Any:
+        built.append(len(requests))
+        return real(requests, *args)
+
+    monkeypatch.setattr(sig_module, "precompute_adapters", counting)
+    second = triage(replace(first, adapter=str(other)), TriageOptions(steer=False, null=4))["significance"]
+    assert built == [] and second["null_runs"] == sig["null_runs"]
+    assert second["null_layer_scores"] == sig["null_layer_scores"] and second["observed"] != sig["observed"]
+    corpus = write_corpus(tmp_path / "corpus.txt")
+    third = triage(replace(first, adapter=str(other), corpus=str(corpus)), TriageOptions(steer=False, null=4))
+    assert built == [4] and set(third["significance"]["null_runs"]).isdisjoint(sig["null_runs"])
 
 
 def test_a_known_finetunes_relevance_is_tested_against_the_null_adapters_by_the_same_judge(

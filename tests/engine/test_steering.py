@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,13 @@ from engine.models.device import resolve_placement
 from engine.models.loading import LoadedModel
 from engine.models.specs import parse_spec
 from engine.steering.calibrate import bisect_strength, calibrate_strength
-from engine.steering.coherence import completion_nll, distinct_bigrams, llm_coherence_judge, perplexity_judge
+from engine.steering.coherence import (
+    completion_nll,
+    distinct_bigrams,
+    llm_coherence_judge,
+    perplexity_judge,
+    token_logprobs,
+)
 from engine.steering.generate import SteeredSample, generate_steered
 from engine.steering.similarity import steering_similarity
 from engine.steering.steering_prompts import default_prompts
@@ -81,8 +88,9 @@ def test_calibration_batches_each_step_and_uses_the_judge(llama: LoadedModel) ->
     assert [len(b) for b in batches] == [4] * 6 and all(len({s.strength for s in b}) == 1 for b in batches)
 
 
-def test_completion_nll_matches_a_single_forward(llama: LoadedModel) -> None:
-    m = llama
+@pytest.mark.parametrize("which", ["llama", "gemma"])
+def test_completion_nll_matches_a_single_forward(which: str, request: pytest.FixtureRequest) -> None:
+    m: LoadedModel = request.getfixturevalue(which)
     out = generate_steered(m, _vector(m), 1, PROMPTS, [0.0], max_new_tokens=5, temperature=1.0)
     nll = completion_nll(m, out)
     for sample, value in zip(out, nll.tolist(), strict=True):
@@ -128,10 +136,74 @@ def test_steering_similarity_prefers_on_topic_samples() -> None:
     assert sim.steered > sim.unsteered and sim.gain > 0.2
 
 
+def test_token_logprobs_equal_log_softmax_without_materialising_it() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 50_000, generator=g) * 8
+    targets = torch.randint(0, 50_000, (3, 5), generator=g)
+    expected = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None])[..., 0]
+    assert torch.allclose(token_logprobs(logits, targets), expected, atol=1e-5, rtol=0)
+
+
+def _scripted_grid(monkeypatch: pytest.MonkeyPatch, calls: list[list[float]]) -> None:
+    """generate_rows stands in: each row's text names the vector it was steered with (one-hot vectors), and the
+    strengths of each call are recorded."""
+    from engine.steering import calibrate
+
+    def scripted(_model: object, _layer: int, prompts: list[str], addends: torch.Tensor, *_: object,
+                 **__: object) -> tuple[list[str], list[list[int]], list[list[int]]]:
+        norms = addends.norm(dim=-1)
+        calls.append(sorted({round(float(n), 6) for n in norms if n > 0}))
+        texts = [str(int(row.abs().argmax())) if n > 0 else "plain" for row, n in zip(addends, norms, strict=True)]
+        return texts, [[1]] * len(prompts), [[2, 3]] * len(prompts)
+
+    monkeypatch.setattr(calibrate, "generate_rows", scripted)
+
+
+def _walk(grid: list[float], edge: float) -> float:
+    """The search before the bisection: walk up from the smallest strength, stop at the first failure."""
+    passed = 0.0
+    for strength in grid:
+        if strength > edge:
+            break
+        passed = strength
+    return passed
+
+
+@pytest.mark.parametrize("size", [5, 7, 8])
+def test_grid_bisection_finds_the_walks_strength_in_log2_rounds(size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scripted judge passes vector v up to its own edge (below the grid, on every grid strength, above it): the
+    bisection picks what walking up the grid picked, in `grid_rounds` generate calls for all vectors together."""
+    from engine.steering import calibrate
+
+    grid = calibrate.geometric_grid(4.0, size)
+    edges = [grid[0] / 2, *grid, grid[-1] * 2]
+    calls: list[list[float]] = []
+    _scripted_grid(monkeypatch, calls)
+    out = calibrate.calibrate_grid(object(), torch.eye(len(edges)), 1, grid, prompts=["a", "b"],  # type: ignore[arg-type]
+                                   samples=2, judge=lambda made: [s.strength <= edges[int(s.text)] for s in made])
+    assert [c.strength for c in out] == [_walk(grid, edge) for edge in edges]
+    assert len(calls) == calibrate.grid_rounds(size) == math.ceil(math.log2(size + 1))
+    assert all(c.samples == [str(v)] * 4 and c.unsteered == ["plain"] * 4 for v, c in enumerate(out) if c.strength)
+    assert all(c.coherence == sorted(c.coherence) for c in out)
+
+
+def test_the_default_grid_search_does_not_drift() -> None:
+    """The default protocol's search, as docs/steering.md states it: 7 strengths on a CPU (8 on a GPU) ending at
+    4, bisected in 3 (4) rounds, under its own cache key."""
+    from engine.results.calibrated_steering import GRID_SEARCH, CalibrationSettings
+    from engine.steering.calibrate import geometric_grid, grid_rounds
+
+    cpu, gpu = CalibrationSettings.for_device("cpu"), CalibrationSettings.for_device("cuda")
+    assert (cpu.method, cpu.max_strength, cpu.grid_size, gpu.grid_size) == ("grid", 4.0, 7, 8)
+    assert geometric_grid(cpu.max_strength, cpu.grid_size) == [0.0625, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0]
+    assert (grid_rounds(cpu.grid_size), grid_rounds(gpu.grid_size)) == (3, 4)
+    assert GRID_SEARCH == "bisect-grid"
+
+
 def test_grid_calibration_batches_vectors_and_finds_the_coherence_edge(tiny_dir: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fake judge calls a sample coherent iff its strength is ≤ 2: the edge is found per vector, one call per
-    strength for all vectors, none past the edge."""
+    """A fake judge calls a sample coherent iff its strength is ≤ 2: the edge is found per vector by real
+    generation, one call per round for all vectors."""
     from engine.models.cache import ModelCache
     from engine.steering import calibrate
 
@@ -147,6 +219,6 @@ def test_grid_calibration_batches_vectors_and_finds_the_coherence_edge(tiny_dir:
     out = calibrate.calibrate_grid(model, torch.randn(3, model.d_model), 1, calibrate.geometric_grid(8.0, 5),
                                    prompts=["w1 w2", "w3"], samples=2, max_new_tokens=4,
                                    judge=lambda samples: [s.strength <= 2.0 for s in samples])
-    assert len(calls) == 4                             # 0.5, 1, 2 pass; 4 fails; 8 is never generated
+    assert len(calls) == 2                             # 2 passes, then 4 fails: the edge; 0.5, 1 and 8 never run
     assert [c.strength for c in out] == [2.0, 2.0, 2.0]
-    assert out[0].coherence == [(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 0.0)]
+    assert out[0].coherence == [(2.0, 1.0), (4.0, 0.0)]

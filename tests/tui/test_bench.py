@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -43,6 +44,8 @@ def test_quick_json_on_tiny_models_reports_every_key(tiny_dir: Path, tiny_ft_dir
     assert trajectory["z_trajectory"][0] is None, "t = 0 is the base: no diff, nothing to test"
     triage = data["triage"]
     assert triage["fresh_over_adl"] > 0 and triage["cached_seconds"] > 0 and triage["cached_hit"] is True
+    assert triage["first_on_base"] == str(tiny_ft_dir)  # no sibling finetune known: the fresh triage is the first
+    assert triage["first_on_base_over_adl"] == triage["fresh_over_adl"] == triage["fresh_over_own_adl"]
     assert triage["tui_cached"]["data_paint_s"] > 0 and triage["tui_cached"]["torch_loaded"] is False
     assert data["engine"]["unix"]["median_ms"] > 0 and data["engine"]["stdio"]["median_ms"] > 0
     saved = json.loads((isolated_home / "bench" / "latest.json").read_text())
@@ -58,3 +61,26 @@ def test_cli_passes_options_through_and_refuses_half_a_pair() -> None:
     assert shown.exit_code == 0 and "--quick" in shown.output and "--json" in shown.output
     refused = runner.invoke(app, ["bench", "--base", str(ROOT)])
     assert refused.exit_code == 2
+
+
+def test_the_triage_rows_run_the_sibling_first_then_the_pair_fresh_then_cached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the demo pair the first triage (everything cold) is demo-overfit's; the pair's fresh triage comes after it
+    in the same store, over that cold ADL compute (and over its own, whose base pass was cached)."""
+    from benchmarks import cached
+    from benchmarks.config import Settings
+
+    calls: list[str | None] = []
+    walls = iter([300.0, 90.0, 2.0])
+
+    def fake(s: Settings, env: dict[str, str], ft: str | None = None) -> tuple[float, dict[str, object]]:
+        calls.append(ft)
+        compute = 60.0 if ft else 30.0
+        return next(walls), {"timings": {"compute": compute}, "run": "r", "cached": len(calls) == 3}
+
+    monkeypatch.setattr(cached, "_cli_triage", fake)
+    rows = cached.triage_rows(Settings(), tmp_path, tmp_path, lambda line: None, lambda *a, **k: {"total_s": 1.0})
+    assert calls == ["demo-overfit", None, None]
+    assert (rows["first_on_base"], rows["first_on_base_over_adl"]) == ("demo-overfit", 5.0)
+    assert (rows["fresh_over_adl"], rows["fresh_over_own_adl"]) == (1.5, 3.0)  # over the cold ADL, over its own
+    assert rows["cached_hit"] is True
