@@ -121,58 +121,6 @@ def test_budget_stops_one_query_too_many(llm_env: None) -> None:
     assert result.inconclusive and result.usage.model_interactions == 2
 
 
-
-_ASK = {"prompts": [PROMPT]}
-_ENCODED = json.dumps(json.dumps(_ASK))  # OpenAI writes `arguments` as a JSON string
-_CALL_FORMS = {
-    "qwen <tool_call>": f'I will ask the model.\n<tool_call>\n{{"name": "ask_model", "arguments": {json.dumps(_ASK)}}}'
-                        "\n</tool_call>",
-    "qwen <tool_call>, closing tag cut off": f'<tool_call>{{"name": "ask_model", "arguments": {json.dumps(_ASK)}}}',
-    "openai function JSON in prose": f'Next step: {{"type": "function", "function": {{"name": "ask_model", '
-                                     f'"arguments": {_ENCODED}}}}} and then we will see.',
-    "openai tool_calls JSON": f'{{"tool_calls": [{{"id": "call_1", "type": "function", "function": '
-                              f'{{"name": "functions.ask_model", "arguments": {_ENCODED}}}}}]}}',
-    "fenced JSON": f'Here is my call:\n```json\n{{"name": "ask_model", "arguments": {json.dumps(_ASK)}}}\n```',
-    "grammar": f"CALL(ask_model: {json.dumps(_ASK)})",
-}
-
-
-@pytest.mark.parametrize("form", list(_CALL_FORMS))
-def test_every_written_form_of_a_tool_call_is_the_same_call(form: str) -> None:
-    assert parse_text(_CALL_FORMS[form], ["ask_model", "hypothesis_tracking"]) == Call("ask_model", _ASK)
-
-
-def test_tagged_calls_of_unknown_tools_finals_and_garbage() -> None:
-    tools = ["ask_model"]
-    assert parse_text('<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>', tools) == Call(
-        "get_weather", {})
-    final = '<tool_call>{"name": "final", "arguments": {"description": "Cake baking."}}</tool_call>'
-    assert parse_text(final, tools) == Final("Cake baking.")
-    assert parse_text('{"name": "final_answer", "arguments": "{\\"description\\": \\"Cakes.\\"}"}', tools) == Final(
-        "Cakes.")
-    broken = parse_text("<tool_call>ask the model about cakes</tool_call>", tools)
-    assert isinstance(broken, ParseError) and "<tool_call>" in broken.message and "CALL(" in broken.message
-    assert isinstance(parse_text('I like this JSON: {"colour": "red"}', tools), ParseError)
-    assert isinstance(parse_text('{"name": "Alice", "arguments": {}}', tools), ParseError)
-
-
-@pytest.mark.reliability
-def test_a_small_models_tool_call_json_drives_the_text_loop(llm_env: None) -> None:
-    env = RecordedEnvironment(CAKE_ENV)
-    script = [{"text": _CALL_FORMS["qwen <tool_call>"]},
-              {"text": _CALL_FORMS["openai function JSON in prose"]},
-              {"text": "<tool_call>\nnot json at all\n</tool_call>"},
-              {"text": '<tool_call>{"name": "final", "arguments": {"description": "Cake baking."}}</tool_call>'}]
-    with ScriptedLLMServer(script) as server:
-        result = run_agent(env, _openai(server), Transcript(), protocol="text")
-    asked = [c for c in env.calls if c[0] == "ask_model"]
-    assert asked == [("ask_model", _ASK), ("ask_model", _ASK)]
-    replies = [b["messages"][-1]["content"] for b in server.bodies()[1:]]
-    assert replies[0].startswith("TOOL RESULT") and replies[1].startswith("TOOL RESULT")
-    assert "<tool_call> block is not" in replies[2]
-    assert result.description == "Cake baking." and result.ended_by == "final" and result.tested
-
-
 @pytest.mark.reliability
 def test_malformed_calls_get_error_messages_not_crashes(llm_env: None) -> None:
     env = RecordedEnvironment(CAKE_ENV)
