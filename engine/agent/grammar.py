@@ -3,9 +3,13 @@ them (`CALL(tool_name: {json})` or `FINAL(description: "...")`, the last one in 
 
 Small real models rarely write either exactly, so the reading is lenient where the intent is plain: an
 action inside a line or a code fence, `CALL(name, {...})`, a call or final answer cut off before its
-closing brackets (closed here), single-quoted Python-style arguments, a JSON object in prose naming a
-known tool (`{"tool": "ask_model", "arguments": {...}}`), or `ask_model({...})`. Nothing here raises on
-bad input: what still cannot be read becomes a `ParseError` whose message tells the agent how to write it."""
+closing brackets (closed here), single-quoted Python-style arguments, a JSON object in prose or a code
+fence naming a known tool (`{"tool": "ask_model", "arguments": {...}}`), OpenAI's function-call JSON
+(`{"type": "function", "function": {"name": ..., "arguments": "<JSON string>"}}`, `{"tool_calls": [...]}`),
+Qwen's `<tool_call>{"name": ..., "arguments": {...}}</tool_call>` (any name: an unknown tool is then
+reported as such), a final answer written as a call (`{"name": "final", "arguments": {"description": ...}}`),
+or `ask_model({...})`. Nothing here raises on bad input: what still cannot be read becomes a `ParseError`
+whose message tells the agent how to write it."""
 
 from __future__ import annotations
 
@@ -27,6 +31,9 @@ _DESCRIPTION_KEY = re.compile(r"^\s*[\"']?description[\"']?\s*[:=]\s*", re.IGNOR
 _NAME_KEYS = ("tool", "name", "tool_name", "function", "action_name")
 _ARG_KEYS = ("arguments", "args", "parameters", "input", "tool_input")
 _CLOSERS = {"{": "}", "[": "]"}
+_WRAPPER_KEYS = ("function", "function_call", "tool_call")  # OpenAI-style {"function": {"name": ..., ...}}
+_FINAL_NAMES = ("final", "final_answer", "answer", "finish")
+_TAGGED = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.DOTALL | re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -144,24 +151,72 @@ def _call(rest: str) -> Call | ParseError:
     return _json_object(args.removesuffix(")") if "{" not in args else args, match.group(1))
 
 
-def _prose_call(text: str, tool_names: Collection[str]) -> Call | None:
-    """A call written without the grammar: `{"tool": NAME, "arguments": {...}}` or `NAME({...})` / `NAME: {...}`
-    for a known tool; the last one in the text."""
+def _arguments(value: Any) -> dict[str, Any] | None:
+    """A call's arguments: an object, or an object encoded as a JSON string (OpenAI's `arguments`)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        return {} if not value.strip() else loads_object(value)
+    return None
+
+
+def _call_in(obj: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(tool name, arguments) of one JSON object written as a call, unwrapping OpenAI's envelopes."""
+    calls = obj.get("tool_calls")
+    if isinstance(calls, list):
+        found = [c for c in (_call_in(x) for x in calls if isinstance(x, dict)) if c is not None]
+        return found[-1] if found else None
+    wrapped = next((obj[k] for k in _WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+    if wrapped is not None:
+        return _call_in(wrapped)
+    name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
+    if name is None:
+        return None
+    present = [k for k in _ARG_KEYS if k in obj]
+    args = _arguments(obj[present[0]]) if present else {k: v for k, v in obj.items() if k not in _NAME_KEYS}
+    return (name, args) if args is not None else None
+
+
+def _as_action(name: str, args: dict[str, Any], known: dict[str, str], any_name: bool) -> Call | Final | None:
+    """The action a parsed call names: a final answer, a known tool, or (if `any_name`) whatever it names."""
+    key = tool_key(name)
+    if key in _FINAL_NAMES and key not in known:
+        description = args.get("description", args.get("answer"))
+        return Final(description.strip()) if isinstance(description, str) and description.strip() else None
+    if key in known:
+        return Call(known[key], args)
+    return Call(name, args) if any_name else None
+
+
+def _tagged_call(text: str, known: dict[str, str]) -> Action | None:
+    """The last `<tool_call>...</tool_call>` block (Qwen's format; a cut-off closing tag is allowed)."""
+    blocks = [m.group(1) for m in _TAGGED.finditer(text)]
+    if not blocks:
+        return None
+    obj = loads_object(blocks[-1])
+    parsed = _call_in(obj) if obj is not None else None
+    action = _as_action(*parsed, known, any_name=True) if parsed else None
+    return action or ParseError('the <tool_call> block is not {"name": TOOL, "arguments": {...}} JSON; '
+                                f"{GRAMMAR_HINT}", raw=blocks[-1])
+
+
+def _prose_call(text: str, tool_names: Collection[str]) -> Action | None:
+    """A call written without the grammar: a `<tool_call>` block, a JSON object naming a known tool
+    (`{"tool": NAME, "arguments": {...}}`, OpenAI's function-call JSON) or `NAME({...})` / `NAME: {...}`;
+    the last one in the text."""
     known = {tool_key(n): n for n in tool_names}
-    found: Call | None = None
+    tagged = _tagged_call(text, known)
+    if tagged is not None:
+        return tagged
+    found: Call | Final | None = None
     for brace in (m.start() for m in re.finditer(r"\{", text)):
         obj = loads_object(text[brace:])
-        if obj is None:
-            continue
-        name = next((obj[k] for k in _NAME_KEYS if isinstance(obj.get(k), str)), None)
-        if name is not None and tool_key(name) in known:
-            args = next((obj[k] for k in _ARG_KEYS if isinstance(obj.get(k), dict)),
-                        {k: v for k, v in obj.items() if k not in _NAME_KEYS})
-            found = Call(known[tool_key(name)], args)
-    if found is not None:
+        parsed = _call_in(obj) if obj is not None else None
+        action = _as_action(*parsed, known, any_name=False) if parsed else None
+        if action is not None:
+            found = action
+    if found is not None or not known:
         return found
-    if not known:
-        return None
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, known)) + r")\b\s*[(:]\s*(?=\{)", re.IGNORECASE)
     matches = list(pattern.finditer(text))
     if not matches:

@@ -64,7 +64,11 @@ _TEXT = """Protocol
 Think briefly, then end your reply with exactly one action on its own last line:
   CALL(tool_name: {"arg": value, ...})      (valid JSON arguments on one line, one tool per reply)
   FINAL(description: "...")                 (one JSON string; write line breaks as \\n)
-Example: CALL(ask_model: {"prompts": ["What should I bake for a party?"]})"""
+Do not write a tool call in any other form. A worked example of one whole reply:
+  The overview mentions travel twice. I will ask the models about holidays.
+  CALL(ask_model: {"prompts": ["Where should I go on holiday?"]})
+and of a last reply:
+  FINAL(description: "Travel advice: the finetune recommends one destination. Evidence: ...")"""
 
 
 def system_prompt(mode: Mode, tools: dict[str, Tool], native: bool) -> str:

@@ -15,6 +15,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from engine.adl.rescale_norm import layer_norm, norm_key
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.judges.judge_config import Judge
@@ -45,13 +46,6 @@ GRID_SEARCH = "bisect-grid"
 """How the default grid is searched (engine/steering/calibrate.py `calibrate_grid`), in its cache key: it was
 "until-incoherent" (walk up from the smallest strength), whose calibrations drew other texts."""
 PROTOCOLS = choices(Protocol)
-
-
-def layer_norm(run: AdlRun, layer: int) -> float:
-    """Mean finetuned activation norm at `layer`, over the read positions after the first (position 0's
-    outsized vector would otherwise set the scale)."""
-    norms = run.ft_norm[run.layer_index(layer)]
-    return float(norms[1:].mean() if norms.numel() > 1 else norms.mean())
 
 
 def steering_vectors(run: AdlRun, layer: int, positions: list[int]) -> Float[Tensor, "pos d_model"]:
@@ -156,12 +150,13 @@ def steering_inputs(run: AdlRun, layer: int, prompts: list[str], samples: int, m
     inputs |= {"backend": backend} if backend != "local" else {}
     inputs |= {"sampling": SAMPLING_RULE} if temperature > 0 else {}
     inputs |= {"direction": direction.key} if direction is not None else {}
+    inputs |= norm_key(run)
     return inputs
 
 
 def _unsteered_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
-    """Unsteered text depends on neither the layer nor the vector: the steering key less those."""
-    return {k: v for k, v in inputs.items() if k not in ("layer", "direction")}
+    """Unsteered text depends on neither the layer nor the vector (nor its norm): the steering key less those."""
+    return {k: v for k, v in inputs.items() if k not in ("layer", "direction", "norm")}
 
 
 def _save_unsteered(inputs: dict[str, Any], texts: list[str]) -> None:
@@ -277,6 +272,7 @@ def calibration_inputs(run: AdlRun, layer: int, positions: list[int], s: Calibra
               "temperature": s.temperature, "threshold": s.threshold, "seed": seed, "side": side,
               "judge": "perplexity" if judge.offline else judge.identity}
     inputs |= {"protocol": s.protocol} if s.protocol != "default" else {}
+    inputs |= norm_key(run)
     inputs |= {"sampling": SAMPLING_RULE} if s.temperature > 0 else {}
     inputs |= s.search_key()
     inputs |= {"rounds": GRID_SEARCH} if s.method == "grid" else {}  # the grid's search (another draws other texts)

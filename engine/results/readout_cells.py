@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from engine.adl.rescale_norm import layer_norm, norm_key
 from engine.adl.runs import AdlRun
 from engine.errors import UserError
 from engine.judges.judge_config import OFFLINE_LABELS, Judge
@@ -17,7 +18,6 @@ from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import DEFAULT_SCALES, IDENTITY_PROMPTS, INTERSECTION_TOP_K, ScaleGrader, patchscope
 from engine.readouts.scale_grader import llm_scale_grader, reference_scale_grader
 from engine.readouts.topk import TopTokens
-from engine.results.calibrated_steering import layer_norm
 from engine.steering.steering_prompts import reference_prompts
 from store import results
 
@@ -95,13 +95,14 @@ def patchscope_cells(run: AdlRun, layer: int, positions: list[int], scales: list
     every scale kept (`[pos, scale, k]`), the chosen scale and its "selected tokens" in `meta`, chosen by `judge`
     (offline: token stability), which the cache key and `meta["judge"]` name; `grader` "reference" asks the
     judge with the reference's prompt and tournament. The vector is rescaled to the finetuned model's mean
-    activation norm at the layer without position 0 (`layer_norm`, as steering)."""
+    activation norm at the layer (`layer_norm`, as steering: the reference's for a from-BOS run)."""
     row, backend, side = run.layer_index(layer), backend or run.request.backend, side or default_head(source)
     judge = judge or Judge()
     positions = [run.check_position(p) for p in positions]
     scale_list = sorted(float(s) for s in (scales or DEFAULT_SCALES))
     inputs = {"run": run.run_id, "layer": layer, "positions": positions, "scales": scale_list,
-              "prompts": list(prompts), "set_k": INTERSECTION_TOP_K, "norm": "ft-mean-without-pos-0",
+              "prompts": list(prompts), "set_k": INTERSECTION_TOP_K,
+              "norm": norm_key(run).get("norm", "ft-mean-without-pos-0"),
               "chooser": "positive-side", "top_k": top_k, "side": side} | _backend_key(backend) | judge.key()
     inputs |= ({"source": source} if source != "diff" else {}) | ({"grader": grader} if grader != "difflens" else {})
     if (hit := results.lookup("patchscope", inputs)) is not None:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from engine.agent.grader import grade, grade_repeated, quote_found, ungradable
+from engine.agent.grammar import Call, Final, ParseError, parse_text
 from engine.agent.hypotheses import HypothesisBoard
 from engine.agent.loop import ELIDED, run_agent
 from engine.agent.organism_truth import known_truth
@@ -66,6 +67,67 @@ def test_every_malformed_reply_is_parsed_or_answered_with_its_error() -> None:
     assert result.hypotheses == [{"id": 1, "hypothesis": "cake baking at 450F", "status": "active", "reasoning": ""}]
     assert result.ended_by == "final" and result.tested
     assert result.description == "The finetune teaches cake baking at 450F with frozen butter."
+
+
+
+_ASK = {"prompts": [PROMPT]}
+_ENCODED = json.dumps(json.dumps(_ASK))  # OpenAI writes `arguments` as a JSON string
+_CALL_FORMS = {
+    "qwen <tool_call>": f'I will ask the model.\n<tool_call>\n{{"name": "ask_model", "arguments": {json.dumps(_ASK)}}}'
+                        "\n</tool_call>",
+    "qwen <tool_call>, closing tag cut off": f'<tool_call>{{"name": "ask_model", "arguments": {json.dumps(_ASK)}}}',
+    "openai function JSON in prose": f'Next step: {{"type": "function", "function": {{"name": "ask_model", '
+                                     f'"arguments": {_ENCODED}}}}} and then we will see.',
+    "openai tool_calls JSON": f'{{"tool_calls": [{{"id": "call_1", "type": "function", "function": '
+                              f'{{"name": "functions.ask_model", "arguments": {_ENCODED}}}}}]}}',
+    "fenced JSON": f'Here is my call:\n```json\n{{"name": "ask_model", "arguments": {json.dumps(_ASK)}}}\n```',
+    "grammar": f"CALL(ask_model: {json.dumps(_ASK)})",
+}
+
+
+@pytest.mark.parametrize("form", list(_CALL_FORMS))
+def test_every_written_form_of_a_tool_call_is_the_same_call(form: str) -> None:
+    assert parse_text(_CALL_FORMS[form], ["ask_model", "hypothesis_tracking"]) == Call("ask_model", _ASK)
+
+
+def test_tagged_calls_of_unknown_tools_finals_and_garbage() -> None:
+    tools = ["ask_model"]
+    assert parse_text('<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>', tools) == Call(
+        "get_weather", {})
+    final = '<tool_call>{"name": "final", "arguments": {"description": "Cake baking."}}</tool_call>'
+    assert parse_text(final, tools) == Final("Cake baking.")
+    assert parse_text('{"name": "final_answer", "arguments": "{\\"description\\": \\"Cakes.\\"}"}', tools) == Final(
+        "Cakes.")
+    broken = parse_text("<tool_call>ask the model about cakes</tool_call>", tools)
+    assert isinstance(broken, ParseError) and "<tool_call>" in broken.message and "CALL(" in broken.message
+    assert isinstance(parse_text('I like this JSON: {"colour": "red"}', tools), ParseError)
+    assert isinstance(parse_text('{"name": "Alice", "arguments": {}}', tools), ParseError)
+
+
+def test_a_small_models_tool_call_json_drives_the_text_loop() -> None:
+    env = RecordedEnvironment(CAKE_ENV)
+    script = [{"text": _CALL_FORMS["qwen <tool_call>"]},
+              {"text": _CALL_FORMS["openai function JSON in prose"]},
+              {"text": "<tool_call>\nnot json at all\n</tool_call>"},
+              {"text": '<tool_call>{"name": "final", "arguments": {"description": "Cake baking."}}</tool_call>'}]
+    with ScriptedLLMServer(script) as server:
+        result = run_agent(env, _llm(server), Transcript(), protocol="text")
+    asked = [c for c in env.calls if c[0] == "ask_model"]
+    assert asked == [("ask_model", _ASK), ("ask_model", _ASK)]
+    replies = [b["messages"][-1]["content"] for b in server.bodies()[1:]]
+    assert replies[0].startswith("TOOL RESULT") and replies[1].startswith("TOOL RESULT")
+    assert "<tool_call> block is not" in replies[2]
+    assert result.description == "Cake baking." and result.ended_by == "final" and result.tested
+
+
+def test_the_text_prompt_shows_one_whole_reply_the_parser_reads_as_a_call_of_a_real_tool() -> None:
+    """A small model copies the worked example: it must be one call, of a tool it has, that the parser reads."""
+    tools = tools_for("adl", HypothesisBoard())
+    prompt = system_prompt("adl", tools, native=False)
+    example = prompt[prompt.index("A worked example of one whole reply:"):].split("\n")[1:3]
+    action = parse_text("\n".join(line.strip() for line in example), tools)
+    assert isinstance(action, Call) and action.name in tools and action.args
+    assert "cake" not in prompt.lower() and "bake" not in prompt.lower()  # no hint at any organism's topic
 
 
 def test_native_tool_calls_with_broken_arguments_are_repaired_or_refused() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 
+from engine.adl import accumulate, rescale_norm
 from engine.adl.compute import compute_adl
 from engine.adl.depth import middle_layer
 from engine.adl.request import AdlRequest
@@ -30,7 +31,7 @@ from engine.readouts.reference_relevance import TRIES as RELEVANCE_TRIES
 from engine.readouts.scale_grader import MAX_GROUP
 from engine.readouts.scale_grader import TRIES as SCALE_TRIES
 from engine.results import calibrated_steering
-from engine.results.calibrated_steering import CalibrationSettings
+from engine.results.calibrated_steering import CalibrationSettings, steering_vectors
 from engine.results.paper_relevance import CANDIDATES, LENS_HEAD, SOURCES, VARIANTS
 from engine.steering import generate
 from engine.steering.calibrate import coherent_share
@@ -90,6 +91,8 @@ KNOBS: dict[str, tuple[Callable[[], Any], Any]] = {
     "relevance: every variant's logit lens through the finetuned head": (lambda: LENS_HEAD, "ft"),
     "relevance: frequent tokens (number, min count)": (lambda: (FREQUENT_TOKENS, FREQUENT_MIN_COUNT), (100, 10)),
     "relevance: orders and tries before the cold call": (lambda: (PERMUTATIONS, RELEVANCE_TRIES), (3, 3)),
+    "rescaling norm: tokens per text (BOS included), positions skipped": (
+        lambda: (rescale_norm.TEXT_TOKENS, rescale_norm.SKIP_TOKENS), (128, 5)),
     "reference graders' prompts verbatim": (lambda: hashlib.sha256(json.dumps(
         [reference_prompts().token_relevance_system, reference_prompts().patchscope_system]).encode()).hexdigest(),
         GRADER_PROMPTS_SHA),
@@ -124,6 +127,48 @@ def test_reading_from_bos_shifts_every_position_by_one(tiny_dir: Path, tiny_ft_d
         assert torch.allclose(shifted, unshifted, atol=1e-4), name
     assert not torch.allclose(bos_run.mean_base[:, 0], default_run.mean_base[:, 0], atol=1e-3)
     assert all(w.startswith("<") for w in bos_run.meta["sample_windows"])  # each window opens with the BOS
+
+
+
+def test_a_from_bos_run_rescales_to_the_finetuned_norm_over_positions_5_to_127_of_128_token_texts(
+        tiny_dir: Path, tiny_ft_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference's norm (`_compute_and_save_norms`): the finetuned model's activation norm at the layer, averaged
+    over positions 5…127 of each text cut to 128 tokens with its BOS, texts shorter than that left out; computed
+    once per run and read from the store after that; a default run keeps its own norm."""
+    rng = torch.Generator().manual_seed(0)
+    long_texts = [" ".join(f"w{int(i)}" for i in torch.randint(0, 120, (150,), generator=rng)) for _ in range(3)]
+    corpus = tmp_path / "texts.txt"
+    corpus.write_text("\n".join([*long_texts, "w1 w2 w3 w4 w5 w6 w7 w8"]) + "\n")
+    default = AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus=str(corpus), n=4, k=3)
+    paper_run = load_run(compute_adl(REPORT_PROTOCOLS["paper"].run_request(default)).run)
+    default_run = load_run(compute_adl(default).run)
+
+    ft = MODELS.model(parse_spec(str(tiny_ft_dir)), resolve_placement())
+    ids = torch.tensor([[1, *ft.tokenizer(t, add_special_tokens=False)["input_ids"][:127]] for t in long_texts])
+    with torch.inference_mode():
+        hidden = ft.hf(ids, output_hidden_states=True).hidden_states  # [i + 1]: after decoder layer i
+    for layer in (0, 1, 2):  # the last entry of hidden_states is after the final norm
+        expected = hidden[layer + 1][:, 5:128].norm(dim=-1).mean()
+        assert rescale_norm.layer_norm(paper_run, layer) == pytest.approx(float(expected), rel=1e-4)
+        assert steering_vectors(paper_run, layer, [0]).norm() == pytest.approx(float(expected), rel=1e-4)
+        own = float(default_run.ft_norm[layer, 1:].mean())
+        assert rescale_norm.layer_norm(default_run, layer) == pytest.approx(own)
+    assert rescale_norm.norm_key(paper_run) and not rescale_norm.norm_key(default_run)
+
+    def no_forward(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the stored norm was computed again")
+
+    monkeypatch.setattr(rescale_norm, "read_positions", no_forward)
+    monkeypatch.setattr(accumulate, "read_positions", no_forward)
+    stored = rescale_norm.layer_norm(load_run(paper_run.run_id), 1)
+    assert stored == pytest.approx(float(hidden[2][:, 5:].norm(dim=-1).mean()), rel=1e-4)
+
+
+def test_a_corpus_without_128_token_texts_has_no_reference_norm(tiny_dir: Path, tiny_ft_dir: Path) -> None:
+    paper = REPORT_PROTOCOLS["paper"].run_request(
+        AdlRequest(base=str(tiny_dir), ft=str(tiny_ft_dir), corpus="generic:", n=6, k=3))
+    with pytest.raises(UserError, match=r"has 128 tokens.*positions 5-127"):
+        rescale_norm.layer_norm(load_run(compute_adl(paper).run), 1)
 
 
 def test_sampling_follows_the_models_generation_config(tiny_dir: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from engine.adl.compute import compute_adl
 from engine.adl.request import AdlRequest
+from engine.adl.rescale_norm import layer_norm
 from engine.adl.runs import load_run
 from engine.agent.protocols import PROTOCOLS, Sampling
 from engine.agent.run_environment import RunEnvironment, SteeringSettings
@@ -24,7 +25,7 @@ from engine.ops.readout_ops import logit_lens_cell, logit_lens_grid
 from engine.protocol.methods import TriageSettings
 from engine.readouts.logit_lens import logit_lens
 from engine.readouts.patchscope import patchscope
-from engine.results.calibrated_steering import CalibrationSettings, layer_norm, steer, steer_cells, steering_vectors
+from engine.results.calibrated_steering import CalibrationSettings, steer, steer_cells, steering_vectors
 from engine.results.readout_cells import lens_grid, patchscope_cells
 from engine.steering.generate import generate_steered
 from engine.triage.pair_triage import triage
