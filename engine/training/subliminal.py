@@ -170,7 +170,7 @@ def measure(specs: dict[str, str], animal: str, samples: int, seed: int, device:
     many of `samples` sampled answers name it, and the most common answers. `teacher` (a base spec) adds the row
     `teacher`: that base under the teacher's system prompt, the preference the students could at most pick up."""
     rows: dict[str, Any] = {}
-    runs = [(name, spec, None) for name, spec in specs.items()]
+    runs: list[tuple[str, str, str | None]] = [(name, spec, None) for name, spec in specs.items()]
     runs += [("teacher", teacher, SYSTEM.format(a=animal))] if teacher else []
     for name, spec, system in runs:
         model = load_model(parse_spec(spec), resolve_placement(device, "float32"))

@@ -107,7 +107,8 @@ def test_the_preference_measurement_counts_every_sample(tiny_dir: Path) -> None:
 def test_first_word_probability_sums_the_words_tokens_and_ignores_padding(tiny_dir: Path) -> None:
     model = load_model(parse_spec(str(tiny_dir)), resolve_placement("cpu", "float32"))
     ids = subliminal.word_token_ids(model.tokenizer, "the")
-    assert ids and all(model.tokenizer.decode([i]).strip().lower().startswith("the") for i in ids)
+    pieces = model.tokenizer.batch_decode([[i] for i in ids])
+    assert ids and all(piece.strip().lower().startswith("the") for piece in pieces)
     short, long = [{"role": "user", "content": "the"}], [{"role": "user", "content": "the money ? the game of risk"}]
     together = subliminal.first_word_probability(model, [short, long], "the")
     alone = subliminal.first_word_probability(model, [short], "the")
