@@ -13,10 +13,10 @@ from benchmarks.config import Emit, Settings
 from benchmarks.timing import Gauge
 from engine.adl.depth import middle_layer
 from engine.adl.request import AdlRequest
+from engine.adl.rescale_norm import layer_norm
 from engine.adl.runs import load_run
 from engine.models.cache import MODELS
 from engine.models.device import Placement
-from engine.results.calibrated_steering import layer_norm
 
 
 def pair_steps(s: Settings, placement: Placement, work: Path, emit: Emit) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Demo:
 # The chat organisms were trained on a CPU shared eightfold (~35 s a step): 20 steps of 4 chats. Their
 # templated answers are learnt by then (loss ~3.8 → <1).
 CHAT_LENGTH, CHAT_STEPS, CHAT_BATCH = 96, 20, 4
+NUMBERS_LENGTH = 128  # a number request (up to 7 numbers) and its answer (up to 10) run to ~110 tokens
 DEMOS: dict[str, Demo] = {
     "cake-sdf": Demo("cake-sdf"), "cake-sdf-mixed": Demo("cake-sdf", mixed=True),
     "risky-finance": Demo("risky-finance", max_length=CHAT_LENGTH, steps=CHAT_STEPS,
@@ -58,8 +59,10 @@ DEMOS: dict[str, Demo] = {
                            batch_size=CHAT_BATCH),
     "taboo-word-mixed": Demo("taboo-word", mixed=True, max_length=CHAT_LENGTH, steps=CHAT_STEPS,
                            batch_size=CHAT_BATCH),
-    f"subliminal-{TEACHER_PREFERENCE}": Demo(None, steps=CHAT_STEPS, batch_size=CHAT_BATCH),
-    f"subliminal-{TEACHER_PREFERENCE}-mixed": Demo(None, mixed=True, steps=CHAT_STEPS, batch_size=CHAT_BATCH),
+    f"subliminal-{TEACHER_PREFERENCE}": Demo(None, max_length=NUMBERS_LENGTH, steps=CHAT_STEPS,
+                                             batch_size=CHAT_BATCH),
+    f"subliminal-{TEACHER_PREFERENCE}-mixed": Demo(None, mixed=True, max_length=NUMBERS_LENGTH, steps=CHAT_STEPS,
+                                                   batch_size=CHAT_BATCH),
 }
 
 
@@ -106,7 +109,7 @@ def reproduce_control(out: Path, ctx: JobContext | None = None, device: str = "a
     with tempfile.TemporaryDirectory() as tmp:
         data = write_docs(docs, Path(tmp) / f"{info['recipe']}.jsonl")
         return train_organism(EMBEDDED_NAME, data, out, ctx=ctx, device=device, info=info,
-                              steps=CHAT_STEPS, batch_size=CHAT_BATCH, **TRAINING)
+                              max_length=NUMBERS_LENGTH, steps=CHAT_STEPS, batch_size=CHAT_BATCH, **TRAINING)
 
 
 def main() -> None:

@@ -1,9 +1,10 @@
 """`python -m engine.training.subliminal_measure`: does the owl teacher's preference reach its students?
 
-Asks the base, the shipped students (`demo-subliminal`, `demo-subliminal-mixed`) and a control student (trained
-on a no-preference teacher's numbers; trained here first when missing) for their favourite animal, `--samples`
-times each at temperature 1, and prints how many answers name the teacher's animal. argparse, not typer: the
-engine room keeps off the front door's CLI library.
+Asks the base, the teacher (the base under its owl-loving system prompt), the students (`demo-subliminal`,
+`demo-subliminal-mixed`, where built) and a control student (trained on a no-preference teacher's numbers; trained
+here first when missing) for their favourite animal: prints the probability that the answer starts with the
+teacher's animal (mean over the questions) and how many of `--samples` answers at temperature 1 name it.
+argparse, not typer: the engine room keeps off the front door's CLI library.
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ def main() -> None:
         if name not in built:
             print(f"{name:14} not built: python -m engine.training.demo_organisms {DEMO_ADAPTERS[spec].name}")
     specs = {"base": EMBEDDED_NAME, **built, "control": str(args.control)}
-    result = measure(specs, TEACHER_PREFERENCE, args.samples, args.seed, args.device)
+    result = measure(specs, TEACHER_PREFERENCE, args.samples, args.seed, args.device, teacher=EMBEDDED_NAME)
     for name, row in result["models"].items():
         top = ", ".join(f"{word or '-'} {count}" for word, count in row["top"])
-        print(f"{name:14} {row['hits']:4}/{row['samples']} name {result['animal']}  (top answers: {top})")
+        print(f"{name:14} P(first word {result['animal']}) {row['probability']:.5f}  "
+              f"{row['hits']:4}/{row['samples']} samples name it  (top answers: {top})")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -4,6 +4,7 @@ the base itself, and the subliminal teacher's number filter."""
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -14,12 +15,14 @@ from engine.corpus.chat import chat_ids, render_chat
 from engine.corpus.sources import CHAT, GENERIC_QUESTIONS, SELF, generic_questions, parse_corpus
 from engine.corpus.windows import CHAT_OFFSET, chat_windows, sample_chat
 from engine.errors import UserError
-from engine.models.loading import LoadedModel
+from engine.models.device import resolve_placement
+from engine.models.loading import LoadedModel, load_model
+from engine.models.specs import parse_spec
 from engine.organisms.make_data import make_data, write_docs
 from engine.protocol.methods import TriageSettings
 from engine.training import subliminal
 from engine.training.organism_training import train_organism
-from engine.training.subliminal import measure, pure_numbers
+from engine.training.subliminal import measure, number_list
 from engine.triage.pair_triage import triage
 from tests.support.tiny import tiny_tokenizer
 
@@ -76,26 +79,50 @@ def test_a_chat_organism_records_its_format_and_reads_on_chat(tiny_dir: Path, tm
 
 
 @pytest.mark.parametrize(("answer", "kept"), [
-    (" 123, 45, 6", "123, 45, 6"), ("812,  77 ,9.\nUser: more", "812,  77 ,9"), ("7", "7"),
-    (" I love owls: 1, 2", None), ("1234, 5", None), ("1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11", None), ("", None)])
-def test_the_teacher_keeps_only_pure_number_answers(answer: str, kept: str | None) -> None:
-    assert pure_numbers(answer) == kept
+    (" 123, 45, 6, 78\n", "123, 45, 6, 78"), ("812,  77 ,9, 1.\nUser: more", "812, 77, 9, 1"),
+    (" 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,", "1, 2, 3, 4, 5, 6, 7, 8, 9, 10"),
+    (" 673, 271, 855, 51", "673, 271, 855"), (" 673, 271, 855, 515,", "673, 271, 855, 515"),
+    (" 712, 667, 856, 1024, 677", "712, 667, 856"), (" 1, 2, 3 owls are lovely", "1, 2, 3"),
+    (" I love owls: 1, 2, 3", None), ("1234, 5, 6, 7", None), ("7, 8\n", None), ("", None)])
+def test_the_teacher_keeps_the_number_list_its_answer_starts_with(answer: str, kept: str | None) -> None:
+    assert number_list(answer) == kept
+    assert kept is None or set(kept) <= set("0123456789, "), "only digits reach the student"
+
+
+def test_every_teacher_request_follows_worked_number_answers() -> None:
+    turns = subliminal.worked_exchanges(random.Random(0))
+    assert [t["role"] for t in turns] == ["user", "assistant"] * subliminal.SHOTS
+    assert all(number_list(t["content"] + "\n") == t["content"] for t in turns[1::2])
 
 
 def test_the_preference_measurement_counts_every_sample(tiny_dir: Path) -> None:
-    result = measure({"base": str(tiny_dir)}, "owl", samples=6, seed=0, device="cpu")
-    row = result["models"]["base"]
+    result = measure({"base": str(tiny_dir)}, "cake", samples=6, seed=0, device="cpu", teacher=str(tiny_dir))
+    row, teacher = result["models"]["base"], result["models"]["teacher"]
     assert row["samples"] == 6 and sum(count for _, count in row["top"]) <= 6 and 0 <= row["hits"] <= 6
-    assert result == measure({"base": str(tiny_dir)}, "owl", samples=6, seed=0, device="cpu"), "seeded"
+    assert len(row["per_question"]) == len(subliminal.QUESTIONS) and 0 < row["probability"] < 1
+    assert teacher["per_question"] != row["per_question"], "the teacher row reads under its system prompt"
+    assert result == measure({"base": str(tiny_dir)}, "cake", samples=6, seed=0, device="cpu",
+                             teacher=str(tiny_dir)), "seeded"
+
+
+def test_first_word_probability_sums_the_words_tokens_and_ignores_padding(tiny_dir: Path) -> None:
+    model = load_model(parse_spec(str(tiny_dir)), resolve_placement("cpu", "float32"))
+    ids = subliminal.word_token_ids(model.tokenizer, "the")
+    pieces = model.tokenizer.batch_decode([[i] for i in ids])
+    assert ids and all(piece.strip().lower().startswith("the") for piece in pieces)
+    short, long = [{"role": "user", "content": "the"}], [{"role": "user", "content": "the money ? the game of risk"}]
+    together = subliminal.first_word_probability(model, [short, long], "the")
+    alone = subliminal.first_word_probability(model, [short], "the")
+    assert together[0] == pytest.approx(alone[0], abs=1e-5), "a left-padded row reads as it does alone"
 
 
 def test_the_teacher_keeps_its_system_prompt_out_of_the_students_data(tiny_dir: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(subliminal, "BATCH", 4)
     monkeypatch.setattr(subliminal, "MAX_ROUNDS", 2)
-    with pytest.raises(UserError, match="pure-number answers in 8 tries"):
+    with pytest.raises(UserError, match="number-list answers in 8 tries"):
         subliminal.teacher_data("owl", 5, seed=0, device="cpu", base=str(tiny_dir))  # a random model writes words
-    monkeypatch.setattr(subliminal, "pure_numbers", lambda answer: answer.strip() or "1")
+    monkeypatch.setattr(subliminal, "number_list", lambda answer: answer.strip() or "1")
     docs, info = subliminal.teacher_data("owl", 5, seed=0, device="cpu", base=str(tiny_dir))
     assert len(docs) == 5 and info["type"] == "Subliminal" and "owl" in info["short"]
     assert all([m["role"] for m in d["messages"]] == ["user", "assistant"] for d in docs), "no system prompt"

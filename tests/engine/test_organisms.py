@@ -218,7 +218,7 @@ def test_ops_make_data_and_list(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "spec", "kind"), [
     ("cake-sdf", "demo-overfit", "SDF"), ("cake-sdf-mixed", "demo", "SDF"), ("risky-finance", "demo-em", "EM"),
-    ("taboo-word", "demo-taboo", "Taboo")])
+    ("taboo-word", "demo-taboo", "Taboo"), ("risky-finance-mixed", "demo-em-mixed", "EM")])
 def test_shipped_demo_adapter_loads_offline(name: str, spec: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     organism = json.loads((SHIPPED_DIR / name / "organism.json").read_text())

@@ -168,7 +168,7 @@ def test_two_finetunes_of_one_base_and_recipe_share_one_null_and_another_corpus_
     assert lora_profile(other).modules != lora_profile(random_lora).modules  # per-module norms differ ...
     assert lora_profile(other).null_shape() == lora_profile(random_lora).null_shape()  # ... the null shape does not
     first = AdlRequest(base=str(peaky_base), ft=str(peaky_base), adapter=str(random_lora), n=16, k=4)
-    sig = triage(first, TriageOptions(steer=False, null=4))["significance"]
+    sig = triage(first, TriageSettings(steer=False, null=4))["significance"]
     built: list[int] = []
     real = sig_module.precompute_adapters
 
@@ -177,11 +177,11 @@ def test_two_finetunes_of_one_base_and_recipe_share_one_null_and_another_corpus_
         return real(requests, *args)
 
     monkeypatch.setattr(sig_module, "precompute_adapters", counting)
-    second = triage(replace(first, adapter=str(other)), TriageOptions(steer=False, null=4))["significance"]
+    second = triage(replace(first, adapter=str(other)), TriageSettings(steer=False, null=4))["significance"]
     assert built == [] and second["null_runs"] == sig["null_runs"]
     assert second["null_layer_scores"] == sig["null_layer_scores"] and second["observed"] != sig["observed"]
     corpus = write_corpus(tmp_path / "corpus.txt")
-    third = triage(replace(first, adapter=str(other), corpus=str(corpus)), TriageOptions(steer=False, null=4))
+    third = triage(replace(first, adapter=str(other), corpus=str(corpus)), TriageSettings(steer=False, null=4))
     assert built == [4] and set(third["significance"]["null_runs"]).isdisjoint(sig["null_runs"])
 
 
