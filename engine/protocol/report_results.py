@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.protocol.params import KEY
-from engine.protocol.results import Keywords, LayerChoice, PatchscopeCell, Result, Significance, SteerSample
+from engine.protocol.results import Keywords, LayerChoice, PatchscopeCell, Result, Significance, SteerSample, Token
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,13 +61,29 @@ class SteeringSimilarity(Result):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RelevanceCell(Result):
+    """The cell whose diff-lens tokens the judge found most relevant, with each source's relevance there."""
+
+    layer: int | None = None
+    pos: int | None = None
+    diff: float | None = None
+    base: float | None = None
+    ft: float | None = None
+
+    def summary(self, token: Token = str) -> str:
+        sources = ", ".join(f"{name} {value:.2f}" for name, value in
+                            (("diff", self.diff), ("base", self.base), ("ft", self.ft)) if value is not None)
+        return f"layer {self.layer} pos {self.pos} ({sources})"
+
+
+@dataclass(frozen=True, kw_only=True)
 class RelevanceSummary(Result):
     """The diff lens's token relevance: the best layer and its mean, the best cell, each layer's mean (keys are
     layers as text) and how many cells went ungraded."""
 
     best_layer: int | None = None
     best_layer_mean_diff_relevance: float | None = None
-    best_cell: dict[str, Any] = field(default_factory=dict)
+    best_cell: RelevanceCell | None = None
     per_layer_mean: dict[str, float | None] = field(default_factory=dict)
     ungraded_cells: int = 0
 

@@ -104,7 +104,8 @@ def report_view(report: TriageReport, cells: int = 3, samples: int = 2, grid: bo
                               "(counted as not coherent)", style="yellow"))
     if (summary := report.relevance_summary) is not None:
         parts.append(Text(f"token relevance (top-20 of the diff lens): best layer {summary.best_layer} "
-                          f"mean {summary.best_layer_mean_diff_relevance:.2f}; best cell {summary.best_cell}"
+                          f"mean {summary.best_layer_mean_diff_relevance:.2f}"
+                          + (f"; best cell {summary.best_cell.summary()}" if summary.best_cell else "")
                           + (f"; {summary.ungraded_cells} cells ungraded" if summary.ungraded_cells else "")))
     if report.paper is not None:
         parts.append(paper_tables(report, report.paper))
