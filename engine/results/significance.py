@@ -39,6 +39,7 @@ from store import results
 
 KIND = "null"
 PROFILE_KIND = "deltaprofile"
+NULL_DESIGN: Final = "null-shape/rms-octave"  # how the null adapters are shaped: a change here must rename it
 READABLE_Z: Final = 3.0
 SD_FLOOR: Final = 0.01  # scores are rounded to 1e-4; a null that never moves is not infinitely sure
 NO_TRACE: Final = "no readable trace"

@@ -11,6 +11,10 @@ from engine.adl.request import request_for
 from engine.judges.judge_config import resolve_judge
 from engine.models.specs import ModelSpec, parse_spec
 from engine.protocol.methods import TRIAGE_SETTINGS, TriagePair, TriageSettings
+from engine.results.calibrated_steering import GRID_SEARCH
+from engine.results.layer_choice import Criterion
+from engine.results.significance import NULL_DESIGN
+from engine.steering.generate import SAMPLING_RULE
 from engine.triage import state
 from engine.triage.hypothesis import one_line
 from engine.triage.pairs import PairEntry
@@ -23,6 +27,10 @@ REPORT_KEYS = ("layer", "positions", "top_k", "steer", "n_prompts", "max_strengt
 JUDGING_DEFAULTS: dict[str, tuple[Any, ...]] = {"judge": ("offline",), "protocol": (None, "default"),
                                                 "null_steer": (False,), "backend": ("local",)}
 _DEFAULTS = TriageSettings()
+# The methods a finished outcome was computed by: a board pair finished under an older null design, layer criterion,
+# calibration search or sampling rule is triaged again (its stages that did not change still hit their caches).
+METHODS: dict[str, Any] = {"null": NULL_DESIGN, "criterion": asdict(Criterion()), "calibration": GRID_SEARCH,
+                           "sampling": SAMPLING_RULE}
 
 
 @dataclass(frozen=True)
@@ -100,7 +108,7 @@ def _key(pair: TriagePair, llm: str | None) -> str:
         "base": request.base_spec.identity(), "ft": request.ft_spec.identity(), "corpus": request.corpus,
         "n": request.n, "k": request.k, "seed": request.seed, "layers": request.layers,
         "dtype": request.placement.dtype_name, "device": request.placement.device, "report": report,
-        "description": pair.description, "llm": llm, "null": pair.null}
+        "description": pair.description, "llm": llm, "null": pair.null, "methods": METHODS}
         | {k: v for k, v in judging.items() if v not in JUDGING_DEFAULTS[k]})
 
 

@@ -19,6 +19,7 @@ from engine.protocol.methods import TriagePair, TriageSettings
 from engine.protocol.params import JsonRecord, ParamsError
 from engine.triage import board as board_module
 from engine.triage import devices
+from engine.triage import planned as planned_module
 from engine.triage.planned import Planned
 
 BASE, FT = "gemma-3-270m", "demo"  # named models: their specs resolve without loading or converting anything
@@ -187,3 +188,16 @@ def test_a_planned_pair_survives_its_json(planned: list[Planned], triaged: list[
     for item in planned:
         assert Planned.from_json(json.loads(json.dumps(item.to_json()))) == item
     assert planned[-1].error and "does not exist" in planned[-1].error and planned[-1].loads is None
+
+
+def test_a_pair_finished_under_an_older_method_is_triaged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key names the null design, criterion, calibration search and sampling rule: a board re-run after any of
+    them changed recomputes the pair rather than showing the old significance."""
+    pair = TriagePair(base=BASE, ft=FT, n=8, k=3, steer=False)
+    before = planned_module.resolved("a", pair, None).key
+    assert planned_module.resolved("a", pair, None).key == before
+    for method, changed in [("null", "another-null-design"), ("calibration", "another-search"),
+                            ("sampling", "another-rule"), ("criterion", {"version": -1})]:
+        monkeypatch.setitem(planned_module.METHODS, method, changed)
+        assert planned_module.resolved("a", pair, None).key != before, method
+        monkeypatch.undo()
