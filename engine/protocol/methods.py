@@ -300,6 +300,19 @@ class TriageBoard(BoardOptions):
     reports: bool = False
     settings: dict[str, object] | None = None
 
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Self:
+        """Sessions recorded before the settings were one object sent them beside `pairs`: they are folded into
+        `settings` (its own keys win), so a replayed or re-run board means what it meant."""
+        if isinstance(data, Mapping):
+            own = {f.name for f in fields(cls)}
+            flat = {k: v for k, v in data.items() if k in TRIAGE_SETTINGS and k not in own}
+            if flat:
+                given = data.get("settings")
+                data = {**{k: v for k, v in data.items() if k not in flat},
+                        "settings": {**flat, **(given if isinstance(given, Mapping) else {})}}
+        return super().from_json(data)
+
 
 @dataclass(frozen=True, kw_only=True)
 class MakeData(Params):

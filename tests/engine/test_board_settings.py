@@ -15,7 +15,7 @@ from engine.adl.request import AdlRequest
 from engine.errors import UserError
 from engine.jobs import JobContext
 from engine.ops.board_ops import triage_board
-from engine.protocol.methods import TriagePair, TriageSettings
+from engine.protocol.methods import TriageBoard, TriagePair, TriageSettings
 from engine.protocol.params import JsonRecord, ParamsError
 from engine.triage import board as board_module
 from engine.triage import devices
@@ -201,3 +201,12 @@ def test_a_pair_finished_under_an_older_method_is_triaged_again(monkeypatch: pyt
         monkeypatch.setitem(planned_module.METHODS, method, changed)
         assert planned_module.resolved("a", pair, None).key != before, method
         monkeypatch.undo()
+
+
+def test_a_board_recorded_with_flat_settings_keeps_them() -> None:
+    """Sessions recorded before the settings were one object sent them beside `pairs`; replaying one must not
+    drop them silently (a `settings` object given too wins)."""
+    params = TriageBoard.from_json({"pairs": [{"name": "a", "base": BASE, "ft": FT}], "null": 4, "steer": False,
+                                    "settings": {"steer": True}, "reports": True})
+    assert params.settings == {"null": 4, "steer": True} and params.reports is True
+    assert TriageBoard.from_json({"pairs": "p.yaml"}).settings is None
