@@ -113,8 +113,8 @@ def parse_spec(text: str, *, adapter: str | None = None, trust_remote_code: bool
     if text in DEMO_ADAPTERS:
         demo = DEMO_ADAPTERS[text]
         if not is_adapter_dir(demo):
-            raise UserError(f"the {text} organism adapter is missing from this install",
-                            f"reinstall difflens or run `python -m engine.training.demo_organisms {demo.name}`")
+            raise UserError(f"the {text} organism is not built on this install (no adapter in {demo})",
+                            f"build it with `python -m engine.training.demo_organisms {demo.name}`")
         return ModelSpec("embedded", EMBEDDED_NAME, adapter=str(demo))
     if text.startswith("organism:"):
         spec_text, organism_adapter = resolve_organism(text.removeprefix("organism:"))
