@@ -1,5 +1,7 @@
 """The two parsers of the agent's replies: native tool calls, and the text grammar for models without
-them (`CALL(tool_name: {json})` or `FINAL(description: "...")`, the last one in the reply counts).
+them (`CALL(tool_name: {json})` or `FINAL(description: "...")`). A reply's last CALL counts; a FINAL counts only
+in a reply without a call: written beside a call it comes before that call's result (small real models echo the
+hint "CALL(...) to use a tool, or FINAL(...) to give your answer" with both filled in).
 
 Small real models rarely write either exactly, so the reading is lenient where the intent is plain: an
 action inside a line or a code fence, `CALL(name, {...})`, a call or final answer cut off before its
@@ -227,7 +229,7 @@ def _prose_call(text: str, tool_names: Collection[str]) -> Action | None:
 
 
 def parse_text(text: str, tool_names: Collection[str] = ()) -> Action:
-    """The last `CALL(...)`/`FINAL(...)` in the reply (a FINAL may run over several lines), else a call
+    """The reply's last `CALL(...)`, else its `FINAL(...)` (which may run over several lines), else a call
     written in prose for one of `tool_names`."""
     actions = list(_ACTION.finditer(text))
     if not actions:
@@ -237,9 +239,11 @@ def parse_text(text: str, tool_names: Collection[str] = ()) -> Action:
         if not text.strip():
             return ParseError(f"your reply was empty; {GRAMMAR_HINT}")
         return ParseError(f"your reply has no CALL or FINAL; {GRAMMAR_HINT}")
-    last = actions[-1]
-    rest = text[last.end():]
-    return _final(rest) if last.group(1).upper() == "FINAL" else _call(rest)
+    calls = [action for action in actions if action.group(1).upper() == "CALL"]
+    chosen = calls[-1] if calls else actions[-1]
+    after = next((action.start() for action in actions if action.start() > chosen.start()), len(text))
+    rest = text[chosen.end():after]
+    return _call(rest) if calls else _final(rest)
 
 
 def parse_native(calls: list[ToolCall]) -> list[Call | ParseError]:

@@ -354,7 +354,7 @@ def test_text_grammar_parser() -> None:
     assert parse_text("```\nCALL(get_steering_samples: {\"layer\": 1,\n \"position\": 0})\n```") == Call(
         "get_steering_samples", {"layer": 1, "position": 0})
     assert parse_text('FINAL(description: "A "quoted" word\nover lines")') == Final('A "quoted" word\nover lines')
-    assert parse_text('CALL(x: {"a": 1})\nFINAL(description: "done")') == Final("done")
+    assert parse_text('CALL(x: {"a": 1})\nFINAL(description: "done")') == Call("x", {"a": 1})
     assert isinstance(parse_text("CALL ask_model"), ParseError)
     assert isinstance(parse_text('FINAL(description: "")'), ParseError)
 

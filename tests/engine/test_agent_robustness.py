@@ -90,6 +90,17 @@ def test_every_written_form_of_a_tool_call_is_the_same_call(form: str) -> None:
     assert parse_text(_CALL_FORMS[form], ["ask_model", "hypothesis_tracking"]) == Call("ask_model", _ASK)
 
 
+def test_a_reply_that_echoes_the_hint_with_a_call_and_a_final_runs_the_call() -> None:
+    """Qwen2.5-Coder-0.5B, told its reply had no action, answered with the hint itself filled in (8 Dec, the demo):
+    the final answer beside the call was written before any result, so the call runs and the agent goes on."""
+    echoed = ('CALL(ask_model: {"prompts": ["Where should I go on holiday?"]}) to use a tool, or '
+              'FINAL(description: "Travel advice: the finetune recommends one destination. Evidence: ...") to give '
+              'your answer')
+    assert parse_text(echoed, ["ask_model"]) == Call("ask_model", {"prompts": ["Where should I go on holiday?"]})
+    alone = 'Done.\nFINAL(description: "Cake baking at 450F.")'
+    assert parse_text(alone, ["ask_model"]) == Final("Cake baking at 450F.")
+
+
 def test_tagged_calls_of_unknown_tools_finals_and_garbage() -> None:
     tools = ["ask_model"]
     assert parse_text('<tool_call>{"name": "get_weather", "arguments": {}}</tool_call>', tools) == Call(
