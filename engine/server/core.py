@@ -28,7 +28,7 @@ from engine.ops import REGISTRY, Op
 from engine.protocol import methods, wire
 from engine.server.failures import checked_result, error_for
 from engine.server.job_queue import JobManager
-from engine.server.peer import Peer
+from engine.server.peer import FLUSH_S, Peer
 
 log = logging.getLogger("difflens.engine")
 
@@ -258,7 +258,7 @@ class Engine:
         for peer in peers:
             peer.close()
         for peer in peers:
-            peer.wait_closed(2)
+            peer.wait_closed(FLUSH_S)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from engine.errors import UserError
 from engine.protocol import paths, wire
 from engine.server.core import Engine
-from engine.server.peer import Peer
+from engine.server.peer import FLUSH_S, Peer
 
 log = logging.getLogger("difflens.engine")
 
@@ -54,6 +54,7 @@ def serve_stdio(engine: Engine) -> Peer:
 
     def run() -> None:
         peer.serve()
+        peer.wait_closed(FLUSH_S)  # its last answers are written before the engine (and the process) stops
         engine.stop()   # a private engine lives as long as its one client
 
     threading.Thread(target=run, name="stdio-reader", daemon=True).start()

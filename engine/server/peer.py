@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("difflens.engine")
 
 MAX_OUTBOX = 10_000   # messages queued for one client before it is dropped as stalled
+FLUSH_S = 2.0         # how long a closing connection may take to write out its last answers
 
 
 class Peer:
